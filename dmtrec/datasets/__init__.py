@@ -1,0 +1,1 @@
+"""Datasets: NeRF-synthetic folders, reference-mesh views and the LightningDataModule."""

@@ -1,0 +1,1 @@
+"""File IO: images (PNG/HDR, sRGB <-> linear) and meshes (OBJ/MTL, GLB)."""

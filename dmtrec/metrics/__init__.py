@@ -1,0 +1,1 @@
+"""Metrics: image (PSNR, SSIM, LPIPS when installed) and geometry (Chamfer, F-score, ...)."""

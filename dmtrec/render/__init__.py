@@ -1,0 +1,1 @@
+"""Rendering: rasterizer backends, cameras, light, BSDF, materials and ``render_mesh``."""

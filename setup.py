@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="dmtrec",
+    version="0.1.0",
+    description="Hybrid 3D reconstruction with DMTet geometry, differentiable rasterization and split-sum PBR shading",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["dmtrec", "dmtrec.*"]),
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.1",
+        "pytorch-lightning>=2.2",
+        "jsonargparse[signatures]>=4.27",
+        "numpy>=1.23",
+        "pillow>=9.0",
+        "xatlas>=0.0.9",
+        "wandb>=0.16",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        # NVIDIA's nvdiffrast 0.3.3 sources, compiled on first use with the CUDA toolkit.
+        # Non-commercial licence: optional, dmtrec imports and tests without it.
+        "cuda": ["diffrp-nvdiffrast>=0.3.3"],
+        "dev": ["pytest>=7.0", "pygltflib>=1.15", "trimesh>=4.0", "scipy>=1.10"],
+    },
+    entry_points={"console_scripts": ["dmtrec=dmtrec.cli:main"]},
+)
