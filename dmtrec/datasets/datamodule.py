@@ -1,0 +1,226 @@
+"""``ReconDataModule``: the training, validation and test views of one experiment.
+
+Configured from YAML through LightningCLI (``data:`` section), e.g.::
+
+    data:
+      kind: nerf_synthetic          # or reference_mesh
+      path: data/generated/spot     # NeRF-synthetic folder
+      downscale: 2
+      batch_size: 4
+      seed: 0
+
+    data:
+      kind: reference_mesh
+      mesh: ../shared/data/meshes/spot/spot.obj
+      probe: ../shared/data/envmaps/mud_road_puresky_1k.hdr
+      resolution: [128, 128]
+      views: 4000                   # fresh random views per epoch
+
+Batches follow :func:`dmtrec.datasets.samples.collate_views`. Everything is checked in
+:meth:`ReconDataModule.setup` (or earlier with :meth:`ReconDataModule.check`), so a broken
+dataset stops the run before training with one :class:`DatasetError` line.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Literal, Optional, Tuple
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .nerf_synthetic import NeRFSyntheticViews
+from .samples import as_resolution, check_background, collate_views
+
+KINDS = ("nerf_synthetic", "reference_mesh")
+SPLITS = ("train", "val", "test")
+
+
+class ReconDataModule(pl.LightningDataModule):
+    """Views of a NeRF-synthetic folder or renders of a reference mesh.
+
+    Args:
+        kind: ``"nerf_synthetic"`` (reads ``path``) or ``"reference_mesh"`` (renders ``mesh``
+            under ``probe``).
+        path: NeRF-synthetic dataset folder.
+        mesh: reference OBJ (with its MTL and textures).
+        probe: HDR environment probe (lat-long ``.hdr``) lighting the reference mesh.
+        env_scale: multiplies the probe's radiance.
+        resolution: ``(H, W)`` working resolution. Reference mesh: render size (default
+            512 x 512, nvdiffrec's). NeRF-synthetic: resize target keeping the images' aspect
+            (default: image size / ``downscale``).
+        downscale: NeRF-synthetic only: shrink images by this integer factor.
+        views: training samples per epoch. NeRF-synthetic: frames repeat cyclically (default
+            one per frame); reference mesh: a fresh random camera per sample (default 1000).
+        val_views, test_views: NeRF-synthetic: evenly spaced subset of the split's frames
+            (default all); reference mesh: cameras on a fixed orbit (default 8).
+        background_train, background_val: ``white``, ``black``, ``random`` (one colour per
+            image) or ``noise`` (one per pixel); ``background_val`` also serves the test split.
+        batch_size: training batch size; validation and test use ``val_batch_size``.
+        num_workers: DataLoader worker processes (0: load in the main process).
+        seed: seeds backgrounds, reference cameras and the training shuffle.
+        near, far: clip planes.
+        cam_radius, fovy, translation_jitter: reference-mesh cameras (distance to the
+            origin, vertical fov in degrees, uniform jitter of the object in each axis).
+        spp: reference mesh: supersampling per axis for the reference renders.
+        require_alpha: NeRF-synthetic: images without alpha are an error (else opaque).
+        preload: NeRF-synthetic: keep decoded images in memory.
+        world_up: NeRF-synthetic: ``"z"`` turns Blender's Z-up scenes Y-up, as nvdiffrec does.
+        render_device: reference mesh: device to render on (default CUDA if available).
+        rasterizer: reference mesh: rasterizer backend (``auto``, ``nvdiffrast``, ``torch``).
+    """
+
+    def __init__(
+        self,
+        kind: Literal["nerf_synthetic", "reference_mesh"] = "nerf_synthetic",
+        path: Optional[str] = None,
+        mesh: Optional[str] = None,
+        probe: Optional[str] = None,
+        env_scale: float = 1.0,
+        resolution: Optional[Tuple[int, int]] = None,
+        downscale: int = 1,
+        views: Optional[int] = None,
+        val_views: Optional[int] = None,
+        test_views: Optional[int] = None,
+        background_train: str = "random",
+        background_val: str = "white",
+        batch_size: int = 1,
+        val_batch_size: int = 1,
+        num_workers: int = 0,
+        seed: int = 0,
+        near: float = 0.1,
+        far: float = 1000.0,
+        cam_radius: float = 3.0,
+        fovy: float = 45.0,
+        translation_jitter: float = 0.25,
+        spp: int = 1,
+        require_alpha: bool = True,
+        preload: bool = True,
+        world_up: Literal["y", "z"] = "y",
+        render_device: Optional[str] = None,
+        rasterizer: str = "auto",
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if kind not in KINDS:
+            raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
+        if kind == "nerf_synthetic" and not path:
+            raise ValueError("path: a NeRF-synthetic dataset folder is required for kind nerf_synthetic")
+        if kind == "reference_mesh":
+            missing = [name for name, value in (("mesh", mesh), ("probe", probe)) if not value]
+            if missing:
+                raise ValueError(f"{missing[0]}: required for kind reference_mesh")
+            if downscale != 1:
+                raise ValueError("downscale: applies to nerf_synthetic images; set resolution for reference_mesh")
+        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("spp", spp)):
+            if value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        for name, value in (("views", views), ("val_views", val_views), ("test_views", test_views)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers: must be >= 0, got {num_workers}")
+        if seed < 0:
+            raise ValueError(f"seed: must be >= 0, got {seed}")
+        if not 0.0 < near < far:
+            raise ValueError(f"near, far: need 0 < near < far, got near={near}, far={far}")
+        check_background(background_train, "background_train")
+        check_background(background_val, "background_val")
+        self.resolution = as_resolution(resolution, "resolution") if resolution is not None else None
+        self.datasets: Dict[str, Dataset] = {}
+
+    def check(self) -> None:
+        """Build and check every split now (idempotent); raises :class:`DatasetError` on bad data."""
+        if self.datasets:
+            return
+        h = self.hparams
+        if h.kind == "nerf_synthetic":
+            self.datasets = {split: self._nerf_views(split) for split in SPLITS}
+        else:
+            from .reference_mesh import ReferenceMeshViews, load_reference_scene
+
+            device = h.render_device or ("cuda" if torch.cuda.is_available() else "cpu")
+            if torch.device(device).type == "cuda" and h.num_workers > 0:
+                raise ValueError("num_workers: must be 0 when reference views render on CUDA (render_device)")
+            scene = load_reference_scene(h.mesh, h.probe, env_scale=h.env_scale, device=device, rasterizer=h.rasterizer)
+            counts = {"train": h.views or 1000, "val": h.val_views or 8, "test": h.test_views or 8}
+            self.datasets = {
+                split: ReferenceMeshViews(
+                    scene,
+                    split,
+                    views=counts[split],
+                    resolution=self.resolution or (512, 512),
+                    background=h.background_train if split == "train" else h.background_val,
+                    seed=h.seed,
+                    fovy=h.fovy,
+                    cam_radius=h.cam_radius,
+                    translation_jitter=h.translation_jitter,
+                    near=h.near,
+                    far=h.far,
+                    spp=h.spp,
+                )
+                for split in SPLITS
+            }
+
+    def _nerf_views(self, split: str) -> NeRFSyntheticViews:
+        h = self.hparams
+        return NeRFSyntheticViews(
+            h.path,
+            split,
+            downscale=h.downscale,
+            resolution=self.resolution,
+            background=h.background_train if split == "train" else h.background_val,
+            seed=h.seed,
+            length=h.views if split == "train" else None,
+            max_frames={"train": None, "val": h.val_views, "test": h.test_views}[split],
+            near=h.near,
+            far=h.far,
+            require_alpha=h.require_alpha,
+            preload=h.preload,
+            world_up=h.world_up,
+        )
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        # Every split, whatever the stage: a broken test split should stop a run before
+        # hours of training, not after.
+        self.check()
+
+    @property
+    def train_dataset(self) -> Dataset:
+        return self._dataset("train")
+
+    @property
+    def val_dataset(self) -> Dataset:
+        return self._dataset("val")
+
+    @property
+    def test_dataset(self) -> Dataset:
+        return self._dataset("test")
+
+    def _dataset(self, split: str) -> Dataset:
+        if not self.datasets:
+            raise RuntimeError("ReconDataModule: call setup() or check() before using the datasets")
+        return self.datasets[split]
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.hparams.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.hparams.val_batch_size, shuffle=False)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self._dataset(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            # Samples are deterministic per index; only the order needs a seed.
+            generator=torch.Generator().manual_seed(self.hparams.seed) if shuffle else None,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            collate_fn=collate_views,
+            drop_last=False,
+        )

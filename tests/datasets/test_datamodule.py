@@ -1,0 +1,96 @@
+import pytest
+import torch
+import yaml
+
+from dmtrec.datasets.datamodule import ReconDataModule
+from dmtrec.datasets.errors import DatasetError
+
+
+def batches(loader):
+    return [batch for batch in loader]
+
+
+def test_batches_follow_the_contract(make_nerf):
+    folder, _ = make_nerf(splits={"train": 5, "val": 2, "test": 3})
+    dm = ReconDataModule(path=str(folder), downscale=2, batch_size=2, seed=1)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"c2w", "proj", "img", "background", "index", "resolution"}
+    assert batch["c2w"].shape == (2, 4, 4) and batch["proj"].shape == (2, 4, 4)
+    assert batch["img"].shape == (2, 4, 4, 4) and batch["background"].shape == (2, 4, 4, 3)
+    assert batch["index"].shape == (2,) and batch["index"].dtype == torch.int64
+    assert batch["resolution"] == (4, 4) and all(type(v) is int for v in batch["resolution"])
+    for key in ("c2w", "proj", "img", "background"):
+        assert batch[key].dtype == torch.float32
+    # random (one colour per image) for training, white for validation by default
+    assert not torch.equal(batch["background"], torch.ones_like(batch["background"]))
+    val = batches(dm.val_dataloader())
+    assert len(val) == 2 and torch.equal(val[0]["background"], torch.ones(1, 4, 4, 3))
+    assert [int(b["index"]) for b in batches(dm.test_dataloader())] == [0, 1, 2]
+
+
+def test_same_seed_same_batches_and_workers_do_not_change_them(make_nerf):
+    folder, _ = make_nerf(splits={"train": 4, "test": 1})
+
+    def run(seed, workers):
+        dm = ReconDataModule(path=str(folder), batch_size=2, seed=seed, views=8, num_workers=workers)
+        dm.setup("fit")
+        return batches(dm.train_dataloader())
+
+    first, again, in_worker, other = run(5, 0), run(5, 0), run(5, 1), run(6, 0)
+    for a, b, c in zip(first, again, in_worker):
+        for key in ("c2w", "img", "background", "index"):
+            assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key])
+    assert not all(torch.equal(a["background"], d["background"]) for a, d in zip(first, other))
+    # 8 samples per epoch from 4 frames: each frame twice
+    assert sorted(int(i) for b in first for i in b["index"]) == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_setup_checks_every_split_before_training(make_nerf):
+    folder, _ = make_nerf(splits={"train": 2, "val": 1, "test": 1})
+    (folder / "test" / "r_0.png").write_bytes(b"garbage")
+    dm = ReconDataModule(path=str(folder))
+    with pytest.raises(DatasetError, match="test/r_0.png: not a readable image"):
+        dm.setup("fit")
+    with pytest.raises(RuntimeError, match="setup"):
+        ReconDataModule(path=str(folder)).train_dataloader()
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({}, "path"),
+        ({"kind": "reference_mesh", "probe": "p.hdr"}, "mesh"),
+        ({"kind": "reference_mesh", "mesh": "m.obj"}, "probe"),
+        ({"kind": "reference_mesh", "mesh": "m.obj", "probe": "p.hdr", "downscale": 2}, "downscale"),
+        ({"kind": "photos", "path": "x"}, "kind"),
+        ({"path": "x", "background_train": "pink"}, "background_train"),
+        ({"path": "x", "background_val": "pink"}, "background_val"),
+        ({"path": "x", "batch_size": 0}, "batch_size"),
+        ({"path": "x", "views": 0}, "views"),
+        ({"path": "x", "num_workers": -1}, "num_workers"),
+        ({"path": "x", "seed": -1}, "seed"),
+        ({"path": "x", "near": 2.0, "far": 1.0}, "near"),
+        ({"path": "x", "resolution": (0, 4)}, "resolution"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError) as info:
+        ReconDataModule(**kwargs)
+    assert str(info.value).startswith(f"{argument}: ") or str(info.value).startswith(f"{argument}, ")
+
+
+def test_configurable_from_yaml_like_lightning_cli(make_nerf):
+    from jsonargparse import ArgumentParser
+
+    folder, _ = make_nerf(splits={"train": 2, "test": 2})
+    config = {"data": {"path": str(folder), "resolution": [4, 4], "background_val": "black", "test_views": 1, "seed": 3}}
+    parser = ArgumentParser()
+    parser.add_class_arguments(ReconDataModule, "data")
+    parsed = parser.parse_string(yaml.safe_dump(config))
+    dm = ReconDataModule(**parsed.data.as_dict())
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["resolution"] == (4, 4) and len(dm.test_dataset) == 1
+    assert torch.equal(batch["background"], torch.zeros(1, 4, 4, 3))
+    assert dm.hparams.seed == 3
