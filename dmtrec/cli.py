@@ -1,19 +1,191 @@
-"""The ``dmtrec`` command (placeholder until the reconstruction pipeline lands)."""
+"""The ``dmtrec`` command.
+
+* ``dmtrec fit | validate | test -c experiment.yaml [...]``: LightningCLI (YAML with
+  class_path/init_args, ``-c`` repeated to override, ``--print_config``, dotted overrides such as
+  ``--model.iters_dmtet 100``). A ``run:`` section names the run and its output folder
+  (:class:`dmtrec.systems.run.RunConfig`); wandb logs offline unless ``run.wandb: online``.
+  Resume a killed run with the same command plus ``--ckpt_path last``.
+* ``dmtrec export --ckpt C --out D``: write mesh/textures/GLB/probe of a checkpoint.
+* ``dmtrec make-dataset --mesh M --probe P --views N --res R --out D``: render a reference mesh
+  into a NeRF-synthetic folder.
+
+Paths in configs may use ``${DMTREC_DATA}`` (default ``../shared/data``) and other
+environment variables; they are expanded before parsing.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import Any, List, Optional
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+OTHER_COMMANDS = ("export", "make-dataset")
+DEFAULT_DATA = "../shared/data"
+
+USAGE = """usage: dmtrec <command> [options]
+
+commands:
+  fit           train: dmtrec fit -c experiments/configs/quickstart.yaml [--ckpt_path last]
+  validate      evaluate a checkpoint on the validation views (-c CONFIG --ckpt_path CKPT)
+  test          evaluate a checkpoint on the test views (-c CONFIG --ckpt_path CKPT)
+  export        write mesh, textures, GLB and probe of a checkpoint (--ckpt CKPT --out DIR)
+  make-dataset  render a reference mesh into a NeRF-synthetic dataset folder
+
+`dmtrec <command> --help` lists a command's options.
+"""
+
+
+class CommandError(Exception):
+    """A user error reported as one line by :func:`main`."""
+
+
+def _expand_config_files(argv: List[str], scratch: Path) -> List[str]:
+    """Expand environment variables (``${DMTREC_DATA}`` defaults to ../shared/data) in the
+    ``-c/--config`` files, writing the expanded copies under ``scratch``."""
+    env = dict(os.environ)
+    env.setdefault("DMTREC_DATA", DEFAULT_DATA)
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        value = None
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 1
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        if value is None:
+            out.append(arg)
+        else:
+            path = Path(value)
+            if not path.is_file():
+                raise CommandError(f"{value}: config file not found")
+            text = path.read_text()
+            expanded = _expand(text, env)
+            if expanded != text:
+                scratch.mkdir(parents=True, exist_ok=True)
+                copy = scratch / f"{len(out)}_{path.name}"
+                copy.write_text(expanded)
+                value = str(copy)
+            out += ["--config", value]
+        i += 1
+    return out
+
+
+def _expand(text: str, env: dict) -> str:
+    import string
+
+    class _Template(string.Template):
+        idpattern = r"[A-Z_][A-Z0-9_]*"
+
+    return _Template(text).safe_substitute(env)
+
+
+def _first_config_name(argv: List[str]) -> Optional[str]:
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _build_cli(argv: List[str], config_name: Optional[str]):
+    from pytorch_lightning.cli import LightningCLI
+
+    from dmtrec.datasets.datamodule import ReconDataModule
+    from dmtrec.systems.pipeline import ReconstructionSystem
+    from dmtrec.systems.run import RunConfig, resolve_run
+
+    class DmtrecCLI(LightningCLI):
+        """LightningCLI plus the ``run:`` section: output folder, wandb and checkpoints."""
+
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_class_arguments(RunConfig, "run")
+            parser.set_defaults({"trainer.max_epochs": -1, "trainer.num_sanity_val_steps": 0})
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            run = config["run"]
+            self.run_paths = resolve_run(RunConfig(**dict(run)), config_name)
+
+        def instantiate_trainer(self, **kwargs: Any):
+            from pytorch_lightning.callbacks import ModelCheckpoint
+            from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+            from dmtrec.systems.callbacks import FinalizeRun
+
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            run, paths = config["run"], self.run_paths
+            if run["wandb"] == "disabled":
+                logger = CSVLogger(save_dir=str(paths.root), name="", version="csv")
+            else:
+                os.environ["WANDB_MODE"] = run["wandb"]
+                logger = WandbLogger(name=paths.name, id=paths.wandb_id, save_dir=str(paths.root),
+                                     project=run["project"], offline=run["wandb"] == "offline", resume="allow")
+            checkpoint = ModelCheckpoint(dirpath=str(paths.checkpoints), save_last=True, save_top_k=0,
+                                         every_n_train_steps=run["checkpoint_every"])
+            configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+            configured = configured if isinstance(configured, list) else [configured]
+            kwargs["callbacks"] = configured + [checkpoint, FinalizeRun(paths.root)]
+            return super().instantiate_trainer(logger=logger, default_root_dir=str(paths.root), **kwargs)
+
+    return DmtrecCLI(
+        ReconstructionSystem,
+        ReconDataModule,
+        args=argv,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        seed_everything_default=0,
+    )
+
+
+def _run_lightning(argv: List[str]) -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dmtrec-cfg-") as scratch:
+        config_name = _first_config_name(argv)
+        expanded = _expand_config_files(argv, Path(scratch))
+        _build_cli(expanded, config_name)
+    return 0
+
+
+def _run_other(command: str, argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"dmtrec {command}")
+    if command == "export":
+        from dmtrec.export import add_export_args, run_export
+
+        add_export_args(parser)
+        return run_export(parser.parse_args(argv))
+    from dmtrec.datasets import make_dataset as make_dataset_module
+
+    make_dataset_module.add_make_dataset_args(parser)
+    return make_dataset_module.run_make_dataset(parser.parse_args(argv)) or 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from dmtrec.render.raster import get_rasterizer
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in LIGHTNING_COMMANDS + OTHER_COMMANDS:
+        print(f"dmtrec: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from dmtrec.systems.pipeline import NonFiniteLossError
 
-    rasterizer = get_rasterizer("auto")
-    print(f"dmtrec: rasterizer backend {rasterizer.name} on {rasterizer.device}")
-    print("dmtrec: `fit` arrives with the reconstruction pipeline; nothing to run yet.")
-    return 0
+    try:
+        if command in LIGHTNING_COMMANDS:
+            return _run_lightning(argv)
+        return _run_other(command, rest)
+    except (CommandError, NonFiniteLossError, ValueError, FileNotFoundError) as exc:
+        if os.environ.get("DMTREC_DEBUG"):
+            raise
+        print(f"dmtrec {command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""Run outputs: the textured mesh (OBJ/MTL/PNGs and GLB), the learned probe and metrics.json.
+
+Everything is written under a temporary name and renamed into place, so an interrupted export
+never leaves a file or the ``mesh/`` folder looking finished. ``dmtrec export`` writes the same
+files from any checkpoint (mid-pass-1 checkpoints are extracted, unwrapped and baked first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from torch import Tensor
+
+from dmtrec.geometry import Mesh
+from dmtrec.systems.atomic import atomic_file, atomic_folder, write_json
+
+log = logging.getLogger(__name__)
+
+MESH_FOLDER = "mesh"
+GLB_NAME = "mesh.glb"
+PROBE_NAME = "probe.hdr"
+METRICS_NAME = "metrics.json"
+
+
+def write_outputs(out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light: Any,
+                  metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Path]:
+    """Write ``mesh/mesh.obj`` (+ ``.mtl``, ``texture_kd.png``, ``texture_ks.png``,
+    ``texture_n.png``), ``mesh.glb``, ``probe.hdr`` and, when given, ``metrics.json``.
+
+    Args:
+        out_dir: run output folder.
+        mesh: mesh with UVs (``v_tex``, ``t_tex_idx``).
+        textures: ``{"kd": [H, W, 3|4] linear, "ks": [H, W, 3] ORM, "normal": [H, W, 3] in [-1, 1]}``.
+        light: an environment light with ``save_hdr(path)``.
+        metrics: JSON-ready dict.
+
+    Returns:
+        The written paths by kind ("obj", "glb", "probe", "metrics").
+    """
+    from dmtrec.io.gltf import write_glb
+    from dmtrec.io.obj import write_obj
+
+    out_dir = Path(out_dir)
+    mesh = _detached(mesh)
+    textures = {k: v.detach().cpu() for k, v in textures.items() if v is not None}
+    paths = {}
+    with atomic_folder(out_dir / MESH_FOLDER) as tmp:
+        write_obj(tmp / "mesh.obj", mesh, textures)
+    paths["obj"] = out_dir / MESH_FOLDER / "mesh.obj"
+    with atomic_file(out_dir / GLB_NAME) as tmp:
+        write_glb(tmp, mesh, textures)
+    paths["glb"] = out_dir / GLB_NAME
+    with atomic_file(out_dir / PROBE_NAME) as tmp:
+        light.save_hdr(tmp)
+    paths["probe"] = out_dir / PROBE_NAME
+    if metrics is not None:
+        write_json(out_dir / METRICS_NAME, metrics)
+        paths["metrics"] = out_dir / METRICS_NAME
+    return paths
+
+
+def _detached(mesh: Mesh) -> Mesh:
+    return Mesh(v_pos=mesh.v_pos.detach().cpu(), t_pos_idx=mesh.t_pos_idx.cpu(),
+                v_tex=None if mesh.v_tex is None else mesh.v_tex.detach().cpu(),
+                t_tex_idx=None if mesh.t_tex_idx is None else mesh.t_tex_idx.cpu())
+
+
+def export_checkpoint(ckpt_path: Path, out_dir: Path, device: str = "cpu") -> Dict[str, Path]:
+    """Write the outputs of a checkpoint's current state (no metrics) into ``out_dir``."""
+    from dmtrec.systems.pipeline import ReconstructionSystem
+
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
+    system = ReconstructionSystem.load_from_checkpoint(str(ckpt_path), map_location=device)
+    system.to(device)
+    mesh, textures = system.bake_mesh()
+    paths = write_outputs(Path(out_dir), mesh, textures, system.light)
+    log.info("exported %s (pass %d, iteration %d) to %s", ckpt_path, system.pass_number, system.iteration, out_dir)
+    return paths
+
+
+def add_export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="checkpoint to export, e.g. outputs/<run>/checkpoints/last.ckpt")
+    parser.add_argument("--out", required=True, help="output folder (mesh/, mesh.glb, probe.hdr)")
+    parser.add_argument("--device", default="cpu", help="torch device for extraction and baking (default cpu)")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    paths = export_checkpoint(Path(args.ckpt), Path(args.out), args.device)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0

@@ -1,0 +1,86 @@
+"""Callbacks of a ``dmtrec fit`` run: final evaluation and export."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pytorch_lightning as pl
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def _mean_metrics(system, dataloader) -> Dict[str, float]:
+    sums: Dict[str, float] = {}
+    count = 0
+    for batch in dataloader:
+        batch = {k: v.to(system.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        metrics, _ = system.evaluate_batch(batch)
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v.double().sum())
+        count += int(batch["img"].shape[0])
+    return {k: v / count for k, v in sums.items()} if count else {}
+
+
+class FinalizeRun(pl.Callback):
+    """When the pipeline has run all its iterations: evaluate the held-out (test) views and,
+    with a reference mesh, the geometry; write the outputs (:mod:`dmtrec.export`) and
+    ``metrics.json`` into ``out_dir``; log the metrics and the GLB to the logger.
+
+    A run that stops early (interrupted, failed) writes nothing here: its checkpoint resumes it.
+    """
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self._started = time.monotonic()
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = time.monotonic()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not getattr(pl_module, "finished", False) or trainer.global_rank != 0:
+            return
+        from dmtrec.export import write_outputs
+
+        pl_module.eval()
+        metrics: Dict[str, Any] = {"iterations": pl_module.iteration, "passes": pl_module.passes,
+                                   "fit_seconds_this_session": round(time.monotonic() - self._started, 2)}
+        datamodule = trainer.datamodule
+        if datamodule is not None:
+            datamodule.setup("test")
+            metrics.update({f"test_{k}": v for k, v in _mean_metrics(pl_module, datamodule.test_dataloader()).items()})
+        reference = self._reference_mesh(pl_module, datamodule)
+        if reference is not None:
+            report = pl_module.reference_metrics(reference)
+            metrics.update({f"geometry_{k}": v for k, v in report.items()})
+        mesh, textures = pl_module.bake_mesh()
+        metrics.update(triangles=mesh.num_faces, vertices=mesh.num_vertices)
+        metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+        paths = write_outputs(self.out_dir, mesh, textures, pl_module.light, metrics)
+        log.info("outputs written to %s", self.out_dir)
+        self._log(trainer, metrics, paths["glb"])
+
+    @staticmethod
+    def _reference_mesh(pl_module, datamodule) -> Optional[Any]:
+        if pl_module.reference_mesh_path:
+            from dmtrec.systems.components import read_mesh
+
+            return read_mesh(pl_module.reference_mesh_path)[0]
+        return getattr(datamodule, "reference_mesh", None)
+
+    @staticmethod
+    def _log(trainer: pl.Trainer, metrics: Dict[str, Any], glb: Path) -> None:
+        from pytorch_lightning.loggers import WandbLogger
+
+        numeric = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for logger in trainer.loggers:
+            logger.log_metrics(numeric, step=trainer.global_step)
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                logger.experiment.log({"mesh": wandb.Object3D(str(glb))})
+                logger.experiment.summary.update(numeric)

@@ -1,0 +1,165 @@
+"""The system's calls into geometry, rendering and file IO, in one place.
+
+Each function is one step of nvdiffrec's loop, named for what the pipeline needs; keeping the
+calls here keeps :mod:`dmtrec.systems.pipeline` about the schedule and the state, not about
+the other packages' signatures.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from dmtrec.geometry import Mesh
+
+from .config import DMTetConfig, LightConfig, MaterialConfig
+
+log = logging.getLogger(__name__)
+
+TEXTURE_KEYS = ("kd", "ks", "normal")
+
+
+# ---------------------------------------------------------------------- construction
+def build_dmtet(cfg: DMTetConfig):
+    """The pass-1 DMTet module (SDF + offsets on the configured tet grid)."""
+    from dmtrec.geometry.dmtet import DMTetGeometry
+
+    grid: Any = int(cfg.grid) if str(cfg.grid).isdigit() else cfg.grid
+    return DMTetGeometry(grid=grid, scale=cfg.scale, init=cfg.init)
+
+
+def build_volumetric_material(cfg: MaterialConfig, geometry):
+    """The pass-1 volumetric (hash-grid + MLP) material over the DMTet grid's bounding box."""
+    from dmtrec.render.material import VolumetricMaterial
+
+    aabb = geometry.grid_aabb() if hasattr(geometry, "grid_aabb") else geometry.aabb()
+    return VolumetricMaterial(aabb=aabb, kd_min=cfg.kd_min, kd_max=cfg.kd_max, ks_min=cfg.ks_min, ks_max=cfg.ks_max,
+                              normal_map=cfg.normal_map, **cfg.volumetric)
+
+
+def build_light(cfg: LightConfig):
+    """The environment light: from an HDR probe file, constant, or random (nvdiffrec)."""
+    from dmtrec.render.light import EnvironmentLight
+
+    if cfg.init == "random":
+        return EnvironmentLight.random(base_res=cfg.base_res, scale=cfg.scale)
+    if cfg.init == "constant":
+        return EnvironmentLight.constant(cfg.scale, base_res=cfg.base_res)
+    path = Path(cfg.init)
+    if path.suffix.lower() != ".hdr":
+        raise ValueError(f"model.light.init: expected 'random', 'constant' or a .hdr probe file, got {cfg.init!r}")
+    return EnvironmentLight.from_hdr(path, base_res=cfg.base_res, scale=cfg.scale)
+
+
+def complete_textures(textures: Dict[str, Tensor], cfg: MaterialConfig) -> Dict[str, Tensor]:
+    """Fill missing kd / ks / normal maps of an input mesh: the middle of the configured
+    ranges for kd and ks, the unperturbed normal (0, 0, 1)."""
+    res = cfg.texture_res
+    out = dict(textures)
+    if "kd" not in out:
+        out["kd"] = (0.5 * (torch.tensor(cfg.kd_min) + torch.tensor(cfg.kd_max))).expand(res, res, 3).clone()
+    if "ks" not in out:
+        out["ks"] = (0.5 * (torch.tensor(cfg.ks_min) + torch.tensor(cfg.ks_max))).expand(res, res, 3).clone()
+    if "normal" not in out and cfg.normal_map:
+        out["normal"] = torch.tensor([0.0, 0.0, 1.0]).expand(res, res, 3).clone()
+    return out
+
+
+def build_textured_material(textures: Dict[str, Tensor], cfg: MaterialConfig):
+    """The pass-2 material: learnable 2D textures clamped to the configured ranges."""
+    from dmtrec.render.material import TexturedMaterial
+
+    return TexturedMaterial.from_tensors(kd=textures["kd"], ks=textures["ks"], normal=textures.get("normal"),
+                                         kd_min=cfg.kd_min, kd_max=cfg.kd_max, ks_min=cfg.ks_min, ks_max=cfg.ks_max)
+
+
+def textured_material_like_state(state_dict: Dict[str, Tensor], prefix: str, cfg: MaterialConfig):
+    """A pass-2 material with the texture shapes of a saved one (values come from
+    ``load_state_dict``)."""
+    shapes = {}
+    for key in TEXTURE_KEYS:
+        matches = [k for k in state_dict if k.startswith(prefix) and f"{key}." in k[len(prefix):]]
+        if matches:
+            shapes[key] = state_dict[min(matches, key=len)]
+    textures = {k: torch.zeros(v.shape[-3:]) for k, v in shapes.items()}
+    return build_textured_material(complete_textures(textures, cfg), cfg)
+
+
+def material_textures(material) -> Dict[str, Tensor]:
+    """The pass-2 material's textures as plain ``[H, W, C]`` tensors (kd, ks, normal)."""
+    return {k: v for k, v in material.to_tensors().items() if v is not None}
+
+
+# ---------------------------------------------------------------------- per step
+def render(mesh: Mesh, material, light, cameras, rasterizer, background: Tensor, with_smoothness: bool = False) -> Dict[str, Tensor]:
+    """Shade ``mesh`` for ``cameras`` over ``background [B, H, W, 3]``.
+
+    Returns the renderer's buffers: ``"shaded" [B, H, W, 4]`` (linear HDR composited over the
+    background, coverage alpha), ``"kd"``, ``"ks"``, ``"normal"`` and, with
+    ``with_smoothness``, ``"kd_grad" [B, H, W, 2]`` (kd change under position jitter, mask).
+    """
+    from dmtrec.geometry.normals import compute_normals, compute_tangents
+    from dmtrec.render.render_mesh import render_mesh
+
+    if not mesh.is_empty:
+        mesh = compute_normals(mesh)
+        if mesh.v_tex is not None:
+            mesh = compute_tangents(mesh)
+    return render_mesh(mesh, material, light, cameras, rasterizer, background=background,
+                       kd_grad=with_smoothness)
+
+
+def sdf_regularizer(geometry) -> Tensor:
+    """nvdiffrec's SDF sign regularizer (BCE across sign-changing edges), unweighted."""
+    return geometry.sdf_reg_loss()
+
+
+def laplacian(mesh: Mesh, reference: Optional[Tensor]) -> Tensor:
+    """Uniform Laplacian of the positions, or of the displacement from ``reference`` (unweighted)."""
+    from dmtrec.geometry.regularizers import laplacian_loss
+
+    return laplacian_loss(mesh.v_pos, mesh.t_pos_idx, kind="uniform", reference=reference)
+
+
+def light_regularizer(light) -> Tensor:
+    return light.regularizer()
+
+
+def after_step(light, cfg: LightConfig) -> None:
+    """Post-step fix-ups as nvdiffrec: keep the light non-negative."""
+    if cfg.optimize:
+        with torch.no_grad():
+            light.clamp_(min=0.0)
+
+
+# ---------------------------------------------------------------------- pass transition and files
+def unwrap(mesh: Mesh) -> Mesh:
+    """UV-unwrap with xatlas (in a subprocess, with a per-triangle fallback)."""
+    from dmtrec.geometry.uv_unwrap import uv_unwrap
+
+    result = uv_unwrap(mesh)
+    return result[0] if isinstance(result, tuple) else result
+
+
+def bake(mesh: Mesh, material, rasterizer, resolution: int) -> Dict[str, Tensor]:
+    """Bake the volumetric material over the unwrapped mesh into 2D textures ``[R, R, C]``."""
+    from dmtrec.render.bake import bake_volumetric
+
+    return material_textures(bake_volumetric(mesh, material, rasterizer, resolution))
+
+
+def read_mesh(path: str) -> Tuple[Mesh, Optional[Dict[str, Tensor]]]:
+    """Read a mesh file (OBJ with its MTL/textures, or GLB); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: mesh file not found")
+    if path.suffix.lower() == ".glb":
+        from dmtrec.io.gltf import read_glb as reader
+    else:
+        from dmtrec.io.obj import read_obj as reader
+    mesh, textures = reader(path)
+    return mesh, textures

@@ -1,0 +1,120 @@
+"""Configuration sections of :class:`~dmtrec.systems.pipeline.ReconstructionSystem`.
+
+Defaults are nvdiffrec's (``train.py`` FLAGS and its spot/bob/NeRF-synthetic configs) unless
+a comment says otherwise; each section is a ``model.init_args.<section>`` block in YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+PASSES = ("both", "dmtet", "mesh")
+
+
+@dataclass
+class DMTetConfig:
+    """Pass 1 geometry.
+
+    Args:
+        grid: tet grid: a resolution (nvdiffrec's 32/64/128; generated or loaded by the
+            geometry package) or a path to an ``.npz`` with ``vertices``/``indices``.
+        scale: edge length of the cube the grid spans (nvdiffrec ``mesh_scale``).
+        init: SDF initialisation, "random" (nvdiffrec) or "sphere".
+        sdf_reg: SDF sign regularizer weight at the start of pass 1 (nvdiffrec 0.2) ...
+        sdf_reg_end: ... decaying linearly to this (0.01) ...
+        sdf_reg_ramp: ... over this fraction of pass 1 (0.25).
+    """
+
+    grid: str = "32"
+    scale: float = 2.1
+    init: str = "random"
+    sdf_reg: float = 0.2
+    sdf_reg_end: float = 0.01
+    sdf_reg_ramp: float = 0.25
+
+
+@dataclass
+class MaterialConfig:
+    """Material ranges, the volumetric texture of pass 1 and the 2D textures of pass 2.
+
+    Args:
+        kd_min, kd_max: per-channel range of the diffuse albedo (RGB).
+        ks_min, ks_max: range of ks = (occlusion, roughness, metallic); nvdiffrec keeps
+            roughness >= 0.08.
+        normal_map: learn a tangent-space normal perturbation.
+        texture_res: side of the baked 2D textures of pass 2.
+        smoothness: weight of the kd smoothness term (jittered lookups; nvdiffrec 0.03) ...
+        smoothness_ramp: ... faded in over this many iterations of each pass (500).
+        volumetric: extra keyword arguments of the volumetric material (hash-grid levels,
+            table size, MLP width, ...), passed through unchanged.
+    """
+
+    kd_min: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    kd_max: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    ks_min: List[float] = field(default_factory=lambda: [0.0, 0.08, 0.0])
+    ks_max: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    normal_map: bool = True
+    texture_res: int = 1024
+    smoothness: float = 0.03
+    smoothness_ramp: int = 500
+    volumetric: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LightConfig:
+    """Environment light.
+
+    Args:
+        init: "random" (nvdiffrec), "constant", or a path to an HDR probe (``.hdr``).
+        base_res: cube-map face resolution (nvdiffrec 512 for probes it learns; small on CPU).
+        scale: multiplier on the initial radiance.
+        optimize: learn the light (False keeps it fixed, e.g. for a known probe).
+        reg: weight of nvdiffrec's light regularizer (0.005).
+    """
+
+    init: str = "random"
+    base_res: int = 64
+    scale: float = 1.0
+    optimize: bool = True
+    reg: float = 0.005
+
+
+@dataclass
+class OptimConfig:
+    """Per-group Adam learning rates and their schedule (restarted at each pass).
+
+    Args:
+        lr_geometry: SDF/offsets in pass 1, vertex positions in pass 2 (nvdiffrec ``learning_rate[0]``).
+        lr_material: volumetric texture / 2D textures (nvdiffrec ``learning_rate[1]``).
+        lr_light: environment light; None uses ``lr_material`` (nvdiffrec puts the light in the
+            material optimizer).
+        warmup_iters: linear warm-up length.
+        decay: exponential decay rate, lr factor ``10 ** (-decay * iteration)`` (nvdiffrec 2e-4).
+    """
+
+    lr_geometry: float = 0.03
+    lr_material: float = 0.03
+    lr_light: Optional[float] = None
+    warmup_iters: int = 0
+    decay: float = 2e-4
+
+
+@dataclass
+class MeshPassConfig:
+    """Pass 2 (fixed topology).
+
+    Args:
+        init_mesh: mesh file to refine when running pass 2 alone (``passes: mesh``); its UVs
+            and textures are used when present, otherwise it is unwrapped and the textures
+            start from the middle of their ranges.
+        laplace: "relative" (penalise the Laplacian of the displacement from the pass-2
+            start, nvdiffrec's default) or "absolute".
+        laplace_scale: Laplacian weight at the start of pass 2, decaying linearly to 0 (10000).
+        lock_pos: keep vertex positions fixed (optimize textures and light only).
+    """
+
+    init_mesh: Optional[str] = None
+    laplace: str = "relative"
+    laplace_scale: float = 10000.0
+    lock_pos: bool = False

@@ -1,0 +1,347 @@
+"""The two-pass reconstruction as one LightningModule.
+
+Pass 1 ("dmtet") optimises a DMTet grid (SDF + offsets), a volumetric material and the light;
+at its end the extracted mesh is UV-unwrapped, the volumetric material baked into 2D textures,
+and pass 2 ("mesh") optimises vertex positions, textures and light with fixed topology and a
+Laplacian regularizer. Either pass can run alone (``passes``).
+
+The pipeline state (stage, iteration) is the module's own and travels in the checkpoint:
+Lightning's ``global_step`` counts optimizer steps, which equals the iteration count here
+because one optimizer (one param group per parameter kind) steps once per batch, but the
+schedules read :attr:`iteration`, never ``global_step``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from dmtrec.geometry import Mesh
+from dmtrec.render.camera import Cameras
+
+from . import components, schedules
+from .config import PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
+from .losses import IMAGE_LOSSES, composite, reconstruction_loss
+from .mesh_geometry import MeshGeometry
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf; the message names the iteration and every loss term."""
+
+
+def _as_config(value: Any, cls: type) -> Any:
+    if value is None:
+        return cls()
+    if isinstance(value, dict):
+        return cls(**value)
+    return value
+
+
+class ReconstructionSystem(pl.LightningModule):
+    """nvdiffrec's reconstruction (two passes) from batches of posed RGBA views.
+
+    Args:
+        passes: "both" (pass 1 then pass 2), "dmtet" (pass 1 only) or "mesh" (pass 2 only,
+            refining ``mesh_pass.init_mesh``).
+        iters_dmtet: iterations of pass 1.
+        iters_mesh: iterations of pass 2.
+        loss: image loss on the colour ("logl1" as nvdiffrec, "logl2", "smape", "mse", "relmse", "l1").
+        dmtet, material, light, optim, mesh_pass: the config sections (:mod:`dmtrec.systems.config`).
+        rasterizer: "auto", "torch" or "nvdiffrast".
+        reference_mesh: mesh file for the final Chamfer report (also taken from the datamodule's
+            ``reference_mesh`` attribute when it has one).
+        metric_samples: surface samples per mesh for the Chamfer report.
+        grid_views: views shown per validation image grid.
+
+    Batches follow :mod:`dmtrec.datasets`: ``c2w [B, 4, 4]``, ``proj [B, 4, 4]``,
+    ``img [B, H, W, 4]`` (linear RGB, straight alpha), ``background [B, H, W, 3]``.
+    """
+
+    def __init__(
+        self,
+        passes: str = "both",
+        iters_dmtet: int = 5000,
+        iters_mesh: int = 5000,
+        loss: str = "logl1",
+        dmtet: Optional[DMTetConfig] = None,
+        material: Optional[MaterialConfig] = None,
+        light: Optional[LightConfig] = None,
+        optim: Optional[OptimConfig] = None,
+        mesh_pass: Optional[MeshPassConfig] = None,
+        rasterizer: str = "auto",
+        reference_mesh: Optional[str] = None,
+        metric_samples: int = 20000,
+        grid_views: int = 4,
+    ):
+        super().__init__()
+        if passes not in PASSES:
+            raise ValueError(f"model.passes: unknown value {passes!r}; choose one of {', '.join(PASSES)}")
+        if loss not in IMAGE_LOSSES:
+            raise ValueError(f"model.loss: unknown image loss {loss!r}; choose one of {', '.join(IMAGE_LOSSES)}")
+        for name, value in (("iters_dmtet", iters_dmtet), ("iters_mesh", iters_mesh)):
+            if value < 0:
+                raise ValueError(f"model.{name} must be >= 0, got {value}")
+        self.automatic_optimization = False
+        self.passes, self.iters_dmtet, self.iters_mesh, self.loss_kind = passes, iters_dmtet, iters_mesh, loss
+        self.dmtet_cfg = _as_config(dmtet, DMTetConfig)
+        self.material_cfg = _as_config(material, MaterialConfig)
+        self.light_cfg = _as_config(light, LightConfig)
+        self.optim_cfg = _as_config(optim, OptimConfig)
+        self.mesh_cfg = _as_config(mesh_pass, MeshPassConfig)
+        self.save_hyperparameters({
+            "passes": passes, "iters_dmtet": iters_dmtet, "iters_mesh": iters_mesh, "loss": loss,
+            "dmtet": asdict(self.dmtet_cfg), "material": asdict(self.material_cfg), "light": asdict(self.light_cfg),
+            "optim": asdict(self.optim_cfg), "mesh_pass": asdict(self.mesh_cfg), "rasterizer": rasterizer,
+            "reference_mesh": reference_mesh, "metric_samples": metric_samples, "grid_views": grid_views,
+        })
+        self.rasterizer_backend = rasterizer
+        self.reference_mesh_path = reference_mesh
+        self.metric_samples, self.grid_views = metric_samples, grid_views
+        self._rasterizer = None
+
+        self.iteration = 0
+        self.light = components.build_light(self.light_cfg)
+        if passes == "mesh":
+            if not self.mesh_cfg.init_mesh:
+                raise ValueError("model.mesh_pass.init_mesh: passes 'mesh' needs an input mesh file to refine")
+            mesh, textures = components.read_mesh(self.mesh_cfg.init_mesh)
+            self._enter_mesh_stage(*self._prepare_input_mesh(mesh, textures))
+        else:
+            self.stage = "dmtet"
+            self.geometry = components.build_dmtet(self.dmtet_cfg)
+            self.material = components.build_volumetric_material(self.material_cfg, self.geometry)
+
+    # ------------------------------------------------------------------ pipeline state
+    @property
+    def total_iters(self) -> int:
+        return {"both": self.iters_dmtet + self.iters_mesh, "dmtet": self.iters_dmtet, "mesh": self.iters_mesh}[self.passes]
+
+    @property
+    def finished(self) -> bool:
+        return self.iteration >= self.total_iters
+
+    @property
+    def pass_number(self) -> int:
+        return 1 if self.stage == "dmtet" else 2
+
+    @property
+    def pass_iteration(self) -> int:
+        """Iteration within the current pass (what the schedules read)."""
+        offset = self.iters_dmtet if (self.stage == "mesh" and self.passes == "both") else 0
+        return self.iteration - offset
+
+    @property
+    def pass_length(self) -> int:
+        return self.iters_dmtet if self.stage == "dmtet" else self.iters_mesh
+
+    @property
+    def rasterizer(self):
+        if self._rasterizer is None or self._rasterizer.device != self.device:
+            from dmtrec.render.raster import get_rasterizer
+
+            self._rasterizer = get_rasterizer(self.rasterizer_backend, self.device)
+        return self._rasterizer
+
+    def _prepare_input_mesh(self, mesh: Mesh, textures: Optional[Dict[str, Tensor]]) -> Tuple[Mesh, Dict[str, Tensor]]:
+        """UVs and textures for a pass-2 input mesh: unwrap when it has no UVs, and start
+        missing textures from the middle of their configured ranges."""
+        if mesh.v_tex is None or mesh.t_tex_idx is None:
+            mesh = components.unwrap(mesh)
+            textures = None
+        return mesh, components.complete_textures(textures or {}, self.material_cfg)
+
+    def _enter_mesh_stage(self, mesh: Mesh, textures: Dict[str, Tensor]) -> None:
+        self.stage = "mesh"
+        self.geometry = MeshGeometry.from_mesh(mesh, lock_pos=self.mesh_cfg.lock_pos)
+        self.material = components.build_textured_material(textures, self.material_cfg)
+
+    @torch.no_grad()
+    def bake_mesh(self) -> Tuple[Mesh, Dict[str, Tensor]]:
+        """The current surface with UVs and 2D textures: pass 1's DMTet mesh is extracted,
+        unwrapped and its volumetric material baked; pass 2's mesh and textures as they are."""
+        if self.stage == "mesh":
+            return self.geometry.mesh(), components.material_textures(self.material)
+        mesh = self.geometry.mesh()
+        mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
+        if mesh.is_empty:
+            raise RuntimeError(f"pass 1 ended at iteration {self.iteration} with an empty surface "
+                               "(all SDF values have one sign): nothing to bake")
+        mesh = components.unwrap(mesh)
+        textures = components.bake(mesh, self.material, self.rasterizer, self.material_cfg.texture_res)
+        return mesh, textures
+
+    def _start_mesh_pass(self) -> None:
+        """Pass 1 -> pass 2: bake, swap the modules, and give the trainer a fresh optimizer."""
+        mesh, textures = self.bake_mesh()
+        log.info("pass 2 starts at iteration %d: %d vertices, %d triangles", self.iteration, mesh.num_vertices, mesh.num_faces)
+        self._enter_mesh_stage(mesh, textures)
+        self.geometry.to(self.device)
+        self.material.to(self.device)
+        self.trainer.strategy.optimizers = [self._make_optimizer()]
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["dmtrec_pipeline"] = {"stage": self.stage, "iteration": self.iteration}
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        state = checkpoint.get("dmtrec_pipeline")
+        if state is None:
+            raise ValueError("checkpoint has no dmtrec pipeline state (not written by dmtrec's ReconstructionSystem)")
+        if state["stage"] == "mesh" and self.stage != "mesh":
+            # Build pass-2 modules of the saved shapes so that load_state_dict can fill them.
+            sd = checkpoint["state_dict"]
+            self.stage = "mesh"
+            self.geometry = MeshGeometry.empty_like_state(sd, "geometry.", lock_pos=self.mesh_cfg.lock_pos)
+            self.material = components.textured_material_like_state(sd, "material.", self.material_cfg)
+        self.iteration = int(state["iteration"])
+
+    # ------------------------------------------------------------------ optimisation
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.optim_cfg
+        groups: List[Dict[str, Any]] = []
+        geometry_params = [p for p in self.geometry.parameters() if p.requires_grad]
+        if geometry_params:
+            groups.append({"name": "geometry", "params": geometry_params, "lr": cfg.lr_geometry})
+        groups.append({"name": "material", "params": list(self.material.parameters()), "lr": cfg.lr_material})
+        if self.light_cfg.optimize:
+            groups.append({"name": "light", "params": list(self.light.parameters()),
+                           "lr": cfg.lr_light if cfg.lr_light is not None else cfg.lr_material})
+        for group in groups:
+            group["base_lr"] = group["lr"]
+        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+
+    def configure_optimizers(self):
+        return self._make_optimizer()
+
+    def _set_learning_rates(self, optimizer: torch.optim.Optimizer) -> Dict[str, float]:
+        factor = schedules.lr_factor(self.pass_iteration, self.optim_cfg.warmup_iters, self.optim_cfg.decay)
+        rates = {}
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+            rates[group["name"]] = group["lr"]
+        return rates
+
+    # ------------------------------------------------------------------ forward
+    def cameras(self, batch: Dict[str, Tensor]) -> Cameras:
+        img = batch["img"]
+        return Cameras(c2w=batch["c2w"], proj=batch["proj"], resolution=(int(img.shape[1]), int(img.shape[2])))
+
+    def render(self, batch: Dict[str, Tensor], with_smoothness: bool = False) -> Tuple[Mesh, Dict[str, Tensor]]:
+        """Render the current surface for the batch's cameras over its background.
+
+        Returns the mesh and the renderer's buffers (``"shaded" [B, H, W, 4]`` and the
+        material buffers, see :func:`dmtrec.systems.components.render`).
+        """
+        mesh = self.geometry.mesh()
+        buffers = components.render(mesh, self.material, self.light, self.cameras(batch), self.rasterizer,
+                                    batch["background"], with_smoothness=with_smoothness)
+        return mesh, buffers
+
+    def loss_terms(self, batch: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+        """nvdiffrec's loss for the current stage and iteration: image terms plus the weighted
+        regularizers. Returns ``(terms, buffers)``; the loss is ``sum(terms.values())``."""
+        it, progress = self.pass_iteration, self.pass_iteration / max(1, self.pass_length)
+        target = composite(batch["img"], batch["background"])
+        mesh, buffers = self.render(batch, with_smoothness=self.material_cfg.smoothness > 0)
+        terms = {f"image_{k}": v for k, v in reconstruction_loss(buffers["shaded"], target, self.loss_kind).items()}
+        if self.stage == "dmtet":
+            weight = schedules.sdf_reg_weight(progress, self.dmtet_cfg.sdf_reg, self.dmtet_cfg.sdf_reg_end,
+                                              self.dmtet_cfg.sdf_reg_ramp)
+            terms["sdf_reg"] = components.sdf_regularizer(self.geometry) * weight
+        else:
+            weight = schedules.laplace_weight(progress, self.mesh_cfg.laplace_scale)
+            if weight > 0 and self.geometry.v_pos.requires_grad:
+                offset = self.geometry.initial_pos if self.mesh_cfg.laplace == "relative" else None
+                terms["laplace"] = components.laplacian(mesh, offset) * weight
+        if self.material_cfg.smoothness > 0 and "kd_grad" in buffers:
+            ramp = schedules.ramp_up(it, self.material_cfg.smoothness_ramp)
+            kd_grad = buffers["kd_grad"]
+            terms["material_smooth"] = (kd_grad[..., :-1] * kd_grad[..., -1:]).mean() * self.material_cfg.smoothness * ramp
+        if self.light_cfg.optimize and self.light_cfg.reg > 0:
+            terms["light_reg"] = components.light_regularizer(self.light) * self.light_cfg.reg
+        return terms, buffers
+
+    def _check_finite(self, total: Tensor, terms: Dict[str, Tensor]) -> None:
+        if bool(torch.isfinite(total)):
+            return
+        detail = ", ".join(f"{k}={float(v.detach()):.6g}" for k, v in terms.items())
+        raise NonFiniteLossError(
+            f"non-finite loss at iteration {self.iteration} (pass {self.pass_number}, step {self.pass_iteration} "
+            f"of the pass): total={float(total.detach())}; terms: {detail}. The run stopped; the last good "
+            "checkpoint is kept (resume with --ckpt_path last after fixing the cause, e.g. lower learning rates).")
+
+    def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Optional[Tensor]:
+        if self.finished:
+            self.trainer.should_stop = True
+            return None
+        if self.stage == "dmtet" and self.passes == "both" and self.iteration >= self.iters_dmtet:
+            self._start_mesh_pass()
+        optimizer = self.optimizers()
+        rates = self._set_learning_rates(optimizer.optimizer)
+        terms, _ = self.loss_terms(batch)
+        total = torch.stack(list(terms.values())).sum()
+        self._check_finite(total, terms)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        optimizer.step()
+        components.after_step(self.light, self.light_cfg)
+        self.iteration += 1
+
+        batch_size = int(batch["img"].shape[0])
+        self.log("loss", total.detach(), prog_bar=True, batch_size=batch_size)
+        self.log("pass", float(self.pass_number), prog_bar=True, batch_size=batch_size)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=batch_size)
+        self.log_dict({f"lr/{k}": v for k, v in rates.items()}, batch_size=batch_size)
+        self.log("train/iteration", float(self.iteration), batch_size=batch_size)
+        if self.finished:
+            self.trainer.should_stop = True
+        return total.detach()
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate_batch(self, batch: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+        """Image metrics (nvdiffrec's convention, per view) and the render buffers of a batch."""
+        from dmtrec.metrics.image import image_metrics
+
+        _, buffers = self.render(batch)
+        metrics = image_metrics(buffers["shaded"][..., :3], batch["img"], background=batch["background"])
+        return metrics, buffers
+
+    def _eval_step(self, batch: Dict[str, Tensor], batch_idx: int, prefix: str) -> None:
+        metrics, buffers = self.evaluate_batch(batch)
+        batch_size = int(batch["img"].shape[0])
+        for k, v in metrics.items():
+            self.log(f"{prefix}/{k}", v.mean(), batch_size=batch_size, prog_bar=(k == "psnr" and prefix == "val"))
+        if batch_idx == 0 and not self.trainer.sanity_checking:
+            self._write_grid(batch, buffers, prefix)
+
+    def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def _write_grid(self, batch: Dict[str, Tensor], buffers: Dict[str, Tensor], prefix: str) -> None:
+        from .grids import image_grid, log_grid, save_grid
+
+        grid = image_grid(composite(batch["img"], batch["background"]), buffers, self.grid_views)
+        name = f"{prefix}_{self.iteration:06d}"
+        save_grid(Path(self.trainer.default_root_dir) / "images" / f"{name}.png", grid)
+        log_grid(self.logger, f"{prefix}/grid", grid, self.iteration, caption=f"pass {self.pass_number}, iteration {self.iteration}")
+
+    @torch.no_grad()
+    def reference_metrics(self, reference: Mesh) -> Dict[str, Any]:
+        """Geometry report (Chamfer, F-score, ...) of the current surface against ``reference``."""
+        from dmtrec.metrics.geometry import geometry_report
+
+        mesh = self.geometry.mesh()
+        pred = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
+        return geometry_report(pred, reference.to(pred.device), n_samples=self.metric_samples)
