@@ -144,6 +144,11 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
 
 def _run_lightning(argv: List[str]) -> int:
     import tempfile
+    import warnings
+
+    # main() always hands LightningCLI its arguments explicitly (after expanding the config
+    # files), which LightningCLI flags as a possible mistake when sys.argv is also set.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
     with tempfile.TemporaryDirectory(prefix="dmtrec-cfg-") as scratch:
         config_name = _first_config_name(argv)

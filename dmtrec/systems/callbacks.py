@@ -46,6 +46,9 @@ class FinalizeRun(pl.Callback):
             return
         from dmtrec.export import write_outputs
 
+        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
+            # The final state, whatever checkpoint_every: a resume of a finished run is a no-op.
+            trainer.save_checkpoint(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
         pl_module.eval()
         metrics: Dict[str, Any] = {"iterations": pl_module.iteration, "passes": pl_module.passes,
                                    "fit_seconds_this_session": round(time.monotonic() - self._started, 2)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -28,15 +28,15 @@ def build_dmtet(cfg: DMTetConfig):
     """The pass-1 DMTet module (SDF + offsets on the configured tet grid)."""
     from dmtrec.geometry.dmtet import DMTetGeometry
 
-    grid: Any = int(cfg.grid) if str(cfg.grid).isdigit() else cfg.grid
-    return DMTetGeometry(grid=grid, scale=cfg.scale, init=cfg.init)
+    return DMTetGeometry(resolution=cfg.resolution, scale=cfg.scale, grid_file=cfg.grid_file, init=cfg.init,
+                         seed=cfg.seed)
 
 
 def build_volumetric_material(cfg: MaterialConfig, geometry):
     """The pass-1 volumetric (hash-grid + MLP) material over the DMTet grid's bounding box."""
     from dmtrec.render.material import VolumetricMaterial
 
-    aabb = geometry.grid_aabb() if hasattr(geometry, "grid_aabb") else geometry.aabb()
+    aabb = geometry.aabb()
     return VolumetricMaterial(aabb=aabb, kd_min=cfg.kd_min, kd_max=cfg.kd_max, ks_min=cfg.ks_min, ks_max=cfg.ks_max,
                               normal_map=cfg.normal_map, **cfg.volumetric)
 
@@ -96,19 +96,14 @@ def material_textures(material) -> Dict[str, Tensor]:
 
 # ---------------------------------------------------------------------- per step
 def render(mesh: Mesh, material, light, cameras, rasterizer, background: Tensor, with_smoothness: bool = False) -> Dict[str, Tensor]:
-    """Shade ``mesh`` for ``cameras`` over ``background [B, H, W, 3]``.
+    """Shade ``mesh`` (with normals and tangents) for ``cameras`` over ``background [B, H, W, 3]``.
 
     Returns the renderer's buffers: ``"shaded" [B, H, W, 4]`` (linear HDR composited over the
     background, coverage alpha), ``"kd"``, ``"ks"``, ``"normal"`` and, with
     ``with_smoothness``, ``"kd_grad" [B, H, W, 2]`` (kd change under position jitter, mask).
     """
-    from dmtrec.geometry.normals import compute_normals, compute_tangents
     from dmtrec.render.render_mesh import render_mesh
 
-    if not mesh.is_empty:
-        mesh = compute_normals(mesh)
-        if mesh.v_tex is not None:
-            mesh = compute_tangents(mesh)
     return render_mesh(mesh, material, light, cameras, rasterizer, background=background,
                        kd_grad=with_smoothness)
 

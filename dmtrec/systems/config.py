@@ -17,18 +17,21 @@ class DMTetConfig:
     """Pass 1 geometry.
 
     Args:
-        grid: tet grid: a resolution (nvdiffrec's 32/64/128; generated or loaded by the
-            geometry package) or a path to an ``.npz`` with ``vertices``/``indices``.
+        resolution: tet grid resolution (nvdiffrec's 32/64/128), generated and cached ...
+        grid_file: ... or read from an nvdiffrec ``.npz`` grid of that resolution.
         scale: edge length of the cube the grid spans (nvdiffrec ``mesh_scale``).
         init: SDF initialisation, "random" (nvdiffrec) or "sphere".
+        seed: seed of the random SDF initialisation.
         sdf_reg: SDF sign regularizer weight at the start of pass 1 (nvdiffrec 0.2) ...
         sdf_reg_end: ... decaying linearly to this (0.01) ...
         sdf_reg_ramp: ... over this fraction of pass 1 (0.25).
     """
 
-    grid: str = "32"
+    resolution: int = 64
+    grid_file: Optional[str] = None
     scale: float = 2.1
     init: str = "random"
+    seed: int = 0
     sdf_reg: float = 0.2
     sdf_reg_end: float = 0.01
     sdf_reg_ramp: float = 0.25

@@ -38,5 +38,8 @@ class MeshGeometry(nn.Module):
         return cls(mesh.v_pos, mesh.t_pos_idx, mesh.v_tex, mesh.t_tex_idx, lock_pos)
 
     def mesh(self) -> Mesh:
-        """The current mesh (positions carry gradients; normals and tangents not computed)."""
-        return Mesh(v_pos=self.v_pos, t_pos_idx=self.t_pos_idx, v_tex=self.v_tex, t_tex_idx=self.t_tex_idx)
+        """The current mesh with smooth normals and UV tangents (positions carry gradients)."""
+        from dmtrec.geometry.normals import compute_normals, compute_tangents
+
+        mesh = Mesh(v_pos=self.v_pos, t_pos_idx=self.t_pos_idx, v_tex=self.v_tex, t_tex_idx=self.t_tex_idx)
+        return compute_tangents(compute_normals(mesh))
