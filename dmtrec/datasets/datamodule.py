@@ -29,7 +29,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dmtrec.geometry.mesh import Mesh
+
 from .nerf_synthetic import NeRFSyntheticViews
+from .reference_mesh import ReferenceMeshViews, load_reference_scene
 from .samples import as_resolution, check_background, collate_views
 
 KINDS = ("nerf_synthetic", "reference_mesh")
@@ -137,8 +140,6 @@ class ReconDataModule(pl.LightningDataModule):
         if h.kind == "nerf_synthetic":
             self.datasets = {split: self._nerf_views(split) for split in SPLITS}
         else:
-            from .reference_mesh import ReferenceMeshViews, load_reference_scene
-
             device = h.render_device or ("cuda" if torch.cuda.is_available() else "cpu")
             if torch.device(device).type == "cuda" and h.num_workers > 0:
                 raise ValueError("num_workers: must be 0 when reference views render on CUDA (render_device)")
@@ -184,6 +185,13 @@ class ReconDataModule(pl.LightningDataModule):
         # Every split, whatever the stage: a broken test split should stop a run before
         # hours of training, not after.
         self.check()
+
+    @property
+    def reference_mesh(self) -> Optional[Mesh]:
+        """The mesh the views were rendered from (kind ``reference_mesh``, after setup), for
+        geometry metrics; None for image datasets."""
+        train = self.datasets.get("train")
+        return train.scene.mesh if isinstance(train, ReferenceMeshViews) else None
 
     @property
     def train_dataset(self) -> Dataset:

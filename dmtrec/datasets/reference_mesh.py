@@ -1,0 +1,227 @@
+"""Views of a reference mesh rendered under an HDR probe, as nvdiffrec's spot/bob experiments.
+
+:class:`ReferenceScene` holds the textured mesh, its light and a rasterizer and renders
+straight-alpha linear RGBA for any cameras. :class:`ReferenceMeshViews` is a dataset of such
+renders: a fresh random camera per training index, a fixed orbit for validation and test,
+all derived from the seed (see :mod:`dmtrec.datasets.reference_cameras`).
+
+Views render on demand in ``__getitem__`` on the scene's device: training indices are
+unbounded (nvdiffrec draws a new view every iteration), so rendering them up front is not an
+option, while the few validation/test views are cached after their first render. On CUDA
+this runs in the main process (``num_workers: 0``) as nvdiffrec does; on CPU, DataLoader
+workers render in parallel.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Sequence, Union
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from dmtrec.geometry.mesh import Mesh
+from dmtrec.render.camera import Cameras
+
+from .errors import DatasetError
+from .reference_cameras import orbit_view_c2w, random_view_c2w
+from .samples import SPLIT_STREAMS, STREAM_BACKGROUND, STREAM_CAMERA, as_resolution, check_background, make_background, resize_rgba, sample_generator
+
+PathLike = Union[str, os.PathLike]
+
+# Test views sit half a step between validation views on the same orbit.
+_ORBIT_PHASE = {"val": 0.0, "test": 0.5}
+
+
+@dataclass
+class ReferenceScene:
+    """A textured reference mesh lit by an environment probe, ready to render.
+
+    Attributes:
+        mesh: the mesh with normals (and tangents where it has UVs), on ``device``.
+        material: its textured material.
+        light: the environment light built from the probe.
+        rasterizer: the backend rendering it.
+        mesh_path, probe_path: where they came from.
+    """
+
+    mesh: Mesh
+    material: Any
+    light: Any
+    rasterizer: Any
+    mesh_path: Path
+    probe_path: Path
+
+    @property
+    def device(self) -> torch.device:
+        return self.mesh.device
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, spp: int = 1) -> Tensor:
+        """Render ``[B, H, W, 4]`` linear RGB with straight coverage alpha, on :attr:`device`.
+
+        ``spp`` renders at ``spp`` times the resolution per axis and area-averages down.
+        """
+        from dmtrec.render.render_mesh import render_mesh
+
+        height, width = cameras.resolution
+        fine = Cameras(cameras.c2w, cameras.proj, (height * spp, width * spp)).to(self.device)
+        black = torch.zeros(fine.batch_size, height * spp, width * spp, 3, device=self.device)
+        shaded = render_mesh(self.mesh, self.material, self.light, fine, self.rasterizer, background=black)["shaded"]
+        # Over black the colour is premultiplied by coverage; the dataset contract is straight alpha.
+        alpha = shaded[..., 3:].clamp(0.0, 1.0)
+        rgb = torch.where(alpha > 0, shaded[..., :3] / alpha.clamp_min(1e-12), torch.zeros_like(shaded[..., :3]))
+        straight = torch.cat([rgb, alpha], dim=-1)
+        return torch.stack([resize_rgba(img, (height, width)) for img in straight])
+
+
+def load_reference_scene(
+    mesh: PathLike,
+    probe: PathLike,
+    env_scale: float = 1.0,
+    device: Union[str, torch.device] = "cpu",
+    rasterizer: str = "auto",
+) -> ReferenceScene:
+    """Read the mesh (OBJ with MTL and textures) and the probe (``.hdr``); errors are :class:`DatasetError`."""
+    from dmtrec.geometry.normals import compute_normals, compute_tangents
+    from dmtrec.io.obj import read_obj
+    from dmtrec.render.light import EnvironmentLight
+    from dmtrec.render.material import TexturedMaterial
+    from dmtrec.render.raster import get_rasterizer
+
+    mesh_path, probe_path = Path(mesh), Path(probe)
+    if not mesh_path.is_file():
+        raise DatasetError(mesh_path, "reference mesh file not found")
+    if not probe_path.is_file():
+        raise DatasetError(probe_path, "probe file not found")
+    try:
+        reference, textures = read_obj(mesh_path)
+    except (ValueError, OSError) as exc:
+        raise DatasetError(mesh_path, f"unreadable mesh ({_without_path(exc, mesh_path)})") from None
+    if reference.is_empty:
+        raise DatasetError(mesh_path, "mesh has no triangles")
+    if not textures or "kd" not in textures:
+        raise DatasetError(mesh_path, "mesh has no diffuse (kd) material to render")
+    try:
+        light = EnvironmentLight.from_hdr(probe_path, scale=env_scale)
+    except (ValueError, OSError) as exc:
+        raise DatasetError(probe_path, f"unreadable probe ({_without_path(exc, probe_path)})") from None
+
+    device = torch.device(device)
+    reference = compute_normals(reference.to(device))
+    if reference.v_tex is not None:
+        reference = compute_tangents(reference)
+    material = TexturedMaterial.from_tensors(
+        kd=textures["kd"].to(device), ks=textures["ks"].to(device) if "ks" in textures else None,
+        normal=textures["normal"].to(device) if "normal" in textures else None,
+    )
+    return ReferenceScene(reference, material, light.to(device), get_rasterizer(rasterizer, device), mesh_path, probe_path)
+
+
+def _without_path(exc: Exception, path: Path) -> str:
+    """The exception's message without a leading ``"<path>: "`` (DatasetError adds it once)."""
+    message = str(exc)
+    for prefix in (f"{path}: ", f"{path.resolve()}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+class ReferenceMeshViews(Dataset):
+    """Renders of a :class:`ReferenceScene`, one sample per camera index.
+
+    Args:
+        scene: what to render.
+        split: ``"train"`` (a random camera per index) or ``"val"``/``"test"`` (fixed orbit).
+        views: number of samples.
+        resolution: ``(H, W)`` of the renders.
+        background: see :func:`dmtrec.datasets.samples.make_background`.
+        seed: seeds cameras and backgrounds.
+        fovy: vertical field of view in degrees (nvdiffrec: 45).
+        cam_radius: camera distance from the object (nvdiffrec: 3).
+        translation_jitter: training views shift the object uniformly in ``[-j, j]^3``.
+        near, far: clip planes.
+        spp: supersampling per axis.
+
+    Samples follow :mod:`dmtrec.datasets.samples`, with tensors on the scene's device.
+    """
+
+    def __init__(
+        self,
+        scene: ReferenceScene,
+        split: str = "train",
+        views: int = 1000,
+        resolution: Sequence[int] = (512, 512),
+        background: str = "white",
+        seed: int = 0,
+        fovy: float = 45.0,
+        cam_radius: float = 3.0,
+        translation_jitter: float = 0.25,
+        near: float = 0.1,
+        far: float = 1000.0,
+        spp: int = 1,
+    ):
+        if split not in SPLIT_STREAMS:
+            raise ValueError(f"split: unknown split {split!r}; choose one of {', '.join(SPLIT_STREAMS)}")
+        if views < 1:
+            raise ValueError(f"views: must be >= 1, got {views}")
+        if not 0.0 < fovy < 180.0:
+            raise ValueError(f"fovy: must be in (0, 180) degrees, got {fovy}")
+        if cam_radius <= 0.0:
+            raise ValueError(f"cam_radius: must be > 0, got {cam_radius}")
+        self.scene = scene
+        self.split = split
+        self.views = int(views)
+        self.resolution = as_resolution(resolution, "resolution")
+        self.background = check_background(background, "background")
+        self.seed = int(seed)
+        self.fovy = math.radians(fovy)
+        self.cam_radius = float(cam_radius)
+        self.translation_jitter = float(translation_jitter)
+        self.near, self.far = float(near), float(far)
+        self.spp = int(spp)
+        self._orbit = None if split == "train" else orbit_view_c2w(self.views, self.cam_radius, _ORBIT_PHASE[split])
+        self._cache: Dict[int, Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.views
+
+    def c2w(self, index: int) -> Tensor:
+        """``[4, 4]`` camera-to-world of view ``index``."""
+        if self._orbit is not None:
+            return self._orbit[index]
+        generator = sample_generator(self.seed, STREAM_CAMERA, SPLIT_STREAMS[self.split], index)
+        return random_view_c2w(generator, self.cam_radius, self.translation_jitter)
+
+    def cameras(self, indices: Sequence[int]) -> Cameras:
+        """The cameras of ``indices`` as one batch."""
+        c2w = torch.stack([self.c2w(i) for i in indices])
+        return Cameras.from_fov(c2w, self.fovy, self.resolution, self.near, self.far)
+
+    def render(self, indices: Sequence[int]) -> Tensor:
+        """``[N, H, W, 4]`` straight-alpha linear renders of ``indices``, in one batch."""
+        return self.scene.render(self.cameras(indices), self.spp)
+
+    def __getitem__(self, index: int) -> Dict:
+        if not 0 <= index < self.views:
+            raise IndexError(f"view index {index} out of range for {self.views} views")
+        img = self._cache.get(index)
+        if img is None:
+            img = self.render([index])[0]
+            if self._orbit is not None:
+                self._cache[index] = img
+        cameras = self.cameras([index])
+        generator = sample_generator(self.seed, STREAM_BACKGROUND, SPLIT_STREAMS[self.split], index)
+        device = self.scene.device
+        return {
+            "c2w": cameras.c2w[0].to(device),
+            "proj": cameras.proj[0].to(device),
+            "img": img,
+            "background": make_background(self.background, self.resolution, generator).to(device),
+            "index": torch.tensor(index, dtype=torch.int64, device=device),
+            "resolution": self.resolution,
+        }
