@@ -1,0 +1,115 @@
+"""ReferenceMeshViews' sampling logic, with a stand-in scene (the real renderer is tested in
+test_reference_render.py)."""
+
+import math
+
+import pytest
+import torch
+
+from dmtrec.datasets.reference_mesh import ReferenceMeshViews
+from dmtrec.datasets.samples import collate_views
+from dmtrec.render.camera import perspective
+
+
+class CameraPositionScene:
+    """Renders every pixel with the camera position (so tests can tell views apart) and counts calls."""
+
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.calls = 0
+
+    def render(self, cameras, spp=1):
+        self.calls += 1
+        height, width = cameras.resolution
+        rgb = cameras.campos[:, None, None, :].expand(-1, height, width, 3)
+        return torch.cat([rgb, torch.ones(cameras.batch_size, height, width, 1)], -1)
+
+
+def views(split="train", **kwargs):
+    kwargs.setdefault("views", 6)
+    kwargs.setdefault("resolution", (4, 6))
+    return ReferenceMeshViews(CameraPositionScene(), split, **kwargs)
+
+
+def test_samples_follow_the_contract_and_render_their_camera():
+    ds = views(background="random", seed=2)
+    sample = ds[3]
+    assert sample["img"].shape == (4, 6, 4) and sample["background"].shape == (4, 6, 3)
+    assert sample["resolution"] == (4, 6) and int(sample["index"]) == 3
+    assert torch.allclose(sample["img"][0, 0, :3], sample["c2w"][:3, 3])
+    assert torch.allclose(sample["proj"], perspective(math.radians(45.0), 6 / 4))
+    batch = collate_views([ds[i] for i in range(3)])
+    assert batch["img"].shape == (3, 4, 6, 4) and batch["index"].tolist() == [0, 1, 2]
+    with pytest.raises(IndexError):
+        ds[6]
+
+
+def test_training_cameras_are_fresh_per_index_and_fixed_by_the_seed():
+    a, again, other = views(seed=7), views(seed=7), views(seed=8)
+    positions = torch.stack([a.c2w(i)[:3, 3] for i in range(6)])
+    assert torch.cdist(positions, positions).add(torch.eye(6)).min() > 1e-3  # all different
+    for i in range(6):
+        assert torch.equal(a.c2w(i), again.c2w(i))
+        assert not torch.equal(a.c2w(i), other.c2w(i))
+    # the camera of an index does not depend on how many views the dataset has
+    assert torch.equal(views(seed=7, views=100).c2w(5), a.c2w(5))
+    distances = positions.norm(dim=-1)
+    assert ((distances > 3.0 - 0.44) & (distances < 3.0 + 0.44)).all()  # radius 3, jitter 0.25 * sqrt(3)
+
+
+def test_validation_views_orbit_and_are_rendered_once():
+    val = views("val", views=4, cam_radius=2.0)
+    for i in range(4):
+        campos = val.c2w(i)[:3, 3]
+        assert abs(campos.norm().item() - 2.0) < 1e-5
+        assert abs(campos[1].item() - 2.0 * math.sin(0.4)) < 1e-5
+    first = [val[i]["img"] for i in range(4)]
+    again = [val[i]["img"] for i in range(4)]
+    assert val.scene.calls == 4  # cached after the first render
+    assert all(torch.equal(x, y) for x, y in zip(first, again))
+    test = views("test", views=4, cam_radius=2.0)
+    assert not torch.allclose(test.c2w(0), val.c2w(0))
+
+    train = views()
+    train[0], train[0]
+    assert train.scene.calls == 2  # training views are not kept (there may be millions)
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [({"views": 0}, "views"), ({"fovy": 180.0}, "fovy"), ({"cam_radius": 0.0}, "cam_radius"),
+     ({"background": "grey"}, "background"), ({"resolution": (0, 3)}, "resolution")],
+)
+def test_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"^{argument}: "):
+        views(**kwargs)
+
+
+def test_datamodule_wires_reference_views(monkeypatch):
+    from dmtrec.datasets import datamodule
+
+    scene = CameraPositionScene()
+    scene.mesh = "the reference mesh"
+    loaded = {}
+
+    def fake_load(mesh, probe, **kwargs):
+        loaded.update(mesh=mesh, probe=probe, **kwargs)
+        return scene
+
+    monkeypatch.setattr(datamodule, "load_reference_scene", fake_load)
+    dm = datamodule.ReconDataModule(kind="reference_mesh", mesh="m.obj", probe="p.hdr", env_scale=2.0, resolution=(4, 4),
+                                    views=10, test_views=3, batch_size=5, render_device="cpu", rasterizer="torch")
+    assert dm.reference_mesh is None  # not before setup
+    dm.setup("fit")
+    assert loaded == {"mesh": "m.obj", "probe": "p.hdr", "env_scale": 2.0, "device": "cpu", "rasterizer": "torch"}
+    assert [len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)] == [10, 8, 3]
+    assert dm.reference_mesh == "the reference mesh"
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["img"].shape == (5, 4, 4, 4)
+    assert not torch.equal(batch["background"], torch.ones_like(batch["background"]))
+    assert torch.equal(next(iter(dm.val_dataloader()))["background"], torch.ones(1, 4, 4, 3))
+
+    on_cuda = datamodule.ReconDataModule(kind="reference_mesh", mesh="m.obj", probe="p.hdr", render_device="cuda", num_workers=2)
+    with pytest.raises(ValueError, match="^num_workers: "):
+        on_cuda.setup("fit")
