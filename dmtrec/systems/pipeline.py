@@ -108,11 +108,12 @@ class ReconstructionSystem(pl.LightningModule):
         self.metric_samples, self.grid_views = metric_samples, grid_views
         self._rasterizer = None
 
+        if passes == "mesh" and not self.mesh_cfg.init_mesh:
+            raise ValueError("model.mesh_pass.init_mesh: passes 'mesh' needs an input mesh file to refine")
+
         self.iteration = 0
         self.light = components.build_light(self.light_cfg)
         if passes == "mesh":
-            if not self.mesh_cfg.init_mesh:
-                raise ValueError("model.mesh_pass.init_mesh: passes 'mesh' needs an input mesh file to refine")
             mesh, textures = components.read_mesh(self.mesh_cfg.init_mesh)
             self._enter_mesh_stage(*self._prepare_input_mesh(mesh, textures))
         else:
@@ -278,12 +279,16 @@ class ReconstructionSystem(pl.LightningModule):
             f"of the pass): total={float(total.detach())}; terms: {detail}. The run stopped; the last good "
             "checkpoint is kept (resume with --ckpt_path last after fixing the cause, e.g. lower learning rates).")
 
+    def on_train_batch_start(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
+        # Here rather than in training_step: Lightning hooks its step counter into the
+        # optimizers in use when the batch starts, so the new optimizer must exist by then.
+        if self.stage == "dmtet" and self.passes == "both" and self.iteration >= self.iters_dmtet:
+            self._start_mesh_pass()
+
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Optional[Tensor]:
         if self.finished:
             self.trainer.should_stop = True
             return None
-        if self.stage == "dmtet" and self.passes == "both" and self.iteration >= self.iters_dmtet:
-            self._start_mesh_pass()
         optimizer = self.optimizers()
         rates = self._set_learning_rates(optimizer.optimizer)
         terms, _ = self.loss_terms(batch)
