@@ -1,0 +1,287 @@
+"""nvdiffrast's ``texture`` op in pure PyTorch (any device, any floating dtype).
+
+Semantics follow nvdiffrast 0.3.3 (``common/texture.cu``):
+
+* Texel ``i`` of a ``W``-wide level is centred at ``u = (i + 0.5) / W``; ``uv = (0, 0)`` is
+  the corner of texel ``[0, 0]`` (row 0 is ``v = 0``, no flip).
+* "nearest" reads texel ``floor(u * W)``; the bilinear modes weight the four texels around
+  ``u * W - 0.5``. Boundary "wrap" keeps the fractional part of ``uv``, "clamp" clamps to
+  the centres of the edge texels, "zero" reads zeros outside, "cube" samples a cube map by
+  direction (see :mod:`.torch_cubemap`).
+* Mip levels come from :mod:`.torch_texture_mip`; "linear-mipmap-linear" blends two
+  bilinear samples by the fractional level.
+
+Gradients come from autograd through gathers and interpolation weights and equal
+nvdiffrast's: to ``tex`` (through the internally built mip pyramid too) or to the custom
+``mip`` levels; to ``uv`` except in "nearest" mode (for cube maps this includes the
+dependence of the mip level on the direction); to ``uv_da`` and ``mip_level_bias`` only in
+"linear-mipmap-linear", through the blend weight.
+
+One deliberate difference: for cube maps with a per-batch texture (``tex`` batch > 1),
+nvdiffrast 0.3.3 mis-detects corner taps in batch entries 1.. and reads face -z of the
+previous entry there; here corner taps always take the mean of the other three taps,
+as nvdiffrast does for batch entry 0 and for broadcast cube maps.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .base import BOUNDARY_MODES, FILTER_MODES
+from .torch_cubemap import cube_face_coords, cube_face_derivatives, cube_texel_remap
+from .torch_texture_mip import (
+    check_max_mip_level,
+    check_texture_shape,
+    construct_mip,
+    footprint_lod,
+    select_mip_levels,
+)
+
+__all__ = ["texture", "construct_mip"]
+
+Size = Union[int, Tensor]  # a level extent: one int, or one per sample
+
+
+def texture(
+    tex: Tensor,
+    uv: Tensor,
+    uv_da: Optional[Tensor] = None,
+    mip_level_bias: Optional[Tensor] = None,
+    mip: Optional[Sequence[Tensor]] = None,
+    filter_mode: str = "auto",
+    boundary_mode: str = "wrap",
+    max_mip_level: Optional[int] = None,
+) -> Tensor:
+    """Sample a 2D texture or a cube map, as ``nvdiffrast.torch.texture``.
+
+    Args:
+        tex: ``[B, Ht, Wt, C]``, or ``[B, 6, S, S, C]`` with ``boundary_mode="cube"``;
+            ``B`` may be 1 and broadcasts over ``uv``'s batch.
+        uv: ``[B, H, W, 2]`` texture coordinates, or ``[B, H, W, 3]`` directions (cube).
+        uv_da: ``[B, H, W, 4]`` = (du/dX, du/dY, dv/dX, dv/dY), or ``[B, H, W, 6]`` =
+            (dx/dX, dx/dY, dy/dX, dy/dY, dz/dX, dz/dY) for cube maps; selects the mip level.
+        mip_level_bias: ``[B, H, W]`` added to the mip level (the level itself without ``uv_da``).
+        mip: custom levels below ``tex`` (``[B, max(Ht >> i, 1), max(Wt >> i, 1), C]`` for
+            i = 1..len(mip), as :func:`construct_mip` returns); they receive their own
+            gradients. Built from ``tex`` when a mipmap mode needs them and none are given.
+        filter_mode: "auto", "nearest", "linear", "linear-mipmap-nearest" or
+            "linear-mipmap-linear"; "auto" is "linear-mipmap-linear" when ``uv_da`` or
+            ``mip_level_bias`` is given, "linear" otherwise.
+        boundary_mode: "wrap", "clamp", "zero" or "cube".
+        max_mip_level: build and use at most this many levels below ``tex`` (0 turns a
+            mipmap mode into "linear"); ignored when ``mip`` is given.
+
+    Returns:
+        ``[B, H, W, C]``, ``tex``'s dtype and device. Cube-map samples with a zero or
+        non-finite direction read 0 and pass no gradient.
+
+    Raises:
+        ValueError: unknown mode, shapes that do not fit together, a mipmap mode without
+            ``uv_da`` and ``mip_level_bias``, or a texture whose pyramid cannot be built.
+    """
+    if filter_mode not in FILTER_MODES:
+        raise ValueError(f"unknown filter_mode {filter_mode!r}; choose one of {', '.join(FILTER_MODES)}")
+    if boundary_mode not in BOUNDARY_MODES:
+        raise ValueError(f"unknown boundary_mode {boundary_mode!r}; choose one of {', '.join(BOUNDARY_MODES)}")
+    cube = boundary_mode == "cube"
+    check_texture_shape(tex, cube)
+    _check_pixels(uv, "uv", tex, 3 if cube else 2, reference=None)
+    max_mip_level = check_max_mip_level(max_mip_level)
+
+    if filter_mode == "auto":
+        filter_mode = "linear-mipmap-linear" if (uv_da is not None or mip_level_bias is not None) else "linear"
+    if "mipmap" in filter_mode:
+        if uv_da is None and mip_level_bias is None:
+            raise ValueError(f"filter_mode {filter_mode!r} needs uv_da and/or mip_level_bias")
+        if max_mip_level == 0:
+            filter_mode = "linear"  # as nvdiffrast: no levels below the base, plain bilinear
+    mipmapped = "mipmap" in filter_mode
+
+    batch, height, width = uv.shape[:3]
+    n = batch * height * width
+    coords = uv.reshape(n, uv.shape[-1])
+    if tex.shape[0] == 1:
+        plane = torch.zeros(n, dtype=torch.long, device=uv.device)
+    else:
+        plane = torch.arange(n, device=uv.device) // (height * width)
+    face = valid = None
+    if cube:
+        face, coords, valid = cube_face_coords(coords)
+        plane = plane * 6 + face
+
+    tex_h, tex_w, channels = tex.shape[-3], tex.shape[-2], tex.shape[-1]
+    if filter_mode == "nearest":
+        out = _sample_nearest(tex.reshape(-1, channels), coords.detach(), plane, tex_h, tex_w, boundary_mode)
+    elif not mipmapped:
+        out = _sample_bilinear(tex.reshape(-1, channels), coords, plane, face, 0, tex_h, tex_w, boundary_mode)
+    else:
+        if uv_da is not None:
+            _check_pixels(uv_da, "uv_da", tex, 6 if cube else 4, reference=uv)
+        if mip_level_bias is not None:
+            _check_pixels(mip_level_bias, "mip_level_bias", tex, None, reference=uv)
+        levels = [tex] + (_check_custom_mip(mip, tex, cube) if mip is not None else construct_mip(tex, max_mip_level, cube))
+        blend = filter_mode == "linear-mipmap-linear"
+        with torch.set_grad_enabled(blend and torch.is_grad_enabled()):
+            lod = None
+            if uv_da is not None:
+                footprint = uv_da.reshape(n, uv_da.shape[-1])
+                if cube:
+                    footprint = cube_face_derivatives(uv.reshape(n, 3), footprint)
+                scale = torch.tensor([tex_w, tex_w, tex_h, tex_h], dtype=footprint.dtype, device=footprint.device)
+                lod = footprint_lod(footprint * scale)
+            bias = None if mip_level_bias is None else mip_level_bias.reshape(n)
+            level0, level1, frac = select_mip_levels(lod, bias, len(levels) - 1, blend)
+
+        table, base, level_h, level_w = _stack_levels(levels)
+        out = _sample_bilinear(table, coords, plane, face, base[level0], level_h[level0], level_w[level0], boundary_mode)
+        if blend:
+            upper = _sample_bilinear(table, coords, plane, face, base[level1], level_h[level1], level_w[level1], boundary_mode)
+            out = out + frac[:, None] * (upper - out)
+
+    if cube:
+        out = torch.where(valid[:, None], out, 0.0)
+    return out.reshape(batch, height, width, channels)
+
+
+def _check_pixels(t: Tensor, name: str, tex: Tensor, last: Optional[int], reference: Optional[Tensor]) -> None:
+    """``t`` is ``[B, H, W, last]`` (``[B, H, W]`` if ``last`` is None), matching ``reference``."""
+    if not isinstance(t, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    want = "[B, H, W]" if last is None else f"[B, H, W, {last}]"
+    if t.dim() != (3 if last is None else 4) or (last is not None and t.shape[-1] != last):
+        raise ValueError(f"{name} must be {want}, got shape {list(t.shape)}")
+    if reference is not None and t.shape[:3] != reference.shape[:3]:
+        raise ValueError(f"{name} must be {want} with the B, H, W of uv {list(reference.shape[:3])}, "
+                         f"got shape {list(t.shape)}")
+    if reference is None and tex.shape[0] not in (1, t.shape[0]):
+        raise ValueError(f"tex batch {tex.shape[0]} must be 1 or uv's batch {t.shape[0]}")
+    if t.dtype != tex.dtype or t.device != tex.device:
+        raise ValueError(f"{name} must have tex's dtype and device ({tex.dtype}, {tex.device}), "
+                         f"got {t.dtype} on {t.device}")
+
+
+def _check_custom_mip(mip: Sequence[Tensor], tex: Tensor, cube: bool) -> List[Tensor]:
+    if isinstance(mip, Tensor) or not isinstance(mip, (list, tuple)):
+        raise ValueError(f"mip must be a list of tensors (the levels below tex), got {type(mip).__name__}")
+    tex_h, tex_w = tex.shape[-3], tex.shape[-2]
+    for i, level in enumerate(mip, start=1):
+        name = f"mip[{i - 1}]"
+        check_texture_shape(level, cube, name)
+        h, w = max(tex_h >> i, 1), max(tex_w >> i, 1)
+        expected = tuple(tex.shape[:-3]) + (h, w, tex.shape[-1])
+        if tuple(level.shape) != expected:
+            raise ValueError(f"{name} (mip level {i} of a {tex_h}x{tex_w} texture) must have shape "
+                             f"{list(expected)}, got {list(level.shape)}")
+        if (h, w) == (1, 1) and i != len(mip):
+            raise ValueError(f"{name} is already 1x1, so it must be the last level; got {len(mip)} levels")
+        if level.dtype != tex.dtype or level.device != tex.device:
+            raise ValueError(f"{name} must have tex's dtype and device ({tex.dtype}, {tex.device}), "
+                             f"got {level.dtype} on {level.device}")
+    return list(mip)
+
+
+def _stack_levels(levels: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """All levels as one ``[texels, C]`` table, with each level's first row, height and width."""
+    device = levels[0].device
+    channels = levels[0].shape[-1]
+    flat = [level.reshape(-1, channels) for level in levels]
+    sizes = torch.tensor([f.shape[0] for f in flat], device=device)
+    base = torch.cumsum(sizes, 0) - sizes
+    level_h = torch.tensor([level.shape[-3] for level in levels], device=device)
+    level_w = torch.tensor([level.shape[-2] for level in levels], device=device)
+    return torch.cat(flat), base, level_h, level_w
+
+
+def _fetch(table: Tensor, index: Tensor, inside: Optional[Tensor]) -> Tensor:
+    """Rows ``index`` of ``table`` (``[N, C]``), zero where ``inside`` is False."""
+    if inside is not None:
+        index = torch.where(inside, index, 0)
+    # Non-finite coordinates give arbitrary indices; keep them in range (the sample is NaN).
+    values = table.index_select(0, index.clamp(0, table.shape[0] - 1))
+    return values if inside is None else torch.where(inside[:, None], values, 0.0)
+
+
+def _wrap_unit(u: Tensor) -> Tensor:
+    return u - torch.floor(u)
+
+
+def _sample_nearest(table: Tensor, coords: Tensor, plane: Tensor, h: int, w: int, boundary: str) -> Tensor:
+    u, v = coords.unbind(-1)
+    if boundary == "wrap":
+        u, v = _wrap_unit(u), _wrap_unit(v)
+    ix, iy = torch.floor(u * w).long(), torch.floor(v * h).long()
+    inside = ((ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)) if boundary == "zero" else None
+    index = (plane * h + iy.clamp(0, h - 1)) * w + ix.clamp(0, w - 1)
+    return _fetch(table, index, inside)
+
+
+def _axis_taps(u: Tensor, size: Size, boundary: str) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+    """The two bilinear taps along one axis of a 2D texture.
+
+    Returns ``i0, i1`` (long texel indices), ``frac`` (weight of ``i1``) and, in zero mode,
+    whether each tap lies inside the texture.
+    """
+    if boundary == "wrap":
+        u = _wrap_unit(u)
+    x = u * size - 0.5
+    held = None
+    if boundary == "clamp":
+        x = torch.clamp(x.clamp(min=0.0), max=size - 1)
+        # On an edge texel centre both taps read that texel, so the uv gradient is zero
+        # there, as in nvdiffrast.
+        held = (x == 0) | (x == size - 1)
+    x0 = torch.floor(x.detach())
+    frac = x - x0
+    i0 = x0.long()
+    i1 = i0 + 1 if held is None else i0 + (~held).long()
+    if boundary == "wrap":
+        i0 = torch.where(i0 < 0, i0 + size, i0)
+        i1 = torch.where(i1 >= size, i1 - size, i1)
+    if boundary == "zero":
+        return i0, i1, frac, (i0 >= 0) & (i0 < size), (i1 >= 0) & (i1 < size)
+    return i0, i1, frac, None, None
+
+
+def _sample_bilinear(
+    table: Tensor, coords: Tensor, plane: Tensor, face: Optional[Tensor], base: Size, h: Size, w: Size, boundary: str
+) -> Tensor:
+    """Bilinear samples ``[N, C]`` from one level per sample.
+
+    Args:
+        table: ``[texels, C]`` all levels (:func:`_stack_levels`) or the base level alone.
+        coords: ``[N, 2]`` uv (2D) or face coordinates (cube).
+        plane: ``[N]`` image of the level the sample reads: its texture batch entry
+            (2D), times 6 plus its face (cube).
+        face: ``[N]`` cube face, None for 2D textures.
+        base, h, w: first row of the level in ``table`` and its extent (ints, or ``[N]``).
+    """
+    if face is None:
+        ix0, ix1, fx, in_x0, in_x1 = _axis_taps(coords[:, 0], w, boundary)
+        iy0, iy1, fy, in_y0, in_y1 = _axis_taps(coords[:, 1], h, boundary)
+        taps = []
+        for ix, in_x, iy, in_y in ((ix0, in_x0, iy0, in_y0), (ix1, in_x1, iy0, in_y0),
+                                   (ix0, in_x0, iy1, in_y1), (ix1, in_x1, iy1, in_y1)):
+            inside = None if in_x is None else in_x & in_y
+            taps.append(_fetch(table, base + (plane * h + iy) * w + ix, inside))
+    else:
+        x = coords[:, 0] * w - 0.5
+        y = coords[:, 1] * h - 0.5
+        x0, y0 = torch.floor(x.detach()), torch.floor(y.detach())
+        fx, fy = x - x0, y - y0
+        ix0, iy0 = x0.long(), y0.long()
+        batch_plane = plane - face
+        taps, corners = [], []
+        for ix, iy in ((ix0, iy0), (ix0 + 1, iy0), (ix0, iy0 + 1), (ix0 + 1, iy0 + 1)):
+            tap_face, tx, ty, corner = cube_texel_remap(face, ix, iy, w)
+            taps.append(_fetch(table, base + ((batch_plane + tap_face) * h + ty) * w + tx, ~corner))
+            corners.append(corner)
+        # Three texels meet at a cube corner: the missing fourth tap is their mean.
+        mean = (taps[0] + taps[1] + taps[2] + taps[3]) * (1.0 / 3.0)
+        taps = [torch.where(c[:, None], mean, t) for t, c in zip(taps, corners)]
+    fx, fy = fx[:, None], fy[:, None]
+    top = taps[0] + fx * (taps[1] - taps[0])
+    bottom = taps[2] + fx * (taps[3] - taps[2])
+    return top + fy * (bottom - top)

@@ -1,0 +1,164 @@
+"""Mip pyramids and level-of-detail selection for the torch texture op (nvdiffrast semantics).
+
+* Each level halves every extent greater than 1 with a 2x2 box filter (a 2x1 pair where the
+  other extent is already 1), down to 1x1. An odd extent greater than 1 cannot be halved:
+  nvdiffrast refuses such a texture unless ``max_mip_level`` stops the pyramid before it.
+* The level of detail of a sample is ``log2`` of the major axis of its pixel footprint in
+  base-level texels (from ``uv_da``), plus ``mip_level_bias``, clamped to
+  ``[0, max level]``. "linear-mipmap-nearest" takes the floor of it (not the nearest level);
+  "linear-mipmap-linear" blends the two levels around it.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+def mip_level_shapes(height: int, width: int, max_mip_level: Optional[int] = None) -> List[Tuple[int, int]]:
+    """``(height, width)`` of each level below a ``height x width`` base, as nvdiffrast builds them.
+
+    Raises:
+        ValueError: when a level would have to halve an odd extent greater than 1.
+    """
+    shapes: List[Tuple[int, int]] = []
+    h, w = height, width
+    while (h > 1 or w > 1) and (max_mip_level is None or len(shapes) < max_mip_level):
+        if (h > 1 and h % 2) or (w > 1 and w % 2):
+            raise ValueError(
+                f"cannot build mip level {len(shapes) + 1} of a {height}x{width} (HxW) texture: level "
+                f"{len(shapes)} is {h}x{w} and an odd extent greater than 1 cannot be halved. Resize the "
+                f"texture to power-of-two extents or pass max_mip_level <= {len(shapes)}")
+        h, w = max(h // 2, 1), max(w // 2, 1)
+        shapes.append((h, w))
+    return shapes
+
+
+def check_texture_shape(tex: Tensor, cube_mode: bool, name: str = "tex") -> None:
+    """Raise ValueError unless ``tex`` is ``[B, H, W, C]`` (2D) or ``[B, 6, S, S, C]`` (cube)."""
+    if not isinstance(tex, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(tex).__name__}")
+    if not tex.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {tex.dtype}")
+    if cube_mode:
+        if tex.dim() != 5 or tex.shape[1] != 6:
+            raise ValueError(f"{name} must be a cube map [B, 6, S, S, C] in cube mode, got shape {list(tex.shape)}")
+        if tex.shape[2] != tex.shape[3]:
+            raise ValueError(f"{name}: cube map faces must be square, got {tex.shape[2]}x{tex.shape[3]}")
+    elif tex.dim() != 4:
+        hint = " (a cube map needs boundary_mode='cube')" if tex.dim() == 5 else ""
+        raise ValueError(f"{name} must be [B, H, W, C], got shape {list(tex.shape)}{hint}")
+    if tex.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {list(tex.shape)}")
+
+
+def check_max_mip_level(max_mip_level: Optional[int]) -> Optional[int]:
+    if max_mip_level is None:
+        return None
+    if isinstance(max_mip_level, bool) or int(max_mip_level) != max_mip_level or max_mip_level < 0:
+        raise ValueError(f"max_mip_level must be None or an integer >= 0, got {max_mip_level!r}")
+    return int(max_mip_level)
+
+
+def _box_downsample(t: Tensor) -> Tensor:
+    """One level down: ``[N, h, w, C] -> [N, max(h/2, 1), max(w/2, 1), C]``."""
+    h, w = t.shape[1], t.shape[2]
+    if h > 1 and w > 1:
+        return (t[:, 0::2, 0::2] + t[:, 0::2, 1::2] + t[:, 1::2, 0::2] + t[:, 1::2, 1::2]) * 0.25
+    if w > 1:
+        return (t[:, :, 0::2] + t[:, :, 1::2]) * 0.5
+    return (t[:, 0::2] + t[:, 1::2]) * 0.5
+
+
+def construct_mip(tex: Tensor, max_mip_level: Optional[int] = None, cube_mode: bool = False) -> List[Tensor]:
+    """The mip levels below ``tex``, each a box-filtered halving of the one above.
+
+    Args:
+        tex: ``[B, H, W, C]`` texture, or ``[B, 6, S, S, C]`` cube map with ``cube_mode``.
+        max_mip_level: build at most this many levels (None: down to 1x1).
+        cube_mode: ``tex`` is a cube map (faces are filtered independently).
+
+    Returns:
+        Levels 1.. as ``[B, h_i, w_i, C]`` (or ``[B, 6, s_i, s_i, C]``), differentiable
+        w.r.t. ``tex``; pass them as ``mip=`` to :func:`~.torch_texture.texture`. Build them
+        under ``torch.no_grad()`` for a texture that stays constant.
+
+    Raises:
+        ValueError: bad shape, or an odd extent greater than 1 within the levels asked for.
+    """
+    check_texture_shape(tex, cube_mode)
+    max_mip_level = check_max_mip_level(max_mip_level)
+    height, width = tex.shape[-3], tex.shape[-2]
+    shapes = mip_level_shapes(height, width, max_mip_level)
+    level = tex.reshape(-1, height, width, tex.shape[-1])  # cube faces become independent images
+    levels = []
+    for h, w in shapes:
+        level = _box_downsample(level)
+        levels.append(level.reshape(tex.shape[:-3] + (h, w, tex.shape[-1])))
+    return levels
+
+
+def _footprint_terms(d: Tensor) -> Tuple[Tensor, Tensor]:
+    dsdx, dsdy, dtdx, dtdy = d.unbind(-1)
+    a = dsdx * dsdx + dtdx * dtdx
+    b = dsdy * dsdy + dtdy * dtdy
+    c = dsdx * dsdy + dtdx * dtdy
+    # Half-sum and squared half-difference of the footprint's squared axis lengths.
+    return 0.5 * (a + b), 0.25 * (a - b) * (a - b) + c * c
+
+
+def footprint_lod(footprint: Tensor) -> Tensor:
+    """Level of detail ``log2(major axis length)`` of pixel footprints, before bias and clamping.
+
+    Args:
+        footprint: ``[N, 4]`` = (ds/dX, ds/dY, dt/dX, dt/dY) in base-level texels per pixel.
+
+    Returns:
+        ``[N]`` levels (``-inf`` for a zero footprint). The gradient is the analytic one,
+        except where it is not finite: at isotropic footprints (the major-axis length is not
+        differentiable there) and on overflow it is zero, as nvdiffrast makes it.
+    """
+    with torch.no_grad():
+        half_sum, half_diff_sq = _footprint_terms(footprint)
+        length_sq = half_sum + half_diff_sq.sqrt()
+        lod = 0.5 * torch.log2(length_sq)
+        smooth = (half_diff_sq > 0) & torch.isfinite(length_sq)
+        anisotropic = torch.tensor([1.0, 0.0, 0.0, 2.0], dtype=footprint.dtype, device=footprint.device)
+    # Differentiate only where the gradient is finite; elsewhere a placeholder footprint
+    # keeps NaNs out of the backward pass.
+    half_sum, half_diff_sq = _footprint_terms(torch.where(smooth[:, None], footprint, anisotropic))
+    lod_smooth = 0.5 * torch.log2(half_sum + half_diff_sq.sqrt())
+    return torch.where(smooth, lod_smooth, lod)
+
+
+def select_mip_levels(
+    lod: Optional[Tensor], bias: Optional[Tensor], max_level: int, blend: bool
+) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Discrete levels and blend weight from a level of detail.
+
+    Args:
+        lod: ``[N]`` from :func:`footprint_lod`, or None (level 0 before bias).
+        bias: ``[N]`` added to the level, or None.
+        max_level: index of the smallest level available.
+        blend: trilinear ("linear-mipmap-linear") rather than "linear-mipmap-nearest".
+
+    Returns:
+        ``level0 [N]`` long (the floor of the clamped level), ``level1 [N]`` long (the next
+        level, at most ``max_level``) and, with ``blend``, ``frac [N]`` = the fractional part,
+        carrying the gradient to ``lod`` and ``bias``. nvdiffrast propagates it only where the
+        fraction is positive, so a level that is exactly an integer or clamped gets none.
+    """
+    if lod is None and bias is None:
+        raise ValueError("a mipmap filter mode needs uv_da and/or mip_level_bias")
+    level = bias if lod is None else (lod if bias is None else lod + bias)
+    # A NaN level reads as level 0, as CUDA's fmaxf(NaN, 0) does in nvdiffrast.
+    level = torch.nan_to_num(level, nan=0.0).clamp(0.0, float(max_level))
+    level0 = torch.floor(level.detach())
+    level1 = (level0 + 1).clamp(max=max_level).long()
+    if not blend:
+        return level0.long(), level1, None
+    frac = level - level0
+    frac = torch.where(frac > 0, frac, torch.zeros_like(frac))
+    return level0.long(), level1, frac
