@@ -48,6 +48,7 @@ def test_sampling_is_uniform_by_area():
         (SQUARE_V, SQUARE_F + 3, 10, r"indices must lie in \[0, 4\)"),
         (SQUARE_V[:, :2], SQUARE_F, 10, r"v_pos must be a \[V, 3\]"),
         (torch.zeros(4, 3), SQUARE_F, 10, "non-zero area"),
+        (SQUARE_V * torch.tensor([1.0, float("nan"), 1.0]), SQUARE_F, 10, "NaN or infinite"),
         (SQUARE_V, SQUARE_F, 0, "n must be positive"),
     ],
 )
