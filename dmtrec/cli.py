@@ -8,6 +8,7 @@
 * ``dmtrec export --ckpt C --out D``: write mesh/textures/GLB/probe of a checkpoint.
 * ``dmtrec make-dataset --mesh M --probe P --views N --res R --out D``: render a reference mesh
   into a NeRF-synthetic folder.
+* ``dmtrec eval --mesh M --ref R``: geometry report of a mesh file against a reference.
 
 Paths in configs may use ``${DMTREC_DATA}`` (default ``../shared/data``) and other
 environment variables; they are expanded before parsing.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
-OTHER_COMMANDS = ("export", "make-dataset")
+OTHER_COMMANDS = ("export", "make-dataset", "eval")
 DEFAULT_DATA = "../shared/data"
 
 USAGE = """usage: dmtrec <command> [options]
@@ -34,6 +35,7 @@ commands:
   test          evaluate a checkpoint on the test views (-c CONFIG --ckpt_path CKPT)
   export        write mesh, textures, GLB and probe of a checkpoint (--ckpt CKPT --out DIR)
   make-dataset  render a reference mesh into a NeRF-synthetic dataset folder
+  eval          geometry report (Chamfer, F-score, ...) of a mesh file against a reference
 
 `dmtrec <command> --help` lists a command's options.
 """
@@ -164,6 +166,11 @@ def _run_other(command: str, argv: List[str]) -> int:
 
         add_export_args(parser)
         return run_export(parser.parse_args(argv))
+    if command == "eval":
+        from dmtrec.metrics.evaluate import add_eval_args, run_eval
+
+        add_eval_args(parser)
+        return run_eval(parser.parse_args(argv))
     from dmtrec.datasets import make_dataset as make_dataset_module
 
     make_dataset_module.add_make_dataset_args(parser)

@@ -17,7 +17,7 @@ TINY = REPO / "experiments" / "configs" / "tests" / "tiny_spot.yaml"
 def test_usage_lists_every_command(capsys):
     assert main([]) == 2
     out = capsys.readouterr().out
-    for command in ("fit", "validate", "test", "export", "make-dataset"):
+    for command in ("fit", "validate", "test", "export", "make-dataset", "eval"):
         assert f"  {command}" in out
     assert main(["--help"]) == 0
 
@@ -60,8 +60,9 @@ def test_export_of_missing_checkpoint_is_one_line(capsys, tmp_path):
     assert err.splitlines() == [f"dmtrec export: error: {tmp_path / 'last.ckpt'}: checkpoint not found"]
 
 
-def test_make_dataset_is_wired(capsys):
+@pytest.mark.parametrize("command, option", [("make-dataset", "--probe"), ("eval", "--ref"), ("export", "--ckpt")])
+def test_argparse_commands_are_wired(capsys, command, option):
     with pytest.raises(SystemExit) as exit_info:
-        main(["make-dataset", "--help"])
+        main([command, "--help"])
     assert exit_info.value.code == 0
-    assert "--probe" in capsys.readouterr().out
+    assert option in capsys.readouterr().out
