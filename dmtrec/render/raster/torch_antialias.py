@@ -47,14 +47,18 @@ def construct_topology_hash(tri: Tensor) -> TopologyHash:
     key = (torch.minimum(ends_a, ends_b) << 32 | torch.maximum(ends_a, ends_b)).reshape(-1)
     own = tri.reshape(-1)
     distinct = (tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2]) & (tri[:, 2] != tri[:, 0])
-    entry = distinct.repeat_interleave(3).nonzero().squeeze(1)
+    entry = distinct.unsqueeze(1).expand(-1, 3).reshape(-1).nonzero().squeeze(1)
     key, own = key[entry], own[entry]
 
     # Unique (edge, opposite vertex) pairs, each at its first occurrence in triangle order.
     order = _lexsort(key, own)
     k_sorted, o_sorted = key[order], own[order]
-    first = torch.ones_like(k_sorted, dtype=torch.bool)
-    first[1:] = (k_sorted[1:] != k_sorted[:-1]) | (o_sorted[1:] != o_sorted[:-1])
+    new_key = torch.ones_like(k_sorted, dtype=torch.bool)
+    new_key[1:] = k_sorted[1:] != k_sorted[:-1]
+    edge_of_entry = torch.empty_like(key)
+    edge_of_entry[order] = new_key.cumsum(0) - 1  # edges numbered in key order
+    first = new_key.clone()
+    first[1:] |= o_sorted[1:] != o_sorted[:-1]
     u_key, u_own, u_pos = k_sorted[first], o_sorted[first], order[first]
 
     # Per edge, the first two distinct opposite vertices.
@@ -68,7 +72,7 @@ def construct_topology_hash(tri: Tensor) -> TopologyHash:
     kept = rank < 2
     slots[edge_id[kept], rank[kept]] = u_own[kept]
 
-    slot = slots[torch.searchsorted(u_key[new_edge], key)]
+    slot = slots[edge_of_entry]
     other = torch.where(slot[:, 0] == own, slot[:, 1], torch.where(slot[:, 1] == own, slot[:, 0], -1))
     opposite = torch.full((num_tris * 3,), -1, dtype=torch.int64, device=tri.device)
     opposite[entry] = other

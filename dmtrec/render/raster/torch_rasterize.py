@@ -88,29 +88,45 @@ def nearest_fragments(pos: Tensor, tri: Tensor, height: int, width: int) -> Tens
         item = torch.div(inst, num_tris, rounding_mode="floor")
         face = inst - item * num_tris
         verts = flat_pos.index_select(0, (tri[face] + (item * num_verts).unsqueeze(1)).view(-1)).view(-1, 3, 4)
-        snapped, in_guard_band, visible = _classify(verts, height, width)
+        sx, sy, in_guard_band, visible = _classify(verts, height, width)
         fast = (visible & in_guard_band).nonzero().squeeze(1)
         slow = (visible & ~in_guard_band).nonzero().squeeze(1)
         base = item * (height * width)
-        _draw_snapped(keys, snapped[fast], verts[fast], base[fast], face[fast], height, width)
-        _draw_homogeneous(keys, verts[slow], base[slow], face[slow], height, width)
+        _draw_snapped(keys, *(t.index_select(0, fast) for t in (sx, sy, verts, base, face)), height, width)
+        _draw_homogeneous(keys, *(t.index_select(0, slow) for t in (verts, base, face)), height, width)
     return keys
 
 
-def _classify(verts: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """Snapped 1/16-pixel coordinates ``[n, 3, 2]`` (int64), guard-band test and frustum cull."""
+def _min3(t: Tensor) -> Tensor:
+    # Column-wise: torch's reductions over a size-3 inner dimension are several times slower.
+    return torch.minimum(torch.minimum(t[:, 0], t[:, 1]), t[:, 2])
+
+
+def _max3(t: Tensor) -> Tensor:
+    return torch.maximum(torch.maximum(t[:, 0], t[:, 1]), t[:, 2])
+
+
+def _all3(t: Tensor) -> Tensor:
+    return t[:, 0] & t[:, 1] & t[:, 2]
+
+
+def _classify(verts: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Snapped 1/16-pixel coordinates ``sx, sy [n, 3]`` (int64), guard-band test and frustum cull."""
     x, y, z, w = verts.unbind(-1)
     outside_one_plane = torch.zeros_like(w[:, 0], dtype=torch.bool)
     for coord in (x, y, z):
-        outside_one_plane |= (w < coord).all(1) | (w < -coord).all(1)
+        outside_one_plane |= _all3(w < coord) | _all3(w < -coord)
     rcp_w = 1.0 / w
-    snapped = torch.stack([x * rcp_w * float(width * SUBPIXELS // 2), y * rcp_w * float(height * SUBPIXELS // 2)], -1)
-    # cvt.rni.sat.s32: round half to even, NaN -> 0, saturate.
-    snapped = torch.nan_to_num(snapped.round(), nan=0.0).clamp(-2.0**31, 2.0**31 - 1).to(torch.int64)
-    lo = snapped.amin(dim=(1, 2))
-    hi = snapped.amax(dim=(1, 2))
-    in_guard_band = ((w >= z.abs()).all(1) & (lo >= -GUARD_BAND - 1) & (hi <= GUARD_BAND) & (hi - lo <= GUARD_BAND))
-    return snapped, in_guard_band, ~outside_one_plane
+
+    def snap(coord: Tensor, size: int) -> Tensor:  # cvt.rni.sat.s32: round half to even, NaN -> 0, saturate
+        scaled = (coord * rcp_w * float(size * SUBPIXELS // 2)).round()
+        return torch.nan_to_num(scaled, nan=0.0).clamp(-2.0**31, 2.0**31 - 1).to(torch.int64)
+
+    sx, sy = snap(x, width), snap(y, height)
+    lo = torch.minimum(_min3(sx), _min3(sy))
+    hi = torch.maximum(_max3(sx), _max3(sy))
+    in_guard_band = _all3(w >= z.abs()) & (lo >= -GUARD_BAND - 1) & (hi <= GUARD_BAND) & (hi - lo <= GUARD_BAND)
+    return sx, sy, in_guard_band, ~outside_one_plane
 
 
 def _pixel_box(lo: Tensor, hi: Tensor, size: int) -> Tuple[Tensor, Tensor]:
@@ -121,47 +137,49 @@ def _pixel_box(lo: Tensor, hi: Tensor, size: int) -> Tuple[Tensor, Tensor]:
     return first, (last - first + 1).clamp(min=0)
 
 
-def _draw_snapped(keys: Tensor, snapped: Tensor, verts: Tensor, base: Tensor, face: Tensor, height: int, width: int) -> None:
+def _draw_snapped(keys: Tensor, sx: Tensor, sy: Tensor, verts: Tensor, base: Tensor, face: Tensor,
+                  height: int, width: int) -> None:
     """Integer edge-function rasterization of guard-band triangles, as cudaraster's fine raster."""
-    sx, sy = snapped.unbind(-1)  # [m, 3]
     area = (sx[:, 1] - sx[:, 0]) * (sy[:, 2] - sy[:, 0]) - (sy[:, 1] - sy[:, 0]) * (sx[:, 2] - sx[:, 0])
     keep = (area != 0).nonzero().squeeze(1)
-    sx, sy, area, verts, base, face = sx[keep], sy[keep], area[keep], verts[keep], base[keep], face[keep]
-    x0, bw = _pixel_box(sx.amin(1), sx.amax(1), width)
-    y0, bh = _pixel_box(sy.amin(1), sy.amax(1), height)
+    sx, sy, area, verts, base, face = (t.index_select(0, keep) for t in (sx, sy, area, verts, base, face))
+    x0, bw = _pixel_box(_min3(sx), _max3(sx), width)
+    y0, bh = _pixel_box(_min3(sy), _max3(sy), height)
+    sample_x = SUBPIXELS * x0 - (width - 1) * SUBPIXELS // 2
+    sample_y = SUBPIXELS * y0 - (height - 1) * SUBPIXELS // 2
+    sign = area.sign()
+    zw = verts[..., 2] / verts[..., 3]
+    inv_area = 1.0 / area.abs().double()
 
-    # Edge k runs from vertex k+1 to vertex k+2 (opposite vertex k); orient so the inside is >= 0.
-    sign = area.sign().unsqueeze(1)
-    xi, yi = sx[:, [1, 2, 0]], sy[:, [1, 2, 0]]
-    dx, dy = sx[:, [2, 0, 1]] - xi, sy[:, [2, 0, 1]] - yi
-    sample_x = (SUBPIXELS * x0 - (width - 1) * SUBPIXELS // 2).unsqueeze(1)
-    sample_y = (SUBPIXELS * y0 - (height - 1) * SUBPIXELS // 2).unsqueeze(1)
-    edge_at_corner = sign * ((xi - sample_x) * dy - (yi - sample_y) * dx)  # [m, 3] at the box's first pixel
-    step_x = -SUBPIXELS * sign * dy
-    step_y = SUBPIXELS * sign * dx
-    # Tie rule: a sample exactly on an edge belongs to the triangle unless the (oriented) edge
-    # heads +y, or is horizontal heading -x.
-    exclusive = (sign * dy > 0) | ((dy == 0) & (sign * dx <= 0))
-    setup = torch.cat([edge_at_corner - exclusive.long(), step_x, step_y,
-                       torch.stack([bw, base + y0 * width + x0, face], 1)], 1)  # [m, 12]
-
-    # z/w is affine in screen space: its plane from the snapped vertices, relative to the box corner.
-    zw = (verts[..., 2] / verts[..., 3]).double()
-    inv_area = 1.0 / area.abs().double().unsqueeze(1)
-    depth_plane = torch.stack([(zw * edge_at_corner.double() * inv_area).sum(1),
-                               (zw * step_x.double() * inv_area).sum(1),
-                               (zw * step_y.double() * inv_area).sum(1)], 1).float()  # [m, 3]
+    # Edge k runs from vertex k+1 to vertex k+2 (opposite vertex k), oriented so the inside is >= 0;
+    # its value at the box's first pixel and its steps per pixel in x and y.
+    columns, plane = [], torch.zeros(3, sx.shape[0], dtype=torch.float64, device=sx.device)
+    for k in range(3):
+        i, j = (k + 1) % 3, (k + 2) % 3
+        dx, dy = sign * (sx[:, j] - sx[:, i]), sign * (sy[:, j] - sy[:, i])
+        at_corner = (sx[:, i] - sample_x) * dy - (sy[:, i] - sample_y) * dx
+        step_x, step_y = -SUBPIXELS * dy, SUBPIXELS * dx
+        # Tie rule: a sample exactly on the edge is the triangle's unless the oriented edge heads
+        # +y, or is horizontal heading -x.
+        exclusive = (dy > 0) | ((dy == 0) & (dx <= 0))
+        columns += [at_corner - exclusive.long(), step_x, step_y]
+        # z/w is affine in screen space; edge k / |area| is vertex k's screen-space weight.
+        weight = zw[:, k].double() * inv_area
+        plane += torch.stack([at_corner, step_x, step_y]).double() * weight
+    setup = torch.stack(columns + [bw, base + y0 * width + x0, face])  # [12, m], rows contiguous
+    plane = plane.float()
 
     for tri_idx, local in _candidates(bw * bh):
-        rows = setup[tri_idx]
-        ly = torch.div(local, rows[:, 9], rounding_mode="floor")
-        lx = local - ly * rows[:, 9]
-        edges = rows[:, 0:3] + rows[:, 3:6] * lx.unsqueeze(1) + rows[:, 6:9] * ly.unsqueeze(1)
-        hit = (edges >= 0).all(1).nonzero().squeeze(1)
-        tri_idx, lx, ly, rows = tri_idx[hit], lx[hit], ly[hit], rows[hit]
-        plane = depth_plane[tri_idx]
-        depth = plane[:, 0] + plane[:, 1] * lx + plane[:, 2] * ly
-        _resolve(keys, rows[:, 10] + ly * width + lx, depth, rows[:, 11])
+        rows = [row.index_select(0, tri_idx) for row in setup[:10]]  # 1D gathers: fastest layout
+        ly = torch.div(local, rows[9], rounding_mode="floor")
+        lx = local - ly * rows[9]
+        inside = (rows[0] + rows[1] * lx + rows[2] * ly) >= 0
+        inside &= (rows[3] + rows[4] * lx + rows[5] * ly) >= 0
+        inside &= (rows[6] + rows[7] * lx + rows[8] * ly) >= 0
+        hit = inside.nonzero().squeeze(1)
+        tri_idx, lx, ly = tri_idx.index_select(0, hit), lx.index_select(0, hit), ly.index_select(0, hit)
+        z0, zx, zy, pixel0, tri_face = (row.index_select(0, tri_idx) for row in (*plane, setup[10], setup[11]))
+        _resolve(keys, pixel0 + ly * width + lx, z0 + zx * lx + zy * ly, tri_face)
 
 
 def _draw_homogeneous(keys: Tensor, verts: Tensor, base: Tensor, face: Tensor, height: int, width: int) -> None:
@@ -208,14 +226,18 @@ def _candidates(counts: Tensor) -> Iterator[Tuple[Tensor, Tensor]]:
     starts = ends - counts
     for c0 in range(0, total, CANDIDATES_PER_CHUNK):
         c1 = min(c0 + CANDIDATES_PER_CHUNK, total)
-        bounds = torch.tensor([c0, c1 - 1], device=counts.device)
-        t0, t1 = torch.searchsorted(ends, bounds, right=True).tolist()
+        t0, t1 = int((ends <= c0).sum()), int((ends <= c1 - 1).sum())  # first and last triangle in [c0, c1)
         tris = torch.arange(t0, t1 + 1, device=counts.device)
         skip = (c0 - starts[tris]).clamp(min=0)
         take = torch.minimum(counts[tris], c1 - starts[tris]) - skip
-        tri_idx = torch.repeat_interleave(tris, take, output_size=c1 - c0)
-        offsets = torch.repeat_interleave(take.cumsum(0) - take - skip, take, output_size=c1 - c0)
-        yield tri_idx, torch.arange(c1 - c0, device=counts.device) - offsets
+        tris, skip, take = tris[take > 0], skip[take > 0], take[take > 0]
+        # Segment of each pair by a cumulative sum over segment starts (repeat_interleave without
+        # its thread-pool round trip, which costs milliseconds on a busy machine).
+        seg_start = take.cumsum(0) - take
+        seg = torch.zeros(c1 - c0, dtype=torch.int64, device=counts.device)
+        seg[seg_start[1:]] = 1
+        seg = seg.cumsum(0)
+        yield tris[seg], torch.arange(c1 - c0, device=counts.device) - seg_start[seg] + skip[seg]
 
 
 def _resolve(keys: Tensor, pixel: Tensor, depth: Tensor, face: Tensor) -> None:
