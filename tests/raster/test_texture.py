@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from dmtrec.render.raster.torch_cubemap import cube_face_coords, cube_face_derivatives
+from dmtrec.render.raster.torch_cubemap import cube_face_coords, cube_face_derivatives, cube_texel_remap
 from dmtrec.render.raster.torch_texture import construct_mip, texture
 from dmtrec.render.raster.torch_texture_mip import footprint_lod
 
@@ -280,6 +280,29 @@ def test_cube_corner_tap_is_mean_of_the_three_meeting_texels():
     fx = fy = 0.75
     expected = (1 - fx) * (1 - fy) * corner + fx * (1 - fy) * up + (1 - fx) * fy * left + fx * fy * own
     assert torch.allclose(cube_sample(cube, [d])[0], expected)
+
+
+def test_cube_edge_taps_read_the_nearest_texel_across_the_edge():
+    # Brute force over every edge of every face: the virtual texel one step beyond the edge
+    # (its centre on the face's extended plane) is read from the texel of another face whose
+    # centre direction is closest to it.
+    s = 4
+    faces, rows, cols = torch.meshgrid(torch.arange(6), torch.arange(s), torch.arange(s), indexing="ij")
+    centres = torch.tensor([direction(f, (c + 0.5) / s, (r + 0.5) / s) for f, r, c in
+                            zip(faces.flatten().tolist(), rows.flatten().tolist(), cols.flatten().tolist())], dtype=F64)
+    centres = centres / centres.norm(dim=-1, keepdim=True)
+    taps = [(f, ix, iy) for f in range(6) for k in range(s) for ix, iy in ((-1, k), (s, k), (k, -1), (k, s))]
+    face, ix, iy = (torch.tensor(v) for v in zip(*taps))
+    new_face, new_ix, new_iy, corner = cube_texel_remap(face, ix, iy, s)
+    assert not corner.any()
+    for f, x, y, nf, nx, ny in zip(face.tolist(), ix.tolist(), iy.tolist(), new_face.tolist(), new_ix.tolist(), new_iy.tolist()):
+        virtual = torch.tensor(direction(f, (x + 0.5) / s, (y + 0.5) / s), dtype=F64)
+        cosine = centres @ (virtual / virtual.norm())
+        cosine[f * s * s:(f + 1) * s * s] = -2  # not the tap's own face
+        assert int(cosine.argmax()) == (nf * s + ny) * s + nx, (f, x, y)
+    # Taps inside the face are left alone.
+    inside = cube_texel_remap(torch.tensor([3]), torch.tensor([2]), torch.tensor([1]), s)
+    assert [int(t) for t in inside] == [3, 2, 1, 0]
 
 
 def test_cube_invalid_directions_read_zero_without_gradient():

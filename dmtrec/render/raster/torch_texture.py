@@ -25,13 +25,13 @@ as nvdiffrast does for batch entry 0 and for broadcast cube maps.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from .base import BOUNDARY_MODES, FILTER_MODES
-from .torch_cubemap import cube_face_coords, cube_face_derivatives, cube_texel_remap
+from .torch_cubemap import Size, cube_face_coords, cube_face_derivatives, cube_texel_remap
 from .torch_texture_mip import (
     check_max_mip_level,
     check_texture_shape,
@@ -41,8 +41,6 @@ from .torch_texture_mip import (
 )
 
 __all__ = ["texture", "construct_mip"]
-
-Size = Union[int, Tensor]  # a level extent: one int, or one per sample
 
 
 def texture(
@@ -136,10 +134,10 @@ def texture(
             level0, level1, frac = select_mip_levels(lod, bias, len(levels) - 1, blend)
 
         table, base, level_h, level_w = _stack_levels(levels)
-        out = _sample_bilinear(table, coords, plane, face, base[level0], level_h[level0], level_w[level0], boundary_mode)
+        level = torch.stack([level0, level1]) if blend else level0
+        out = _sample_bilinear(table, coords, plane, face, base[level], level_h[level], level_w[level], boundary_mode)
         if blend:
-            upper = _sample_bilinear(table, coords, plane, face, base[level1], level_h[level1], level_w[level1], boundary_mode)
-            out = out + frac[:, None] * (upper - out)
+            out = out[0] + frac[:, None] * (out[1] - out[0])
 
     if cube:
         out = torch.where(valid[:, None], out, 0.0)
@@ -196,12 +194,13 @@ def _stack_levels(levels: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]
 
 
 def _fetch(table: Tensor, index: Tensor, inside: Optional[Tensor]) -> Tensor:
-    """Rows ``index`` of ``table`` (``[N, C]``), zero where ``inside`` is False."""
+    """Rows ``index [...]`` of ``table`` (``[..., C]``), zero where ``inside`` is False."""
     if inside is not None:
         index = torch.where(inside, index, 0)
     # Non-finite coordinates give arbitrary indices; keep them in range (the sample is NaN).
-    values = table.index_select(0, index.clamp(0, table.shape[0] - 1))
-    return values if inside is None else torch.where(inside[:, None], values, 0.0)
+    values = table.index_select(0, index.reshape(-1).clamp(0, table.shape[0] - 1))
+    values = values.reshape(index.shape + (table.shape[1],))
+    return values if inside is None else torch.where(inside[..., None], values, 0.0)
 
 
 def _wrap_unit(u: Tensor) -> Tensor:
@@ -248,7 +247,7 @@ def _axis_taps(u: Tensor, size: Size, boundary: str) -> Tuple[Tensor, Tensor, Te
 def _sample_bilinear(
     table: Tensor, coords: Tensor, plane: Tensor, face: Optional[Tensor], base: Size, h: Size, w: Size, boundary: str
 ) -> Tensor:
-    """Bilinear samples ``[N, C]`` from one level per sample.
+    """Bilinear samples from one or more levels per sample.
 
     Args:
         table: ``[texels, C]`` all levels (:func:`_stack_levels`) or the base level alone.
@@ -256,32 +255,34 @@ def _sample_bilinear(
         plane: ``[N]`` image of the level the sample reads: its texture batch entry
             (2D), times 6 plus its face (cube).
         face: ``[N]`` cube face, None for 2D textures.
-        base, h, w: first row of the level in ``table`` and its extent (ints, or ``[N]``).
+        base, h, w: first row of the level in ``table`` and its extent: ints, or long
+            ``[L, N]`` for ``L`` levels per sample.
+
+    Returns:
+        ``[N, C]``, or ``[L, N, C]`` for per-sample levels.
     """
     if face is None:
         ix0, ix1, fx, in_x0, in_x1 = _axis_taps(coords[:, 0], w, boundary)
         iy0, iy1, fy, in_y0, in_y1 = _axis_taps(coords[:, 1], h, boundary)
-        taps = []
-        for ix, in_x, iy, in_y in ((ix0, in_x0, iy0, in_y0), (ix1, in_x1, iy0, in_y0),
-                                   (ix0, in_x0, iy1, in_y1), (ix1, in_x1, iy1, in_y1)):
-            inside = None if in_x is None else in_x & in_y
-            taps.append(_fetch(table, base + (plane * h + iy) * w + ix, inside))
+        ix, iy = torch.stack([ix0, ix1, ix0, ix1]), torch.stack([iy0, iy0, iy1, iy1])
+        inside = None if in_x0 is None else torch.stack([in_x0 & in_y0, in_x1 & in_y0, in_x0 & in_y1, in_x1 & in_y1])
+        tap_plane = plane
     else:
         x = coords[:, 0] * w - 0.5
         y = coords[:, 1] * h - 0.5
         x0, y0 = torch.floor(x.detach()), torch.floor(y.detach())
         fx, fy = x - x0, y - y0
         ix0, iy0 = x0.long(), y0.long()
-        batch_plane = plane - face
-        taps, corners = [], []
-        for ix, iy in ((ix0, iy0), (ix0 + 1, iy0), (ix0, iy0 + 1), (ix0 + 1, iy0 + 1)):
-            tap_face, tx, ty, corner = cube_texel_remap(face, ix, iy, w)
-            taps.append(_fetch(table, base + ((batch_plane + tap_face) * h + ty) * w + tx, ~corner))
-            corners.append(corner)
+        ix, iy = torch.stack([ix0, ix0 + 1, ix0, ix0 + 1]), torch.stack([iy0, iy0, iy0 + 1, iy0 + 1])
+        tap_face, ix, iy, corner = cube_texel_remap(face, ix, iy, w)
+        tap_plane = plane - face + tap_face
+        inside = ~corner
+    taps = _fetch(table, base + (tap_plane * h + iy) * w + ix, inside)  # [4, ..., C]
+    if face is not None:
         # Three texels meet at a cube corner: the missing fourth tap is their mean.
-        mean = (taps[0] + taps[1] + taps[2] + taps[3]) * (1.0 / 3.0)
-        taps = [torch.where(c[:, None], mean, t) for t, c in zip(taps, corners)]
-    fx, fy = fx[:, None], fy[:, None]
-    top = taps[0] + fx * (taps[1] - taps[0])
-    bottom = taps[2] + fx * (taps[3] - taps[2])
+        taps = torch.where(corner[..., None], taps.sum(0) * (1.0 / 3.0), taps)
+    a00, a10, a01, a11 = taps.unbind(0)
+    fx, fy = fx[..., None], fy[..., None]
+    top = a00 + fx * (a10 - a00)
+    bottom = a01 + fx * (a11 - a01)
     return top + fy * (bottom - top)
