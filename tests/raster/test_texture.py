@@ -259,7 +259,8 @@ def test_cube_taps_across_an_edge_read_the_neighbouring_face():
     row = 2
     # A quarter texel from +x's s = 1 edge, which touches -z's s = 0 edge (both at x = -z).
     d = direction(0, 1 - 0.25 / s, (row + 0.5) / s)
-    assert cube_sample(cube, [d]).item() == pytest.approx(0.75 * cube[0, 0, row, s - 1, 0] + 0.25 * cube[0, 5, row, 0, 0])
+    expected = 0.75 * cube[0, 0, row, s - 1, 0] + 0.25 * cube[0, 5, row, 0, 0]
+    assert cube_sample(cube, [d]).item() == pytest.approx(expected.item())
     # A quarter texel from +x's t = 0 edge (y = x), which touches +y's s = 1 edge with the
     # rows reversed: +x column c meets +y row s - 1 - c.
     col = 1
@@ -295,7 +296,7 @@ def test_cube_edge_taps_read_the_nearest_texel_across_the_edge():
     face, ix, iy = (torch.tensor(v) for v in zip(*taps))
     new_face, new_ix, new_iy, corner = cube_texel_remap(face, ix, iy, s)
     assert not corner.any()
-    for f, x, y, nf, nx, ny in zip(face.tolist(), ix.tolist(), iy.tolist(), new_face.tolist(), new_ix.tolist(), new_iy.tolist()):
+    for f, x, y, nf, nx, ny in zip(*(t.tolist() for t in (face, ix, iy, new_face, new_ix, new_iy))):
         virtual = torch.tensor(direction(f, (x + 0.5) / s, (y + 0.5) / s), dtype=F64)
         cosine = centres @ (virtual / virtual.norm())
         cosine[f * s * s:(f + 1) * s * s] = -2  # not the tap's own face
@@ -335,7 +336,8 @@ def test_cube_uv_da_selects_level():
     dirs = torch.tensor([1.0, 0.1, 0.2], dtype=F64).reshape(1, 1, 1, 3)
     da = torch.tensor([0, 0, 0, 0, -4 / s, 0], dtype=F64).reshape(1, 1, 1, 6)
     level1 = construct_mip(cube, cube_mode=True)[0]
-    assert torch.allclose(texture(cube, dirs, uv_da=da, boundary_mode="cube"), texture(level1, dirs, boundary_mode="cube"))
+    got = texture(cube, dirs, uv_da=da, boundary_mode="cube")
+    assert torch.allclose(got, texture(level1, dirs, boundary_mode="cube"))
 
 
 # --------------------------------------------------------------------------- gradients
@@ -385,7 +387,8 @@ def test_mipmap_gradients_with_only_one_of_uv_da_and_bias(cube):
     bias.requires_grad_()
     mode = "cube" if cube else "clamp"
     assert gradcheck(lambda u, d: texture(tex, u, uv_da=d, boundary_mode=mode), [uv, uv_da], eps=1e-6, atol=1e-6)
-    assert gradcheck(lambda u, b: texture(tex, u, mip_level_bias=b, boundary_mode=mode), [uv, bias], eps=1e-6, atol=1e-6)
+    assert gradcheck(lambda u, b: texture(tex, u, mip_level_bias=b, boundary_mode=mode), [uv, bias],
+                     eps=1e-6, atol=1e-6)
 
 
 def test_gradient_reaches_tex_through_the_internal_pyramid():

@@ -160,7 +160,8 @@ def _edge_table(device: torch.device) -> Tensor:
     :func:`_lift_taps` (any S > 2 gives the same ones)."""
     size = 5
     k = torch.arange(size)
-    beyond = [(torch.full_like(k, -1), k), (torch.full_like(k, size), k), (k, torch.full_like(k, -1)), (k, torch.full_like(k, size))]
+    before, after = torch.full_like(k, -1), torch.full_like(k, size)
+    beyond = [(before, k), (after, k), (k, before), (k, after)]
     candidates = torch.stack([torch.zeros_like(k), torch.full_like(k, size - 1), k, size - 1 - k])
     rows = []
     for face in range(6):

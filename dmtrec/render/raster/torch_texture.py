@@ -81,19 +81,19 @@ def texture(
             ``uv_da`` and ``mip_level_bias``, or a texture whose pyramid cannot be built.
     """
     if filter_mode not in FILTER_MODES:
-        raise ValueError(f"unknown filter_mode {filter_mode!r}; choose one of {', '.join(FILTER_MODES)}")
+        raise ValueError(f"texture: unknown filter_mode {filter_mode!r}; choose one of {', '.join(FILTER_MODES)}")
     if boundary_mode not in BOUNDARY_MODES:
-        raise ValueError(f"unknown boundary_mode {boundary_mode!r}; choose one of {', '.join(BOUNDARY_MODES)}")
+        raise ValueError(f"texture: unknown boundary_mode {boundary_mode!r}; choose one of {', '.join(BOUNDARY_MODES)}")
     cube = boundary_mode == "cube"
-    check_texture_shape(tex, cube)
+    check_texture_shape("texture", tex, cube)
     _check_pixels(uv, "uv", tex, 3 if cube else 2, reference=None)
-    max_mip_level = check_max_mip_level(max_mip_level)
+    max_mip_level = check_max_mip_level("texture", max_mip_level)
 
     if filter_mode == "auto":
         filter_mode = "linear-mipmap-linear" if (uv_da is not None or mip_level_bias is not None) else "linear"
     if "mipmap" in filter_mode:
         if uv_da is None and mip_level_bias is None:
-            raise ValueError(f"filter_mode {filter_mode!r} needs uv_da and/or mip_level_bias")
+            raise ValueError(f"texture: filter_mode {filter_mode!r} needs uv_da and/or mip_level_bias")
         if max_mip_level == 0:
             filter_mode = "linear"  # as nvdiffrast: no levels below the base, plain bilinear
     mipmapped = "mipmap" in filter_mode
@@ -120,7 +120,8 @@ def texture(
             _check_pixels(uv_da, "uv_da", tex, 6 if cube else 4, reference=uv)
         if mip_level_bias is not None:
             _check_pixels(mip_level_bias, "mip_level_bias", tex, None, reference=uv)
-        levels = [tex] + (_check_custom_mip(mip, tex, cube) if mip is not None else construct_mip(tex, max_mip_level, cube))
+        below = _check_custom_mip(mip, tex, cube) if mip is not None else construct_mip(tex, max_mip_level, cube)
+        levels = [tex] + below
         blend = filter_mode == "linear-mipmap-linear"
         with torch.set_grad_enabled(blend and torch.is_grad_enabled()):
             lod = None
@@ -147,36 +148,36 @@ def texture(
 def _check_pixels(t: Tensor, name: str, tex: Tensor, last: Optional[int], reference: Optional[Tensor]) -> None:
     """``t`` is ``[B, H, W, last]`` (``[B, H, W]`` if ``last`` is None), matching ``reference``."""
     if not isinstance(t, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        raise ValueError(f"texture: {name} must be a torch.Tensor, got {type(t).__name__}")
     want = "[B, H, W]" if last is None else f"[B, H, W, {last}]"
     if t.dim() != (3 if last is None else 4) or (last is not None and t.shape[-1] != last):
-        raise ValueError(f"{name} must be {want}, got shape {list(t.shape)}")
+        raise ValueError(f"texture: {name} must be {want}, got shape {list(t.shape)}")
     if reference is not None and t.shape[:3] != reference.shape[:3]:
-        raise ValueError(f"{name} must be {want} with the B, H, W of uv {list(reference.shape[:3])}, "
+        raise ValueError(f"texture: {name} must be {want} with the B, H, W of uv {list(reference.shape[:3])}, "
                          f"got shape {list(t.shape)}")
     if reference is None and tex.shape[0] not in (1, t.shape[0]):
-        raise ValueError(f"tex batch {tex.shape[0]} must be 1 or uv's batch {t.shape[0]}")
+        raise ValueError(f"texture: tex batch {tex.shape[0]} must be 1 or uv's batch {t.shape[0]}")
     if t.dtype != tex.dtype or t.device != tex.device:
-        raise ValueError(f"{name} must have tex's dtype and device ({tex.dtype}, {tex.device}), "
+        raise ValueError(f"texture: {name} must have tex's dtype and device ({tex.dtype}, {tex.device}), "
                          f"got {t.dtype} on {t.device}")
 
 
 def _check_custom_mip(mip: Sequence[Tensor], tex: Tensor, cube: bool) -> List[Tensor]:
     if isinstance(mip, Tensor) or not isinstance(mip, (list, tuple)):
-        raise ValueError(f"mip must be a list of tensors (the levels below tex), got {type(mip).__name__}")
+        raise ValueError(f"texture: mip must be a list of tensors (the levels below tex), got {type(mip).__name__}")
     tex_h, tex_w = tex.shape[-3], tex.shape[-2]
     for i, level in enumerate(mip, start=1):
         name = f"mip[{i - 1}]"
-        check_texture_shape(level, cube, name)
+        check_texture_shape("texture", level, cube, name)
         h, w = max(tex_h >> i, 1), max(tex_w >> i, 1)
         expected = tuple(tex.shape[:-3]) + (h, w, tex.shape[-1])
         if tuple(level.shape) != expected:
-            raise ValueError(f"{name} (mip level {i} of a {tex_h}x{tex_w} texture) must have shape "
+            raise ValueError(f"texture: {name} (mip level {i} of a {tex_h}x{tex_w} texture) must have shape "
                              f"{list(expected)}, got {list(level.shape)}")
         if (h, w) == (1, 1) and i != len(mip):
-            raise ValueError(f"{name} is already 1x1, so it must be the last level; got {len(mip)} levels")
+            raise ValueError(f"texture: {name} is already 1x1, so it must be the last level; got {len(mip)} levels")
         if level.dtype != tex.dtype or level.device != tex.device:
-            raise ValueError(f"{name} must have tex's dtype and device ({tex.dtype}, {tex.device}), "
+            raise ValueError(f"texture: {name} must have tex's dtype and device ({tex.dtype}, {tex.device}), "
                              f"got {level.dtype} on {level.device}")
     return list(mip)
 
@@ -217,7 +218,9 @@ def _sample_nearest(table: Tensor, coords: Tensor, plane: Tensor, h: int, w: int
     return _fetch(table, index, inside)
 
 
-def _axis_taps(u: Tensor, size: Size, boundary: str) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+def _axis_taps(
+    u: Tensor, size: Size, boundary: str
+) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
     """The two bilinear taps along one axis of a 2D texture.
 
     Returns ``i0, i1`` (long texel indices), ``frac`` (weight of ``i1``) and, in zero mode,

@@ -28,7 +28,7 @@ def mip_level_shapes(height: int, width: int, max_mip_level: Optional[int] = Non
     while (h > 1 or w > 1) and (max_mip_level is None or len(shapes) < max_mip_level):
         if (h > 1 and h % 2) or (w > 1 and w % 2):
             raise ValueError(
-                f"cannot build mip level {len(shapes) + 1} of a {height}x{width} (HxW) texture: level "
+                f"construct_mip: cannot build mip level {len(shapes) + 1} of a {height}x{width} (HxW) texture: level "
                 f"{len(shapes)} is {h}x{w} and an odd extent greater than 1 cannot be halved. Resize the "
                 f"texture to power-of-two extents or pass max_mip_level <= {len(shapes)}")
         h, w = max(h // 2, 1), max(w // 2, 1)
@@ -36,29 +36,30 @@ def mip_level_shapes(height: int, width: int, max_mip_level: Optional[int] = Non
     return shapes
 
 
-def check_texture_shape(tex: Tensor, cube_mode: bool, name: str = "tex") -> None:
+def check_texture_shape(op: str, tex: Tensor, cube_mode: bool, name: str = "tex") -> None:
     """Raise ValueError unless ``tex`` is ``[B, H, W, C]`` (2D) or ``[B, 6, S, S, C]`` (cube)."""
     if not isinstance(tex, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(tex).__name__}")
+        raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(tex).__name__}")
     if not tex.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {tex.dtype}")
+        raise ValueError(f"{op}: {name} must be a floating-point tensor, got {tex.dtype}")
     if cube_mode:
         if tex.dim() != 5 or tex.shape[1] != 6:
-            raise ValueError(f"{name} must be a cube map [B, 6, S, S, C] in cube mode, got shape {list(tex.shape)}")
+            raise ValueError(f"{op}: {name} must be a cube map [B, 6, S, S, C] in cube mode, "
+                             f"got shape {list(tex.shape)}")
         if tex.shape[2] != tex.shape[3]:
-            raise ValueError(f"{name}: cube map faces must be square, got {tex.shape[2]}x{tex.shape[3]}")
+            raise ValueError(f"{op}: {name}'s cube map faces must be square, got {tex.shape[2]}x{tex.shape[3]}")
     elif tex.dim() != 4:
         hint = " (a cube map needs boundary_mode='cube')" if tex.dim() == 5 else ""
-        raise ValueError(f"{name} must be [B, H, W, C], got shape {list(tex.shape)}{hint}")
+        raise ValueError(f"{op}: {name} must be [B, H, W, C], got shape {list(tex.shape)}{hint}")
     if tex.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {list(tex.shape)}")
+        raise ValueError(f"{op}: {name} must not be empty, got shape {list(tex.shape)}")
 
 
-def check_max_mip_level(max_mip_level: Optional[int]) -> Optional[int]:
+def check_max_mip_level(op: str, max_mip_level: Optional[int]) -> Optional[int]:
     if max_mip_level is None:
         return None
     if isinstance(max_mip_level, bool) or int(max_mip_level) != max_mip_level or max_mip_level < 0:
-        raise ValueError(f"max_mip_level must be None or an integer >= 0, got {max_mip_level!r}")
+        raise ValueError(f"{op}: max_mip_level must be None or an integer >= 0, got {max_mip_level!r}")
     return int(max_mip_level)
 
 
@@ -88,8 +89,8 @@ def construct_mip(tex: Tensor, max_mip_level: Optional[int] = None, cube_mode: b
     Raises:
         ValueError: bad shape, or an odd extent greater than 1 within the levels asked for.
     """
-    check_texture_shape(tex, cube_mode)
-    max_mip_level = check_max_mip_level(max_mip_level)
+    check_texture_shape("construct_mip", tex, cube_mode)
+    max_mip_level = check_max_mip_level("construct_mip", max_mip_level)
     height, width = tex.shape[-3], tex.shape[-2]
     shapes = mip_level_shapes(height, width, max_mip_level)
     level = tex.reshape(-1, height, width, tex.shape[-1])  # cube faces become independent images
@@ -140,7 +141,7 @@ def select_mip_levels(
 
     Args:
         lod: ``[N]`` from :func:`footprint_lod`, or None (level 0 before bias).
-        bias: ``[N]`` added to the level, or None.
+        bias: ``[N]`` added to the level, or None (not both None).
         max_level: index of the smallest level available.
         blend: trilinear ("linear-mipmap-linear") rather than "linear-mipmap-nearest".
 
@@ -150,8 +151,6 @@ def select_mip_levels(
         carrying the gradient to ``lod`` and ``bias``. nvdiffrast propagates it only where the
         fraction is positive, so a level that is exactly an integer or clamped gets none.
     """
-    if lod is None and bias is None:
-        raise ValueError("a mipmap filter mode needs uv_da and/or mip_level_bias")
     level = bias if lod is None else (lod if bias is None else lod + bias)
     # A NaN level reads as level 0, as CUDA's fmaxf(NaN, 0) does in nvdiffrast.
     level = torch.nan_to_num(level, nan=0.0).clamp(0.0, float(max_level))
