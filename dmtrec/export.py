@@ -20,6 +20,8 @@ from dmtrec.systems.atomic import atomic_file, atomic_folder, write_json
 log = logging.getLogger(__name__)
 
 MESH_FOLDER = "mesh"
+# nvdiffrec's names for the texture files of mesh/mesh.mtl.
+TEXTURE_FILES = {"kd": "texture_kd.png", "ks": "texture_ks.png", "normal": "texture_n.png"}
 GLB_NAME = "mesh.glb"
 PROBE_NAME = "probe.hdr"
 METRICS_NAME = "metrics.json"
@@ -48,10 +50,13 @@ def write_outputs(out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light:
     textures = {k: v.detach().cpu() for k, v in textures.items() if v is not None}
     paths = {}
     with atomic_folder(out_dir / MESH_FOLDER) as tmp:
-        write_obj(tmp / "mesh.obj", mesh, textures)
+        write_obj(tmp, mesh, textures, name="mesh")
+        _rename_textures(tmp / "mesh.mtl")
     paths["obj"] = out_dir / MESH_FOLDER / "mesh.obj"
     with atomic_file(out_dir / GLB_NAME) as tmp:
-        write_glb(tmp, mesh, textures)
+        # ks.R is nvdiffrec's occlusion *amount* (shading scales by 1 - R), the inverse of
+        # glTF's occlusion map; leave it unbound rather than darken the model in viewers.
+        write_glb(tmp, mesh, textures, occlusion=False)
     paths["glb"] = out_dir / GLB_NAME
     with atomic_file(out_dir / PROBE_NAME) as tmp:
         light.save_hdr(tmp)
@@ -60,6 +65,18 @@ def write_outputs(out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light:
         write_json(out_dir / METRICS_NAME, metrics)
         paths["metrics"] = out_dir / METRICS_NAME
     return paths
+
+
+def _rename_textures(mtl: Path) -> None:
+    """Give the maps written by :func:`dmtrec.io.obj.write_obj` (``mesh_<key>.png``) nvdiffrec's
+    file names and point the MTL at them."""
+    text = mtl.read_text()
+    for key, name in TEXTURE_FILES.items():
+        written = mtl.with_name(f"{mtl.stem}_{key}.png")
+        if written.is_file():
+            written.rename(mtl.with_name(name))
+            text = text.replace(f" {written.name}", f" {name}")
+    mtl.write_text(text)
 
 
 def _detached(mesh: Mesh) -> Mesh:

@@ -46,9 +46,9 @@ def build_light(cfg: LightConfig):
     from dmtrec.render.light import EnvironmentLight
 
     if cfg.init == "random":
-        return EnvironmentLight.random(base_res=cfg.base_res, scale=cfg.scale)
+        return EnvironmentLight.random(base_res=cfg.base_res, scale=0.5 * cfg.scale, bias=0.25 * cfg.scale)
     if cfg.init == "constant":
-        return EnvironmentLight.constant(cfg.scale, base_res=cfg.base_res)
+        return EnvironmentLight.constant(0.5 * cfg.scale, base_res=cfg.base_res)
     path = Path(cfg.init)
     if path.suffix.lower() != ".hdr":
         raise ValueError(f"model.light.init: expected 'random', 'constant' or a .hdr probe file, got {cfg.init!r}")

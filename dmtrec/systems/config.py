@@ -69,8 +69,9 @@ class LightConfig:
     """Environment light.
 
     Args:
-        init: "random" (nvdiffrec), "constant", or a path to an HDR probe (``.hdr``).
-        base_res: cube-map face resolution (nvdiffrec 512 for probes it learns; small on CPU).
+        init: "random" (texels uniform in [0.25, 0.75)), "constant" (0.5 everywhere, what
+            nvdiffrec's training starts from), or a path to an HDR probe (``.hdr``).
+        base_res: cube-map face resolution, a power of two >= 32 (nvdiffrec 512; small on CPU).
         scale: multiplier on the initial radiance.
         optimize: learn the light (False keeps it fixed, e.g. for a known probe).
         reg: weight of nvdiffrec's light regularizer (0.005).
