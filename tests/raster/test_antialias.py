@@ -29,6 +29,36 @@ def test_vertical_silhouette_edges_get_box_filter_coverage():
     np.testing.assert_allclose(out[0, ..., 0].numpy(), np.broadcast_to(box, (height, width)), atol=1e-5)
 
 
+def test_the_nearer_triangle_of_a_pair_decides():
+    # The same quad in front of a far background quad: at its edges the front quad is examined,
+    # so the blend is the box coverage between the two surfaces' colours.
+    height, width = 6, 12
+    left, right = 2.3, 9.2
+    front = clip_from_pixels([(left, -3), (right, -3), (right, 9), (left, 9)], height, width, z=0.2)
+    back = clip_from_pixels([(-4, -4), (16, -4), (16, 10), (-4, 10)], height, width, z=0.8)
+    pos = torch.cat([back, front])
+    tri = tris([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
+    rast, _ = R.rasterize(pos, tri, (height, width))
+    out = R.antialias(coverage_color(rast, [0.0, 0.2, 0.2, 1.0, 1.0]), rast, pos, tri)
+    cells = np.arange(width)
+    box = np.clip(np.minimum(cells + 1, right) - np.maximum(cells, left), 0, 1)
+    np.testing.assert_allclose(out[0, ..., 0].numpy(), np.broadcast_to(0.2 + 0.8 * box, (height, width)), atol=1e-5)
+
+
+def test_saturated_blends_send_no_position_gradient():
+    # The right edge at 8.52 px snaps to the centre of pixel 8 (8.5), which the right-edge rule
+    # leaves uncovered; seen from pixel 7 the edge crosses beyond pixel 8's centre, so the blend
+    # saturates at 0.5 and, as in nvdiffrast, the edge's vertices get no gradient from it.
+    height, width = 4, 12
+    pos = clip_from_pixels([(2.3, -3), (8.52, -3), (8.52, 7), (2.3, 7)], height, width).requires_grad_(True)
+    tri = tris([[0, 1, 2], [0, 2, 3]])
+    rast, _ = R.rasterize(pos.detach(), tri, (height, width))
+    out = R.antialias(coverage_color(rast, [0.0, 1.0, 1.0]), rast, pos, tri)
+    np.testing.assert_allclose(out[0, :, 8, 0].detach().numpy(), 0.5)
+    out.sum().backward()
+    assert (pos.grad[[1, 2]] == 0).all() and (pos.grad[[0, 3], 0].abs() > 0.1).all()
+
+
 def test_interior_edges_are_not_blended_but_open_ones_are():
     height, width = 10, 10
     corners = [(-2, -2), (12, -2), (12, 12), (-2, 12)]

@@ -47,6 +47,18 @@ def test_tie_rule_for_centres_on_edges(faces):
     np.testing.assert_array_equal(counts, expected.astype(int))
 
 
+@pytest.mark.parametrize("left, covered", [(4.47, True), (4.53, True), (4.54, False)])
+def test_vertices_snap_to_the_nearest_sixteenth_of_a_pixel(left, covered):
+    # A left edge at 4.53 px snaps onto the centre of pixel 4 (4.5) and the left-edge rule keeps
+    # it, although the exact edge passes right of the centre; at 4.54 it snaps to 4.5625.
+    height, width = 4, 16
+    pos = clip_from_pixels([(left, -2), (12, -2), (12, 6), (left, 6)], height, width)
+    rast, _ = R.rasterize(pos, tris([[0, 1, 2], [0, 2, 3]]), (height, width))
+    column = rast[0, :, 4, 3] > 0
+    assert bool(column.all()) if covered else not column.any()
+    assert (rast[0, :, 5:12, 3] > 0).all() and (rast[0, :, :4, 3] == 0).all()
+
+
 def test_fan_around_a_pixel_centre_has_no_holes_or_overlaps():
     height, width = 12, 12
     angles = [math.radians(10 + 45 * k) for k in range(8)]
