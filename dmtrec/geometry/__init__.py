@@ -1,5 +1,21 @@
-"""Geometry: tet grids, marching tetrahedra, the DMTet module, the Mesh type and its regularizers."""
+"""Geometry: tet grids, marching tetrahedra, the DMTet module, the Mesh type and its regularizers.
 
+Sign convention everywhere: ``sdf > 0`` is inside (occupied), as in nvdiffrec.
+"""
+
+from .dmtet import DMTetGeometry, sdf_reg_loss
+from .marching_tets import marching_tetrahedra
 from .mesh import Mesh
+from .normals import compute_normals, compute_tangents, face_normals, vertex_normals
+from .ops import aabb, merge_meshes, normalize_to_unit_cube
+from .regularizers import cotangent_laplacian, laplacian_loss, uniform_laplacian
+from .sdf import mesh_distance, mesh_sdf, sphere_sdf, torus_sdf
+from .tetgrid import TetGrid, generate_tet_grid, load_tet_grid, tet_grid
+from .uv_unwrap import UVUnwrapResult, per_triangle_atlas, unwrap_uv
 
-__all__ = ["Mesh"]
+__all__ = [
+    "DMTetGeometry", "Mesh", "TetGrid", "UVUnwrapResult", "aabb", "compute_normals", "compute_tangents",
+    "cotangent_laplacian", "face_normals", "generate_tet_grid", "laplacian_loss", "load_tet_grid",
+    "marching_tetrahedra", "merge_meshes", "mesh_distance", "mesh_sdf", "normalize_to_unit_cube", "per_triangle_atlas",
+    "sdf_reg_loss", "sphere_sdf", "tet_grid", "torus_sdf", "uniform_laplacian", "unwrap_uv", "vertex_normals",
+]

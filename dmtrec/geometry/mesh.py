@@ -8,6 +8,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+# (values, indices) field pairs of the optional per-corner attributes.
+ATTRIBUTE_PAIRS = (("v_nrm", "t_nrm_idx"), ("v_tex", "t_tex_idx"), ("v_tng", "t_tng_idx"))
+_WIDTHS = {"v_pos": 3, "v_nrm": 3, "v_tex": 2, "v_tng": 3}
+
 
 @dataclass
 class Mesh:
@@ -36,6 +40,11 @@ class Mesh:
     t_tng_idx: Optional[Tensor] = None
     material: Any = None
 
+    @classmethod
+    def empty(cls, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> "Mesh":
+        """A mesh without vertices or faces: ``v_pos`` ``[0, 3]``, ``t_pos_idx`` ``[0, 3]`` int64."""
+        return cls(torch.zeros(0, 3, dtype=dtype, device=device), torch.zeros(0, 3, dtype=torch.int64, device=device))
+
     @property
     def num_vertices(self) -> int:
         return int(self.v_pos.shape[0])
@@ -62,3 +71,28 @@ class Mesh:
             if isinstance(value, Tensor):
                 moved[name] = value.to(device)
         return Mesh(**moved)
+
+    def validate(self, name: str = "mesh") -> "Mesh":
+        """Check shapes, dtypes and index ranges; raise ``ValueError`` naming ``name`` and the field.
+
+        Returns ``self`` so that it can be chained.
+        """
+        for values, indices in (("v_pos", "t_pos_idx"),) + ATTRIBUTE_PAIRS:
+            v, idx = getattr(self, values), getattr(self, indices)
+            if (v is None) != (idx is None):
+                raise ValueError(f"{name}: {values} and {indices} must be given together")
+            if v is None:
+                continue
+            if v.ndim != 2 or v.shape[1] != _WIDTHS[values] or not v.is_floating_point():
+                raise ValueError(f"{name}: {values} must be float [N, {_WIDTHS[values]}], got "
+                                 f"{tuple(v.shape)} {v.dtype}")
+            if idx.ndim != 2 or idx.shape[1] != 3 or idx.is_floating_point() or idx.dtype == torch.bool:
+                raise ValueError(f"{name}: {indices} must be integer [F, 3], got {tuple(idx.shape)} {idx.dtype}")
+            if idx.shape[0] != self.t_pos_idx.shape[0]:
+                raise ValueError(f"{name}: {indices} has {idx.shape[0]} faces but t_pos_idx has "
+                                 f"{self.t_pos_idx.shape[0]}")
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= v.shape[0]):
+                raise ValueError(f"{name}: {indices} holds indices outside [0, {v.shape[0]})")
+            if not bool(torch.isfinite(v).all()):
+                raise ValueError(f"{name}: {values} holds non-finite values")
+        return self

@@ -1,0 +1,409 @@
+"""Binary glTF 2.0 (``.glb``) with a metallic-roughness PBR material, read and write.
+
+Written files hold one mesh, one material and embedded PNG textures:
+
+- ``baseColorTexture`` from ``kd`` (sRGB PNG; alpha blending when kd has alpha below 1),
+- ``metallicRoughnessTexture`` and ``occlusionTexture`` both from ``ks``: glTF reads
+  roughness from G, metallic from B and occlusion from R, exactly nvdiffrec's ORM layout,
+- ``normalTexture`` from ``normal`` (tangent space, OpenGL +Y up as glTF specifies; viewers
+  derive MikkTSpace tangents, no TANGENT attribute is written).
+
+glTF keeps one index per vertex, so corners with different (position, UV, normal) index
+triples become separate vertices; glTF's UV origin is the top-left, so ``v_gltf = 1 - v``.
+The reader welds identical positions back together. No third-party package is needed for
+either direction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import struct
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..geometry.mesh import Mesh
+from ..geometry.normals import compute_normals
+from .atomic import write_bytes_atomic
+from .textures import check_textures, texture_from_image_bytes, texture_png_bytes
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+_GLB_MAGIC, _JSON_CHUNK, _BIN_CHUNK = 0x46546C67, 0x4E4F534A, 0x004E4942
+_FLOAT, _UINT32 = 5126, 5125
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
+_DTYPES = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
+
+
+class GltfReadError(ValueError):
+    """A GLB file is missing, malformed or uses an unsupported feature; the message names the file."""
+
+
+def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] = None,
+              occlusion: bool = True) -> Path:
+    """Write ``mesh`` and its PBR maps as a self-contained ``.glb`` file (atomically).
+
+    Args:
+        path: output file.
+        mesh: the mesh; smooth normals are computed when it has none (glTF would shade flat).
+        textures: optional maps in memory form, keys ``kd``, ``ks`` (ORM), ``normal``; they
+            need UVs on the mesh.
+        occlusion: bind ks's R channel as the occlusion map (ORM); turn off where R holds no
+            occlusion (e.g. zeros), which viewers would render as fully occluded.
+    Returns:
+        ``path`` as a :class:`Path`.
+    """
+    mesh.validate("write_glb")
+    textures = check_textures(textures or {}, "write_glb")
+    if textures and mesh.v_tex is None:
+        raise ValueError("write_glb: textures given but the mesh has no UVs (v_tex / t_tex_idx)")
+    if mesh.is_empty:
+        raise ValueError("write_glb: the mesh has no faces (glTF accessors cannot be empty)")
+    if mesh.v_nrm is None:
+        mesh = compute_normals(mesh)
+    builder = _GlbBuilder()
+    attributes, indices = _vertex_streams(mesh)
+    primitive = {"attributes": {name: builder.accessor(data, _ARRAY_BUFFER, with_bounds=name == "POSITION")
+                                for name, data in attributes.items()},
+                 "indices": builder.accessor(indices, _ELEMENT_ARRAY_BUFFER), "material": 0, "mode": 4}
+    builder.doc["meshes"] = [{"name": "mesh", "primitives": [primitive]}]
+    builder.doc["materials"] = [_material(builder, textures, occlusion)]
+    builder.doc["nodes"] = [{"name": "mesh", "mesh": 0}]
+    builder.doc["scenes"] = [{"nodes": [0]}]
+    builder.doc["scene"] = 0
+    path = Path(path)
+    write_bytes_atomic(path, builder.glb())
+    return path
+
+
+def _vertex_streams(mesh: Mesh) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    cols = [mesh.t_pos_idx] + [idx for v, idx in ((mesh.v_nrm, mesh.t_nrm_idx), (mesh.v_tex, mesh.t_tex_idx))
+                               if v is not None]
+    corners = torch.stack([c.reshape(-1) for c in cols], 1).cpu().numpy()  # [3F, k]
+    keys, inverse = np.unique(corners, axis=0, return_inverse=True)
+    attributes = {"POSITION": mesh.v_pos.detach().cpu().float().numpy()[keys[:, 0]]}
+    k = 1
+    if mesh.v_nrm is not None:
+        n = mesh.v_nrm.detach().cpu().double().numpy()[keys[:, k]]
+        attributes["NORMAL"] = (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        k += 1
+    if mesh.v_tex is not None:
+        uv = mesh.v_tex.detach().cpu().float().numpy()[keys[:, k]].copy()
+        uv[:, 1] = 1.0 - uv[:, 1]
+        attributes["TEXCOORD_0"] = uv
+    return attributes, inverse.reshape(-1).astype(np.uint32)
+
+
+def _material(builder: "_GlbBuilder", textures: dict[str, Tensor], occlusion: bool) -> dict:
+    pbr: dict = {"baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 1.0, "roughnessFactor": 1.0}
+    material: dict = {"name": "material", "pbrMetallicRoughness": pbr, "doubleSided": False}
+    if "kd" in textures:
+        pbr["baseColorTexture"] = {"index": builder.texture("kd", textures["kd"])}
+        if textures["kd"].shape[-1] == 4 and bool((textures["kd"][..., 3] < 1).any()):
+            material["alphaMode"] = "BLEND"
+    else:
+        pbr["baseColorFactor"] = [0.5, 0.5, 0.5, 1.0]
+    if "ks" in textures:
+        orm = builder.texture("ks", textures["ks"])
+        pbr["metallicRoughnessTexture"] = {"index": orm}
+        if occlusion:
+            material["occlusionTexture"] = {"index": orm}
+    else:
+        pbr["metallicFactor"] = 0.0
+    if "normal" in textures:
+        material["normalTexture"] = {"index": builder.texture("normal", textures["normal"])}
+    return material
+
+
+class _GlbBuilder:
+    """Accumulates the JSON document and the binary buffer of a GLB file."""
+
+    def __init__(self):
+        self.doc: dict = {"asset": {"version": "2.0", "generator": "dmtrec"}, "buffers": [], "bufferViews": [],
+                          "accessors": []}
+        self.blob = bytearray()
+
+    def view(self, data: bytes, target: Optional[int] = None) -> int:
+        self.blob += b"\0" * (-len(self.blob) % 4)  # accessors need 4-byte alignment
+        view = {"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)}
+        if target is not None:
+            view["target"] = target
+        self.blob += data
+        self.doc["bufferViews"].append(view)
+        return len(self.doc["bufferViews"]) - 1
+
+    def accessor(self, data: np.ndarray, target: int, with_bounds: bool = False) -> int:
+        data = np.ascontiguousarray(data)
+        width = 1 if data.ndim == 1 else data.shape[1]
+        acc = {"bufferView": self.view(data.tobytes(), target),
+               "componentType": _UINT32 if data.dtype == np.uint32 else _FLOAT,
+               "count": int(data.shape[0]), "type": {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}[width]}
+        if with_bounds and data.shape[0]:
+            acc["min"], acc["max"] = data.min(0).tolist(), data.max(0).tolist()
+        self.doc["accessors"].append(acc)
+        return len(self.doc["accessors"]) - 1
+
+    def texture(self, key: str, tex: Tensor) -> int:
+        images = self.doc.setdefault("images", [])
+        images.append({"name": key, "mimeType": "image/png", "bufferView": self.view(texture_png_bytes(key, tex))})
+        if "samplers" not in self.doc:  # trilinear, repeat
+            self.doc["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 10497, "wrapT": 10497}]
+        textures = self.doc.setdefault("textures", [])
+        textures.append({"sampler": 0, "source": len(images) - 1})
+        return len(textures) - 1
+
+    def glb(self) -> bytes:
+        self.blob += b"\0" * (-len(self.blob) % 4)
+        self.doc["buffers"] = [{"byteLength": len(self.blob)}]
+        text = json.dumps(self.doc, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 4)
+        total = 12 + 8 + len(text) + 8 + len(self.blob)
+        return b"".join([struct.pack("<III", _GLB_MAGIC, 2, total), struct.pack("<II", len(text), _JSON_CHUNK), text,
+                         struct.pack("<II", len(self.blob), _BIN_CHUNK), bytes(self.blob)])
+
+
+def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
+    """Read the triangle primitives of a ``.glb`` file into one :class:`Mesh` (scene transforms
+    applied) and the textures of the first primitive's material.
+
+    Identical positions are welded (``t_pos_idx``), while normals and UVs keep glTF's
+    per-vertex layout (``t_nrm_idx``, ``t_tex_idx``). UVs are flipped back to v up. Returned
+    maps are in memory form (:mod:`dmtrec.io.textures`) with glTF's factors applied; without
+    an occlusion map, ks's R (occlusion) is 1.
+
+    Raises:
+        GltfReadError: missing or malformed file, or unsupported features (sparse accessors).
+    """
+    path = Path(path)
+    doc, blob = _parse_glb(path)
+    reader = _AccessorReader(path, doc, blob)
+    positions, normals, uvs, faces, materials = [], [], [], [], []
+    offset = 0
+    for mesh_index, matrix in _mesh_instances(doc):
+        for prim in doc["meshes"][mesh_index].get("primitives", []):
+            if prim.get("mode", 4) != 4:
+                log.warning("%s: skipping a primitive with mode %s (only triangles are read)", path, prim.get("mode"))
+                continue
+            attrs = prim.get("attributes", {})
+            if "POSITION" not in attrs:
+                raise GltfReadError(f"{path}: a primitive has no POSITION attribute")
+            pos = reader.read(attrs["POSITION"]).astype(np.float64 if matrix is not None else np.float32)
+            count = pos.shape[0]
+            idx = reader.read(prim["indices"]).reshape(-1).astype(np.int64) if "indices" in prim else np.arange(count)
+            if idx.size % 3 or (idx.size and (idx.min() < 0 or idx.max() >= count)):
+                raise GltfReadError(f"{path}: primitive indices are not triangles within its {count} vertices")
+            nrm = reader.read(attrs["NORMAL"]) if "NORMAL" in attrs else None
+            if matrix is not None:
+                pos = pos @ matrix[:3, :3].T + matrix[:3, 3]
+                if nrm is not None:
+                    nrm = nrm @ np.linalg.inv(matrix[:3, :3])
+                    nrm = nrm / np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+            positions.append(pos.astype(np.float32))
+            normals.append(nrm)
+            uvs.append(reader.read(attrs["TEXCOORD_0"]) if "TEXCOORD_0" in attrs else None)
+            faces.append(idx.reshape(-1, 3) + offset)
+            materials.append(prim.get("material"))
+            offset += count
+    if not positions:
+        raise GltfReadError(f"{path}: no triangle primitives found")
+    mesh = _welded_mesh(np.concatenate(positions), np.concatenate(faces), normals, uvs)
+    used = [m for m in dict.fromkeys(materials) if m is not None]
+    if len(used) > 1:
+        log.warning("%s uses %d materials; keeping the textures of the first", path, len(used))
+    return mesh, (_read_material(path, doc, reader, used[0]) if used else {})
+
+
+def _welded_mesh(pos: np.ndarray, faces: np.ndarray, normals: list, uvs: list) -> Mesh:
+    # Weld exact duplicates, keeping vertices in order of first use.
+    unique, first, inverse = np.unique(pos, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.shape[0])
+    mesh = Mesh(torch.from_numpy(unique[order].astype(np.float32)),
+                torch.from_numpy(rank[inverse.reshape(-1)][faces]))
+    per_vertex = torch.from_numpy(faces)
+    if all(n is not None for n in normals):
+        mesh.v_nrm, mesh.t_nrm_idx = torch.from_numpy(np.concatenate(normals).astype(np.float32)), per_vertex
+    if all(uv is not None for uv in uvs):
+        uv = np.concatenate(uvs).astype(np.float32)
+        uv[:, 1] = 1.0 - uv[:, 1]
+        mesh.v_tex, mesh.t_tex_idx = torch.from_numpy(uv), per_vertex
+    return mesh
+
+
+def _parse_glb(path: Path) -> tuple[dict, bytes]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise GltfReadError(f"{path}: cannot read GLB file ({exc.strerror or exc})") from None
+    if len(data) < 20:
+        raise GltfReadError(f"{path}: too short to be a GLB file")
+    magic, version, length = struct.unpack_from("<III", data, 0)
+    if magic != _GLB_MAGIC:
+        raise GltfReadError(f"{path}: not a binary glTF file (bad magic)")
+    if version != 2:
+        raise GltfReadError(f"{path}: glTF version {version} is not supported (only 2)")
+    if length > len(data):
+        raise GltfReadError(f"{path}: truncated ({len(data)} of {length} bytes)")
+    doc, blob, pos = None, b"", 12
+    while pos + 8 <= length:
+        size, kind = struct.unpack_from("<II", data, pos)
+        chunk = data[pos + 8:pos + 8 + size]
+        if len(chunk) != size:
+            raise GltfReadError(f"{path}: truncated chunk at byte {pos}")
+        if kind == _JSON_CHUNK:
+            try:
+                doc = json.loads(chunk.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise GltfReadError(f"{path}: malformed JSON chunk ({exc})") from None
+        elif kind == _BIN_CHUNK:
+            blob = chunk
+        pos += 8 + size
+    if not isinstance(doc, dict):
+        raise GltfReadError(f"{path}: no JSON chunk")
+    return doc, blob
+
+
+def _mesh_instances(doc: dict) -> list[tuple[int, Optional[np.ndarray]]]:
+    """``(mesh index, world matrix or None for identity)`` for every mesh node of the scene."""
+    nodes = doc.get("nodes", [])
+    scenes = doc.get("scenes")
+    if not scenes:
+        return [(i, None) for i in range(len(doc.get("meshes", [])))]
+    out = []
+
+    def visit(index: int, parent: np.ndarray) -> None:
+        node = nodes[index]
+        world = parent @ _node_matrix(node)
+        if "mesh" in node:
+            out.append((node["mesh"], None if np.array_equal(world, np.eye(4)) else world))
+        for child in node.get("children", []):
+            visit(child, world)
+
+    for root in scenes[doc.get("scene", 0)].get("nodes", []):
+        visit(root, np.eye(4))
+    return out
+
+
+def _node_matrix(node: dict) -> np.ndarray:
+    if "matrix" in node:
+        return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T  # column-major
+    x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
+    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    m = np.eye(4)
+    m[:3, :3] = rot * np.array(node.get("scale", [1.0, 1.0, 1.0]))[None, :]
+    m[:3, 3] = node.get("translation", [0.0, 0.0, 0.0])
+    return m
+
+
+class _AccessorReader:
+    def __init__(self, path: Path, doc: dict, blob: bytes):
+        self.path, self.doc, self.blob = path, doc, blob
+        self._buffers: dict[int, bytes] = {}
+
+    def buffer(self, index: int) -> bytes:
+        if index not in self._buffers:
+            spec = self.doc["buffers"][index]
+            uri = spec.get("uri")
+            if uri is None:
+                self._buffers[index] = self.blob
+            elif uri.startswith("data:"):
+                self._buffers[index] = base64.b64decode(uri.split(",", 1)[1])
+            else:
+                try:
+                    self._buffers[index] = (self.path.parent / uri).read_bytes()
+                except OSError as exc:
+                    raise GltfReadError(f"{self.path}: cannot read external buffer {uri!r} ({exc.strerror})") from None
+        return self._buffers[index]
+
+    def view_bytes(self, index: int) -> tuple[bytes, dict]:
+        view = self.doc["bufferViews"][index]
+        start = view.get("byteOffset", 0)
+        return self.buffer(view["buffer"])[start:start + view["byteLength"]], view
+
+    def read(self, index: int) -> np.ndarray:
+        """``[count, components]`` (or ``[count]`` for scalars) values of an accessor;
+        normalized integers become floats in [0, 1] / [-1, 1]."""
+        try:
+            acc = self.doc["accessors"][index]
+            if "sparse" in acc:
+                raise GltfReadError(f"{self.path}: sparse accessors are not supported")
+            dtype = np.dtype(_DTYPES[acc["componentType"]]).newbyteorder("<")
+            width, count = _COMPONENTS[acc["type"]], acc["count"]
+            if "bufferView" not in acc:
+                return np.zeros((count, width) if width > 1 else count, dtype=np.float32)
+            data, view = self.view_bytes(acc["bufferView"])
+            stride = view.get("byteStride") or width * dtype.itemsize
+            offset = acc.get("byteOffset", 0)
+            rows = np.ndarray((count, width), dtype=dtype, buffer=data, offset=offset, strides=(stride, dtype.itemsize))
+            out = np.array(rows)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise GltfReadError(f"{self.path}: malformed accessor {index} ({exc!r})") from None
+        if acc.get("normalized") and dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            out = np.maximum(out.astype(np.float32) / info.max, -1.0)
+        return out if width > 1 else out.reshape(-1)
+
+    def image(self, texture_index: int, key: str) -> Tensor:
+        try:
+            image = self.doc["images"][self.doc["textures"][texture_index]["source"]]
+        except (KeyError, IndexError) as exc:
+            raise GltfReadError(f"{self.path}: texture {texture_index} has no valid image ({exc!r})") from None
+        suffix = ".jpg" if image.get("mimeType") == "image/jpeg" else ".png"
+        if "bufferView" in image:
+            data = self.view_bytes(image["bufferView"])[0]
+        elif image.get("uri", "").startswith("data:"):
+            data = base64.b64decode(image["uri"].split(",", 1)[1])
+        else:
+            try:
+                data = (self.path.parent / image["uri"]).read_bytes()
+            except (OSError, KeyError) as exc:
+                raise GltfReadError(f"{self.path}: cannot read image {image.get('uri')!r} ({exc!r})") from None
+        return texture_from_image_bytes(data, key, suffix)
+
+
+def _read_material(path: Path, doc: dict, reader: _AccessorReader, index: int) -> dict[str, Tensor]:
+    try:
+        material = doc["materials"][index]
+    except (KeyError, IndexError):
+        raise GltfReadError(f"{path}: material {index} is not defined") from None
+    pbr = material.get("pbrMetallicRoughness", {})
+    out = {}
+    base = torch.tensor(pbr.get("baseColorFactor", [1.0, 1.0, 1.0, 1.0]), dtype=torch.float32)
+    if "baseColorTexture" in pbr:
+        kd = reader.image(pbr["baseColorTexture"]["index"], "kd")
+        out["kd"] = kd * base[:kd.shape[-1]] if not torch.all(base == 1) else kd
+    else:
+        out["kd"] = base[:3].reshape(1, 1, 3)
+    factors = torch.tensor([1.0, pbr.get("roughnessFactor", 1.0), pbr.get("metallicFactor", 1.0)])
+    if "metallicRoughnessTexture" in pbr:
+        ks = reader.image(pbr["metallicRoughnessTexture"]["index"], "ks")
+    else:
+        ks = torch.ones(1, 1, 3)
+    occ = material.get("occlusionTexture")
+    if occ is None:
+        ks = torch.cat([torch.ones_like(ks[..., :1]), ks[..., 1:]], -1)
+    elif occ["index"] != pbr.get("metallicRoughnessTexture", {}).get("index"):
+        ao = reader.image(occ["index"], "ks")
+        if ao.shape[:2] == ks.shape[:2] or ks.shape[:2] == (1, 1):
+            ks = torch.cat([ao[..., :1], ks[..., 1:].expand(*ao.shape[:2], 2)], -1)
+        else:
+            log.warning("%s: occlusion map size differs from the metallic-roughness map; ignoring it", path)
+            ks = torch.cat([torch.ones_like(ks[..., :1]), ks[..., 1:]], -1)
+    out["ks"] = ks * factors if not torch.all(factors == 1) else ks
+    if "normalTexture" in material:
+        normal = reader.image(material["normalTexture"]["index"], "normal")
+        scale = float(material["normalTexture"].get("scale", 1.0))
+        out["normal"] = normal * torch.tensor([scale, scale, 1.0]) if scale != 1.0 else normal
+    return out
