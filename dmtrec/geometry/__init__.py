@@ -11,11 +11,11 @@ from .ops import aabb, merge_meshes, normalize_to_unit_cube
 from .regularizers import cotangent_laplacian, laplacian_loss, uniform_laplacian
 from .sdf import mesh_distance, mesh_sdf, sphere_sdf, torus_sdf
 from .tetgrid import TetGrid, generate_tet_grid, load_tet_grid, tet_grid
-from .uv_unwrap import UVUnwrapResult, per_triangle_atlas, unwrap_uv
+from .uv_unwrap import UVUnwrapResult, per_triangle_atlas, uv_unwrap
 
 __all__ = [
     "DMTetGeometry", "Mesh", "TetGrid", "UVUnwrapResult", "aabb", "compute_normals", "compute_tangents",
     "cotangent_laplacian", "face_normals", "generate_tet_grid", "laplacian_loss", "load_tet_grid",
     "marching_tetrahedra", "merge_meshes", "mesh_distance", "mesh_sdf", "normalize_to_unit_cube", "per_triangle_atlas",
-    "sdf_reg_loss", "sphere_sdf", "tet_grid", "torus_sdf", "uniform_laplacian", "unwrap_uv", "vertex_normals",
+    "sdf_reg_loss", "sphere_sdf", "tet_grid", "torus_sdf", "uniform_laplacian", "uv_unwrap", "vertex_normals",
 ]

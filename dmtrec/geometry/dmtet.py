@@ -142,8 +142,14 @@ class DMTetGeometry(nn.Module):
         v = marching_tetrahedra(self.deformed_vertices(), self.sdf, self.tets, edges=self.edges,
                                 tet_edges=self.tet_edges).v_pos
         if v.shape[0] == 0:
-            v = self.grid_verts
+            return self.grid_aabb()
         return v.min(0).values, v.max(0).values
+
+    @torch.no_grad()
+    def grid_aabb(self) -> tuple[Tensor, Tensor]:
+        """``([3], [3])`` bounds of the (undeformed) grid: nvdiffrec's ``getAABB``, the box a
+        volumetric material must cover."""
+        return self.grid_verts.min(0).values, self.grid_verts.max(0).values
 
     def extra_repr(self) -> str:
         return (f"resolution={self.resolution}, scale={self.scale}, vertices={self.grid_verts.shape[0]}, "

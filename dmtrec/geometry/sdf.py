@@ -36,6 +36,7 @@ def point_triangle_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor, rel_eps:
     Returns:
         ``[...]`` distances; degenerate triangles fall back to their edges.
     """
+    p, a, b, c = torch.broadcast_tensors(p, a, b, c)
     normal = torch.cross(b - a, c - a, dim=-1)
     # p projects inside the triangle when it lies on the inner side of all three edges.
     inside = ((torch.cross(b - a, p - a, dim=-1) * normal).sum(-1) >= 0) \

@@ -16,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,9 +30,8 @@ log = logging.getLogger(__name__)
 _WORKER = Path(__file__).with_name("_xatlas_worker.py")
 
 
-@dataclass
-class UVUnwrapResult:
-    """Outcome of :func:`unwrap_uv`.
+class UVUnwrapResult(NamedTuple):
+    """Outcome of :func:`uv_unwrap` (a tuple: ``mesh, method, reason, seconds = result``).
 
     Attributes:
         mesh: a copy of the input mesh with ``v_tex`` ``[Vt, 2]`` (in [0, 1]) and
@@ -52,7 +51,7 @@ class XatlasError(RuntimeError):
     """xatlas crashed, timed out, failed or returned an unusable atlas."""
 
 
-def unwrap_uv(mesh: Mesh, timeout_s: float = 300.0, texture_res: int = 1024, use_xatlas: bool = True) -> UVUnwrapResult:
+def uv_unwrap(mesh: Mesh, timeout_s: float = 300.0, texture_res: int = 1024, use_xatlas: bool = True) -> UVUnwrapResult:
     """Give ``mesh`` a UV atlas, with xatlas where it works and a per-triangle atlas otherwise.
 
     Args:
@@ -62,7 +61,7 @@ def unwrap_uv(mesh: Mesh, timeout_s: float = 300.0, texture_res: int = 1024, use
         use_xatlas: False goes straight to the fallback.
     """
     start = time.perf_counter()
-    mesh.validate("unwrap_uv")
+    mesh.validate("uv_unwrap")
     if mesh.is_empty:
         reason = "mesh has no faces"
     elif not use_xatlas:

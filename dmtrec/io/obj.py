@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 from pathlib import Path
 from typing import Optional, Union
 
@@ -31,6 +30,9 @@ PathLike = Union[str, os.PathLike]
 
 _MTL_MAPS = {"map_kd": "kd", "map_ks": "ks", "bump": "normal", "map_bump": "normal", "norm": "normal"}
 _MTL_WRITE = {"kd": "map_Kd", "ks": "map_Ks", "normal": "bump"}
+# Texture map options and how many arguments they take (-o/-s/-t: 1 to 3 numbers).
+_MAP_OPTIONS = {"-bm": 1, "-boost": 1, "-texres": 1, "-imfchan": 1, "-mm": 2, "-clamp": 1, "-blendu": 1,
+                "-blendv": 1, "-cc": 1, "-type": 1, "-o": 3, "-s": 3, "-t": 3}
 
 
 class ObjReadError(ValueError):
@@ -232,11 +234,31 @@ def _read_mtl(path: Path, where: str) -> dict[str, dict[str, Tensor]]:
                 # File values: Kd sRGB (nvdiffrec's reading), Ks linear ORM.
                 current[key] = decode_texture(key, np.array(values, dtype=np.float32).reshape(1, 1, 3))
             elif key in _MTL_MAPS:
-                # Map options (e.g. "-bm 1.0") precede the file name, which may contain spaces.
-                name = shlex.split(raw.split("#", 1)[0].strip().split(None, 1)[1])[-1]
-                current[_MTL_MAPS[key]] = read_texture(path.parent / name, _MTL_MAPS[key])
+                current[_MTL_MAPS[key]] = read_texture(path.parent / _map_file(args), _MTL_MAPS[key])
         except ImageReadError as exc:
             raise ObjReadError(f"{here}: {exc}") from None
         except (ValueError, IndexError) as exc:
             raise ObjReadError(f"{here}: malformed '{tokens[0]}' line ({exc})") from None
     return materials
+
+
+def _map_file(args: list[str]) -> str:
+    """The file name of a ``map_*`` line after its options; it may contain spaces."""
+    i = 0
+    while i < len(args) and args[i].lower() in _MAP_OPTIONS:
+        count = _MAP_OPTIONS[args[i].lower()]
+        i += 1
+        for _ in range(count):
+            if i < len(args) - 1 and (count != 3 or _is_number(args[i])):
+                i += 1
+    if i >= len(args):
+        raise ValueError("no file name")
+    return " ".join(args[i:])
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False

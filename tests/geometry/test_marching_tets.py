@@ -174,3 +174,20 @@ def test_bad_inputs_are_clear_errors(grid32):
         marching_tetrahedra(grid32.vertices, torch.zeros(3), grid32.tets)
     with pytest.raises(ValueError, match="tets must be integer"):
         marching_tetrahedra(grid32.vertices, torch.zeros(grid32.num_vertices), grid32.tets.float())
+
+
+@pytest.mark.gpu
+def test_cuda_extraction_matches_cpu():
+    from dmtrec.geometry import DMTetGeometry
+
+    grid = generate_tet_grid(32)
+    sdf = torus_sdf(grid.vertices, 0.3, 0.12)
+    cpu = extract(grid, sdf, with_uv=True)
+    gpu = extract(grid.to("cuda"), sdf.cuda(), with_uv=True)
+    assert torch.equal(gpu.t_pos_idx.cpu(), cpu.t_pos_idx) and torch.equal(gpu.t_tex_idx.cpu(), cpu.t_tex_idx)
+    assert torch.allclose(gpu.v_pos.cpu(), cpu.v_pos, atol=1e-6)
+    geo = DMTetGeometry(resolution=32, init="sphere").cuda()
+    mesh = geo.mesh()
+    (mesh.v_pos.square().sum() + geo.sdf_reg_loss()).backward()
+    assert mesh.v_pos.is_cuda and geo.sdf.grad.is_cuda and torch.isfinite(geo.deform.grad).all()
+    assert geo.deform.grad.abs().sum() > 0
