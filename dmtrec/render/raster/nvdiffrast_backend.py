@@ -19,6 +19,7 @@ from torch import Tensor
 
 from . import checks
 from .base import Rasterizer
+from .torch_antialias import TopologyHash
 
 
 def _dr():
@@ -99,6 +100,9 @@ class NvdiffrastRasterizer(Rasterizer):
         checks.check_pos_batch(op, pos, rast.shape[0])
         checks.check_tri(op, tri, num_vertices=pos.shape[-2])
         checks.check_same_device(op, color=color, rast=rast, pos=pos, tri=tri)
+        if isinstance(topology_hash, TopologyHash):
+            raise ValueError(f"{op}: topology_hash comes from the torch backend; build it with "
+                             "NvdiffrastRasterizer.construct_topology_hash(tri)")
         if tri.shape[0] == 0:
             return color + 0 * pos.sum()  # nothing is drawn, so nothing to antialias
         return _dr().antialias(color.contiguous(), rast.contiguous(), pos.contiguous(), tri.contiguous(),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple, Union
 
-import torch
 from torch import Tensor
 
 from . import checks

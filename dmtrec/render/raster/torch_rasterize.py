@@ -5,16 +5,19 @@ How a pixel gets its triangle, as in cudaraster:
 * Pixel ``(px, py)`` samples clip-space ``x = (2 px + 1) / W - 1``, ``y = (2 py + 1) / H - 1``;
   row 0 is ``y = -1``. Both faces are drawn.
 * A triangle whose three vertices lie in the depth range (``|z| <= w``) and whose projection
-  fits cudaraster's guard band (vertices within 2048 pixels of the centre) is snapped to a
-  1/16-pixel grid and tested with exact integer edge functions, with cudaraster's tie rule for
-  sample points on an edge (after orienting the triangle counter-clockwise, an edge owns its
-  points when it heads towards -y, or along +x when horizontal). Triangles that snap to zero
-  area are degenerate and draw nothing. Coverage then matches nvdiffrast bit for bit.
+  fits cudaraster's guard band (vertices within 2048 pixels of the centre, extent below 2048
+  pixels) is snapped to a 1/16-pixel grid (round to nearest) and tested with exact integer edge
+  functions and cudaraster's tie rule for sample points on an edge: with the triangle turned
+  to positive area, an edge owns them when it heads towards -y, or towards +x when horizontal,
+  which keeps the left and the low-y (top-of-image) edges. Triangles that snap to zero area
+  are degenerate and draw nothing. Coverage then matches nvdiffrast bit for bit (for images up
+  to 2048 pixels; larger ones nvdiffrast draws in tiles, snapped with other float rounding).
 * Any other triangle (crossing the near or far plane or ``w = 0``, or reaching far outside
   the viewport) is clipped by cudaraster; here it is rasterized homogeneously (Olano & Greer):
   a pixel is covered when its perspective-correct barycentrics are all >= 0 and the point
   they give satisfies ``|z| <= w`` (so ``w > 0``). This equals clipping to the frustum up to
-  float rounding on the clip edges, where the two backends may disagree on a pixel.
+  float rounding on the clip edges, where the two backends may disagree on a pixel. A
+  triangle crossing ``w = 0`` has no finite screen bounding box and is tested at every pixel.
 * Triangles entirely outside one frustum plane are culled. The nearest fragment wins
   (smallest z/w, computed in float32; exact ties go to the smaller triangle id), so the result
   is deterministic.
@@ -202,12 +205,12 @@ def _draw_homogeneous(keys: Tensor, verts: Tensor, base: Tensor, face: Tensor, h
     scale_y, offset_y = _pixel_to_clip(height, verts.dtype, verts.device)
 
     for tri_idx, local in _candidates(bw * bh):
-        rows = setup[tri_idx]
+        rows = setup.index_select(0, tri_idx)
         ly = torch.div(local, rows[:, 0], rounding_mode="floor")
         lx = local - ly * rows[:, 0]
         fx = scale_x * (rows[:, 1] + lx).to(verts.dtype) + offset_x
         fy = scale_y * (rows[:, 2] + ly).to(verts.dtype) + offset_y
-        p = flat_verts[tri_idx].view(-1, 3, 4)
+        p = flat_verts.index_select(0, tri_idx).view(-1, 3, 4)
         a = _edge_functions(p, fx, fy)  # [c, 3]
         total = a.sum(1)
         a = a * total.sign().unsqueeze(1)
