@@ -170,7 +170,10 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology: T
     g20 = _greater_ratio(reach[:, 2], reach[:, 0], ey[:, 2], ey[:, 0])
     g21 = _greater_ratio(reach[:, 2], reach[:, 1], ey[:, 2], ey[:, 1])
     edge = torch.where(g20 & g21, 2, torch.where(g10, 1, 0)).unsqueeze(1)
-    pick = lambda t: t.gather(1, edge).squeeze(1)  # noqa: E731
+
+    def pick(t: Tensor) -> Tensor:  # the chosen edge's entry
+        return t.gather(1, edge).squeeze(1)
+
     usable = pick(silhouette) & (pick(ey).abs() >= pick(ex).abs())
     crossing = torch.where(usable, pick(reach) / pick(ey), _NO_EDGE)
     hit = ((crossing > -CROSSING_TOLERANCE) & (crossing < 1.0 + CROSSING_TOLERANCE)).nonzero().squeeze(1)
