@@ -49,6 +49,8 @@ class ReconDataModule(pl.LightningDataModule):
         mesh: reference OBJ (with its MTL and textures).
         probe: HDR environment probe (lat-long ``.hdr``) lighting the reference mesh.
         env_scale: multiplies the probe's radiance.
+        probe_res: cube-map face size of the probe's light (nvdiffrec: 512; 64-128 keeps
+            CPU runs quick, since prefiltering it dominates setup).
         resolution: ``(H, W)`` working resolution. Reference mesh: render size (default
             512 x 512, nvdiffrec's). NeRF-synthetic: resize target keeping the images' aspect
             (default: image size / ``downscale``).
@@ -80,6 +82,7 @@ class ReconDataModule(pl.LightningDataModule):
         mesh: Optional[str] = None,
         probe: Optional[str] = None,
         env_scale: float = 1.0,
+        probe_res: int = 512,
         resolution: Optional[Tuple[int, int]] = None,
         downscale: int = 1,
         views: Optional[int] = None,
@@ -143,7 +146,8 @@ class ReconDataModule(pl.LightningDataModule):
             device = h.render_device or ("cuda" if torch.cuda.is_available() else "cpu")
             if torch.device(device).type == "cuda" and h.num_workers > 0:
                 raise ValueError("num_workers: must be 0 when reference views render on CUDA (render_device)")
-            scene = load_reference_scene(h.mesh, h.probe, env_scale=h.env_scale, device=device, rasterizer=h.rasterizer)
+            scene = load_reference_scene(h.mesh, h.probe, env_scale=h.env_scale, probe_res=h.probe_res, device=device,
+                                         rasterizer=h.rasterizer)
             counts = {"train": h.views or 1000, "val": h.val_views or 8, "test": h.test_views or 8}
             self.datasets = {
                 split: ReferenceMeshViews(

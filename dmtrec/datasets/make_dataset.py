@@ -46,6 +46,7 @@ def make_dataset(
     translation_jitter: float = 0.25,
     spp: int = 1,
     env_scale: float = 1.0,
+    probe_res: int = 512,
     overwrite: bool = False,
     device: Optional[str] = None,
     rasterizer: str = "auto",
@@ -60,7 +61,7 @@ def make_dataset(
         out: the dataset folder to create.
         seed: seeds the training cameras; the same seed always gives the same dataset.
         val_views, test_views: views on the fixed validation orbit (test between val views).
-        fovy, cam_radius, translation_jitter, spp, env_scale: as :class:`ReconDataModule`.
+        fovy, cam_radius, translation_jitter, spp, env_scale, probe_res: as :class:`ReconDataModule`.
         overwrite: replace ``out`` if it exists (else that is an error).
         device: where to render (default CUDA if available); ``rasterizer``: backend.
     """
@@ -72,7 +73,7 @@ def make_dataset(
     if out.exists() and not overwrite:
         raise ValueError(f"{out}: output folder exists (pass overwrite to replace it)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    scene = load_reference_scene(mesh, probe, env_scale=env_scale, device=device, rasterizer=rasterizer)
+    scene = load_reference_scene(mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer)
     fovx = 2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) * resolution[1] / resolution[0])
 
     from dmtrec.systems.atomic import atomic_folder
@@ -101,6 +102,7 @@ def make_dataset(
             "translation_jitter": translation_jitter,
             "spp": spp,
             "env_scale": env_scale,
+            "probe_res": probe_res,
         }
         (tmp / "dataset.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return out
@@ -122,6 +124,7 @@ def add_make_dataset_args(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--jitter", type=float, default=0.25, help="object translation jitter of training views (default 0.25)")
     parser.add_argument("--spp", type=int, default=1, help="supersampling per axis (default 1)")
     parser.add_argument("--env-scale", type=float, default=1.0, help="probe radiance scale (default 1)")
+    parser.add_argument("--probe-res", type=int, default=512, help="cube-map face size of the light (default 512, as nvdiffrec)")
     parser.add_argument("--device", default=None, help="render device (default: cuda if available, else cpu)")
     parser.add_argument("--rasterizer", default="auto", choices=("auto", "nvdiffrast", "torch"))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -133,7 +136,7 @@ def run_make_dataset(args: argparse.Namespace) -> int:
     out = make_dataset(
         args.mesh, args.probe, args.views, args.res, args.out, seed=args.seed, val_views=args.val_views,
         test_views=args.test_views, fovy=args.fovy, cam_radius=args.cam_radius, translation_jitter=args.jitter,
-        spp=args.spp, env_scale=args.env_scale, overwrite=args.overwrite, device=args.device, rasterizer=args.rasterizer,
+        spp=args.spp, env_scale=args.env_scale, probe_res=args.probe_res, overwrite=args.overwrite, device=args.device, rasterizer=args.rasterizer,
     )
     print(f"dmtrec make-dataset: wrote {args.views}+{args.val_views}+{args.test_views} views to {out}")
     return 0

@@ -25,11 +25,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from dmtrec.geometry.mesh import Mesh
+from dmtrec.io.image import ImageReadError
+from dmtrec.io.obj import ObjReadError, read_obj
 from dmtrec.render.camera import Cameras
+from dmtrec.render.light import EnvironmentLight
+from dmtrec.render.material import TexturedMaterial
+from dmtrec.render.raster import get_rasterizer
+from dmtrec.render.render_mesh import render_mesh
 
 from .errors import DatasetError
 from .reference_cameras import orbit_view_c2w, random_view_c2w
-from .samples import SPLIT_STREAMS, STREAM_BACKGROUND, STREAM_CAMERA, as_resolution, check_background, make_background, resize_rgba, sample_generator
+from .samples import SPLIT_STREAMS, STREAM_BACKGROUND, STREAM_CAMERA, as_resolution, check_background, make_background, sample_generator
 
 PathLike = Union[str, os.PathLike]
 
@@ -42,7 +48,7 @@ class ReferenceScene:
     """A textured reference mesh lit by an environment probe, ready to render.
 
     Attributes:
-        mesh: the mesh with normals (and tangents where it has UVs), on ``device``.
+        mesh: the mesh, on the scene's device.
         material: its textured material.
         light: the environment light built from the probe.
         rasterizer: the backend rendering it.
@@ -66,33 +72,28 @@ class ReferenceScene:
 
         ``spp`` renders at ``spp`` times the resolution per axis and area-averages down.
         """
-        from dmtrec.render.render_mesh import render_mesh
-
-        height, width = cameras.resolution
-        fine = Cameras(cameras.c2w, cameras.proj, (height * spp, width * spp)).to(self.device)
-        black = torch.zeros(fine.batch_size, height * spp, width * spp, 3, device=self.device)
-        shaded = render_mesh(self.mesh, self.material, self.light, fine, self.rasterizer, background=black)["shaded"]
-        # Over black the colour is premultiplied by coverage; the dataset contract is straight alpha.
+        shaded = render_mesh(self.mesh, self.material, self.light, cameras.to(self.device), self.rasterizer, spp=spp,
+                             smoothness=False)["shaded"]
+        # Over the default black background the colour is premultiplied by coverage; the
+        # dataset contract is straight alpha.
         alpha = shaded[..., 3:].clamp(0.0, 1.0)
         rgb = torch.where(alpha > 0, shaded[..., :3] / alpha.clamp_min(1e-12), torch.zeros_like(shaded[..., :3]))
-        straight = torch.cat([rgb, alpha], dim=-1)
-        return torch.stack([resize_rgba(img, (height, width)) for img in straight])
+        return torch.cat([rgb, alpha], dim=-1)
 
 
 def load_reference_scene(
     mesh: PathLike,
     probe: PathLike,
     env_scale: float = 1.0,
+    probe_res: int = 512,
     device: Union[str, torch.device] = "cpu",
     rasterizer: str = "auto",
 ) -> ReferenceScene:
-    """Read the mesh (OBJ with MTL and textures) and the probe (``.hdr``); errors are :class:`DatasetError`."""
-    from dmtrec.geometry.normals import compute_normals, compute_tangents
-    from dmtrec.io.obj import read_obj
-    from dmtrec.render.light import EnvironmentLight
-    from dmtrec.render.material import TexturedMaterial
-    from dmtrec.render.raster import get_rasterizer
+    """Read the mesh (OBJ with MTL and textures) and the probe (``.hdr``); errors are :class:`DatasetError`.
 
+    ``probe_res`` is the light's cube-map face size (nvdiffrec: 512); its split-sum
+    prefiltering dominates the first render on a CPU (minutes at 512, seconds at 64).
+    """
     mesh_path, probe_path = Path(mesh), Path(probe)
     if not mesh_path.is_file():
         raise DatasetError(mesh_path, "reference mesh file not found")
@@ -100,35 +101,38 @@ def load_reference_scene(
         raise DatasetError(probe_path, "probe file not found")
     try:
         reference, textures = read_obj(mesh_path)
-    except (ValueError, OSError) as exc:
-        raise DatasetError(mesh_path, f"unreadable mesh ({_without_path(exc, mesh_path)})") from None
+    except Exception as exc:  # any reader failure, e.g. a malformed line or an unreadable texture
+        raise _file_error(exc, mesh_path, "unreadable mesh") from None
     if reference.is_empty:
         raise DatasetError(mesh_path, "mesh has no triangles")
-    if not textures or "kd" not in textures:
-        raise DatasetError(mesh_path, "mesh has no diffuse (kd) material to render")
+    if "kd" not in textures:
+        raise DatasetError(mesh_path, "mesh has no diffuse (Kd / map_Kd) material to render")
     try:
-        light = EnvironmentLight.from_hdr(probe_path, scale=env_scale)
-    except (ValueError, OSError) as exc:
-        raise DatasetError(probe_path, f"unreadable probe ({_without_path(exc, probe_path)})") from None
+        light = EnvironmentLight.from_hdr(probe_path, base_res=probe_res, scale=env_scale)
+    except Exception as exc:
+        raise _file_error(exc, probe_path, "unreadable probe") from None
 
     device = torch.device(device)
-    reference = compute_normals(reference.to(device))
-    if reference.v_tex is not None:
-        reference = compute_tangents(reference)
-    material = TexturedMaterial.from_tensors(
-        kd=textures["kd"].to(device), ks=textures["ks"].to(device) if "ks" in textures else None,
-        normal=textures["normal"].to(device) if "normal" in textures else None,
-    )
-    return ReferenceScene(reference, material, light.to(device), get_rasterizer(rasterizer, device), mesh_path, probe_path)
+    # Like nvdiffrec's reference loading: a missing Ks is a rough dielectric, and the ORM
+    # occlusion channel is cleared, since the reference must be lit by the probe alone.
+    ks = textures.get("ks", torch.tensor([[[0.0, 1.0, 0.0]]])).clone()
+    ks[..., 0] = 0.0
+    material = TexturedMaterial.from_tensors(kd=textures["kd"].to(device), ks=ks.to(device),
+                                             normal=textures["normal"].to(device) if "normal" in textures else None)
+    return ReferenceScene(reference.to(device), material, light.to(device), get_rasterizer(rasterizer, device), mesh_path, probe_path)
 
 
-def _without_path(exc: Exception, path: Path) -> str:
-    """The exception's message without a leading ``"<path>: "`` (DatasetError adds it once)."""
-    message = str(exc)
-    for prefix in (f"{path}: ", f"{path.resolve()}: "):
-        if message.startswith(prefix):
-            return message[len(prefix):]
-    return message
+def _file_error(exc: Exception, path: Path, what: str) -> DatasetError:
+    """One-line DatasetError for a reader's failure on ``path``.
+
+    The image and OBJ readers already say ``"<file>[:line]: <problem>"`` (the file may be a
+    texture the mesh names), so that location is kept; other failures are put on ``path``.
+    """
+    message = " ".join(str(exc).split())
+    if isinstance(exc, (ImageReadError, ObjReadError)) and ": " in message:
+        location, problem = message.split(": ", 1)
+        return DatasetError(location, problem)
+    return DatasetError(path, f"{what} ({type(exc).__name__}: {message})")
 
 
 class ReferenceMeshViews(Dataset):

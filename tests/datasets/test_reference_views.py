@@ -102,7 +102,7 @@ def test_datamodule_wires_reference_views(monkeypatch):
                                     views=10, test_views=3, batch_size=5, render_device="cpu", rasterizer="torch")
     assert dm.reference_mesh is None  # not before setup
     dm.setup("fit")
-    assert loaded == {"mesh": "m.obj", "probe": "p.hdr", "env_scale": 2.0, "device": "cpu", "rasterizer": "torch"}
+    assert loaded == {"mesh": "m.obj", "probe": "p.hdr", "env_scale": 2.0, "probe_res": 512, "device": "cpu", "rasterizer": "torch"}
     assert [len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)] == [10, 8, 3]
     assert dm.reference_mesh == "the reference mesh"
     batch = next(iter(dm.train_dataloader()))
