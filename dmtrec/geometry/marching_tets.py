@@ -4,6 +4,11 @@ Sign convention (nvdiffrec's, used everywhere in dmtrec): ``sdf > 0`` is **insid
 ``sdf <= 0`` outside. Triangles are wound counter-clockwise seen from outside, so their normals
 ``(p1 - p0) x (p2 - p0)`` point from the occupied towards the empty side, provided the tets are
 positively oriented (``det[v1 - v0, v2 - v0, v3 - v0] > 0``, as :mod:`.tetgrid` guarantees).
+
+nvdiffrec's hand-written table winds every triangle the other way round (on its own,
+positively oriented quartet grids its normals point into the ``sdf > 0`` region); its shading
+is two-sided, so it never noticed. Here the table is derived geometrically at import time
+and the winding is tested, so normals, culling and exported files agree.
 """
 
 from __future__ import annotations

@@ -58,6 +58,11 @@ def _segment_distance(p: Tensor, u: Tensor, v: Tensor) -> Tensor:
     return (p - (u + t.unsqueeze(-1) * d)).norm(dim=-1)
 
 
+def _segment_starts(count: Tensor) -> Tensor:
+    """For items laid out in consecutive segments of ``count[i]``, each item's segment start."""
+    return torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+
+
 class _BoxBins:
     """Axis-aligned boxes binned on a regular D-dimensional grid of cells, in CSR form.
 
@@ -73,7 +78,7 @@ class _BoxBins:
         span = c1 - c0 + 1  # [M, D]
         count = span.prod(1)
         box = torch.repeat_interleave(torch.arange(box_lo.shape[0], device=lo.device), count)
-        local = torch.arange(box.shape[0], device=lo.device) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+        local = torch.arange(box.shape[0], device=lo.device) - _segment_starts(count)
         flat = torch.zeros_like(box)
         for d in range(dims):  # unravel `local` within the box's span, ravel into the global cell id
             inner = span[box, d + 1:].prod(1) if d + 1 < dims else torch.ones_like(box)
@@ -95,7 +100,7 @@ class _BoxBins:
             flat = flat * self.cells + c[:, d]
         n = torch.where(inside, self.per_cell[flat], torch.zeros_like(flat))
         point_id = torch.repeat_interleave(torch.arange(points.shape[0], device=points.device), n)
-        offset = torch.arange(point_id.shape[0], device=points.device) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+        offset = torch.arange(point_id.shape[0], device=points.device) - _segment_starts(n)
         return point_id, self.items[self.cell_start[flat[point_id]] + offset]
 
 

@@ -243,7 +243,8 @@ def load_tet_grid(path: PathLike, resolution: Optional[int] = None) -> TetGrid:
     except (OSError, ValueError) as exc:
         raise TetGridError(f"{path}: not a readable .npz tet grid ({exc})") from None
     if vertices.ndim != 2 or vertices.shape[1] != 3 or tets.ndim != 2 or tets.shape[1] != 4:
-        raise TetGridError(f"{path}: expected vertices [V, 3] and indices [T, 4], got {vertices.shape} and {tets.shape}")
+        raise TetGridError(f"{path}: expected vertices [V, 3] and indices [T, 4], "
+                           f"got {vertices.shape} and {tets.shape}")
     if not np.issubdtype(tets.dtype, np.integer) or tets.size and (tets.min() < 0 or tets.max() >= len(vertices)):
         raise TetGridError(f"{path}: tet indices must be integers in [0, {len(vertices)})")
     if not np.isfinite(vertices).all():

@@ -39,7 +39,8 @@ def test_sphere_init_extracts_a_closed_sphere():
     assert topo["euler"] == 2 and topo["closed_manifold_edges"] and topo["consistently_oriented"]
     assert mesh.v_pos.norm(dim=1).sub(0.6).abs().max() < 0.01
     lo, hi = geo.aabb()
-    assert torch.allclose(lo, torch.full((3,), -0.6), atol=0.02) and torch.allclose(hi, torch.full((3,), 0.6), atol=0.02)
+    assert torch.allclose(lo, torch.full((3,), -0.6), atol=0.02)
+    assert torch.allclose(hi, torch.full((3,), 0.6), atol=0.02)
     # mesh() gives what the renderer needs: smooth outward normals, UVs and tangents.
     assert (F.cosine_similarity(mesh.v_nrm, mesh.v_pos, dim=1) > 0.95).all()
     assert mesh.v_tex is not None and mesh.v_tng.shape == mesh.v_nrm.shape

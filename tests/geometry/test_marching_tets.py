@@ -104,7 +104,8 @@ def test_chamfer_on_nvdiffrec_grid_64(shared_data):
 
 
 def test_vertices_are_welded_one_per_crossing_edge(grid32):
-    sdf = sphere_sdf(grid32.vertices, 0.3) + 0.01 * torch.randn(grid32.num_vertices, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(grid32.num_vertices, generator=torch.Generator().manual_seed(0))
+    sdf = sphere_sdf(grid32.vertices, 0.3) + 0.01 * noise
     mesh = extract(grid32, sdf)
     inside = sdf > 0
     crossing = (inside[grid32.edges[:, 0]] != inside[grid32.edges[:, 1]]).sum()
@@ -155,7 +156,8 @@ def test_per_triangle_uvs_for_the_volumetric_pass(grid32):
     assert mesh.t_tex_idx.shape == mesh.t_pos_idx.shape
     uv = mesh.v_tex[mesh.t_tex_idx]  # [F, 3, 2]
     assert uv.min() >= 0 and uv.max() <= 1
-    area = (uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1]) - (uv[:, 1, 1] - uv[:, 0, 1]) * (uv[:, 2, 0] - uv[:, 0, 0])
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     assert (area.abs() > 0).all()
     # Each crossed tet owns one square cell of a ceil(sqrt(T)) grid: faces of one tet share it,
     # faces of different tets never do.
