@@ -35,7 +35,9 @@ class UVUnwrapResult(NamedTuple):
 
     Attributes:
         mesh: a copy of the input mesh with ``v_tex`` ``[Vt, 2]`` (in [0, 1]) and
-            ``t_tex_idx`` ``[F, 3]`` set; positions and faces are unchanged.
+            ``t_tex_idx`` ``[F, 3]`` set and tangents dropped (they belong to the old UVs;
+            recompute them with :func:`.normals.compute_tangents`); positions, faces and
+            normals are unchanged.
         method: ``"xatlas"`` or ``"per_triangle"``.
         reason: why the fallback was taken (empty for xatlas).
         seconds: wall time spent.
@@ -71,13 +73,18 @@ def uv_unwrap(mesh: Mesh, timeout_s: float = 300.0, texture_res: int = 1024, use
             v_tex, t_tex_idx = xatlas_unwrap(mesh.v_pos, mesh.t_pos_idx, timeout_s)
             seconds = time.perf_counter() - start
             log.info("UV unwrap: xatlas, %d faces -> %d UVs in %.1f s", mesh.num_faces, v_tex.shape[0], seconds)
-            return UVUnwrapResult(mesh.copy(v_tex=v_tex, t_tex_idx=t_tex_idx), "xatlas", "", seconds)
+            return UVUnwrapResult(_with_uvs(mesh, v_tex, t_tex_idx), "xatlas", "", seconds)
         except XatlasError as exc:
             reason = str(exc)
     v_tex, t_tex_idx = per_triangle_atlas(mesh.num_faces, texture_res, device=mesh.device)
     seconds = time.perf_counter() - start
     log.warning("UV unwrap: per-triangle atlas for %d faces (%s)", mesh.num_faces, reason)
-    return UVUnwrapResult(mesh.copy(v_tex=v_tex, t_tex_idx=t_tex_idx), "per_triangle", reason, seconds)
+    return UVUnwrapResult(_with_uvs(mesh, v_tex, t_tex_idx), "per_triangle", reason, seconds)
+
+
+def _with_uvs(mesh: Mesh, v_tex: Tensor, t_tex_idx: Tensor) -> Mesh:
+    # Tangents follow the UVs: the old ones no longer match.
+    return mesh.copy(v_tex=v_tex, t_tex_idx=t_tex_idx, v_tng=None, t_tng_idx=None)
 
 
 def xatlas_unwrap(v_pos: Tensor, t_pos_idx: Tensor, timeout_s: float = 300.0) -> tuple[Tensor, Tensor]:

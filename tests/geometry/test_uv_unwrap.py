@@ -56,8 +56,11 @@ def test_xatlas_segfault_on_a_regular_icosphere_falls_back():
 
 
 def test_disabled_xatlas_and_empty_mesh():
-    result = uv_unwrap(icosphere(1), use_xatlas=False)
+    mesh = icosphere(1)
+    mesh = mesh.copy(v_tng=torch.zeros(1, 3), t_tng_idx=torch.zeros_like(mesh.t_pos_idx))
+    result = uv_unwrap(mesh, use_xatlas=False)
     assert result.method == "per_triangle" and result.reason == "xatlas disabled"
+    assert result.mesh.v_tng is None and result.mesh.t_tng_idx is None, "stale tangents are dropped"
     mesh, method, reason, seconds = uv_unwrap(Mesh.empty())
     assert method == "per_triangle" and mesh.v_tex.shape == (0, 2) and mesh.t_tex_idx.shape == (0, 3)
 
