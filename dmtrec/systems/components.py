@@ -36,9 +36,9 @@ def build_volumetric_material(cfg: MaterialConfig, geometry):
     """The pass-1 volumetric (hash-grid + MLP) material over the DMTet grid's bounding box."""
     from dmtrec.render.material import VolumetricMaterial
 
-    aabb = geometry.aabb()
-    return VolumetricMaterial(aabb=aabb, kd_min=cfg.kd_min, kd_max=cfg.kd_max, ks_min=cfg.ks_min, ks_max=cfg.ks_max,
-                              normal_map=cfg.normal_map, **cfg.volumetric)
+    lo, hi = geometry.aabb()
+    return VolumetricMaterial(aabb=torch.stack([lo, hi]), kd_range=(cfg.kd_min, cfg.kd_max),
+                              ks_range=(cfg.ks_min, cfg.ks_max), perturb_normals=cfg.normal_map, **cfg.volumetric)
 
 
 def build_light(cfg: LightConfig):
@@ -73,19 +73,17 @@ def build_textured_material(textures: Dict[str, Tensor], cfg: MaterialConfig):
     """The pass-2 material: learnable 2D textures clamped to the configured ranges."""
     from dmtrec.render.material import TexturedMaterial
 
-    return TexturedMaterial.from_tensors(kd=textures["kd"], ks=textures["ks"], normal=textures.get("normal"),
-                                         kd_min=cfg.kd_min, kd_max=cfg.kd_max, ks_min=cfg.ks_min, ks_max=cfg.ks_max)
+    normal = textures.get("normal") if cfg.normal_map else None
+    return TexturedMaterial.from_tensors(kd=textures["kd"], ks=textures["ks"], normal=normal,
+                                         kd_range=(cfg.kd_min, cfg.kd_max), ks_range=(cfg.ks_min, cfg.ks_max))
 
 
 def textured_material_like_state(state_dict: Dict[str, Tensor], prefix: str, cfg: MaterialConfig):
     """A pass-2 material with the texture shapes of a saved one (values come from
     ``load_state_dict``)."""
-    shapes = {}
-    for key in TEXTURE_KEYS:
-        matches = [k for k in state_dict if k.startswith(prefix) and f"{key}." in k[len(prefix):]]
-        if matches:
-            shapes[key] = state_dict[min(matches, key=len)]
-    textures = {k: torch.zeros(v.shape[-3:]) for k, v in shapes.items()}
+    # TexturedMaterial keeps each map as a Texture2D whose texels are the parameter "<key>.data".
+    textures = {key: torch.zeros(state_dict[f"{prefix}{key}.data"].shape[-3:])
+                for key in TEXTURE_KEYS if f"{prefix}{key}.data" in state_dict}
     return build_textured_material(complete_textures(textures, cfg), cfg)
 
 
@@ -100,12 +98,12 @@ def render(mesh: Mesh, material, light, cameras, rasterizer, background: Tensor,
 
     Returns the renderer's buffers: ``"shaded" [B, H, W, 4]`` (linear HDR composited over the
     background, coverage alpha), ``"kd"``, ``"ks"``, ``"normal"`` and, with
-    ``with_smoothness``, ``"kd_grad" [B, H, W, 2]`` (kd change under position jitter, mask).
+    ``with_smoothness``, ``"kd_grad" [B, H, W, 1]`` (kd change under a lookup jitter, zero
+    where nothing is drawn).
     """
     from dmtrec.render.render_mesh import render_mesh
 
-    return render_mesh(mesh, material, light, cameras, rasterizer, background=background,
-                       kd_grad=with_smoothness)
+    return render_mesh(mesh, material, light, cameras, rasterizer, background=background, smoothness=with_smoothness)
 
 
 def sdf_regularizer(geometry) -> Tensor:
@@ -124,10 +122,11 @@ def light_regularizer(light) -> Tensor:
     return light.regularizer()
 
 
-def after_step(light, cfg: LightConfig) -> None:
-    """Post-step fix-ups as nvdiffrec: keep the light non-negative."""
-    if cfg.optimize:
-        with torch.no_grad():
+def after_step(material, light, cfg: LightConfig) -> None:
+    """Post-step projections as nvdiffrec: textures back into their ranges, light non-negative."""
+    with torch.no_grad():
+        material.clamp_()
+        if cfg.optimize:
             light.clamp_(min=0.0)
 
 
@@ -136,8 +135,7 @@ def unwrap(mesh: Mesh) -> Mesh:
     """UV-unwrap with xatlas (in a subprocess, with a per-triangle fallback)."""
     from dmtrec.geometry.uv_unwrap import uv_unwrap
 
-    result = uv_unwrap(mesh)
-    return result[0] if isinstance(result, tuple) else result
+    return uv_unwrap(mesh).mesh
 
 
 def bake(mesh: Mesh, material, rasterizer, resolution: int) -> Dict[str, Tensor]:

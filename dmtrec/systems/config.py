@@ -93,14 +93,17 @@ class OptimConfig:
         lr_material: volumetric texture / 2D textures (nvdiffrec ``learning_rate[1]``).
         lr_light: environment light; None uses ``lr_material`` (nvdiffrec puts the light in the
             material optimizer).
-        warmup_iters: linear warm-up length.
+        warmup_dmtet: linear warm-up length in pass 1 (nvdiffrec: none) ...
+        warmup_mesh: ... and in pass 2 (nvdiffrec: 100 iterations, so that the first steps on a
+            freshly baked mesh do not throw its vertices around).
         decay: exponential decay rate, lr factor ``10 ** (-decay * iteration)`` (nvdiffrec 2e-4).
     """
 
     lr_geometry: float = 0.03
     lr_material: float = 0.03
     lr_light: Optional[float] = None
-    warmup_iters: int = 0
+    warmup_dmtet: int = 0
+    warmup_mesh: int = 100
     decay: float = 2e-4
 
 

@@ -223,7 +223,8 @@ class ReconstructionSystem(pl.LightningModule):
         return self._make_optimizer()
 
     def _set_learning_rates(self, optimizer: torch.optim.Optimizer) -> Dict[str, float]:
-        factor = schedules.lr_factor(self.pass_iteration, self.optim_cfg.warmup_iters, self.optim_cfg.decay)
+        warmup = self.optim_cfg.warmup_dmtet if self.stage == "dmtet" else self.optim_cfg.warmup_mesh
+        factor = schedules.lr_factor(self.pass_iteration, warmup, self.optim_cfg.decay)
         rates = {}
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
@@ -264,8 +265,7 @@ class ReconstructionSystem(pl.LightningModule):
                 terms["laplace"] = components.laplacian(mesh, offset) * weight
         if self.material_cfg.smoothness > 0 and "kd_grad" in buffers:
             ramp = schedules.ramp_up(it, self.material_cfg.smoothness_ramp)
-            kd_grad = buffers["kd_grad"]
-            terms["material_smooth"] = (kd_grad[..., :-1] * kd_grad[..., -1:]).mean() * self.material_cfg.smoothness * ramp
+            terms["material_smooth"] = buffers["kd_grad"].mean() * self.material_cfg.smoothness * ramp
         if self.light_cfg.optimize and self.light_cfg.reg > 0:
             terms["light_reg"] = components.light_regularizer(self.light) * self.light_cfg.reg
         return terms, buffers
@@ -297,7 +297,7 @@ class ReconstructionSystem(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(total)
         optimizer.step()
-        components.after_step(self.light, self.light_cfg)
+        components.after_step(self.material, self.light, self.light_cfg)
         self.iteration += 1
 
         batch_size = int(batch["img"].shape[0])

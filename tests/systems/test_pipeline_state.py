@@ -38,6 +38,9 @@ class ToyMaterial(nn.Module):
         super().__init__()
         self.kd = nn.Parameter(kd.clone())
 
+    def clamp_(self):
+        pass
+
     def to_tensors(self):
         return {"kd": self.kd.detach(), "ks": torch.zeros_like(self.kd), "normal": None}
 
@@ -100,8 +103,8 @@ def make_trainer(root: Path, every: int = 3):
 
 
 def make_system(**kw):
-    args = dict(iters_dmtet=7, iters_mesh=5, rasterizer="torch",
-                material={"texture_res": 2, "smoothness": 0.0}, optim={"lr_geometry": 0.05, "lr_material": 0.05})
+    args = dict(iters_dmtet=7, iters_mesh=5, rasterizer="torch", material={"texture_res": 2, "smoothness": 0.0},
+                optim={"lr_geometry": 0.05, "lr_material": 0.05, "warmup_mesh": 0})
     args.update(kw)
     return ReconstructionSystem(**args)
 
@@ -121,7 +124,7 @@ def test_two_passes_switch_modules_and_optimizer(toy_scene, tmp_path):
 
 
 def test_schedules_restart_at_each_pass(toy_scene, tmp_path):
-    system = make_system(optim={"lr_geometry": 0.05, "lr_material": 0.05, "decay": 0.1})
+    system = make_system(optim={"lr_geometry": 0.05, "lr_material": 0.05, "decay": 0.1, "warmup_mesh": 2})
     seen = []
     original = system._set_learning_rates
 
@@ -132,8 +135,11 @@ def test_schedules_restart_at_each_pass(toy_scene, tmp_path):
 
     system._set_learning_rates = spy
     make_trainer(tmp_path).fit(system, datamodule=ToyData())
-    assert seen[0] == ("dmtet", 0, pytest.approx(0.05)) and seen[7] == ("mesh", 0, pytest.approx(0.05))
-    assert seen[6][2] == pytest.approx(0.05 * 10 ** (-0.6))
+    assert seen[0] == ("dmtet", 0, pytest.approx(0.05)) and seen[6][2] == pytest.approx(0.05 * 10 ** (-0.6))
+    # Pass 2 starts over: warm-up from 0, then the decay from the full rate.
+    assert [s[:2] for s in seen[7:]] == [("mesh", i) for i in range(5)]
+    assert [s[2] for s in seen[7:10]] == pytest.approx([0.0, 0.025, 0.05])
+    assert seen[11][2] == pytest.approx(0.05 * 10 ** (-0.2))
 
 
 @pytest.mark.parametrize("stop_at", [5, 10], ids=["in-pass-1", "in-pass-2"])
