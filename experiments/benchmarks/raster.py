@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 from typing import Callable, Dict, List, Optional
@@ -168,6 +169,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error(f"unknown config(s) {unknown}; choose from {', '.join(CONFIGS)}")
     backends = ["torch"] + (["nvdiffrast"] if device.type == "cuda" and nvdiffrast_available() else [])
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    if device.type == "cpu" and hasattr(os, "getloadavg"):  # other processes on the cores skew CPU timings
+        hw += f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     print(f"device: {device} ({hw}); backends: {', '.join(backends)}; repeats: {args.repeats}; times are fwd+bwd, median")
 
     for name in names:
