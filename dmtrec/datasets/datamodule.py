@@ -73,6 +73,9 @@ class ReconDataModule(pl.LightningDataModule):
         world_up: NeRF-synthetic: ``"z"`` turns Blender's Z-up scenes Y-up, as nvdiffrec does.
         render_device: reference mesh: device to render on (default CUDA if available).
         rasterizer: reference mesh: rasterizer backend (``auto``, ``nvdiffrast``, ``torch``).
+        prerender: reference mesh: render every split once in :meth:`setup` and reuse the
+            renders (training then cycles through a fixed pool of ``views`` random views,
+            instead of rendering each sample when it is drawn); ``views * H * W * 16`` bytes.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class ReconDataModule(pl.LightningDataModule):
         world_up: Literal["y", "z"] = "y",
         render_device: Optional[str] = None,
         rasterizer: str = "auto",
+        prerender: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -166,6 +170,9 @@ class ReconDataModule(pl.LightningDataModule):
                 )
                 for split in SPLITS
             }
+            if h.prerender:
+                for dataset in self.datasets.values():
+                    dataset.prerender()
 
     def _nerf_views(self, split: str) -> NeRFSyntheticViews:
         h = self.hparams

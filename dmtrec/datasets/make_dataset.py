@@ -83,11 +83,10 @@ def make_dataset(
             dataset = ReferenceMeshViews(scene, split, views=count, resolution=resolution, seed=seed, fovy=fovy,
                                          cam_radius=cam_radius, translation_jitter=translation_jitter, spp=spp)
             frames = []
-            for start in range(0, count, _RENDER_CHUNK):
-                indices = list(range(start, min(start + _RENDER_CHUNK, count)))
-                for index, img in zip(indices, dataset.render(indices).cpu()):
-                    write_png(tmp / split / f"r_{index}.png", torch.cat([linear_to_srgb(img[..., :3]), img[..., 3:]], dim=-1))
-                    frames.append({"file_path": f"./{split}/r_{index}", "transform_matrix": dataset.c2w(index).tolist()})
+            for index, img in dataset.renders(_RENDER_CHUNK):
+                img = img.cpu()
+                write_png(tmp / split / f"r_{index}.png", torch.cat([linear_to_srgb(img[..., :3]), img[..., 3:]], dim=-1))
+                frames.append({"file_path": f"./{split}/r_{index}", "transform_matrix": dataset.c2w(index).tolist()})
             (tmp / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": fovx, "frames": frames}, indent=1))
         shutil.copyfile(scene.probe_path, tmp / scene.probe_path.name)
         recipe = {

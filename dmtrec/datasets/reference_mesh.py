@@ -5,11 +5,13 @@ straight-alpha linear RGBA for any cameras. :class:`ReferenceMeshViews` is a dat
 renders: a fresh random camera per training index, a fixed orbit for validation and test,
 all derived from the seed (see :mod:`dmtrec.datasets.reference_cameras`).
 
-Views render on demand in ``__getitem__`` on the scene's device: training indices are
-unbounded (nvdiffrec draws a new view every iteration), so rendering them up front is not an
-option, while the few validation/test views are cached after their first render. On CUDA
+By default views render on demand in ``__getitem__`` on the scene's device: nvdiffrec draws
+a fresh training view every iteration, so the training set may be far too large to render up
+front, while the few validation/test views are cached after their first render. On CUDA
 this runs in the main process (``num_workers: 0``) as nvdiffrec does; on CPU, DataLoader
-workers render in parallel.
+workers render in parallel. :meth:`ReferenceMeshViews.prerender` instead renders a split
+once, in batches, turning the training set into a fixed pool of views that later epochs
+reuse for free (what a CPU run wants).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Sequence, Union
+from typing import Any, Dict, Iterator, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -119,7 +121,13 @@ def load_reference_scene(
     ks[..., 0] = 0.0
     material = TexturedMaterial.from_tensors(kd=textures["kd"].to(device), ks=ks.to(device),
                                              normal=textures["normal"].to(device) if "normal" in textures else None)
-    return ReferenceScene(reference.to(device), material, light.to(device), get_rasterizer(rasterizer, device), mesh_path, probe_path)
+    material.requires_grad_(False)
+    light = light.to(device).requires_grad_(False)
+    backend = get_rasterizer(rasterizer, device)
+    # Prefilter now: before training, and once for all DataLoader workers (they fork after this).
+    with torch.no_grad():
+        light.ensure_mips(backend)
+    return ReferenceScene(reference.to(device), material, light, backend, mesh_path, probe_path)
 
 
 def _file_error(exc: Exception, path: Path, what: str) -> DatasetError:
@@ -209,6 +217,16 @@ class ReferenceMeshViews(Dataset):
     def render(self, indices: Sequence[int]) -> Tensor:
         """``[N, H, W, 4]`` straight-alpha linear renders of ``indices``, in one batch."""
         return self.scene.render(self.cameras(indices), self.spp)
+
+    def renders(self, chunk: int = 8) -> Iterator[Tuple[int, Tensor]]:
+        """Yield ``(index, [H, W, 4] render)`` for every view, rendering ``chunk`` views per call."""
+        for start in range(0, self.views, chunk):
+            indices = list(range(start, min(start + chunk, self.views)))
+            yield from zip(indices, self.render(indices))
+
+    def prerender(self, chunk: int = 8) -> None:
+        """Render every view now and serve them from memory from now on (``views * H * W * 16`` bytes)."""
+        self._cache.update(self.renders(chunk))
 
     def __getitem__(self, index: int) -> Dict:
         if not 0 <= index < self.views:

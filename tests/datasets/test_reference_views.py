@@ -76,6 +76,17 @@ def test_validation_views_orbit_and_are_rendered_once():
     assert train.scene.calls == 2  # training views are not kept (there may be millions)
 
 
+def test_prerender_renders_in_batches_once():
+    ds = views(views=10)
+    ds.prerender(chunk=4)
+    assert ds.scene.calls == 3
+    lazy = views(views=10)
+    for i in range(10):
+        assert torch.equal(ds[i]["img"], lazy[i]["img"])
+    assert ds.scene.calls == 3 and lazy.scene.calls == 10
+    assert [i for i, _ in ds.renders(chunk=4)] == list(range(10))
+
+
 @pytest.mark.parametrize(
     "kwargs, argument",
     [({"views": 0}, "views"), ({"fovy": 180.0}, "fovy"), ({"cam_radius": 0.0}, "cam_radius"),
@@ -99,9 +110,11 @@ def test_datamodule_wires_reference_views(monkeypatch):
 
     monkeypatch.setattr(datamodule, "load_reference_scene", fake_load)
     dm = datamodule.ReconDataModule(kind="reference_mesh", mesh="m.obj", probe="p.hdr", env_scale=2.0, resolution=(4, 4),
-                                    views=10, test_views=3, batch_size=5, render_device="cpu", rasterizer="torch")
+                                    views=10, test_views=3, batch_size=5, render_device="cpu", rasterizer="torch",
+                                    prerender=True)
     assert dm.reference_mesh is None  # not before setup
     dm.setup("fit")
+    assert scene.calls == 2 + 1 + 1  # every split rendered in batches of 8 at setup (10, 8, 3 views)
     assert loaded == {"mesh": "m.obj", "probe": "p.hdr", "env_scale": 2.0, "probe_res": 512, "device": "cpu", "rasterizer": "torch"}
     assert [len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)] == [10, 8, 3]
     assert dm.reference_mesh == "the reference mesh"
@@ -109,6 +122,7 @@ def test_datamodule_wires_reference_views(monkeypatch):
     assert batch["img"].shape == (5, 4, 4, 4)
     assert not torch.equal(batch["background"], torch.ones_like(batch["background"]))
     assert torch.equal(next(iter(dm.val_dataloader()))["background"], torch.ones(1, 4, 4, 3))
+    assert scene.calls == 4  # nothing rendered after setup
 
     on_cuda = datamodule.ReconDataModule(kind="reference_mesh", mesh="m.obj", probe="p.hdr", render_device="cuda", num_workers=2)
     with pytest.raises(ValueError, match="^num_workers: "):
