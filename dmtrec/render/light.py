@@ -295,10 +295,8 @@ def _specular_filter(res: int, roughness: float, device: str) -> _CubeFilter:
     theta_cut = math.acos(cos_cut)
     dirs = cube_directions(res, device)
     area = cube_texel_solid_angles(res, device)
-    # Tiles about as wide as the cone, so that culling leaves few candidates per output texel.
-    tile = 2
-    while tile < 8 and res % (tile * 2) == 0 and tile * (math.pi / 2) / res < theta_cut:
-        tile *= 2
+    # Culling costs (texels) x (tiles), the survivors about (texels) x tile^2: balance the two.
+    tile = min(res, 8 if res <= 64 else 16)
     members = torch.arange(6 * res * res, device=device).reshape(6, res // tile, tile, res // tile, tile)
     members = members.permute(0, 1, 3, 2, 4).reshape(-1, tile * tile)  # [tiles, tile^2] texel ids
     flat_dirs = dirs.reshape(-1, 3)

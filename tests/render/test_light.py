@@ -1,0 +1,164 @@
+"""EnvironmentLight: split-sum prefiltering, shading inputs, regularizer, IO, gradients."""
+
+import math
+
+import pytest
+import torch
+
+from dmtrec.io.image import ImageReadError, read_hdr
+from dmtrec.render import bsdf, light as light_mod
+from dmtrec.render.cubemap import cube_directions, cube_texel_solid_angles
+from dmtrec.render.light import EnvironmentLight
+
+
+@pytest.mark.parametrize("res", [32, 64])
+def test_constant_map_stays_constant_at_every_mip(res, rasterizer):
+    light = EnvironmentLight.constant((0.2, 0.7, 1.3), base_res=res)
+    light.build_mips(rasterizer)
+    assert [m.shape[1] for m in light.specular] == [res >> i for i in range(light.num_levels)]
+    expected = torch.tensor([0.2, 0.7, 1.3])
+    for level in light.specular + [light.diffuse]:
+        torch.testing.assert_close(level, expected.expand_as(level), rtol=1e-5, atol=0)
+
+
+def _environment(res: int) -> torch.Tensor:
+    """A smooth sky with a bright sun: structure at every scale."""
+    d = cube_directions(res)
+    sun = torch.nn.functional.normalize(torch.tensor([0.3, 0.8, 0.5]), dim=0)
+    sky = torch.stack([0.5 + 0.3 * d[..., 1], 0.6 + 0.2 * d[..., 0], 0.8 - 0.1 * d[..., 2]], -1)
+    return sky + 20.0 * ((d @ sun) > 0.995).float()[..., None]
+
+
+def _dense_ggx(base: torch.Tensor, rows: torch.Tensor, roughness: float) -> torch.Tensor:
+    """Reference: the untruncated GGX lobe over every texel, for the output texels ``rows``."""
+    res = base.shape[1]
+    d = cube_directions(res, dtype=torch.float64).reshape(-1, 3)
+    area = cube_texel_solid_angles(res, dtype=torch.float64).reshape(1, -1)
+    cos_l = d[rows] @ d.T
+    cos_h = torch.sqrt(((1.0 + cos_l) / 2.0).clamp_min(0.0))
+    alpha_sq = bsdf.ggx_alpha_sq(torch.tensor(roughness, dtype=torch.float64))
+    w = bsdf.ndf_ggx(alpha_sq, cos_h) * cos_l.clamp_min(0.0) * area
+    return ((w / w.sum(1, keepdim=True)) @ base.reshape(-1, 3).double()).float()
+
+
+@pytest.mark.parametrize("roughness", [0.08, 0.2, 0.35, 0.5, 1.0])
+def test_specular_prefilter_matches_dense_ggx_convolution(roughness, rasterizer):
+    res = 32
+    base = _environment(res)
+    pyramid = [base]
+    while pyramid[-1].shape[1] > EnvironmentLight.MIN_RES:
+        pyramid.append(light_mod._downsample(pyramid[-1]))
+    filtered = light_mod._prefilter(pyramid, 0, roughness, rasterizer).reshape(-1, 3)
+    rows = torch.randperm(6 * res * res, generator=torch.Generator().manual_seed(0))[:400]
+    reference = _dense_ggx(base, rows, roughness)
+    error = (filtered[rows] - reference).abs().mean() / reference.abs().mean()
+    unfiltered = (base.reshape(-1, 3)[rows] - reference).abs().mean() / reference.abs().mean()
+    print(f"roughness {roughness}: relative error {error:.4f} (unfiltered map: {unfiltered:.4f})")
+    assert error < 0.04
+    if roughness >= 0.2:
+        assert error < 0.25 * unfiltered
+
+
+def test_diffuse_is_the_cosine_convolution(rasterizer):
+    # For radiance a + b.d the cosine-weighted hemispherical mean is a + (2/3) b.n.
+    res = 32
+    d = cube_directions(res)
+    a, b = 1.0, torch.tensor([0.3, -0.2, 0.4])
+    light = EnvironmentLight(a + (d @ b)[..., None].expand(6, res, res, 3))
+    light.build_mips(rasterizer)
+    n = cube_directions(EnvironmentLight.MIN_RES)
+    expected = (a + 2.0 / 3.0 * (n @ b))[..., None].expand_as(light.diffuse)
+    torch.testing.assert_close(light.diffuse, expected, atol=4e-3, rtol=0)
+
+
+def test_mip_level_inverts_level_roughness():
+    light = EnvironmentLight.constant(1.0, base_res=128)
+    levels = torch.arange(light.num_levels, dtype=torch.float32)
+    roughness = torch.tensor([light.level_roughness(int(i)) for i in levels])
+    torch.testing.assert_close(light.mip_level(roughness), levels)
+    assert light.mip_level(torch.tensor(0.0)).item() == 0.0  # below the floor: the sharpest level
+    assert light.level_roughness(0) == bsdf.MIN_ROUGHNESS and light.level_roughness(light.num_levels - 1) == 1.0
+
+
+def test_regularizer_and_clamp():
+    grey = EnvironmentLight.constant(0.4, base_res=32)
+    assert grey.regularizer().item() == 0.0
+    base = torch.zeros(6, 32, 32, 3)
+    base[..., 0] = 0.9  # every texel is (0.9, 0, 0): deviations (0.6, 0.3, 0.3) from the grey 0.3
+    tinted = EnvironmentLight(base)
+    assert tinted.regularizer().item() == pytest.approx(0.4)
+    tinted.base.data[0, 0, 0, 1] = -2.0
+    tinted.clamp_(min=0.0)
+    assert tinted.base.min().item() == 0.0
+
+
+def test_mips_are_rebuilt_only_when_needed(rasterizer):
+    light = EnvironmentLight.constant(0.5, base_res=32)
+    with torch.no_grad():
+        light.ensure_mips(rasterizer)
+        first = light.specular[0]
+        light.ensure_mips(rasterizer)
+        assert light.specular[0] is first  # unchanged base: cached
+        light.base.add_(0.25)  # what an optimizer step does
+        light.ensure_mips(rasterizer)
+        assert light.specular[0] is not first
+        torch.testing.assert_close(light.specular[0], torch.full_like(first, 0.75))
+    light.ensure_mips(rasterizer)  # grad enabled and base learnable: a fresh graph every call
+    assert light.specular[0].requires_grad
+
+
+def test_gradients_reach_light_texels(rasterizer):
+    # Shading is linear in the texels, so central differences are exact up to rounding.
+    torch.manual_seed(0)
+    light = EnvironmentLight(_environment(32))
+    n = 64
+    normal = torch.nn.functional.normalize(torch.randn(1, n, 1, 3), dim=-1)
+    pos = torch.zeros(1, n, 1, 3)
+    eye = normal * 4.0 + torch.randn(1, n, 1, 3) * 0.5
+    kd = torch.rand(1, n, 1, 3)
+    ks = torch.stack([torch.zeros(n), torch.rand(n) * 0.9 + 0.1, torch.rand(n)], -1).reshape(1, n, 1, 3)
+    weights = torch.rand(1, n, 1, 3)
+
+    def loss() -> torch.Tensor:
+        light.build_mips(rasterizer)
+        return (light.shade(pos, normal, kd, ks, eye, rasterizer) * weights).sum()
+
+    loss().backward()
+    grad = light.base.grad.clone()
+    flat = grad.abs().reshape(-1)
+    picks = torch.cat([flat.topk(4).indices, torch.randint(flat.numel(), (4,), generator=torch.Generator().manual_seed(1))])
+    for index in picks.tolist():
+        with torch.no_grad():
+            value = light.base.view(-1)[index].item()
+            light.base.view(-1)[index] = value + 0.5
+            up = loss().item()
+            light.base.view(-1)[index] = value - 0.5
+            down = loss().item()
+            light.base.view(-1)[index] = value
+        assert (up - down) / 1.0 == pytest.approx(grad.view(-1)[index].item(), rel=2e-2, abs=1e-4)
+    assert (grad.abs() > 0).float().mean() > 0.01
+
+
+def test_probe_round_trip(shared_data, rasterizer, tmp_path):
+    path = shared_data / "envmaps" / "mud_road_puresky_1k.hdr"
+    light = EnvironmentLight.from_hdr(path, base_res=128)
+    latlong = light.to_latlong(128, 256, rasterizer)
+    original = torch.from_numpy(read_hdr(path))
+    reference = torch.nn.functional.adaptive_avg_pool2d(original.permute(2, 0, 1)[None], (128, 256))[0].permute(1, 2, 0)
+    assert ((latlong - reference).abs().mean() / reference.mean()).item() < 0.02
+    light.save_hdr(tmp_path / "probe.hdr", 64, 128, rasterizer)
+    saved = torch.from_numpy(read_hdr(tmp_path / "probe.hdr"))
+    assert saved.shape == (64, 128, 3)
+    torch.testing.assert_close(saved, light.to_latlong(64, 128, rasterizer), rtol=1e-2, atol=1e-3)
+    assert [p.name for p in tmp_path.iterdir()] == ["probe.hdr"]
+
+
+def test_bad_inputs_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"\[6, S, S, 3\]"):
+        EnvironmentLight(torch.zeros(6, 32, 16, 3))
+    with pytest.raises(ValueError, match="power of two"):
+        EnvironmentLight(torch.zeros(6, 48, 48, 3))
+    with pytest.raises(ImageReadError, match="missing.hdr"):
+        EnvironmentLight.from_hdr(tmp_path / "missing.hdr")
+    with pytest.raises(ValueError, match="scalar or RGB"):
+        EnvironmentLight.constant((1.0, 2.0))
