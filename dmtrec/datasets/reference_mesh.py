@@ -5,13 +5,13 @@ straight-alpha linear RGBA for any cameras. :class:`ReferenceMeshViews` is a dat
 renders: a fresh random camera per training index, a fixed orbit for validation and test,
 all derived from the seed (see :mod:`dmtrec.datasets.reference_cameras`).
 
-By default views render on demand in ``__getitem__`` on the scene's device: nvdiffrec draws
-a fresh training view every iteration, so the training set may be far too large to render up
-front, while the few validation/test views are cached after their first render. On CUDA
-this runs in the main process (``num_workers: 0``) as nvdiffrec does; on CPU, DataLoader
-workers render in parallel. :meth:`ReferenceMeshViews.prerender` instead renders a split
-once, in batches, turning the training set into a fixed pool of views that later epochs
-reuse for free (what a CPU run wants).
+By default views render on demand, a batch at a time (``__getitems__``), on the scene's
+device: nvdiffrec draws a fresh training view every iteration, so the training set may be far
+too large to render up front, while the few validation/test views are cached after their
+first render. On CUDA this runs in the main process (``num_workers: 0``) as nvdiffrec does; on
+CPU, DataLoader workers render in parallel. :meth:`ReferenceMeshViews.prerender` instead
+renders a split once, turning the training set into a fixed pool of views that later epochs
+reuse for free (what a short CPU run wants).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -229,19 +229,28 @@ class ReferenceMeshViews(Dataset):
         self._cache.update(self.renders(chunk))
 
     def __getitem__(self, index: int) -> Dict:
-        if not 0 <= index < self.views:
-            raise IndexError(f"view index {index} out of range for {self.views} views")
-        img = self._cache.get(index)
-        if img is None:
-            img = self.render([index])[0]
-            if self._orbit is not None:
-                self._cache[index] = img
-        cameras = self.cameras([index])
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> List[Dict]:
+        """Samples of ``indices``; the DataLoader calls this per batch, so that the views a
+        batch still needs are rendered in one call."""
+        for index in indices:
+            if not 0 <= index < self.views:
+                raise IndexError(f"view index {index} out of range for {self.views} views")
+        missing = [i for i in dict.fromkeys(indices) if i not in self._cache]
+        fresh = dict(zip(missing, self.render(missing))) if missing else {}
+        if self._orbit is not None:
+            self._cache.update(fresh)
+        cameras = self.cameras(indices).to(self.scene.device)
+        return [self._sample(index, fresh[index] if index in fresh else self._cache[index], cameras[k])
+                for k, index in enumerate(indices)]
+
+    def _sample(self, index: int, img: Tensor, camera: Cameras) -> Dict:
         generator = sample_generator(self.seed, STREAM_BACKGROUND, SPLIT_STREAMS[self.split], index)
         device = self.scene.device
         return {
-            "c2w": cameras.c2w[0].to(device),
-            "proj": cameras.proj[0].to(device),
+            "c2w": camera.c2w[0],
+            "proj": camera.proj[0],
             "img": img,
             "background": make_background(self.background, self.resolution, generator).to(device),
             "index": torch.tensor(index, dtype=torch.int64, device=device),

@@ -87,6 +87,21 @@ def test_prerender_renders_in_batches_once():
     assert [i for i, _ in ds.renders(chunk=4)] == list(range(10))
 
 
+def test_a_batch_renders_in_one_call_and_matches_single_samples():
+    from torch.utils.data import DataLoader
+
+    ds = views(views=6, background="random")
+    batches = list(DataLoader(ds, batch_size=3, collate_fn=collate_views))
+    assert ds.scene.calls == 2
+    single = views(views=6, background="random")
+    for i in range(6):
+        sample = single[i]
+        for key in ("c2w", "proj", "img", "background", "index"):
+            assert torch.equal(batches[i // 3][key][i % 3], sample[key])
+    twice = ds.__getitems__([2, 2])
+    assert ds.scene.calls == 3 and torch.equal(twice[0]["img"], twice[1]["img"])  # one render for both
+
+
 @pytest.mark.parametrize(
     "kwargs, argument",
     [({"views": 0}, "views"), ({"fovy": 180.0}, "fovy"), ({"cam_radius": 0.0}, "cam_radius"),
