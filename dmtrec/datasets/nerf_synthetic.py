@@ -213,6 +213,8 @@ class NeRFSyntheticViews(Dataset):
     ):
         if not isinstance(downscale, int) or isinstance(downscale, bool) or downscale < 1:
             raise ValueError(f"downscale: must be an integer >= 1, got {downscale!r}")
+        if resolution is not None and downscale != 1:
+            raise ValueError("downscale: give either downscale or resolution, not both")
         if world_up not in WORLD_UPS:
             raise ValueError(f"world_up: must be one of {', '.join(WORLD_UPS)}, got {world_up!r}")
         for name, value in (("length", length), ("max_frames", max_frames)):
@@ -229,13 +231,17 @@ class NeRFSyntheticViews(Dataset):
         self.image_paths = [self.transforms.images[f] for f in self.frames]
         self.length = length if length is not None else len(self.frames)
 
-        images = [load_rgba(p, require_alpha) for p in self.image_paths]
-        source_size = tuple(images[0].shape[:2])
-        for path, img in zip(self.image_paths[1:], images[1:]):
+        # Decode every image once (whether cached or not) so that a bad one fails now.
+        first = load_rgba(self.image_paths[0], require_alpha)
+        source_size = tuple(first.shape[:2])
+        self.resolution = _working_resolution(source_size, downscale, resolution, self.image_paths[0])
+        self._images: Optional[List[Tensor]] = [] if preload else None
+        for k, path in enumerate(self.image_paths):
+            img = first if k == 0 else load_rgba(path, require_alpha)
             if tuple(img.shape[:2]) != source_size:
                 raise DatasetError(path, f"image is {_size(img.shape)} but {self.image_paths[0].name} of the same split is {_size(source_size)}")
-        self.resolution = _working_resolution(source_size, downscale, resolution, self.image_paths[0])
-        self._images: Optional[List[Tensor]] = [resize_rgba(img, self.resolution) for img in images] if preload else None
+            if self._images is not None:
+                self._images.append(resize_rgba(img, self.resolution))
 
         c2w = self.transforms.c2w[self.frames]
         if world_up == "z":

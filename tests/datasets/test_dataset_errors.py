@@ -145,5 +145,7 @@ def test_resolution_and_downscale_that_do_not_fit_the_images(make_nerf):
     folder, _ = make_nerf()
     expect_error(folder, folder / "train" / "r_0.png", "aspect ratio", resolution=(4, 8))
     expect_error(folder, folder / "train" / "r_0.png", "downscale 16", downscale=16)
-    with pytest.raises(ValueError, match="downscale"):
+    with pytest.raises(ValueError, match="^downscale: "):
         NeRFSyntheticViews(folder, "train", downscale=0)
+    with pytest.raises(ValueError, match="^downscale: .*not both"):
+        NeRFSyntheticViews(folder, "train", downscale=2, resolution=(4, 4))
