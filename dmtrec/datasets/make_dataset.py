@@ -71,7 +71,7 @@ def make_dataset(
         if value < 1:
             raise ValueError(f"{name}: must be >= 1, got {value}")
     if out.exists() and not overwrite:
-        raise ValueError(f"{out}: output folder exists (pass overwrite to replace it)")
+        raise ValueError(f"{out}: output folder exists (pass --overwrite, or overwrite=True, to replace it)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     scene = load_reference_scene(mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer)
     fovx = 2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) * resolution[1] / resolution[0])
