@@ -136,10 +136,13 @@ class EnvironmentLight(torch.nn.Module):
         return (self.base._version, self.base.data_ptr(), self.base.device)
 
     def ensure_mips(self, rasterizer=None) -> None:
-        """Build the mips unless they are up to date. While ``base`` is being optimized (grad
-        enabled), every call rebuilds them: each forward pass needs its own graph."""
-        training = torch.is_grad_enabled() and self.base.requires_grad
-        if training or self.specular is None or self._mips_key != self._current_key():
+        """Build the mips unless they are up to date.
+
+        A learnable light (``base.requires_grad``) is rebuilt on every call: with grad enabled
+        each forward pass needs its own graph, and edits through ``base.data`` would go unseen.
+        A frozen light is rebuilt only after an in-place change of ``base`` (or a device move).
+        """
+        if self.base.requires_grad or self.specular is None or self._mips_key != self._current_key():
             self.build_mips(rasterizer)
 
     # ------------------------------------------------------------------ shading

@@ -93,18 +93,20 @@ def test_regularizer_and_clamp():
 
 
 def test_mips_are_rebuilt_only_when_needed(rasterizer):
-    light = EnvironmentLight.constant(0.5, base_res=32)
-    with torch.no_grad():
-        light.ensure_mips(rasterizer)
-        first = light.specular[0]
-        light.ensure_mips(rasterizer)
-        assert light.specular[0] is first  # unchanged base: cached
-        light.base.add_(0.25)  # what an optimizer step does
-        light.ensure_mips(rasterizer)
-        assert light.specular[0] is not first
-        torch.testing.assert_close(light.specular[0], torch.full_like(first, 0.75))
-    light.ensure_mips(rasterizer)  # grad enabled and base learnable: a fresh graph every call
-    assert light.specular[0].requires_grad
+    light = EnvironmentLight.constant(0.5, base_res=32).requires_grad_(False)
+    light.ensure_mips(rasterizer)
+    first = light.specular[0]
+    light.ensure_mips(rasterizer)
+    assert light.specular[0] is first  # frozen and unchanged: cached
+    light.base.add_(0.25)  # an in-place change
+    light.ensure_mips(rasterizer)
+    assert light.specular[0] is not first
+    torch.testing.assert_close(light.specular[0], torch.full_like(first, 0.75))
+    light.requires_grad_(True)  # learnable: a fresh graph on every call
+    light.ensure_mips(rasterizer)
+    second = light.specular[0]
+    light.ensure_mips(rasterizer)
+    assert light.specular[0] is not second and light.specular[0].requires_grad
 
 
 def test_gradients_reach_light_texels(rasterizer):

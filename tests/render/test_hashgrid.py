@@ -1,0 +1,68 @@
+"""Hash-grid encoding: layout, interpolation, hashing, gradients."""
+
+import pytest
+import torch
+
+from dmtrec.render.hashgrid import HashGridEncoding
+
+
+def test_levels_and_table_layout():
+    enc = HashGridEncoding(n_levels=4, features_per_level=3, log2_table_size=10, base_resolution=4, finest_resolution=32)
+    assert enc.resolutions == [4, 8, 16, 32]
+    # Dense while (N + 1)^3 fits in T = 1024: 125 and 729 entries; then hashed into 1024.
+    assert enc.offsets == [0, 125, 854, 1878, 2902]
+    assert enc.table.shape == (2902, 3) and enc.output_dim == 12
+    out = enc(torch.rand(50, 3))
+    assert out.shape == (50, 12)
+
+
+def test_trilinear_interpolation_of_a_dense_level():
+    enc = HashGridEncoding(n_levels=1, features_per_level=1, log2_table_size=12, base_resolution=2, finest_resolution=2)
+    with torch.no_grad():
+        # Table entry = x + 3 y + 9 z at vertex (x, y, z) of the 3^3 lattice: a linear function,
+        # which trilinear interpolation reproduces exactly.
+        enc.table.copy_(torch.arange(27, dtype=torch.float32)[:, None])
+    p = torch.rand(100, 3)
+    expected = (p * 2) @ torch.tensor([1.0, 3.0, 9.0])
+    torch.testing.assert_close(enc(p)[:, 0], expected, rtol=0, atol=1e-4)
+    # Out-of-cube positions clamp to the boundary.
+    torch.testing.assert_close(enc(torch.tensor([[1.5, -0.2, 0.5]])), enc(torch.tensor([[1.0, 0.0, 0.5]])))
+
+
+def test_hashed_level_spreads_over_the_table():
+    enc = HashGridEncoding(n_levels=1, features_per_level=1, log2_table_size=8, base_resolution=64, finest_resolution=64)
+    corners = torch.stack(torch.meshgrid(*[torch.arange(16)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    index = enc._level_index(0, corners)
+    assert index.min() >= 0 and index.max() < 256
+    counts = torch.bincount(index, minlength=256)
+    assert (counts > 0).float().mean() > 0.9  # 4096 vertices cover the 256 slots nearly uniformly
+
+
+def test_gradients_reach_table_and_positions():
+    torch.manual_seed(0)
+    enc = HashGridEncoding(n_levels=3, features_per_level=2, log2_table_size=6, base_resolution=2, finest_resolution=9).double()
+    with torch.no_grad():
+        enc.table.normal_()
+    x = torch.rand(5, 3, dtype=torch.float64).requires_grad_()
+    table = enc.table
+    assert torch.autograd.gradcheck(lambda x: enc(x), (x,))
+    weights = torch.randn(5, enc.output_dim, dtype=torch.float64)
+    (enc(x) * weights).sum().backward()
+    grad = table.grad.clone()
+    touched = grad.abs().sum(-1).nonzero().squeeze(1)
+    assert touched.numel() > 0
+    for row in touched[:5].tolist():
+        with torch.no_grad():
+            table[row, 0] += 1e-6
+            up = (enc(x) * weights).sum().item()
+            table[row, 0] -= 2e-6
+            down = (enc(x) * weights).sum().item()
+            table[row, 0] += 1e-6
+        assert (up - down) / 2e-6 == pytest.approx(grad[row, 0].item(), rel=1e-6, abs=1e-9)
+
+
+def test_bad_configuration_is_rejected():
+    with pytest.raises(ValueError, match="base_resolution"):
+        HashGridEncoding(base_resolution=64, finest_resolution=32)
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        HashGridEncoding(n_levels=2, log2_table_size=8, base_resolution=2, finest_resolution=4)(torch.zeros(4, 2))
