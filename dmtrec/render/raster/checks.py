@@ -129,3 +129,18 @@ def normalize_diff_attrs(op: str, diff_attrs: object, num_attrs: int) -> Optiona
     if bad:
         raise ValueError(f"{op}: diff_attrs {bad} out of range for {num_attrs} attributes")
     return [i % num_attrs for i in indices] or None
+
+
+def check_interpolate_args(op: str, attr: object, rast: object, tri: object, rast_db: object,
+                           diff_attrs: object) -> Optional[list]:
+    """Validate ``interpolate``'s arguments (both backends); returns the normalized ``diff_attrs``."""
+    check_rast(op, rast)
+    check_attr(op, attr, rast)
+    check_tri(op, tri, num_vertices=attr.shape[-2])
+    diff_list = normalize_diff_attrs(op, diff_attrs, attr.shape[-1])
+    if diff_list is not None:
+        if rast_db is None:
+            raise ValueError(f"{op}: diff_attrs needs rast_db (the second output of rasterize)")
+        check_rast(op, rast_db, name="rast_db", like=rast)
+    check_same_device(op, attr=attr, rast=rast, tri=tri, rast_db=rast_db)
+    return diff_list

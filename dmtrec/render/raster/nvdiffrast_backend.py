@@ -64,15 +64,7 @@ class NvdiffrastRasterizer(Rasterizer):
     def interpolate(self, attr: Tensor, rast: Tensor, tri: Tensor, rast_db: Optional[Tensor] = None,
                     diff_attrs: Union[None, str, Sequence[int]] = None) -> Tuple[Tensor, Optional[Tensor]]:
         op = "interpolate"
-        checks.check_rast(op, rast)
-        checks.check_attr(op, attr, rast)
-        checks.check_tri(op, tri, num_vertices=attr.shape[-2])
-        diff_list = checks.normalize_diff_attrs(op, diff_attrs, attr.shape[-1])
-        if diff_list is not None:
-            if rast_db is None:
-                raise ValueError(f"{op}: diff_attrs needs rast_db (the second output of rasterize)")
-            checks.check_rast(op, rast_db, name="rast_db", like=rast)
-        checks.check_same_device(op, attr=attr, rast=rast, tri=tri, rast_db=rast_db)
+        diff_list = checks.check_interpolate_args(op, attr, rast, tri, rast_db, diff_attrs)
         if tri.shape[0] == 0:
             batch, height, width, _ = rast.shape
             out = attr.new_zeros(batch, height, width, attr.shape[-1]) + 0 * attr.sum() + 0 * rast.sum()
