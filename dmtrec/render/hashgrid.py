@@ -15,11 +15,9 @@ import math
 from typing import List
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 _PRIMES = (1, 2654435761, 805459861)
-_CORNERS = [(i & 1, (i >> 1) & 1, (i >> 2) & 1) for i in range(8)]
 
 
 class HashGridEncoding(torch.nn.Module):
@@ -59,32 +57,76 @@ class HashGridEncoding(torch.nn.Module):
     def output_dim(self) -> int:
         return self.n_levels * self.features_per_level
 
-    def _level_index(self, level: int, corner: Tensor) -> Tensor:
-        """Table rows ``[...]`` of integer grid vertices ``corner [..., 3]`` at ``level``."""
+    def _level_corners(self, level: int, x: Tensor):
+        """Table rows ``[N, 2, 2, 2]`` of the corners ``(dx, dy, dz)`` of each point's cell, and the
+        per-axis interpolation weights ``[N, 3, 2]`` (``(1 - f, f)``) and fractions ``[N, 3]``."""
         res = self.resolutions[level]
         size = self.offsets[level + 1] - self.offsets[level]
+        scaled = x * res
+        cell = torch.floor(scaled).clamp(max=res - 1)
+        frac = scaled - cell
+        cell = cell.long()
+        step = torch.arange(2, device=x.device)
+        cx, cy, cz = (cell[:, axis, None] + step for axis in range(3))  # [N, 2] each
         if (res + 1) ** 3 <= self.table_size:
-            index = corner[..., 0] + (res + 1) * (corner[..., 1] + (res + 1) * corner[..., 2])
+            rows = cx[:, :, None, None] + (res + 1) * (cy[:, None, :, None] + (res + 1) * cz[:, None, None, :])
         else:
-            # Products stay below 2^63 (corner < 2^20, primes < 2^32), and T divides 2^32, so the
-            # low bits equal those of instant-ngp's wrapping 32-bit arithmetic.
-            index = (corner[..., 0] * _PRIMES[0]) ^ (corner[..., 1] * _PRIMES[1]) ^ (corner[..., 2] * _PRIMES[2])
-            index = index & (size - 1)
-        return index + self.offsets[level]
+            # Products stay below 2^63 (coordinates < 2^20, primes < 2^32), and T divides 2^32, so
+            # the low bits equal those of instant-ngp's wrapping 32-bit arithmetic.
+            rows = (cx * _PRIMES[0])[:, :, None, None] ^ (cy * _PRIMES[1])[:, None, :, None] ^ (cz * _PRIMES[2])[:, None, None, :]
+            rows = rows & (size - 1)
+        weights = torch.stack([1.0 - frac, frac], -1)
+        return rows + self.offsets[level], weights, frac
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode points ``x [N, 3]`` in ``[0, 1]^3`` (clamped) -> ``[N, L * F]``."""
         if x.dim() != 2 or x.shape[-1] != 3:
             raise ValueError(f"HashGridEncoding: positions must be [N, 3], got {tuple(x.shape)}")
-        x = x.to(self.table.dtype).clamp(0.0, 1.0)
-        corners = torch.tensor(_CORNERS, device=x.device)  # [8, 3]
-        features = []
-        for level, res in enumerate(self.resolutions):
-            scaled = x * res
-            cell = torch.floor(scaled).clamp(max=res - 1)
-            frac = scaled - cell  # differentiable w.r.t. x
-            corner = cell.long()[:, None, :] + corners  # [N, 8, 3]
-            index = self._level_index(level, corner)
-            weight = torch.where(corners.bool(), frac[:, None, :], 1.0 - frac[:, None, :]).prod(-1)  # [N, 8]
-            features.append((F.embedding(index, self.table) * weight[..., None]).sum(1))
-        return torch.cat(features, -1)
+        return _HashGridLookup.apply(x.to(self.table.dtype).clamp(0.0, 1.0), self.table, self)
+
+
+def _trilinear(weights: Tensor) -> Tensor:
+    """``[N, 2, 2, 2]`` corner weights from per-axis weights ``[N, 3, 2]``."""
+    return weights[:, 0, :, None, None] * weights[:, 1, None, :, None] * weights[:, 2, None, None, :]
+
+
+class _HashGridLookup(torch.autograd.Function):
+    """Gather-and-interpolate over all levels. Nothing per level is kept for the backward pass,
+    which recomputes the corners and accumulates the table gradient in place (autograd through
+    per-level gathers would materialise a table-sized gradient per level)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, table: Tensor, encoding: HashGridEncoding) -> Tensor:
+        ctx.save_for_backward(x, table)
+        ctx.encoding = encoding
+        features = table.shape[1]
+        out = []
+        for level in range(encoding.n_levels):
+            rows, weights, _ = encoding._level_corners(level, x)
+            corner = table.index_select(0, rows.reshape(-1)).reshape(x.shape[0], 8, features)
+            out.append((corner * _trilinear(weights).reshape(-1, 8, 1)).sum(1))
+        return torch.cat(out, -1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, table = ctx.saved_tensors
+        encoding = ctx.encoding
+        features = table.shape[1]
+        grad_table = torch.zeros_like(table) if ctx.needs_input_grad[1] else None
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        sign = torch.tensor([-1.0, 1.0], dtype=x.dtype, device=x.device)
+        for level in range(encoding.n_levels):
+            rows, weights, _ = encoding._level_corners(level, x)
+            g = grad[:, level * features:(level + 1) * features]  # [N, F]
+            if grad_table is not None:
+                corner_grad = _trilinear(weights).reshape(-1, 8, 1) * g[:, None, :]
+                grad_table.index_add_(0, rows.reshape(-1), corner_grad.reshape(-1, features))
+            if grad_x is not None:
+                corner = table.index_select(0, rows.reshape(-1)).reshape(x.shape[0], 2, 2, 2, features)
+                s = (corner * g[:, None, None, None, :]).sum(-1)  # dL/d(corner weight)
+                w = weights
+                dx = (s * (sign[None, :, None, None] * w[:, 1, None, :, None] * w[:, 2, None, None, :])).sum((1, 2, 3))
+                dy = (s * (w[:, 0, :, None, None] * sign[None, None, :, None] * w[:, 2, None, None, :])).sum((1, 2, 3))
+                dz = (s * (w[:, 0, :, None, None] * w[:, 1, None, :, None] * sign[None, None, None, :])).sum((1, 2, 3))
+                grad_x += torch.stack([dx, dy, dz], -1) * encoding.resolutions[level]
+        return grad_x, grad_table, None
