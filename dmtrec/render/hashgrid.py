@@ -37,8 +37,9 @@ class HashGridEncoding(torch.nn.Module):
         super().__init__()
         if n_levels < 1 or features_per_level < 1:
             raise ValueError(f"HashGridEncoding: n_levels and features_per_level must be >= 1, got {n_levels}, {features_per_level}")
-        if not 1 <= base_resolution <= finest_resolution:
-            raise ValueError(f"HashGridEncoding: need 1 <= base_resolution <= finest_resolution, got {base_resolution}, {finest_resolution}")
+        if not 1 <= base_resolution <= finest_resolution < 1 << 20:
+            raise ValueError(f"HashGridEncoding: need 1 <= base_resolution <= finest_resolution < 2^20, "
+                             f"got {base_resolution}, {finest_resolution}")
         if not 4 <= log2_table_size <= 30:
             raise ValueError(f"HashGridEncoding: log2_table_size must be in [4, 30], got {log2_table_size}")
         self.n_levels = n_levels
@@ -59,7 +60,7 @@ class HashGridEncoding(torch.nn.Module):
 
     def _level_corners(self, level: int, x: Tensor):
         """Table rows ``[N, 2, 2, 2]`` of the corners ``(dx, dy, dz)`` of each point's cell, and the
-        per-axis interpolation weights ``[N, 3, 2]`` (``(1 - f, f)``) and fractions ``[N, 3]``."""
+        per-axis interpolation weights ``[N, 3, 2]``: ``(1 - f, f)`` for the fraction ``f`` in the cell."""
         res = self.resolutions[level]
         size = self.offsets[level + 1] - self.offsets[level]
         scaled = x * res
@@ -76,7 +77,7 @@ class HashGridEncoding(torch.nn.Module):
             rows = (cx * _PRIMES[0])[:, :, None, None] ^ (cy * _PRIMES[1])[:, None, :, None] ^ (cz * _PRIMES[2])[:, None, None, :]
             rows = rows & (size - 1)
         weights = torch.stack([1.0 - frac, frac], -1)
-        return rows + self.offsets[level], weights, frac
+        return rows + self.offsets[level], weights
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode points ``x [N, 3]`` in ``[0, 1]^3`` (clamped) -> ``[N, L * F]``."""
@@ -102,7 +103,7 @@ class _HashGridLookup(torch.autograd.Function):
         features = table.shape[1]
         out = []
         for level in range(encoding.n_levels):
-            rows, weights, _ = encoding._level_corners(level, x)
+            rows, weights = encoding._level_corners(level, x)
             corner = table.index_select(0, rows.reshape(-1)).reshape(x.shape[0], 8, features)
             out.append((corner * _trilinear(weights).reshape(-1, 8, 1)).sum(1))
         return torch.cat(out, -1)
@@ -116,7 +117,7 @@ class _HashGridLookup(torch.autograd.Function):
         grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
         sign = torch.tensor([-1.0, 1.0], dtype=x.dtype, device=x.device)
         for level in range(encoding.n_levels):
-            rows, weights, _ = encoding._level_corners(level, x)
+            rows, weights = encoding._level_corners(level, x)
             g = grad[:, level * features:(level + 1) * features]  # [N, F]
             if grad_table is not None:
                 corner_grad = _trilinear(weights).reshape(-1, 8, 1) * g[:, None, :]

@@ -11,9 +11,10 @@ derives from it, differentiably:
 
 Both are sums over source texels weighted by the lobe and the texel solid angles, normalized to
 one per output texel, so a constant map stays constant at every level. The GGX sums are sparse:
-each level is filtered at the coarsest box-filtered resolution that still resolves its lobe (about
-one texel per GGX alpha, at least 16 x 16), over the texels inside the cone holding 90 % of the
-lobe, and upsampled bilinearly to the level's resolution. The sparse operators depend only on
+each level is filtered on the box-filtered pyramid level whose texels are about as wide as the
+lobe's GGX alpha (finer detail does not survive the filter; at least 16 x 16, at most the
+level's own resolution), over the texels inside the cone holding 90 % of the lobe, and
+upsampled bilinearly to the level's resolution. The sparse operators depend only on
 resolution and roughness and are built once per process. The diffuse sum is dense at 16 x 16.
 
 Shading follows the split sum: ``diffuse(n) * kd (1 - m) + specular(r, roughness) * (F0 A + B)``
@@ -43,7 +44,7 @@ _LOBE_ENERGY = 0.9
 (nvdiffrec's cone keeps about 0.75); the rest of the tail is dropped and the weights renormalized."""
 
 _TEXELS_PER_ALPHA = 1.0
-"""Texel size of a level's working resolution relative to the lobe: one texel per GGX alpha."""
+"""Filtering resolution: the finest power of two whose texels are at least ``alpha / this`` wide."""
 
 
 class EnvironmentLight(torch.nn.Module):

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dmtrec.geometry.normals import compute_normals, compute_tangents, face_normals
+
 from . import bsdf as bsdf_lib
 from .camera import Cameras
 from .light import EnvironmentLight
@@ -68,7 +70,8 @@ def render_mesh(
         * ``"kd_grad"`` ``[..., 1]``: kd change under a small lookup jitter; its mean (times a
           weight) is nvdiffrec's material smoothness regularizer.
 
-        All but ``"shaded"`` are weighted by the (hard) alpha, i.e. 0 where nothing is drawn.
+        All but ``"shaded"``, ``"alpha"`` and ``"mask"`` are multiplied by the hard coverage times
+        kd's alpha (so they are 0 where nothing is drawn), as nvdiffrec composites them.
         An empty mesh gives the background with alpha 0, zero buffers, and outputs that still
         depend (with zero gradient) on the mesh, material and light parameters, so a loss
         built from them can be backpropagated.
@@ -114,8 +117,6 @@ def _check_background(background: Optional[Tensor], batch: int, height: int, wid
 
 def _with_shading_frame(mesh, material: Material):
     """The mesh with vertex normals, and tangents where the material needs them."""
-    from dmtrec.geometry.normals import compute_normals, compute_tangents
-
     if mesh.v_nrm is None or mesh.t_nrm_idx is None:
         mesh = compute_normals(mesh)
     if material.perturbs_normals and (mesh.v_tng is None or mesh.t_tng_idx is None):
@@ -131,7 +132,6 @@ def _with_shading_frame(mesh, material: Material):
 def _render_layer(mesh, material: Material, light, cameras: Cameras, rasterizer, background: Tensor, bsdf: str,
                   resolution, smoothness: bool) -> Optional[Dict[str, Tensor]]:
     """Buffers at ``resolution``, or None when no pixel is covered."""
-    batch = cameras.batch_size
     clip = cameras.project(mesh.v_pos)
     tri = mesh.t_pos_idx.int()
     rast, rast_db = rasterizer.rasterize(clip, tri, resolution)
@@ -150,10 +150,7 @@ def _render_layer(mesh, material: Material, light, cameras: Cameras, rasterizer,
     pixel_batch = sel // (resolution[0] * resolution[1])
     pos, _ = rasterizer.interpolate(mesh.v_pos, frag, tri)
     smooth_normal, _ = rasterizer.interpolate(mesh.v_nrm, frag, mesh.t_nrm_idx.int())
-    face_normal = bsdf_lib.safe_normalize(torch.linalg.cross(
-        mesh.v_pos[mesh.t_pos_idx[:, 1]] - mesh.v_pos[mesh.t_pos_idx[:, 0]],
-        mesh.v_pos[mesh.t_pos_idx[:, 2]] - mesh.v_pos[mesh.t_pos_idx[:, 0]], dim=-1))
-    geometric_normal = face_normal[frag[..., 3].long() - 1]
+    geometric_normal = face_normals(mesh.v_pos, mesh.t_pos_idx)[frag[..., 3].long() - 1]
     tangent = None
     if material.perturbs_normals:
         tangent, _ = rasterizer.interpolate(mesh.v_tng, frag, mesh.t_tng_idx.int())
