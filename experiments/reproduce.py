@@ -210,7 +210,8 @@ def collect(scenes: Sequence[str], output_root: Path, problems: Optional[Dict[st
             results.append(RunResult(scene, "finished", metrics))
         elif problem:
             status = "skipped" if problem.startswith("skipped") else "failed"
-            results.append(RunResult(scene, status, detail=problem.split(": ", 1)[-1] if status == "skipped" else problem))
+            detail = problem.split(": ", 1)[-1] if status == "skipped" else problem
+            results.append(RunResult(scene, status, detail=detail))
         elif loader_skip_reason(scene):
             results.append(RunResult(scene, "skipped", detail=loader_skip_reason(scene)))
         elif folder.is_dir():
@@ -272,8 +273,8 @@ def results_table(results: Sequence[RunResult], paper: dict, note: str = "") -> 
             continue
         lines += [f"## {GROUP_TITLES[group]}", ""]
         if group == "reference":
-            columns = [("Chamfer L1", "geometry_chamfer_l1", "chamfer_l1", 5), ("F@0.01", "geometry_f_score@0.01", None, 3),
-                       ("PSNR", "test_psnr", "psnr", 2)]
+            columns = [("Chamfer L1", "geometry_chamfer_l1", "chamfer_l1", 5),
+                       ("F@0.01", "geometry_f_score@0.01", None, 3), ("PSNR", "test_psnr", "psnr", 2)]
         else:
             columns = [("PSNR", "test_psnr", "psnr", 2), ("SSIM", "test_ssim", "ssim", 4)]
         header = ["scene", "status"]

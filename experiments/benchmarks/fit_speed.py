@@ -99,7 +99,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise SystemExit(f"fit_speed: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
         raise SystemExit(f"fit_speed: --warmup must be >= 0, got {args.warmup}")
-    for path in (Path(args.data) / "meshes" / "spot" / "spot.obj", Path(args.data) / "envmaps" / "mud_road_puresky_1k.hdr"):
+    data = Path(args.data)
+    for path in (data / "meshes" / "spot" / "spot.obj", data / "envmaps" / "mud_road_puresky_1k.hdr"):
         if not path.is_file():
             raise SystemExit(f"fit_speed: {path} not found (set --data or DMTREC_DATA to the shared data folder)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -25,7 +25,6 @@ OVERLAYS = {
     "tests/tiny_spot.yaml": (["quickstart.yaml"], ["--data.path", "absent/nerf_synthetic/spot"]),
 }
 
-
 sys.path.insert(0, str(REPO / "experiments"))
 import reproduce  # noqa: E402  (experiments/reproduce.py is a script, not a package module)
 
@@ -74,7 +73,11 @@ def test_cluster_array_lists_the_same_scenes_as_reproduce():
     assert tuple(listed) == reproduce.SCENES
 
 
-LOADABLE = [c for c in ALL_CONFIGS if yaml.safe_load((CONFIGS / c).read_text()).get("data", {}).get("kind", "nerf_synthetic") in KINDS]
+def _data_kind(config: str) -> str:
+    return (yaml.safe_load((CONFIGS / config).read_text()).get("data") or {}).get("kind", "nerf_synthetic")
+
+
+LOADABLE = [c for c in ALL_CONFIGS if _data_kind(c) in KINDS]
 WITHOUT_LOADER = sorted(set(ALL_CONFIGS) - set(LOADABLE))
 
 
@@ -82,6 +85,11 @@ def test_only_the_nerd_configs_lack_a_loader():
     # When a NeRD loader lands (kind "nerd"), this list empties and reproduce.py stops skipping them.
     expected = ["nerd/ehead.yaml", "nerd/gold.yaml"] if "nerd" not in KINDS else []
     assert WITHOUT_LOADER == expected
+
+
+def _reads_shared_data(config: str) -> bool:
+    bases, _ = OVERLAYS.get(config, ([], []))
+    return any("${DMTREC_DATA}" in (CONFIGS / name).read_text() for name in [*bases, config])
 
 
 def _parse_loadable(config: str, monkeypatch, request) -> dict:
@@ -110,19 +118,13 @@ def test_config_instantiates_at_full_size(config, tmp_path, monkeypatch, request
         assert model.geometry.scale == cfg["model"]["dmtet"]["scale"]
 
 
-def _reads_shared_data(config: str) -> bool:
-    bases, _ = OVERLAYS.get(config, ([], []))
-    return any("${DMTREC_DATA}" in (CONFIGS / name).read_text() for name in [*bases, config])
-
-
 @pytest.mark.parametrize("config", WITHOUT_LOADER)
-def test_config_without_loader_fails_on_data_kind_only(config, tmp_path, monkeypatch, request):
+def test_config_without_loader_fails_on_data_kind_only(config, tmp_path):
     scene = config[:-5]
     assert "needs a data loader for kind 'nerd'" in reproduce.loader_skip_reason(scene)
     with pytest.raises(AssertionError, match='Parser key "data.kind"'):
         print_config(config)
     # Everything else parses: the same file with an existing kind instantiates.
-    monkeypatch.setenv("DMTREC_DATA", str(request.getfixturevalue("shared_data")))
     copy = tmp_path / "nerd_as_nerf_synthetic.yaml"
     copy.write_text((CONFIGS / config).read_text().replace("kind: nerd\n", "kind: nerf_synthetic\n"))
     instantiate(print_config(str(copy)), tmp_path, full_size=False)

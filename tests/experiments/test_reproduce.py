@@ -48,8 +48,8 @@ def test_fit_command_names_the_run_folder_like_the_cluster_and_resumes():
 
 def test_cluster_mode_prints_one_sbatch_per_scene_and_skips_scenes_without_loader(capsys):
     env = {"DMTREC_NERF_SYNTHETIC": "/data/nerf synthetic"}
-    problems = reproduce.run_cluster(["nerf_synthetic/lego", "nerd/ehead", "spot"], "outputs", ["--seed_everything", "1"],
-                                     env, submit=False)
+    problems = reproduce.run_cluster(["nerf_synthetic/lego", "nerd/ehead", "spot"], "outputs",
+                                     ["--seed_everything", "1"], env, submit=False)
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "DMTREC_NERF_SYNTHETIC='/data/nerf synthetic' sbatch experiments/cluster/single_scene.sbatch "
