@@ -153,7 +153,7 @@ def test_nvdiffrec_values_reach_the_parsed_config(monkeypatch):
     assert model["material"]["ks_min"] == [0.0, 0.1, 0.0] and model["material"]["texture_res"] == 2048
     assert model["mesh_pass"] == {**model["mesh_pass"], "laplace": "absolute", "laplace_scale": 3000.0}
     assert data["path"] == "/datasets/nerf_synthetic/materials" and data["batch_size"] == 8
-    assert data["resolution"] == [800, 800] and data["background_train"] == "white"
+    assert data["resolution"] is None and data["downscale"] == 1 and data["background_train"] == "white"
     bob = print_config("bob.yaml")
     assert (bob["model"]["iters_dmtet"], bob["data"]["batch_size"], bob["data"]["env_scale"]) == (1000, 4, 2.0)
     assert bob["model"]["material"]["ks_min"] == [0.0, 0.25, 0.0]
