@@ -92,42 +92,44 @@ def _trilinear(weights: Tensor) -> Tensor:
 
 
 class _HashGridLookup(torch.autograd.Function):
-    """Gather-and-interpolate over all levels. Nothing per level is kept for the backward pass,
-    which recomputes the corners and accumulates the table gradient in place (autograd through
-    per-level gathers would materialise a table-sized gradient per level)."""
+    """Gather-and-interpolate over all levels. The backward pass accumulates the table gradient
+    in place (autograd through per-level gathers would materialise a table-sized gradient per
+    level) and keeps only the corner rows (int32) and per-axis weights of each level."""
 
     @staticmethod
     def forward(ctx, x: Tensor, table: Tensor, encoding: HashGridEncoding) -> Tensor:
-        ctx.save_for_backward(x, table)
-        ctx.encoding = encoding
         features = table.shape[1]
-        out = []
+        out, saved = [], []
         for level in range(encoding.n_levels):
             rows, weights = encoding._level_corners(level, x)
-            corner = table.index_select(0, rows.reshape(-1)).reshape(x.shape[0], 8, features)
+            rows = rows.reshape(-1)
+            if table.shape[0] < 1 << 31:
+                rows = rows.int()  # halves what is kept for the backward pass
+            corner = table.index_select(0, rows).reshape(x.shape[0], 8, features)
             out.append((corner * _trilinear(weights).reshape(-1, 8, 1)).sum(1))
+            saved += [rows, weights]
+        ctx.save_for_backward(table, *saved)
+        ctx.resolutions = encoding.resolutions
         return torch.cat(out, -1)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, table = ctx.saved_tensors
-        encoding = ctx.encoding
+        table, *saved = ctx.saved_tensors
         features = table.shape[1]
         grad_table = torch.zeros_like(table) if ctx.needs_input_grad[1] else None
-        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
-        sign = torch.tensor([-1.0, 1.0], dtype=x.dtype, device=x.device)
-        for level in range(encoding.n_levels):
-            rows, weights = encoding._level_corners(level, x)
+        grad_x = torch.zeros(grad.shape[0], 3, dtype=grad.dtype, device=grad.device) if ctx.needs_input_grad[0] else None
+        sign = torch.tensor([-1.0, 1.0], dtype=grad.dtype, device=grad.device)
+        for level, res in enumerate(ctx.resolutions):
+            rows, w = saved[2 * level], saved[2 * level + 1]
             g = grad[:, level * features:(level + 1) * features]  # [N, F]
             if grad_table is not None:
-                corner_grad = _trilinear(weights).reshape(-1, 8, 1) * g[:, None, :]
-                grad_table.index_add_(0, rows.reshape(-1), corner_grad.reshape(-1, features))
+                corner_grad = _trilinear(w).reshape(-1, 8, 1) * g[:, None, :]
+                grad_table.index_add_(0, rows, corner_grad.reshape(-1, features))
             if grad_x is not None:
-                corner = table.index_select(0, rows.reshape(-1)).reshape(x.shape[0], 2, 2, 2, features)
-                s = (corner * g[:, None, None, None, :]).sum(-1)  # dL/d(corner weight)
-                w = weights
+                corner = table.index_select(0, rows).reshape(-1, 2, 2, 2, features)
+                s = (corner * g[:, None, None, None, :]).sum(-1)  # dL / d(corner weight)
                 dx = (s * (sign[None, :, None, None] * w[:, 1, None, :, None] * w[:, 2, None, None, :])).sum((1, 2, 3))
                 dy = (s * (w[:, 0, :, None, None] * sign[None, None, :, None] * w[:, 2, None, None, :])).sum((1, 2, 3))
                 dz = (s * (w[:, 0, :, None, None] * w[:, 1, None, :, None] * sign[None, None, None, :])).sum((1, 2, 3))
-                grad_x += torch.stack([dx, dy, dz], -1) * encoding.resolutions[level]
+                grad_x += torch.stack([dx, dy, dz], -1) * res
         return grad_x, grad_table, None
