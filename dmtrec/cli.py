@@ -155,8 +155,21 @@ def _run_lightning(argv: List[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="dmtrec-cfg-") as scratch:
         config_name = _first_config_name(argv)
         expanded = _expand_config_files(argv, Path(scratch))
-        _build_cli(expanded, config_name)
+        failed = True
+        try:
+            _build_cli(expanded, config_name)
+            failed = False
+        finally:
+            _finish_wandb(failed)
     return 0
+
+
+def _finish_wandb(failed: bool) -> None:
+    """Close the wandb run Lightning leaves open, so that the next command in this process
+    (tests, notebooks) starts its own run instead of silently logging into this one."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
 
 
 def _run_other(command: str, argv: List[str]) -> int:

@@ -33,10 +33,10 @@ def test_print_config_merges_repeated_configs_overrides_and_env(capsys, monkeypa
         main(["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--model.iters_mesh", "7", "--print_config"])
     assert exit_info.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
-    assert config["model"]["iters_dmtet"] == 60  # from the second -c
+    assert config["model"]["iters_dmtet"] == 160  # from the second -c
     assert config["model"]["iters_mesh"] == 7  # dotted override wins
     assert config["model"]["dmtet"]["resolution"] == 32  # from quickstart, untouched
-    assert config["data"]["mesh"] == "/data/here/meshes/spot/spot.obj"
+    assert config["model"]["reference_mesh"] == "/data/here/meshes/spot/spot.obj"
     assert config["run"] == {"name": "tiny_spot", "output_root": "outputs", "wandb": "offline", "project": "dmtrec",
                              "checkpoint_every": 10}
 
