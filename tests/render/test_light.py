@@ -1,7 +1,5 @@
 """EnvironmentLight: split-sum prefiltering, shading inputs, regularizer, IO, gradients."""
 
-import math
-
 import pytest
 import torch
 

@@ -1,6 +1,4 @@
-"""render_mesh: white furnace, mirror reflection, buffers, modes, empty meshes, gradients, Spot."""
-
-import math
+"""render_mesh: white furnace, mirror reflection, buffers, modes, bad input, empty meshes."""
 
 import pytest
 import torch
