@@ -199,7 +199,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if command not in LIGHTNING_COMMANDS + OTHER_COMMANDS:
         print(f"dmtrec: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # force: bind to the current stderr on every call (main() may run several times in a process).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     from dmtrec.systems.pipeline import NonFiniteLossError
 
     try:

@@ -66,3 +66,18 @@ def test_argparse_commands_are_wired(capsys, command, option):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert option in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["probe", "mesh"])
+def test_unreadable_probe_or_mesh_is_one_line_before_training(capsys, tmp_path, kind):
+    bad = tmp_path / ("bad.hdr" if kind == "probe" else "bad.obj")
+    bad.write_text("v 1 2\n")
+    override = (["--model.light.init", str(bad)] if kind == "probe" else
+                ["-c", str(REPO / "experiments" / "configs" / "refine_spot.yaml"), "--model.mesh_pass.init_mesh", str(bad)])
+    assert main(["fit", "-c", str(QUICKSTART), "--run.output_root", str(tmp_path / "out"), *override]) == 1
+    err = capsys.readouterr().err
+    problem = "not a Radiance HDR file" if kind == "probe" else "malformed 'v' line"
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith(f"dmtrec fit: error: {bad}") and problem in errors[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "out" / "quickstart" / "checkpoints").exists()

@@ -100,6 +100,12 @@ def test_fit_reconstructs_spot(finished_run):
     assert metrics["test_psnr"] > PSNR_BOUND
 
 
+def test_test_command_evaluates_the_checkpoint(finished_run, spot_views, capsys):
+    assert main(["test", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(spot_views),
+                 "--run.output_root", str(finished_run.parent), "--ckpt_path", "last"]) == 0
+    assert "test/psnr" in capsys.readouterr().out
+
+
 def test_wandb_offline_run_has_images_and_glb(finished_run):
     runs = list((finished_run / "wandb").glob("offline-run-*"))
     assert runs, "no offline wandb run folder"
@@ -125,6 +131,9 @@ def test_kill_in_each_pass_and_resume_reaches_the_same_step_count(tmp_path, monk
         saved = ckpt_state(last)
         assert saved == {"stage": stage, "iteration": kill_at // 10 * 10, "global_step": kill_at // 10 * 10}
         assert not (run / "metrics.json").exists() and not (run / "mesh").exists()
+        if stage == "dmtet":  # a pass-1 checkpoint exports too: extracted, unwrapped and baked
+            assert main(["export", "--ckpt", str(last), "--out", str(tmp_path / "export")]) == 0
+            assert (tmp_path / "export" / "mesh" / "texture_kd.png").is_file() and (tmp_path / "export" / "mesh.glb").is_file()
         resume = ("--ckpt_path", "last")
 
     monkeypatch.setattr(ReconstructionSystem, "training_step", original)
