@@ -3,8 +3,8 @@
 Configured from YAML through LightningCLI (``data:`` section), e.g.::
 
     data:
-      kind: nerf_synthetic          # or reference_mesh
-      path: data/generated/spot     # NeRF-synthetic folder
+      kind: nerf_synthetic          # or nerd, reference_mesh
+      path: data/generated/spot     # NeRF-synthetic folder (nerd: LLFF folder with poses_bounds.npy)
       downscale: 2
       batch_size: 4
       seed: 0
@@ -31,21 +31,23 @@ from torch.utils.data import DataLoader, Dataset
 
 from dmtrec.geometry.mesh import Mesh
 
-from .nerf_synthetic import NeRFSyntheticViews
+from .nerd import NeRDViews
+from .nerf_synthetic import ImageViews, NeRFSyntheticViews
 from .reference_mesh import ReferenceMeshViews, load_reference_scene
 from .samples import as_resolution, check_background, collate_views
 
-KINDS = ("nerf_synthetic", "reference_mesh")
+KINDS = ("nerf_synthetic", "nerd", "reference_mesh")
 SPLITS = ("train", "val", "test")
 
 
 class ReconDataModule(pl.LightningDataModule):
-    """Views of a NeRF-synthetic folder or renders of a reference mesh.
+    """Views of a NeRF-synthetic or NeRD (LLFF) folder, or renders of a reference mesh.
 
     Args:
-        kind: ``"nerf_synthetic"`` (reads ``path``) or ``"reference_mesh"`` (renders ``mesh``
-            under ``probe``).
-        path: NeRF-synthetic dataset folder.
+        kind: ``"nerf_synthetic"`` (reads ``path``), ``"nerd"`` (reads the LLFF folder ``path``:
+            ``poses_bounds.npy``, ``images/``, ``masks/``) or ``"reference_mesh"`` (renders
+            ``mesh`` under ``probe``).
+        path: NeRF-synthetic or NeRD dataset folder.
         mesh: reference OBJ (with its MTL and textures).
         probe: HDR environment probe (lat-long ``.hdr``) lighting the reference mesh.
         env_scale: multiplies the probe's radiance.
@@ -53,12 +55,15 @@ class ReconDataModule(pl.LightningDataModule):
             CPU runs quick, since prefiltering it dominates setup).
         resolution: ``(H, W)`` working resolution. Reference mesh: render size (default
             512 x 512, nvdiffrec's). NeRF-synthetic: resize target keeping the images' aspect
-            (default: image size / ``downscale``).
-        downscale: NeRF-synthetic only: shrink images by this integer factor.
-        views: training samples per epoch. NeRF-synthetic: frames repeat cyclically (default
-            one per frame); reference mesh: a fresh random camera per sample (default 1000).
-        val_views, test_views: NeRF-synthetic: evenly spaced subset of the split's frames
+            (default: image size / ``downscale``). NeRD: resize target (default: image size /
+            ``downscale``).
+        downscale: NeRF-synthetic and NeRD: shrink images by this integer factor.
+        views: training samples per epoch. NeRF-synthetic, NeRD: frames repeat cyclically
+            (default one per frame); reference mesh: a fresh random camera per sample (default 1000).
+        val_views, test_views: NeRF-synthetic, NeRD: evenly spaced subset of the split's frames
             (default all); reference mesh: cameras on a fixed orbit (default 8).
+        holdout: NeRD: 0 (every split holds all frames: nvdiffrec evaluates on its training
+            views) or k >= 2 (every k-th frame is held out of training for val and test).
         background_train, background_val: ``white``, ``black``, ``random`` (one colour per
             image) or ``noise`` (one per pixel); ``background_val`` also serves the test split.
         batch_size: training batch size; validation and test use ``val_batch_size``.
@@ -69,7 +74,7 @@ class ReconDataModule(pl.LightningDataModule):
             origin, vertical fov in degrees, uniform jitter of the object in each axis).
         spp: reference mesh: supersampling per axis for the reference renders.
         require_alpha: NeRF-synthetic: images without alpha are an error (else opaque).
-        preload: NeRF-synthetic: keep decoded images in memory.
+        preload: NeRF-synthetic, NeRD: keep decoded images in memory.
         world_up: NeRF-synthetic: ``"z"`` turns Blender's Z-up scenes Y-up, as nvdiffrec does.
         render_device: reference mesh: device to render on (default CUDA if available).
         rasterizer: reference mesh: rasterizer backend (``auto``, ``nvdiffrast``, ``torch``).
@@ -80,7 +85,7 @@ class ReconDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        kind: Literal["nerf_synthetic", "reference_mesh"] = "nerf_synthetic",
+        kind: Literal["nerf_synthetic", "nerd", "reference_mesh"] = "nerf_synthetic",
         path: Optional[str] = None,
         mesh: Optional[str] = None,
         probe: Optional[str] = None,
@@ -91,6 +96,7 @@ class ReconDataModule(pl.LightningDataModule):
         views: Optional[int] = None,
         val_views: Optional[int] = None,
         test_views: Optional[int] = None,
+        holdout: int = 0,
         background_train: str = "random",
         background_val: str = "white",
         batch_size: int = 1,
@@ -114,14 +120,16 @@ class ReconDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         if kind not in KINDS:
             raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
-        if kind == "nerf_synthetic" and not path:
-            raise ValueError("path: a NeRF-synthetic dataset folder is required for kind nerf_synthetic")
+        if kind in ("nerf_synthetic", "nerd") and not path:
+            raise ValueError(f"path: a dataset folder is required for kind {kind}")
         if kind == "reference_mesh":
             missing = [name for name, value in (("mesh", mesh), ("probe", probe)) if not value]
             if missing:
                 raise ValueError(f"{missing[0]}: required for kind reference_mesh")
             if downscale != 1:
                 raise ValueError("downscale: applies to nerf_synthetic images; set resolution for reference_mesh")
+        if holdout and kind != "nerd":
+            raise ValueError(f"holdout: applies to kind nerd (NeRF-synthetic and reference meshes have their own splits), got kind {kind}")
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("spp", spp)):
             if value < 1:
                 raise ValueError(f"{name}: must be >= 1, got {value}")
@@ -144,8 +152,8 @@ class ReconDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         h = self.hparams
-        if h.kind == "nerf_synthetic":
-            self.datasets = {split: self._nerf_views(split) for split in SPLITS}
+        if h.kind in ("nerf_synthetic", "nerd"):
+            self.datasets = {split: self._image_views(split) for split in SPLITS}
         else:
             device = h.render_device or ("cuda" if torch.cuda.is_available() else "cpu")
             if torch.device(device).type == "cuda" and h.num_workers > 0:
@@ -174,11 +182,9 @@ class ReconDataModule(pl.LightningDataModule):
                 for dataset in self.datasets.values():
                     dataset.prerender()
 
-    def _nerf_views(self, split: str) -> NeRFSyntheticViews:
+    def _image_views(self, split: str) -> ImageViews:
         h = self.hparams
-        return NeRFSyntheticViews(
-            h.path,
-            split,
+        common = dict(
             downscale=h.downscale,
             resolution=self.resolution,
             background=h.background_train if split == "train" else h.background_val,
@@ -187,10 +193,11 @@ class ReconDataModule(pl.LightningDataModule):
             max_frames={"train": None, "val": h.val_views, "test": h.test_views}[split],
             near=h.near,
             far=h.far,
-            require_alpha=h.require_alpha,
             preload=h.preload,
-            world_up=h.world_up,
         )
+        if h.kind == "nerd":
+            return NeRDViews(h.path, split, holdout=h.holdout, **common)
+        return NeRFSyntheticViews(h.path, split, require_alpha=h.require_alpha, world_up=h.world_up, **common)
 
     def setup(self, stage: Optional[str] = None) -> None:
         # Every split, whatever the stage: a broken test split should stop a run before
