@@ -7,7 +7,6 @@ the other packages' signatures.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -17,8 +16,6 @@ from torch import Tensor
 from dmtrec.geometry import Mesh
 
 from .config import DMTetConfig, LightConfig, MaterialConfig
-
-log = logging.getLogger(__name__)
 
 TEXTURE_KEYS = ("kd", "ks", "normal")
 
@@ -145,14 +142,10 @@ def bake(mesh: Mesh, material, rasterizer, resolution: int) -> Dict[str, Tensor]
     return material_textures(bake_volumetric(mesh, material, rasterizer, resolution))
 
 
-def read_mesh(path: str) -> Tuple[Mesh, Optional[Dict[str, Tensor]]]:
-    """Read a mesh file (OBJ with its MTL/textures, or GLB); errors name the file."""
-    path = Path(path)
-    if not path.is_file():
+def read_mesh(path: str) -> Tuple[Mesh, Dict[str, Tensor]]:
+    """Read an OBJ (with its MTL and textures) or GLB file; errors name the file."""
+    from dmtrec.io.mesh_files import read_mesh as read_mesh_file
+
+    if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: mesh file not found")
-    if path.suffix.lower() == ".glb":
-        from dmtrec.io.gltf import read_glb as reader
-    else:
-        from dmtrec.io.obj import read_obj as reader
-    mesh, textures = reader(path)
-    return mesh, textures
+    return read_mesh_file(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -12,8 +11,6 @@ from torch import Tensor
 from dmtrec.io.image import linear_to_srgb, write_png
 
 from .atomic import atomic_file
-
-log = logging.getLogger(__name__)
 
 GRID_COLUMNS = ("reference", "render", "kd", "ks", "normal")
 

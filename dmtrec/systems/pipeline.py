@@ -14,8 +14,7 @@ schedules read :attr:`iteration`, never ``global_step``.
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
