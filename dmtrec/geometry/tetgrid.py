@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..cache import cache_dir
 from ..io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -173,11 +174,6 @@ def orient_positive(vertices: np.ndarray, tets: np.ndarray) -> np.ndarray:
     tets = tets.copy()
     tets[negative, 2], tets[negative, 3] = tets[negative, 3], tets[negative, 2].copy()
     return tets
-
-
-def cache_dir() -> Path:
-    """The user cache folder: ``$DMTREC_CACHE`` or ``~/.cache/dmtrec``."""
-    return Path(os.environ.get("DMTREC_CACHE") or Path.home() / ".cache" / "dmtrec")
 
 
 def _make_grid(vertices: np.ndarray, tets: np.ndarray, resolution: int,

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-from pathlib import Path
 from typing import Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..cache import cache_dir
+from ..io.atomic import atomic_path
 from .bsdf import ggx_alpha_sq, masking_smith_ggx_correlated
 
 LUT_SIZE = 128  # bilinear lookups of the smooth table are within 1e-4 of a 256 table on average
@@ -36,11 +36,6 @@ LUT_SIZE = 128  # bilinear lookups of the smooth table are within 1e-4 of a 256 
 _CDF_NODES = 128  # Gauss-Legendre nodes in the GGX cumulative distribution of the half-vector angle
 _AZIMUTH_NODES = 16  # midpoint nodes over [0, pi]; the integrand is symmetric in azimuth
 _VERSION = 1  # bump when the integrand or quadrature changes: old cache files are then ignored
-
-
-def cache_dir() -> Path:
-    """The user cache folder: ``$DMTREC_CACHE`` or ``~/.cache/dmtrec``."""
-    return Path(os.environ.get("DMTREC_CACHE") or Path.home() / ".cache" / "dmtrec")
 
 
 def integrate_dfg(n_dot_v: Tensor, roughness: Tensor,
@@ -93,10 +88,8 @@ def _cached_table(size: int) -> np.ndarray:
             pass  # a damaged cache file is recomputed and replaced
     table = compute_dfg_lut(size)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
-        np.save(tmp, table)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.save(tmp, table)
     except OSError:
         pass  # a read-only cache only costs the recomputation next time
     return table
