@@ -100,17 +100,6 @@ def planned_iterations(scene: str) -> int:
     return {"dmtet": dmtet, "mesh": mesh}.get(passes, dmtet + mesh)
 
 
-def loader_skip_reason(scene: str) -> Optional[str]:
-    """Why the scene cannot run with this dmtrec at all (its data kind has no loader), or None."""
-    from dmtrec.datasets.datamodule import KINDS
-
-    kind = read_config(scene).get("data", {}).get("kind")
-    if kind in KINDS:
-        return None
-    return (f"needs a data loader for kind {kind!r} (NeRD scenes are in LLFF layout); ReconDataModule "
-            f"has only {', '.join(KINDS)}")
-
-
 def dataset_skip_reason(scene: str, env: Dict[str, str]) -> Optional[str]:
     """Why the scene's dataset is not reachable from ``env`` on this machine, or None."""
     var = DATASET_ENV.get(group_of(scene))
@@ -141,7 +130,7 @@ def run_local(scenes: Sequence[str], output_root: str, overrides: Sequence[str],
     """Run the scenes one after the other; returns the scenes that did not end well, with why."""
     problems: Dict[str, str] = {}
     for scene in scenes:
-        reason = loader_skip_reason(scene) or dataset_skip_reason(scene, env)
+        reason = dataset_skip_reason(scene, env)
         if reason:
             problems[scene] = f"skipped: {reason}"
             print(f"[reproduce] {scene}: skipped ({reason})", flush=True)
@@ -159,16 +148,11 @@ def run_local(scenes: Sequence[str], output_root: str, overrides: Sequence[str],
 
 def run_cluster(scenes: Sequence[str], output_root: str, overrides: Sequence[str], env: Dict[str, str],
                 submit: bool) -> Dict[str, str]:
-    """Print (and with ``submit`` run) one sbatch per scene; returns the skipped scenes."""
+    """Print (and with ``submit`` run) one sbatch per scene; returns the scenes whose sbatch failed."""
     problems: Dict[str, str] = {}
     prefix = [f"{var}={shlex.quote(env[var])}" for var in ("DMTREC_OUTPUT_ROOT", *DATASET_ENV.values(), "DMTREC_DATA")
               if env.get(var)]
     for scene in scenes:
-        reason = loader_skip_reason(scene)
-        if reason:
-            problems[scene] = f"skipped: {reason}"
-            print(f"# {scene}: skipped ({reason})")
-            continue
         command = sbatch_command(scene, overrides)
         print(" ".join(prefix + [shlex.join(command)]), flush=True)
         if submit:
@@ -212,8 +196,6 @@ def collect(scenes: Sequence[str], output_root: Path, problems: Optional[Dict[st
             status = "skipped" if problem.startswith("skipped") else "failed"
             detail = problem.split(": ", 1)[-1] if status == "skipped" else problem
             results.append(RunResult(scene, status, detail=detail))
-        elif loader_skip_reason(scene):
-            results.append(RunResult(scene, "skipped", detail=loader_skip_reason(scene)))
         elif folder.is_dir():
             has_ckpt = (folder / "checkpoints" / "last.ckpt").is_file()
             results.append(RunResult(scene, "unfinished",

@@ -77,14 +77,9 @@ def _data_kind(config: str) -> str:
     return (yaml.safe_load((CONFIGS / config).read_text()).get("data") or {}).get("kind", "nerf_synthetic")
 
 
-LOADABLE = [c for c in ALL_CONFIGS if _data_kind(c) in KINDS]
-WITHOUT_LOADER = sorted(set(ALL_CONFIGS) - set(LOADABLE))
-
-
-def test_only_the_nerd_configs_lack_a_loader():
-    # When a NeRD loader lands (kind "nerd"), this list empties and reproduce.py stops skipping them.
-    expected = ["nerd/ehead.yaml", "nerd/gold.yaml"] if "nerd" not in KINDS else []
-    assert WITHOUT_LOADER == expected
+def test_every_config_has_a_data_loader():
+    assert {config: _data_kind(config) for config in ALL_CONFIGS if _data_kind(config) not in KINDS} == {}
+    assert {_data_kind(config) for config in ALL_CONFIGS} == set(KINDS)
 
 
 def _reads_shared_data(config: str) -> bool:
@@ -92,16 +87,17 @@ def _reads_shared_data(config: str) -> bool:
     return any("${DMTREC_DATA}" in (CONFIGS / name).read_text() for name in [*bases, config])
 
 
-def _parse_loadable(config: str, monkeypatch, request) -> dict:
-    monkeypatch.delenv("DMTREC_NERF_SYNTHETIC", raising=False)
+def _parse_config(config: str, monkeypatch, request) -> dict:
+    for var in ("DMTREC_NERF_SYNTHETIC", "DMTREC_NERD"):
+        monkeypatch.delenv(var, raising=False)
     if _reads_shared_data(config):  # tet grids are read when the model is built
         monkeypatch.setenv("DMTREC_DATA", str(request.getfixturevalue("shared_data")))
     return print_config(config)
 
 
-@pytest.mark.parametrize("config", LOADABLE)
+@pytest.mark.parametrize("config", ALL_CONFIGS)
 def test_config_parses_and_instantiates(config, tmp_path, monkeypatch, request):
-    cfg = _parse_loadable(config, monkeypatch, request)
+    cfg = _parse_config(config, monkeypatch, request)
     model, data, trainer = instantiate(cfg, tmp_path, full_size=False)
     assert model.total_iters == {"both": model.iters_dmtet + model.iters_mesh, "dmtet": model.iters_dmtet,
                                  "mesh": model.iters_mesh}[model.passes] > 0
@@ -109,25 +105,13 @@ def test_config_parses_and_instantiates(config, tmp_path, monkeypatch, request):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", LOADABLE)
+@pytest.mark.parametrize("config", ALL_CONFIGS)
 def test_config_instantiates_at_full_size(config, tmp_path, monkeypatch, request):
-    cfg = _parse_loadable(config, monkeypatch, request)
+    cfg = _parse_config(config, monkeypatch, request)
     model, _, _ = instantiate(cfg, tmp_path)
     if model.stage == "dmtet":
         assert model.geometry.resolution == cfg["model"]["dmtet"]["resolution"]
         assert model.geometry.scale == cfg["model"]["dmtet"]["scale"]
-
-
-@pytest.mark.parametrize("config", WITHOUT_LOADER)
-def test_config_without_loader_fails_on_data_kind_only(config, tmp_path):
-    scene = config[:-5]
-    assert "needs a data loader for kind 'nerd'" in reproduce.loader_skip_reason(scene)
-    with pytest.raises(AssertionError, match='Parser key "data.kind"'):
-        print_config(config)
-    # Everything else parses: the same file with an existing kind instantiates.
-    copy = tmp_path / "nerd_as_nerf_synthetic.yaml"
-    copy.write_text((CONFIGS / config).read_text().replace("kind: nerd\n", "kind: nerf_synthetic\n"))
-    instantiate(print_config(str(copy)), tmp_path, full_size=False)
 
 
 @pytest.mark.parametrize("scene", reproduce.SCENES)

@@ -46,7 +46,7 @@ def test_fit_command_names_the_run_folder_like_the_cluster_and_resumes():
                            "--run.output_root", "out", "--ckpt_path", "last", "--model.iters_dmtet", "10"]
 
 
-def test_cluster_mode_prints_one_sbatch_per_scene_and_skips_scenes_without_loader(capsys):
+def test_cluster_mode_prints_one_sbatch_per_scene(capsys):
     env = {"DMTREC_NERF_SYNTHETIC": "/data/nerf synthetic"}
     problems = reproduce.run_cluster(["nerf_synthetic/lego", "nerd/ehead", "spot"], "outputs",
                                      ["--seed_everything", "1"], env, submit=False)
@@ -54,11 +54,12 @@ def test_cluster_mode_prints_one_sbatch_per_scene_and_skips_scenes_without_loade
     assert lines == [
         "DMTREC_NERF_SYNTHETIC='/data/nerf synthetic' sbatch experiments/cluster/single_scene.sbatch "
         "nerf_synthetic/lego --seed_everything 1",
-        "# nerd/ehead: skipped (" + reproduce.loader_skip_reason("nerd/ehead") + ")",
+        "DMTREC_NERF_SYNTHETIC='/data/nerf synthetic' sbatch experiments/cluster/single_scene.sbatch nerd/ehead "
+        "--seed_everything 1",
         "DMTREC_NERF_SYNTHETIC='/data/nerf synthetic' sbatch experiments/cluster/single_scene.sbatch spot "
         "--seed_everything 1",
     ]
-    assert list(problems) == ["nerd/ehead"]
+    assert problems == {}
     assert (REPO / reproduce.SBATCH).is_file()
 
 
@@ -98,14 +99,15 @@ def test_collect_marks_each_kind_of_outcome(tmp_path):
     write_run(tmp_path, "spot", {"iterations": 10000})  # failed in this invocation: old metrics are not trusted
     scenes = ["nerf_synthetic/lego", "nerf_synthetic/chair", "nerf_synthetic/drums", "nerf_synthetic/ficus",
               "nerf_synthetic/ship", "nerd/gold", "spot"]
-    results = {r.scene: r for r in reproduce.collect(scenes, tmp_path, {"spot": "failed (exit 1)"})}
+    problems = {"spot": "failed (exit 1)", "nerd/gold": "skipped: dataset root not set: export DMTREC_NERD or pass --nerd"}
+    results = {r.scene: r for r in reproduce.collect(scenes, tmp_path, problems)}
     assert {s: r.status for s, r in results.items()} == {
         "nerf_synthetic/lego": "finished", "nerf_synthetic/chair": "finished", "nerf_synthetic/drums": "unfinished",
         "nerf_synthetic/ficus": "unfinished", "nerf_synthetic/ship": "not run", "nerd/gold": "skipped",
         "spot": "failed"}
     assert results["nerf_synthetic/drums"].detail == "checkpoint but no metrics.json"
     assert "unreadable metrics.json" in results["nerf_synthetic/ficus"].detail
-    assert "kind 'nerd'" in results["nerd/gold"].detail
+    assert results["nerd/gold"].detail == "dataset root not set: export DMTREC_NERD or pass --nerd"
 
     table = reproduce.results_table(list(results.values()), PAPER, note="2-core CPU")
     assert "Paper et al. (Table 9)" in table and "2-core CPU" in table
@@ -115,7 +117,7 @@ def test_collect_marks_each_kind_of_outcome(tmp_path):
     assert row(table, "nerf_synthetic/drums")[1] == "**unfinished**: checkpoint but no metrics.json"
     assert row(table, "nerf_synthetic/ship")[1:3] == ["**not run**", "n/a"]
     assert row(table, "mean (2/5 finished)")[2:4] == ["23.56", "29.05"]
-    assert row(table, "nerd/gold")[1].startswith("**skipped**: needs a data loader")
+    assert row(table, "nerd/gold")[1].startswith("**skipped**: dataset root not set")
     assert row(table, "spot")[1] == "**failed**: failed (exit 1)"
 
 
@@ -134,7 +136,7 @@ def test_collect_mode_writes_the_table_and_reports_incomplete_sets(tmp_path, cap
     assert reproduce.main(["spot", *args]) == 0
     assert reproduce.main(["spot", "bob", *args]) == 1
     assert "| bob | **not run** |" in table.read_text()
-    assert reproduce.main(["reference", "nerd", *args]) == 1  # skipped NeRD scenes do not count, bob does
+    assert reproduce.main(["reference", "nerd", *args]) == 1  # bob and the NeRD scenes were not run
 
 
 def test_published_numbers_file_cites_its_sources():
