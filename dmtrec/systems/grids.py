@@ -12,8 +12,6 @@ from dmtrec.io.image import linear_to_srgb, write_png
 
 from .atomic import atomic_file
 
-GRID_COLUMNS = ("reference", "render", "kd", "ks", "normal")
-
 
 def _rgb(buffer: Optional[Tensor], like: Tensor) -> Tensor:
     if buffer is None:

@@ -216,7 +216,7 @@ class ReconstructionSystem(pl.LightningModule):
                            "lr": cfg.lr_light if cfg.lr_light is not None else cfg.lr_material})
         for group in groups:
             group["base_lr"] = group["lr"]
-        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+        return torch.optim.Adam(groups)  # nvdiffrec: torch's default betas and eps
 
     def configure_optimizers(self):
         return self._make_optimizer()
