@@ -20,6 +20,7 @@ Everything is checked when a dataset is built: a broken folder fails before trai
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -54,8 +55,11 @@ def read_poses_bounds(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
         raise DatasetError(path, "not found; an LLFF (NeRD) scene folder needs poses_bounds.npy beside images/ and masks/")
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(path, f"not a readable .npy array ({exc})") from None
+    if not isinstance(data, np.ndarray):
+        data.close()
+        raise DatasetError(path, "holds an .npz archive; expected one [N, 17] .npy array")
     if data.ndim != 2 or data.shape[1] != 17 or data.shape[0] == 0 or not np.issubdtype(data.dtype, np.number):
         raise DatasetError(path, f"array of shape {list(data.shape)} ({data.dtype}); expected [N, 17] numbers "
                                  "(a 3x5 pose per image, then near and far)")
@@ -142,7 +146,8 @@ class NeRDViews(ImageViews):
         preload: keep the decoded images in memory (else decode on every access).
 
     Samples follow :mod:`dmtrec.datasets.samples`; ``index`` is the frame's row in
-    ``poses_bounds.npy`` (its position in the sorted folders).
+    ``poses_bounds.npy`` (its position in the sorted folders). ``fovy`` is ``[len(frames)]``
+    radians (LLFF stores intrinsics per image).
     """
 
     def __init__(
@@ -176,7 +181,10 @@ class NeRDViews(ImageViews):
         # Recentre on all frames, whatever the split, so that every split shares one world.
         c2w[:, :3, 3] -= axes_focus(c2w[:, :3, 3], -c2w[:, :3, 2])
 
-        self.frames = evenly_spaced(split_frames(len(c2w), split, holdout), max_frames)
+        candidates = split_frames(len(c2w), split, holdout)
+        if not candidates:
+            raise DatasetError(folder / POSES_FILE, f"holdout {holdout} leaves no {split} frames among its {len(c2w)} poses")
+        self.frames = evenly_spaced(candidates, max_frames)
         self.image_paths = [images[f] for f in self.frames]
         self.mask_paths = [masks[f] for f in self.frames]
         self.length = length if length is not None else len(self.frames)

@@ -164,6 +164,12 @@ def test_holdout_gives_every_kth_frame_to_val_and_test_in_the_same_world(tmp_pat
         NeRDViews(folder, holdout=1)
 
 
+def test_holdout_that_leaves_a_split_empty(tmp_path):
+    folder = tmp_path / "single"
+    write_llff(folder, frames=1)
+    expect_error(folder, folder / "poses_bounds.npy", "holdout 2 leaves no train frames", holdout=2)
+
+
 def test_batches_follow_the_contract_at_the_working_resolution(scene):
     folder, _, images, masks = scene
     ds = NeRDViews(folder, downscale=2, background="random", length=6, seed=1)
@@ -216,36 +222,45 @@ def test_missing_folder_poses_and_subfolders(tmp_path, scene):
     expect_error(folder, folder / "poses_bounds.npy", "not found")
 
 
+AXES = [0, 1, 2, 5, 6, 7, 10, 11, 12]  # the 3x3 axes in a row's flattened 3x5 pose
+FOCAL = 14
+
+
+def edited_row(row: int, columns, value):
+    """A writer of poses_bounds.npy: the scene's own poses with ``columns`` of one row set to ``value``."""
+
+    def write(path):
+        data = np.load(path)
+        data[row, columns] = value
+        np.save(path, data)
+
+    return write
+
+
+def write_npz(path):
+    with open(path, "wb") as fh:
+        np.savez(fh, poses=np.zeros((4, 17)))
+
+
 @pytest.mark.parametrize(
-    "content, words",
+    "write, words",
     [
-        (np.zeros((4, 15)), ["[4, 15]", "[N, 17]"]),
-        (np.zeros(17), ["[17]", "[N, 17]"]),
-        (np.zeros((0, 17)), ["[0, 17]"]),
-        (np.array([["a"] * 17] * 4), ["[N, 17] numbers"]),
-        ("nan", ["row 2", "NaN"]),
-        ("focal", ["row 1", "positive"]),
-        ("degenerate", ["row 3", "not invertible"]),
-        (b"not a numpy file", ["not a readable .npy"]),
+        (lambda path: np.save(path, np.zeros((4, 15))), ["[4, 15]", "[N, 17]"]),
+        (lambda path: np.save(path, np.zeros(17)), ["[17]", "[N, 17]"]),
+        (lambda path: np.save(path, np.zeros((0, 17))), ["[0, 17]"]),
+        (lambda path: np.save(path, np.array([["a"] * 17] * 4)), ["[N, 17] numbers"]),
+        (edited_row(2, [3], np.nan), ["row 2", "NaN"]),
+        (edited_row(1, [FOCAL], 0.0), ["row 1", "positive"]),
+        (edited_row(3, AXES, 0.0), ["row 3", "not invertible"]),
+        (lambda path: path.write_bytes(b"not a numpy file"), ["not a readable .npy"]),
+        (lambda path: path.write_bytes(b"PK\x03\x04 not a zip either"), ["not a readable .npy"]),
+        (write_npz, [".npz archive"]),
     ],
 )
-def test_malformed_poses_bounds(scene, content, words):
+def test_malformed_poses_bounds(scene, write, words):
     folder = scene[0]
     path = folder / "poses_bounds.npy"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif isinstance(content, str):
-        data = np.load(path)
-        row = {"nan": 2, "focal": 1, "degenerate": 3}[content]
-        if content == "nan":
-            data[row, 3] = np.nan
-        elif content == "focal":
-            data[row, 14] = 0.0
-        else:
-            data[row, :15].reshape(3, 5)[:, :3] = 0.0
-        np.save(path, data)
-    else:
-        np.save(path, content)
+    write(path)
     expect_error(folder, path, *words)
 
 
