@@ -275,7 +275,8 @@ def results_table(results: Sequence[RunResult], paper: dict, note: str = "") -> 
             lines.append("| " + " | ".join(cells) + " |")
         finished = [r for r in rows if r.status == "finished"]
         group_paper = (paper_groups.get(group) or {}).get("mean") or {}
-        if len(rows) > 1 and (finished or group_paper):
+        # Datasets have a published mean; spot and bob are separate demonstrations.
+        if group != "reference" and len(rows) > 1 and (finished or group_paper):
             cells = [f"mean ({len(finished)}/{len(rows)} finished)", ""]
             for _, key, paper_key, digits in columns:
                 cells.append(_fmt(_mean([_metric(r, key) for r in finished]), digits))

@@ -124,9 +124,10 @@ def test_collect_marks_each_kind_of_outcome(tmp_path):
 def test_reference_table_reports_geometry(tmp_path):
     write_run(tmp_path, "bob", {"iterations": 2000, "test_psnr": 25.0, "geometry_chamfer_l1": 0.0123456,
                                 "geometry_f_score@0.01": 0.5, "triangles": 1234, "fit_seconds_this_session": 90.0})
-    table = reproduce.results_table(reproduce.collect(["bob"], tmp_path), PAPER)
+    table = reproduce.results_table(reproduce.collect(["bob", "spot"], tmp_path), PAPER)
     assert row(table, "bob") == ["bob", "finished", "0.01235", "n/a", "0.500", "25.00", "n/a", "1234", "1.5"]
-    assert "mean" not in table
+    assert row(table, "spot")[1] == "**not run**"
+    assert "mean" not in table  # no mean over two unrelated objects
 
 
 def test_collect_mode_writes_the_table_and_reports_incomplete_sets(tmp_path, capsys):
