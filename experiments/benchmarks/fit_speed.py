@@ -60,12 +60,12 @@ def _timer_callback(device: torch.device):
             elapsed = time.perf_counter() - self._start
             key = "bake" if pl_module.stage != self._stage else pl_module.stage
             self.seconds[key].append(elapsed)
+            if key != "bake":
+                with torch.no_grad():  # untimed; its memory stays below the step's own peak
+                    self.triangles[key] = int(pl_module.geometry.mesh().num_faces)
             if device.type == "cuda":
                 self.peak_bytes[key] = max(self.peak_bytes.get(key, 0), torch.cuda.max_memory_allocated(device))
                 torch.cuda.reset_peak_memory_stats(device)
-            if key != "bake" and pl_module.stage in ("dmtet", "mesh"):
-                with torch.no_grad():
-                    self.triangles[key] = int(pl_module.geometry.mesh().num_faces)
 
     return IterationTimer()
 
