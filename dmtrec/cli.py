@@ -151,6 +151,9 @@ def _run_lightning(argv: List[str]) -> int:
     # main() always hands LightningCLI its arguments explicitly (after expanding the config
     # files), which LightningCLI flags as a possible mistake when sys.argv is also set.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # Checkpoints hold the state after the step together with the iteration that state belongs
+    # to (the pipeline's own counter), which is what resuming needs; the warning does not apply.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
     with tempfile.TemporaryDirectory(prefix="dmtrec-cfg-") as scratch:
         config_name = _first_config_name(argv)

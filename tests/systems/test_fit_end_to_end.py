@@ -171,3 +171,14 @@ def test_non_finite_loss_stops_with_the_step_and_terms(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert "non-finite loss at iteration 15" in err and "sdf_reg=nan" in err and "image_color=" in err
     assert ckpt_state(tmp_path / "tiny_spot" / "checkpoints" / "last.ckpt")["iteration"] == 10
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda_with_nvdiffrast(tmp_path, spot_views):
+    """The same tiny fit on the GPU with nvdiffrast: same outputs, same quality bounds."""
+    assert fit(spot_views, tmp_path, "--trainer.accelerator", "gpu", "--model.rasterizer", "nvdiffrast") == 0
+    run = tmp_path / "tiny_spot"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["iterations"] == TOTAL_ITERS
+    assert metrics["geometry_chamfer_l1"] < CHAMFER_BOUND and metrics["test_psnr"] > PSNR_BOUND
+    assert (run / "mesh" / "texture_kd.png").is_file() and (run / "mesh.glb").is_file()
