@@ -4,7 +4,9 @@
   class_path/init_args, ``-c`` repeated to override, ``--print_config``, dotted overrides such as
   ``--model.iters_dmtet 100``). A ``run:`` section names the run and its output folder
   (:class:`dmtrec.systems.run.RunConfig`); wandb logs offline unless ``run.wandb: online``.
-  Resume a killed run with the same command plus ``--ckpt_path last``.
+  The logger, the checkpoint callback and ``default_root_dir`` come from ``run:`` (a
+  ``trainer.logger`` in a config is replaced). Resume a killed run with the same command plus
+  ``--ckpt_path last``.
 * ``dmtrec export --ckpt C --out D``: write mesh/textures/GLB/probe of a checkpoint.
 * ``dmtrec make-dataset --mesh M --probe P --views N --res R --out D``: render a reference mesh
   into a NeRF-synthetic folder.
