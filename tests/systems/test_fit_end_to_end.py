@@ -146,6 +146,34 @@ def test_kill_in_each_pass_and_resume_reaches_the_same_step_count(tmp_path, monk
     assert ids == [(run / "wandb_id").read_text().strip()] * 3
 
 
+def test_sigkill_then_resume(tmp_path, spot_views):
+    """A real SIGKILL (no exception handlers, no logger teardown) as soon as the first
+    checkpoint exists; the same command plus --ckpt_path last finishes the run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "dmtrec.cli", "fit", "-c", str(QUICKSTART), "-c", str(TINY),
+               "--data.path", str(spot_views), "--run.output_root", str(tmp_path)]
+    last = tmp_path / "tiny_spot" / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_CONSOLE": "off", "DMTREC_DATA": str(SHARED)}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert last.exists(), "no checkpoint appeared"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert ckpt_state(last)["iteration"] < TOTAL_ITERS
+    assert not (tmp_path / "tiny_spot" / "metrics.json").exists()
+    assert fit(spot_views, tmp_path, "--ckpt_path", "last") == 0
+    assert ckpt_state(last) == {"stage": "mesh", "iteration": TOTAL_ITERS, "global_step": TOTAL_ITERS}
+
+
 def test_pass_two_alone_refines_an_input_mesh(tmp_path, spot_views):
     refine = REPO / "experiments" / "configs" / "refine_spot.yaml"
     assert fit(spot_views, tmp_path, "-c", str(refine), "--model.iters_mesh", "10", "--run.name", "refine") == 0
