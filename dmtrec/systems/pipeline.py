@@ -14,7 +14,7 @@ schedules read :attr:`iteration`, never ``global_step``.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -38,11 +38,12 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _as_config(value: Any, cls: type) -> Any:
+    """A private copy of a config section (the signature's defaults are shared instances)."""
     if value is None:
         return cls()
     if isinstance(value, dict):
         return cls(**value)
-    return value
+    return replace(value)
 
 
 class ReconstructionSystem(pl.LightningModule):
@@ -71,11 +72,11 @@ class ReconstructionSystem(pl.LightningModule):
         iters_dmtet: int = 5000,
         iters_mesh: int = 5000,
         loss: str = "logl1",
-        dmtet: Optional[DMTetConfig] = None,
-        material: Optional[MaterialConfig] = None,
-        light: Optional[LightConfig] = None,
-        optim: Optional[OptimConfig] = None,
-        mesh_pass: Optional[MeshPassConfig] = None,
+        dmtet: DMTetConfig = DMTetConfig(),
+        material: MaterialConfig = MaterialConfig(),
+        light: LightConfig = LightConfig(),
+        optim: OptimConfig = OptimConfig(),
+        mesh_pass: MeshPassConfig = MeshPassConfig(),
         rasterizer: str = "auto",
         reference_mesh: Optional[str] = None,
         metric_samples: int = 20000,
