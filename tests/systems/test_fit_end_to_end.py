@@ -157,7 +157,10 @@ def test_sigkill_then_resume(tmp_path, spot_views):
     command = [sys.executable, "-m", "dmtrec.cli", "fit", "-c", str(QUICKSTART), "-c", str(TINY),
                "--data.path", str(spot_views), "--run.output_root", str(tmp_path)]
     last = tmp_path / "tiny_spot" / "checkpoints" / "last.ckpt"
-    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_CONSOLE": "off", "DMTREC_DATA": str(SHARED)}
+    # Without WANDB_SERVICE: a child would otherwise attach to this process's wandb service, which
+    # then keeps the killed child's run id marked as in use (a fresh shell has no such link).
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(WANDB_SILENT="true", WANDB_CONSOLE="off", DMTREC_DATA=str(SHARED))
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
