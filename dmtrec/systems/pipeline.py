@@ -207,14 +207,18 @@ class ReconstructionSystem(pl.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.optim_cfg
+        lr_geometry, lr_material = cfg.lr_geometry, cfg.lr_material
+        if self.stage == "mesh":
+            lr_geometry = cfg.lr_mesh_geometry if cfg.lr_mesh_geometry is not None else lr_geometry
+            lr_material = cfg.lr_mesh_material if cfg.lr_mesh_material is not None else lr_material
         groups: List[Dict[str, Any]] = []
         geometry_params = [p for p in self.geometry.parameters() if p.requires_grad]
         if geometry_params:
-            groups.append({"name": "geometry", "params": geometry_params, "lr": cfg.lr_geometry})
-        groups.append({"name": "material", "params": list(self.material.parameters()), "lr": cfg.lr_material})
+            groups.append({"name": "geometry", "params": geometry_params, "lr": lr_geometry})
+        groups.append({"name": "material", "params": list(self.material.parameters()), "lr": lr_material})
         if self.light_cfg.optimize:
             groups.append({"name": "light", "params": list(self.light.parameters()),
-                           "lr": cfg.lr_light if cfg.lr_light is not None else cfg.lr_material})
+                           "lr": cfg.lr_light if cfg.lr_light is not None else lr_material})
         for group in groups:
             group["base_lr"] = group["lr"]
         return torch.optim.Adam(groups)  # nvdiffrec: torch's default betas and eps
