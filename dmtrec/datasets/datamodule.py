@@ -77,7 +77,9 @@ class ReconDataModule(pl.LightningDataModule):
         preload: NeRF-synthetic, NeRD: keep decoded images in memory.
         world_up: NeRF-synthetic: ``"z"`` turns Blender's Z-up scenes Y-up, as nvdiffrec does.
         render_device: reference mesh: device to render on (default CUDA if available).
-        rasterizer: reference mesh: rasterizer backend (``auto``, ``nvdiffrast``, ``torch``).
+        render_rasterizer: reference mesh: rasterizer backend of the reference renders (``auto``,
+            ``nvdiffrast``, ``torch``); not called ``rasterizer`` because Lightning merges the
+            datamodule's and the model's hyper-parameters and refuses equal names with different values.
         prerender: reference mesh: render every split once in :meth:`setup` and reuse the
             renders (training then cycles through a fixed pool of ``views`` random views,
             instead of rendering each sample when it is drawn); ``views * H * W * 16`` bytes.
@@ -113,7 +115,7 @@ class ReconDataModule(pl.LightningDataModule):
         preload: bool = True,
         world_up: Literal["y", "z"] = "y",
         render_device: Optional[str] = None,
-        rasterizer: str = "auto",
+        render_rasterizer: str = "auto",
         prerender: bool = False,
     ):
         super().__init__()
@@ -159,7 +161,7 @@ class ReconDataModule(pl.LightningDataModule):
             if torch.device(device).type == "cuda" and h.num_workers > 0:
                 raise ValueError("num_workers: must be 0 when reference views render on CUDA (render_device)")
             scene = load_reference_scene(h.mesh, h.probe, env_scale=h.env_scale, probe_res=h.probe_res, device=device,
-                                         rasterizer=h.rasterizer)
+                                         rasterizer=h.render_rasterizer)
             counts = {"train": h.views or 1000, "val": h.val_views or 8, "test": h.test_views or 8}
             self.datasets = {
                 split: ReferenceMeshViews(

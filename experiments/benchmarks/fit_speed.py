@@ -125,7 +125,7 @@ def measure(args: argparse.Namespace) -> dict:
         kind="reference_mesh", mesh=str(Path(args.data) / "meshes" / "spot" / "spot.obj"),
         probe=str(Path(args.data) / "envmaps" / "mud_road_puresky_1k.hdr"), probe_res=args.probe_res,
         resolution=(args.res, args.res), views=args.views, val_views=1, test_views=1, batch_size=args.batch,
-        background_train="white", render_device=str(device), rasterizer=args.rasterizer, prerender=True)
+        background_train="white", render_device=str(device), render_rasterizer=args.rasterizer, prerender=True)
     data.setup("fit")
     tets = int(model.geometry.tets.shape[0])
     setup_seconds = time.perf_counter() - started

@@ -111,7 +111,7 @@ def test_datamodule_renders_the_same_batches_in_worker_processes(shared_data):
     def first_batches(workers):
         dm = ReconDataModule(kind="reference_mesh", mesh=str(shared_data / "meshes/spot/spot.obj"),
                              probe=str(shared_data / PROBE), probe_res=32, resolution=(16, 16), views=4, batch_size=2,
-                             seed=9, num_workers=workers, render_device="cpu", rasterizer="torch")
+                             seed=9, num_workers=workers, render_device="cpu", render_rasterizer="torch")
         dm.setup("fit")
         return dm, list(dm.train_dataloader())
 
@@ -138,7 +138,7 @@ def test_reference_views_render_on_cuda_as_on_the_cpu(shared_data):
     assert (on_gpu[..., 3].cpu() == on_cpu[..., 3]).float().mean() > 0.98
 
     dm = ReconDataModule(kind="reference_mesh", mesh=str(shared_data / "meshes/spot/spot.obj"), probe=str(shared_data / PROBE),
-                         probe_res=32, resolution=(32, 32), views=4, batch_size=2, render_device="cuda", rasterizer="nvdiffrast")
+                         probe_res=32, resolution=(32, 32), views=4, batch_size=2, render_device="cuda", render_rasterizer="nvdiffrast")
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert all(batch[key].device.type == "cuda" for key in ("c2w", "proj", "img", "background", "index"))

@@ -125,7 +125,7 @@ def test_datamodule_wires_reference_views(monkeypatch):
 
     monkeypatch.setattr(datamodule, "load_reference_scene", fake_load)
     dm = datamodule.ReconDataModule(kind="reference_mesh", mesh="m.obj", probe="p.hdr", env_scale=2.0, resolution=(4, 4),
-                                    views=10, test_views=3, batch_size=5, render_device="cpu", rasterizer="torch",
+                                    views=10, test_views=3, batch_size=5, render_device="cpu", render_rasterizer="torch",
                                     prerender=True)
     assert dm.reference_mesh is None  # not before setup
     dm.setup("fit")
