@@ -33,7 +33,7 @@ def build_volumetric_material(cfg: MaterialConfig, geometry):
     """The pass-1 volumetric (hash-grid + MLP) material over the DMTet grid's bounding box."""
     from dmtrec.render.material import VolumetricMaterial
 
-    lo, hi = geometry.aabb()
+    lo, hi = geometry.grid_aabb()  # the grid's box (nvdiffrec getAABB), not the current surface's
     return VolumetricMaterial(aabb=torch.stack([lo, hi]), kd_range=(cfg.kd_min, cfg.kd_max),
                               ks_range=(cfg.ks_min, cfg.ks_max), perturb_normals=cfg.normal_map, **cfg.volumetric)
 
