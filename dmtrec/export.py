@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional
 from torch import Tensor
 
 from dmtrec.geometry import Mesh
-from dmtrec.systems.atomic import atomic_file, atomic_folder, write_json
+from dmtrec.io.atomic import atomic_folder, atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,12 @@ def write_outputs(out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light:
         write_obj(tmp, mesh, textures, name="mesh")
         _rename_textures(tmp / "mesh.mtl")
     paths["obj"] = out_dir / MESH_FOLDER / "mesh.obj"
-    with atomic_file(out_dir / GLB_NAME) as tmp:
+    with atomic_path(out_dir / GLB_NAME) as tmp:
         # ks.R is nvdiffrec's occlusion *amount* (shading scales by 1 - R), the inverse of
         # glTF's occlusion map; leave it unbound rather than darken the model in viewers.
         write_glb(tmp, mesh, textures, occlusion=False)
     paths["glb"] = out_dir / GLB_NAME
-    with atomic_file(out_dir / PROBE_NAME) as tmp:
+    with atomic_path(out_dir / PROBE_NAME) as tmp:
         light.save_hdr(tmp)
     paths["probe"] = out_dir / PROBE_NAME
     if metrics is not None:

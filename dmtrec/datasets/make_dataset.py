@@ -76,7 +76,7 @@ def make_dataset(
     scene = load_reference_scene(mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer)
     fovx = 2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) * resolution[1] / resolution[0])
 
-    from dmtrec.systems.atomic import atomic_folder
+    from dmtrec.io.atomic import atomic_folder
 
     with atomic_folder(out) as tmp:
         for split, count in (("train", views), ("val", val_views), ("test", test_views)):

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from dmtrec.io.image import linear_to_srgb, write_png
 
-from .atomic import atomic_file
+from dmtrec.io.atomic import atomic_path
 
 
 def _rgb(buffer: Optional[Tensor], like: Tensor) -> Tensor:
@@ -44,7 +44,7 @@ def image_grid(reference: Tensor, buffers: Dict[str, Tensor], max_views: int = 4
 
 def save_grid(path: Path, grid: Tensor) -> None:
     """Write a grid as PNG, atomically."""
-    with atomic_file(path) as tmp:
+    with atomic_path(path) as tmp:
         write_png(tmp, grid)
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from dmtrec.systems.atomic import atomic_file, atomic_folder, write_json
+from dmtrec.io.atomic import atomic_folder, atomic_path, write_json
 from dmtrec.systems.run import RunConfig, resolve_run
 
 
@@ -23,7 +23,7 @@ def test_bad_wandb_mode_is_named(tmp_path):
 def test_atomic_file_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "a.json"
     with pytest.raises(RuntimeError):
-        with atomic_file(target) as tmp:
+        with atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
