@@ -50,8 +50,7 @@ def write_outputs(out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light:
     textures = {k: v.detach().cpu() for k, v in textures.items() if v is not None}
     paths = {}
     with atomic_folder(out_dir / MESH_FOLDER) as tmp:
-        write_obj(tmp, mesh, textures, name="mesh")
-        _rename_textures(tmp / "mesh.mtl")
+        write_obj(tmp, mesh, textures, name="mesh", texture_names=TEXTURE_FILES)
     paths["obj"] = out_dir / MESH_FOLDER / "mesh.obj"
     with atomic_path(out_dir / GLB_NAME) as tmp:
         # ks.R is nvdiffrec's occlusion *amount* (shading scales by 1 - R), the inverse of
@@ -65,18 +64,6 @@ def write_outputs(out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light:
         write_json(out_dir / METRICS_NAME, metrics)
         paths["metrics"] = out_dir / METRICS_NAME
     return paths
-
-
-def _rename_textures(mtl: Path) -> None:
-    """Give the maps written by :func:`dmtrec.io.obj.write_obj` (``mesh_<key>.png``) nvdiffrec's
-    file names and point the MTL at them."""
-    text = mtl.read_text()
-    for key, name in TEXTURE_FILES.items():
-        written = mtl.with_name(f"{mtl.stem}_{key}.png")
-        if written.is_file():
-            written.rename(mtl.with_name(name))
-            text = text.replace(f" {written.name}", f" {name}")
-    mtl.write_text(text)
 
 
 def _detached(mesh: Mesh) -> Mesh:

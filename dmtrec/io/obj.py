@@ -40,7 +40,7 @@ class ObjReadError(ValueError):
 
 
 def write_obj(folder: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] = None,
-              name: str = "mesh") -> Path:
+              name: str = "mesh", texture_names: Optional[dict[str, str]] = None) -> Path:
     """Write ``folder/name.obj``, ``folder/name.mtl`` and ``folder/name_{kd,ks,normal}.png``.
 
     Args:
@@ -49,6 +49,8 @@ def write_obj(folder: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]
         textures: optional maps ``{"kd": [H, W, 3|4], "ks": [H, W, 3], "normal": [H, W, 3]}``
             in memory form (see module docstring); they need UVs on the mesh.
         name: base name of the files.
+        texture_names: file names per texture key replacing ``name_<key>.png`` (e.g. nvdiffrec's
+            ``{"kd": "texture_kd.png", ...}``).
     Returns:
         The path of the ``.obj`` file. Every file is written atomically, the ``.obj`` last,
         so an existing ``.obj`` means a complete set.
@@ -61,8 +63,9 @@ def write_obj(folder: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]
     mtl = [f"newmtl {name}"]
     if textures:
         for key, tex in textures.items():
-            write_texture_png(folder / f"{name}_{key}.png", key, tex)
-            mtl.append(f"{_MTL_WRITE[key]} {name}_{key}.png")
+            file_name = (texture_names or {}).get(key, f"{name}_{key}.png")
+            write_texture_png(folder / file_name, key, tex)
+            mtl.append(f"{_MTL_WRITE[key]} {file_name}")
     else:
         mtl += ["Kd 0.5 0.5 0.5", "Ks 0 0 0"]
     write_text_atomic(folder / f"{name}.mtl", "\n".join(mtl) + "\n")
