@@ -10,7 +10,10 @@
 * ``dmtrec export --ckpt C --out D``: write mesh/textures/GLB/probe of a checkpoint.
 * ``dmtrec make-dataset --mesh M --probe P --views N --res R --out D``: render a reference mesh
   into a NeRF-synthetic folder.
-* ``dmtrec eval --mesh M --ref R``: geometry report of a mesh file against a reference.
+* ``dmtrec eval RUN_DIR [--data D] [--reference MESH] [--ckpt C] [--out DIR]``: render a run's test
+  views; write image metrics, per-view images, a comparison grid and the geometry report
+  (``RUN_DIR/eval/`` by default) and log them to the run's offline wandb run.
+  ``dmtrec eval --mesh M --ref R``: geometry report of a mesh file against a reference.
 
 Paths in configs may use ``${DMTREC_DATA}`` (default ``../shared/data``) and other
 environment variables; they are expanded before parsing.
@@ -37,7 +40,8 @@ commands:
   test          evaluate a checkpoint on the test views (-c CONFIG --ckpt_path CKPT)
   export        write mesh, textures, GLB and probe of a checkpoint (--ckpt CKPT --out DIR)
   make-dataset  render a reference mesh into a NeRF-synthetic dataset folder
-  eval          geometry report (Chamfer, F-score, ...) of a mesh file against a reference
+  eval          evaluate a run's test views and geometry (RUN_DIR [--data D] [--reference MESH]),
+                or compare mesh files (--mesh M --ref R)
 
 `dmtrec <command> --help` lists a command's options.
 """

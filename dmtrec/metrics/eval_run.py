@@ -1,0 +1,247 @@
+"""Evaluate a finished (or interrupted) run folder on its held-out test views.
+
+:func:`evaluate_run` reads ``RUN_DIR/config.yaml`` (the resolved config ``dmtrec fit`` saved) and a
+checkpoint, rebuilds the datamodule, renders every test view with the checkpoint's system, scores
+each view with :func:`dmtrec.metrics.image.image_metrics` (nvdiffrec's convention: sRGB, clamped,
+over the evaluation background; means are means of per-view values), compares the surface with a
+reference mesh when one is known, and writes into the output folder::
+
+    metrics.json        test_<metric> means, geometry_<key>, per_view list, provenance
+    views/NNN_reference.png, views/NNN_render.png   sRGB, one pair per test view
+    grid.png            reference | render | kd | ks | normal for the first views
+
+A wandb table (one row per view: index, PSNR, SSIM, the two images) goes to the run's own wandb
+id, offline: evaluation never touches the network.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+from dmtrec.io.atomic import atomic_folder, write_json
+from dmtrec.io.image import linear_to_srgb, write_png
+
+from .image import composite, image_metrics, load_lpips
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.yaml"
+DEFAULT_CKPT = Path("checkpoints") / "last.ckpt"
+DEFAULT_OUT = "eval"
+METRICS_NAME = "metrics.json"
+GRID_NAME = "grid.png"
+VIEWS_FOLDER = "views"
+WANDB_TABLE_KEY = "eval/test_views"
+# Buffers the comparison grid shows (dmtrec.systems.grids.image_grid's columns after the reference).
+GRID_BUFFERS = ("shaded", "kd", "ks", "normal")
+
+
+@dataclass
+class _Views:
+    """Per-view results gathered while rendering the test split."""
+
+    per_view: List[Dict[str, Any]] = field(default_factory=list)
+    grid_refs: List[Tensor] = field(default_factory=list)
+    grid_buffers: Dict[str, List[Tensor]] = field(default_factory=dict)
+    grid_count: int = 0
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def read_run_config(run_dir: Path) -> Dict[str, Any]:
+    """The resolved config of ``run_dir`` as a dict; one-line errors for a missing folder or file."""
+    import yaml
+
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: run folder not found")
+    path = run_dir / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no {CONFIG_NAME} (not a dmtrec fit run folder?)")
+    config = yaml.safe_load(path.read_text())
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise ValueError(f"{path}: no data section")
+    return config
+
+
+def build_datamodule(config: Dict[str, Any], config_path: Path, data_path: Optional[str] = None):
+    """The run's :class:`ReconDataModule`, set up; ``data_path`` replaces ``data.path``."""
+    from dmtrec.datasets.datamodule import ReconDataModule
+
+    data = dict(config["data"])
+    if data_path is not None:
+        data["path"] = str(data_path)
+    known = set(inspect.signature(ReconDataModule.__init__).parameters) - {"self"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{config_path}: data.{unknown[0]} is not an option of this dmtrec version's datamodule")
+    for key in ("path", "mesh", "probe"):
+        if data.get(key) and not Path(data[key]).exists():
+            hint = " (pass --data DIR)" if key == "path" else ""
+            raise FileNotFoundError(f"{data[key]}: data.{key} of {config_path} not found{hint}")
+    datamodule = ReconDataModule(**data)
+    datamodule.setup("test")
+    return datamodule
+
+
+def _render_test_views(system, loader, lpips_fn, views_dir: Path, grid_views: int) -> _Views:
+    views = _Views()
+    for batch in loader:
+        batch = {k: v.to(system.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        with torch.no_grad():
+            _, buffers = system.render(batch)
+        metrics = image_metrics(buffers["shaded"][..., :3], batch["img"], background=batch["background"],
+                                lpips_fn=lpips_fn)
+        reference = composite(batch["img"], batch["background"], "img")
+        ref_srgb, render_srgb = linear_to_srgb(reference).cpu(), linear_to_srgb(buffers["shaded"][..., :3]).cpu()
+        for b in range(reference.shape[0]):
+            index = len(views.per_view)
+            row = {"index": index, **{k: _finite_or_none(float(v[b])) for k, v in metrics.items()}}
+            for kind, img in (("reference", ref_srgb[b]), ("render", render_srgb[b])):
+                write_png(views_dir / f"{index:03d}_{kind}.png", img)
+            views.per_view.append(row)
+        take = min(grid_views - views.grid_count, reference.shape[0])
+        if take > 0:
+            views.grid_refs.append(reference[:take].cpu())
+            for key in GRID_BUFFERS:
+                if buffers.get(key) is not None:
+                    views.grid_buffers.setdefault(key, []).append(buffers[key][:take].detach().cpu())
+            views.grid_count += take
+    return views
+
+
+def _mean_metrics(per_view: List[Dict[str, Any]]) -> Dict[str, Any]:
+    keys = [k for k in per_view[0] if k != "index"]
+    means = {}
+    for key in keys:
+        values = [row[key] for row in per_view]
+        # A None is an infinite PSNR (a view rendered exactly): the mean is infinite too.
+        means[f"test_{key}"] = None if any(v is None for v in values) else sum(values) / len(values)
+    return means
+
+
+def _reference_mesh(reference: Optional[str], system, datamodule):
+    """The reference surface and where it came from: --reference, the model's reference_mesh, or
+    the mesh a reference-mesh datamodule renders; (None, None) for image datasets without one."""
+    from dmtrec.systems.components import read_mesh
+
+    for path in (reference, system.reference_mesh_path):
+        if path:
+            return read_mesh(path)[0], str(path)
+    mesh = datamodule.reference_mesh
+    return (mesh, "datamodule") if mesh is not None else (None, None)
+
+
+def _log_wandb(run_dir: Path, config: Dict[str, Any], out_dir: Path, views: _Views, summary: Dict[str, Any],
+               mode: str) -> Optional[Path]:
+    """Log the per-view table into the run's wandb id (offline); returns the wandb run folder."""
+    import wandb
+
+    id_file = run_dir / "wandb_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    if run_id is None:
+        log.warning("%s missing: the evaluation table goes to a new wandb run", id_file)
+    run_cfg = config.get("run") or {}
+    run = wandb.init(project=run_cfg.get("project", "dmtrec"), id=run_id, name=run_cfg.get("name"), dir=str(run_dir),
+                     mode=mode, resume="allow", job_type="eval", reinit="finish_previous")
+    failed = True
+    try:
+        table = wandb.Table(columns=["index", "psnr", "ssim", "reference", "render"])
+        for row in views.per_view:
+            images = [wandb.Image(str(out_dir / VIEWS_FOLDER / f"{row['index']:03d}_{kind}.png"))
+                      for kind in ("reference", "render")]
+            table.add_data(row["index"], row["psnr"], row["ssim"], *images)
+        run.log({WANDB_TABLE_KEY: table, "eval/grid": wandb.Image(str(out_dir / GRID_NAME))})
+        run.summary.update({f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float)) and v is not None})
+        failed = False
+        return Path(run.dir).parent
+    finally:
+        run.finish(exit_code=1 if failed else 0)
+
+
+def evaluate_run(
+    run_dir: Path,
+    data: Optional[str] = None,
+    reference: Optional[str] = None,
+    ckpt: Optional[Path] = None,
+    out: Optional[Path] = None,
+    samples: Optional[int] = None,
+    device: str = "cpu",
+    grid_views: int = 8,
+    wandb_mode: str = "offline",
+) -> Dict[str, Any]:
+    """Render ``run_dir``'s test split with its checkpoint and write the evaluation (module docstring).
+
+    Args:
+        run_dir: a ``dmtrec fit`` run folder (``config.yaml``, ``checkpoints/last.ckpt``).
+        data: replaces the config's ``data.path`` (a dataset moved since the fit).
+        reference: reference mesh file for the geometry report (default: the model's
+            ``reference_mesh``, else the reference-mesh datamodule's mesh, else none).
+        ckpt: checkpoint (default ``run_dir/checkpoints/last.ckpt``).
+        out: output folder (default ``run_dir/eval``).
+        samples: surface samples per mesh for the geometry report (default: the model's
+            ``metric_samples``, what the fit reported with).
+        device: torch device for rendering and metrics.
+        grid_views: views (rows) in ``grid.png``.
+        wandb_mode: ``"offline"`` or ``"disabled"``.
+
+    Returns:
+        The dict written to ``metrics.json``.
+    """
+    from dmtrec.systems.grids import image_grid, save_grid
+    from dmtrec.systems.pipeline import ReconstructionSystem
+
+    if wandb_mode not in ("offline", "disabled"):
+        raise ValueError(f"--wandb: must be offline or disabled (evaluation never goes online), got {wandb_mode!r}")
+    if grid_views < 1:
+        raise ValueError(f"--grid-views: must be >= 1, got {grid_views}")
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    ckpt = Path(ckpt) if ckpt is not None else run_dir / DEFAULT_CKPT
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: checkpoint not found (pass --ckpt)")
+    out = Path(out) if out is not None else run_dir / DEFAULT_OUT
+    datamodule = build_datamodule(config, run_dir / CONFIG_NAME, data)
+
+    system = ReconstructionSystem.load_from_checkpoint(str(ckpt), map_location=device)
+    system.to(device).eval()
+    lpips_fn = load_lpips(device=device)
+    with atomic_folder(out / VIEWS_FOLDER) as views_dir:
+        views = _render_test_views(system, datamodule.test_dataloader(), lpips_fn, views_dir, grid_views)
+    if not views.per_view:
+        raise ValueError(f"{run_dir / CONFIG_NAME}: the test split has no views")
+    grid = image_grid(torch.cat(views.grid_refs), {k: torch.cat(v) for k, v in views.grid_buffers.items()},
+                      max_views=grid_views)
+    save_grid(out / GRID_NAME, grid)
+
+    metrics: Dict[str, Any] = {
+        "run_dir": str(run_dir), "checkpoint": str(ckpt), "stage": system.stage, "iteration": system.iteration,
+        "data_path": datamodule.hparams.path, "test_views": len(views.per_view),
+        **_mean_metrics(views.per_view), "per_view": views.per_view,
+    }
+    ref_mesh, ref_source = _reference_mesh(reference, system, datamodule)
+    if ref_mesh is not None:
+        from dmtrec.geometry import Mesh
+
+        from .geometry import geometry_report
+
+        with torch.no_grad():
+            surface = system.geometry.mesh()
+        pred = Mesh(v_pos=surface.v_pos.detach(), t_pos_idx=surface.t_pos_idx)
+        report = geometry_report(pred, ref_mesh.to(pred.device), n_samples=samples or system.metric_samples)
+        metrics["reference"] = ref_source
+        metrics.update({f"geometry_{k}": _finite_or_none(v) for k, v in report.items()})
+    write_json(out / METRICS_NAME, metrics)
+    log.info("evaluation of %s (%d test views) written to %s", run_dir, len(views.per_view), out)
+    if wandb_mode != "disabled":
+        _log_wandb(run_dir, config, out, views, {k: v for k, v in metrics.items() if k != "per_view"}, wandb_mode)
+    return metrics

@@ -1,0 +1,177 @@
+"""`dmtrec eval RUN_DIR` on a tiny finished run: metrics.json, images, grid, wandb table, errors.
+
+The run is tiny_spot (tests/systems/test_fit_end_to_end.py's config) cut to 8 + 4 iterations on
+an 8-view, 32 x 32 Spot dataset with 3 test views, fitted with wandb disabled so that the only
+wandb folder in it is the evaluation's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmtrec.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "experiments" / "configs" / "quickstart.yaml"
+TINY = REPO / "experiments" / "configs" / "tests" / "tiny_spot.yaml"
+SHARED = Path(os.environ.get("DMTREC_SHARED_DATA", REPO.parent / "shared" / "data"))
+TEST_VIEWS = 3
+METRIC_SAMPLES = 500
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (SHARED / "meshes" / "spot" / "spot.obj").is_file(), reason=f"shared data not found at {SHARED}"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_offline_wandb(monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONSOLE", "off")
+    monkeypatch.setenv("DMTREC_DATA", str(SHARED))
+
+
+@pytest.fixture(scope="module")
+def spot_views(tmp_path_factory) -> Path:
+    from dmtrec.datasets.make_dataset import make_dataset
+
+    out = tmp_path_factory.mktemp("data") / "spot32"
+    return make_dataset(SHARED / "meshes" / "spot" / "spot.obj", SHARED / "envmaps" / "mud_road_puresky_1k.hdr",
+                        views=8, res=32, out=out, seed=0, val_views=1, test_views=TEST_VIEWS, probe_res=32,
+                        device="cpu", rasterizer="torch")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, spot_views) -> Path:
+    root = tmp_path_factory.mktemp("fit")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DMTREC_DATA", str(SHARED))
+        mp.setenv("WANDB_SILENT", "true")
+        mp.setenv("WANDB_CONSOLE", "off")
+        assert main(["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(spot_views),
+                     "--run.output_root", str(root), "--model.iters_dmtet", "8",
+                     "--model.iters_mesh", "4", "--model.metric_samples", str(METRIC_SAMPLES),
+                     "--model.material.texture_res", "16", "--data.val_batch_size", "2"]) == 0
+    return root / "tiny_spot"
+
+
+@pytest.fixture(scope="module")
+def evaluated(run_dir) -> Path:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_SILENT", "true")
+        mp.setenv("WANDB_CONSOLE", "off")
+        assert main(["eval", str(run_dir)]) == 0
+    return run_dir / "eval"
+
+
+def _recomputed_metrics(run_dir: Path, data: Path) -> dict:
+    """The test views rendered and scored independently of the eval command."""
+    from dmtrec.datasets.datamodule import ReconDataModule
+    from dmtrec.metrics.image import image_metrics
+    from dmtrec.systems.pipeline import ReconstructionSystem
+
+    system = ReconstructionSystem.load_from_checkpoint(str(run_dir / "checkpoints" / "last.ckpt"), map_location="cpu")
+    system.eval()
+    datamodule = ReconDataModule(kind="nerf_synthetic", path=str(data), test_views=TEST_VIEWS, val_views=1,
+                                 val_batch_size=TEST_VIEWS)
+    datamodule.setup("test")
+    batch = next(iter(datamodule.test_dataloader()))
+    with torch.no_grad():
+        _, buffers = system.render(batch)
+    return image_metrics(buffers["shaded"][..., :3], batch["img"], background=batch["background"])
+
+
+def test_metrics_json_matches_image_metrics_on_the_same_renders(evaluated, run_dir, spot_views):
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert metrics["test_views"] == TEST_VIEWS and len(metrics["per_view"]) == TEST_VIEWS
+    assert [row["index"] for row in metrics["per_view"]] == list(range(TEST_VIEWS))
+    assert metrics["stage"] == "mesh" and metrics["iteration"] == 12
+    expected = _recomputed_metrics(run_dir, spot_views)
+    for key in ("psnr", "ssim", "mse"):
+        per_view = torch.tensor([row[key] for row in metrics["per_view"]], dtype=torch.float64)
+        assert torch.allclose(per_view, expected[key].double(), rtol=1e-5, atol=1e-6), key
+        assert metrics[f"test_{key}"] == pytest.approx(float(per_view.mean()), rel=1e-9)
+    # A 12-iteration fit is poor but not empty: between an empty render (~13 dB) and a good fit.
+    assert 8.0 < metrics["test_psnr"] < 40.0 and 0.0 < metrics["test_ssim"] <= 1.0
+
+
+def test_geometry_report_uses_the_models_reference(evaluated):
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert metrics["reference"].endswith("spot.obj")
+    assert metrics["geometry_n_samples"] == METRIC_SAMPLES
+    assert 0.0 < metrics["geometry_chamfer_l1"] < 1.0 and metrics["geometry_ref_genus"] == 0
+
+
+def test_views_and_grid_are_written(evaluated):
+    from dmtrec.io.image import read_image
+
+    for index in range(TEST_VIEWS):
+        for kind in ("reference", "render"):
+            img = read_image(evaluated / "views" / f"{index:03d}_{kind}.png")
+            assert img.shape == (32, 32, 3), (index, kind)
+    assert len(list((evaluated / "views").iterdir())) == 2 * TEST_VIEWS
+    grid = read_image(evaluated / "grid.png")
+    assert grid.shape == (TEST_VIEWS * 32, 5 * 32, 3)
+    assert not [p.name for p in evaluated.rglob(".*tmp*")]
+
+
+def test_wandb_offline_run_has_the_table(evaluated, run_dir):
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2, "expected the fit's and the evaluation's offline runs"
+    assert all(run.name.endswith((run_dir / "wandb_id").read_text().strip()) for run in runs)
+    tables = [p for run in runs for p in (run / "files" / "media").rglob("*.table.json")]
+    assert len(tables) == 1 and tables[0].is_relative_to(runs[-1])
+    table = json.loads(tables[0].read_text())
+    assert table["columns"] == ["index", "psnr", "ssim", "reference", "render"]
+    assert len(table["data"]) == TEST_VIEWS
+
+
+def test_data_override_and_out_folder(run_dir, spot_views, tmp_path, capsys):
+    moved = tmp_path / "moved"
+    shutil.copytree(spot_views, moved)
+    out = tmp_path / "elsewhere"
+    assert main(["eval", str(run_dir), "--data", str(moved), "--out", str(out), "--wandb", "disabled"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data_path"] == str(moved) and metrics["test_views"] == TEST_VIEWS
+    assert "test_psnr" in json.loads(capsys.readouterr().out)
+
+
+def _copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("wandb", "eval"))
+    return copy
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_run", "run folder not found"),
+    ("no_config", "no config.yaml"),
+    ("no_checkpoint", "checkpoint not found"),
+    ("data_missing", "data.path"),
+    ("no_target", "give RUN_DIR"),
+    ("run_and_mesh", "--mesh/--ref compare two mesh files"),
+])
+def test_errors_are_one_line(case, message, run_dir, tmp_path, capsys):
+    args = ["eval"]
+    if case == "missing_run":
+        args.append(str(tmp_path / "nope"))
+    elif case == "no_config":
+        copy = _copy_run(run_dir, tmp_path)
+        (copy / "config.yaml").unlink()
+        args.append(str(copy))
+    elif case == "no_checkpoint":
+        copy = _copy_run(run_dir, tmp_path)
+        shutil.rmtree(copy / "checkpoints")
+        args.append(str(copy))
+    elif case == "data_missing":
+        args += [str(run_dir), "--data", str(tmp_path / "gone")]
+    elif case == "run_and_mesh":
+        args += [str(run_dir), "--mesh", "a.obj", "--ref", "b.obj"]
+    assert main(args + ["--wandb", "disabled"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dmtrec eval: error:") and message in err and "\n" not in err
