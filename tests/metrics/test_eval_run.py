@@ -97,8 +97,8 @@ def test_metrics_json_matches_image_metrics_on_the_same_renders(evaluated, run_d
         per_view = torch.tensor([row[key] for row in metrics["per_view"]], dtype=torch.float64)
         assert torch.allclose(per_view, expected[key].double(), rtol=1e-5, atol=1e-6), key
         assert metrics[f"test_{key}"] == pytest.approx(float(per_view.mean()), rel=1e-9)
-    # A 12-iteration fit is poor but not empty: between an empty render (~13 dB) and a good fit.
-    assert 8.0 < metrics["test_psnr"] < 40.0 and 0.0 < metrics["test_ssim"] <= 1.0
+    # Sanity only (a 12-iteration fit renders noise, measured 14.5 dB / 0.18): finite, in range.
+    assert 5.0 < metrics["test_psnr"] < 60.0 and 0.0 < metrics["test_ssim"] <= 1.0
 
 
 def test_geometry_report_uses_the_models_reference(evaluated):
