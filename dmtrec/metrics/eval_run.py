@@ -88,6 +88,9 @@ def build_datamodule(config: Dict[str, Any], config_path: Path, data_path: Optio
         if data.get(key) and not Path(data[key]).exists():
             hint = " (pass --data DIR)" if key == "path" else ""
             raise FileNotFoundError(f"{data[key]}: data.{key} of {config_path} not found{hint}")
+    # Evaluation reads each test view once: keeping every split's decoded images in memory or
+    # pre-rendering the training pool would only cost memory and time.
+    data.update(preload=False, prerender=False)
     datamodule = ReconDataModule(**data)
     datamodule.setup("test")
     return datamodule
