@@ -144,9 +144,8 @@ def _reference_mesh(reference: Optional[str], system, datamodule):
     return (mesh, "datamodule") if mesh is not None else (None, None)
 
 
-def _log_wandb(run_dir: Path, config: Dict[str, Any], out_dir: Path, views: _Views, summary: Dict[str, Any],
-               mode: str) -> Optional[Path]:
-    """Log the per-view table into the run's wandb id (offline); returns the wandb run folder."""
+def _log_wandb(run_dir: Path, config: Dict[str, Any], out_dir: Path, views: _Views, summary: Dict[str, Any]) -> None:
+    """Log the per-view table and the grid into the run's wandb id, offline."""
     import wandb
 
     id_file = run_dir / "wandb_id"
@@ -155,7 +154,7 @@ def _log_wandb(run_dir: Path, config: Dict[str, Any], out_dir: Path, views: _Vie
         log.warning("%s missing: the evaluation table goes to a new wandb run", id_file)
     run_cfg = config.get("run") or {}
     run = wandb.init(project=run_cfg.get("project", "dmtrec"), id=run_id, name=run_cfg.get("name"), dir=str(run_dir),
-                     mode=mode, resume="allow", job_type="eval", reinit="finish_previous")
+                     mode="offline", resume="allow", job_type="eval", reinit="finish_previous")
     failed = True
     try:
         table = wandb.Table(columns=["index", "psnr", "ssim", "reference", "render"])
@@ -164,9 +163,8 @@ def _log_wandb(run_dir: Path, config: Dict[str, Any], out_dir: Path, views: _Vie
                       for kind in ("reference", "render")]
             table.add_data(row["index"], row["psnr"], row["ssim"], *images)
         run.log({WANDB_TABLE_KEY: table, "eval/grid": wandb.Image(str(out_dir / GRID_NAME))})
-        run.summary.update({f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float)) and v is not None})
+        run.summary.update({f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         failed = False
-        return Path(run.dir).parent
     finally:
         run.finish(exit_code=1 if failed else 0)
 
@@ -245,6 +243,6 @@ def evaluate_run(
         metrics.update({f"geometry_{k}": _finite_or_none(v) for k, v in report.items()})
     write_json(out / METRICS_NAME, metrics)
     log.info("evaluation of %s (%d test views) written to %s", run_dir, len(views.per_view), out)
-    if wandb_mode != "disabled":
-        _log_wandb(run_dir, config, out, views, {k: v for k, v in metrics.items() if k != "per_view"}, wandb_mode)
+    if wandb_mode == "offline":
+        _log_wandb(run_dir, config, out, views, {k: v for k, v in metrics.items() if k != "per_view"})
     return metrics
