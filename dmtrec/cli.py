@@ -101,11 +101,21 @@ def _first_config_name(argv: List[str]) -> Optional[str]:
 
 
 def _build_cli(argv: List[str], config_name: Optional[str]):
-    from pytorch_lightning.cli import LightningCLI
+    from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
     from dmtrec.datasets.datamodule import ReconDataModule
     from dmtrec.systems.pipeline import ReconstructionSystem
     from dmtrec.systems.run import RunConfig, resolve_run
+
+    class RunFolderConfig(SaveConfigCallback):
+        """Save the resolved config as ``<run folder>/config.yaml`` whichever logger runs (the
+        CSV logger's log_dir is a subfolder), written atomically on rank 0."""
+
+        def save_config(self, trainer, pl_module, stage: str) -> None:
+            from dmtrec.io.atomic import atomic_path
+
+            with atomic_path(Path(trainer.default_root_dir) / self.config_filename) as tmp:
+                self.parser.save(self.config, str(tmp), skip_none=False, overwrite=True, multifile=self.multifile)
 
     class DmtrecCLI(LightningCLI):
         """LightningCLI plus the ``run:`` section: output folder, wandb and checkpoints."""
@@ -144,7 +154,8 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
         ReconstructionSystem,
         ReconDataModule,
         args=argv,
-        save_config_kwargs={"overwrite": True},
+        save_config_callback=RunFolderConfig,
+        save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
         auto_configure_optimizers=False,
         seed_everything_default=0,
     )

@@ -179,7 +179,10 @@ def test_sigkill_then_resume(tmp_path, spot_views):
 
 def test_pass_two_alone_refines_an_input_mesh(tmp_path, spot_views):
     refine = REPO / "experiments" / "configs" / "refine_spot.yaml"
-    assert fit(spot_views, tmp_path, "-c", str(refine), "--model.iters_mesh", "10", "--run.name", "refine") == 0
+    assert fit(spot_views, tmp_path, "-c", str(refine), "--model.iters_mesh", "10", "--run.name", "refine",
+               "--run.wandb", "disabled") == 0
+    # Without wandb a CSV logger runs, whose log_dir is a subfolder: the config still lands in the run root.
+    assert (tmp_path / "refine" / "config.yaml").is_file() and not list((tmp_path / "refine").glob("*/config.yaml"))
     metrics = json.loads((tmp_path / "refine" / "metrics.json").read_text())
     assert metrics["passes"] == "mesh" and metrics["iterations"] == 10
     assert metrics["triangles"] == 5856  # Spot's topology is kept
