@@ -42,13 +42,16 @@ class FinalizeRun(pl.Callback):
         self._started = time.monotonic()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not getattr(pl_module, "finished", False) or trainer.global_rank != 0:
+        if not getattr(pl_module, "finished", False):
+            return
+        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
+            # The final state, whatever checkpoint_every: a resume of a finished run is a no-op.
+            # Every rank calls it (it ends in a barrier); rank 0 writes.
+            trainer.save_checkpoint(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
+        if trainer.global_rank != 0:
             return
         from dmtrec.export import write_outputs
 
-        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
-            # The final state, whatever checkpoint_every: a resume of a finished run is a no-op.
-            trainer.save_checkpoint(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
         pl_module.eval()
         metrics: Dict[str, Any] = {"iterations": pl_module.iteration, "passes": pl_module.passes,
                                    "fit_seconds_this_session": round(time.monotonic() - self._started, 2)}

@@ -25,7 +25,7 @@ from torch import Tensor
 from dmtrec.geometry import Mesh
 from dmtrec.render.camera import Cameras
 
-from . import components, schedules
+from . import components, distributed, schedules
 from .config import PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
 from .losses import IMAGE_LOSSES, composite, reconstruction_loss
 from .mesh_geometry import MeshGeometry
@@ -181,8 +181,9 @@ class ReconstructionSystem(pl.LightningModule):
         return mesh, textures
 
     def _start_mesh_pass(self) -> None:
-        """Pass 1 -> pass 2: bake, swap the modules, and give the trainer a fresh optimizer."""
-        mesh, textures = self.bake_mesh()
+        """Pass 1 -> pass 2: bake, swap the modules, and give the trainer a fresh optimizer.
+        Under data parallelism rank 0 bakes and every rank enters pass 2 with its mesh."""
+        mesh, textures = distributed.compute_on_rank_zero(self.trainer.strategy, self.bake_mesh)
         log.info("pass 2 starts at iteration %d: %d vertices, %d triangles", self.iteration, mesh.num_vertices, mesh.num_faces)
         self._enter_mesh_stage(mesh, textures)
         self.geometry.to(self.device)
@@ -328,8 +329,10 @@ class ReconstructionSystem(pl.LightningModule):
         metrics, buffers = self.evaluate_batch(batch)
         batch_size = int(batch["img"].shape[0])
         for k, v in metrics.items():
-            self.log(f"{prefix}/{k}", v.mean(), batch_size=batch_size, prog_bar=(k == "psnr" and prefix == "val"))
-        if batch_idx == 0 and not self.trainer.sanity_checking:
+            # sync_dist: under data parallelism each rank holds a share of the views.
+            self.log(f"{prefix}/{k}", v.mean(), batch_size=batch_size, prog_bar=(k == "psnr" and prefix == "val"),
+                     sync_dist=True)
+        if batch_idx == 0 and not self.trainer.sanity_checking and self.global_rank == 0:
             self._write_grid(batch, buffers, prefix)
 
     def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
