@@ -6,6 +6,10 @@ views through Lightning's DistributedSampler with the same seed: step k shows vi
 perm[2k], perm[2k+1] to the single process and one of them to each rank. The averaged gradient
 is then the batch-2 gradient up to float reassociation. The kd smoothness term is off because
 its jitter draws from each process's RNG, which would make the runs differ by more than that.
+Every process runs one intra-op thread (OMP_NUM_THREADS=1, what Lightning gives each of two
+ranks on two cores anyway): multi-threaded CPU reductions are not run-to-run deterministic
+(a one-process fit with 2 threads moved by 1 dB PSNR between two runs), single-threaded runs
+are, so the measured differences below are the batch split's alone and repeat exactly.
 
 Runs go through the real CLI in a subprocess (Lightning relaunches the command for rank 1).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,9 +43,17 @@ def fit(data: Path, root: Path, name: str, processes: int, *extra: str) -> Path:
                "--trainer.enable_progress_bar", "false", *extra]
     # Not this process's wandb service (see test_sigkill_then_resume).
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    env.update(WANDB_SILENT="true", WANDB_CONSOLE="off", DMTREC_DATA=str(SHARED))
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
+    env.update(WANDB_SILENT="true", WANDB_CONSOLE="off", DMTREC_DATA=str(SHARED), OMP_NUM_THREADS="1")
+    # Own session: on a timeout the whole group goes, rank 1 (Lightning's child) included.
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        _, err = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    assert process.returncode == 0, err[-4000:]
     return root / name
 
 
@@ -69,27 +82,29 @@ def test_one_step_per_pass_matches_one_process(tmp_path, spot_views):
 
 def test_tiny_fit_on_two_processes_matches_one(tmp_path, spot_views):
     """The whole tiny fit (160 + 40 iterations). Float reassociation is amplified by Adam's
-    normalised steps and by SDF sign flips, so the runs end as far apart as two seeds, not
-    bitwise equal. Measured (one vs two processes): test PSNR 19.05 vs 19.60 dB, Chamfer to Spot
-    0.0417 vs 0.0410; across seeds the same config gives 18.8-20.1 dB and 0.037-0.044
-    (test_fit_end_to_end). Bounds: a few times the measured differences, still inside the seed
-    spread; a broken average (ranks fitting their own halves of the views) fails the step test."""
+    normalised steps (a gradient component that is zero up to rounding gets a full +-lr step)
+    and by SDF sign flips, so the runs drift apart instead of staying bitwise equal. Measured
+    (one vs two processes): test PSNR 19.80 vs 19.60 dB, Chamfer to Spot 0.0395 vs 0.0410,
+    Chamfer between the two exported meshes 0.0225 (the 5000-sample floor is 0.010). For scale,
+    seeds 0-2 of this config give 18.8-20.1 dB and 0.037-0.044 (test_fit_end_to_end). Bounds:
+    about four times the measured differences (PSNR, Chamfer to Spot) and three times the
+    between-runs Chamfer above the sampling floor (0.010 + 3 x 0.0125 ~ 0.05). The step test
+    is the sharp check of the averaging; this one checks that nothing else (sampling, pass
+    switch, export on rank 0) departs from the one-process fit."""
     one = fit(spot_views, tmp_path, "one", 1)
     two = fit(spot_views, tmp_path, "two", 2)
     m1, m2 = (json.loads((run / "metrics.json").read_text()) for run in (one, two))
     assert m1["iterations"] == m2["iterations"] == 200
-    print(f"psnr {m1['test_psnr']:.3f} {m2['test_psnr']:.3f}, chamfer {m1['geometry_chamfer_l1']:.4f} "
-          f"{m2['geometry_chamfer_l1']:.4f}")
-    assert abs(m1["test_psnr"] - m2["test_psnr"]) < 1.5
-    assert abs(m1["geometry_chamfer_l1"] - m2["geometry_chamfer_l1"]) < 0.01
+    summary = {k: (m1[k], m2[k]) for k in ("test_psnr", "geometry_chamfer_l1")}
+    assert abs(m1["test_psnr"] - m2["test_psnr"]) < 0.8, summary
+    assert abs(m1["geometry_chamfer_l1"] - m2["geometry_chamfer_l1"]) < 0.006, summary
 
     from dmtrec.metrics.geometry import geometry_report
     from dmtrec.systems.components import read_mesh
 
     mesh1, mesh2 = (read_mesh(str(run / "mesh" / "mesh.obj"))[0] for run in (one, two))
     between = geometry_report(mesh2, mesh1, n_samples=5000)["chamfer_l1"]
-    print(f"chamfer between the runs' meshes {between:.4f}")
-    assert between < 0.03
+    assert between < 0.05, between
 
     # Rank 0 alone logged: one offline wandb run, one set of validation grids.
     assert len(list((two / "wandb").glob("offline-run-*"))) == 1
