@@ -96,6 +96,11 @@ class GradientAveragingDDP(DDPStrategy):
     def configure_ddp(self) -> None:
         assert isinstance(self.model, pl.LightningModule)
         broadcast_module_state(self.model)
+        # Every rank was seeded alike (identical initialisation); from here on the per-step
+        # randomness (the kd smoothness jitter) should differ between ranks' views, as it does
+        # between the views of one process's batch. Rank 0 keeps the one-process stream.
+        if self.global_rank > 0:
+            torch.manual_seed(torch.initial_seed() + self.global_rank)
 
     def pre_backward(self, closure_loss: Tensor) -> None:
         pass
