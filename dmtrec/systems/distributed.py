@@ -16,7 +16,7 @@ Use it with ``--trainer.strategy dmtrec_ddp --trainer.devices N`` (gloo on CPU, 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
 import pytorch_lightning as pl
 import torch
@@ -34,27 +34,39 @@ def _world_size() -> int:
 
 
 def average_gradients(module: nn.Module) -> None:
-    """All-reduce (mean) the ``.grad`` of every parameter of ``module`` that has one.
+    """All-reduce (mean) the gradients of every parameter of ``module`` that requires one.
 
-    The gradients go through one flat buffer per dtype (one collective each, not one per
-    parameter). Every rank must hold the same parameters with gradients in the same order,
-    which holds here because all ranks run the same pipeline stage on same-shaped batches.
+    A parameter without a gradient on some rank (its view did not reach it) counts as zero
+    there, as in one process's batch; one that has none on any rank keeps ``grad = None`` (Adam
+    skips it, as in one process). The gradients travel in one flat buffer per dtype, followed by
+    one has-gradient flag per parameter. All ranks hold the same parameters in the same order:
+    they run the same pipeline stage on identical modules.
     """
     world = _world_size()
     if world == 1:
         return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    by_dtype: Dict[torch.dtype, list] = {}
-    for g in grads:
-        by_dtype.setdefault(g.dtype, []).append(g)
-    for group in by_dtype.values():
-        flat = torch.cat([g.reshape(-1) for g in group])
+    by_dtype: Dict[torch.dtype, List[nn.Parameter]] = {}
+    for p in module.parameters():
+        if p.requires_grad:
+            by_dtype.setdefault(p.dtype, []).append(p)
+    for params in by_dtype.values():
+        pieces = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+        flags = torch.tensor([float(p.grad is not None) for p in params], dtype=params[0].dtype,
+                             device=params[0].device)
+        flat = torch.cat(pieces + [flags])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= world
+        present = flat[-len(params):].tolist()
         offset = 0
-        for g in group:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
+        for p, share in zip(params, present):
+            mean = flat[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+            if share == 0.0:
+                p.grad = None
+            elif p.grad is None:
+                p.grad = mean.clone()
+            else:
+                p.grad.copy_(mean)
 
 
 def broadcast_module_state(module: nn.Module, src: int = 0) -> None:

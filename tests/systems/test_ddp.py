@@ -109,3 +109,28 @@ def test_tiny_fit_on_two_processes_matches_one(tmp_path, spot_views):
     # Rank 0 alone logged: one offline wandb run, one set of validation grids.
     assert len(list((two / "wandb").glob("offline-run-*"))) == 1
     assert list((two / "images").glob("val_*.png"))
+
+
+def _average_on_rank(rank: int, init_file: str) -> None:
+    import torch.distributed as dist
+
+    from dmtrec.systems.distributed import average_gradients
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        module = torch.nn.ParameterDict({name: torch.nn.Parameter(torch.zeros(3)) for name in ("both", "one", "none")})
+        module["both"].grad = torch.full((3,), float(rank + 1))
+        if rank == 1:
+            module["one"].grad = torch.full((3,), 4.0)
+        average_gradients(module)
+        assert torch.equal(module["both"].grad, torch.full((3,), 1.5))
+        assert torch.equal(module["one"].grad, torch.full((3,), 2.0))  # rank 0 counts as zero
+        assert module["none"].grad is None  # no rank has one: Adam must skip it
+    finally:
+        dist.destroy_process_group()
+
+
+def test_average_gradients_treats_a_missing_gradient_as_zero(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_average_on_rank, args=(str(tmp_path / "init"),), nprocs=2)
