@@ -115,7 +115,8 @@ class GradientAveragingDDP(DDPStrategy):
             torch.manual_seed(torch.initial_seed() + self.global_rank)
 
     def pre_backward(self, closure_loss: Tensor) -> None:
-        pass
+        """Nothing to prepare: there is no DistributedDataParallel reducer (DDPStrategy's hook
+        would look for one)."""
 
     def post_backward(self, closure_loss: Tensor) -> None:
         if self.lightning_module is not None:
