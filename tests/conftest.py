@@ -33,3 +33,27 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def spot_dataset(tmp_path_factory):
+    """Factory ``make(views, res, val_views, test_views, probe_res) -> Path``: a NeRF-synthetic
+    folder of Spot rendered under the shared probe (seed 0, torch backend on the CPU), made once
+    per distinct settings per session."""
+    made = {}
+
+    def make(views: int, res: int, val_views: int, test_views: int, probe_res: int) -> Path:
+        key = (views, res, val_views, test_views, probe_res)
+        if key not in made:
+            from dmtrec.datasets.make_dataset import make_dataset
+
+            if not (SHARED_DATA / "meshes" / "spot" / "spot.obj").is_file():
+                pytest.skip(f"shared data not found at {SHARED_DATA}")
+            out = tmp_path_factory.mktemp("spot") / f"spot{res}"
+            made[key] = make_dataset(SHARED_DATA / "meshes" / "spot" / "spot.obj",
+                                     SHARED_DATA / "envmaps" / "mud_road_puresky_1k.hdr", views=views, res=res,
+                                     out=out, seed=0, val_views=val_views, test_views=test_views,
+                                     probe_res=probe_res, device="cpu", rasterizer="torch")
+        return made[key]
+
+    return make

@@ -38,13 +38,8 @@ def _quiet_offline_wandb(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def spot_views(tmp_path_factory) -> Path:
-    from dmtrec.datasets.make_dataset import make_dataset
-
-    out = tmp_path_factory.mktemp("data") / "spot32"
-    return make_dataset(SHARED / "meshes" / "spot" / "spot.obj", SHARED / "envmaps" / "mud_road_puresky_1k.hdr",
-                        views=8, res=32, out=out, seed=0, val_views=1, test_views=TEST_VIEWS, probe_res=32,
-                        device="cpu", rasterizer="torch")
+def spot_views(spot_dataset) -> Path:
+    return spot_dataset(views=8, res=32, val_views=1, test_views=TEST_VIEWS, probe_res=32)
 
 
 @pytest.fixture(scope="module")

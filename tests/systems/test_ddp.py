@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_fit_end_to_end import QUICKSTART, REPO, SHARED, TINY, spot_views  # noqa: F401 (fixture)
+from test_fit_end_to_end import QUICKSTART, REPO, SHARED, TINY
 
 pytestmark = [
     pytest.mark.slow,

@@ -48,16 +48,6 @@ def _quiet_offline_wandb(monkeypatch):
     monkeypatch.setenv("DMTREC_DATA", str(SHARED))
 
 
-@pytest.fixture(scope="session")
-def spot_views(tmp_path_factory) -> Path:
-    from dmtrec.datasets.make_dataset import make_dataset
-
-    out = tmp_path_factory.mktemp("data") / "spot48"
-    return make_dataset(SHARED / "meshes" / "spot" / "spot.obj", SHARED / "envmaps" / "mud_road_puresky_1k.hdr",
-                        views=48, res=48, out=out, seed=0, val_views=2, test_views=4, probe_res=64, device="cpu",
-                        rasterizer="torch")
-
-
 def fit(data: Path, output_root: Path, *extra: str) -> int:
     return main(["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(data),
                  "--run.output_root", str(output_root), *extra])
