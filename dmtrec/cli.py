@@ -15,7 +15,7 @@
   (``RUN_DIR/eval/`` by default) and log them to the run's offline wandb run.
   ``dmtrec eval --mesh M --ref R``: geometry report of a mesh file against a reference.
 
-Paths in configs may use ``${DMTREC_DATA}`` (default ``../shared/data``) and other
+Paths in configs may use ``${DMTREC_DATA}`` (default: the repository's ``data/``) and other
 environment variables; they are expanded before parsing.
 """
 
@@ -30,7 +30,8 @@ from typing import Any, List, Optional
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 OTHER_COMMANDS = ("export", "make-dataset", "eval")
-DEFAULT_DATA = "../shared/data"
+# The CC0 assets the quickstart and tests need ship in the repository's data/ folder.
+DEFAULT_DATA = str(Path(__file__).resolve().parents[1] / "data")
 
 USAGE = """usage: dmtrec <command> [options]
 
@@ -52,7 +53,7 @@ class CommandError(Exception):
 
 
 def _expand_config_files(argv: List[str], scratch: Path) -> List[str]:
-    """Expand environment variables (``${DMTREC_DATA}`` defaults to ../shared/data) in the
+    """Expand environment variables (``${DMTREC_DATA}`` defaults to the repository's data/) in the
     ``-c/--config`` files, writing the expanded copies under ``scratch``."""
     env = dict(os.environ)
     env.setdefault("DMTREC_DATA", DEFAULT_DATA)

@@ -4,9 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# ../shared/data beside the checkout (CI clones next to shared/); DMTREC_SHARED_DATA overrides.
-SHARED_DATA = Path(os.environ.get("DMTREC_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+from common import DATA, PROBE_HDR, QUIET_ENV, SHARED_DATA, SPOT_OBJ
 
 # Deterministic, 2-core friendly defaults for the CPU suite.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -28,11 +26,26 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _quiet_offline_wandb(monkeypatch):
+    """wandb quiet and offline, ``${DMTREC_DATA}`` the repository's data/, in every test."""
+    for key, value in QUIET_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The repository's data/ folder (meshes/, envmaps/)."""
+    return DATA
+
+
+@pytest.fixture
+def nvdiffrec_tets() -> Path:
+    """nvdiffrec's tet grid folder (``32_tets.npz``, ``64_tets.npz``), or a skip saying why."""
+    tets = SHARED_DATA / "tets"
+    if not (tets / "32_tets.npz").is_file():
+        pytest.skip(f"nvdiffrec's tet grids (NVIDIA's files, not shipped) not found at {tets}")
+    return tets
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +60,8 @@ def spot_dataset(tmp_path_factory):
         if key not in made:
             from dmtrec.datasets.make_dataset import make_dataset
 
-            if not (SHARED_DATA / "meshes" / "spot" / "spot.obj").is_file():
-                pytest.skip(f"shared data not found at {SHARED_DATA}")
             out = tmp_path_factory.mktemp("spot") / f"spot{res}"
-            made[key] = make_dataset(SHARED_DATA / "meshes" / "spot" / "spot.obj",
-                                     SHARED_DATA / "envmaps" / "mud_road_puresky_1k.hdr", views=views, res=res,
+            made[key] = make_dataset(SPOT_OBJ, PROBE_HDR, views=views, res=res,
                                      out=out, seed=0, val_views=val_views, test_views=test_views,
                                      probe_res=probe_res, device="cpu", rasterizer="torch")
         return made[key]

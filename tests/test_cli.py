@@ -7,11 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from common import CONFIGS, DATA, QUICKSTART, TINY
 from dmtrec.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "experiments" / "configs" / "quickstart.yaml"
-TINY = REPO / "experiments" / "configs" / "tests" / "tiny_spot.yaml"
 
 
 def test_usage_lists_every_command(capsys):
@@ -41,11 +39,11 @@ def test_print_config_merges_repeated_configs_overrides_and_env(capsys, monkeypa
                              "checkpoint_every": 10}
 
 
-def test_data_path_defaults_to_shared_data(capsys, monkeypatch):
+def test_data_path_defaults_to_the_repository_data(capsys, monkeypatch):
     monkeypatch.delenv("DMTREC_DATA", raising=False)
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(QUICKSTART), "--print_config"])
-    assert yaml.safe_load(capsys.readouterr().out)["data"]["probe"] == "../shared/data/envmaps/mud_road_puresky_1k.hdr"
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["probe"] == str(DATA / "envmaps" / "mud_road_puresky_1k.hdr")
 
 
 def test_missing_config_file_is_one_line(capsys, tmp_path):
@@ -73,7 +71,7 @@ def test_unreadable_probe_or_mesh_is_one_line_before_training(capsys, tmp_path, 
     bad = tmp_path / ("bad.hdr" if kind == "probe" else "bad.obj")
     bad.write_text("v 1 2\n")
     override = (["--model.light.init", str(bad)] if kind == "probe" else
-                ["-c", str(REPO / "experiments" / "configs" / "refine_spot.yaml"), "--model.mesh_pass.init_mesh", str(bad)])
+                ["-c", str(CONFIGS / "refine_spot.yaml"), "--model.mesh_pass.init_mesh", str(bad)])
     assert main(["fit", "-c", str(QUICKSTART), "--run.output_root", str(tmp_path / "out"), *override]) == 1
     err = capsys.readouterr().err
     problem = "not a Radiance HDR file" if kind == "probe" else "malformed 'v' line"

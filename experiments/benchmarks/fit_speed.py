@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rasterizer", default="auto", choices=("auto", "torch", "nvdiffrast"))
     parser.add_argument("--views", type=int, default=16, help="pool of pre-rendered training views")
     parser.add_argument("--probe-res", type=int, default=128, help="reference light faces (dataset only)")
-    parser.add_argument("--data", default=os.environ.get("DMTREC_DATA", str(REPO.parent / "shared" / "data")),
-                        help="shared data root (Spot mesh and probe)")
+    parser.add_argument("--data", default=os.environ.get("DMTREC_DATA", str(REPO / "data")),
+                        help="data root (Spot mesh and probe; default the repository's data/)")
     return parser
 
 
@@ -102,7 +102,7 @@ def check_args(args: argparse.Namespace) -> None:
     data = Path(args.data)
     for path in (data / "meshes" / "spot" / "spot.obj", data / "envmaps" / "mud_road_puresky_1k.hdr"):
         if not path.is_file():
-            raise SystemExit(f"fit_speed: {path} not found (set --data or DMTREC_DATA to the shared data folder)")
+            raise SystemExit(f"fit_speed: {path} not found (set --data or DMTREC_DATA to a folder with meshes/ and envmaps/)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("fit_speed: --device cuda but CUDA is not available; use --device cpu with reduced settings")
 

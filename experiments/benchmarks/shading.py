@@ -35,7 +35,7 @@ from dmtrec.render.material import VolumetricMaterial
 from dmtrec.render.raster import get_rasterizer, nvdiffrast_available
 from dmtrec.render.render_mesh import render_mesh
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 SETTINGS = {
     "quickstart": dict(resolution=128, batch=4, grid=32, light_res=32,
@@ -53,7 +53,7 @@ def sync(device: torch.device) -> None:
 def bench(setting: str, device: torch.device, backend: str, repeats: int, data: Path) -> dict:
     cfg = SETTINGS[setting]
     rasterizer = get_rasterizer(backend, device)
-    geometry = DMTetGeometry(resolution=cfg["grid"], scale=2.4, grid_file=str(data / "tets" / f"{cfg['grid']}_tets.npz"),
+    geometry = DMTetGeometry(resolution=cfg["grid"], scale=2.4,
                              init="mesh", init_mesh=data / "meshes" / "spot" / "spot.obj").to(device)
     lo, hi = geometry.grid_aabb()
     material = VolumetricMaterial(torch.stack([lo, hi]).cpu(), **cfg["hashgrid"]).to(device)
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu, and cuda when available)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--data", type=Path, default=SHARED, help="the shared data folder (Spot, tet grids)")
+    parser.add_argument("--data", type=Path, default=DATA, help="data folder with meshes/spot (default: the repository's data/)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

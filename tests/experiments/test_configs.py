@@ -4,19 +4,18 @@ datamodule and trainer, without training and without reading absent datasets (no
 import contextlib
 import io
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import reproduce  # experiments/reproduce.py (pytest.ini puts experiments/ on the path)
+from common import CONFIGS, REPO
 from dmtrec import cli
 from dmtrec.datasets.datamodule import KINDS, ReconDataModule
 from dmtrec.systems.pipeline import ReconstructionSystem
 from dmtrec.systems.run import RunConfig
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "experiments" / "configs"
 ALL_CONFIGS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml"))
 # Configs that are overrides on top of others (their header says so), with the arguments their
 # usage line needs; every other config stands alone.
@@ -25,8 +24,6 @@ OVERLAYS = {
     "tests/tiny_spot.yaml": (["quickstart.yaml"], ["--data.path", "absent/nerf_synthetic/spot"]),
 }
 
-sys.path.insert(0, str(REPO / "experiments"))
-import reproduce  # noqa: E402  (experiments/reproduce.py is a script, not a package module)
 
 
 def print_config(config: str, *extra: str) -> dict:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "experiments"))
-import reproduce  # noqa: E402  (experiments/reproduce.py is a script, not a package module)
+import reproduce  # experiments/reproduce.py (pytest.ini puts experiments/ on the path)
+from common import REPO
 
 PAPER = {"citation": "Paper et al. (Table 9)", "scenes": {"nerf_synthetic/lego": {"psnr": 28.5, "ssim": 0.9}},
          "groups": {"nerf_synthetic": {"mean": {"psnr": 29.05}}}}

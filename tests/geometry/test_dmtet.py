@@ -134,8 +134,8 @@ def test_bad_arguments_are_clear_errors():
         DMTetGeometry(resolution=8, scale=0.0)
 
 
-def test_nvdiffrec_grid_file(shared_data):
-    geo = DMTetGeometry(resolution=32, scale=2.1, grid_file=str(shared_data / "tets" / "32_tets.npz"), init="sphere")
+def test_nvdiffrec_grid_file(nvdiffrec_tets):
+    geo = DMTetGeometry(resolution=32, scale=2.1, grid_file=str(nvdiffrec_tets / "32_tets.npz"), init="sphere")
     assert geo.grid_verts.shape == (6641, 3) and geo.tets.shape == (30136, 4)
     mesh = geo.mesh(with_uv=False)
     assert signed_volume(mesh.v_pos, mesh.t_pos_idx) == pytest.approx(4 / 3 * math.pi * (0.25 * 2.1) ** 3, rel=0.03)

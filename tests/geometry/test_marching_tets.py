@@ -92,8 +92,8 @@ def test_chamfer_to_analytic_surface_is_below_half_a_cell_at_64(shape):
     assert mean < half_cell and worst < half_cell, (float(mean), float(worst))
 
 
-def test_chamfer_on_nvdiffrec_grid_64(shared_data):
-    grid = load_tet_grid(shared_data / "tets" / "64_tets.npz")
+def test_chamfer_on_nvdiffrec_grid_64(nvdiffrec_tets):
+    grid = load_tet_grid(nvdiffrec_tets / "64_tets.npz")
     gen = torch.Generator().manual_seed(2)
     fn = lambda p: sphere_sdf(p, 0.35)  # noqa: E731
     mesh = extract(grid, fn(grid.vertices.double()))

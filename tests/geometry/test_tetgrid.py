@@ -98,8 +98,8 @@ def test_generated_grid_is_cached_atomically(tmp_path, monkeypatch):
     assert torch.equal(tet_grid(16).tets, first.tets)
 
 
-def test_nvdiffrec_grid_loads_with_positive_orientation(shared_data):
-    grid = load_tet_grid(shared_data / "tets" / "32_tets.npz")
+def test_nvdiffrec_grid_loads_with_positive_orientation(nvdiffrec_tets):
+    grid = load_tet_grid(nvdiffrec_tets / "32_tets.npz")
     assert grid.resolution == 32
     assert (grid.num_vertices, grid.num_tets) == NVDIFFREC_COUNTS[32]
     assert tet_volumes(grid.vertices.numpy(), grid.tets.numpy()).min() > 0

@@ -15,26 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from common import QUICKSTART, QUIET_ENV, TINY
 from dmtrec.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
-QUICKSTART = REPO / "experiments" / "configs" / "quickstart.yaml"
-TINY = REPO / "experiments" / "configs" / "tests" / "tiny_spot.yaml"
-SHARED = Path(os.environ.get("DMTREC_SHARED_DATA", REPO.parent / "shared" / "data"))
 TEST_VIEWS = 3
 METRIC_SAMPLES = 500
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (SHARED / "meshes" / "spot" / "spot.obj").is_file(), reason=f"shared data not found at {SHARED}"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _quiet_offline_wandb(monkeypatch):
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_CONSOLE", "off")
-    monkeypatch.setenv("DMTREC_DATA", str(SHARED))
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +33,8 @@ def spot_views(spot_dataset) -> Path:
 def run_dir(tmp_path_factory, spot_views) -> Path:
     root = tmp_path_factory.mktemp("fit")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DMTREC_DATA", str(SHARED))
-        mp.setenv("WANDB_SILENT", "true")
-        mp.setenv("WANDB_CONSOLE", "off")
+        for key, value in QUIET_ENV.items():
+            mp.setenv(key, value)
         assert main(["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(spot_views),
                      "--run.output_root", str(root), "--model.iters_dmtet", "8",
                      "--model.iters_mesh", "4", "--model.metric_samples", str(METRIC_SAMPLES),
@@ -59,8 +45,8 @@ def run_dir(tmp_path_factory, spot_views) -> Path:
 @pytest.fixture(scope="module")
 def evaluated(run_dir) -> Path:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WANDB_SILENT", "true")
-        mp.setenv("WANDB_CONSOLE", "off")
+        for key, value in QUIET_ENV.items():
+            mp.setenv(key, value)
         assert main(["eval", str(run_dir)]) == 0
     return run_dir / "eval"
 

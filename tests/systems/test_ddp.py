@@ -26,12 +26,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_fit_end_to_end import QUICKSTART, REPO, SHARED, TINY
+from common import QUICKSTART, REPO, TINY, subprocess_env
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (SHARED / "meshes" / "spot" / "spot.obj").is_file(), reason=f"shared data not found at {SHARED}"),
-]
+pytestmark = pytest.mark.slow
 
 
 def fit(data: Path, root: Path, name: str, processes: int, *extra: str) -> Path:
@@ -42,8 +39,7 @@ def fit(data: Path, root: Path, name: str, processes: int, *extra: str) -> Path:
                "--data.batch_size", str(2 // processes), "--model.material.smoothness", "0",
                "--trainer.enable_progress_bar", "false", *extra]
     # Not this process's wandb service (see test_sigkill_then_resume).
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    env.update(WANDB_SILENT="true", WANDB_CONSOLE="off", DMTREC_DATA=str(SHARED), OMP_NUM_THREADS="1")
+    env = subprocess_env(OMP_NUM_THREADS="1")
     # Own session: on a timeout the whole group goes, rank 1 (Lightning's child) included.
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)

@@ -15,13 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from common import QUICKSTART, QUIET_ENV, REPO, TINY, subprocess_env
 from dmtrec.cli import main
 from dmtrec.systems.pipeline import ReconstructionSystem
 
-REPO = Path(__file__).resolve().parents[2]
-QUICKSTART = REPO / "experiments" / "configs" / "quickstart.yaml"
-TINY = REPO / "experiments" / "configs" / "tests" / "tiny_spot.yaml"
-SHARED = Path(os.environ.get("DMTREC_SHARED_DATA", REPO.parent / "shared" / "data"))
 TOTAL_ITERS = 200  # tiny_spot: 160 (pass 1) + 40 (pass 2)
 # Chamfer-L1 in units of Spot's bounding-box size (geometry_report, 5000 samples). Measured on
 # this config, seeds 0-2: 0.037, 0.042, 0.044. For scale: the sampling floor (Spot against
@@ -31,21 +28,11 @@ CHAMFER_BOUND = 0.06
 # an empty render scores 13.3 dB, the exact silhouette filled with flat grey 20.3 dB.
 PSNR_BOUND = 16.5
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (SHARED / "meshes" / "spot" / "spot.obj").is_file(), reason=f"shared data not found at {SHARED}"),
-]
+pytestmark = pytest.mark.slow
 
 
 class SimulatedKill(Exception):
     """Stands in for SIGKILL: aborts the process's training at a chosen iteration."""
-
-
-@pytest.fixture(autouse=True)
-def _quiet_offline_wandb(monkeypatch):
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_CONSOLE", "off")
-    monkeypatch.setenv("DMTREC_DATA", str(SHARED))
 
 
 def fit(data: Path, output_root: Path, *extra: str) -> int:
@@ -62,9 +49,8 @@ def ckpt_state(path: Path) -> dict:
 def finished_run(tmp_path_factory, spot_views) -> Path:
     root = tmp_path_factory.mktemp("fit")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WANDB_SILENT", "true")
-        mp.setenv("WANDB_CONSOLE", "off")
-        mp.setenv("DMTREC_DATA", str(SHARED))
+        for key, value in QUIET_ENV.items():
+            mp.setenv(key, value)
         assert fit(spot_views, root) == 0
     return root / "tiny_spot"
 
@@ -149,8 +135,7 @@ def test_sigkill_then_resume(tmp_path, spot_views):
     last = tmp_path / "tiny_spot" / "checkpoints" / "last.ckpt"
     # Without WANDB_SERVICE: a child would otherwise attach to this process's wandb service, which
     # then keeps the killed child's run id marked as in use (a fresh shell has no such link).
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    env.update(WANDB_SILENT="true", WANDB_CONSOLE="off", DMTREC_DATA=str(SHARED))
+    env = subprocess_env()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
