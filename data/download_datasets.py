@@ -87,8 +87,10 @@ def plan(datasets: Sequence[str], out: Path) -> List[str]:
         else:
             for archive in DATASETS[dataset]:
                 stem = archive.name[: -len(".zip")]
-                steps.append(f"extract -> {out / 'nerd' / stem}; resize images and masks to "
-                             f"{NERD_RESOLUTION[0]}x{NERD_RESOLUTION[1]} -> {out / 'nerd' / (stem + '_rescaled')}")
+                steps.append(
+                    f"extract -> {out / 'nerd' / stem}; resize images and masks to "
+                    f"{NERD_RESOLUTION[0]}x{NERD_RESOLUTION[1]} -> {out / 'nerd' / (stem + '_rescaled')}"
+                )
     return steps
 
 
@@ -110,8 +112,10 @@ def download(archive: Archive, folder: Path, checksums: Dict[str, str]) -> Path:
         try:
             with urllib.request.urlopen(archive.url, timeout=60) as response, open(partial, "wb") as fh:
                 if response.headers.get_content_type() == "text/html":
-                    raise DownloadError(f"{archive.url}: got an HTML page instead of the archive (Google Drive quota "
-                                        f"or confirmation page?); download it by hand into {target}")
+                    raise DownloadError(
+                        f"{archive.url}: got an HTML page instead of the archive (Google Drive quota "
+                        f"or confirmation page?); download it by hand into {target}"
+                    )
                 shutil.copyfileobj(response, fh, length=1 << 20)
         except OSError as exc:
             raise DownloadError(f"{archive.url}: download failed ({exc})") from None
@@ -132,7 +136,7 @@ def extract(zip_path: Path, dest: Path, strip_prefix: str) -> None:
             for member in archive.infolist():
                 if not member.filename.startswith(strip_prefix) or member.is_dir():
                     continue
-                out = (dest / member.filename[len(strip_prefix):]).resolve()
+                out = (dest / member.filename[len(strip_prefix) :]).resolve()
                 if dest not in out.parents:
                     raise DownloadError(f"{zip_path}: member {member.filename!r} would be written outside {dest}")
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -220,13 +224,24 @@ def fetch(datasets: Sequence[str], out: Path, checksums: Dict[str, str], delete_
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder to hold the datasets (created if missing)")
-    parser.add_argument("--only", choices=sorted(DATASETS), action="append",
-                        help="download only this dataset (repeatable); default: all")
-    parser.add_argument("--sha256", action="append", default=[], metavar="NAME=HEX",
-                        help=f"expected SHA-256 of an archive; NAME is one of "
-                             f"{', '.join(a.name for group in DATASETS.values() for a in group)}")
+    parser.add_argument(
+        "--only",
+        choices=sorted(DATASETS),
+        action="append",
+        help="download only this dataset (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--sha256",
+        action="append",
+        default=[],
+        metavar="NAME=HEX",
+        help=f"expected SHA-256 of an archive; NAME is one of "
+        f"{', '.join(a.name for group in DATASETS.values() for a in group)}",
+    )
     parser.add_argument("--delete-archives", action="store_true", help="remove zips and NeRD originals afterwards")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done; no network access")
     args = parser.parse_args(argv)

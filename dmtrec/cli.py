@@ -28,24 +28,26 @@ import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
+from dmtrec import commands
+
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
-OTHER_COMMANDS = ("export", "make-dataset", "eval")
+OTHER_COMMANDS = tuple(commands.COMMANDS)
 # The CC0 assets the quickstart and tests need ship in the repository's data/ folder.
 DEFAULT_DATA = str(Path(__file__).resolve().parents[1] / "data")
 
-USAGE = """usage: dmtrec <command> [options]
 
-commands:
-  fit           train: dmtrec fit -c experiments/configs/quickstart.yaml [--ckpt_path last]
-  validate      evaluate a checkpoint on the validation views (-c CONFIG --ckpt_path CKPT)
-  test          evaluate a checkpoint on the test views (-c CONFIG --ckpt_path CKPT)
-  export        write mesh, textures, GLB and probe of a checkpoint (--ckpt CKPT --out DIR)
-  make-dataset  render a reference mesh into a NeRF-synthetic dataset folder
-  eval          evaluate a run's test views and geometry (RUN_DIR [--data D] [--reference MESH]),
-                or compare mesh files (--mesh M --ref R)
-
-`dmtrec <command> --help` lists a command's options.
-"""
+def _usage() -> str:
+    lines = [
+        "usage: dmtrec <command> [options]",
+        "",
+        "commands:",
+        "  fit           train: dmtrec fit -c experiments/configs/quickstart.yaml [--ckpt_path last]",
+        "  validate      evaluate a checkpoint on the validation views (-c CONFIG --ckpt_path CKPT)",
+        "  test          evaluate a checkpoint on the test views (-c CONFIG --ckpt_path CKPT)",
+    ]
+    for name in commands.COMMANDS:
+        lines.append(f"  {name:<13} {commands.load(name).HELP}")
+    return "\n".join(lines + ["", "`dmtrec <command> --help` lists a command's options.", ""])
 
 
 class CommandError(Exception):
@@ -142,10 +144,20 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
                 logger = CSVLogger(save_dir=str(paths.root), name="", version="csv")
             else:
                 os.environ["WANDB_MODE"] = run["wandb"]
-                logger = WandbLogger(name=paths.name, id=paths.wandb_id, save_dir=str(paths.root),
-                                     project=run["project"], offline=run["wandb"] == "offline", resume="allow")
-            checkpoint = ModelCheckpoint(dirpath=str(paths.checkpoints), save_last=True, save_top_k=0,
-                                         every_n_train_steps=run["checkpoint_every"])
+                logger = WandbLogger(
+                    name=paths.name,
+                    id=paths.wandb_id,
+                    save_dir=str(paths.root),
+                    project=run["project"],
+                    offline=run["wandb"] == "offline",
+                    resume="allow",
+                )
+            checkpoint = ModelCheckpoint(
+                dirpath=str(paths.checkpoints),
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=run["checkpoint_every"],
+            )
             configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
             configured = configured if isinstance(configured, list) else [configured]
             kwargs["callbacks"] = configured + [checkpoint, FinalizeRun(paths.root)]
@@ -194,31 +206,20 @@ def _finish_wandb(failed: bool) -> None:
 
 
 def _run_other(command: str, argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"dmtrec {command}")
-    if command == "export":
-        from dmtrec.export import add_export_args, run_export
-
-        add_export_args(parser)
-        return run_export(parser.parse_args(argv))
-    if command == "eval":
-        from dmtrec.metrics.evaluate import add_eval_args, run_eval
-
-        add_eval_args(parser)
-        return run_eval(parser.parse_args(argv))
-    from dmtrec.datasets import make_dataset as make_dataset_module
-
-    make_dataset_module.add_make_dataset_args(parser)
-    return make_dataset_module.run_make_dataset(parser.parse_args(argv)) or 0
+    module = commands.load(command)
+    parser = argparse.ArgumentParser(prog=f"dmtrec {command}", description=module.HELP)
+    module.add_arguments(parser)
+    return module.main(parser.parse_args(argv)) or 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(_usage())
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in LIGHTNING_COMMANDS + OTHER_COMMANDS:
-        print(f"dmtrec: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        print(f"dmtrec: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     # force: bind to the current stderr on every call (main() may run several times in a process).
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)

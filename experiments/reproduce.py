@@ -37,8 +37,9 @@ CONFIGS = REPO / "experiments" / "configs"
 PAPER_NUMBERS = REPO / "experiments" / "paper_numbers.yaml"
 SBATCH = "experiments/cluster/single_scene.sbatch"
 
-NERF_SYNTHETIC = tuple(f"nerf_synthetic/{s}" for s in
-                       ("chair", "drums", "ficus", "hotdog", "lego", "materials", "mic", "ship"))
+NERF_SYNTHETIC = tuple(
+    f"nerf_synthetic/{s}" for s in ("chair", "drums", "ficus", "hotdog", "lego", "materials", "mic", "ship")
+)
 NERD = ("nerd/ehead", "nerd/gold")
 REFERENCE = ("spot", "bob")
 SCENES = NERF_SYNTHETIC + NERD + REFERENCE
@@ -48,8 +49,10 @@ DATASET_ENV = {"nerf_synthetic": "DMTREC_NERF_SYNTHETIC", "nerd": "DMTREC_NERD"}
 GROUP_TITLES = {
     "nerf_synthetic": "NeRF-synthetic: test views, PSNR (dB) and SSIM in sRGB (nvdiffrec's convention)",
     "nerd": "NeRD: test views, PSNR (dB) and SSIM",
-    "reference": ("Reference meshes: Chamfer L1 and F-score@0.01 against the reference, both normalised by "
-                  "the reference's longest bounding-box side; PSNR on the test orbit views"),
+    "reference": (
+        "Reference meshes: Chamfer L1 and F-score@0.01 against the reference, both normalised by "
+        "the reference's longest bounding-box side; PSNR on the test orbit views"
+    ),
 }
 
 
@@ -80,8 +83,9 @@ def resolve_scenes(names: Sequence[str]) -> List[str]:
         elif name in SCENES:
             out.append(name)
         else:
-            raise ValueError(f"scene {name!r}: unknown; choose from {', '.join(SCENES)} or the groups "
-                             f"{', '.join(GROUPS)}")
+            raise ValueError(
+                f"scene {name!r}: unknown; choose from {', '.join(SCENES)} or the groups {', '.join(GROUPS)}"
+            )
     return list(dict.fromkeys(out))
 
 
@@ -116,8 +120,21 @@ def dataset_skip_reason(scene: str, env: Dict[str, str]) -> Optional[str]:
 # ---------------------------------------------------------------------- commands
 def fit_command(scene: str, output_root: str, overrides: Sequence[str]) -> List[str]:
     """The local ``dmtrec fit`` command; ``--ckpt_path last`` resumes an interrupted run."""
-    return [sys.executable, "-m", "dmtrec.cli", "fit", "-c", str(config_path(scene).relative_to(REPO)),
-            "--run.name", run_name(scene), "--run.output_root", output_root, "--ckpt_path", "last", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "dmtrec.cli",
+        "fit",
+        "-c",
+        str(config_path(scene).relative_to(REPO)),
+        "--run.name",
+        run_name(scene),
+        "--run.output_root",
+        output_root,
+        "--ckpt_path",
+        "last",
+        *overrides,
+    ]
 
 
 def sbatch_command(scene: str, overrides: Sequence[str]) -> List[str]:
@@ -125,8 +142,9 @@ def sbatch_command(scene: str, overrides: Sequence[str]) -> List[str]:
     return ["sbatch", SBATCH, scene, *overrides]
 
 
-def run_local(scenes: Sequence[str], output_root: str, overrides: Sequence[str], env: Dict[str, str],
-              dry_run: bool = False) -> Dict[str, str]:
+def run_local(
+    scenes: Sequence[str], output_root: str, overrides: Sequence[str], env: Dict[str, str], dry_run: bool = False
+) -> Dict[str, str]:
     """Run the scenes one after the other; returns the scenes that did not end well, with why."""
     problems: Dict[str, str] = {}
     for scene in scenes:
@@ -146,12 +164,16 @@ def run_local(scenes: Sequence[str], output_root: str, overrides: Sequence[str],
     return problems
 
 
-def run_cluster(scenes: Sequence[str], output_root: str, overrides: Sequence[str], env: Dict[str, str],
-                submit: bool) -> Dict[str, str]:
+def run_cluster(
+    scenes: Sequence[str], output_root: str, overrides: Sequence[str], env: Dict[str, str], submit: bool
+) -> Dict[str, str]:
     """Print (and with ``submit`` run) one sbatch per scene; returns the scenes whose sbatch failed."""
     problems: Dict[str, str] = {}
-    prefix = [f"{var}={shlex.quote(env[var])}" for var in ("DMTREC_OUTPUT_ROOT", *DATASET_ENV.values(), "DMTREC_DATA")
-              if env.get(var)]
+    prefix = [
+        f"{var}={shlex.quote(env[var])}"
+        for var in ("DMTREC_OUTPUT_ROOT", *DATASET_ENV.values(), "DMTREC_DATA")
+        if env.get(var)
+    ]
     for scene in scenes:
         command = sbatch_command(scene, overrides)
         print(" ".join(prefix + [shlex.join(command)]), flush=True)
@@ -198,8 +220,11 @@ def collect(scenes: Sequence[str], output_root: Path, problems: Optional[Dict[st
             results.append(RunResult(scene, status, detail=detail))
         elif folder.is_dir():
             has_ckpt = (folder / "checkpoints" / "last.ckpt").is_file()
-            results.append(RunResult(scene, "unfinished",
-                                     detail="checkpoint but no metrics.json" if has_ckpt else "no metrics.json"))
+            results.append(
+                RunResult(
+                    scene, "unfinished", detail="checkpoint but no metrics.json" if has_ckpt else "no metrics.json"
+                )
+            )
         else:
             results.append(RunResult(scene, "not run"))
     return results
@@ -241,9 +266,13 @@ def _mean(values: List[Optional[float]]) -> Optional[float]:
 def results_table(results: Sequence[RunResult], paper: dict, note: str = "") -> str:
     """The Markdown report: one table per scene group, ours beside the published numbers."""
     paper_scenes, paper_groups = paper.get("scenes") or {}, paper.get("groups") or {}
-    lines = ["# dmtrec reproduction of nvdiffrec", "",
-             f"Published numbers: {paper['citation'].strip()}; \"n/a\" where no published value was "
-             "transcribed (experiments/paper_numbers.yaml lists the sources).", ""]
+    lines = [
+        "# dmtrec reproduction of nvdiffrec",
+        "",
+        f'Published numbers: {paper["citation"].strip()}; "n/a" where no published value was '
+        "transcribed (experiments/paper_numbers.yaml lists the sources).",
+        "",
+    ]
     if note:
         lines += [note, ""]
     by_group: Dict[str, List[RunResult]] = {}
@@ -255,8 +284,11 @@ def results_table(results: Sequence[RunResult], paper: dict, note: str = "") -> 
             continue
         lines += [f"## {GROUP_TITLES[group]}", ""]
         if group == "reference":
-            columns = [("Chamfer L1", "geometry_chamfer_l1", "chamfer_l1", 5),
-                       ("F@0.01", "geometry_f_score@0.01", None, 3), ("PSNR", "test_psnr", "psnr", 2)]
+            columns = [
+                ("Chamfer L1", "geometry_chamfer_l1", "chamfer_l1", 5),
+                ("F@0.01", "geometry_f_score@0.01", None, 3),
+                ("PSNR", "test_psnr", "psnr", 2),
+            ]
         else:
             columns = [("PSNR", "test_psnr", "psnr", 2), ("SSIM", "test_ssim", "ssim", 4)]
         header = ["scene", "status"]
@@ -292,7 +324,7 @@ def _split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
     argv = list(argv)
     if "--" in argv:
         i = argv.index("--")
-        return argv[:i], argv[i + 1:]
+        return argv[:i], argv[i + 1 :]
     return argv, []
 
 
@@ -300,16 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="experiments/reproduce.py",
         description="Run nvdiffrec's experiments (locally or on SLURM) and write the comparison table. "
-                    "Arguments after -- go to every `dmtrec fit`.")
-    parser.add_argument("scenes", nargs="*", default=["all"],
-                        help=f"scenes or groups ({', '.join(GROUPS)}); default all")
+        "Arguments after -- go to every `dmtrec fit`.",
+    )
+    parser.add_argument(
+        "scenes", nargs="*", default=["all"], help=f"scenes or groups ({', '.join(GROUPS)}); default all"
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--cluster", action="store_true", help="print one sbatch command per scene (see --submit)")
     mode.add_argument("--collect", action="store_true", help="only read metrics.json files and write the table")
     parser.add_argument("--submit", action="store_true", help="with --cluster: run the sbatch commands")
     parser.add_argument("--dry-run", action="store_true", help="local mode: print the commands, run nothing")
-    parser.add_argument("--output-root", default=os.environ.get("DMTREC_OUTPUT_ROOT", "outputs"),
-                        help="parent of the run folders (default $DMTREC_OUTPUT_ROOT or outputs)")
+    parser.add_argument(
+        "--output-root",
+        default=os.environ.get("DMTREC_OUTPUT_ROOT", "outputs"),
+        help="parent of the run folders (default $DMTREC_OUTPUT_ROOT or outputs)",
+    )
     parser.add_argument("--nerf-synthetic", help="NeRF-synthetic root (sets DMTREC_NERF_SYNTHETIC)")
     parser.add_argument("--nerd", help="NeRD root (sets DMTREC_NERD)")
     parser.add_argument("--data", help="shared data root for spot/bob and tet grids (sets DMTREC_DATA)")
@@ -329,8 +366,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     env = dict(os.environ)
-    for var, value in (("DMTREC_NERF_SYNTHETIC", args.nerf_synthetic), ("DMTREC_NERD", args.nerd),
-                       ("DMTREC_DATA", args.data)):
+    for var, value in (
+        ("DMTREC_NERF_SYNTHETIC", args.nerf_synthetic),
+        ("DMTREC_NERD", args.nerd),
+        ("DMTREC_DATA", args.data),
+    ):
         if value:
             env[var] = str(Path(value).expanduser().resolve())
     if args.output_root != "outputs":

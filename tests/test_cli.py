@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
-
 from common import CONFIGS, DATA, QUICKSTART, TINY
-from dmtrec.cli import main
 
+from dmtrec.cli import main
 
 
 def test_usage_lists_every_command(capsys):
@@ -35,8 +32,13 @@ def test_print_config_merges_repeated_configs_overrides_and_env(capsys, monkeypa
     assert config["model"]["iters_mesh"] == 7  # dotted override wins
     assert config["model"]["dmtet"]["resolution"] == 32  # from quickstart, untouched
     assert config["model"]["reference_mesh"] == "/data/here/meshes/spot/spot.obj"
-    assert config["run"] == {"name": "tiny_spot", "output_root": "outputs", "wandb": "offline", "project": "dmtrec",
-                             "checkpoint_every": 10}
+    assert config["run"] == {
+        "name": "tiny_spot",
+        "output_root": "outputs",
+        "wandb": "offline",
+        "project": "dmtrec",
+        "checkpoint_every": 10,
+    }
 
 
 def test_data_path_defaults_to_the_repository_data(capsys, monkeypatch):
@@ -70,8 +72,11 @@ def test_argparse_commands_are_wired(capsys, command, option):
 def test_unreadable_probe_or_mesh_is_one_line_before_training(capsys, tmp_path, kind):
     bad = tmp_path / ("bad.hdr" if kind == "probe" else "bad.obj")
     bad.write_text("v 1 2\n")
-    override = (["--model.light.init", str(bad)] if kind == "probe" else
-                ["-c", str(CONFIGS / "refine_spot.yaml"), "--model.mesh_pass.init_mesh", str(bad)])
+    override = (
+        ["--model.light.init", str(bad)]
+        if kind == "probe"
+        else ["-c", str(CONFIGS / "refine_spot.yaml"), "--model.mesh_pass.init_mesh", str(bad)]
+    )
     assert main(["fit", "-c", str(QUICKSTART), "--run.output_root", str(tmp_path / "out"), *override]) == 1
     err = capsys.readouterr().err
     problem = "not a Radiance HDR file" if kind == "probe" else "malformed 'v' line"

@@ -131,7 +131,10 @@ class ReconDataModule(pl.LightningDataModule):
             if downscale != 1:
                 raise ValueError("downscale: applies to nerf_synthetic images; set resolution for reference_mesh")
         if holdout and kind != "nerd":
-            raise ValueError(f"holdout: applies to kind nerd (NeRF-synthetic and reference meshes have their own splits), got kind {kind}")
+            raise ValueError(
+                "holdout: applies to kind nerd (NeRF-synthetic and reference meshes have their own splits), "
+                f"got kind {kind}"
+            )
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("spp", spp)):
             if value < 1:
                 raise ValueError(f"{name}: must be >= 1, got {value}")
@@ -160,8 +163,14 @@ class ReconDataModule(pl.LightningDataModule):
             device = h.render_device or ("cuda" if torch.cuda.is_available() else "cpu")
             if torch.device(device).type == "cuda" and h.num_workers > 0:
                 raise ValueError("num_workers: must be 0 when reference views render on CUDA (render_device)")
-            scene = load_reference_scene(h.mesh, h.probe, env_scale=h.env_scale, probe_res=h.probe_res, device=device,
-                                         rasterizer=h.render_rasterizer)
+            scene = load_reference_scene(
+                h.mesh,
+                h.probe,
+                env_scale=h.env_scale,
+                probe_res=h.probe_res,
+                device=device,
+                rasterizer=h.render_rasterizer,
+            )
             counts = {"train": h.views or 1000, "val": h.val_views or 8, "test": h.test_views or 8}
             self.datasets = {
                 split: ReferenceMeshViews(

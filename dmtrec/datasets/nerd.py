@@ -27,6 +27,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from torch import Tensor
+
 from dmtrec.render.camera import Cameras, perspective
 
 from .errors import DatasetError
@@ -52,7 +53,9 @@ def read_poses_bounds(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
     """
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(path, "not found; an LLFF (NeRD) scene folder needs poses_bounds.npy beside images/ and masks/")
+        raise DatasetError(
+            path, "not found; an LLFF (NeRD) scene folder needs poses_bounds.npy beside images/ and masks/"
+        )
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -61,8 +64,11 @@ def read_poses_bounds(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
         data.close()
         raise DatasetError(path, "holds an .npz archive; expected one [N, 17] .npy array")
     if data.ndim != 2 or data.shape[1] != 17 or data.shape[0] == 0 or not np.issubdtype(data.dtype, np.number):
-        raise DatasetError(path, f"array of shape {list(data.shape)} ({data.dtype}); expected [N, 17] numbers "
-                                 "(a 3x5 pose per image, then near and far)")
+        raise DatasetError(
+            path,
+            f"array of shape {list(data.shape)} ({data.dtype}); expected [N, 17] numbers "
+            "(a 3x5 pose per image, then near and far)",
+        )
     data = data.astype(np.float64)
     if not np.isfinite(data).all():
         row = int(np.nonzero(~np.isfinite(data).all(axis=1))[0][0])
@@ -71,7 +77,9 @@ def read_poses_bounds(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
     hwf = poses[:, :, 4]
     bad = np.nonzero((hwf <= 0).any(axis=1))[0]
     if bad.size:
-        raise DatasetError(path, f"row {bad[0]}: height, width and focal length must be positive, got {hwf[bad[0]].tolist()}")
+        raise DatasetError(
+            path, f"row {bad[0]}: height, width and focal length must be positive, got {hwf[bad[0]].tolist()}"
+        )
     rotation = poses[:, :, :3] @ _LLFF_TO_OPENGL_AXES
     bad = np.nonzero(np.abs(np.linalg.det(rotation)) < 1e-8)[0]
     if bad.size:
@@ -183,7 +191,9 @@ class NeRDViews(ImageViews):
 
         candidates = split_frames(len(c2w), split, holdout)
         if not candidates:
-            raise DatasetError(folder / POSES_FILE, f"holdout {holdout} leaves no {split} frames among its {len(c2w)} poses")
+            raise DatasetError(
+                folder / POSES_FILE, f"holdout {holdout} leaves no {split} frames among its {len(c2w)} poses"
+            )
         self.frames = evenly_spaced(candidates, max_frames)
         self.image_paths = [images[f] for f in self.frames]
         self.mask_paths = [masks[f] for f in self.frames]
@@ -201,5 +211,7 @@ class NeRDViews(ImageViews):
         rgb = load_rgba(image_path, require_alpha=False)[..., :3]
         mask = torch.from_numpy(read_dataset_image(mask_path)[..., :1])
         if mask.shape[:2] != rgb.shape[:2]:
-            raise DatasetError(mask_path, f"mask is {size_text(mask.shape)} but its image {image_path.name} is {size_text(rgb.shape)}")
+            raise DatasetError(
+                mask_path, f"mask is {size_text(mask.shape)} but its image {image_path.name} is {size_text(rgb.shape)}"
+            )
         return torch.cat([rgb, mask], dim=-1).contiguous()

@@ -32,7 +32,15 @@ from dmtrec.io.image import ImageReadError, read_image, srgb_to_linear
 from dmtrec.render.camera import Cameras
 
 from .errors import DatasetError
-from .samples import SPLIT_STREAMS, STREAM_BACKGROUND, as_resolution, check_background, make_background, resize_rgba, sample_generator
+from .samples import (
+    SPLIT_STREAMS,
+    STREAM_BACKGROUND,
+    as_resolution,
+    check_background,
+    make_background,
+    resize_rgba,
+    sample_generator,
+)
 
 PathLike = Union[str, os.PathLike]
 
@@ -94,7 +102,11 @@ def read_transforms(path: PathLike) -> Transforms:
 
     fovx = data.get("camera_angle_x")
     if isinstance(fovx, bool) or not isinstance(fovx, (int, float)) or not 0.0 < fovx < math.pi:
-        problem = "missing 'camera_angle_x'" if fovx is None else f"'camera_angle_x' must be an angle in (0, pi) radians, got {fovx!r}"
+        problem = (
+            "missing 'camera_angle_x'"
+            if fovx is None
+            else f"'camera_angle_x' must be an angle in (0, pi) radians, got {fovx!r}"
+        )
         raise DatasetError(path, problem)
     frames = data.get("frames")
     if not isinstance(frames, list) or not frames:
@@ -150,7 +162,7 @@ def read_dataset_image(path: PathLike) -> np.ndarray:
         return read_image(path)
     except ImageReadError as exc:
         message = str(exc)
-        raise DatasetError(path, message[len(f"{path}: "):] if message.startswith(f"{path}: ") else message) from None
+        raise DatasetError(path, message[len(f"{path}: ") :] if message.startswith(f"{path}: ") else message) from None
 
 
 def load_rgba(path: PathLike, require_alpha: bool = True) -> Tensor:
@@ -170,7 +182,11 @@ def load_rgba(path: PathLike, require_alpha: bool = True) -> Tensor:
         colour = srgb_to_linear(colour)
     if alpha is None:
         if require_alpha:
-            raise DatasetError(path, "image has no alpha channel, but object masks are required (set require_alpha: false to treat images as opaque)")
+            raise DatasetError(
+                path,
+                "image has no alpha channel, but object masks are required "
+                "(set require_alpha: false to treat images as opaque)",
+            )
         alpha = torch.ones_like(colour[..., :1])
     return torch.cat([colour, alpha], dim=-1).float().contiguous()
 
@@ -196,7 +212,9 @@ class ImageViews(Dataset):
         """``[H, W, 4]`` linear straight-alpha image of ``self.frames[slot]`` at its file size."""
         raise NotImplementedError
 
-    def _decode_all(self, downscale: int, resolution: Optional[Sequence[int]], preload: bool, keep_aspect: bool = True) -> None:
+    def _decode_all(
+        self, downscale: int, resolution: Optional[Sequence[int]], preload: bool, keep_aspect: bool = True
+    ) -> None:
         """Set ``resolution`` and decode every image once (whether cached or not) so that a bad one fails now."""
         first = self.load(0)
         source_size = tuple(first.shape[:2])
@@ -205,7 +223,11 @@ class ImageViews(Dataset):
         for slot, path in enumerate(self.image_paths):
             img = first if slot == 0 else self.load(slot)
             if tuple(img.shape[:2]) != source_size:
-                raise DatasetError(path, f"image is {size_text(img.shape)} but {self.image_paths[0].name} of the same split is {size_text(source_size)}")
+                raise DatasetError(
+                    path,
+                    f"image is {size_text(img.shape)} but {self.image_paths[0].name} of the same split is "
+                    f"{size_text(source_size)}",
+                )
             if self._images is not None:
                 self._images.append(resize_rgba(img, self.resolution))
 
@@ -298,7 +320,9 @@ class NeRFSyntheticViews(ImageViews):
         return load_rgba(self.image_paths[slot], self.require_alpha)
 
 
-def check_view_options(downscale: int, resolution: Optional[Sequence[int]], length: Optional[int], max_frames: Optional[int]) -> None:
+def check_view_options(
+    downscale: int, resolution: Optional[Sequence[int]], length: Optional[int], max_frames: Optional[int]
+) -> None:
     """ValueError naming the argument where the options every :class:`ImageViews` takes are invalid."""
     if not isinstance(downscale, int) or isinstance(downscale, bool) or downscale < 1:
         raise ValueError(f"downscale: must be an integer >= 1, got {downscale!r}")
@@ -321,8 +345,13 @@ def size_text(shape: Sequence[int]) -> str:
     return f"{shape[1]}x{shape[0]}"
 
 
-def working_resolution(source: Tuple[int, int], downscale: int, resolution: Optional[Sequence[int]], first_image: Path,
-                       keep_aspect: bool = True) -> Tuple[int, int]:
+def working_resolution(
+    source: Tuple[int, int],
+    downscale: int,
+    resolution: Optional[Sequence[int]],
+    first_image: Path,
+    keep_aspect: bool = True,
+) -> Tuple[int, int]:
     """``(H, W)`` to resize ``source`` images to: ``resolution`` if given, else ``source // downscale``.
 
     ``keep_aspect`` rejects a ``resolution`` of another aspect ratio (NeRF-synthetic's
@@ -332,7 +361,10 @@ def working_resolution(source: Tuple[int, int], downscale: int, resolution: Opti
     if resolution is not None:
         target = as_resolution(resolution, "resolution")
         if keep_aspect and abs(target[1] - target[0] * width / height) > 1.0:
-            raise DatasetError(first_image, f"images are {size_text(source)}; resolution {size_text(target)} would change their aspect ratio")
+            raise DatasetError(
+                first_image,
+                f"images are {size_text(source)}; resolution {size_text(target)} would change their aspect ratio",
+            )
         return target
     if height // downscale < 1 or width // downscale < 1:
         raise DatasetError(first_image, f"downscale {downscale} leaves no pixels of a {size_text(source)} image")

@@ -24,7 +24,9 @@ def random_rotation(generator: torch.Generator, count: Optional[int] = None) -> 
 
     A normalized 4D Gaussian is a uniform unit quaternion, whose rotation is uniform.
     """
-    w, x, y, z = torch.nn.functional.normalize(torch.randn((count or 1, 4), generator=generator, dtype=torch.float64), dim=-1).unbind(-1)
+    w, x, y, z = torch.nn.functional.normalize(
+        torch.randn((count or 1, 4), generator=generator, dtype=torch.float64), dim=-1
+    ).unbind(-1)
     rotation = torch.stack(
         [
             torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),

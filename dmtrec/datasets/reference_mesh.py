@@ -37,7 +37,15 @@ from dmtrec.render.render_mesh import render_mesh
 
 from .errors import DatasetError
 from .reference_cameras import orbit_view_c2w, random_view_c2w
-from .samples import SPLIT_STREAMS, STREAM_BACKGROUND, STREAM_CAMERA, as_resolution, check_background, make_background, sample_generator
+from .samples import (
+    SPLIT_STREAMS,
+    STREAM_BACKGROUND,
+    STREAM_CAMERA,
+    as_resolution,
+    check_background,
+    make_background,
+    sample_generator,
+)
 
 PathLike = Union[str, os.PathLike]
 
@@ -74,8 +82,9 @@ class ReferenceScene:
 
         ``spp`` renders at ``spp`` times the resolution per axis and area-averages down.
         """
-        shaded = render_mesh(self.mesh, self.material, self.light, cameras.to(self.device), self.rasterizer, spp=spp,
-                             smoothness=False)["shaded"]
+        shaded = render_mesh(
+            self.mesh, self.material, self.light, cameras.to(self.device), self.rasterizer, spp=spp, smoothness=False
+        )["shaded"]
         # Over the default black background the colour is premultiplied by coverage; the
         # dataset contract is straight alpha.
         alpha = shaded[..., 3:].clamp(0.0, 1.0)
@@ -119,8 +128,11 @@ def load_reference_scene(
     # occlusion channel is cleared, since the reference must be lit by the probe alone.
     ks = textures.get("ks", torch.tensor([[[0.0, 1.0, 0.0]]])).clone()
     ks[..., 0] = 0.0
-    material = TexturedMaterial.from_tensors(kd=textures["kd"].to(device), ks=ks.to(device),
-                                             normal=textures["normal"].to(device) if "normal" in textures else None)
+    material = TexturedMaterial.from_tensors(
+        kd=textures["kd"].to(device),
+        ks=ks.to(device),
+        normal=textures["normal"].to(device) if "normal" in textures else None,
+    )
     material.requires_grad_(False)
     light = light.to(device).requires_grad_(False)
     backend = get_rasterizer(rasterizer, device)
@@ -242,8 +254,10 @@ class ReferenceMeshViews(Dataset):
         if self._orbit is not None:
             self._cache.update(fresh)
         cameras = self.cameras(indices).to(self.scene.device)
-        return [self._sample(index, fresh[index] if index in fresh else self._cache[index], cameras[k])
-                for k, index in enumerate(indices)]
+        return [
+            self._sample(index, fresh[index] if index in fresh else self._cache[index], cameras[k])
+            for k, index in enumerate(indices)
+        ]
 
     def _sample(self, index: int, img: Tensor, camera: Cameras) -> Dict:
         generator = sample_generator(self.seed, STREAM_BACKGROUND, SPLIT_STREAMS[self.split], index)

@@ -41,8 +41,9 @@ def sdf_reg_loss(sdf: Tensor, edges: Tensor) -> Tensor:
     s = s[torch.sign(s[:, 0]) != torch.sign(s[:, 1])]
     if s.shape[0] == 0:
         return sdf.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(s[:, 0], (s[:, 1] > 0).to(s.dtype)) + \
-        F.binary_cross_entropy_with_logits(s[:, 1], (s[:, 0] > 0).to(s.dtype))
+    return F.binary_cross_entropy_with_logits(s[:, 0], (s[:, 1] > 0).to(s.dtype)) + F.binary_cross_entropy_with_logits(
+        s[:, 1], (s[:, 0] > 0).to(s.dtype)
+    )
 
 
 class DMTetGeometry(nn.Module):
@@ -71,9 +72,16 @@ class DMTetGeometry(nn.Module):
     are rebuilt from the constructor arguments.
     """
 
-    def __init__(self, resolution: int = 64, scale: float = 2.1, grid_file: Optional[str] = None,
-                 init: str = "random", sphere_radius: Optional[float] = None,
-                 init_mesh: Union[Mesh, str, os.PathLike, None] = None, seed: Optional[int] = None):
+    def __init__(
+        self,
+        resolution: int = 64,
+        scale: float = 2.1,
+        grid_file: Optional[str] = None,
+        init: str = "random",
+        sphere_radius: Optional[float] = None,
+        init_mesh: Union[Mesh, str, os.PathLike, None] = None,
+        seed: Optional[int] = None,
+    ):
         super().__init__()
         if not scale > 0:
             raise ValueError(f"DMTetGeometry: scale must be positive, got {scale!r}")
@@ -90,8 +98,14 @@ class DMTetGeometry(nn.Module):
         self.sdf = nn.Parameter(self._initial_sdf(grid, init, sphere_radius, init_mesh, seed))
         self.deform = nn.Parameter(torch.zeros_like(self.grid_verts))
 
-    def _initial_sdf(self, grid: TetGrid, init: str, sphere_radius: Optional[float],
-                     init_mesh: Union[Mesh, str, os.PathLike, None], seed: Optional[int]) -> Tensor:
+    def _initial_sdf(
+        self,
+        grid: TetGrid,
+        init: str,
+        sphere_radius: Optional[float],
+        init_mesh: Union[Mesh, str, os.PathLike, None],
+        seed: Optional[int],
+    ) -> Tensor:
         points = grid.vertices * self.scale
         if init == "random":
             gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -99,16 +113,21 @@ class DMTetGeometry(nn.Module):
         if init == "sphere":
             radius = 0.25 * self.scale if sphere_radius is None else float(sphere_radius)
             if not 0 < radius < 0.5 * self.scale:
-                raise ValueError(f"DMTetGeometry: sphere_radius must be in (0, scale/2 = {0.5 * self.scale}), "
-                                 f"got {radius}")
+                raise ValueError(
+                    f"DMTetGeometry: sphere_radius must be in (0, scale/2 = {0.5 * self.scale}), got {radius}"
+                )
             return sphere_sdf(points, radius)
         if init_mesh is None:
             raise ValueError("DMTetGeometry: init='mesh' needs init_mesh (a Mesh or an OBJ/GLB path)")
         mesh = _load_mesh(init_mesh) if not isinstance(init_mesh, Mesh) else init_mesh
         lo, hi = mesh.v_pos.detach().min(0).values, mesh.v_pos.detach().max(0).values
         if bool((lo < -0.5 * self.scale).any() or (hi > 0.5 * self.scale).any()):
-            log.warning("DMTetGeometry: init_mesh AABB %s..%s leaves the grid cube of side %g; it will be cut",
-                        lo.tolist(), hi.tolist(), self.scale)
+            log.warning(
+                "DMTetGeometry: init_mesh AABB %s..%s leaves the grid cube of side %g; it will be cut",
+                lo.tolist(),
+                hi.tolist(),
+                self.scale,
+            )
         return mesh_sdf(points, mesh.to(points.device)).float()
 
     def deformed_vertices(self) -> Tensor:
@@ -122,8 +141,9 @@ class DMTetGeometry(nn.Module):
         ``deform``. Without a sign change it is empty (``[0, 3]`` positions and faces, with
         ``[0, C]`` attributes), still on the autograd graph.
         """
-        mesh = marching_tetrahedra(self.deformed_vertices(), self.sdf, self.tets, edges=self.edges,
-                                   tet_edges=self.tet_edges, with_uv=with_uv)
+        mesh = marching_tetrahedra(
+            self.deformed_vertices(), self.sdf, self.tets, edges=self.edges, tet_edges=self.tet_edges, with_uv=with_uv
+        )
         mesh.material = material
         mesh = compute_normals(mesh)
         return compute_tangents(mesh) if with_uv else mesh
@@ -139,8 +159,9 @@ class DMTetGeometry(nn.Module):
     @torch.no_grad()
     def aabb(self) -> tuple[Tensor, Tensor]:
         """``([3], [3])`` bounds of the current surface; the grid's bounds when there is none."""
-        v = marching_tetrahedra(self.deformed_vertices(), self.sdf, self.tets, edges=self.edges,
-                                tet_edges=self.tet_edges).v_pos
+        v = marching_tetrahedra(
+            self.deformed_vertices(), self.sdf, self.tets, edges=self.edges, tet_edges=self.tet_edges
+        ).v_pos
         if v.shape[0] == 0:
             return self.grid_aabb()
         return v.min(0).values, v.max(0).values
@@ -152,8 +173,10 @@ class DMTetGeometry(nn.Module):
         return self.grid_verts.min(0).values, self.grid_verts.max(0).values
 
     def extra_repr(self) -> str:
-        return (f"resolution={self.resolution}, scale={self.scale}, vertices={self.grid_verts.shape[0]}, "
-                f"tets={self.tets.shape[0]}")
+        return (
+            f"resolution={self.resolution}, scale={self.scale}, vertices={self.grid_verts.shape[0]}, "
+            f"tets={self.tets.shape[0]}"
+        )
 
 
 def _load_mesh(path: Union[str, os.PathLike]) -> Mesh:

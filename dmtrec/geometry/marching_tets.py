@@ -53,15 +53,22 @@ def _build_tables() -> tuple[np.ndarray, np.ndarray]:
             ring = ring[::-1]
         tris = [ring[0], ring[1], ring[2]] + ([ring[0], ring[2], ring[3]] if len(ring) == 4 else [])
         counts[case] = len(tris) // 3
-        table[case, :len(tris)] = tris
+        table[case, : len(tris)] = tris
     return table, counts
 
 
 TRIANGLE_TABLE, NUM_TRIANGLES = _build_tables()
 
 
-def marching_tetrahedra(verts: Tensor, sdf: Tensor, tets: Tensor, *, edges: Optional[Tensor] = None,
-                        tet_edges: Optional[Tensor] = None, with_uv: bool = False) -> Mesh:
+def marching_tetrahedra(
+    verts: Tensor,
+    sdf: Tensor,
+    tets: Tensor,
+    *,
+    edges: Optional[Tensor] = None,
+    tet_edges: Optional[Tensor] = None,
+    with_uv: bool = False,
+) -> Mesh:
     """Extract the ``sdf = 0`` surface of a tet mesh as a welded triangle mesh.
 
     Every edge whose endpoints have different signs (``sdf > 0`` inside) carries one output
@@ -136,13 +143,16 @@ def _check_inputs(verts: Tensor, sdf: Tensor, tets: Tensor) -> None:
     if verts.ndim != 2 or verts.shape[1] != 3 or not verts.is_floating_point():
         raise ValueError(f"marching_tetrahedra: verts must be float [V, 3], got {tuple(verts.shape)} {verts.dtype}")
     if sdf.reshape(-1).shape[0] != verts.shape[0] or not sdf.is_floating_point() or sdf.ndim > 2:
-        raise ValueError(f"marching_tetrahedra: sdf must be float [V] with V={verts.shape[0]}, got "
-                         f"{tuple(sdf.shape)} {sdf.dtype}")
+        raise ValueError(
+            f"marching_tetrahedra: sdf must be float [V] with V={verts.shape[0]}, got {tuple(sdf.shape)} {sdf.dtype}"
+        )
     if tets.ndim != 2 or tets.shape[1] != 4 or tets.is_floating_point():
         raise ValueError(f"marching_tetrahedra: tets must be integer [T, 4], got {tuple(tets.shape)} {tets.dtype}")
     if sdf.device != verts.device or tets.device != verts.device:
-        raise ValueError(f"marching_tetrahedra: verts ({verts.device}), sdf ({sdf.device}) and tets "
-                         f"({tets.device}) must be on one device")
+        raise ValueError(
+            f"marching_tetrahedra: verts ({verts.device}), sdf ({sdf.device}) and tets "
+            f"({tets.device}) must be on one device"
+        )
 
 
 __all__ = ["marching_tetrahedra", "TRIANGLE_TABLE", "NUM_TRIANGLES"]

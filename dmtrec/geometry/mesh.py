@@ -84,13 +84,15 @@ class Mesh:
             if v is None:
                 continue
             if v.ndim != 2 or v.shape[1] != _WIDTHS[values] or not v.is_floating_point():
-                raise ValueError(f"{name}: {values} must be float [N, {_WIDTHS[values]}], got "
-                                 f"{tuple(v.shape)} {v.dtype}")
+                raise ValueError(
+                    f"{name}: {values} must be float [N, {_WIDTHS[values]}], got {tuple(v.shape)} {v.dtype}"
+                )
             if idx.ndim != 2 or idx.shape[1] != 3 or idx.is_floating_point() or idx.dtype == torch.bool:
                 raise ValueError(f"{name}: {indices} must be integer [F, 3], got {tuple(idx.shape)} {idx.dtype}")
             if idx.shape[0] != self.t_pos_idx.shape[0]:
-                raise ValueError(f"{name}: {indices} has {idx.shape[0]} faces but t_pos_idx has "
-                                 f"{self.t_pos_idx.shape[0]}")
+                raise ValueError(
+                    f"{name}: {indices} has {idx.shape[0]} faces but t_pos_idx has {self.t_pos_idx.shape[0]}"
+                )
             if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= v.shape[0]):
                 raise ValueError(f"{name}: {indices} holds indices outside [0, {v.shape[0]})")
             if not bool(torch.isfinite(v).all()):

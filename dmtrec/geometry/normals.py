@@ -83,8 +83,9 @@ def compute_tangents(mesh: Mesh) -> Mesh:
     det = duv1[:, 0:1] * duv2[:, 1:2] - duv1[:, 1:2] * duv2[:, 0:1]
     det = torch.where(det >= 0, det.clamp_min(1e-6), det.clamp_max(-1e-6))
     tangent = (dp1 * duv2[:, 1:2] - dp2 * duv1[:, 1:2]) / det  # [F, 3]
-    acc = torch.zeros_like(mesh.v_nrm).index_add(0, mesh.t_nrm_idx.reshape(-1),
-                                                 tangent[:, None, :].expand(-1, 3, -1).reshape(-1, 3))
+    acc = torch.zeros_like(mesh.v_nrm).index_add(
+        0, mesh.t_nrm_idx.reshape(-1), tangent[:, None, :].expand(-1, 3, -1).reshape(-1, 3)
+    )
     acc = safe_normalize(acc)
     n = mesh.v_nrm
     ortho = acc - (acc * n).sum(-1, keepdim=True) * n

@@ -21,13 +21,15 @@ def uniform_laplacian(v_pos: Tensor, t_pos_idx: Tensor) -> Tensor:
     edges = unique_edges(t_pos_idx, v_pos.shape[0])
     i, j = edges[:, 0], edges[:, 1]
     summed = torch.zeros_like(v_pos).index_add(0, i, v_pos[j]).index_add(0, j, v_pos[i])
-    degree = torch.zeros_like(v_pos[:, 0]).index_add(0, i, torch.ones_like(i, dtype=v_pos.dtype)) \
+    degree = (
+        torch.zeros_like(v_pos[:, 0])
+        .index_add(0, i, torch.ones_like(i, dtype=v_pos.dtype))
         .index_add(0, j, torch.ones_like(j, dtype=v_pos.dtype))
+    )
     return torch.where(degree[:, None] > 0, summed / degree.clamp_min(1)[:, None] - v_pos, torch.zeros_like(v_pos))
 
 
-def cotangent_laplacian(v_pos: Tensor, t_pos_idx: Tensor, field: Optional[Tensor] = None,
-                        eps: float = 1e-12) -> Tensor:
+def cotangent_laplacian(v_pos: Tensor, t_pos_idx: Tensor, field: Optional[Tensor] = None, eps: float = 1e-12) -> Tensor:
     """``[V, 3]`` cotangent Laplacian ``1/(2 A_i) sum_j (cot a_ij + cot b_ij) (x_j - x_i)``.
 
     Weights (cotangents of the angles opposite each edge, and ``A_i``, the barycentric area:
@@ -40,8 +42,9 @@ def cotangent_laplacian(v_pos: Tensor, t_pos_idx: Tensor, field: Optional[Tensor
     x = v_pos if field is None else field
     p = v_pos[t_pos_idx]  # [F, 3, 3]
     area2 = torch.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], dim=-1).norm(dim=-1).clamp_min(eps)  # 2 * area
-    vertex_area = torch.zeros_like(v_pos[:, 0]).index_add(0, t_pos_idx.reshape(-1),
-                                                          (area2 / 6.0)[:, None].expand(-1, 3).reshape(-1))
+    vertex_area = torch.zeros_like(v_pos[:, 0]).index_add(
+        0, t_pos_idx.reshape(-1), (area2 / 6.0)[:, None].expand(-1, 3).reshape(-1)
+    )
     result = torch.zeros_like(x)
     for k in range(3):
         # The angle at corner k faces the edge (k+1, k+2): cot = (u . w) / |u x w|.
@@ -52,8 +55,9 @@ def cotangent_laplacian(v_pos: Tensor, t_pos_idx: Tensor, field: Optional[Tensor
     return result / (2.0 * vertex_area.clamp_min(eps))[:, None]
 
 
-def laplacian_loss(v_pos: Tensor, t_pos_idx: Tensor, kind: str = "uniform",
-                   reference: Optional[Tensor] = None) -> Tensor:
+def laplacian_loss(
+    v_pos: Tensor, t_pos_idx: Tensor, kind: str = "uniform", reference: Optional[Tensor] = None
+) -> Tensor:
     """Mean squared Laplacian over all ``V * 3`` entries (nvdiffrec's ``laplace_regularizer_const``).
 
     Args:
@@ -72,4 +76,4 @@ def laplacian_loss(v_pos: Tensor, t_pos_idx: Tensor, kind: str = "uniform",
         return v_pos.sum() * 0.0
     x = v_pos if reference is None else v_pos - reference
     lap = uniform_laplacian(x, t_pos_idx) if kind == "uniform" else cotangent_laplacian(v_pos, t_pos_idx, x)
-    return (lap ** 2).mean()
+    return (lap**2).mean()

@@ -23,7 +23,7 @@ def sphere_sdf(points: Tensor, radius: float, center: Sequence[float] = (0.0, 0.
 def torus_sdf(points: Tensor, major_radius: float, minor_radius: float) -> Tensor:
     """``[N]`` signed distance to a torus around the z axis (positive inside the tube)."""
     ring = points[..., :2].norm(dim=-1) - major_radius
-    return minor_radius - torch.sqrt(ring ** 2 + points[..., 2] ** 2)
+    return minor_radius - torch.sqrt(ring**2 + points[..., 2] ** 2)
 
 
 def point_triangle_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor, rel_eps: float = 1e-12) -> Tensor:
@@ -39,12 +39,15 @@ def point_triangle_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor, rel_eps:
     p, a, b, c = torch.broadcast_tensors(p, a, b, c)
     normal = torch.cross(b - a, c - a, dim=-1)
     # p projects inside the triangle when it lies on the inner side of all three edges.
-    inside = ((torch.cross(b - a, p - a, dim=-1) * normal).sum(-1) >= 0) \
-        & ((torch.cross(c - b, p - b, dim=-1) * normal).sum(-1) >= 0) \
+    inside = (
+        ((torch.cross(b - a, p - a, dim=-1) * normal).sum(-1) >= 0)
+        & ((torch.cross(c - b, p - b, dim=-1) * normal).sum(-1) >= 0)
         & ((torch.cross(a - c, p - c, dim=-1) * normal).sum(-1) >= 0)
+    )
     n2 = (normal * normal).sum(-1)
-    edge = torch.minimum(torch.minimum(_segment_distance(p, a, b), _segment_distance(p, b, c)),
-                         _segment_distance(p, c, a))
+    edge = torch.minimum(
+        torch.minimum(_segment_distance(p, a, b), _segment_distance(p, b, c)), _segment_distance(p, c, a)
+    )
     # Slivers (sin^2 of the corner angle below rel_eps) have a noisy normal: use their edges,
     # which are within the sliver's width of the true distance.
     flat = n2 <= rel_eps * ((b - a) ** 2).sum(-1) * ((c - a) ** 2).sum(-1)
@@ -81,11 +84,11 @@ class _BoxBins:
         local = torch.arange(box.shape[0], device=lo.device) - _segment_starts(count)
         flat = torch.zeros_like(box)
         for d in range(dims):  # unravel `local` within the box's span, ravel into the global cell id
-            inner = span[box, d + 1:].prod(1) if d + 1 < dims else torch.ones_like(box)
+            inner = span[box, d + 1 :].prod(1) if d + 1 < dims else torch.ones_like(box)
             flat = flat * cells + c0[box, d] + (local // inner) % span[box, d]
         order = torch.argsort(flat)
         self.items = box[order]
-        self.per_cell = torch.bincount(flat, minlength=cells ** dims)
+        self.per_cell = torch.bincount(flat, minlength=cells**dims)
         self.cell_start = torch.cumsum(self.per_cell, 0) - self.per_cell
 
     def _cell(self, x: Tensor) -> Tensor:
@@ -125,8 +128,9 @@ def _ray_parity(p: Tensor, v: Tensor, faces: Tensor) -> Tensor:
     """``[N]`` int64 1 where the ray from ``p`` towards +z crosses an odd number of triangles."""
     tri = v[faces]  # [F, 3, 3]
     cells = int(min(256, max(1, round(faces.shape[0] ** 0.5 / 2))))
-    bins = _BoxBins(tri[..., :2].min(1).values, tri[..., :2].max(1).values,
-                    v[:, :2].min(0).values, v[:, :2].max(0).values, cells)
+    bins = _BoxBins(
+        tri[..., :2].min(1).values, tri[..., :2].max(1).values, v[:, :2].min(0).values, v[:, :2].max(0).values, cells
+    )
     point_id, cand = bins.pairs(p[:, :2])
     q, t = p[point_id], tri[cand]
     a, b, c = t[:, 0], t[:, 1], t[:, 2]
@@ -166,11 +170,11 @@ def mesh_distance(points: Tensor, mesh: Mesh, max_samples: int = 2048, seed: int
         dist = torch.full((points.shape[0],), float("inf"), dtype=torch.float64, device=points.device)
         chunk = 1 << 16
         for start in range(0, points.shape[0], chunk):
-            p = points[start:start + chunk]
+            p = points[start : start + chunk]
             point_id, cand = bins.pairs(p)
             t = tri[cand]
             d = point_triangle_distance(p[point_id], t[:, 0], t[:, 1], t[:, 2])
-            dist[start:start + chunk] = dist[start:start + chunk].scatter_reduce(0, point_id, d, "amin")
+            dist[start : start + chunk] = dist[start : start + chunk].scatter_reduce(0, point_id, d, "amin")
 
         far = torch.nonzero(dist > reach).squeeze(1)
         if far.numel():
@@ -179,7 +183,7 @@ def mesh_distance(points: Tensor, mesh: Mesh, max_samples: int = 2048, seed: int
                 gen = torch.Generator().manual_seed(seed)
                 samples = samples[torch.randperm(samples.shape[0], generator=gen)[:max_samples].to(points.device)]
             for start in range(0, far.shape[0], chunk):
-                idx = far[start:start + chunk]
+                idx = far[start : start + chunk]
                 dist[idx] = torch.minimum(dist[idx], torch.cdist(points[idx], samples).min(1).values)
         return dist
 

@@ -81,8 +81,13 @@ class TetGrid:
         return int(self.tets.shape[0])
 
     def to(self, device: torch.device | str) -> "TetGrid":
-        return TetGrid(self.vertices.to(device), self.tets.to(device), self.edges.to(device),
-                       self.tet_edges.to(device), self.resolution)
+        return TetGrid(
+            self.vertices.to(device),
+            self.tets.to(device),
+            self.edges.to(device),
+            self.tet_edges.to(device),
+            self.resolution,
+        )
 
 
 def tet_edge_topology(tets: Tensor, num_vertices: int) -> tuple[Tensor, Tensor]:
@@ -124,8 +129,8 @@ def generate_bcc(n: int) -> tuple[np.ndarray, np.ndarray]:
     r_m, r_n = np.arange(m), np.arange(n)
     corner_ijk = np.stack(np.meshgrid(r_m, r_m, r_m, indexing="ij"), -1).reshape(-1, 3).astype(np.float64)
     centre_ijk = np.stack(np.meshgrid(r_n, r_n, r_n, indexing="ij"), -1).reshape(-1, 3) + 0.5
-    centre_base = m ** 3
-    side_base = centre_base + n ** 3  # 6 sides (axis, low/high) of n*n boundary face centres
+    centre_base = m**3
+    side_base = centre_base + n**3  # 6 sides (axis, low/high) of n*n boundary face centres
 
     def corner(i, j, k):
         return (i * m + j) * m + k
@@ -145,9 +150,13 @@ def generate_bcc(n: int) -> tuple[np.ndarray, np.ndarray]:
             out[axis], out[a1], out[a2] = pp, uu, ww
             return out
 
-        ring = [corner(*ijk(p, u, w)), corner(*ijk(p, u + 1, w)),
-                corner(*ijk(p, u + 1, w + 1)), corner(*ijk(p, u, w + 1))]
-        side_idx = (u * n + w)
+        ring = [
+            corner(*ijk(p, u, w)),
+            corner(*ijk(p, u + 1, w)),
+            corner(*ijk(p, u + 1, w + 1)),
+            corner(*ijk(p, u, w + 1)),
+        ]
+        side_idx = u * n + w
         low_side = side_base + (2 * axis) * n * n + side_idx
         high_side = side_base + (2 * axis + 1) * n * n + side_idx
         below = np.where(p == 0, low_side, centre(*ijk(np.maximum(p - 1, 0), u, w)))
@@ -176,8 +185,13 @@ def orient_positive(vertices: np.ndarray, tets: np.ndarray) -> np.ndarray:
     return tets
 
 
-def _make_grid(vertices: np.ndarray, tets: np.ndarray, resolution: int,
-               edges: Optional[np.ndarray] = None, tet_edges: Optional[np.ndarray] = None) -> TetGrid:
+def _make_grid(
+    vertices: np.ndarray,
+    tets: np.ndarray,
+    resolution: int,
+    edges: Optional[np.ndarray] = None,
+    tet_edges: Optional[np.ndarray] = None,
+) -> TetGrid:
     v = torch.from_numpy(np.ascontiguousarray(vertices, dtype=np.float32))
     t = torch.from_numpy(np.ascontiguousarray(tets, dtype=np.int64))
     if edges is None or tet_edges is None:
@@ -211,8 +225,13 @@ def generate_tet_grid(resolution: int, cache: bool = True) -> TetGrid:
 def _write_cache(path: Path, grid: TetGrid) -> None:
     try:
         with atomic_path(path) as tmp:
-            np.savez(tmp, vertices=grid.vertices.numpy(), tets=grid.tets.numpy().astype(np.int32),
-                     edges=grid.edges.numpy().astype(np.int32), tet_edges=grid.tet_edges.numpy().astype(np.int32))
+            np.savez(
+                tmp,
+                vertices=grid.vertices.numpy(),
+                tets=grid.tets.numpy().astype(np.int32),
+                edges=grid.edges.numpy().astype(np.int32),
+                tet_edges=grid.tet_edges.numpy().astype(np.int32),
+            )
     except OSError as exc:  # a read-only home must not stop training
         log.warning("could not cache tet grid at %s (%s)", path, exc)
 
@@ -239,8 +258,9 @@ def load_tet_grid(path: PathLike, resolution: Optional[int] = None) -> TetGrid:
     except (OSError, ValueError) as exc:
         raise TetGridError(f"{path}: not a readable .npz tet grid ({exc})") from None
     if vertices.ndim != 2 or vertices.shape[1] != 3 or tets.ndim != 2 or tets.shape[1] != 4:
-        raise TetGridError(f"{path}: expected vertices [V, 3] and indices [T, 4], "
-                           f"got {vertices.shape} and {tets.shape}")
+        raise TetGridError(
+            f"{path}: expected vertices [V, 3] and indices [T, 4], got {vertices.shape} and {tets.shape}"
+        )
     if not np.issubdtype(tets.dtype, np.integer) or tets.size and (tets.min() < 0 or tets.max() >= len(vertices)):
         raise TetGridError(f"{path}: tet indices must be integers in [0, {len(vertices)})")
     if not np.isfinite(vertices).all():

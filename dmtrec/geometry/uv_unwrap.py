@@ -101,8 +101,9 @@ def xatlas_unwrap(v_pos: Tensor, t_pos_idx: Tensor, timeout_s: float = 300.0) ->
         src, dst = Path(folder) / "mesh.npz", Path(folder) / "atlas.npz"
         np.savez(src, positions=v_pos.detach().cpu().numpy().astype(np.float32), faces=faces.astype(np.uint32))
         try:
-            proc = subprocess.run([sys.executable, str(_WORKER), str(src), str(dst)], capture_output=True,
-                                  timeout=timeout_s)
+            proc = subprocess.run(
+                [sys.executable, str(_WORKER), str(src), str(dst)], capture_output=True, timeout=timeout_s
+            )
         except subprocess.TimeoutExpired:
             raise XatlasError(f"xatlas timed out after {timeout_s:g} s") from None
         if proc.returncode < 0:
@@ -119,20 +120,29 @@ def xatlas_unwrap(v_pos: Tensor, t_pos_idx: Tensor, timeout_s: float = 300.0) ->
                 vmapping, indices, uvs = data["vmapping"], data["indices"].astype(np.int64), data["uvs"]
         except (OSError, KeyError, ValueError) as exc:
             raise XatlasError(f"xatlas result unreadable ({exc})") from None
-    if indices.shape != faces.shape or uvs.ndim != 2 or uvs.shape[1] != 2 or \
-            indices.min() < 0 or indices.max() >= uvs.shape[0] or vmapping.shape[0] != uvs.shape[0]:
+    if (
+        indices.shape != faces.shape
+        or uvs.ndim != 2
+        or uvs.shape[1] != 2
+        or indices.min() < 0
+        or indices.max() >= uvs.shape[0]
+        or vmapping.shape[0] != uvs.shape[0]
+    ):
         raise XatlasError(f"xatlas returned inconsistent arrays (indices {indices.shape}, uvs {uvs.shape})")
     if not np.array_equal(vmapping[indices], faces):
         raise XatlasError("xatlas changed the face order or corners")
     if not np.isfinite(uvs).all() or uvs.min() < -1e-4 or uvs.max() > 1 + 1e-4:
         raise XatlasError("xatlas returned UVs outside [0, 1]")
     device = v_pos.device
-    return (torch.from_numpy(np.clip(uvs, 0.0, 1.0).astype(np.float32)).to(device),
-            torch.from_numpy(indices).to(device))
+    return (
+        torch.from_numpy(np.clip(uvs, 0.0, 1.0).astype(np.float32)).to(device),
+        torch.from_numpy(indices).to(device),
+    )
 
 
-def per_triangle_atlas(num_faces: int, texture_res: int = 1024, margin_texels: float = 1.0,
-                       device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+def per_triangle_atlas(
+    num_faces: int, texture_res: int = 1024, margin_texels: float = 1.0, device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor]:
     """A UV atlas that always works: every triangle gets its own right triangle.
 
     Triangles are paired in the square cells of a ``ceil(sqrt(F / 2))``-sided grid: one takes
@@ -148,8 +158,12 @@ def per_triangle_atlas(num_faces: int, texture_res: int = 1024, margin_texels: f
     side = 1.0 / cells
     margin = margin_texels / texture_res
     if side < 8 * margin:
-        log.warning("per-triangle atlas: %d faces leave %.1f texels per cell at %d; margin reduced",
-                    num_faces, side * texture_res, texture_res)
+        log.warning(
+            "per-triangle atlas: %d faces leave %.1f texels per cell at %d; margin reduced",
+            num_faces,
+            side * texture_res,
+            texture_res,
+        )
         margin = side / 8
     f = torch.arange(num_faces, device=device)
     cell, upper = f // 2, (f % 2).bool()

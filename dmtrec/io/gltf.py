@@ -48,8 +48,7 @@ class GltfReadError(ValueError):
     """A GLB file is missing, malformed or uses an unsupported feature; the message names the file."""
 
 
-def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] = None,
-              occlusion: bool = True) -> Path:
+def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] = None, occlusion: bool = True) -> Path:
     """Write ``mesh`` and its PBR maps as a self-contained ``.glb`` file (atomically).
 
     Args:
@@ -72,9 +71,15 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
         mesh = compute_normals(mesh)
     builder = _GlbBuilder()
     attributes, indices = _vertex_streams(mesh)
-    primitive = {"attributes": {name: builder.accessor(data, _ARRAY_BUFFER, with_bounds=name == "POSITION")
-                                for name, data in attributes.items()},
-                 "indices": builder.accessor(indices, _ELEMENT_ARRAY_BUFFER), "material": 0, "mode": 4}
+    primitive = {
+        "attributes": {
+            name: builder.accessor(data, _ARRAY_BUFFER, with_bounds=name == "POSITION")
+            for name, data in attributes.items()
+        },
+        "indices": builder.accessor(indices, _ELEMENT_ARRAY_BUFFER),
+        "material": 0,
+        "mode": 4,
+    }
     builder.doc["meshes"] = [{"name": "mesh", "primitives": [primitive]}]
     builder.doc["materials"] = [_material(builder, textures, occlusion)]
     builder.doc["nodes"] = [{"name": "mesh", "mesh": 0}]
@@ -86,8 +91,9 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
 
 
 def _vertex_streams(mesh: Mesh) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    cols = [mesh.t_pos_idx] + [idx for v, idx in ((mesh.v_nrm, mesh.t_nrm_idx), (mesh.v_tex, mesh.t_tex_idx))
-                               if v is not None]
+    cols = [mesh.t_pos_idx] + [
+        idx for v, idx in ((mesh.v_nrm, mesh.t_nrm_idx), (mesh.v_tex, mesh.t_tex_idx)) if v is not None
+    ]
     corners = torch.stack([c.reshape(-1) for c in cols], 1).cpu().numpy()  # [3F, k]
     keys, inverse = np.unique(corners, axis=0, return_inverse=True)
     attributes = {"POSITION": mesh.v_pos.detach().cpu().float().numpy()[keys[:, 0]]}
@@ -128,8 +134,12 @@ class _GlbBuilder:
     """Accumulates the JSON document and the binary buffer of a GLB file."""
 
     def __init__(self):
-        self.doc: dict = {"asset": {"version": "2.0", "generator": "dmtrec"}, "buffers": [], "bufferViews": [],
-                          "accessors": []}
+        self.doc: dict = {
+            "asset": {"version": "2.0", "generator": "dmtrec"},
+            "buffers": [],
+            "bufferViews": [],
+            "accessors": [],
+        }
         self.blob = bytearray()
 
     def view(self, data: bytes, target: Optional[int] = None) -> int:
@@ -144,9 +154,12 @@ class _GlbBuilder:
     def accessor(self, data: np.ndarray, target: int, with_bounds: bool = False) -> int:
         data = np.ascontiguousarray(data)
         width = 1 if data.ndim == 1 else data.shape[1]
-        acc = {"bufferView": self.view(data.tobytes(), target),
-               "componentType": _UINT32 if data.dtype == np.uint32 else _FLOAT,
-               "count": int(data.shape[0]), "type": {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}[width]}
+        acc = {
+            "bufferView": self.view(data.tobytes(), target),
+            "componentType": _UINT32 if data.dtype == np.uint32 else _FLOAT,
+            "count": int(data.shape[0]),
+            "type": {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}[width],
+        }
         if with_bounds and data.shape[0]:
             acc["min"], acc["max"] = data.min(0).tolist(), data.max(0).tolist()
         self.doc["accessors"].append(acc)
@@ -167,8 +180,15 @@ class _GlbBuilder:
         text = json.dumps(self.doc, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 4)
         total = 12 + 8 + len(text) + 8 + len(self.blob)
-        return b"".join([struct.pack("<III", _GLB_MAGIC, 2, total), struct.pack("<II", len(text), _JSON_CHUNK), text,
-                         struct.pack("<II", len(self.blob), _BIN_CHUNK), bytes(self.blob)])
+        return b"".join(
+            [
+                struct.pack("<III", _GLB_MAGIC, 2, total),
+                struct.pack("<II", len(text), _JSON_CHUNK),
+                text,
+                struct.pack("<II", len(self.blob), _BIN_CHUNK),
+                bytes(self.blob),
+            ]
+        )
 
 
 def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
@@ -228,8 +248,7 @@ def _welded_mesh(pos: np.ndarray, faces: np.ndarray, normals: list, uvs: list) -
     order = np.argsort(first)
     rank = np.empty_like(order)
     rank[order] = np.arange(order.shape[0])
-    mesh = Mesh(torch.from_numpy(unique[order].astype(np.float32)),
-                torch.from_numpy(rank[inverse.reshape(-1)][faces]))
+    mesh = Mesh(torch.from_numpy(unique[order].astype(np.float32)), torch.from_numpy(rank[inverse.reshape(-1)][faces]))
     per_vertex = torch.from_numpy(faces)
     if all(n is not None for n in normals):
         mesh.v_nrm, mesh.t_nrm_idx = torch.from_numpy(np.concatenate(normals).astype(np.float32)), per_vertex
@@ -257,7 +276,7 @@ def _parse_glb(path: Path) -> tuple[dict, bytes]:
     doc, blob, pos = None, b"", 12
     while pos + 8 <= length:
         size, kind = struct.unpack_from("<II", data, pos)
-        chunk = data[pos + 8:pos + 8 + size]
+        chunk = data[pos + 8 : pos + 8 + size]
         if len(chunk) != size:
             raise GltfReadError(f"{path}: truncated chunk at byte {pos}")
         if kind == _JSON_CHUNK:
@@ -298,9 +317,13 @@ def _node_matrix(node: dict) -> np.ndarray:
     if "matrix" in node:
         return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T  # column-major
     x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
-    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    rot = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
     m = np.eye(4)
     m[:3, :3] = rot * np.array(node.get("scale", [1.0, 1.0, 1.0]))[None, :]
     m[:3, 3] = node.get("translation", [0.0, 0.0, 0.0])
@@ -330,7 +353,7 @@ class _AccessorReader:
     def view_bytes(self, index: int) -> tuple[bytes, dict]:
         view = self.doc["bufferViews"][index]
         start = view.get("byteOffset", 0)
-        return self.buffer(view["buffer"])[start:start + view["byteLength"]], view
+        return self.buffer(view["buffer"])[start : start + view["byteLength"]], view
 
     def read(self, index: int) -> np.ndarray:
         """``[count, components]`` (or ``[count]`` for scalars) values of an accessor;
@@ -383,7 +406,7 @@ def _read_material(path: Path, doc: dict, reader: _AccessorReader, index: int) -
     base = torch.tensor(pbr.get("baseColorFactor", [1.0, 1.0, 1.0, 1.0]), dtype=torch.float32)
     if "baseColorTexture" in pbr:
         kd = reader.image(pbr["baseColorTexture"]["index"], "kd")
-        out["kd"] = kd * base[:kd.shape[-1]] if not torch.all(base == 1) else kd
+        out["kd"] = kd * base[: kd.shape[-1]] if not torch.all(base == 1) else kd
     else:
         out["kd"] = base[:3].reshape(1, 1, 3)
     factors = torch.tensor([1.0, pbr.get("roughnessFactor", 1.0), pbr.get("metallicFactor", 1.0)])

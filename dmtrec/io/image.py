@@ -113,7 +113,7 @@ def read_hdr(path: PathLike) -> np.ndarray:
         if line == b"":
             break
     end = data.find(b"\n", pos)
-    match = _HDR_SIZE.match(data[pos:end if end >= 0 else len(data)].strip())
+    match = _HDR_SIZE.match(data[pos : end if end >= 0 else len(data)].strip())
     if not match or match.group(1) != b"-" or match.group(3) != b"+":
         raise ImageReadError(f"{path}: unsupported HDR resolution line (only '-Y H +X W' is supported)")
     height, width = int(match.group(2)), int(match.group(4))
@@ -135,16 +135,16 @@ def read_hdr(path: PathLike) -> np.ndarray:
                         i += 1
                         if count > 128:
                             count -= 128
-                            row[x:x + count] = buf[i]
+                            row[x : x + count] = buf[i]
                             i += 1
                         else:
-                            row[x:x + count] = buf[i:i + count]
+                            row[x : x + count] = buf[i : i + count]
                             i += count
                         x += count
                     if x != width:
                         raise ImageReadError(f"{path}: corrupt RLE scanline {y}")
             else:
-                rgbe[y] = buf[i:i + 4 * width].reshape(width, 4)
+                rgbe[y] = buf[i : i + 4 * width].reshape(width, 4)
                 i += 4 * width
     except (IndexError, ValueError):
         raise ImageReadError(f"{path}: truncated HDR pixel data") from None

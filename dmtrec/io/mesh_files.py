@@ -18,6 +18,8 @@ MESH_SUFFIXES = (".obj", ".glb")
 def read_mesh(path: Union[str, os.PathLike]) -> tuple[Mesh, dict[str, Tensor]]:
     """``(mesh, textures)`` from an OBJ or GLB file (see :func:`.obj.read_obj`, :func:`.gltf.read_glb`)."""
     suffix = Path(path).suffix.lower()
+    if suffix in MESH_SUFFIXES and not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: mesh file not found")
     if suffix == ".obj":
         return read_obj(path)
     if suffix == ".glb":

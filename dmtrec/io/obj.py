@@ -31,16 +31,34 @@ PathLike = Union[str, os.PathLike]
 _MTL_MAPS = {"map_kd": "kd", "map_ks": "ks", "bump": "normal", "map_bump": "normal", "norm": "normal"}
 _MTL_WRITE = {"kd": "map_Kd", "ks": "map_Ks", "normal": "bump"}
 # Texture map options and how many arguments they take (-o/-s/-t: 1 to 3 numbers).
-_MAP_OPTIONS = {"-bm": 1, "-boost": 1, "-texres": 1, "-imfchan": 1, "-mm": 2, "-clamp": 1, "-blendu": 1,
-                "-blendv": 1, "-cc": 1, "-type": 1, "-o": 3, "-s": 3, "-t": 3}
+_MAP_OPTIONS = {
+    "-bm": 1,
+    "-boost": 1,
+    "-texres": 1,
+    "-imfchan": 1,
+    "-mm": 2,
+    "-clamp": 1,
+    "-blendu": 1,
+    "-blendv": 1,
+    "-cc": 1,
+    "-type": 1,
+    "-o": 3,
+    "-s": 3,
+    "-t": 3,
+}
 
 
 class ObjReadError(ValueError):
     """An OBJ or MTL file is missing or malformed; the message names the file and line."""
 
 
-def write_obj(folder: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] = None,
-              name: str = "mesh", texture_names: Optional[dict[str, str]] = None) -> Path:
+def write_obj(
+    folder: PathLike,
+    mesh: Mesh,
+    textures: Optional[dict[str, Tensor]] = None,
+    name: str = "mesh",
+    texture_names: Optional[dict[str, str]] = None,
+) -> Path:
     """Write ``folder/name.obj``, ``folder/name.mtl`` and ``folder/name_{kd,ks,normal}.png``.
 
     Args:
@@ -153,8 +171,10 @@ def read_obj(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
     if not data["v"]:
         raise ObjReadError(f"{path}: no vertices ('v' lines) found")
 
-    mesh = Mesh(torch.tensor(data["v"], dtype=torch.float32).reshape(-1, 3),
-                torch.tensor(faces["v"], dtype=torch.int64).reshape(-1, 3))
+    mesh = Mesh(
+        torch.tensor(data["v"], dtype=torch.float32).reshape(-1, 3),
+        torch.tensor(faces["v"], dtype=torch.int64).reshape(-1, 3),
+    )
     if has and has[0]:
         mesh.v_tex = torch.tensor(data["vt"], dtype=torch.float32).reshape(-1, 2)
         mesh.t_tex_idx = torch.tensor(faces["vt"], dtype=torch.int64).reshape(-1, 3)

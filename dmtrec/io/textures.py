@@ -39,8 +39,9 @@ def check_textures(textures: dict, where: str) -> dict[str, Tensor]:
             raise ValueError(f"{where}: unknown texture key {key!r} (expected one of {TEXTURE_KEYS})")
         tex = torch.as_tensor(tex).detach().to("cpu", torch.float32)
         if tex.ndim != 3 or tex.shape[-1] not in _CHANNELS[key] or tex.shape[0] < 1 or tex.shape[1] < 1:
-            raise ValueError(f"{where}: texture {key!r} must be [H, W, C] with C in {_CHANNELS[key]}, "
-                             f"got {tuple(tex.shape)}")
+            raise ValueError(
+                f"{where}: texture {key!r} must be [H, W, C] with C in {_CHANNELS[key]}, got {tuple(tex.shape)}"
+            )
         if not bool(torch.isfinite(tex).all()):
             raise ValueError(f"{where}: texture {key!r} holds non-finite values")
         out[key] = tex

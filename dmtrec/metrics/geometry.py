@@ -50,13 +50,16 @@ def _check_mesh_tensors(v_pos: Tensor, faces: Tensor, name: str) -> None:
     if faces.is_floating_point() or faces.dtype == torch.bool:
         raise ValueError(f"{name}: faces must hold integer vertex indices, got {faces.dtype}")
     if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= v_pos.shape[0]):
-        raise ValueError(f"{name}: face indices must lie in [0, {v_pos.shape[0]}), "
-                         f"got [{int(faces.min())}, {int(faces.max())}]")
+        raise ValueError(
+            f"{name}: face indices must lie in [0, {v_pos.shape[0]}), got [{int(faces.min())}, {int(faces.max())}]"
+        )
 
 
 def _check_points(points: Tensor, name: str) -> None:
     if not isinstance(points, Tensor) or points.ndim != 2 or points.shape[1] != 3 or points.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty [N, 3] tensor, got {getattr(points, 'shape', type(points).__name__)}")
+        raise ValueError(
+            f"{name} must be a non-empty [N, 3] tensor, got {getattr(points, 'shape', type(points).__name__)}"
+        )
 
 
 def sample_surface(v_pos: Tensor, faces: Tensor, n: int, seed: int = 0) -> Tuple[Tensor, Tensor]:
@@ -114,7 +117,7 @@ def nearest_neighbors(query: Tensor, ref: Tensor, block_elems: int = 1 << 22) ->
     rows = max(1, block_elems // ref.shape[0])
     dists, indices = [], []
     for start in range(0, query.shape[0], rows):
-        block = torch.cdist(query[start:start + rows], ref, compute_mode="donot_use_mm_for_euclid_dist")
+        block = torch.cdist(query[start : start + rows], ref, compute_mode="donot_use_mm_for_euclid_dist")
         d, i = block.min(dim=1)
         dists.append(d)
         indices.append(i)
@@ -226,8 +229,13 @@ def geometry_report(
     ref_points, ref_normals = sample_surface(ref_v, ref_mesh.t_pos_idx.to(ref_v.device), n_samples, seed + 1)
     if pred_mesh.t_pos_idx.shape[0] == 0:
         log.warning("geometry_report: pred_mesh has no triangles; scoring it as infinitely far")
-        report.update(chamfer_l1=math.inf, chamfer_l2=math.inf, accuracy_l1=math.inf, completeness_l1=math.inf,
-                      normal_consistency=math.nan)
+        report.update(
+            chamfer_l1=math.inf,
+            chamfer_l2=math.inf,
+            accuracy_l1=math.inf,
+            completeness_l1=math.inf,
+            normal_consistency=math.nan,
+        )
         for t in thresholds:
             report.update({f"f_score@{t:g}": 0.0, f"precision@{t:g}": 0.0, f"recall@{t:g}": 0.0})
     else:
@@ -236,12 +244,21 @@ def geometry_report(
         d_rp, i_rp = nearest_neighbors(ref_points, pred_points)
         l1, l2 = _chamfer(d_pr, d_rp)
         f, precision, recall = _f_score(d_pr, d_rp, thresholds)
-        report.update(chamfer_l1=float(l1), chamfer_l2=float(l2), accuracy_l1=float(d_pr.mean()),
-                      completeness_l1=float(d_rp.mean()),
-                      normal_consistency=float(_normal_consistency(pred_normals, ref_normals, i_pr, i_rp)))
+        report.update(
+            chamfer_l1=float(l1),
+            chamfer_l2=float(l2),
+            accuracy_l1=float(d_pr.mean()),
+            completeness_l1=float(d_rp.mean()),
+            normal_consistency=float(_normal_consistency(pred_normals, ref_normals, i_pr, i_rp)),
+        )
         for k, t in enumerate(thresholds):
-            report.update({f"f_score@{t:g}": float(f[k]), f"precision@{t:g}": float(precision[k]),
-                           f"recall@{t:g}": float(recall[k])})
+            report.update(
+                {
+                    f"f_score@{t:g}": float(f[k]),
+                    f"precision@{t:g}": float(precision[k]),
+                    f"recall@{t:g}": float(recall[k]),
+                }
+            )
     for prefix, mesh in (("pred", pred_mesh), ("ref", ref_mesh)):
         for key, value in mesh_topology(mesh.v_pos, mesh.t_pos_idx).items():
             report[f"{prefix}_{key}"] = value

@@ -200,8 +200,10 @@ def image_metrics(
     pred = linear_to_srgb(composite(pred_rgb_linear, background, "pred_rgb_linear"))
     ref = linear_to_srgb(composite(ref_rgb_linear, background, "ref_rgb_linear"))
     if pred.shape != ref.shape:
-        raise ValueError(f"pred_rgb_linear {tuple(pred_rgb_linear.shape)} and ref_rgb_linear "
-                         f"{tuple(ref_rgb_linear.shape)} differ in batch or resolution")
+        raise ValueError(
+            f"pred_rgb_linear {tuple(pred_rgb_linear.shape)} and ref_rgb_linear "
+            f"{tuple(ref_rgb_linear.shape)} differ in batch or resolution"
+        )
     result = {
         "mse": (pred - ref).square().mean(dim=(1, 2, 3)),
         "psnr": psnr(pred, ref),
@@ -210,4 +212,3 @@ def image_metrics(
     if lpips_fn is not None:
         result["lpips"] = lpips_fn(pred, ref)
     return result
-

@@ -65,7 +65,9 @@ def mesh_topology(v_pos: Tensor, faces: Tensor, weld: bool = True) -> Dict[str, 
         over components, ``None`` if any is undefined) and ``component_genus`` (list).
     """
     if faces.ndim != 2 or faces.shape[1] != 3 or faces.is_floating_point():
-        raise ValueError(f"mesh_topology: faces must be an integer [F, 3] tensor, got {faces.dtype} {tuple(faces.shape)}")
+        raise ValueError(
+            f"mesh_topology: faces must be an integer [F, 3] tensor, got {faces.dtype} {tuple(faces.shape)}"
+        )
     faces = faces.detach().cpu().long()
     num_triangles = int(faces.shape[0])
     if weld:
@@ -85,7 +87,8 @@ def mesh_topology(v_pos: Tensor, faces: Tensor, weld: bool = True) -> Dict[str, 
     edge_keys, edge_of_corner, edge_counts = torch.unique(edge_key, return_inverse=True, return_counts=True)
     face_of_corner = torch.arange(nf).repeat_interleave(3)
     first_face = torch.full((edge_keys.numel(),), nf, dtype=torch.long).scatter_reduce(
-        0, edge_of_corner, face_of_corner, reduce="amin")
+        0, edge_of_corner, face_of_corner, reduce="amin"
+    )
     face_comp = connected_components(nf, face_of_corner, first_face[edge_of_corner])
     num_comp = int(face_comp.max()) + 1 if nf else 0
 
@@ -101,7 +104,8 @@ def mesh_topology(v_pos: Tensor, faces: Tensor, weld: bool = True) -> Dict[str, 
     # boundary loops: components of the boundary-edge graph, kept apart per surface component
     loop_nodes, loop_ends = torch.unique(
         torch.stack([boundary_comp * nv + edge_keys[boundary] // nv, boundary_comp * nv + edge_keys[boundary] % nv]),
-        return_inverse=True)
+        return_inverse=True,
+    )
     loop_label = connected_components(loop_nodes.numel(), loop_ends[0], loop_ends[1])
     loop_comp = torch.zeros(int(loop_label.max()) + 1 if loop_label.numel() else 0, dtype=torch.long)
     loop_comp[loop_label] = loop_nodes // nv

@@ -22,8 +22,9 @@ from .material import TexturedMaterial, VolumetricMaterial
 
 
 @torch.no_grad()
-def bake_volumetric(mesh, material: VolumetricMaterial, rasterizer, resolution: Union[int, Sequence[int]] = 1024,
-                    dilation: int = 16) -> TexturedMaterial:
+def bake_volumetric(
+    mesh, material: VolumetricMaterial, rasterizer, resolution: Union[int, Sequence[int]] = 1024, dilation: int = 16
+) -> TexturedMaterial:
     """Sample ``material`` into kd / ks / normal textures over ``mesh``'s UV layout.
 
     Args:
@@ -41,7 +42,9 @@ def bake_volumetric(mesh, material: VolumetricMaterial, rasterizer, resolution: 
         raise ValueError("bake_volumetric: the mesh has no UVs (v_tex / t_tex_idx); unwrap it first")
     if mesh.is_empty:
         raise ValueError("bake_volumetric: the mesh is empty")
-    height, width = (resolution, resolution) if isinstance(resolution, int) else (int(resolution[0]), int(resolution[1]))
+    height, width = (
+        (resolution, resolution) if isinstance(resolution, int) else (int(resolution[0]), int(resolution[1]))
+    )
     uv = mesh.v_tex.to(torch.float32)
     clip = torch.cat([uv * 2.0 - 1.0, torch.zeros_like(uv[:, :1]), torch.ones_like(uv[:, :1])], -1)
     rast, _ = rasterizer.rasterize(clip[None], mesh.t_tex_idx.int(), (height, width))
@@ -53,9 +56,14 @@ def bake_volumetric(mesh, material: VolumetricMaterial, rasterizer, resolution: 
     values = values.flip(0)  # rasterized row 0 is v = 0, the bottom of the image
     lo, hi = material.out_min.tolist(), material.out_max.tolist()
     normal = safe_normalize(values[..., 6:9]) if material.perturbs_normals else None
-    return TexturedMaterial.from_tensors(values[..., 0:3], values[..., 3:6], normal,
-                                         kd_range=(lo[0:3], hi[0:3]), ks_range=(lo[3:6], hi[3:6]),
-                                         normal_range=(lo[6:9], hi[6:9]) if normal is not None else None)
+    return TexturedMaterial.from_tensors(
+        values[..., 0:3],
+        values[..., 3:6],
+        normal,
+        kd_range=(lo[0:3], hi[0:3]),
+        ks_range=(lo[3:6], hi[3:6]),
+        normal_range=(lo[6:9], hi[6:9]) if normal is not None else None,
+    )
 
 
 def _dilate(values: Tensor, covered: Tensor, rings: int) -> Tensor:

@@ -84,7 +84,7 @@ def masking_smith_ggx_correlated(alpha_sq: Tensor, cos_i: Tensor, cos_o: Tensor)
 
 def ggx_alpha_sq(roughness: Tensor) -> Tensor:
     """``alpha ** 2`` from perceptual roughness (``alpha = roughness ** 2``, floored at :data:`MIN_ROUGHNESS`)."""
-    alpha = (roughness * roughness).clamp(MIN_ROUGHNESS ** 2, 1.0)
+    alpha = (roughness * roughness).clamp(MIN_ROUGHNESS**2, 1.0)
     return alpha * alpha
 
 
@@ -122,7 +122,11 @@ def perturb_normal(perturbation: Tensor, n: Tensor, tangent: Tensor) -> Tensor:
     """Apply a tangent-space normal ``[..., 3]`` (x along ``tangent``, y along the OpenGL-style
     bitangent ``n x tangent``, z along ``n``, z clamped to >= 0) to the smooth normal ``n``."""
     bitangent = safe_normalize(torch.linalg.cross(tangent, n, dim=-1))
-    shading = tangent * perturbation[..., 0:1] - bitangent * perturbation[..., 1:2] + n * perturbation[..., 2:3].clamp_min(0.0)
+    shading = (
+        tangent * perturbation[..., 0:1]
+        - bitangent * perturbation[..., 1:2]
+        + n * perturbation[..., 2:3].clamp_min(0.0)
+    )
     return safe_normalize(shading)
 
 

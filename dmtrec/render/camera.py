@@ -56,7 +56,9 @@ def look_at(eye: Tensor, target: Tensor, up: Optional[Tensor] = None) -> Tensor:
     return c2w
 
 
-def orbit_c2w(azimuth: Tensor, elevation: Tensor, radius: Union[float, Tensor], target: Optional[Tensor] = None) -> Tensor:
+def orbit_c2w(
+    azimuth: Tensor, elevation: Tensor, radius: Union[float, Tensor], target: Optional[Tensor] = None
+) -> Tensor:
     """Cameras on a sphere around ``target`` looking at it: ``[N, 4, 4]`` from ``[N]`` angles in radians.
 
     Azimuth turns about +Y starting from +Z; elevation lifts towards +Y.
@@ -70,7 +72,12 @@ def orbit_c2w(azimuth: Tensor, elevation: Tensor, radius: Union[float, Tensor], 
     return look_at(target + direction * radius, target)
 
 
-def random_orbit_c2w(n: int, radius: float, generator: torch.Generator, elevation_range: Tuple[float, float] = (-math.pi / 2, math.pi / 2)) -> Tensor:
+def random_orbit_c2w(
+    n: int,
+    radius: float,
+    generator: torch.Generator,
+    elevation_range: Tuple[float, float] = (-math.pi / 2, math.pi / 2),
+) -> Tensor:
     """``n`` cameras uniformly distributed over the sphere's area (within ``elevation_range``) looking at the origin."""
     lo, hi = (math.sin(e) for e in elevation_range)
     u = torch.rand(n, 2, generator=generator)
@@ -94,7 +101,9 @@ class Cameras:
     resolution: Tuple[int, int]
 
     @classmethod
-    def from_fov(cls, c2w: Tensor, fovy: Union[float, Tensor], resolution: Sequence[int], near: float = 0.1, far: float = 1000.0) -> "Cameras":
+    def from_fov(
+        cls, c2w: Tensor, fovy: Union[float, Tensor], resolution: Sequence[int], near: float = 0.1, far: float = 1000.0
+    ) -> "Cameras":
         """Cameras from camera-to-world ``[B, 4, 4]`` (or ``[4, 4]``) and a vertical fov in radians."""
         c2w = torch.as_tensor(c2w, dtype=torch.float32)
         if c2w.dim() == 2:

@@ -9,6 +9,7 @@ the +y pole, the image centre column looks down -z, and azimuth grows towards +x
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor
 
@@ -104,4 +105,3 @@ def cubemap_to_latlong(cube: Tensor, height: int, width: int, rasterizer) -> Ten
     filtered across face edges by the rasterizer's cube-map texture lookup)."""
     directions = latlong_directions(height, width, cube.device, cube.dtype)
     return rasterizer.texture(cube[None], directions[None].contiguous(), filter_mode="linear", boundary_mode="cube")[0]
-

@@ -38,8 +38,9 @@ _AZIMUTH_NODES = 16  # midpoint nodes over [0, pi]; the integrand is symmetric i
 _VERSION = 1  # bump when the integrand or quadrature changes: old cache files are then ignored
 
 
-def integrate_dfg(n_dot_v: Tensor, roughness: Tensor,
-                  cdf_nodes: int = _CDF_NODES, azimuth_nodes: int = _AZIMUTH_NODES) -> Tensor:
+def integrate_dfg(
+    n_dot_v: Tensor, roughness: Tensor, cdf_nodes: int = _CDF_NODES, azimuth_nodes: int = _AZIMUTH_NODES
+) -> Tensor:
     """Quadrature of ``(A, B)`` for every pair of ``n_dot_v [N]`` and ``roughness [N]`` -> ``[N, 2]``.
 
     Works in the dtype of the inputs.
@@ -103,4 +104,3 @@ def _lut_on(size: int, device: str) -> Tensor:
 def dfg_lut(device: Union[str, torch.device] = "cpu", size: int = LUT_SIZE) -> Tensor:
     """The DFG table as a texture ``[1, size, size, 2]`` float32 on ``device`` (cached)."""
     return _lut_on(size, str(torch.device(device)))
-

@@ -32,21 +32,34 @@ class HashGridEncoding(torch.nn.Module):
         init_scale: tables start uniform in ``[-init_scale, init_scale]`` (instant-ngp: 1e-4).
     """
 
-    def __init__(self, n_levels: int = 16, features_per_level: int = 2, log2_table_size: int = 19,
-                 base_resolution: int = 16, finest_resolution: int = 4096, init_scale: float = 1e-4):
+    def __init__(
+        self,
+        n_levels: int = 16,
+        features_per_level: int = 2,
+        log2_table_size: int = 19,
+        base_resolution: int = 16,
+        finest_resolution: int = 4096,
+        init_scale: float = 1e-4,
+    ):
         super().__init__()
         if n_levels < 1 or features_per_level < 1:
-            raise ValueError(f"HashGridEncoding: n_levels and features_per_level must be >= 1, got {n_levels}, {features_per_level}")
+            raise ValueError(
+                f"HashGridEncoding: n_levels and features_per_level must be >= 1, got {n_levels}, {features_per_level}"
+            )
         if not 1 <= base_resolution <= finest_resolution < 1 << 20:
-            raise ValueError(f"HashGridEncoding: need 1 <= base_resolution <= finest_resolution < 2^20, "
-                             f"got {base_resolution}, {finest_resolution}")
+            raise ValueError(
+                f"HashGridEncoding: need 1 <= base_resolution <= finest_resolution < 2^20, "
+                f"got {base_resolution}, {finest_resolution}"
+            )
         if not 4 <= log2_table_size <= 30:
             raise ValueError(f"HashGridEncoding: log2_table_size must be in [4, 30], got {log2_table_size}")
         self.n_levels = n_levels
         self.features_per_level = features_per_level
         self.table_size = 1 << log2_table_size
         growth = math.exp(math.log(finest_resolution / base_resolution) / max(n_levels - 1, 1))
-        self.resolutions: List[int] = [int(math.floor(base_resolution * growth ** level + 1e-6)) for level in range(n_levels)]
+        self.resolutions: List[int] = [
+            int(math.floor(base_resolution * growth**level + 1e-6)) for level in range(n_levels)
+        ]
         sizes = [min((res + 1) ** 3, self.table_size) for res in self.resolutions]
         offsets = [0]
         for size in sizes:
@@ -74,7 +87,11 @@ class HashGridEncoding(torch.nn.Module):
         else:
             # Products stay below 2^63 (coordinates < 2^20, primes < 2^32), and T divides 2^32, so
             # the low bits equal those of instant-ngp's wrapping 32-bit arithmetic.
-            rows = (cx * _PRIMES[0])[:, :, None, None] ^ (cy * _PRIMES[1])[:, None, :, None] ^ (cz * _PRIMES[2])[:, None, None, :]
+            rows = (
+                (cx * _PRIMES[0])[:, :, None, None]
+                ^ (cy * _PRIMES[1])[:, None, :, None]
+                ^ (cz * _PRIMES[2])[:, None, None, :]
+            )
             rows = rows & (size - 1)
         weights = torch.stack([1.0 - frac, frac], -1)
         return rows + self.offsets[level], weights
@@ -117,11 +134,13 @@ class _HashGridLookup(torch.autograd.Function):
         table, *saved = ctx.saved_tensors
         features = table.shape[1]
         grad_table = torch.zeros_like(table) if ctx.needs_input_grad[1] else None
-        grad_x = torch.zeros(grad.shape[0], 3, dtype=grad.dtype, device=grad.device) if ctx.needs_input_grad[0] else None
+        grad_x = (
+            torch.zeros(grad.shape[0], 3, dtype=grad.dtype, device=grad.device) if ctx.needs_input_grad[0] else None
+        )
         sign = torch.tensor([-1.0, 1.0], dtype=grad.dtype, device=grad.device)
         for level, res in enumerate(ctx.resolutions):
             rows, w = saved[2 * level], saved[2 * level + 1]
-            g = grad[:, level * features:(level + 1) * features]  # [N, F]
+            g = grad[:, level * features : (level + 1) * features]  # [N, F]
             if grad_table is not None:
                 corner_grad = _trilinear(w).reshape(-1, 8, 1) * g[:, None, :]
                 grad_table.index_add_(0, rows, corner_grad.reshape(-1, features))

@@ -65,7 +65,9 @@ class EnvironmentLight(torch.nn.Module):
         if base.dim() != 4 or base.shape[0] != 6 or base.shape[2] != res or base.shape[3] != 3:
             raise ValueError(f"EnvironmentLight: base must be a cube map [6, S, S, 3], got {tuple(base.shape)}")
         if res < 2 * self.MIN_RES or res & (res - 1):
-            raise ValueError(f"EnvironmentLight: the cube map resolution must be a power of two >= {2 * self.MIN_RES}, got {res}")
+            raise ValueError(
+                f"EnvironmentLight: the cube map resolution must be a power of two >= {2 * self.MIN_RES}, got {res}"
+            )
         self.base = torch.nn.Parameter(base.detach().to(torch.float32).clone())
         self.specular: Optional[List[Tensor]] = None
         self.diffuse: Optional[Tensor] = None
@@ -74,8 +76,14 @@ class EnvironmentLight(torch.nn.Module):
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_hdr(cls, path: PathLike, base_res: int = 512, scale: float = 1.0,
-                 device: Union[str, torch.device, None] = None, **kwargs) -> "EnvironmentLight":
+    def from_hdr(
+        cls,
+        path: PathLike,
+        base_res: int = 512,
+        scale: float = 1.0,
+        device: Union[str, torch.device, None] = None,
+        **kwargs,
+    ) -> "EnvironmentLight":
         """A light from an equirectangular (latlong) ``.hdr`` probe, resampled to ``base_res`` per face."""
         from dmtrec.io.image import read_hdr  # lazy: file IO only here
 
@@ -83,8 +91,13 @@ class EnvironmentLight(torch.nn.Module):
         return cls(latlong_to_cubemap(latlong, base_res) * scale, **kwargs)
 
     @classmethod
-    def constant(cls, radiance: Union[float, Sequence[float]] = 0.5, base_res: int = 64,
-                 device: Union[str, torch.device, None] = None, **kwargs) -> "EnvironmentLight":
+    def constant(
+        cls,
+        radiance: Union[float, Sequence[float]] = 0.5,
+        base_res: int = 64,
+        device: Union[str, torch.device, None] = None,
+        **kwargs,
+    ) -> "EnvironmentLight":
         """Uniform radiance (a scalar or an RGB triple) from every direction."""
         value = torch.as_tensor(radiance, dtype=torch.float32, device=device).reshape(-1)
         if value.numel() not in (1, 3):
@@ -92,11 +105,19 @@ class EnvironmentLight(torch.nn.Module):
         return cls(value.expand(3).expand(6, base_res, base_res, 3), **kwargs)
 
     @classmethod
-    def random(cls, base_res: int = 64, scale: float = 0.5, bias: float = 0.25,
-               generator: Optional[torch.Generator] = None, device: Union[str, torch.device, None] = None,
-               **kwargs) -> "EnvironmentLight":
+    def random(
+        cls,
+        base_res: int = 64,
+        scale: float = 0.5,
+        bias: float = 0.25,
+        generator: Optional[torch.Generator] = None,
+        device: Union[str, torch.device, None] = None,
+        **kwargs,
+    ) -> "EnvironmentLight":
         """Texels uniform in ``[bias, bias + scale)`` (nvdiffrec's trainable initialisation)."""
-        noise = torch.rand(6, base_res, base_res, 3, generator=generator, device=generator.device if generator else device)
+        noise = torch.rand(
+            6, base_res, base_res, 3, generator=generator, device=generator.device if generator else device
+        )
         return cls((noise * scale + bias).to(device), **kwargs)
 
     # ------------------------------------------------------------------ split-sum mips
@@ -116,8 +137,11 @@ class EnvironmentLight(torch.nn.Module):
     def mip_level(self, roughness: Tensor) -> Tensor:
         """Fractional specular level for ``roughness`` (the inverse of :meth:`level_roughness`)."""
         last = self.num_levels - 1
-        low = (roughness.clamp(self.MIN_ROUGHNESS, self.MAX_ROUGHNESS) - self.MIN_ROUGHNESS) \
-            / (self.MAX_ROUGHNESS - self.MIN_ROUGHNESS) * max(last - 1, 1)
+        low = (
+            (roughness.clamp(self.MIN_ROUGHNESS, self.MAX_ROUGHNESS) - self.MIN_ROUGHNESS)
+            / (self.MAX_ROUGHNESS - self.MIN_ROUGHNESS)
+            * max(last - 1, 1)
+        )
         high = (roughness.clamp(self.MAX_ROUGHNESS, 1.0) - self.MAX_ROUGHNESS) / (1.0 - self.MAX_ROUGHNESS) + (last - 1)
         return torch.where(roughness < self.MAX_ROUGHNESS, low, high)
 
@@ -130,7 +154,9 @@ class EnvironmentLight(torch.nn.Module):
             pyramid.append(_downsample(pyramid[-1]))
         coarsest = pyramid[-1]
         self.diffuse = _diffuse_filter(self.MIN_RES, str(coarsest.device))(coarsest)
-        self.specular = [_prefilter(pyramid, level, self.level_roughness(level), rasterizer) for level in range(len(pyramid))]
+        self.specular = [
+            _prefilter(pyramid, level, self.level_roughness(level), rasterizer) for level in range(len(pyramid))
+        ]
         self._mips_key = self._current_key()
 
     def _current_key(self):
@@ -148,8 +174,9 @@ class EnvironmentLight(torch.nn.Module):
 
     # ------------------------------------------------------------------ shading
 
-    def shade(self, pos: Tensor, normal: Tensor, kd: Tensor, ks: Tensor, view_pos: Tensor, rasterizer,
-              specular: bool = True) -> Tensor:
+    def shade(
+        self, pos: Tensor, normal: Tensor, kd: Tensor, ks: Tensor, view_pos: Tensor, rasterizer, specular: bool = True
+    ) -> Tensor:
         """Split-sum shading of surface points (call :meth:`ensure_mips` first).
 
         Args:
@@ -162,20 +189,30 @@ class EnvironmentLight(torch.nn.Module):
         """
         if self.specular is None:
             raise RuntimeError("EnvironmentLight.shade: call build_mips() or ensure_mips() first")
-        irradiance = rasterizer.texture(self.diffuse[None], normal.contiguous(), filter_mode="linear", boundary_mode="cube")
+        irradiance = rasterizer.texture(
+            self.diffuse[None], normal.contiguous(), filter_mode="linear", boundary_mode="cube"
+        )
         if not specular:
             return irradiance * kd * (1.0 - ks[..., 0:1])
         diffuse_albedo, f0 = bsdf.metallic_workflow(kd, ks)
         wo = bsdf.safe_normalize(view_pos - pos)
         roughness = ks[..., 1:2]
         n_dot_v = bsdf.dot(wo, normal).clamp(1e-4, 1.0)
-        fg = rasterizer.texture(dfg_lut(pos.device), torch.cat([n_dot_v, roughness], -1).contiguous(),
-                                filter_mode="linear", boundary_mode="clamp")
+        fg = rasterizer.texture(
+            dfg_lut(pos.device),
+            torch.cat([n_dot_v, roughness], -1).contiguous(),
+            filter_mode="linear",
+            boundary_mode="clamp",
+        )
         reflected = bsdf.safe_normalize(bsdf.reflect(wo, normal))
-        radiance = rasterizer.texture(self.specular[0][None], reflected.contiguous(),
-                                      mip=[level[None] for level in self.specular[1:]],
-                                      mip_level_bias=self.mip_level(roughness)[..., 0].contiguous(),
-                                      filter_mode="linear-mipmap-linear", boundary_mode="cube")
+        radiance = rasterizer.texture(
+            self.specular[0][None],
+            reflected.contiguous(),
+            mip=[level[None] for level in self.specular[1:]],
+            mip_level_bias=self.mip_level(roughness)[..., 0].contiguous(),
+            filter_mode="linear-mipmap-linear",
+            boundary_mode="cube",
+        )
         color = irradiance * diffuse_albedo + radiance * (f0 * fg[..., 0:1] + fg[..., 1:2])
         return color * (1.0 - ks[..., 0:1])
 
@@ -280,7 +317,8 @@ def _diffuse_filter(res: int, device: str) -> _CubeFilter:
 
 def _cone_cosine(alpha_sq: float, energy: float) -> float:
     """Cosine of the angle around ``n = v`` holding the light directions whose half vectors carry
-    ``energy`` of the GGX distribution ``D(h)(n.h)``: ``tan(theta_h) = alpha sqrt(E / (1 - E))``, ``theta_l = 2 theta_h``."""
+    ``energy`` of the GGX distribution ``D(h)(n.h)``: ``tan(theta_h) = alpha sqrt(E / (1 - E))``,
+    ``theta_l = 2 theta_h``."""
     theta_h = math.atan(math.sqrt(alpha_sq) * math.sqrt(energy / (1.0 - energy)))
     return math.cos(min(2.0 * theta_h, math.pi / 2))
 
@@ -311,7 +349,7 @@ def _specular_filter(res: int, roughness: float, device: str) -> _CubeFilter:
     rows, cols, weights = [], [], []
     chunk = max(1, (1 << 22) // members.shape[0])
     for start in range(0, flat_dirs.shape[0], chunk):
-        near = (flat_dirs[start:start + chunk] @ centres.T) >= cos_reach  # [C, tiles]
+        near = (flat_dirs[start : start + chunk] @ centres.T) >= cos_reach  # [C, tiles]
         pair_row, pair_tile = near.nonzero(as_tuple=True)
         row = (pair_row + start)[:, None].expand(-1, members.shape[1]).reshape(-1)
         col = members[pair_tile].reshape(-1)
@@ -323,8 +361,9 @@ def _specular_filter(res: int, roughness: float, device: str) -> _CubeFilter:
         cols.append(col)
         weights.append(bsdf.ndf_ggx(torch.tensor(alpha_sq, device=device), cos_h) * cos_l * area.reshape(-1)[col])
     # 16 x 16 maps are small enough to filter densely (faster than sparse there).
-    return _CubeFilter(torch.cat(rows), torch.cat(cols), torch.cat(weights), flat_dirs.shape[0],
-                       dense=res <= EnvironmentLight.MIN_RES)
+    return _CubeFilter(
+        torch.cat(rows), torch.cat(cols), torch.cat(weights), flat_dirs.shape[0], dense=res <= EnvironmentLight.MIN_RES
+    )
 
 
 def _work_resolution(level_res: int, roughness: float) -> int:

@@ -61,8 +61,14 @@ class Material(torch.nn.Module):
     uses_uv: bool = False
     perturbs_normals: bool = False
 
-    def sample(self, pos: Tensor, uv: Optional[Tensor] = None, uv_da: Optional[Tensor] = None,
-               rasterizer=None, smoothness: bool = False) -> MaterialSample:
+    def sample(
+        self,
+        pos: Tensor,
+        uv: Optional[Tensor] = None,
+        uv_da: Optional[Tensor] = None,
+        rasterizer=None,
+        smoothness: bool = False,
+    ) -> MaterialSample:
         """Material at ``[B, H, W, *]`` fragments.
 
         Args:
@@ -125,8 +131,14 @@ class Texture2D(torch.nn.Module):
         if uv_da is None or self.max_mip_level == 0:
             return rasterizer.texture(self.data, uv_tex, filter_mode="linear", boundary_mode="wrap")
         uv_da_tex = (uv_da * flip.repeat_interleave(2)).contiguous()  # (du/dX, du/dY, -dv/dX, -dv/dY)
-        return rasterizer.texture(self.data, uv_tex, uv_da_tex, filter_mode="linear-mipmap-linear",
-                                  boundary_mode="wrap", max_mip_level=self.max_mip_level)
+        return rasterizer.texture(
+            self.data,
+            uv_tex,
+            uv_da_tex,
+            filter_mode="linear-mipmap-linear",
+            boundary_mode="wrap",
+            max_mip_level=self.max_mip_level,
+        )
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -157,16 +169,25 @@ class TexturedMaterial(Material):
     def __init__(self, kd: Texture2D, ks: Texture2D, normal: Optional[Texture2D] = None, jitter_std: float = 0.005):
         super().__init__()
         if kd.channels not in (3, 4) or ks.channels != 3 or (normal is not None and normal.channels != 3):
-            raise ValueError(f"TexturedMaterial: kd needs 3 or 4 channels, ks and normal 3; got "
-                             f"{kd.channels}, {ks.channels}, {None if normal is None else normal.channels}")
+            raise ValueError(
+                f"TexturedMaterial: kd needs 3 or 4 channels, ks and normal 3; got "
+                f"{kd.channels}, {ks.channels}, {None if normal is None else normal.channels}"
+            )
         self.kd, self.ks, self.normal = kd, ks, normal
         self.perturbs_normals = normal is not None
         self.jitter_std = jitter_std
 
     @classmethod
-    def from_tensors(cls, kd: Tensor, ks: Tensor, normal: Optional[Tensor] = None,
-                     kd_range: Range = KD_RANGE, ks_range: Range = KS_RANGE, normal_range: Range = NORMAL_RANGE,
-                     **kwargs) -> "TexturedMaterial":
+    def from_tensors(
+        cls,
+        kd: Tensor,
+        ks: Tensor,
+        normal: Optional[Tensor] = None,
+        kd_range: Range = KD_RANGE,
+        ks_range: Range = KS_RANGE,
+        normal_range: Range = NORMAL_RANGE,
+        **kwargs,
+    ) -> "TexturedMaterial":
         """From plain ``[H, W, C]`` tensors (kd linear RGB(A), ks ORM, normal in [-1, 1]); the
         textures may have different resolutions. Values are clamped into the ranges."""
         textures = [Texture2D(kd, *kd_range), Texture2D(ks, *ks_range)]
@@ -182,8 +203,14 @@ class TexturedMaterial(Material):
             out["normal"] = self.normal.data[0].detach()
         return out
 
-    def sample(self, pos: Tensor, uv: Optional[Tensor] = None, uv_da: Optional[Tensor] = None,
-               rasterizer=None, smoothness: bool = False) -> MaterialSample:
+    def sample(
+        self,
+        pos: Tensor,
+        uv: Optional[Tensor] = None,
+        uv_da: Optional[Tensor] = None,
+        rasterizer=None,
+        smoothness: bool = False,
+    ) -> MaterialSample:
         if uv is None:
             raise ValueError("TexturedMaterial.sample: the mesh has no texture coordinates (v_tex / t_tex_idx)")
         kd = self.kd.sample(uv, uv_da, rasterizer)
@@ -219,17 +246,30 @@ class VolumetricMaterial(Material):
         jitter_std: world-space jitter of the smoothness lookup (nvdiffrec: 0.01).
     """
 
-    def __init__(self, aabb: Union[Tensor, Sequence[Sequence[float]]], n_levels: int = 16, features_per_level: int = 2,
-                 log2_table_size: int = 19, base_resolution: int = 16, finest_resolution: int = 4096,
-                 mlp_width: int = 32, mlp_hidden_layers: int = 2, kd_range: Range = KD_RANGE,
-                 ks_range: Range = KS_RANGE, normal_range: Range = NORMAL_RANGE, perturb_normals: bool = True,
-                 jitter_std: float = 0.01):
+    def __init__(
+        self,
+        aabb: Union[Tensor, Sequence[Sequence[float]]],
+        n_levels: int = 16,
+        features_per_level: int = 2,
+        log2_table_size: int = 19,
+        base_resolution: int = 16,
+        finest_resolution: int = 4096,
+        mlp_width: int = 32,
+        mlp_hidden_layers: int = 2,
+        kd_range: Range = KD_RANGE,
+        ks_range: Range = KS_RANGE,
+        normal_range: Range = NORMAL_RANGE,
+        perturb_normals: bool = True,
+        jitter_std: float = 0.01,
+    ):
         super().__init__()
         aabb = torch.as_tensor(aabb, dtype=torch.float32)
         if aabb.shape != (2, 3) or not bool((aabb[1] > aabb[0]).all()):
             raise ValueError(f"VolumetricMaterial: aabb must be [2, 3] with max > min per axis, got {aabb.tolist()}")
         self.register_buffer("aabb", aabb.clone())
-        self.encoding = HashGridEncoding(n_levels, features_per_level, log2_table_size, base_resolution, finest_resolution)
+        self.encoding = HashGridEncoding(
+            n_levels, features_per_level, log2_table_size, base_resolution, finest_resolution
+        )
         self.perturbs_normals = perturb_normals
         lo = [_range_tensor(kd_range[0], 3, "kd_range"), _range_tensor(ks_range[0], 3, "ks_range")]
         hi = [_range_tensor(kd_range[1], 3, "kd_range"), _range_tensor(ks_range[1], 3, "ks_range")]
@@ -248,8 +288,14 @@ class VolumetricMaterial(Material):
         out = out * (self.out_max - self.out_min) + self.out_min
         return out.reshape(pos.shape[:-1] + (-1,))
 
-    def sample(self, pos: Tensor, uv: Optional[Tensor] = None, uv_da: Optional[Tensor] = None,
-               rasterizer=None, smoothness: bool = False) -> MaterialSample:
+    def sample(
+        self,
+        pos: Tensor,
+        uv: Optional[Tensor] = None,
+        uv_da: Optional[Tensor] = None,
+        rasterizer=None,
+        smoothness: bool = False,
+    ) -> MaterialSample:
         if smoothness:
             # One pass over both point sets: the encoding's per-call overhead is paid once.
             both = self.evaluate(torch.cat([pos, pos + torch.randn_like(pos) * self.jitter_std], 0))

@@ -79,8 +79,10 @@ def render_mesh(
     if bsdf not in BSDF_MODES:
         raise ValueError(f"render_mesh: unknown bsdf {bsdf!r}; choose one of {', '.join(BSDF_MODES)}")
     if num_layers != 1:
-        raise NotImplementedError("render_mesh: depth peeling (num_layers > 1) needs a peeling rasterize in the "
-                                  "rasterizer contract (nvdiffrast's DepthPeeler), which it does not offer yet")
+        raise NotImplementedError(
+            "render_mesh: depth peeling (num_layers > 1) needs a peeling rasterize in the "
+            "rasterizer contract (nvdiffrast's DepthPeeler), which it does not offer yet"
+        )
     if int(spp) != spp or spp < 1:
         raise ValueError(f"render_mesh: spp must be a positive integer, got {spp!r}")
     needs_light = bsdf in ("pbr", "diffuse", "white")
@@ -109,9 +111,15 @@ def render_mesh(
 def _check_background(background: Optional[Tensor], batch: int, height: int, width: int, device) -> Tensor:
     if background is None:
         return torch.zeros(batch, height, width, 3, device=device)
-    if background.dim() != 4 or background.shape[0] not in (1, batch) or tuple(background.shape[1:]) != (height, width, 3):
-        raise ValueError(f"render_mesh: background must be [{batch}, {height}, {width}, 3] (or batch 1), "
-                         f"got {tuple(background.shape)}")
+    if (
+        background.dim() != 4
+        or background.shape[0] not in (1, batch)
+        or tuple(background.shape[1:]) != (height, width, 3)
+    ):
+        raise ValueError(
+            f"render_mesh: background must be [{batch}, {height}, {width}, 3] (or batch 1), "
+            f"got {tuple(background.shape)}"
+        )
     return background.to(device=device, dtype=torch.float32).expand(batch, -1, -1, -1)
 
 
@@ -121,16 +129,27 @@ def _with_shading_frame(mesh, material: Material):
         mesh = compute_normals(mesh)
     if material.perturbs_normals and (mesh.v_tng is None or mesh.t_tng_idx is None):
         if mesh.v_tex is None or mesh.t_tex_idx is None:
-            raise ValueError("render_mesh: the material perturbs normals, which needs tangents, and the mesh has "
-                             "neither tangents (v_tng) nor UVs (v_tex) to derive them from")
+            raise ValueError(
+                "render_mesh: the material perturbs normals, which needs tangents, and the mesh has "
+                "neither tangents (v_tng) nor UVs (v_tex) to derive them from"
+            )
         mesh = compute_tangents(mesh)
     if material.uses_uv and (mesh.v_tex is None or mesh.t_tex_idx is None):
         raise ValueError("render_mesh: the material is textured but the mesh has no UVs (v_tex / t_tex_idx)")
     return mesh
 
 
-def _render_layer(mesh, material: Material, light, cameras: Cameras, rasterizer, background: Tensor, bsdf: str,
-                  resolution, smoothness: bool) -> Optional[Dict[str, Tensor]]:
+def _render_layer(
+    mesh,
+    material: Material,
+    light,
+    cameras: Cameras,
+    rasterizer,
+    background: Tensor,
+    bsdf: str,
+    resolution,
+    smoothness: bool,
+) -> Optional[Dict[str, Tensor]]:
     """Buffers at ``resolution``, or None when no pixel is covered."""
     clip = cameras.project(mesh.v_pos)
     tri = mesh.t_pos_idx.int()
@@ -160,15 +179,18 @@ def _render_layer(mesh, material: Material, light, cameras: Cameras, rasterizer,
 
     sample = material.sample(pos, uv, uv_da, rasterizer, smoothness=smoothness)
     view_pos = cameras.campos[pixel_batch].reshape(1, n, 1, 3)
-    normal = bsdf_lib.prepare_shading_normal(pos, view_pos, smooth_normal, geometric_normal,
-                                             sample.perturbation, tangent, two_sided=True)
+    normal = bsdf_lib.prepare_shading_normal(
+        pos, view_pos, smooth_normal, geometric_normal, sample.perturbation, tangent, two_sided=True
+    )
     kd, ks = sample.kd, sample.ks
     if bsdf == "pbr":
         color = light.shade(pos, normal, kd, ks, view_pos, rasterizer, specular=True)
     elif bsdf == "diffuse":
         color = light.shade(pos, normal, kd, ks, view_pos, rasterizer, specular=False)
     elif bsdf == "white":
-        color = light.shade(pos, normal, torch.ones_like(kd), torch.zeros_like(ks), view_pos, rasterizer, specular=False)
+        color = light.shade(
+            pos, normal, torch.ones_like(kd), torch.zeros_like(ks), view_pos, rasterizer, specular=False
+        )
     elif bsdf == "kd":
         color = kd
     elif bsdf == "ks":
@@ -185,8 +207,11 @@ def _render_layer(mesh, material: Material, light, cameras: Cameras, rasterizer,
         return flat.index_put((sel,), values.reshape(n, -1)).reshape(rast.shape[:3] + (-1,))
 
     alpha_img = unpack(alpha)
-    shaded = torch.lerp(torch.cat([background, torch.zeros_like(background[..., :1])], -1),
-                        torch.cat([unpack(color), torch.ones_like(alpha_img)], -1), alpha_img)
+    shaded = torch.lerp(
+        torch.cat([background, torch.zeros_like(background[..., :1])], -1),
+        torch.cat([unpack(color), torch.ones_like(alpha_img)], -1),
+        alpha_img,
+    )
     shaded = rasterizer.antialias(shaded.contiguous(), rast, clip, tri)
     return {
         "shaded": shaded,
@@ -206,8 +231,16 @@ def _empty_buffers(mesh, material: Material, light, background: Tensor) -> Dict[
     anchor = sum(p.sum() for p in params if p.is_floating_point()) * 0.0
     zeros = torch.zeros_like(background[..., :1]) + anchor
     shaded = torch.cat([background + anchor, zeros], -1)
-    return {"shaded": shaded, "alpha": zeros, "mask": zeros, "kd": zeros.expand(-1, -1, -1, 3), "ks": zeros.expand(-1, -1, -1, 3),
-            "normal": zeros.expand(-1, -1, -1, 3), "depth": zeros, "kd_grad": zeros}
+    return {
+        "shaded": shaded,
+        "alpha": zeros,
+        "mask": zeros,
+        "kd": zeros.expand(-1, -1, -1, 3),
+        "ks": zeros.expand(-1, -1, -1, 3),
+        "normal": zeros.expand(-1, -1, -1, 3),
+        "depth": zeros,
+        "kd_grad": zeros,
+    }
 
 
 def _box_down(image: Tensor, factor: int) -> Tensor:

@@ -4,5 +4,5 @@
 trains; its config sections are in :mod:`~dmtrec.systems.config`, the losses and schedules in
 :mod:`~dmtrec.systems.losses` and :mod:`~dmtrec.systems.schedules`, the run folder in
 :mod:`~dmtrec.systems.run` and the end-of-fit evaluation and export in
-:mod:`~dmtrec.systems.callbacks` (files written by :mod:`dmtrec.export`).
+:mod:`~dmtrec.systems.callbacks` (files written by :mod:`dmtrec.systems.outputs`).
 """

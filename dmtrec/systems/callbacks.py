@@ -11,6 +11,9 @@ from typing import Any, Dict, Optional
 import pytorch_lightning as pl
 import torch
 
+from dmtrec.io.mesh_files import read_mesh
+from dmtrec.systems.outputs import write_outputs
+
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +31,7 @@ def _mean_metrics(system, dataloader) -> Dict[str, float]:
 
 class FinalizeRun(pl.Callback):
     """When the pipeline has run all its iterations: evaluate the held-out (test) views and,
-    with a reference mesh, the geometry; write the outputs (:mod:`dmtrec.export`) and
+    with a reference mesh, the geometry; write the outputs (:mod:`dmtrec.systems.outputs`) and
     ``metrics.json`` into ``out_dir``; log the metrics and the GLB to the logger.
 
     A run that stops early (interrupted, failed) writes nothing here: its checkpoint resumes it.
@@ -50,11 +53,12 @@ class FinalizeRun(pl.Callback):
             trainer.save_checkpoint(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
         if trainer.global_rank != 0:
             return
-        from dmtrec.export import write_outputs
-
         pl_module.eval()
-        metrics: Dict[str, Any] = {"iterations": pl_module.iteration, "passes": pl_module.passes,
-                                   "fit_seconds_this_session": round(time.monotonic() - self._started, 2)}
+        metrics: Dict[str, Any] = {
+            "iterations": pl_module.iteration,
+            "passes": pl_module.passes,
+            "fit_seconds_this_session": round(time.monotonic() - self._started, 2),
+        }
         datamodule = trainer.datamodule
         if datamodule is not None:
             datamodule.setup("test")
@@ -73,8 +77,6 @@ class FinalizeRun(pl.Callback):
     @staticmethod
     def _reference_mesh(pl_module, datamodule) -> Optional[Any]:
         if pl_module.reference_mesh_path:
-            from dmtrec.systems.components import read_mesh
-
             return read_mesh(pl_module.reference_mesh_path)[0]
         return getattr(datamodule, "reference_mesh", None)
 
@@ -82,7 +84,11 @@ class FinalizeRun(pl.Callback):
     def _log(trainer: pl.Trainer, metrics: Dict[str, Any], glb: Path) -> None:
         from pytorch_lightning.loggers import WandbLogger
 
-        numeric = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {
+            f"final/{k}": float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         for logger in trainer.loggers:
             logger.log_metrics(numeric, step=trainer.global_step)
             if isinstance(logger, WandbLogger):

@@ -8,7 +8,7 @@ the other packages' signatures.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor
@@ -25,8 +25,9 @@ def build_dmtet(cfg: DMTetConfig):
     """The pass-1 DMTet module (SDF + offsets on the configured tet grid)."""
     from dmtrec.geometry.dmtet import DMTetGeometry
 
-    return DMTetGeometry(resolution=cfg.resolution, scale=cfg.scale, grid_file=cfg.grid_file, init=cfg.init,
-                         seed=cfg.seed)
+    return DMTetGeometry(
+        resolution=cfg.resolution, scale=cfg.scale, grid_file=cfg.grid_file, init=cfg.init, seed=cfg.seed
+    )
 
 
 def build_volumetric_material(cfg: MaterialConfig, geometry):
@@ -34,8 +35,13 @@ def build_volumetric_material(cfg: MaterialConfig, geometry):
     from dmtrec.render.material import VolumetricMaterial
 
     lo, hi = geometry.grid_aabb()  # the grid's box (nvdiffrec getAABB), not the current surface's
-    return VolumetricMaterial(aabb=torch.stack([lo, hi]), kd_range=(cfg.kd_min, cfg.kd_max),
-                              ks_range=(cfg.ks_min, cfg.ks_max), perturb_normals=cfg.normal_map, **cfg.volumetric)
+    return VolumetricMaterial(
+        aabb=torch.stack([lo, hi]),
+        kd_range=(cfg.kd_min, cfg.kd_max),
+        ks_range=(cfg.ks_min, cfg.ks_max),
+        perturb_normals=cfg.normal_map,
+        **cfg.volumetric,
+    )
 
 
 def build_light(cfg: LightConfig):
@@ -71,16 +77,24 @@ def build_textured_material(textures: Dict[str, Tensor], cfg: MaterialConfig):
     from dmtrec.render.material import TexturedMaterial
 
     normal = textures.get("normal") if cfg.normal_map else None
-    return TexturedMaterial.from_tensors(kd=textures["kd"], ks=textures["ks"], normal=normal,
-                                         kd_range=(cfg.kd_min, cfg.kd_max), ks_range=(cfg.ks_min, cfg.ks_max))
+    return TexturedMaterial.from_tensors(
+        kd=textures["kd"],
+        ks=textures["ks"],
+        normal=normal,
+        kd_range=(cfg.kd_min, cfg.kd_max),
+        ks_range=(cfg.ks_min, cfg.ks_max),
+    )
 
 
 def textured_material_like_state(state_dict: Dict[str, Tensor], prefix: str, cfg: MaterialConfig):
     """A pass-2 material with the texture shapes of a saved one (values come from
     ``load_state_dict``)."""
     # TexturedMaterial keeps each map as a Texture2D whose texels are the parameter "<key>.data".
-    textures = {key: torch.zeros(state_dict[f"{prefix}{key}.data"].shape[-3:])
-                for key in TEXTURE_KEYS if f"{prefix}{key}.data" in state_dict}
+    textures = {
+        key: torch.zeros(state_dict[f"{prefix}{key}.data"].shape[-3:])
+        for key in TEXTURE_KEYS
+        if f"{prefix}{key}.data" in state_dict
+    }
     return build_textured_material(complete_textures(textures, cfg), cfg)
 
 
@@ -90,7 +104,9 @@ def material_textures(material) -> Dict[str, Tensor]:
 
 
 # ---------------------------------------------------------------------- per step
-def render(mesh: Mesh, material, light, cameras, rasterizer, background: Tensor, with_smoothness: bool = False) -> Dict[str, Tensor]:
+def render(
+    mesh: Mesh, material, light, cameras, rasterizer, background: Tensor, with_smoothness: bool = False
+) -> Dict[str, Tensor]:
     """Shade ``mesh`` (with normals and tangents) for ``cameras`` over ``background [B, H, W, 3]``.
 
     Returns the renderer's buffers: ``"shaded" [B, H, W, 4]`` (linear HDR composited over the
@@ -140,12 +156,3 @@ def bake(mesh: Mesh, material, rasterizer, resolution: int) -> Dict[str, Tensor]
     from dmtrec.render.bake import bake_volumetric
 
     return material_textures(bake_volumetric(mesh, material, rasterizer, resolution))
-
-
-def read_mesh(path: str) -> Tuple[Mesh, Dict[str, Tensor]]:
-    """Read an OBJ (with its MTL and textures) or GLB file; errors name the file."""
-    from dmtrec.io.mesh_files import read_mesh as read_mesh_file
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: mesh file not found")
-    return read_mesh_file(path)

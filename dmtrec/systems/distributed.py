@@ -51,15 +51,16 @@ def average_gradients(module: nn.Module) -> None:
             by_dtype.setdefault(p.dtype, []).append(p)
     for params in by_dtype.values():
         pieces = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
-        flags = torch.tensor([float(p.grad is not None) for p in params], dtype=params[0].dtype,
-                             device=params[0].device)
+        flags = torch.tensor(
+            [float(p.grad is not None) for p in params], dtype=params[0].dtype, device=params[0].device
+        )
         flat = torch.cat(pieces + [flags])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= world
-        present = flat[-len(params):].tolist()
+        present = flat[-len(params) :].tolist()
         offset = 0
         for p, share in zip(params, present):
-            mean = flat[offset:offset + p.numel()].view_as(p)
+            mean = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
             if share == 0.0:
                 p.grad = None
@@ -126,10 +127,13 @@ class GradientAveragingDDP(DDPStrategy):
 def register() -> None:
     """Make ``trainer.strategy: dmtrec_ddp`` resolvable (idempotent)."""
     if STRATEGY_NAME not in StrategyRegistry:
-        StrategyRegistry.register(STRATEGY_NAME, GradientAveragingDDP,
-                                  description="DDP that averages gradients of the parameters held at each step "
-                                              "(survives the pipeline's module swap at the pass switch)",
-                                  start_method="popen")
+        StrategyRegistry.register(
+            STRATEGY_NAME,
+            GradientAveragingDDP,
+            description="DDP that averages gradients of the parameters held at each step "
+            "(survives the pipeline's module swap at the pass switch)",
+            start_method="popen",
+        )
 
 
 register()

@@ -8,9 +8,8 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
-from dmtrec.io.image import linear_to_srgb, write_png
-
 from dmtrec.io.atomic import atomic_path
+from dmtrec.io.image import linear_to_srgb, write_png
 
 
 def _rgb(buffer: Optional[Tensor], like: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from dmtrec.geometry import Mesh
+from dmtrec.io.mesh_files import read_mesh
 from dmtrec.render.camera import Cameras
 
 from . import components, distributed, schedules
@@ -97,12 +98,23 @@ class ReconstructionSystem(pl.LightningModule):
         self.light_cfg = _as_config(light, LightConfig)
         self.optim_cfg = _as_config(optim, OptimConfig)
         self.mesh_cfg = _as_config(mesh_pass, MeshPassConfig)
-        self.save_hyperparameters({
-            "passes": passes, "iters_dmtet": iters_dmtet, "iters_mesh": iters_mesh, "loss": loss,
-            "dmtet": asdict(self.dmtet_cfg), "material": asdict(self.material_cfg), "light": asdict(self.light_cfg),
-            "optim": asdict(self.optim_cfg), "mesh_pass": asdict(self.mesh_cfg), "rasterizer": rasterizer,
-            "reference_mesh": reference_mesh, "metric_samples": metric_samples, "grid_views": grid_views,
-        })
+        self.save_hyperparameters(
+            {
+                "passes": passes,
+                "iters_dmtet": iters_dmtet,
+                "iters_mesh": iters_mesh,
+                "loss": loss,
+                "dmtet": asdict(self.dmtet_cfg),
+                "material": asdict(self.material_cfg),
+                "light": asdict(self.light_cfg),
+                "optim": asdict(self.optim_cfg),
+                "mesh_pass": asdict(self.mesh_cfg),
+                "rasterizer": rasterizer,
+                "reference_mesh": reference_mesh,
+                "metric_samples": metric_samples,
+                "grid_views": grid_views,
+            }
+        )
         self.rasterizer_backend = rasterizer
         self.reference_mesh_path = reference_mesh
         self.metric_samples, self.grid_views = metric_samples, grid_views
@@ -114,7 +126,7 @@ class ReconstructionSystem(pl.LightningModule):
         self.iteration = 0
         self.light = components.build_light(self.light_cfg)
         if passes == "mesh":
-            mesh, textures = components.read_mesh(self.mesh_cfg.init_mesh)
+            mesh, textures = read_mesh(self.mesh_cfg.init_mesh)
             self._enter_mesh_stage(*self._prepare_input_mesh(mesh, textures))
         else:
             self.stage = "dmtet"
@@ -124,7 +136,9 @@ class ReconstructionSystem(pl.LightningModule):
     # ------------------------------------------------------------------ pipeline state
     @property
     def total_iters(self) -> int:
-        return {"both": self.iters_dmtet + self.iters_mesh, "dmtet": self.iters_dmtet, "mesh": self.iters_mesh}[self.passes]
+        return {"both": self.iters_dmtet + self.iters_mesh, "dmtet": self.iters_dmtet, "mesh": self.iters_mesh}[
+            self.passes
+        ]
 
     @property
     def finished(self) -> bool:
@@ -174,8 +188,10 @@ class ReconstructionSystem(pl.LightningModule):
         mesh = self.geometry.mesh()
         mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
         if mesh.is_empty:
-            raise RuntimeError(f"pass 1 ended at iteration {self.iteration} with an empty surface "
-                               "(all SDF values have one sign): nothing to bake")
+            raise RuntimeError(
+                f"pass 1 ended at iteration {self.iteration} with an empty surface "
+                "(all SDF values have one sign): nothing to bake"
+            )
         mesh = components.unwrap(mesh)
         textures = components.bake(mesh, self.material, self.rasterizer, self.material_cfg.texture_res)
         return mesh, textures
@@ -184,7 +200,12 @@ class ReconstructionSystem(pl.LightningModule):
         """Pass 1 -> pass 2: bake, swap the modules, and give the trainer a fresh optimizer.
         Under data parallelism rank 0 bakes and every rank enters pass 2 with its mesh."""
         mesh, textures = distributed.compute_on_rank_zero(self.trainer.strategy, self.bake_mesh)
-        log.info("pass 2 starts at iteration %d: %d vertices, %d triangles", self.iteration, mesh.num_vertices, mesh.num_faces)
+        log.info(
+            "pass 2 starts at iteration %d: %d vertices, %d triangles",
+            self.iteration,
+            mesh.num_vertices,
+            mesh.num_faces,
+        )
         self._enter_mesh_stage(mesh, textures)
         self.geometry.to(self.device)
         self.material.to(self.device)
@@ -218,8 +239,13 @@ class ReconstructionSystem(pl.LightningModule):
             groups.append({"name": "geometry", "params": geometry_params, "lr": lr_geometry})
         groups.append({"name": "material", "params": list(self.material.parameters()), "lr": lr_material})
         if self.light_cfg.optimize:
-            groups.append({"name": "light", "params": list(self.light.parameters()),
-                           "lr": cfg.lr_light if cfg.lr_light is not None else lr_material})
+            groups.append(
+                {
+                    "name": "light",
+                    "params": list(self.light.parameters()),
+                    "lr": cfg.lr_light if cfg.lr_light is not None else lr_material,
+                }
+            )
         for group in groups:
             group["base_lr"] = group["lr"]
         return torch.optim.Adam(groups)  # nvdiffrec: torch's default betas and eps
@@ -248,8 +274,15 @@ class ReconstructionSystem(pl.LightningModule):
         material buffers, see :func:`dmtrec.systems.components.render`).
         """
         mesh = self.geometry.mesh()
-        buffers = components.render(mesh, self.material, self.light, self.cameras(batch), self.rasterizer,
-                                    batch["background"], with_smoothness=with_smoothness)
+        buffers = components.render(
+            mesh,
+            self.material,
+            self.light,
+            self.cameras(batch),
+            self.rasterizer,
+            batch["background"],
+            with_smoothness=with_smoothness,
+        )
         return mesh, buffers
 
     def loss_terms(self, batch: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
@@ -260,8 +293,9 @@ class ReconstructionSystem(pl.LightningModule):
         mesh, buffers = self.render(batch, with_smoothness=self.material_cfg.smoothness > 0)
         terms = {f"image_{k}": v for k, v in reconstruction_loss(buffers["shaded"], target, self.loss_kind).items()}
         if self.stage == "dmtet":
-            weight = schedules.sdf_reg_weight(progress, self.dmtet_cfg.sdf_reg, self.dmtet_cfg.sdf_reg_end,
-                                              self.dmtet_cfg.sdf_reg_ramp)
+            weight = schedules.sdf_reg_weight(
+                progress, self.dmtet_cfg.sdf_reg, self.dmtet_cfg.sdf_reg_end, self.dmtet_cfg.sdf_reg_ramp
+            )
             terms["sdf_reg"] = components.sdf_regularizer(self.geometry) * weight
         else:
             weight = schedules.laplace_weight(progress, self.mesh_cfg.laplace_scale)
@@ -282,7 +316,8 @@ class ReconstructionSystem(pl.LightningModule):
         raise NonFiniteLossError(
             f"non-finite loss at iteration {self.iteration} (pass {self.pass_number}, step {self.pass_iteration} "
             f"of the pass): total={float(total.detach())}; terms: {detail}. The run stopped; the last good "
-            "checkpoint is kept (resume with --ckpt_path last after fixing the cause, e.g. lower learning rates).")
+            "checkpoint is kept (resume with --ckpt_path last after fixing the cause, e.g. lower learning rates)."
+        )
 
     def on_train_batch_start(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
         # Here rather than in training_step: Lightning hooks its step counter into the
@@ -330,8 +365,13 @@ class ReconstructionSystem(pl.LightningModule):
         batch_size = int(batch["img"].shape[0])
         for k, v in metrics.items():
             # sync_dist: under data parallelism each rank holds a share of the views.
-            self.log(f"{prefix}/{k}", v.mean(), batch_size=batch_size, prog_bar=(k == "psnr" and prefix == "val"),
-                     sync_dist=True)
+            self.log(
+                f"{prefix}/{k}",
+                v.mean(),
+                batch_size=batch_size,
+                prog_bar=(k == "psnr" and prefix == "val"),
+                sync_dist=True,
+            )
         if batch_idx == 0 and not self.trainer.sanity_checking and self.global_rank == 0:
             self._write_grid(batch, buffers, prefix)
 
@@ -347,7 +387,13 @@ class ReconstructionSystem(pl.LightningModule):
         grid = image_grid(composite(batch["img"], batch["background"]), buffers, self.grid_views)
         name = f"{prefix}_{self.iteration:06d}"
         save_grid(Path(self.trainer.default_root_dir) / "images" / f"{name}.png", grid)
-        log_grid(self.logger, f"{prefix}/grid", grid, self.iteration, caption=f"pass {self.pass_number}, iteration {self.iteration}")
+        log_grid(
+            self.logger,
+            f"{prefix}/grid",
+            grid,
+            self.iteration,
+            caption=f"pass {self.pass_number}, iteration {self.iteration}",
+        )
 
     @torch.no_grad()
     def reference_metrics(self, reference: Mesh) -> Dict[str, Any]:

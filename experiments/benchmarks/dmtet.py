@@ -47,8 +47,13 @@ def bench(resolution: int, init: str, device: torch.device, repeats: int) -> dic
         sync(device)
         forward.append(middle - start)
         backward.append(time.perf_counter() - middle)
-    return {"tets": geo.tets.shape[0], "verts": mesh.num_vertices, "faces": mesh.num_faces,
-            "forward": statistics.median(forward[1:]), "backward": statistics.median(backward[1:])}
+    return {
+        "tets": geo.tets.shape[0],
+        "verts": mesh.num_vertices,
+        "faces": mesh.num_faces,
+        "forward": statistics.median(forward[1:]),
+        "backward": statistics.median(backward[1:]),
+    }
 
 
 def main() -> None:
@@ -66,19 +71,25 @@ def main() -> None:
     for res in resolutions:
         start = time.perf_counter()
         grid = generate_tet_grid(res)
-        print(f"grid {res}: {grid.num_vertices:,} vertices, {grid.num_tets:,} tets "
-              f"(generated or loaded from cache in {time.perf_counter() - start:.2f} s)")
+        print(
+            f"grid {res}: {grid.num_vertices:,} vertices, {grid.num_tets:,} tets "
+            f"(generated or loaded from cache in {time.perf_counter() - start:.2f} s)"
+        )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'device':6} {'grid':>4} {'init':6} {'tets':>10} {'out verts':>10} {'out faces':>10} "
-          f"{'fwd ms':>8} {'bwd ms':>8} {'total ms':>9}")
+    print(
+        f"{'device':6} {'grid':>4} {'init':6} {'tets':>10} {'out verts':>10} {'out faces':>10} "
+        f"{'fwd ms':>8} {'bwd ms':>8} {'total ms':>9}"
+    )
     for device in devices:
         name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
         for res in resolutions:
             for init in args.inits.split(","):
                 r = bench(res, init, torch.device(device), args.repeats)
-                print(f"{device:6} {res:>4} {init:6} {r['tets']:>10,} {r['verts']:>10,} {r['faces']:>10,} "
-                      f"{1e3 * r['forward']:>8.1f} {1e3 * r['backward']:>8.1f} "
-                      f"{1e3 * (r['forward'] + r['backward']):>9.1f}")
+                print(
+                    f"{device:6} {res:>4} {init:6} {r['tets']:>10,} {r['verts']:>10,} {r['faces']:>10,} "
+                    f"{1e3 * r['forward']:>8.1f} {1e3 * r['backward']:>8.1f} "
+                    f"{1e3 * (r['forward'] + r['backward']):>9.1f}"
+                )
         if device == "cuda":
             print(f"(cuda device: {name})")
 

@@ -78,8 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grid", type=int, default=128, help="DMTet grid resolution (128)")
     parser.add_argument("--texture-res", type=int, default=2048, help="side of the pass-2 textures (2048)")
     parser.add_argument("--light-res", type=int, default=512, help="light cube-map face side (512)")
-    parser.add_argument("--hash-table", type=int, default=19,
-                        help="log2 entries per hash-grid level of the pass-1 material (nvdiffrec: 19)")
+    parser.add_argument(
+        "--hash-table",
+        type=int,
+        default=19,
+        help="log2 entries per hash-grid level of the pass-1 material (nvdiffrec: 19)",
+    )
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per pass")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations at the start of each pass")
     parser.add_argument("--full-iters", type=int, default=5000, help="iterations per pass of the projected run")
@@ -87,14 +91,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rasterizer", default="auto", choices=("auto", "torch", "nvdiffrast"))
     parser.add_argument("--views", type=int, default=16, help="pool of pre-rendered training views")
     parser.add_argument("--probe-res", type=int, default=128, help="reference light faces (dataset only)")
-    parser.add_argument("--data", default=os.environ.get("DMTREC_DATA", str(REPO / "data")),
-                        help="data root (Spot mesh and probe; default the repository's data/)")
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("DMTREC_DATA", str(REPO / "data")),
+        help="data root (Spot mesh and probe; default the repository's data/)",
+    )
     return parser
 
 
 def check_args(args: argparse.Namespace) -> None:
-    for name in ("res", "batch", "grid", "texture_res", "light_res", "hash_table", "iters", "views", "probe_res",
-                 "full_iters"):
+    for name in (
+        "res",
+        "batch",
+        "grid",
+        "texture_res",
+        "light_res",
+        "hash_table",
+        "iters",
+        "views",
+        "probe_res",
+        "full_iters",
+    ):
         if getattr(args, name) < 1:
             raise SystemExit(f"fit_speed: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
@@ -102,7 +119,9 @@ def check_args(args: argparse.Namespace) -> None:
     data = Path(args.data)
     for path in (data / "meshes" / "spot" / "spot.obj", data / "envmaps" / "mud_road_puresky_1k.hdr"):
         if not path.is_file():
-            raise SystemExit(f"fit_speed: {path} not found (set --data or DMTREC_DATA to a folder with meshes/ and envmaps/)")
+            raise SystemExit(
+                f"fit_speed: {path} not found (set --data or DMTREC_DATA to a folder with meshes/ and envmaps/)"
+            )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("fit_speed: --device cuda but CUDA is not available; use --device cpu with reduced settings")
 
@@ -117,23 +136,45 @@ def measure(args: argparse.Namespace) -> dict:
     per_pass = args.warmup + args.iters
     started = time.perf_counter()
     model = ReconstructionSystem(
-        passes="both", iters_dmtet=per_pass, iters_mesh=per_pass, rasterizer=args.rasterizer,
+        passes="both",
+        iters_dmtet=per_pass,
+        iters_mesh=per_pass,
+        rasterizer=args.rasterizer,
         dmtet={"resolution": args.grid, "scale": 2.4, "init": args.init},
         material={"texture_res": args.texture_res, "volumetric": {"log2_table_size": args.hash_table}},
-        light={"init": "constant", "base_res": args.light_res})
+        light={"init": "constant", "base_res": args.light_res},
+    )
     data = ReconDataModule(
-        kind="reference_mesh", mesh=str(Path(args.data) / "meshes" / "spot" / "spot.obj"),
-        probe=str(Path(args.data) / "envmaps" / "mud_road_puresky_1k.hdr"), probe_res=args.probe_res,
-        resolution=(args.res, args.res), views=args.views, val_views=1, test_views=1, batch_size=args.batch,
-        background_train="white", render_device=str(device), render_rasterizer=args.rasterizer, prerender=True)
+        kind="reference_mesh",
+        mesh=str(Path(args.data) / "meshes" / "spot" / "spot.obj"),
+        probe=str(Path(args.data) / "envmaps" / "mud_road_puresky_1k.hdr"),
+        probe_res=args.probe_res,
+        resolution=(args.res, args.res),
+        views=args.views,
+        val_views=1,
+        test_views=1,
+        batch_size=args.batch,
+        background_train="white",
+        render_device=str(device),
+        render_rasterizer=args.rasterizer,
+        prerender=True,
+    )
     data.setup("fit")
     tets = int(model.geometry.tets.shape[0])
     setup_seconds = time.perf_counter() - started
     timer = _timer_callback(device)
     trainer = pl.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_epochs=-1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer])
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer.fit(model, datamodule=data)
@@ -151,32 +192,41 @@ def hardware(device: torch.device) -> str:
 
 def report(args: argparse.Namespace, result: dict) -> str:
     timer, device = result["timer"], torch.device(args.device)
-    lines = [f"fit_speed on {args.device} ({hardware(device)}), rasterizer {result['backend']}",
-             f"settings: {args.res}x{args.res}, batch {args.batch}, grid {args.grid} ({result['tets']} tets, "
-             f"init {args.init}), textures {args.texture_res}^2, light faces {args.light_res}^2, "
-             f"hash grid 2^{args.hash_table} entries per level; "
-             f"{args.iters} timed iterations per pass after {args.warmup} warm-up",
-             f"setup (model + {args.views} pre-rendered views): {result['setup_seconds']:.1f} s"]
+    lines = [
+        f"fit_speed on {args.device} ({hardware(device)}), rasterizer {result['backend']}",
+        f"settings: {args.res}x{args.res}, batch {args.batch}, grid {args.grid} ({result['tets']} tets, "
+        f"init {args.init}), textures {args.texture_res}^2, light faces {args.light_res}^2, "
+        f"hash grid 2^{args.hash_table} entries per level; "
+        f"{args.iters} timed iterations per pass after {args.warmup} warm-up",
+        f"setup (model + {args.views} pre-rendered views): {result['setup_seconds']:.1f} s",
+    ]
     per_iter: Dict[str, Optional[float]] = {}
     for key, title in (("dmtet", "pass 1 (DMTet)"), ("mesh", "pass 2 (mesh) ")):
-        timed = timer.seconds[key][args.warmup:]
+        timed = timer.seconds[key][args.warmup :]
         per_iter[key] = statistics.median(timed) if timed else None
         if not timed:
             lines.append(f"{title}: no timed iterations")
             continue
-        memory = (f"peak GPU memory {timer.peak_bytes[key] / 2**30:.2f} GiB" if key in timer.peak_bytes
-                  else "peak GPU memory n/a (CPU)")
-        lines.append(f"{title}: {per_iter[key]:.3f} s/it median (min {min(timed):.3f}, max {max(timed):.3f}), "
-                     f"{timer.triangles.get(key, 0)} triangles, {memory}")
+        memory = (
+            f"peak GPU memory {timer.peak_bytes[key] / 2**30:.2f} GiB"
+            if key in timer.peak_bytes
+            else "peak GPU memory n/a (CPU)"
+        )
+        lines.append(
+            f"{title}: {per_iter[key]:.3f} s/it median (min {min(timed):.3f}, max {max(timed):.3f}), "
+            f"{timer.triangles.get(key, 0)} triangles, {memory}"
+        )
     bake = timer.seconds["bake"][0] if timer.seconds["bake"] else 0.0
     bake_memory = f", peak GPU memory {timer.peak_bytes['bake'] / 2**30:.2f} GiB" if "bake" in timer.peak_bytes else ""
     lines.append(f"bake (pass 1 -> 2, with its first pass-2 step): {bake:.1f} s{bake_memory}")
     lines.append(f"peak host memory (process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if per_iter["dmtet"] is not None and per_iter["mesh"] is not None:
         total = args.full_iters * (per_iter["dmtet"] + per_iter["mesh"]) + bake
-        lines.append(f"projected run of {args.full_iters} + {args.full_iters} iterations at these settings: "
-                     f"{total / 3600:.2f} h ({total / 60:.1f} min; training steps and bake only, without "
-                     "validation, setup and export)")
+        lines.append(
+            f"projected run of {args.full_iters} + {args.full_iters} iterations at these settings: "
+            f"{total / 3600:.2f} h ({total / 60:.1f} min; training steps and bake only, without "
+            "validation, setup and export)"
+        )
     return "\n".join(lines)
 
 

@@ -44,8 +44,10 @@ def bumpy_sphere(num_tris: int, device: torch.device):
     lon = torch.linspace(0, 2 * math.pi, segments + 1, device=device)
     lat, lon = torch.meshgrid(lat, lon, indexing="ij")
     radius = 1 + 0.05 * torch.sin(7 * lon) * torch.sin(5 * lat)
-    verts = torch.stack([radius * torch.sin(lat) * torch.cos(lon), radius * torch.cos(lat),
-                         radius * torch.sin(lat) * torch.sin(lon)], -1).reshape(-1, 3)
+    verts = torch.stack(
+        [radius * torch.sin(lat) * torch.cos(lon), radius * torch.cos(lat), radius * torch.sin(lat) * torch.sin(lon)],
+        -1,
+    ).reshape(-1, 3)
     uv = torch.stack([lon / (2 * math.pi), lat / math.pi], -1).reshape(-1, 2)
     idx = torch.arange((rings + 1) * (segments + 1), device=device).reshape(rings + 1, segments + 1)
     a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
@@ -58,12 +60,21 @@ def clip_positions(verts: torch.Tensor, batch: int) -> torch.Tensor:
     device = verts.device
     f = 1 / math.tan(math.radians(30))
     near, far = 0.1, 10.0
-    proj = torch.tensor([[f, 0, 0, 0], [0, f, 0, 0], [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
-                         [0, 0, -1, 0]], device=device)
+    proj = torch.tensor(
+        [
+            [f, 0, 0, 0],
+            [0, f, 0, 0],
+            [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+            [0, 0, -1, 0],
+        ],
+        device=device,
+    )
     out = []
     for k in range(batch):
         ang = 2 * math.pi * k / batch
-        rot = torch.tensor([[math.cos(ang), 0, -math.sin(ang)], [0, 1, 0], [math.sin(ang), 0, math.cos(ang)]], device=device)
+        rot = torch.tensor(
+            [[math.cos(ang), 0, -math.sin(ang)], [0, 1, 0], [math.sin(ang), 0, math.cos(ang)]], device=device
+        )
         cam = verts @ rot.T - torch.tensor([0, 0, 3.0], device=device)
         out.append(torch.cat([cam, torch.ones_like(cam[:, :1])], 1) @ proj.T)
     return torch.stack(out).contiguous()
@@ -71,9 +82,11 @@ def clip_positions(verts: torch.Tensor, batch: int) -> torch.Tensor:
 
 def timed(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
     """Median wall time of ``fn`` in seconds after one warm-up call."""
+
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+
     fn()
     sync()
     times = []
@@ -85,7 +98,9 @@ def timed(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_backend(backend: str, device: torch.device, res: int, num_tris: int, batch: int, repeats: int) -> Dict[str, Optional[float]]:
+def bench_backend(
+    backend: str, device: torch.device, res: int, num_tris: int, batch: int, repeats: int
+) -> Dict[str, Optional[float]]:
     r = get_rasterizer(backend, device)
     verts, uv, tri = bumpy_sphere(num_tris, device)
     pos = clip_positions(verts, batch)
@@ -155,8 +170,11 @@ def _is_oom(exc: BaseException) -> bool:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--configs", default=None,
-                        help=f"comma-separated names from {', '.join(CONFIGS)} (default: all on CUDA, 'cpu' on CPU)")
+    parser.add_argument(
+        "--configs",
+        default=None,
+        help=f"comma-separated names from {', '.join(CONFIGS)} (default: all on CUDA, 'cpu' on CPU)",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -171,7 +189,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     if device.type == "cpu" and hasattr(os, "getloadavg"):  # other processes on the cores skew CPU timings
         hw += f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-    print(f"device: {device} ({hw}); backends: {', '.join(backends)}; repeats: {args.repeats}; times are fwd+bwd, median")
+    print(
+        f"device: {device} ({hw}); backends: {', '.join(backends)}; repeats: {args.repeats}; times are fwd+bwd, median"
+    )
 
     for name in names:
         res, num_tris, batch = CONFIGS[name]

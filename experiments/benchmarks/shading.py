@@ -38,10 +38,20 @@ from dmtrec.render.render_mesh import render_mesh
 DATA = Path(__file__).resolve().parents[2] / "data"
 
 SETTINGS = {
-    "quickstart": dict(resolution=128, batch=4, grid=32, light_res=32,
-                       hashgrid=dict(n_levels=8, log2_table_size=14, base_resolution=16, finest_resolution=1024)),
-    "nvdiffrec": dict(resolution=512, batch=8, grid=64, light_res=512,
-                      hashgrid=dict(n_levels=16, log2_table_size=19, base_resolution=16, finest_resolution=4096)),
+    "quickstart": dict(
+        resolution=128,
+        batch=4,
+        grid=32,
+        light_res=32,
+        hashgrid=dict(n_levels=8, log2_table_size=14, base_resolution=16, finest_resolution=1024),
+    ),
+    "nvdiffrec": dict(
+        resolution=512,
+        batch=8,
+        grid=64,
+        light_res=512,
+        hashgrid=dict(n_levels=16, log2_table_size=19, base_resolution=16, finest_resolution=4096),
+    ),
 }
 
 
@@ -53,8 +63,9 @@ def sync(device: torch.device) -> None:
 def bench(setting: str, device: torch.device, backend: str, repeats: int, data: Path) -> dict:
     cfg = SETTINGS[setting]
     rasterizer = get_rasterizer(backend, device)
-    geometry = DMTetGeometry(resolution=cfg["grid"], scale=2.4,
-                             init="mesh", init_mesh=data / "meshes" / "spot" / "spot.obj").to(device)
+    geometry = DMTetGeometry(
+        resolution=cfg["grid"], scale=2.4, init="mesh", init_mesh=data / "meshes" / "spot" / "spot.obj"
+    ).to(device)
     lo, hi = geometry.grid_aabb()
     material = VolumetricMaterial(torch.stack([lo, hi]).cpu(), **cfg["hashgrid"]).to(device)
     light = EnvironmentLight.random(base_res=cfg["light_res"], generator=torch.Generator().manual_seed(0)).to(device)
@@ -99,24 +110,33 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu, and cuda when available)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--data", type=Path, default=DATA, help="data folder with meshes/spot (default: the repository's data/)")
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help="data folder with meshes/spot (default: the repository's data/)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
-    print(f"{'setting':<11} {'device':<6} {'backend':<10} {'faces':>7} {'cover':>6} {'1st build':>9} "
-          f"{'extract':>8} {'render':>8} {'backward':>8} {'step':>8}  (seconds)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+    )
+    print(
+        f"{'setting':<11} {'device':<6} {'backend':<10} {'faces':>7} {'cover':>6} {'1st build':>9} "
+        f"{'extract':>8} {'render':>8} {'backward':>8} {'step':>8}  (seconds)"
+    )
     for setting in args.settings.split(","):
         for device in map(torch.device, devices):
             backends = ["torch"] + (["nvdiffrast"] if device.type == "cuda" and nvdiffrast_available() else [])
             for backend in backends:
                 r = bench(setting, device, backend, args.repeats, args.data)
                 step = r["render"] + r["backward"]
-                print(f"{setting:<11} {device.type:<6} {backend:<10} {r['faces']:>7} {r['coverage']:>6.2f} "
-                      f"{r['first_build']:>9.3f} {r['extract']:>8.3f} {r['render']:>8.3f} {r['backward']:>8.3f} "
-                      f"{step:>8.3f}", flush=True)
+                print(
+                    f"{setting:<11} {device.type:<6} {backend:<10} {r['faces']:>7} {r['coverage']:>6.2f} "
+                    f"{r['first_build']:>9.3f} {r['extract']:>8.3f} {r['render']:>8.3f} {r['backward']:>8.3f} "
+                    f"{step:>8.3f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def test_dry_run_prints_the_plan_without_downloading(script, tmp_path, capsys):
 
 def test_only_and_sha256_arguments(script, tmp_path):
     digest = "ab" * 32
-    args = script.parse_args(["--out", str(tmp_path), "--only", "nerd", "--sha256", f"ethiopianHead.zip={digest.upper()}"])
+    args = script.parse_args(
+        ["--out", str(tmp_path), "--only", "nerd", "--sha256", f"ethiopianHead.zip={digest.upper()}"]
+    )
     assert args.datasets == ["nerd"] and args.checksums["ethiopianHead.zip"] == digest
     plan = script.plan(args.datasets, tmp_path)
     assert not any("nerf_synthetic" in step for step in plan)

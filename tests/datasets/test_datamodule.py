@@ -84,7 +84,9 @@ def test_configurable_from_yaml_like_lightning_cli(make_nerf):
     from jsonargparse import ArgumentParser
 
     folder, _ = make_nerf(splits={"train": 2, "test": 2})
-    config = {"data": {"path": str(folder), "resolution": [4, 4], "background_val": "black", "test_views": 1, "seed": 3}}
+    config = {
+        "data": {"path": str(folder), "resolution": [4, 4], "background_val": "black", "test_views": 1, "seed": 3}
+    }
     parser = ArgumentParser()
     parser.add_class_arguments(ReconDataModule, "data")
     parsed = parser.parse_string(yaml.safe_dump(config))

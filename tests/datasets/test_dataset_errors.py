@@ -75,8 +75,14 @@ def test_non_utf8_transforms(make_nerf):
         (lambda f: f.update(transform_matrix=[[1, 0, 0], [0, 1, 0], [0, 0, 1]]), ["frames[1].transform_matrix", "4x4"]),
         (lambda f: f.update(transform_matrix=[["a"] * 4] * 4), ["frames[1].transform_matrix"]),
         (lambda f: f.pop("transform_matrix"), ["frames[1].transform_matrix"]),
-        (lambda f: f.update(transform_matrix=[[0.0] * 4] * 3 + [[0, 0, 0, 1]]), ["frames[1].transform_matrix", "invertible"]),
-        (lambda f: f.update(transform_matrix=[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, float("nan")]]), ["finite"]),
+        (
+            lambda f: f.update(transform_matrix=[[0.0] * 4] * 3 + [[0, 0, 0, 1]]),
+            ["frames[1].transform_matrix", "invertible"],
+        ),
+        (
+            lambda f: f.update(transform_matrix=[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, float("nan")]]),
+            ["finite"],
+        ),
     ],
 )
 def test_malformed_frames(make_nerf, frame_change, words):

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from dmtrec.commands.make_dataset import add_arguments, main
 from dmtrec.datasets import make_dataset as make_dataset_module
-from dmtrec.datasets.make_dataset import add_make_dataset_args, make_dataset, run_make_dataset
+from dmtrec.datasets.make_dataset import make_dataset
 from dmtrec.datasets.nerf_synthetic import NeRFSyntheticViews
 from dmtrec.datasets.reference_mesh import ReferenceMeshViews, load_reference_scene
 from dmtrec.io.image import linear_to_srgb, srgb_to_linear
@@ -23,8 +24,15 @@ def make(shared, out, **kwargs):
 def test_written_folder_reads_back_as_the_reference_views(shared_data, tmp_path):
     out = make(shared_data, tmp_path / "spot", seed=4)
     assert sorted(p.name for p in out.iterdir()) == [
-        "dataset.json", "mud_road_puresky_1k.hdr", "test", "train", "transforms_test.json", "transforms_train.json",
-        "transforms_val.json", "val"]
+        "dataset.json",
+        "mud_road_puresky_1k.hdr",
+        "test",
+        "train",
+        "transforms_test.json",
+        "transforms_train.json",
+        "transforms_val.json",
+        "val",
+    ]
     recipe = json.loads((out / "dataset.json").read_text())
     assert recipe["seed"] == 4 and recipe["views"] == {"train": 3, "val": 2, "test": 1}
 
@@ -54,11 +62,35 @@ def test_written_folder_reads_back_as_the_reference_views(shared_data, tmp_path)
 @pytest.mark.slow
 def test_same_seed_same_bytes_and_runs_through_the_command_line(shared_data, tmp_path):
     first = make(shared_data, tmp_path / "a", seed=1)
-    parser = add_make_dataset_args(argparse.ArgumentParser())
-    args = parser.parse_args(["--mesh", str(shared_data / SPOT), "--probe", str(shared_data / PROBE), "--views", "3",
-                              "--res", "12x16", "--val-views", "2", "--test-views", "1", "--probe-res", "32",
-                              "--device", "cpu", "--rasterizer", "torch", "--seed", "1", "--out", str(tmp_path / "b")])
-    assert run_make_dataset(args) == 0
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--mesh",
+            str(shared_data / SPOT),
+            "--probe",
+            str(shared_data / PROBE),
+            "--views",
+            "3",
+            "--res",
+            "12x16",
+            "--val-views",
+            "2",
+            "--test-views",
+            "1",
+            "--probe-res",
+            "32",
+            "--device",
+            "cpu",
+            "--rasterizer",
+            "torch",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
+    assert main(args) == 0
     second = tmp_path / "b"
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
@@ -103,6 +135,7 @@ def test_bad_arguments_and_inputs_fail_before_writing(shared_data, tmp_path):
     with pytest.raises(DatasetError, match="probe file not found"):
         make_dataset(shared_data / SPOT, tmp_path / "none.hdr", 1, 8, tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
-    parser = add_make_dataset_args(argparse.ArgumentParser())
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
     with pytest.raises(SystemExit):
         parser.parse_args(["--mesh", "m", "--probe", "p", "--out", "o", "--res", "12y4"])

@@ -24,7 +24,9 @@ HWF = (400.0, 400.0, 500.0)  # the intrinsics of the full-size photos the poses 
 def look_at_centre(i: int) -> np.ndarray:
     """OpenGL camera-to-world ([right, up, back] columns) at distance 3 from CENTRE, looking at it."""
     azimuth, elevation = 0.9 * i, 0.25 * ((i % 3) - 1)
-    back = np.array([math.cos(elevation) * math.sin(azimuth), math.sin(elevation), math.cos(elevation) * math.cos(azimuth)])
+    back = np.array(
+        [math.cos(elevation) * math.sin(azimuth), math.sin(elevation), math.cos(elevation) * math.cos(azimuth)]
+    )
     right = np.cross([0.0, 1.0, 0.0], back)
     right /= np.linalg.norm(right)
     up = np.cross(back, right)
@@ -136,7 +138,9 @@ def test_jpeg_files_with_upper_case_suffixes_are_read(tmp_path):
     write_llff(folder, frames=2)
     for sub in ("images", "masks"):
         for png in sorted((folder / sub).glob("*.png")):
-            Image.new("RGB" if sub == "images" else "L", (8, 8), (128, 128, 128) if sub == "images" else 255).save(png.with_suffix(".JPG"))
+            Image.new("RGB" if sub == "images" else "L", (8, 8), (128, 128, 128) if sub == "images" else 255).save(
+                png.with_suffix(".JPG")
+            )
             png.unlink()
     img = NeRDViews(folder)[1]["img"]
     assert torch.allclose(img[..., :3], torch.full((8, 8, 3), float(srgb_decode(128 / 255))), atol=0.01)

@@ -15,7 +15,9 @@ PROBE = "envmaps/mud_road_puresky_1k.hdr"
 @functools.lru_cache(maxsize=None)
 def load_spot(shared):
     # a 32^2 cube map keeps the light's prefiltering to a fraction of a second on a CPU
-    return load_reference_scene(shared / "meshes/spot/spot.obj", shared / PROBE, probe_res=32, device="cpu", rasterizer="torch")
+    return load_reference_scene(
+        shared / "meshes/spot/spot.obj", shared / PROBE, probe_res=32, device="cpu", rasterizer="torch"
+    )
 
 
 @pytest.fixture
@@ -37,7 +39,9 @@ def test_renders_are_straight_alpha_that_composite_like_the_renderer(spot):
     for colour in ([1.0, 1.0, 1.0], [0.2, 0.5, 0.9]):
         background = torch.tensor(colour).expand(2, 24, 24, 3)
         with torch.no_grad():
-            drawn = render_mesh(spot.mesh, spot.material, spot.light, cameras, spot.rasterizer, background=background)["shaded"]
+            drawn = render_mesh(spot.mesh, spot.material, spot.light, cameras, spot.rasterizer, background=background)[
+                "shaded"
+            ]
         assert torch.allclose(torch.lerp(background, img[..., :3], img[..., 3:]), drawn[..., :3], atol=1e-5)
         assert torch.equal(alpha, drawn[..., 3])
     assert ((alpha > 0) & (alpha < 1)).any()  # there are silhouette pixels to check
@@ -83,18 +87,27 @@ def test_bad_meshes_and_probes(tmp_path, shared_data):
     untextured = write_obj(tmp_path / "plain.obj", TRIANGLE + "f 1/1 2/2 3/3\n")
     expect_error(untextured, "no diffuse", mesh=untextured, probe=probe)
 
-    missing_texture = write_obj(tmp_path / "tex.obj", "mtllib tex.mtl\nusemtl m\n" + TRIANGLE + "f 1/1 2/2 3/3\n",
-                                mtl="newmtl m\nmap_Kd missing.png\n")
+    missing_texture = write_obj(
+        tmp_path / "tex.obj",
+        "mtllib tex.mtl\nusemtl m\n" + TRIANGLE + "f 1/1 2/2 3/3\n",
+        mtl="newmtl m\nmap_Kd missing.png\n",
+    )
     expect_error(tmp_path, "missing.png", mesh=missing_texture, probe=probe)
 
-    broken_texture = write_obj(tmp_path / "broken.obj", "mtllib broken.mtl\nusemtl m\n" + TRIANGLE + "f 1/1 2/2 3/3\n",
-                               mtl="newmtl m\nmap_Kd broken.png\n")
+    broken_texture = write_obj(
+        tmp_path / "broken.obj",
+        "mtllib broken.mtl\nusemtl m\n" + TRIANGLE + "f 1/1 2/2 3/3\n",
+        mtl="newmtl m\nmap_Kd broken.png\n",
+    )
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     # the OBJ reader names the MTL line and the texture file
     expect_error(tmp_path, "broken.png", "not a readable image", mesh=broken_texture, probe=probe)
 
-    constant = write_obj(tmp_path / "constant.obj", "mtllib constant.mtl\nusemtl m\n" + TRIANGLE + "f 1/1 2/2 3/3\n",
-                         mtl="newmtl m\nKd 0.5 0.5 0.5\n")
+    constant = write_obj(
+        tmp_path / "constant.obj",
+        "mtllib constant.mtl\nusemtl m\n" + TRIANGLE + "f 1/1 2/2 3/3\n",
+        mtl="newmtl m\nKd 0.5 0.5 0.5\n",
+    )
     expect_error(tmp_path / "nope.hdr", "probe file not found", mesh=constant, probe=tmp_path / "nope.hdr")
     (tmp_path / "bad.hdr").write_bytes(b"P6 not an hdr")
     expect_error(tmp_path / "bad.hdr", "Radiance", mesh=constant, probe=tmp_path / "bad.hdr")
@@ -109,9 +122,19 @@ def test_datamodule_renders_the_same_batches_in_worker_processes(shared_data):
     from dmtrec.datasets.datamodule import ReconDataModule
 
     def first_batches(workers):
-        dm = ReconDataModule(kind="reference_mesh", mesh=str(shared_data / "meshes/spot/spot.obj"),
-                             probe=str(shared_data / PROBE), probe_res=32, resolution=(16, 16), views=4, batch_size=2,
-                             seed=9, num_workers=workers, render_device="cpu", render_rasterizer="torch")
+        dm = ReconDataModule(
+            kind="reference_mesh",
+            mesh=str(shared_data / "meshes/spot/spot.obj"),
+            probe=str(shared_data / PROBE),
+            probe_res=32,
+            resolution=(16, 16),
+            views=4,
+            batch_size=2,
+            seed=9,
+            num_workers=workers,
+            render_device="cpu",
+            render_rasterizer="torch",
+        )
         dm.setup("fit")
         return dm, list(dm.train_dataloader())
 
@@ -128,8 +151,9 @@ def test_datamodule_renders_the_same_batches_in_worker_processes(shared_data):
 def test_reference_views_render_on_cuda_as_on_the_cpu(shared_data):
     from dmtrec.datasets.datamodule import ReconDataModule
 
-    cuda = load_reference_scene(shared_data / "meshes/spot/spot.obj", shared_data / PROBE, probe_res=32, device="cuda",
-                                rasterizer="nvdiffrast")
+    cuda = load_reference_scene(
+        shared_data / "meshes/spot/spot.obj", shared_data / PROBE, probe_res=32, device="cuda", rasterizer="nvdiffrast"
+    )
     on_gpu = ReferenceMeshViews(cuda, "val", views=4, resolution=(32, 32)).render([0, 1])
     on_cpu = ReferenceMeshViews(load_spot(shared_data), "val", views=4, resolution=(32, 32)).render([0, 1])
     assert on_gpu.device.type == "cuda"
@@ -137,8 +161,17 @@ def test_reference_views_render_on_cuda_as_on_the_cpu(shared_data):
     assert (on_gpu.cpu() - on_cpu).abs().mean() < 1e-2
     assert (on_gpu[..., 3].cpu() == on_cpu[..., 3]).float().mean() > 0.98
 
-    dm = ReconDataModule(kind="reference_mesh", mesh=str(shared_data / "meshes/spot/spot.obj"), probe=str(shared_data / PROBE),
-                         probe_res=32, resolution=(32, 32), views=4, batch_size=2, render_device="cuda", render_rasterizer="nvdiffrast")
+    dm = ReconDataModule(
+        kind="reference_mesh",
+        mesh=str(shared_data / "meshes/spot/spot.obj"),
+        probe=str(shared_data / PROBE),
+        probe_res=32,
+        resolution=(32, 32),
+        views=4,
+        batch_size=2,
+        render_device="cuda",
+        render_rasterizer="nvdiffrast",
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert all(batch[key].device.type == "cuda" for key in ("c2w", "proj", "img", "background", "index"))

@@ -104,8 +104,13 @@ def test_a_batch_renders_in_one_call_and_matches_single_samples():
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"views": 0}, "views"), ({"fovy": 180.0}, "fovy"), ({"cam_radius": 0.0}, "cam_radius"),
-     ({"background": "grey"}, "background"), ({"resolution": (0, 3)}, "resolution")],
+    [
+        ({"views": 0}, "views"),
+        ({"fovy": 180.0}, "fovy"),
+        ({"cam_radius": 0.0}, "cam_radius"),
+        ({"background": "grey"}, "background"),
+        ({"resolution": (0, 3)}, "resolution"),
+    ],
 )
 def test_bad_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=f"^{argument}: "):
@@ -124,13 +129,30 @@ def test_datamodule_wires_reference_views(monkeypatch):
         return scene
 
     monkeypatch.setattr(datamodule, "load_reference_scene", fake_load)
-    dm = datamodule.ReconDataModule(kind="reference_mesh", mesh="m.obj", probe="p.hdr", env_scale=2.0, resolution=(4, 4),
-                                    views=10, test_views=3, batch_size=5, render_device="cpu", render_rasterizer="torch",
-                                    prerender=True)
+    dm = datamodule.ReconDataModule(
+        kind="reference_mesh",
+        mesh="m.obj",
+        probe="p.hdr",
+        env_scale=2.0,
+        resolution=(4, 4),
+        views=10,
+        test_views=3,
+        batch_size=5,
+        render_device="cpu",
+        render_rasterizer="torch",
+        prerender=True,
+    )
     assert dm.reference_mesh is None  # not before setup
     dm.setup("fit")
     assert scene.calls == 2 + 1 + 1  # every split rendered in batches of 8 at setup (10, 8, 3 views)
-    assert loaded == {"mesh": "m.obj", "probe": "p.hdr", "env_scale": 2.0, "probe_res": 512, "device": "cpu", "rasterizer": "torch"}
+    assert loaded == {
+        "mesh": "m.obj",
+        "probe": "p.hdr",
+        "env_scale": 2.0,
+        "probe_res": 512,
+        "device": "cpu",
+        "rasterizer": "torch",
+    }
     assert [len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)] == [10, 8, 3]
     assert dm.reference_mesh == "the reference mesh"
     batch = next(iter(dm.train_dataloader()))
@@ -139,6 +161,8 @@ def test_datamodule_wires_reference_views(monkeypatch):
     assert torch.equal(next(iter(dm.val_dataloader()))["background"], torch.ones(1, 4, 4, 3))
     assert scene.calls == 4  # nothing rendered after setup
 
-    on_cuda = datamodule.ReconDataModule(kind="reference_mesh", mesh="m.obj", probe="p.hdr", render_device="cuda", num_workers=2)
+    on_cuda = datamodule.ReconDataModule(
+        kind="reference_mesh", mesh="m.obj", probe="p.hdr", render_device="cuda", num_workers=2
+    )
     with pytest.raises(ValueError, match="^num_workers: "):
         on_cuda.setup("fit")

@@ -39,14 +39,19 @@ def repo(tmp_path):
         stub = bin_dir / tool
         stub.write_text(f'#!/bin/bash\necho "{tool} $*" >> "$CALLS"\n[[ {tool} == srun ]] && exec "$@"\nexit 0\n')
         stub.chmod(0o755)
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(tmp_path / "calls"), "HOME": str(tmp_path)}
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "CALLS": str(tmp_path / "calls"),
+        "HOME": str(tmp_path),
+    }
     return tmp_path, env
 
 
 def run_bash(repo, env, script, extra_env=None):
     root, base = repo
-    result = subprocess.run(["bash", "-c", script], cwd=root, env={**base, **(extra_env or {})},
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=root, env={**base, **(extra_env or {})}, capture_output=True, text=True
+    )
     calls = (root / "calls").read_text().splitlines() if (root / "calls").exists() else []
     return result, calls
 
@@ -82,8 +87,12 @@ def test_run_scene_names_a_missing_config(repo):
 
 
 def test_array_runs_the_scene_of_its_task_and_rejects_out_of_range_tasks(repo):
-    result, calls = run_bash(repo, repo[1], f"bash {CLUSTER / 'array.sbatch'}",
-                             {"SLURM_ARRAY_TASK_ID": "11", "DMTREC_VENV": str(repo[0] / 'venv')})
+    result, calls = run_bash(
+        repo,
+        repo[1],
+        f"bash {CLUSTER / 'array.sbatch'}",
+        {"SLURM_ARRAY_TASK_ID": "11", "DMTREC_VENV": str(repo[0] / "venv")},
+    )
     # no venv in the fake repo: the template must stop there rather than run without its environment
     assert result.returncode != 0 and calls == []
     venv = repo[0] / "venv" / "bin"
@@ -92,12 +101,20 @@ def test_array_runs_the_scene_of_its_task_and_rejects_out_of_range_tasks(repo):
     (repo[0] / "experiments" / "cluster").mkdir()
     shutil.copy(CLUSTER / "common.sh", repo[0] / "experiments" / "cluster" / "common.sh")
     (repo[0] / "experiments" / "configs" / "bob.yaml").write_text("{}\n")
-    result, calls = run_bash(repo, repo[1], f"bash {CLUSTER / 'array.sbatch'}",
-                             {"SLURM_ARRAY_TASK_ID": "11", "DMTREC_VENV": str(repo[0] / 'venv')})
+    result, calls = run_bash(
+        repo,
+        repo[1],
+        f"bash {CLUSTER / 'array.sbatch'}",
+        {"SLURM_ARRAY_TASK_ID": "11", "DMTREC_VENV": str(repo[0] / "venv")},
+    )
     assert result.returncode == 0, result.stderr
     assert calls[0].startswith("srun dmtrec fit -c experiments/configs/bob.yaml --run.name bob ")
-    result, _ = run_bash(repo, repo[1], f"bash {CLUSTER / 'array.sbatch'}",
-                         {"SLURM_ARRAY_TASK_ID": "12", "DMTREC_VENV": str(repo[0] / 'venv')})
+    result, _ = run_bash(
+        repo,
+        repo[1],
+        f"bash {CLUSTER / 'array.sbatch'}",
+        {"SLURM_ARRAY_TASK_ID": "12", "DMTREC_VENV": str(repo[0] / "venv")},
+    )
     assert result.returncode == 2 and "only 12 scenes" in result.stderr
 
 
@@ -113,11 +130,17 @@ def test_array_range_and_sweep_cover_the_same_scenes():
 
 
 def test_sweep_run_seeds_the_wandb_id_and_passes_the_seed(repo):
-    result, calls = run_bash(repo, repo[1], f"bash {CLUSTER / 'sweep_run.sh'} scene=spot seed=2",
-                             {"WANDB_RUN_ID": "abc123", "WANDB_PROJECT": "repro"})
+    result, calls = run_bash(
+        repo,
+        repo[1],
+        f"bash {CLUSTER / 'sweep_run.sh'} scene=spot seed=2",
+        {"WANDB_RUN_ID": "abc123", "WANDB_PROJECT": "repro"},
+    )
     assert result.returncode == 0, result.stderr
-    assert calls == ["dmtrec fit -c experiments/configs/spot.yaml --run.name sweep-spot-seed2 --run.output_root outputs "
-                     "--ckpt_path last --seed_everything 2 --run.wandb online --run.project repro"]
+    assert calls == [
+        "dmtrec fit -c experiments/configs/spot.yaml --run.name sweep-spot-seed2 --run.output_root outputs "
+        "--ckpt_path last --seed_everything 2 --run.wandb online --run.project repro"
+    ]
     assert (repo[0] / "outputs" / "sweep-spot-seed2" / "wandb_id").read_text().strip() == "abc123"
     bad, _ = run_bash(repo, repo[1], f"bash {CLUSTER / 'sweep_run.sh'} scene=spot")
     assert bad.returncode == 2 and "need scene=... and seed=..." in bad.stderr

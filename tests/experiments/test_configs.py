@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
-
 import reproduce  # experiments/reproduce.py (pytest.ini puts experiments/ on the path)
+import yaml
 from common import CONFIGS, REPO
+
 from dmtrec import cli
 from dmtrec.datasets.datamodule import KINDS, ReconDataModule
 from dmtrec.systems.pipeline import ReconstructionSystem
@@ -23,7 +23,6 @@ OVERLAYS = {
     "refine_spot.yaml": (["quickstart.yaml"], []),
     "tests/tiny_spot.yaml": (["quickstart.yaml"], ["--data.path", "absent/nerf_synthetic/spot"]),
 }
-
 
 
 def print_config(config: str, *extra: str) -> dict:
@@ -49,8 +48,11 @@ def instantiate(cfg: dict, tmp_path: Path, full_size: bool = True):
     RunConfig(**cfg["run"])
     model_cfg = cfg["model"]
     if not full_size:
-        model_cfg = {**model_cfg, "dmtet": {**model_cfg["dmtet"], "resolution": 32, "grid_file": None},
-                     "material": {**model_cfg["material"], "volumetric": {"n_levels": 4, "log2_table_size": 10}}}
+        model_cfg = {
+            **model_cfg,
+            "dmtet": {**model_cfg["dmtet"], "resolution": 32, "grid_file": None},
+            "material": {**model_cfg["material"], "volumetric": {"n_levels": 4, "log2_table_size": 10}},
+        }
     model = ReconstructionSystem(**model_cfg)
     data = ReconDataModule(**cfg["data"])
     trainer = Trainer(**{**cfg["trainer"], "logger": False, "default_root_dir": str(tmp_path)})
@@ -96,8 +98,13 @@ def _parse_config(config: str, monkeypatch, request) -> dict:
 def test_config_parses_and_instantiates(config, tmp_path, monkeypatch, request):
     cfg = _parse_config(config, monkeypatch, request)
     model, data, trainer = instantiate(cfg, tmp_path, full_size=False)
-    assert model.total_iters == {"both": model.iters_dmtet + model.iters_mesh, "dmtet": model.iters_dmtet,
-                                 "mesh": model.iters_mesh}[model.passes] > 0
+    assert (
+        model.total_iters
+        == {"both": model.iters_dmtet + model.iters_mesh, "dmtet": model.iters_dmtet, "mesh": model.iters_mesh}[
+            model.passes
+        ]
+        > 0
+    )
     assert not data.datasets  # nothing read yet: setup() was not called
 
 

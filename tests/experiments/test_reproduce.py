@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import reproduce  # experiments/reproduce.py (pytest.ini puts experiments/ on the path)
 from common import REPO
 
-PAPER = {"citation": "Paper et al. (Table 9)", "scenes": {"nerf_synthetic/lego": {"psnr": 28.5, "ssim": 0.9}},
-         "groups": {"nerf_synthetic": {"mean": {"psnr": 29.05}}}}
+PAPER = {
+    "citation": "Paper et al. (Table 9)",
+    "scenes": {"nerf_synthetic/lego": {"psnr": 28.5, "ssim": 0.9}},
+    "groups": {"nerf_synthetic": {"mean": {"psnr": 29.05}}},
+}
 
 
 def write_run(root: Path, scene: str, metrics=None, checkpoint=False) -> Path:
@@ -41,14 +43,25 @@ def test_resolve_scenes_expands_groups_in_order_without_duplicates():
 def test_fit_command_names_the_run_folder_like_the_cluster_and_resumes():
     command = reproduce.fit_command("nerf_synthetic/lego", "out", ["--model.iters_dmtet", "10"])
     assert command[:4] == [sys.executable, "-m", "dmtrec.cli", "fit"]
-    assert command[4:] == ["-c", "experiments/configs/nerf_synthetic/lego.yaml", "--run.name", "nerf_synthetic-lego",
-                           "--run.output_root", "out", "--ckpt_path", "last", "--model.iters_dmtet", "10"]
+    assert command[4:] == [
+        "-c",
+        "experiments/configs/nerf_synthetic/lego.yaml",
+        "--run.name",
+        "nerf_synthetic-lego",
+        "--run.output_root",
+        "out",
+        "--ckpt_path",
+        "last",
+        "--model.iters_dmtet",
+        "10",
+    ]
 
 
 def test_cluster_mode_prints_one_sbatch_per_scene(capsys):
     env = {"DMTREC_NERF_SYNTHETIC": "/data/nerf synthetic"}
-    problems = reproduce.run_cluster(["nerf_synthetic/lego", "nerd/ehead", "spot"], "outputs",
-                                     ["--seed_everything", "1"], env, submit=False)
+    problems = reproduce.run_cluster(
+        ["nerf_synthetic/lego", "nerd/ehead", "spot"], "outputs", ["--seed_everything", "1"], env, submit=False
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "DMTREC_NERF_SYNTHETIC='/data/nerf synthetic' sbatch experiments/cluster/single_scene.sbatch "
@@ -65,8 +78,9 @@ def test_cluster_mode_prints_one_sbatch_per_scene(capsys):
 def test_local_dry_run_checks_dataset_roots(tmp_path, capsys):
     env = {}
     problems = reproduce.run_local(["nerf_synthetic/lego", "bob"], "outputs", [], env, dry_run=True)
-    assert problems == {"nerf_synthetic/lego": "skipped: dataset root not set: export DMTREC_NERF_SYNTHETIC "
-                                               "or pass --nerf-synthetic"}
+    assert problems == {
+        "nerf_synthetic/lego": "skipped: dataset root not set: export DMTREC_NERF_SYNTHETIC or pass --nerf-synthetic"
+    }
     env["DMTREC_NERF_SYNTHETIC"] = str(tmp_path)
     problems = reproduce.run_local(["nerf_synthetic/lego"], "outputs", [], env, dry_run=True)
     assert problems == {"nerf_synthetic/lego": f"skipped: dataset folder {tmp_path / 'lego'} not found"}
@@ -96,22 +110,45 @@ def test_collect_marks_each_kind_of_outcome(tmp_path):
     write_run(tmp_path, "nerf_synthetic/drums", checkpoint=True)
     write_run(tmp_path, "nerf_synthetic/ficus", "{not json")
     write_run(tmp_path, "spot", {"iterations": 10000})  # failed in this invocation: old metrics are not trusted
-    scenes = ["nerf_synthetic/lego", "nerf_synthetic/chair", "nerf_synthetic/drums", "nerf_synthetic/ficus",
-              "nerf_synthetic/ship", "nerd/gold", "spot"]
-    problems = {"spot": "failed (exit 1)", "nerd/gold": "skipped: dataset root not set: export DMTREC_NERD or pass --nerd"}
+    scenes = [
+        "nerf_synthetic/lego",
+        "nerf_synthetic/chair",
+        "nerf_synthetic/drums",
+        "nerf_synthetic/ficus",
+        "nerf_synthetic/ship",
+        "nerd/gold",
+        "spot",
+    ]
+    problems = {
+        "spot": "failed (exit 1)",
+        "nerd/gold": "skipped: dataset root not set: export DMTREC_NERD or pass --nerd",
+    }
     results = {r.scene: r for r in reproduce.collect(scenes, tmp_path, problems)}
     assert {s: r.status for s, r in results.items()} == {
-        "nerf_synthetic/lego": "finished", "nerf_synthetic/chair": "finished", "nerf_synthetic/drums": "unfinished",
-        "nerf_synthetic/ficus": "unfinished", "nerf_synthetic/ship": "not run", "nerd/gold": "skipped",
-        "spot": "failed"}
+        "nerf_synthetic/lego": "finished",
+        "nerf_synthetic/chair": "finished",
+        "nerf_synthetic/drums": "unfinished",
+        "nerf_synthetic/ficus": "unfinished",
+        "nerf_synthetic/ship": "not run",
+        "nerd/gold": "skipped",
+        "spot": "failed",
+    }
     assert results["nerf_synthetic/drums"].detail == "checkpoint but no metrics.json"
     assert "unreadable metrics.json" in results["nerf_synthetic/ficus"].detail
     assert results["nerd/gold"].detail == "dataset root not set: export DMTREC_NERD or pass --nerd"
 
     table = reproduce.results_table(list(results.values()), PAPER, note="2-core CPU")
     assert "Paper et al. (Table 9)" in table and "2-core CPU" in table
-    assert row(table, "nerf_synthetic/lego") == ["nerf_synthetic/lego", "finished", "27.12", "28.50", "0.9123",
-                                                 "0.9000", "n/a", "n/a"]
+    assert row(table, "nerf_synthetic/lego") == [
+        "nerf_synthetic/lego",
+        "finished",
+        "27.12",
+        "28.50",
+        "0.9123",
+        "0.9000",
+        "n/a",
+        "n/a",
+    ]
     assert row(table, "nerf_synthetic/chair")[1:4] == ["finished, reduced (400/10000 it)", "20.00", "n/a"]
     assert row(table, "nerf_synthetic/drums")[1] == "**unfinished**: checkpoint but no metrics.json"
     assert row(table, "nerf_synthetic/ship")[1:3] == ["**not run**", "n/a"]
@@ -121,8 +158,18 @@ def test_collect_marks_each_kind_of_outcome(tmp_path):
 
 
 def test_reference_table_reports_geometry(tmp_path):
-    write_run(tmp_path, "bob", {"iterations": 2000, "test_psnr": 25.0, "geometry_chamfer_l1": 0.0123456,
-                                "geometry_f_score@0.01": 0.5, "triangles": 1234, "fit_seconds_this_session": 90.0})
+    write_run(
+        tmp_path,
+        "bob",
+        {
+            "iterations": 2000,
+            "test_psnr": 25.0,
+            "geometry_chamfer_l1": 0.0123456,
+            "geometry_f_score@0.01": 0.5,
+            "triangles": 1234,
+            "fit_seconds_this_session": 90.0,
+        },
+    )
     table = reproduce.results_table(reproduce.collect(["bob", "spot"], tmp_path), PAPER)
     assert row(table, "bob") == ["bob", "finished", "0.01235", "n/a", "0.500", "25.00", "n/a", "1234", "1.5"]
     assert row(table, "spot")[1] == "**not run**"

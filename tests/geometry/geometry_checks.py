@@ -13,7 +13,9 @@ def topology(faces: torch.Tensor, num_vertices: int) -> dict:
     _, per_directed = torch.unique(directed[:, 0] * num_vertices + directed[:, 1], return_counts=True)
     used = torch.unique(faces).numel()
     return {
-        "V": used, "E": per_edge.numel(), "F": faces.shape[0],
+        "V": used,
+        "E": per_edge.numel(),
+        "F": faces.shape[0],
         "euler": used - per_edge.numel() + faces.shape[0],
         "closed_manifold_edges": bool((per_edge == 2).all()),  # every edge has exactly two faces
         "consistently_oriented": bool((per_directed == 1).all()),  # neighbours traverse edges oppositely

@@ -81,8 +81,9 @@ def test_gradients_wrt_sdf_and_offsets_match_finite_differences():
         return mesh.v_pos, mesh.v_nrm
 
     assert surface(sdf, deform)[0].shape[0] > 10
-    assert torch.autograd.gradcheck(surface, (sdf.requires_grad_(), deform.requires_grad_()), eps=1e-6, atol=1e-5,
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(
+        surface, (sdf.requires_grad_(), deform.requires_grad_()), eps=1e-6, atol=1e-5, fast_mode=True
+    )
 
 
 def test_sdf_reg_loss_is_bce_on_sign_changing_edges():

@@ -10,8 +10,9 @@ from dmtrec.geometry.tetgrid import TET_EDGES, generate_tet_grid, load_tet_grid
 
 
 def extract(grid, sdf, **kw):
-    return marching_tetrahedra(grid.vertices.to(sdf.dtype), sdf, grid.tets, edges=grid.edges,
-                               tet_edges=grid.tet_edges, **kw)
+    return marching_tetrahedra(
+        grid.vertices.to(sdf.dtype), sdf, grid.tets, edges=grid.edges, tet_edges=grid.tet_edges, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,11 @@ def test_every_case_of_the_table_winds_outward():
             mag = torch.rand(4, generator=gen, dtype=torch.float64) + 0.1
             sdf = torch.where(inside, mag, -mag)
             mesh = marching_tetrahedra(verts, sdf, torch.tensor([[0, 1, 2, 3]]))
-            assert mesh.num_faces == NUM_TRIANGLES[case] == (0 if inside.all() or not inside.any() else
-                                                             1 if inside.sum() in (1, 3) else 2)
+            assert (
+                mesh.num_faces
+                == NUM_TRIANGLES[case]
+                == (0 if inside.all() or not inside.any() else 1 if inside.sum() in (1, 3) else 2)
+            )
             if mesh.is_empty:
                 continue
             p = mesh.v_pos[mesh.t_pos_idx]
@@ -44,7 +48,7 @@ def test_every_case_of_the_table_winds_outward():
 def test_table_uses_only_crossed_edges():
     for case in range(16):
         inside = [case >> i & 1 for i in range(4)]
-        for e in TRIANGLE_TABLE[case, :3 * NUM_TRIANGLES[case]]:
+        for e in TRIANGLE_TABLE[case, : 3 * NUM_TRIANGLES[case]]:
             a, b = TET_EDGES[e]
             assert inside[a] != inside[b]
 
@@ -55,7 +59,7 @@ def test_sphere_gives_closed_outward_genus0_surface(grid32):
     assert topo["closed_manifold_edges"] and topo["consistently_oriented"]
     assert topo["euler"] == 2
     assert topo["V"] == mesh.num_vertices, "every output vertex belongs to a face"
-    assert signed_volume(mesh.v_pos, mesh.t_pos_idx) == pytest.approx(4 / 3 * math.pi * 0.35 ** 3, rel=0.03)
+    assert signed_volume(mesh.v_pos, mesh.t_pos_idx) == pytest.approx(4 / 3 * math.pi * 0.35**3, rel=0.03)
     p = mesh.v_pos[mesh.t_pos_idx]
     normal = torch.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], dim=1)
     assert ((normal * p.mean(1)).sum(1) > 0).all(), "every face normal points away from the centre"
@@ -126,7 +130,7 @@ def test_zero_crossing_is_exact_for_linear_sdf(grid32):
 def test_gradients_match_finite_differences():
     grid = generate_tet_grid(4)  # 2 cubes per side: 59 vertices
     gen = torch.Generator().manual_seed(3)
-    verts = (grid.vertices.double() + 0.02 * torch.randn(grid.num_vertices, 3, generator=gen, dtype=torch.float64))
+    verts = grid.vertices.double() + 0.02 * torch.randn(grid.num_vertices, 3, generator=gen, dtype=torch.float64)
     sdf = sphere_sdf(verts, 0.3) + 0.05 * torch.randn(grid.num_vertices, generator=gen, dtype=torch.float64)
     sdf = torch.where(sdf.abs() < 1e-2, sdf.sign() * 1e-2 + (sdf == 0) * 1e-2, sdf)  # no sign flip within eps
     verts.requires_grad_(True)

@@ -71,8 +71,9 @@ def test_normals_gradcheck():
     faces = remap[faces]
     v = (mesh.v_pos[used] + 0.01 * torch.randn(len(used), 3, generator=gen, dtype=torch.float64)).requires_grad_()
     for weighting in ("area", "angle"):
-        assert torch.autograd.gradcheck(lambda x: vertex_normals(x, faces, weighting), (v,), eps=1e-6, atol=1e-5,
-                                        fast_mode=True)
+        assert torch.autograd.gradcheck(
+            lambda x: vertex_normals(x, faces, weighting), (v,), eps=1e-6, atol=1e-5, fast_mode=True
+        )
 
 
 def plane_mesh(uv_from_xy) -> Mesh:
@@ -85,8 +86,11 @@ def plane_mesh(uv_from_xy) -> Mesh:
 
 
 def test_tangents_follow_increasing_u():
-    for uv_fn, expected in ((lambda xy: xy * 0.5, (1.0, 0, 0)), (lambda xy: xy.flip(1), (0, 1.0, 0)),
-                            (lambda xy: torch.stack([-xy[:, 0], xy[:, 1]], 1), (-1.0, 0, 0))):
+    for uv_fn, expected in (
+        (lambda xy: xy * 0.5, (1.0, 0, 0)),
+        (lambda xy: xy.flip(1), (0, 1.0, 0)),
+        (lambda xy: torch.stack([-xy[:, 0], xy[:, 1]], 1), (-1.0, 0, 0)),
+    ):
         mesh = compute_tangents(plane_mesh(uv_fn))
         assert torch.allclose(mesh.v_nrm, torch.tensor([0, 0, 1.0], dtype=torch.float64).expand(16, 3))
         assert torch.allclose(mesh.v_tng, torch.tensor(expected, dtype=torch.float64).expand(16, 3))

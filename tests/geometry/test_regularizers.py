@@ -12,7 +12,7 @@ def irregular_plane(seed=0):
     xs = torch.linspace(0, 1, 5, dtype=torch.float64)
     x, y = torch.meshgrid(xs, xs, indexing="xy")
     v = torch.stack([x.reshape(-1), y.reshape(-1), torch.zeros(25, dtype=torch.float64)], 1)
-    interior = ((v[:, 0] > 0) & (v[:, 0] < 1) & (v[:, 1] > 0) & (v[:, 1] < 1))
+    interior = (v[:, 0] > 0) & (v[:, 0] < 1) & (v[:, 1] > 0) & (v[:, 1] < 1)
     v[interior, :2] += 0.06 * (torch.rand(int(interior.sum()), 2, generator=gen, dtype=torch.float64) - 0.5)
     quads = [(r * 5 + c, r * 5 + c + 1, r * 5 + c + 6, r * 5 + c + 5) for r in range(4) for c in range(4)]
     f = torch.tensor([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))])

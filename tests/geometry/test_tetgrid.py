@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from dmtrec.geometry.tetgrid import (TET_EDGES, TetGridError, cubes_per_side, generate_bcc, generate_tet_grid,
-                                     load_tet_grid, tet_grid)
+from dmtrec.geometry.tetgrid import (
+    TET_EDGES,
+    TetGridError,
+    cubes_per_side,
+    generate_bcc,
+    generate_tet_grid,
+    load_tet_grid,
+    tet_grid,
+)
 
 # nvdiffrec's quartet grids (../shared/data/tets): vertices / tets.
 NVDIFFREC_COUNTS = {32: (6641, 30136), 64: (36562, 192492)}
@@ -43,7 +50,7 @@ def check_conforming_cube_tetrahedralization(v: np.ndarray, t: np.ndarray) -> No
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_small_bcc_grids_are_conforming_cube_tetrahedralizations(n):
     v, t = generate_bcc(n)
-    assert len(v) == (n + 1) ** 3 + n ** 3 + 6 * n * n and len(t) == 12 * n ** 3 + 12 * n * n
+    assert len(v) == (n + 1) ** 3 + n**3 + 6 * n * n and len(t) == 12 * n**3 + 12 * n * n
     assert np.abs(v).max() <= 0.5 + 1e-7
     check_conforming_cube_tetrahedralization(v, t)
 
@@ -58,7 +65,7 @@ def test_resolution_32_grid_is_conforming_and_sized_like_nvdiffrec():
 def test_resolution_names_match_nvdiffrec_density():
     for res, (nv, nt) in NVDIFFREC_COUNTS.items():
         n = cubes_per_side(res)
-        verts, tets = (n + 1) ** 3 + n ** 3 + 6 * n * n, 12 * n ** 3 + 12 * n * n
+        verts, tets = (n + 1) ** 3 + n**3 + 6 * n * n, 12 * n**3 + 12 * n * n
         assert 0.85 < verts / nv < 1.15 and 0.85 < tets / nt < 1.15, (res, verts, tets)
     with pytest.raises(ValueError, match="resolution"):
         cubes_per_side(0)
@@ -72,7 +79,7 @@ def test_grid_is_isotropic():
     # Interior BCC edges are h and sqrt(3)/2 h; boundary tets add h/2 and h/sqrt(2).
     assert length.max() == pytest.approx(h, rel=1e-5)
     assert length.min() == pytest.approx(h / 2, rel=1e-5)
-    assert ((length - h).abs() < 1e-5).sum() + ((length - h * 3 ** 0.5 / 2).abs() < 1e-5).sum() > 0.8 * len(length)
+    assert ((length - h).abs() < 1e-5).sum() + ((length - h * 3**0.5 / 2).abs() < 1e-5).sum() > 0.8 * len(length)
 
 
 def test_edge_topology_matches_tets():

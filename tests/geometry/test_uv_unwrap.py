@@ -74,8 +74,10 @@ def test_per_triangle_atlas_separates_every_triangle_by_the_margin(faces):
     area = uv_areas(v_tex, t_tex_idx)
     assert (area > 0).all(), "counter-clockwise, non-degenerate"
     # Texel centres within the margin of a triangle: no texel may be claimed by two triangles.
-    centres = (torch.stack(torch.meshgrid(torch.arange(res), torch.arange(res), indexing="xy"), -1).reshape(-1, 2)
-               .double() + 0.5) / res
+    centres = (
+        torch.stack(torch.meshgrid(torch.arange(res), torch.arange(res), indexing="xy"), -1).reshape(-1, 2).double()
+        + 0.5
+    ) / res
     centres3 = torch.cat([centres, torch.zeros(len(centres), 1, dtype=torch.float64)], 1)
     tri3 = torch.cat([v_tex[t_tex_idx].double(), torch.zeros(faces, 3, 1, dtype=torch.float64)], 2)  # [F, 3, 3]
     near = point_triangle_distance(centres3[:, None], tri3[None, :, 0], tri3[None, :, 1], tri3[None, :, 2])

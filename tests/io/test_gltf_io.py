@@ -27,8 +27,11 @@ def uv_sphere_like() -> Mesh:
 def textures(seed=0):
     gen = torch.Generator().manual_seed(seed)
     n = torch.randn(8, 8, 3, generator=gen) + torch.tensor([0, 0, 2.0])
-    return {"kd": torch.rand(16, 8, 3, generator=gen), "ks": torch.rand(8, 16, 3, generator=gen),
-            "normal": n / n.norm(dim=-1, keepdim=True)}
+    return {
+        "kd": torch.rand(16, 8, 3, generator=gen),
+        "ks": torch.rand(8, 16, 3, generator=gen),
+        "normal": n / n.norm(dim=-1, keepdim=True),
+    }
 
 
 def test_round_trip(tmp_path):
@@ -109,14 +112,20 @@ def test_bad_files_name_the_file(tmp_path):
     with pytest.raises(GltfReadError, match="text.glb: not a binary glTF"):
         read_glb(tmp_path / "text.glb")
     good = write_glb(tmp_path / "good.glb", uv_sphere_like()).read_bytes()
-    (tmp_path / "cut.glb").write_bytes(good[:len(good) // 2])
+    (tmp_path / "cut.glb").write_bytes(good[: len(good) // 2])
     with pytest.raises(GltfReadError, match="cut.glb: truncated"):
         read_glb(tmp_path / "cut.glb")
-    doc = json.dumps({"asset": {"version": "2.0"}, "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
-                      "accessors": [{"componentType": 5126, "count": 3, "type": "VEC3", "sparse": {}}]}).encode()
+    doc = json.dumps(
+        {
+            "asset": {"version": "2.0"},
+            "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+            "accessors": [{"componentType": 5126, "count": 3, "type": "VEC3", "sparse": {}}],
+        }
+    ).encode()
     doc += b" " * (-len(doc) % 4)
-    (tmp_path / "sparse.glb").write_bytes(struct.pack("<III", 0x46546C67, 2, 20 + len(doc)) +
-                                          struct.pack("<II", len(doc), 0x4E4F534A) + doc)
+    (tmp_path / "sparse.glb").write_bytes(
+        struct.pack("<III", 0x46546C67, 2, 20 + len(doc)) + struct.pack("<II", len(doc), 0x4E4F534A) + doc
+    )
     with pytest.raises(GltfReadError, match="sparse accessors"):
         read_glb(tmp_path / "sparse.glb")
     with pytest.raises(ValueError, match="no faces"):

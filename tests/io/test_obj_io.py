@@ -24,8 +24,11 @@ def random_mesh(seed=0, uv=True, normals=True) -> Mesh:
 def random_textures(seed=0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     n = torch.randn(6, 5, 3, generator=gen)
-    return {"kd": torch.rand(8, 7, 4, generator=gen), "ks": torch.rand(4, 4, 3, generator=gen),
-            "normal": n / n.norm(dim=-1, keepdim=True)}
+    return {
+        "kd": torch.rand(8, 7, 4, generator=gen),
+        "ks": torch.rand(4, 4, 3, generator=gen),
+        "normal": n / n.norm(dim=-1, keepdim=True),
+    }
 
 
 @pytest.mark.parametrize("uv,normals", [(True, True), (True, False), (False, True), (False, False)])
@@ -49,8 +52,10 @@ def test_textures_round_trip_with_their_file_encodings(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["thing.mtl", "thing.obj", "thing_kd.png", "thing_ks.png", "thing_normal.png"]
     # kd is sRGB on disk, ks linear, normal n * 0.5 + 0.5.
-    assert np.abs(read_image(tmp_path / "thing_kd.png")[..., :3]
-                  - linear_to_srgb(textures["kd"][..., :3]).numpy()).max() <= 0.5 / 255 + 1e-6
+    assert (
+        np.abs(read_image(tmp_path / "thing_kd.png")[..., :3] - linear_to_srgb(textures["kd"][..., :3]).numpy()).max()
+        <= 0.5 / 255 + 1e-6
+    )
     assert np.abs(read_image(tmp_path / "thing_ks.png") - textures["ks"].numpy()).max() <= 0.5 / 255 + 1e-6
     _, back = read_obj(tmp_path / "thing.obj")
     assert set(back) == {"kd", "ks", "normal"}
@@ -102,7 +107,8 @@ def test_polygons_negative_indices_comments_and_options(tmp_path):
     (tmp_path / "m.obj").write_text(
         "# quad and pentagon\nmtllib m.mtl\no thing\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0 1.0\nv 0.5 2 0\n"
         "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nvt 0.5 1 0\nusemtl a\ns off\n"
-        "f 1/1 2/2 3/3 4/4\nf -5/-5 -4/-4 -3/-3 -1/-1 -2/-2\n")
+        "f 1/1 2/2 3/3 4/4\nf -5/-5 -4/-4 -3/-3 -1/-1 -2/-2\n"
+    )
     mesh, tex = read_obj(tmp_path / "m.obj")
     assert mesh.num_faces == 2 + 3
     assert torch.equal(mesh.t_pos_idx[:2], torch.tensor([[0, 1, 2], [0, 2, 3]]))
@@ -111,14 +117,17 @@ def test_polygons_negative_indices_comments_and_options(tmp_path):
     assert tex["kd"].shape == (2, 2, 3)  # the map wins over the constant
 
 
-@pytest.mark.parametrize("content,message", [
-    ("v 0 0\n", r"m.obj:1: malformed 'v' line"),
-    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4\n", r"m.obj:4: malformed 'f' line \(v index 4 out of range"),
-    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/1 3/1\nf 1 2 3\n", r"m.obj:6: .*mix"),
-    ("v a b c\n", r"m.obj:1: malformed 'v'"),
-    ("vn 0 0 1\n", r"no vertices"),
-    ("mtllib missing.mtl\nv 0 0 0\n", r"m.obj:1: cannot read material library"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("v 0 0\n", r"m.obj:1: malformed 'v' line"),
+        ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4\n", r"m.obj:4: malformed 'f' line \(v index 4 out of range"),
+        ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1 2/1 3/1\nf 1 2 3\n", r"m.obj:6: .*mix"),
+        ("v a b c\n", r"m.obj:1: malformed 'v'"),
+        ("vn 0 0 1\n", r"no vertices"),
+        ("mtllib missing.mtl\nv 0 0 0\n", r"m.obj:1: cannot read material library"),
+    ],
+)
 def test_malformed_files_name_file_and_line(tmp_path, content, message):
     (tmp_path / "m.obj").write_text(content)
     with pytest.raises(ObjReadError, match=message):

@@ -16,6 +16,7 @@ def mesh_area(v, f):
 
 # --- sampling -------------------------------------------------------------------------------
 
+
 def test_samples_lie_on_the_surface_with_unit_normals_and_are_seeded():
     points, normals = sample_surface(SQUARE_V, SQUARE_F, 5000, seed=3)
     assert points.shape == normals.shape == (5000, 3)
@@ -59,9 +60,13 @@ def test_sampling_rejects_bad_input(v, f, n, match):
 
 # --- nearest neighbours and Chamfer ---------------------------------------------------------
 
+
 def test_nearest_neighbors_match_brute_force_across_blocks():
     gen = torch.Generator().manual_seed(0)
-    query, ref = torch.rand(57, 3, generator=gen, dtype=torch.float64), torch.rand(31, 3, generator=gen, dtype=torch.float64)
+    query, ref = (
+        torch.rand(57, 3, generator=gen, dtype=torch.float64),
+        torch.rand(31, 3, generator=gen, dtype=torch.float64),
+    )
     brute = (query[:, None, :] - ref[None, :, :]).norm(dim=-1)
     dist, index = nearest_neighbors(query, ref, block_elems=40)  # 1 query row per block
     assert torch.equal(index, brute.argmin(dim=1))
@@ -126,6 +131,7 @@ def test_normal_consistency_of_tilted_planes_is_the_cosine_of_the_tilt(flip_wind
 
 
 # --- the report ------------------------------------------------------------------------------
+
 
 def test_report_of_a_mesh_against_itself(icosphere):
     v, f = icosphere(3)

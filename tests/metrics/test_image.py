@@ -17,6 +17,7 @@ def random_images(shape=(2, 24, 20, 3), seed=0, dtype=torch.float32):
 
 # --- PSNR -------------------------------------------------------------------------------------
 
+
 def test_psnr_of_identical_images_is_infinite():
     img = random_images()
     assert torch.isinf(psnr(img, img)).all()
@@ -32,6 +33,7 @@ def test_psnr_of_a_known_mse():
 
 
 # --- SSIM -------------------------------------------------------------------------------------
+
 
 def reference_ssim(x, y, data_range=1.0):
     """Wang et al. with scipy's Gaussian filter (sigma 1.5, truncated to an 11-tap window), valid region."""
@@ -96,6 +98,7 @@ def test_ssim_rejects_images_smaller_than_the_window():
 
 # --- nvdiffrec's evaluation transform --------------------------------------------------------
 
+
 def test_image_metrics_composite_over_the_background_then_compare_clamped_srgb():
     ref = torch.zeros(1, 16, 16, 4)
     ref[..., :3] = 1.0
@@ -131,6 +134,7 @@ def test_image_metrics_need_a_background_for_rgba():
 
 # --- LPIPS: optional, never downloaded ---------------------------------------------------------
 
+
 def test_image_metrics_pass_display_referred_images_to_lpips():
     seen = {}
 
@@ -143,7 +147,9 @@ def test_image_metrics_pass_display_referred_images_to_lpips():
     metrics = image_metrics(pred, ref, background=1.0, lpips_fn=fake_lpips)
     assert metrics["lpips"].tolist() == [0.25]
     # clamped HDR and the white background both become sRGB white
-    assert torch.allclose(seen["pred"], torch.ones(1, 16, 16, 3)) and torch.allclose(seen["ref"], torch.ones(1, 16, 16, 3))
+    assert torch.allclose(seen["pred"], torch.ones(1, 16, 16, 3)) and torch.allclose(
+        seen["ref"], torch.ones(1, 16, 16, 3)
+    )
 
 
 def test_lpips_without_the_package_is_skipped_with_a_log_line(monkeypatch, caplog):

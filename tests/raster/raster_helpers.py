@@ -25,11 +25,19 @@ def clip_from_pixels(points, height, width, z=0.0) -> torch.Tensor:
     return torch.tensor(np.stack([x, y, zz, np.ones_like(x)], 1), dtype=torch.float32)
 
 
-def perspective(fovy: float = math.radians(60), aspect: float = 1.0, near: float = 0.5, far: float = 20.0) -> np.ndarray:
+def perspective(
+    fovy: float = math.radians(60), aspect: float = 1.0, near: float = 0.5, far: float = 20.0
+) -> np.ndarray:
     """OpenGL projection (camera looks down -z)."""
     f = 1.0 / math.tan(fovy / 2)
-    return np.array([[f / aspect, 0, 0, 0], [0, f, 0, 0],
-                     [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)], [0, 0, -1, 0]])
+    return np.array(
+        [
+            [f / aspect, 0, 0, 0],
+            [0, f, 0, 0],
+            [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+            [0, 0, -1, 0],
+        ]
+    )
 
 
 def project(points_cam, proj=None) -> np.ndarray:
@@ -41,12 +49,43 @@ def project(points_cam, proj=None) -> np.ndarray:
 
 def icosphere(subdivisions: int = 1):
     """Unit icosphere: vertices ``[V, 3]`` float64, faces ``[F, 3]`` int (outward, counter-clockwise)."""
-    t = (1 + 5 ** 0.5) / 2
-    verts = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t), (0, -1, -t), (0, 1, -t),
-             (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
-    faces = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
-             (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5), (2, 4, 11),
-             (6, 2, 10), (8, 6, 7), (9, 8, 1)]
+    t = (1 + 5**0.5) / 2
+    verts = [
+        (-1, t, 0),
+        (1, t, 0),
+        (-1, -t, 0),
+        (1, -t, 0),
+        (0, -1, t),
+        (0, 1, t),
+        (0, -1, -t),
+        (0, 1, -t),
+        (t, 0, -1),
+        (t, 0, 1),
+        (-t, 0, -1),
+        (-t, 0, 1),
+    ]
+    faces = [
+        (0, 11, 5),
+        (0, 5, 1),
+        (0, 1, 7),
+        (0, 7, 10),
+        (0, 10, 11),
+        (1, 5, 9),
+        (5, 11, 4),
+        (11, 10, 2),
+        (10, 7, 6),
+        (7, 1, 8),
+        (3, 9, 4),
+        (3, 4, 2),
+        (3, 2, 6),
+        (3, 6, 8),
+        (3, 8, 9),
+        (4, 9, 5),
+        (2, 4, 11),
+        (6, 2, 10),
+        (8, 6, 7),
+        (9, 8, 1),
+    ]
     verts = [np.array(v, dtype=np.float64) / np.linalg.norm(v) for v in verts]
     for _ in range(subdivisions):
         cache, new_faces = {}, []

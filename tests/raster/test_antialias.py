@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from raster_helpers import clip_from_pixels, icosphere, project, tris
 
 from dmtrec.render.raster.torch_antialias import construct_topology_hash
 from dmtrec.render.raster.torch_backend import TorchRasterizer
-from raster_helpers import clip_from_pixels, icosphere, project, tris
 
 R = TorchRasterizer("cpu")
 
@@ -99,8 +99,20 @@ def test_only_silhouette_pixels_of_a_closed_mesh_change():
     # A cube with a different colour per triangle: its creases and face diagonals separate
     # colours but are no silhouettes, so only pixels along the outline may change.
     corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
-    faces = [(0, 1, 3), (0, 3, 2), (4, 6, 7), (4, 7, 5), (0, 4, 5), (0, 5, 1),
-             (2, 3, 7), (2, 7, 6), (0, 2, 6), (0, 6, 4), (1, 5, 7), (1, 7, 3)]
+    faces = [
+        (0, 1, 3),
+        (0, 3, 2),
+        (4, 6, 7),
+        (4, 7, 5),
+        (0, 4, 5),
+        (0, 5, 1),
+        (2, 3, 7),
+        (2, 7, 6),
+        (0, 2, 6),
+        (0, 6, 4),
+        (1, 5, 7),
+        (1, 7, 3),
+    ]
     ay, ax = 0.5, 0.7
     rot_y = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
     rot_x = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
@@ -135,7 +147,9 @@ def test_color_gradient_matches_finite_differences():
     rast, _ = R.rasterize(pos, tri, size)
     gen = torch.Generator().manual_seed(0)
     color = torch.rand(1, *size, 2, generator=gen, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda c: R.antialias(c, rast, pos, tri), (color,), eps=1e-6, atol=1e-8, fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda c: R.antialias(c, rast, pos, tri), (color,), eps=1e-6, atol=1e-8, fast_mode=True
+    )
 
 
 def test_position_gradient_matches_finite_differences():
@@ -194,10 +208,18 @@ def test_topology_hash_of_a_closed_mesh_pairs_every_edge():
 
 
 def test_topology_hash_boundaries_non_manifold_and_degenerate_triangles():
-    tri = tris([[0, 1, 2], [0, 2, 3],    # a quad: diagonal 0-2 shared
-                [4, 5, 6], [4, 5, 7], [4, 5, 8],  # edge 4-5 shared by three triangles
-                [9, 10, 11], [9, 10, 11],         # a duplicated triangle
-                [0, 0, 1]])                       # repeated index: left out
+    tri = tris(
+        [
+            [0, 1, 2],
+            [0, 2, 3],  # a quad: diagonal 0-2 shared
+            [4, 5, 6],
+            [4, 5, 7],
+            [4, 5, 8],  # edge 4-5 shared by three triangles
+            [9, 10, 11],
+            [9, 10, 11],  # a duplicated triangle
+            [0, 0, 1],
+        ]
+    )  # repeated index: left out
     opp = construct_topology_hash(tri).opposite.tolist()
     assert opp[0] == [-1, 3, -1] and opp[1] == [-1, -1, 1]
     # the first two triangles on 4-5 see each other; the third is treated as a boundary

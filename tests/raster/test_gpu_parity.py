@@ -22,11 +22,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from raster_helpers import icosphere, perspective
 
 from dmtrec.render.raster import get_rasterizer
 from dmtrec.render.raster.torch_backend import TorchRasterizer
 from dmtrec.render.raster.torch_common import float_to_tri_id
-from raster_helpers import icosphere, perspective
 
 pytestmark = pytest.mark.gpu
 
@@ -39,9 +39,13 @@ def _rotation(rng):
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     w, x, y, z = q
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def _sphere_views(rng, offsets, scale=1.0):
@@ -70,8 +74,10 @@ def scene(name):
         w = rng.uniform(0.5, 2.0, size=(4, n, 3, 1))
         pos = np.concatenate([corners[..., :2] * w, corners[..., 2:] * w, w], -1).reshape(4, 3 * n, 4)
         faces = np.arange(3 * n).reshape(n, 3)
-    return (torch.tensor(pos, dtype=torch.float32, device="cuda").contiguous(),
-            torch.tensor(faces, dtype=torch.int32, device="cuda").contiguous())
+    return (
+        torch.tensor(pos, dtype=torch.float32, device="cuda").contiguous(),
+        torch.tensor(faces, dtype=torch.int32, device="cuda").contiguous(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +128,17 @@ def test_rasterize_parity(backends, name, record_property):
     for p, rast, db in results:  # same loss on the pixels where both drew the same triangle
         ((torch.cat([rast[..., :2], db], -1) * weights * mask).sum()).backward()
     grad_close = _fraction_close(p_t.grad, p_n.grad)
-    _report(record_property, f"rasterize/{name}", id_mismatch=mismatch, uv_max=du.max().item(),
-            uv_q999=du.quantile(0.999).item(), zw_max=dz.max().item(), db_rel_q999=ddb.quantile(0.999).item(),
-            grad_rel_l2=_relative_l2(p_t.grad, p_n.grad), grad_close=grad_close)
+    _report(
+        record_property,
+        f"rasterize/{name}",
+        id_mismatch=mismatch,
+        uv_max=du.max().item(),
+        uv_q999=du.quantile(0.999).item(),
+        zw_max=dz.max().item(),
+        db_rel_q999=ddb.quantile(0.999).item(),
+        grad_rel_l2=_relative_l2(p_t.grad, p_n.grad),
+        grad_close=grad_close,
+    )
     assert mismatch < MAX_ID_MISMATCH
     assert du.quantile(0.999) < 1e-5 and du.max() < 1e-3
     assert dz.quantile(0.999) < 1e-6 and dz.max() < 1e-4
@@ -144,7 +158,11 @@ def test_interpolate_parity(backends, name, record_property):
     g_da = torch.randn(*rast.shape[:3], 6, device="cuda", generator=gen)
     results = []
     for r in (ours, ref):
-        a, ra, rb = attr.clone().requires_grad_(True), rast.clone().requires_grad_(True), rast_db.clone().requires_grad_(True)
+        a, ra, rb = (
+            attr.clone().requires_grad_(True),
+            rast.clone().requires_grad_(True),
+            rast_db.clone().requires_grad_(True),
+        )
         out, da = r.interpolate(a, ra, tri, rb, diff_attrs=[0, 3, -1])
         ((out * g_out).sum() + (da * g_da).sum()).backward()
         results.append((out, da, a.grad, ra.grad, rb.grad))
@@ -175,9 +193,17 @@ def test_antialias_parity(backends, name, record_property):
     changed = ((out_n - color).abs().amax(-1) > 0).sum().item()
     off = (diff > 1e-4).float().mean().item()
     gp_close, gc_close = _fraction_close(gp_t, gp_n), _fraction_close(gc_t, gc_n)
-    _report(record_property, f"antialias/{name}", changed_pixels=changed, out_max=diff.max().item(),
-            pixels_off=off, g_color_rel_l2=_relative_l2(gc_t, gc_n), g_pos_rel_l2=_relative_l2(gp_t, gp_n),
-            g_color_close=gc_close, g_pos_close=gp_close)
+    _report(
+        record_property,
+        f"antialias/{name}",
+        changed_pixels=changed,
+        out_max=diff.max().item(),
+        pixels_off=off,
+        g_color_rel_l2=_relative_l2(gc_t, gc_n),
+        g_pos_rel_l2=_relative_l2(gp_t, gp_n),
+        g_color_close=gc_close,
+        g_pos_close=gp_close,
+    )
     assert changed > 50  # the scene has silhouettes to antialias
     assert off < MAX_ID_MISMATCH
     assert gc_close > 0.999 and gp_close > 0.999

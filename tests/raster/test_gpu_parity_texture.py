@@ -62,8 +62,12 @@ def _gl_direction(face, s, t):
     sc, tc = 2 * s - 1, 2 * t - 1
     one = torch.ones_like(sc)
     return {
-        0: (one, -tc, -sc), 1: (-one, -tc, sc), 2: (sc, one, tc),
-        3: (sc, -one, -tc), 4: (sc, -tc, one), 5: (-sc, -tc, -one),
+        0: (one, -tc, -sc),
+        1: (-one, -tc, sc),
+        2: (sc, one, tc),
+        3: (sc, -one, -tc),
+        4: (sc, -tc, one),
+        5: (-sc, -tc, -one),
     }[face]
 
 
@@ -166,8 +170,10 @@ def test_2d_parity(filter_mode, boundary_mode):
     for i, level_inputs in enumerate(LEVEL_INPUTS if "mipmap" in filter_mode else ("",)):
         for tex_batch, channels in ((1, 3), (IMAGE[0], 4)):
             case = make_case(100 + i, False, tex_batch, 32, channels, level_inputs)
-            check(f"2d {filter_mode} {boundary_mode} {level_inputs} tex_batch={tex_batch} C={channels}",
-                  compare(case, filter_mode, boundary_mode))
+            check(
+                f"2d {filter_mode} {boundary_mode} {level_inputs} tex_batch={tex_batch} C={channels}",
+                compare(case, filter_mode, boundary_mode),
+            )
 
 
 @pytest.mark.parametrize("filter_mode", FILTERS)

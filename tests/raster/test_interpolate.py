@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from raster_helpers import clip_from_pixels, pixel_to_clip, project, tris
 
 from dmtrec.render.raster.torch_backend import TorchRasterizer
-from raster_helpers import clip_from_pixels, pixel_to_clip, project, tris
 
 R = TorchRasterizer("cpu")
 
@@ -72,7 +72,7 @@ def test_attribute_batch_broadcasting():
     torch.testing.assert_close(out_one, out_batched)
     out_each, _ = R.interpolate(per_image, rast, tri)
     for b in range(3):
-        torch.testing.assert_close(out_each[b:b + 1], R.interpolate(per_image[b], rast[b:b + 1], tri)[0])
+        torch.testing.assert_close(out_each[b : b + 1], R.interpolate(per_image[b], rast[b : b + 1], tri)[0])
     assert not torch.allclose(out_each[0], out_each[1])
 
 
@@ -101,15 +101,18 @@ def test_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(f, (attr, uv, db), eps=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(attr=torch.randn(2, 4, 3)), "attr has batch size 2 but rast has 1"),
-    (dict(attr=torch.randn(4)), "attr must be a float tensor of shape"),
-    (dict(diff_attrs=[0]), "diff_attrs needs rast_db"),
-    (dict(diff_attrs=[3], with_db=True), r"diff_attrs \[3\] out of range for 3 attributes"),
-    (dict(diff_attrs="some", with_db=True), "diff_attrs must be 'all' or a list"),
-    (dict(tri=tris([0, 1, 7])), r"tri holds vertex indices in \[0, 7\] but pos has 4 vertices"),
-    (dict(tri=torch.tensor([[0, 1, 2]])), "tri must be an int32 tensor of shape"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(attr=torch.randn(2, 4, 3)), "attr has batch size 2 but rast has 1"),
+        (dict(attr=torch.randn(4)), "attr must be a float tensor of shape"),
+        (dict(diff_attrs=[0]), "diff_attrs needs rast_db"),
+        (dict(diff_attrs=[3], with_db=True), r"diff_attrs \[3\] out of range for 3 attributes"),
+        (dict(diff_attrs="some", with_db=True), "diff_attrs must be 'all' or a list"),
+        (dict(tri=tris([0, 1, 7])), r"tri holds vertex indices in \[0, 7\] but pos has 4 vertices"),
+        (dict(tri=torch.tensor([[0, 1, 2]])), "tri must be an int32 tensor of shape"),
+    ],
+)
 def test_bad_arguments_are_clear_errors(kwargs, message):
     pos, tri = screen_quad()
     rast, rast_db = R.rasterize(pos, tri, (12, 10))

@@ -52,6 +52,7 @@ def test_torch_backend_delegates_texture_and_mips(monkeypatch):
     r.construct_mip(tex, max_mip_level=3, cube_mode=False)
     args, kwargs = calls["texture"]
     assert args[0] is tex and args[1] is uv
-    assert kwargs == dict(uv_da=None, mip_level_bias=None, mip=None, filter_mode="linear", boundary_mode="clamp",
-                          max_mip_level=2)
+    assert kwargs == dict(
+        uv_da=None, mip_level_bias=None, mip=None, filter_mode="linear", boundary_mode="clamp", max_mip_level=2
+    )
     assert calls["construct_mip"] == ((tex,), dict(max_mip_level=3, cube_mode=False))

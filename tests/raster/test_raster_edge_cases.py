@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from raster_helpers import clip_from_pixels, pixel_to_clip, project, reference_raster, tris, unambiguous_pixels
 
 import dmtrec.render.raster.torch_rasterize as torch_rasterize
 from dmtrec.render.raster.torch_backend import TorchRasterizer
 from dmtrec.render.raster.torch_common import float_to_tri_id
-from raster_helpers import clip_from_pixels, pixel_to_clip, project, reference_raster, tris, unambiguous_pixels
 
 R = TorchRasterizer("cpu")
 
@@ -26,11 +26,14 @@ def test_zero_triangles_give_empty_outputs_and_zero_gradients():
     assert torch.equal(pos.grad, torch.zeros_like(pos))
 
 
-@pytest.mark.parametrize("vertices, faces", [
-    ([(1, 1), (4, 4), (7, 7)], [0, 1, 2]),                      # collinear
-    ([(1, 1), (7, 2), (3, 7)], [0, 0, 2]),                      # repeated vertex index
-    ([(4.49, 4.49), (4.51, 4.49), (4.5, 4.51)], [0, 1, 2]),     # around a centre, snaps to zero area
-])
+@pytest.mark.parametrize(
+    "vertices, faces",
+    [
+        ([(1, 1), (4, 4), (7, 7)], [0, 1, 2]),  # collinear
+        ([(1, 1), (7, 2), (3, 7)], [0, 0, 2]),  # repeated vertex index
+        ([(4.49, 4.49), (4.51, 4.49), (4.5, 4.51)], [0, 1, 2]),  # around a centre, snaps to zero area
+    ],
+)
 def test_degenerate_triangles_draw_nothing(vertices, faces):
     pos = clip_from_pixels(vertices, 8, 8)
     rast, rast_db = R.rasterize(pos, tris(faces), (8, 8))
@@ -43,14 +46,23 @@ def test_back_faces_are_drawn_like_front_faces():
     front, front_db = R.rasterize(pos, tris([0, 1, 2]), (10, 10))
     back, back_db = R.rasterize(pos, tris([0, 2, 1]), (10, 10))
     assert torch.equal(front[..., 3] > 0, back[..., 3] > 0) and (front[..., 3] > 0).sum() > 20
-    torch.testing.assert_close(R.interpolate(attr, front, tris([0, 1, 2]))[0], R.interpolate(attr, back, tris([0, 2, 1]))[0])
-    torch.testing.assert_close(R.interpolate(attr, front, tris([0, 1, 2]), front_db, "all")[1],
-                               R.interpolate(attr, back, tris([0, 2, 1]), back_db, "all")[1])
+    torch.testing.assert_close(
+        R.interpolate(attr, front, tris([0, 1, 2]))[0], R.interpolate(attr, back, tris([0, 2, 1]))[0]
+    )
+    torch.testing.assert_close(
+        R.interpolate(attr, front, tris([0, 1, 2]), front_db, "all")[1],
+        R.interpolate(attr, back, tris([0, 2, 1]), back_db, "all")[1],
+    )
 
 
-@pytest.mark.parametrize("apex", [(0.0, 0.6, 1.0),    # behind the camera: w < 0
-                                  (0.2, 0.3, -0.3)],  # between the camera and the near plane (0.5)
-                         ids=["behind-camera", "near-plane"])
+@pytest.mark.parametrize(
+    "apex",
+    [
+        (0.0, 0.6, 1.0),  # behind the camera: w < 0
+        (0.2, 0.3, -0.3),
+    ],  # between the camera and the near plane (0.5)
+    ids=["behind-camera", "near-plane"],
+)
 def test_triangles_crossing_the_near_plane_are_clipped(apex):
     cam = np.array([(-1.5, -1.2, -3.0), (1.4, -1.0, -2.5), apex])
     pos = project(cam)
@@ -108,15 +120,27 @@ def test_batch_items_are_independent():
     assert (rast[..., 3] > 0).sum() > 100
     for b in range(batch):
         one, one_db = R.rasterize(pos[b], tri, (15, 17))  # [V, 4]: a batch of one
-        assert torch.equal(rast[b:b + 1], one) and torch.equal(rast_db[b:b + 1], one_db)
+        assert torch.equal(rast[b : b + 1], one) and torch.equal(rast_db[b : b + 1], one_db)
     color = torch.rand(batch, 15, 17, 3, generator=gen)
     out = R.antialias(color, rast, pos, tri)
     assert torch.equal(out[2:3], R.antialias(color[2:3], rast[2:3], pos[2:3], tri))
 
 
 def test_chunked_processing_gives_the_same_image(monkeypatch):
-    pos = torch.tensor(project([(-1.0, -1.0, -3.0), (1.5, -0.8, -5.0), (0.0, 1.2, -2.5), (-1.2, 0.9, -4.5),
-                                (1.3, 0.7, -2.8), (-0.2, -1.3, -3.6), (0.0, 0.3, 0.5)]), dtype=torch.float32)
+    pos = torch.tensor(
+        project(
+            [
+                (-1.0, -1.0, -3.0),
+                (1.5, -0.8, -5.0),
+                (0.0, 1.2, -2.5),
+                (-1.2, 0.9, -4.5),
+                (1.3, 0.7, -2.8),
+                (-0.2, -1.3, -3.6),
+                (0.0, 0.3, 0.5),
+            ]
+        ),
+        dtype=torch.float32,
+    )
     tri = tris([[0, 1, 2], [3, 4, 5], [0, 4, 6]])  # the last one crosses the near plane
     expected = R.rasterize(pos.expand(2, -1, -1), tri, (20, 18))
     monkeypatch.setattr(torch_rasterize, "CANDIDATES_PER_CHUNK", 37)
@@ -126,19 +150,27 @@ def test_chunked_processing_gives_the_same_image(monkeypatch):
     assert (expected[0][..., 3] == 3).any()
 
 
-@pytest.mark.parametrize("pos, tri, kwargs, message", [
-    (torch.rand(4, 4), torch.tensor([[0, 1, 2]]), {}, "tri must be an int32 tensor of shape"),
-    (torch.rand(4, 4), tris([0, 1, 2]).reshape(1, 3).repeat(1, 2)[:, :4], {}, "tri must be an int32 tensor of shape"),
-    (torch.rand(4, 3), tris([0, 1, 2]), {}, "pos must be a float32 or float64 tensor of shape"),
-    (torch.rand(4, 4).half(), tris([0, 1, 2]), {}, "pos must be a float32 or float64 tensor"),
-    (torch.rand(0, 4, 4), tris([0, 1, 2]), {}, "pos must be a float32 or float64 tensor"),
-    (torch.rand(4, 4), tris([0, 1, 4]), {}, r"tri holds vertex indices in \[0, 4\] but pos has 4 vertices"),
-    (torch.rand(4, 4), tris([0, 1, -1]), {}, r"tri holds vertex indices in \[-1, 1\]"),
-    (torch.rand(4, 4), tris([0, 1, 2]), {"ranges": torch.tensor([[0, 1]], dtype=torch.int32)}, "ranges"),
-    (torch.rand(4, 4), tris([0, 1, 2]), {"resolution": (0, 4)}, "resolution must be two positive integers"),
-    (torch.rand(4, 4), tris([0, 1, 2]), {"resolution": (2.5, 4)}, "resolution must be two positive integers"),
-    (torch.rand(4, 4), tris([0, 1, 2]), {"resolution": 8}, "resolution must be two positive integers"),
-])
+@pytest.mark.parametrize(
+    "pos, tri, kwargs, message",
+    [
+        (torch.rand(4, 4), torch.tensor([[0, 1, 2]]), {}, "tri must be an int32 tensor of shape"),
+        (
+            torch.rand(4, 4),
+            tris([0, 1, 2]).reshape(1, 3).repeat(1, 2)[:, :4],
+            {},
+            "tri must be an int32 tensor of shape",
+        ),
+        (torch.rand(4, 3), tris([0, 1, 2]), {}, "pos must be a float32 or float64 tensor of shape"),
+        (torch.rand(4, 4).half(), tris([0, 1, 2]), {}, "pos must be a float32 or float64 tensor"),
+        (torch.rand(0, 4, 4), tris([0, 1, 2]), {}, "pos must be a float32 or float64 tensor"),
+        (torch.rand(4, 4), tris([0, 1, 4]), {}, r"tri holds vertex indices in \[0, 4\] but pos has 4 vertices"),
+        (torch.rand(4, 4), tris([0, 1, -1]), {}, r"tri holds vertex indices in \[-1, 1\]"),
+        (torch.rand(4, 4), tris([0, 1, 2]), {"ranges": torch.tensor([[0, 1]], dtype=torch.int32)}, "ranges"),
+        (torch.rand(4, 4), tris([0, 1, 2]), {"resolution": (0, 4)}, "resolution must be two positive integers"),
+        (torch.rand(4, 4), tris([0, 1, 2]), {"resolution": (2.5, 4)}, "resolution must be two positive integers"),
+        (torch.rand(4, 4), tris([0, 1, 2]), {"resolution": 8}, "resolution must be two positive integers"),
+    ],
+)
 def test_bad_rasterize_arguments_are_clear_errors(pos, tri, kwargs, message):
     resolution = kwargs.pop("resolution", (4, 4))
     with pytest.raises(ValueError, match=message):

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from raster_helpers import clip_from_pixels, project, reference_raster, tris, unambiguous_pixels
 
 from dmtrec.render.raster.torch_backend import TorchRasterizer
 from dmtrec.render.raster.torch_common import float_to_tri_id, tri_id_to_float
-from raster_helpers import clip_from_pixels, project, reference_raster, tris, unambiguous_pixels
 
 R = TorchRasterizer("cpu")
 
@@ -17,10 +17,13 @@ def ids_of(rast):
     return float_to_tri_id(rast[..., 3]).numpy()
 
 
-@pytest.mark.parametrize("vertices", [
-    [(1.125, 8.75), (2.8125, 0.5), (10.3125, 5.875)],  # on the 1/16-pixel grid: snapping changes nothing
-    [(9.4, 5.3), (0.75, 9.48), (0.79, 0.13)],          # off the grid
-])
+@pytest.mark.parametrize(
+    "vertices",
+    [
+        [(1.125, 8.75), (2.8125, 0.5), (10.3125, 5.875)],  # on the 1/16-pixel grid: snapping changes nothing
+        [(9.4, 5.3), (0.75, 9.48), (0.79, 0.13)],  # off the grid
+    ],
+)
 def test_covers_exactly_the_pixel_centres_inside(vertices):
     height, width = 10, 12
     pos = clip_from_pixels(vertices, height, width, z=0.3)
@@ -82,8 +85,9 @@ def test_nearest_triangle_wins(near_first):
     rast, _ = R.rasterize(pos, tris([[0, 1, 2], [3, 4, 5]]), (height, width))
     ids = ids_of(rast[0])
     ref_ids = reference_raster(pos.double().numpy(), [[0, 1, 2], [3, 4, 5]], height, width)[0]
-    both = (reference_raster(far.double().numpy(), [[0, 1, 2]], height, width)[0] > 0) & \
-           (reference_raster(near.double().numpy(), [[0, 1, 2]], height, width)[0] > 0)
+    both = (reference_raster(far.double().numpy(), [[0, 1, 2]], height, width)[0] > 0) & (
+        reference_raster(near.double().numpy(), [[0, 1, 2]], height, width)[0] > 0
+    )
     assert both.sum() > 10
     assert (ids[both] == near_id).all()
     np.testing.assert_allclose(rast[0, ..., 2].numpy()[both], 0.2, rtol=1e-6)
@@ -92,7 +96,14 @@ def test_nearest_triangle_wins(near_first):
 
 def tilted_scene():
     """Two interpenetrating triangles seen in perspective, as float64 clip positions."""
-    cam = [(-1.0, -1.0, -3.0), (1.5, -0.8, -5.0), (0.0, 1.2, -2.5), (-1.2, 0.9, -4.5), (1.3, 0.7, -2.8), (-0.2, -1.3, -3.6)]
+    cam = [
+        (-1.0, -1.0, -3.0),
+        (1.5, -0.8, -5.0),
+        (0.0, 1.2, -2.5),
+        (-1.2, 0.9, -4.5),
+        (1.3, 0.7, -2.8),
+        (-0.2, -1.3, -3.6),
+    ]
     return torch.tensor(project(cam)), tris([[0, 1, 2], [3, 4, 5]])
 
 

@@ -204,14 +204,20 @@ def test_tex_batch_of_one_broadcasts():
 # OpenGL's cube-map face selection (spec table "selection of cube map images"): per face the
 # major axis and the (sc, tc) source components; s = (sc / |ma| + 1) / 2, t likewise.
 GL_FACES = {
-    0: lambda x, y, z: (-z, -y, x), 1: lambda x, y, z: (z, -y, x),
-    2: lambda x, y, z: (x, z, y), 3: lambda x, y, z: (x, -z, y),
-    4: lambda x, y, z: (x, -y, z), 5: lambda x, y, z: (-x, -y, z),
+    0: lambda x, y, z: (-z, -y, x),
+    1: lambda x, y, z: (z, -y, x),
+    2: lambda x, y, z: (x, z, y),
+    3: lambda x, y, z: (x, -z, y),
+    4: lambda x, y, z: (x, -y, z),
+    5: lambda x, y, z: (-x, -y, z),
 }
 GL_INVERSE = {  # (face, sc, tc) -> direction with |major| = 1
-    0: lambda sc, tc: (1, -tc, -sc), 1: lambda sc, tc: (-1, -tc, sc),
-    2: lambda sc, tc: (sc, 1, tc), 3: lambda sc, tc: (sc, -1, -tc),
-    4: lambda sc, tc: (sc, -tc, 1), 5: lambda sc, tc: (-sc, -tc, -1),
+    0: lambda sc, tc: (1, -tc, -sc),
+    1: lambda sc, tc: (-1, -tc, sc),
+    2: lambda sc, tc: (sc, 1, tc),
+    3: lambda sc, tc: (sc, -1, -tc),
+    4: lambda sc, tc: (sc, -tc, 1),
+    5: lambda sc, tc: (-sc, -tc, -1),
 }
 
 
@@ -246,7 +252,14 @@ def test_cube_face_selection_of_diagonal_directions():
     faces = lambda dirs: (cube_sample(cube, dirs, filter_mode="nearest")[:, 0] // 1000).long().tolist()  # noqa: E731
     # Ties: z wins only when strictly largest, then y when strictly larger than x, else x.
     assert faces([(1, 1, 1), (1, 1, 0), (0, 1, 1), (-1, -1, -1), (1, 0.5, 1), (0.5, 1, 1), (0.2, -0.5, -0.9)]) == [
-        0, 0, 2, 1, 0, 2, 5]
+        0,
+        0,
+        2,
+        1,
+        0,
+        2,
+        5,
+    ]
     # (1, 1, 1) on +x: s = (-1 + 1) / 2 = 0, t = 0 -> texel row 0, column 0.
     assert cube_sample(cube, [(1, 1, 1)], filter_mode="nearest").item() == cube[0, 0, 0, 0, 0]
     # (1, 0.5, -0.25) on +x: s = (0.25 + 1) / 2 = 0.625 -> column 2, t = (-0.5 + 1) / 2 = 0.25 -> row 1.
@@ -289,8 +302,13 @@ def test_cube_edge_taps_read_the_nearest_texel_across_the_edge():
     # centre direction is closest to it.
     s = 4
     faces, rows, cols = torch.meshgrid(torch.arange(6), torch.arange(s), torch.arange(s), indexing="ij")
-    centres = torch.tensor([direction(f, (c + 0.5) / s, (r + 0.5) / s) for f, r, c in
-                            zip(faces.flatten().tolist(), rows.flatten().tolist(), cols.flatten().tolist())], dtype=F64)
+    centres = torch.tensor(
+        [
+            direction(f, (c + 0.5) / s, (r + 0.5) / s)
+            for f, r, c in zip(faces.flatten().tolist(), rows.flatten().tolist(), cols.flatten().tolist())
+        ],
+        dtype=F64,
+    )
     centres = centres / centres.norm(dim=-1, keepdim=True)
     taps = [(f, ix, iy) for f in range(6) for k in range(s) for ix, iy in ((-1, k), (s, k), (k, -1), (k, s))]
     face, ix, iy = (torch.tensor(v) for v in zip(*taps))
@@ -299,7 +317,7 @@ def test_cube_edge_taps_read_the_nearest_texel_across_the_edge():
     for f, x, y, nf, nx, ny in zip(*(t.tolist() for t in (face, ix, iy, new_face, new_ix, new_iy))):
         virtual = torch.tensor(direction(f, (x + 0.5) / s, (y + 0.5) / s), dtype=F64)
         cosine = centres @ (virtual / virtual.norm())
-        cosine[f * s * s:(f + 1) * s * s] = -2  # not the tap's own face
+        cosine[f * s * s : (f + 1) * s * s] = -2  # not the tap's own face
         assert int(cosine.argmax()) == (nf * s + ny) * s + nx, (f, x, y)
     # Taps inside the face are left alone.
     inside = cube_texel_remap(torch.tensor([3]), torch.tensor([2]), torch.tensor([1]), s)
@@ -365,16 +383,23 @@ def test_gradients_match_finite_differences(boundary_mode, filter_mode):
     cube = boundary_mode == "cube"
     mipmapped = filter_mode in MIP_MODES
     # Cube maps and mip modes get smaller textures to keep the check quick.
-    tex, uv, uv_da, bias = random_inputs(cube, seed=len(filter_mode), tex_batch=2, size=2 if cube else 4,
-                                         channels=1 if cube else 2)
+    tex, uv, uv_da, bias = random_inputs(
+        cube, seed=len(filter_mode), tex_batch=2, size=2 if cube else 4, channels=1 if cube else 2
+    )
     blend = filter_mode == "linear-mipmap-linear"
     inputs = [tex] + ([uv] if filter_mode != "nearest" else []) + ([uv_da, bias] if blend else [])
     for t in inputs:
         t.requires_grad_()
 
     def fn(*_):
-        return texture(tex, uv, uv_da if mipmapped else None, bias if mipmapped else None,
-                       filter_mode=filter_mode, boundary_mode=boundary_mode)
+        return texture(
+            tex,
+            uv,
+            uv_da if mipmapped else None,
+            bias if mipmapped else None,
+            filter_mode=filter_mode,
+            boundary_mode=boundary_mode,
+        )
 
     assert gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
 
@@ -387,8 +412,9 @@ def test_mipmap_gradients_with_only_one_of_uv_da_and_bias(cube):
     bias.requires_grad_()
     mode = "cube" if cube else "clamp"
     assert gradcheck(lambda u, d: texture(tex, u, uv_da=d, boundary_mode=mode), [uv, uv_da], eps=1e-6, atol=1e-6)
-    assert gradcheck(lambda u, b: texture(tex, u, mip_level_bias=b, boundary_mode=mode), [uv, bias],
-                     eps=1e-6, atol=1e-6)
+    assert gradcheck(
+        lambda u, b: texture(tex, u, mip_level_bias=b, boundary_mode=mode), [uv, bias], eps=1e-6, atol=1e-6
+    )
 
 
 def test_gradient_reaches_tex_through_the_internal_pyramid():
@@ -459,8 +485,15 @@ BAD_CALLS = [
     (dict(tex=torch.rand(1, 6, 6, 3), uv=UV, mip_level_bias=torch.rand(2, 3, 3)), "odd extent"),
     (dict(tex=TEX, uv=UV, mip_level_bias=torch.rand(2, 3, 3), mip=[torch.rand(1, 2, 1, 3)]), r"mip\[0\].*shape"),
     (dict(tex=TEX, uv=UV, mip_level_bias=torch.rand(2, 3, 3), mip=torch.rand(1, 2, 2, 3)), "list of tensors"),
-    (dict(tex=TEX, uv=UV, mip_level_bias=torch.rand(2, 3, 3), mip=[torch.rand(1, 2, 2, 3), torch.rand(1, 1, 1, 3),
-                                                                    torch.rand(1, 1, 1, 3)]), "must be the last"),
+    (
+        dict(
+            tex=TEX,
+            uv=UV,
+            mip_level_bias=torch.rand(2, 3, 3),
+            mip=[torch.rand(1, 2, 2, 3), torch.rand(1, 1, 1, 3), torch.rand(1, 1, 1, 3)],
+        ),
+        "must be the last",
+    ),
 ]
 
 

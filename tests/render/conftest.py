@@ -31,9 +31,16 @@ def uv_sphere(radius: float = 1.0, rings: int = 24, segments: int = 48, dtype=to
     # Drop the zero-area triangles at the poles.
     p0, p1, p2 = pos[faces[:, 0]], pos[faces[:, 1]], pos[faces[:, 2]]
     faces = faces[torch.linalg.cross(p1 - p0, p2 - p0, dim=-1).norm(dim=-1) > 1e-12]
-    return Mesh(v_pos=pos.to(dtype), t_pos_idx=faces, v_nrm=normal.reshape(-1, 3).to(dtype), t_nrm_idx=faces,
-                v_tex=uv.reshape(-1, 2).to(dtype), t_tex_idx=faces, v_tng=tangent.reshape(-1, 3).to(dtype),
-                t_tng_idx=faces)
+    return Mesh(
+        v_pos=pos.to(dtype),
+        t_pos_idx=faces,
+        v_nrm=normal.reshape(-1, 3).to(dtype),
+        t_nrm_idx=faces,
+        v_tex=uv.reshape(-1, 2).to(dtype),
+        t_tex_idx=faces,
+        v_tng=tangent.reshape(-1, 3).to(dtype),
+        t_tng_idx=faces,
+    )
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from dmtrec.render.render_mesh import render_mesh
 
 def _material(seed=0):
     torch.manual_seed(seed)
-    material = VolumetricMaterial([[-1.2] * 3, [1.2] * 3], n_levels=3, log2_table_size=10, base_resolution=2,
-                                  finest_resolution=8)
+    material = VolumetricMaterial(
+        [[-1.2] * 3, [1.2] * 3], n_levels=3, log2_table_size=10, base_resolution=2, finest_resolution=8
+    )
     with torch.no_grad():
         material.encoding.table.normal_(0, 1.0)  # visible variation across the surface
     return material
@@ -37,8 +38,9 @@ def test_texels_hold_the_material_at_their_surface_points(rasterizer):
     textures = baked.to_tensors()
     torch.testing.assert_close(textures["kd"], expected[..., 0:3], atol=1e-4, rtol=0)
     torch.testing.assert_close(textures["ks"], expected[..., 3:6], atol=1e-4, rtol=0)
-    torch.testing.assert_close(textures["normal"], torch.nn.functional.normalize(expected[..., 6:9], dim=-1),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        textures["normal"], torch.nn.functional.normalize(expected[..., 6:9], dim=-1), atol=1e-4, rtol=0
+    )
     assert textures["kd"].std() > 0.01
 
 

@@ -17,7 +17,9 @@ def test_ggx_ndf_projected_area_is_one(roughness):
     t = torch.linspace(0.0, 2000.0, 2_000_001, dtype=torch.float64)
     theta = torch.atan(t * alpha)
     dtheta_dt = alpha / (1.0 + (t * alpha) ** 2)
-    integrand = bsdf.ndf_ggx(alpha_sq, torch.cos(theta)) * torch.cos(theta) * torch.sin(theta) * 2.0 * math.pi * dtheta_dt
+    integrand = (
+        bsdf.ndf_ggx(alpha_sq, torch.cos(theta)) * torch.cos(theta) * torch.sin(theta) * 2.0 * math.pi * dtheta_dt
+    )
     total = torch.trapezoid(integrand, t).item()
     assert total == pytest.approx(1.0, abs=2e-3)
 
@@ -110,10 +112,13 @@ def test_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(shade, (kd, ks, normal, wo, wi))
 
     pos = torch.randn(n, 3, generator=g, dtype=torch.float64).requires_grad_()
-    eye = (torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.1 + torch.tensor([0.0, 0.0, 4.0], dtype=torch.float64))
+    eye = torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.1 + torch.tensor([0.0, 0.0, 4.0], dtype=torch.float64)
     smooth = (normal.detach() + torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)).requires_grad_()
     geometric = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(n, 3).clone().requires_grad_()
-    perturb = torch.nn.functional.normalize(torch.rand(n, 3, generator=g, dtype=torch.float64) + 0.5, dim=-1).requires_grad_()
+    perturb = torch.nn.functional.normalize(
+        torch.rand(n, 3, generator=g, dtype=torch.float64) + 0.5, dim=-1
+    ).requires_grad_()
     tangent = torch.tensor([1.0, 0.1, 0.0], dtype=torch.float64).expand(n, 3).clone().requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda *a: bsdf.prepare_shading_normal(a[0], eye, *a[1:]), (pos, smooth, geometric, perturb, tangent))
+        lambda *a: bsdf.prepare_shading_normal(a[0], eye, *a[1:]), (pos, smooth, geometric, perturb, tangent)
+    )

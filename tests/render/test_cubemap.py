@@ -18,7 +18,7 @@ def test_solid_angles_cover_the_sphere():
     fine = 400
     x = (torch.arange(fine, dtype=torch.float64) + 0.5) / fine * 0.5 - 1.0  # texel [0, 0] spans [-1, -0.5]^2
     xx, yy = torch.meshgrid(x, x, indexing="ij")
-    numeric = ((0.5 / fine) ** 2 / (1 + xx ** 2 + yy ** 2) ** 1.5).sum().item()
+    numeric = ((0.5 / fine) ** 2 / (1 + xx**2 + yy**2) ** 1.5).sum().item()
     assert abs(area[0, 0, 0].item() - numeric) < 1e-6
 
 

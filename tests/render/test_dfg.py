@@ -16,14 +16,14 @@ def _monte_carlo(n_dot_v: float, roughness: float, samples: int, generator: torc
     f64 = torch.float64
     u = torch.rand(samples, 3, generator=generator, dtype=f64)
     alpha_sq = ggx_alpha_sq(torch.tensor(roughness, dtype=f64))
-    v = torch.tensor([math.sqrt(1.0 - n_dot_v ** 2), 0.0, n_dot_v], dtype=f64)
+    v = torch.tensor([math.sqrt(1.0 - n_dot_v**2), 0.0, n_dot_v], dtype=f64)
     phi = 2.0 * math.pi * u[:, 1]
     # Strategy 1: cosine-weighted l.
     r = torch.sqrt(u[:, 0])
     l_cos = torch.stack([r * torch.cos(phi), r * torch.sin(phi), torch.sqrt(1.0 - u[:, 0])], -1)
     # Strategy 2: h from D(h)(n.h), l = reflect(v, h).
     cos_h = torch.sqrt((1.0 - u[:, 0]) / (1.0 + (alpha_sq - 1.0) * u[:, 0]))
-    sin_h = torch.sqrt(1.0 - cos_h ** 2)
+    sin_h = torch.sqrt(1.0 - cos_h**2)
     h = torch.stack([sin_h * torch.cos(phi), sin_h * torch.sin(phi), cos_h], -1)
     l_ggx = 2.0 * (h @ v)[:, None] * h - v
     l = torch.where((u[:, 2] < 0.5)[:, None], l_cos, l_ggx)

@@ -21,8 +21,9 @@ def _sky(res):
 
 
 def _volumetric(**ranges):
-    return VolumetricMaterial([[-1.5] * 3, [1.5] * 3], n_levels=4, log2_table_size=12, base_resolution=4,
-                              finest_resolution=32, **ranges)
+    return VolumetricMaterial(
+        [[-1.5] * 3, [1.5] * 3], n_levels=4, log2_table_size=12, base_resolution=4, finest_resolution=32, **ranges
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -35,7 +36,9 @@ def test_white_furnace_on_gpu(backend, kind, make_sphere, make_camera):
     else:
         material = _volumetric(kd_range=((1.0,) * 3, (1.0,) * 3), ks_range=((0.0, 0.5, 0.0), (0.0, 0.5, 0.0)))
     material = material.to(CUDA)
-    out = render_mesh(make_sphere().to(CUDA), material, light, make_camera((64, 64)).to(CUDA), rasterizer, bsdf="diffuse")
+    out = render_mesh(
+        make_sphere().to(CUDA), material, light, make_camera((64, 64)).to(CUDA), rasterizer, bsdf="diffuse"
+    )
     inside = (out["mask"][..., 0] > 0) & (out["alpha"][..., 0] == 1.0)
     assert inside.sum() > 1000
     rgb = out["shaded"][..., :3][inside]

@@ -7,7 +7,9 @@ from dmtrec.render.hashgrid import HashGridEncoding
 
 
 def test_levels_and_table_layout():
-    enc = HashGridEncoding(n_levels=4, features_per_level=3, log2_table_size=10, base_resolution=4, finest_resolution=32)
+    enc = HashGridEncoding(
+        n_levels=4, features_per_level=3, log2_table_size=10, base_resolution=4, finest_resolution=32
+    )
     assert enc.resolutions == [4, 8, 16, 32]
     # Dense while (N + 1)^3 fits in T = 1024: 125 and 729 entries; then hashed into 1024.
     assert enc.offsets == [0, 125, 854, 1878, 2902]
@@ -30,7 +32,9 @@ def test_trilinear_interpolation_of_a_dense_level():
 
 
 def test_hashed_level_spreads_over_the_table():
-    enc = HashGridEncoding(n_levels=1, features_per_level=1, log2_table_size=8, base_resolution=64, finest_resolution=64)
+    enc = HashGridEncoding(
+        n_levels=1, features_per_level=1, log2_table_size=8, base_resolution=64, finest_resolution=64
+    )
     centres = (torch.arange(16) + 0.5) / 64  # the cells [0, 16)^3 of the 64^3 level: 17^3 vertices
     points = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(-1, 3)
     index = enc._level_corners(0, points)[0]
@@ -41,7 +45,9 @@ def test_hashed_level_spreads_over_the_table():
 
 def test_gradients_reach_table_and_positions():
     torch.manual_seed(0)
-    enc = HashGridEncoding(n_levels=3, features_per_level=2, log2_table_size=6, base_resolution=2, finest_resolution=9).double()
+    enc = HashGridEncoding(
+        n_levels=3, features_per_level=2, log2_table_size=6, base_resolution=2, finest_resolution=9
+    ).double()
     with torch.no_grad():
         enc.table.normal_()
     x = torch.rand(5, 3, dtype=torch.float64).requires_grad_()

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dmtrec.io.image import ImageReadError, read_hdr
-from dmtrec.render import bsdf, light as light_mod
+from dmtrec.render import bsdf
+from dmtrec.render import light as light_mod
 from dmtrec.render.cubemap import cube_directions, cube_texel_solid_angles
 from dmtrec.render.light import EnvironmentLight
 
@@ -126,7 +127,9 @@ def test_gradients_reach_light_texels(rasterizer):
     loss().backward()
     grad = light.base.grad.clone()
     flat = grad.abs().reshape(-1)
-    picks = torch.cat([flat.topk(4).indices, torch.randint(flat.numel(), (4,), generator=torch.Generator().manual_seed(1))])
+    picks = torch.cat(
+        [flat.topk(4).indices, torch.randint(flat.numel(), (4,), generator=torch.Generator().manual_seed(1))]
+    )
     for index in picks.tolist():
         with torch.no_grad():
             value = light.base.view(-1)[index].item()

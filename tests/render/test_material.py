@@ -57,8 +57,14 @@ def test_ranges_conversions_and_alpha(rasterizer):
 
 def test_volumetric_material_ranges_and_smoothness():
     torch.manual_seed(0)
-    material = VolumetricMaterial([[-1, -1, -1], [1, 1, 1]], n_levels=4, log2_table_size=12, base_resolution=4,
-                                  finest_resolution=32, kd_range=((0.1, 0.1, 0.1), (0.9, 0.9, 0.9)))
+    material = VolumetricMaterial(
+        [[-1, -1, -1], [1, 1, 1]],
+        n_levels=4,
+        log2_table_size=12,
+        base_resolution=4,
+        finest_resolution=32,
+        kd_range=((0.1, 0.1, 0.1), (0.9, 0.9, 0.9)),
+    )
     with torch.no_grad():
         material.encoding.table.normal_(0, 1.0)  # large features: outputs span the ranges
     pos = torch.rand(1, 500, 1, 3) * 2 - 1
@@ -68,8 +74,14 @@ def test_volumetric_material_ranges_and_smoothness():
     assert sample.perturbation[..., 2].min() >= 0.0 and sample.perturbation[..., :2].abs().max() <= 1.0
     assert (sample.kd_grad >= 0).all() and sample.kd_grad.mean() > 0
     assert sample.alpha is None
-    flat = VolumetricMaterial([[0, 0, 0], [1, 1, 1]], n_levels=2, log2_table_size=8, base_resolution=2,
-                              finest_resolution=4, perturb_normals=False)
+    flat = VolumetricMaterial(
+        [[0, 0, 0], [1, 1, 1]],
+        n_levels=2,
+        log2_table_size=8,
+        base_resolution=2,
+        finest_resolution=4,
+        perturb_normals=False,
+    )
     assert flat.sample(pos).perturbation is None and flat.evaluate(pos).shape == (1, 500, 1, 6)
     with pytest.raises(ValueError, match="aabb"):
         VolumetricMaterial([[0, 0, 0], [1, 0, 1]])
@@ -77,8 +89,9 @@ def test_volumetric_material_ranges_and_smoothness():
 
 def test_volumetric_gradients_reach_the_hash_table():
     torch.manual_seed(1)
-    material = VolumetricMaterial([[-1, -1, -1], [1, 1, 1]], n_levels=3, log2_table_size=10, base_resolution=4,
-                                  finest_resolution=16).double()
+    material = VolumetricMaterial(
+        [[-1, -1, -1], [1, 1, 1]], n_levels=3, log2_table_size=10, base_resolution=4, finest_resolution=16
+    ).double()
     with torch.no_grad():
         material.encoding.table.normal_(0, 0.5)  # away from the ReLU kinks of tiny initial features
     pos = torch.rand(20, 3, dtype=torch.float64) * 2 - 1

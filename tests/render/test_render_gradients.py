@@ -45,8 +45,12 @@ def _check(loss, param, eps, rel, count=4):
 def test_gradients_reach_light_texels(rasterizer, scene):
     mesh, light, cameras, weights = scene
     material = TexturedMaterial.from_tensors(torch.rand(16, 16, 3), torch.tensor([0.0, 0.3, 0.5]).expand(4, 4, 3))
-    _check(lambda: (render_mesh(mesh, material, light, cameras, rasterizer)["shaded"] * weights).sum(),
-           light.base, eps=0.1, rel=2e-2)
+    _check(
+        lambda: (render_mesh(mesh, material, light, cameras, rasterizer)["shaded"] * weights).sum(),
+        light.base,
+        eps=0.1,
+        rel=2e-2,
+    )
 
 
 def test_gradients_reach_texture_texels(rasterizer, scene):
@@ -59,7 +63,9 @@ def test_gradients_reach_texture_texels(rasterizer, scene):
 
 def test_gradients_reach_hash_grid_tables(rasterizer, scene):
     mesh, light, cameras, weights = scene
-    material = VolumetricMaterial([[-1.2] * 3, [1.2] * 3], n_levels=3, log2_table_size=10, base_resolution=4, finest_resolution=16)
+    material = VolumetricMaterial(
+        [[-1.2] * 3, [1.2] * 3], n_levels=3, log2_table_size=10, base_resolution=4, finest_resolution=16
+    )
     with torch.no_grad():
         material.encoding.table.normal_(0, 0.3)
     loss = lambda: (render_mesh(mesh, material, light, cameras, rasterizer, smoothness=False)["shaded"] * weights).sum()
@@ -72,7 +78,10 @@ def test_gradients_reach_vertex_positions(rasterizer, scene):
     v_pos = mesh.v_pos.clone().requires_grad_()
 
     def loss():
-        return (render_mesh(mesh.copy(v_pos=v_pos), material, light, cameras, rasterizer, smoothness=False)["shaded"] * weights).sum()
+        return (
+            render_mesh(mesh.copy(v_pos=v_pos), material, light, cameras, rasterizer, smoothness=False)["shaded"]
+            * weights
+        ).sum()
 
     loss().backward()
     # Vertices facing the camera, away from the silhouette (where coverage changes make central

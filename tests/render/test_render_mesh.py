@@ -18,8 +18,15 @@ def _white_textured(roughness=0.5, metallic=0.0, alpha=None):
 
 
 def _white_volumetric():
-    return VolumetricMaterial([[-1.5] * 3, [1.5] * 3], n_levels=2, log2_table_size=8, base_resolution=2, finest_resolution=4,
-                              kd_range=((1.0, 1.0, 1.0), (1.0, 1.0, 1.0)), ks_range=((0.0, 0.5, 0.0), (0.0, 0.5, 0.0)))
+    return VolumetricMaterial(
+        [[-1.5] * 3, [1.5] * 3],
+        n_levels=2,
+        log2_table_size=8,
+        base_resolution=2,
+        finest_resolution=4,
+        kd_range=((1.0, 1.0, 1.0), (1.0, 1.0, 1.0)),
+        ks_range=((0.0, 0.5, 0.0), (0.0, 0.5, 0.0)),
+    )
 
 
 def _interior(out):
@@ -39,7 +46,9 @@ def test_white_furnace(material, bsdf, rasterizer, sphere, make_camera):
     rgb = out["shaded"][..., :3][inside]
     torch.testing.assert_close(rgb, torch.full_like(rgb, RADIANCE), rtol=1e-5, atol=0)
     outside = out["mask"][..., 0] == 0
-    torch.testing.assert_close(out["shaded"][outside], torch.tensor([0.25, 0.25, 0.25, 0.0]).expand(int(outside.sum()), 4))
+    torch.testing.assert_close(
+        out["shaded"][outside], torch.tensor([0.25, 0.25, 0.25, 0.0]).expand(int(outside.sum()), 4)
+    )
 
 
 def _sky(d):
@@ -54,9 +63,14 @@ def _view_rays(cameras):
     y, x = torch.meshgrid(ys, xs, indexing="ij")
     # Camera space at depth 1 (looking down -z): x = x_ndc / P[0, 0], y = y_ndc / P[1, 1].
     batch = cameras.batch_size
-    local = torch.stack([x.expand(batch, -1, -1) / cameras.proj[:, 0, 0, None, None],
-                         y.expand(batch, -1, -1) / cameras.proj[:, 1, 1, None, None],
-                         -torch.ones(batch, height, width)], -1)
+    local = torch.stack(
+        [
+            x.expand(batch, -1, -1) / cameras.proj[:, 0, 0, None, None],
+            y.expand(batch, -1, -1) / cameras.proj[:, 1, 1, None, None],
+            -torch.ones(batch, height, width),
+        ],
+        -1,
+    )
     world = torch.einsum("bij,bhwj->bhwi", cameras.c2w[:, :3, :3], local)
     return torch.nn.functional.normalize(world, dim=-1)
 
@@ -86,7 +100,15 @@ def test_buffers(rasterizer, sphere, make_camera):
     background[1] = 1.0
     out = render_mesh(sphere, material, light, cameras, rasterizer, background=background, bsdf="diffuse")
     assert {k: tuple(v.shape[-1:]) for k, v in out.items()} == {
-        "shaded": (4,), "alpha": (1,), "mask": (1,), "kd": (3,), "ks": (3,), "normal": (3,), "depth": (1,), "kd_grad": (1,)}
+        "shaded": (4,),
+        "alpha": (1,),
+        "mask": (1,),
+        "kd": (3,),
+        "ks": (3,),
+        "normal": (3,),
+        "depth": (1,),
+        "kd_grad": (1,),
+    }
     inside = _interior(out) | ((out["mask"][..., 0] > 0) & (out["alpha"][..., 0] == 0.5))
     # kd alpha 0.5: half the surface over half the background.
     torch.testing.assert_close(out["alpha"][inside], torch.full_like(out["alpha"][inside], 0.5))
@@ -139,8 +161,15 @@ def test_bad_arguments(rasterizer, sphere, make_camera):
     with pytest.raises(ValueError, match="no UVs"):
         render_mesh(bare, material, light, cameras, rasterizer)
     with pytest.raises(ValueError, match="tangents"):
-        render_mesh(bare, VolumetricMaterial([[-1] * 3, [1] * 3], n_levels=2, log2_table_size=8, base_resolution=2,
-                                             finest_resolution=4), light, cameras, rasterizer)
+        render_mesh(
+            bare,
+            VolumetricMaterial(
+                [[-1] * 3, [1] * 3], n_levels=2, log2_table_size=8, base_resolution=2, finest_resolution=4
+            ),
+            light,
+            cameras,
+            rasterizer,
+        )
 
 
 def test_normals_are_computed_when_missing(rasterizer, sphere, make_camera):
@@ -150,7 +179,9 @@ def test_normals_are_computed_when_missing(rasterizer, sphere, make_camera):
     bare = Mesh(sphere.v_pos, sphere.t_pos_idx)
     out = render_mesh(bare, flat, light, make_camera((32, 32)), rasterizer, bsdf="white")
     inside = _interior(out)
-    torch.testing.assert_close(out["shaded"][..., :3][inside], torch.full((int(inside.sum()), 3), RADIANCE), rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        out["shaded"][..., :3][inside], torch.full((int(inside.sum()), 3), RADIANCE), rtol=1e-5, atol=0
+    )
 
 
 @pytest.mark.parametrize("where", ["empty", "out_of_view"])
@@ -160,8 +191,16 @@ def test_empty_or_invisible_mesh_gives_background_and_backpropagates(where, rast
     if where == "empty":
         mesh = Mesh(torch.zeros(0, 3, requires_grad=True), torch.zeros(0, 3, dtype=torch.long))
     else:
-        mesh = Mesh(sphere.v_pos + torch.tensor([0.0, 0.0, 10.0]), sphere.t_pos_idx, sphere.v_nrm, sphere.t_nrm_idx,
-                    sphere.v_tex, sphere.t_tex_idx, sphere.v_tng, sphere.t_tng_idx)
+        mesh = Mesh(
+            sphere.v_pos + torch.tensor([0.0, 0.0, 10.0]),
+            sphere.t_pos_idx,
+            sphere.v_nrm,
+            sphere.t_nrm_idx,
+            sphere.v_tex,
+            sphere.t_tex_idx,
+            sphere.v_tng,
+            sphere.t_tng_idx,
+        )
     background = torch.rand(2, 16, 16, 3)
     out = render_mesh(mesh, material, light, make_camera((16, 16), batch=2), rasterizer, background=background)
     torch.testing.assert_close(out["shaded"][..., :3], background)

@@ -18,7 +18,9 @@ def test_spot_under_the_probe(shared_data, rasterizer, tmp_path):
     ks = torch.tensor([0.0, 0.6, 0.0]).expand(1, 1, 3)  # a rough dielectric
     material = TexturedMaterial.from_tensors(textures["kd"], ks)
     # Front (looking at the face) and back views, 3 units away, 40 degrees field of view.
-    cameras = Cameras.from_fov(orbit_c2w(torch.tensor([2.5, 0.6]), torch.tensor([0.2, 0.2]), 3.0), math.radians(40), (96, 96))
+    cameras = Cameras.from_fov(
+        orbit_c2w(torch.tensor([2.5, 0.6]), torch.tensor([0.2, 0.2]), 3.0), math.radians(40), (96, 96)
+    )
     background = torch.full((2, 96, 96, 3), 0.05)
     out = render_mesh(mesh, material, light, cameras, rasterizer, background=background)
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from common import QUICKSTART, REPO, TINY, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -33,16 +32,39 @@ pytestmark = pytest.mark.slow
 
 def fit(data: Path, root: Path, name: str, processes: int, *extra: str) -> Path:
     """Run ``dmtrec fit`` on ``processes`` CPU processes with a total batch of 2; return the run folder."""
-    command = [sys.executable, "-m", "dmtrec.cli", "fit", "-c", str(QUICKSTART), "-c", str(TINY),
-               "--data.path", str(data), "--run.output_root", str(root), "--run.name", name,
-               "--trainer.strategy", "dmtrec_ddp", "--trainer.devices", str(processes),
-               "--data.batch_size", str(2 // processes), "--model.material.smoothness", "0",
-               "--trainer.enable_progress_bar", "false", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "dmtrec.cli",
+        "fit",
+        "-c",
+        str(QUICKSTART),
+        "-c",
+        str(TINY),
+        "--data.path",
+        str(data),
+        "--run.output_root",
+        str(root),
+        "--run.name",
+        name,
+        "--trainer.strategy",
+        "dmtrec_ddp",
+        "--trainer.devices",
+        str(processes),
+        "--data.batch_size",
+        str(2 // processes),
+        "--model.material.smoothness",
+        "0",
+        "--trainer.enable_progress_bar",
+        "false",
+        *extra,
+    ]
     # Not this process's wandb service (see test_sigkill_then_resume).
     env = subprocess_env(OMP_NUM_THREADS="1")
     # Own session: on a timeout the whole group goes, rank 1 (Lightning's child) included.
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         _, err = process.communicate(timeout=300)
     except subprocess.TimeoutExpired:
@@ -95,8 +117,8 @@ def test_tiny_fit_on_two_processes_matches_one(tmp_path, spot_views):
     assert abs(m1["test_psnr"] - m2["test_psnr"]) < 0.8, summary
     assert abs(m1["geometry_chamfer_l1"] - m2["geometry_chamfer_l1"]) < 0.006, summary
 
+    from dmtrec.io.mesh_files import read_mesh
     from dmtrec.metrics.geometry import geometry_report
-    from dmtrec.systems.components import read_mesh
 
     mesh1, mesh2 = (read_mesh(str(run / "mesh" / "mesh.obj"))[0] for run in (one, two))
     between = geometry_report(mesh2, mesh1, n_samples=5000)["chamfer_l1"]

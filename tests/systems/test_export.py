@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from dmtrec.export import write_outputs
 from dmtrec.geometry import Mesh
 from dmtrec.io.image import read_hdr
 from dmtrec.render.light import EnvironmentLight
+from dmtrec.systems.outputs import write_outputs
 
 
 def quad_with_uvs() -> Mesh:
@@ -20,16 +20,24 @@ def quad_with_uvs() -> Mesh:
 
 
 def textures():
-    return {"kd": torch.full((8, 8, 3), 0.25), "ks": torch.tensor([0.0, 0.5, 0.0]).expand(8, 8, 3).clone(),
-            "normal": torch.tensor([0.0, 0.0, 1.0]).expand(8, 8, 3).clone()}
+    return {
+        "kd": torch.full((8, 8, 3), 0.25),
+        "ks": torch.tensor([0.0, 0.5, 0.0]).expand(8, 8, 3).clone(),
+        "normal": torch.tensor([0.0, 0.0, 1.0]).expand(8, 8, 3).clone(),
+    }
 
 
 def test_outputs_have_nvdiffrec_names_and_load(tmp_path):
     light = EnvironmentLight.constant(0.75, base_res=32)
     paths = write_outputs(tmp_path, quad_with_uvs(), textures(), light, {"test_psnr": 30.5})
     mesh_dir = tmp_path / "mesh"
-    assert sorted(p.name for p in mesh_dir.iterdir()) == ["mesh.mtl", "mesh.obj", "texture_kd.png", "texture_ks.png",
-                                                          "texture_n.png"]
+    assert sorted(p.name for p in mesh_dir.iterdir()) == [
+        "mesh.mtl",
+        "mesh.obj",
+        "texture_kd.png",
+        "texture_ks.png",
+        "texture_n.png",
+    ]
     mtl = (mesh_dir / "mesh.mtl").read_text()
     for name in ("texture_kd.png", "texture_ks.png", "texture_n.png"):
         assert f" {name}" in mtl

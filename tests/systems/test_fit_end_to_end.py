@@ -9,13 +9,12 @@ iterations), offline wandb, on the CPU torch backend.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
-
 from common import QUICKSTART, QUIET_ENV, REPO, TINY, subprocess_env
+
 from dmtrec.cli import main
 from dmtrec.systems.pipeline import ReconstructionSystem
 
@@ -36,8 +35,20 @@ class SimulatedKill(Exception):
 
 
 def fit(data: Path, output_root: Path, *extra: str) -> int:
-    return main(["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(data),
-                 "--run.output_root", str(output_root), *extra])
+    return main(
+        [
+            "fit",
+            "-c",
+            str(QUICKSTART),
+            "-c",
+            str(TINY),
+            "--data.path",
+            str(data),
+            "--run.output_root",
+            str(output_root),
+            *extra,
+        ]
+    )
 
 
 def ckpt_state(path: Path) -> dict:
@@ -57,8 +68,18 @@ def finished_run(tmp_path_factory, spot_views) -> Path:
 
 def test_fit_writes_every_output(finished_run):
     run = finished_run
-    for name in ("mesh/mesh.obj", "mesh/mesh.mtl", "mesh/texture_kd.png", "mesh/texture_ks.png", "mesh/texture_n.png",
-                 "mesh.glb", "probe.hdr", "config.yaml", "metrics.json", "checkpoints/last.ckpt"):
+    for name in (
+        "mesh/mesh.obj",
+        "mesh/mesh.mtl",
+        "mesh/texture_kd.png",
+        "mesh/texture_ks.png",
+        "mesh/texture_n.png",
+        "mesh.glb",
+        "probe.hdr",
+        "config.yaml",
+        "metrics.json",
+        "checkpoints/last.ckpt",
+    ):
         assert (run / name).is_file(), name
     assert list((run / "images").glob("val_*.png")), "no validation grid written"
     leftovers = [p.name for p in run.rglob(".*tmp*")]
@@ -77,8 +98,24 @@ def test_fit_reconstructs_spot(finished_run):
 
 
 def test_test_command_evaluates_the_checkpoint(finished_run, spot_views, capsys):
-    assert main(["test", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(spot_views),
-                 "--run.output_root", str(finished_run.parent), "--ckpt_path", "last"]) == 0
+    assert (
+        main(
+            [
+                "test",
+                "-c",
+                str(QUICKSTART),
+                "-c",
+                str(TINY),
+                "--data.path",
+                str(spot_views),
+                "--run.output_root",
+                str(finished_run.parent),
+                "--ckpt_path",
+                "last",
+            ]
+        )
+        == 0
+    )
     assert "test/psnr" in capsys.readouterr().out
 
 
@@ -96,6 +133,7 @@ def test_kill_in_each_pass_and_resume_reaches_the_same_step_count(tmp_path, monk
     last = run / "checkpoints" / "last.ckpt"
     resume = ()
     for kill_at, stage in ((73, "dmtet"), (175, "mesh")):
+
         def dying_step(self, batch, batch_idx, kill_at=kill_at):
             if self.iteration == kill_at:
                 raise SimulatedKill(f"killed at iteration {kill_at}")
@@ -109,7 +147,9 @@ def test_kill_in_each_pass_and_resume_reaches_the_same_step_count(tmp_path, monk
         assert not (run / "metrics.json").exists() and not (run / "mesh").exists()
         if stage == "dmtet":  # a pass-1 checkpoint exports too: extracted, unwrapped and baked
             assert main(["export", "--ckpt", str(last), "--out", str(tmp_path / "export")]) == 0
-            assert (tmp_path / "export" / "mesh" / "texture_kd.png").is_file() and (tmp_path / "export" / "mesh.glb").is_file()
+            assert (tmp_path / "export" / "mesh" / "texture_kd.png").is_file() and (
+                tmp_path / "export" / "mesh.glb"
+            ).is_file()
         resume = ("--ckpt_path", "last")
 
     monkeypatch.setattr(ReconstructionSystem, "training_step", original)
@@ -130,8 +170,20 @@ def test_sigkill_then_resume(tmp_path, spot_views):
     import sys
     import time
 
-    command = [sys.executable, "-m", "dmtrec.cli", "fit", "-c", str(QUICKSTART), "-c", str(TINY),
-               "--data.path", str(spot_views), "--run.output_root", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "dmtrec.cli",
+        "fit",
+        "-c",
+        str(QUICKSTART),
+        "-c",
+        str(TINY),
+        "--data.path",
+        str(spot_views),
+        "--run.output_root",
+        str(tmp_path),
+    ]
     last = tmp_path / "tiny_spot" / "checkpoints" / "last.ckpt"
     # Without WANDB_SERVICE: a child would otherwise attach to this process's wandb service, which
     # then keeps the killed child's run id marked as in use (a fresh shell has no such link).
@@ -154,8 +206,21 @@ def test_sigkill_then_resume(tmp_path, spot_views):
 
 def test_pass_two_alone_refines_an_input_mesh(tmp_path, spot_views):
     refine = REPO / "experiments" / "configs" / "refine_spot.yaml"
-    assert fit(spot_views, tmp_path, "-c", str(refine), "--model.iters_mesh", "10", "--run.name", "refine",
-               "--run.wandb", "disabled") == 0
+    assert (
+        fit(
+            spot_views,
+            tmp_path,
+            "-c",
+            str(refine),
+            "--model.iters_mesh",
+            "10",
+            "--run.name",
+            "refine",
+            "--run.wandb",
+            "disabled",
+        )
+        == 0
+    )
     # Without wandb a CSV logger runs, whose log_dir is a subfolder: the config still lands in the run root.
     assert (tmp_path / "refine" / "config.yaml").is_file() and not list((tmp_path / "refine").glob("*/config.yaml"))
     metrics = json.loads((tmp_path / "refine" / "metrics.json").read_text())

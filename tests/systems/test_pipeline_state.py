@@ -71,12 +71,21 @@ def toy_scene(monkeypatch):
     monkeypatch.setattr(components, "build_volumetric_material", lambda cfg, g: ToyMaterial(torch.full((1, 1, 3), 0.2)))
     monkeypatch.setattr(components, "build_light", lambda cfg: ToyLight())
     monkeypatch.setattr(components, "render", toy_render)
-    monkeypatch.setattr(components, "unwrap", lambda mesh: mesh.copy(v_tex=mesh.v_pos[:, :2] * 0.5 + 0.5, t_tex_idx=mesh.t_pos_idx))
-    monkeypatch.setattr(components, "bake", lambda mesh, mat, r, res: {"kd": mat.kd.detach().expand(res, res, 3).clone()})
+    monkeypatch.setattr(
+        components, "unwrap", lambda mesh: mesh.copy(v_tex=mesh.v_pos[:, :2] * 0.5 + 0.5, t_tex_idx=mesh.t_pos_idx)
+    )
+    monkeypatch.setattr(
+        components, "bake", lambda mesh, mat, r, res: {"kd": mat.kd.detach().expand(res, res, 3).clone()}
+    )
     monkeypatch.setattr(components, "build_textured_material", lambda tex, cfg: ToyMaterial(tex["kd"]))
-    monkeypatch.setattr(components, "textured_material_like_state",
-                        lambda sd, prefix, cfg: ToyMaterial(torch.zeros_like(sd[prefix + "kd"])))
-    monkeypatch.setattr(components, "laplacian", lambda mesh, ref: ((mesh.v_pos - (0 if ref is None else ref)) ** 2).mean())
+    monkeypatch.setattr(
+        components,
+        "textured_material_like_state",
+        lambda sd, prefix, cfg: ToyMaterial(torch.zeros_like(sd[prefix + "kd"])),
+    )
+    monkeypatch.setattr(
+        components, "laplacian", lambda mesh, ref: ((mesh.v_pos - (0 if ref is None else ref)) ** 2).mean()
+    )
 
 
 class Views(Dataset):
@@ -97,14 +106,29 @@ class ToyData(pl.LightningDataModule):
 
 
 def make_trainer(root: Path, every: int = 3):
-    ckpt = pl.callbacks.ModelCheckpoint(dirpath=str(root / "ckpt"), save_last=True, save_top_k=0, every_n_train_steps=every)
-    return pl.Trainer(default_root_dir=str(root), max_epochs=-1, logger=False, callbacks=[ckpt], enable_progress_bar=False,
-                      enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    ckpt = pl.callbacks.ModelCheckpoint(
+        dirpath=str(root / "ckpt"), save_last=True, save_top_k=0, every_n_train_steps=every
+    )
+    return pl.Trainer(
+        default_root_dir=str(root),
+        max_epochs=-1,
+        logger=False,
+        callbacks=[ckpt],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
 
 
 def make_system(**kw):
-    args = dict(iters_dmtet=7, iters_mesh=5, rasterizer="torch", material={"texture_res": 2, "smoothness": 0.0},
-                optim={"lr_geometry": 0.05, "lr_material": 0.05, "warmup_mesh": 0})
+    args = dict(
+        iters_dmtet=7,
+        iters_mesh=5,
+        rasterizer="torch",
+        material={"texture_res": 2, "smoothness": 0.0},
+        optim={"lr_geometry": 0.05, "lr_material": 0.05, "warmup_mesh": 0},
+    )
     args.update(kw)
     return ReconstructionSystem(**args)
 

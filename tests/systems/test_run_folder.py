@@ -12,7 +12,9 @@ def test_run_folder_and_wandb_id_are_stable(tmp_path):
     assert first.wandb_id == again.wandb_id and first.wandb_id.startswith("quick-start-")
     assert (first.root / "wandb_id").read_text().strip() == first.wandb_id
     other = resolve_run(RunConfig(name="other", output_root=str(tmp_path)))
-    assert other.wandb_id != first.wandb_id and other.last_checkpoint == tmp_path / "other" / "checkpoints" / "last.ckpt"
+    assert (
+        other.wandb_id != first.wandb_id and other.last_checkpoint == tmp_path / "other" / "checkpoints" / "last.ckpt"
+    )
 
 
 def test_bad_wandb_mode_is_named(tmp_path):

@@ -40,10 +40,17 @@ def check_tri(op: str, tri: object, num_vertices: Optional[int] = None) -> Tenso
 
 def check_pos(op: str, pos: object, dtypes: Sequence[torch.dtype] = FLOAT32_ONLY) -> Tensor:
     """``pos`` must be a float ``[B, V, 4]`` or ``[V, 4]`` tensor of clip-space positions."""
-    if (not isinstance(pos, Tensor) or pos.dtype not in dtypes or pos.dim() not in (2, 3)
-            or pos.shape[-1] != 4 or (pos.dim() == 3 and pos.shape[0] == 0)):
-        raise ValueError(f"{op}: pos must be a {_dtype_names(dtypes)} tensor of shape [B, V, 4] or [V, 4] "
-                         f"(clip-space x, y, z, w), got {_describe(pos)}")
+    if (
+        not isinstance(pos, Tensor)
+        or pos.dtype not in dtypes
+        or pos.dim() not in (2, 3)
+        or pos.shape[-1] != 4
+        or (pos.dim() == 3 and pos.shape[0] == 0)
+    ):
+        raise ValueError(
+            f"{op}: pos must be a {_dtype_names(dtypes)} tensor of shape [B, V, 4] or [V, 4] "
+            f"(clip-space x, y, z, w), got {_describe(pos)}"
+        )
     return pos
 
 
@@ -61,8 +68,10 @@ def check_resolution(op: str, resolution: object) -> Tuple[int, int]:
 
 def check_ranges(op: str, ranges: object) -> None:
     if ranges is not None:
-        raise ValueError(f"{op}: ranges (nvdiffrast's range mode) is not supported; pass pos as [B, V, 4] "
-                         "(instanced mode) and leave ranges=None")
+        raise ValueError(
+            f"{op}: ranges (nvdiffrast's range mode) is not supported; pass pos as [B, V, 4] "
+            "(instanced mode) and leave ranges=None"
+        )
 
 
 def check_rast(op: str, rast: object, name: str = "rast", like: Optional[Tensor] = None) -> Tensor:
@@ -70,17 +79,26 @@ def check_rast(op: str, rast: object, name: str = "rast", like: Optional[Tensor]
     if not isinstance(rast, Tensor) or not rast.is_floating_point() or rast.dim() != 4 or rast.shape[-1] != 4:
         raise ValueError(f"{op}: {name} must be a float tensor of shape [B, H, W, 4], got {_describe(rast)}")
     if like is not None and rast.shape[:3] != like.shape[:3]:
-        raise ValueError(f"{op}: {name} has shape {list(rast.shape)} but rast has {list(like.shape)}; "
-                         "batch, height and width must match")
+        raise ValueError(
+            f"{op}: {name} has shape {list(rast.shape)} but rast has {list(like.shape)}; "
+            "batch, height and width must match"
+        )
     return rast
 
 
 def check_image(op: str, image: object, rast: Tensor, name: str = "color") -> Tensor:
     """An image ``[B, H, W, C]`` with the batch and size of ``rast``."""
-    if (not isinstance(image, Tensor) or not image.is_floating_point() or image.dim() != 4
-            or image.shape[:3] != rast.shape[:3] or image.shape[3] == 0):
-        raise ValueError(f"{op}: {name} must be a float tensor of shape [B, H, W, C] matching rast "
-                         f"{list(rast.shape[:3])}, got {_describe(image)}")
+    if (
+        not isinstance(image, Tensor)
+        or not image.is_floating_point()
+        or image.dim() != 4
+        or image.shape[:3] != rast.shape[:3]
+        or image.shape[3] == 0
+    ):
+        raise ValueError(
+            f"{op}: {name} must be a float tensor of shape [B, H, W, C] matching rast "
+            f"{list(rast.shape[:3])}, got {_describe(image)}"
+        )
     return image
 
 
@@ -89,8 +107,10 @@ def check_attr(op: str, attr: object, rast: Tensor) -> Tensor:
     if not isinstance(attr, Tensor) or not attr.is_floating_point() or attr.dim() not in (2, 3) or attr.shape[-1] == 0:
         raise ValueError(f"{op}: attr must be a float tensor of shape [V, A] or [B, V, A], got {_describe(attr)}")
     if attr.dim() == 3 and attr.shape[0] not in (1, rast.shape[0]):
-        raise ValueError(f"{op}: attr has batch size {attr.shape[0]} but rast has {rast.shape[0]}; "
-                         "use the same batch size or 1 to broadcast")
+        raise ValueError(
+            f"{op}: attr has batch size {attr.shape[0]} but rast has {rast.shape[0]}; "
+            "use the same batch size or 1 to broadcast"
+        )
     return attr
 
 
@@ -131,8 +151,9 @@ def normalize_diff_attrs(op: str, diff_attrs: object, num_attrs: int) -> Optiona
     return [i % num_attrs for i in indices] or None
 
 
-def check_interpolate_args(op: str, attr: object, rast: object, tri: object, rast_db: object,
-                           diff_attrs: object) -> Optional[list]:
+def check_interpolate_args(
+    op: str, attr: object, rast: object, tri: object, rast_db: object, diff_attrs: object
+) -> Optional[list]:
     """Validate ``interpolate``'s arguments (both backends); returns the normalized ``diff_attrs``."""
     check_rast(op, rast)
     check_attr(op, attr, rast)

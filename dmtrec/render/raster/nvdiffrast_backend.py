@@ -26,8 +26,10 @@ def _dr():
     try:
         import nvdiffrast.torch as dr  # lazy: optional dependency
     except ImportError as exc:
-        raise RuntimeError("the nvdiffrast backend needs nvdiffrast: install it with `pip install dmtrec[cuda]` "
-                           f"on a CUDA machine, or use the torch backend ({exc})") from exc
+        raise RuntimeError(
+            "the nvdiffrast backend needs nvdiffrast: install it with `pip install dmtrec[cuda]` "
+            f"on a CUDA machine, or use the torch backend ({exc})"
+        ) from exc
     return dr
 
 
@@ -47,8 +49,9 @@ class NvdiffrastRasterizer(Rasterizer):
             self._context = _dr().RasterizeCudaContext(device=self.device)
         return self._context
 
-    def rasterize(self, pos: Tensor, tri: Tensor, resolution: Sequence[int], ranges: Optional[Tensor] = None,
-                  grad_db: bool = True) -> Tuple[Tensor, Tensor]:
+    def rasterize(
+        self, pos: Tensor, tri: Tensor, resolution: Sequence[int], ranges: Optional[Tensor] = None, grad_db: bool = True
+    ) -> Tuple[Tensor, Tensor]:
         op = "rasterize"
         checks.check_ranges(op, ranges)
         checks.check_pos(op, pos)
@@ -61,8 +64,14 @@ class NvdiffrastRasterizer(Rasterizer):
             return empty, empty.clone()
         return _dr().rasterize(self.context, pos.contiguous(), tri.contiguous(), (height, width), grad_db=bool(grad_db))
 
-    def interpolate(self, attr: Tensor, rast: Tensor, tri: Tensor, rast_db: Optional[Tensor] = None,
-                    diff_attrs: Union[None, str, Sequence[int]] = None) -> Tuple[Tensor, Optional[Tensor]]:
+    def interpolate(
+        self,
+        attr: Tensor,
+        rast: Tensor,
+        tri: Tensor,
+        rast_db: Optional[Tensor] = None,
+        diff_attrs: Union[None, str, Sequence[int]] = None,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
         op = "interpolate"
         diff_list = checks.check_interpolate_args(op, attr, rast, tri, rast_db, diff_attrs)
         if tri.shape[0] == 0:
@@ -70,21 +79,49 @@ class NvdiffrastRasterizer(Rasterizer):
             out = attr.new_zeros(batch, height, width, attr.shape[-1]) + 0 * attr.sum() + 0 * rast.sum()
             da = None if diff_list is None else out.new_zeros(batch, height, width, 2 * len(diff_list))
             return out, da
-        out, da = _dr().interpolate(attr.contiguous(), rast.contiguous(), tri.contiguous(),
-                                    rast_db=None if rast_db is None else rast_db.contiguous(), diff_attrs=diff_list)
+        out, da = _dr().interpolate(
+            attr.contiguous(),
+            rast.contiguous(),
+            tri.contiguous(),
+            rast_db=None if rast_db is None else rast_db.contiguous(),
+            diff_attrs=diff_list,
+        )
         return out, (da if diff_list is not None else None)
 
-    def texture(self, tex: Tensor, uv: Tensor, uv_da: Optional[Tensor] = None, mip_level_bias: Optional[Tensor] = None,
-                mip: Optional[List[Tensor]] = None, filter_mode: str = "auto", boundary_mode: str = "wrap",
-                max_mip_level: Optional[int] = None) -> Tensor:
-        return _dr().texture(tex.contiguous(), uv.contiguous(), uv_da=uv_da, mip_level_bias=mip_level_bias, mip=mip,
-                             filter_mode=filter_mode, boundary_mode=boundary_mode, max_mip_level=max_mip_level)
+    def texture(
+        self,
+        tex: Tensor,
+        uv: Tensor,
+        uv_da: Optional[Tensor] = None,
+        mip_level_bias: Optional[Tensor] = None,
+        mip: Optional[List[Tensor]] = None,
+        filter_mode: str = "auto",
+        boundary_mode: str = "wrap",
+        max_mip_level: Optional[int] = None,
+    ) -> Tensor:
+        return _dr().texture(
+            tex.contiguous(),
+            uv.contiguous(),
+            uv_da=uv_da,
+            mip_level_bias=mip_level_bias,
+            mip=mip,
+            filter_mode=filter_mode,
+            boundary_mode=boundary_mode,
+            max_mip_level=max_mip_level,
+        )
 
     def construct_mip(self, tex: Tensor, max_mip_level: Optional[int] = None, cube_mode: bool = False) -> object:
         return _dr().texture_construct_mip(tex.contiguous(), max_mip_level=max_mip_level, cube_mode=cube_mode)
 
-    def antialias(self, color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology_hash: object = None,
-                  pos_gradient_boost: float = 1.0) -> Tensor:
+    def antialias(
+        self,
+        color: Tensor,
+        rast: Tensor,
+        pos: Tensor,
+        tri: Tensor,
+        topology_hash: object = None,
+        pos_gradient_boost: float = 1.0,
+    ) -> Tensor:
         op = "antialias"
         checks.check_rast(op, rast)
         checks.check_image(op, color, rast)
@@ -93,12 +130,20 @@ class NvdiffrastRasterizer(Rasterizer):
         checks.check_tri(op, tri, num_vertices=pos.shape[-2])
         checks.check_same_device(op, color=color, rast=rast, pos=pos, tri=tri)
         if isinstance(topology_hash, TopologyHash):
-            raise ValueError(f"{op}: topology_hash comes from the torch backend; build it with "
-                             "NvdiffrastRasterizer.construct_topology_hash(tri)")
+            raise ValueError(
+                f"{op}: topology_hash comes from the torch backend; build it with "
+                "NvdiffrastRasterizer.construct_topology_hash(tri)"
+            )
         if tri.shape[0] == 0:
             return color + 0 * pos.sum()  # nothing is drawn, so nothing to antialias
-        return _dr().antialias(color.contiguous(), rast.contiguous(), pos.contiguous(), tri.contiguous(),
-                               topology_hash=topology_hash, pos_gradient_boost=float(pos_gradient_boost))
+        return _dr().antialias(
+            color.contiguous(),
+            rast.contiguous(),
+            pos.contiguous(),
+            tri.contiguous(),
+            topology_hash=topology_hash,
+            pos_gradient_boost=float(pos_gradient_boost),
+        )
 
     def construct_topology_hash(self, tri: Tensor) -> object:
         checks.check_tri("construct_topology_hash", tri)

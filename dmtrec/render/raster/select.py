@@ -63,8 +63,10 @@ def get_rasterizer(backend: str = "auto", device: Union[str, torch.device, None]
     if backend == "nvdiffrast":
         status = _nvdiffrast_status()
         if status:
-            raise RuntimeError(f"rasterizer backend 'nvdiffrast' is unavailable: {status}. "
-                               "Install it with `pip install dmtrec[cuda]` on a CUDA machine, or use backend='torch'.")
+            raise RuntimeError(
+                f"rasterizer backend 'nvdiffrast' is unavailable: {status}. "
+                "Install it with `pip install dmtrec[cuda]` on a CUDA machine, or use backend='torch'."
+            )
         if device.type != "cuda":
             raise ValueError(f"rasterizer backend 'nvdiffrast' needs a CUDA device, got {device}")
         from .nvdiffrast_backend import NvdiffrastRasterizer

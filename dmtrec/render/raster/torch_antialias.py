@@ -21,8 +21,8 @@ from torch import Tensor
 from .torch_common import float_to_tri_id, value_with_grad_of
 
 CROSSING_TOLERANCE = 0.0625  # nvdiffrast accepts edges up to 1/16 pixel outside the segment
-CROSSING_GRAD_EPS = 1e-3     # nvdiffrast's epsilon on the edge's pixel extent in backward
-_NO_EDGE = -3.402823466e38   # nvdiffrast's -F32_MAX: "this edge does not cross"
+CROSSING_GRAD_EPS = 1e-3  # nvdiffrast's epsilon on the edge's pixel extent in backward
+_NO_EDGE = -3.402823466e38  # nvdiffrast's -F32_MAX: "this edge does not cross"
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,9 @@ def _greater_ratio(n0: Tensor, n1: Tensor, d0: Tensor, d1: Tensor) -> Tensor:
     return (n0 * d1 > n1 * d0) == _same_sign(d0, d1)
 
 
-def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology: TopologyHash,
-              pos_gradient_boost: float = 1.0) -> Tensor:
+def antialias(
+    color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology: TopologyHash, pos_gradient_boost: float = 1.0
+) -> Tensor:
     """Antialias silhouette edges of ``color``; arguments are assumed checked.
 
     Args:
@@ -121,7 +122,9 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology: T
     right = (ids[:, :, :-1] != ids[:, :, 1:]).nonzero()
     down = (ids[:, :-1, :] != ids[:, 1:, :]).nonzero()
     b, y, x = torch.cat([right, down]).unbind(1)
-    vertical = torch.cat([torch.zeros_like(right[:, 0], dtype=torch.bool), torch.ones_like(down[:, 0], dtype=torch.bool)])
+    vertical = torch.cat(
+        [torch.zeros_like(right[:, 0], dtype=torch.bool), torch.ones_like(down[:, 0], dtype=torch.bool)]
+    )
     pix0 = (b * height + y) * width + x
     pix1 = pix0 + torch.where(vertical, width, 1)
 
@@ -132,7 +135,8 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology: T
     from_second = face == tri1  # then measure from p1's centre
     keep = ((face >= 0) & (face < tri.shape[0])).nonzero().squeeze(1)
     b, y, x, vertical, pix0, pix1, face, from_second = (
-        t[keep] for t in (b, y, x, vertical, pix0, pix1, face, from_second))
+        t[keep] for t in (b, y, x, vertical, pix0, pix1, face, from_second)
+    )
     x = x + (from_second & ~vertical).long()
     y = y + (from_second & vertical).long()
 
@@ -186,8 +190,9 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology: T
         rows = hit[live]
         first = (edge[live] + 1) % 3
         ends = torch.stack([first, (first + 1) % 3], 1)
-        surrogate = -pos_gradient_boost * _edge_crossing(pos, vidx[rows].gather(1, ends), x[rows], y[rows],
-                                                         vertical[rows], width, height)
+        surrogate = -pos_gradient_boost * _edge_crossing(
+            pos, vidx[rows].gather(1, ends), x[rows], y[rows], vertical[rows], width, height
+        )
         alpha = alpha.index_copy(0, live, value_with_grad_of(alpha[live], surrogate.to(dtype)))
 
     pix0, pix1 = pix0[hit], pix1[hit]
@@ -197,7 +202,9 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology: T
     return out.view(batch, height, width, channels)
 
 
-def _edge_crossing(pos: Tensor, ends: Tensor, x: Tensor, y: Tensor, vertical: Tensor, width: int, height: int) -> Tensor:
+def _edge_crossing(
+    pos: Tensor, ends: Tensor, x: Tensor, y: Tensor, vertical: Tensor, width: int, height: int
+) -> Tensor:
     """Where edge ``ends [n, 2]`` crosses the pair's axis, in pixels from ``(x, y)``'s centre, as a
     differentiable function of ``pos`` with nvdiffrast's epsilon."""
     p = pos.reshape(-1, 4).index_select(0, ends.reshape(-1)).view(-1, 2, 4)

@@ -198,5 +198,9 @@ def cube_texel_remap(face: Tensor, ix: Tensor, iy: Tensor, size: Size) -> Tuple[
         return torch.where(rule == 0, 0, torch.where(rule == 1, last, torch.where(rule == 2, along, last - along)))
 
     outside = out_x | out_y
-    return (torch.where(outside, new_face, face), torch.where(outside, apply(col_rule), ix),
-            torch.where(outside, apply(row_rule), iy), out_x & out_y)
+    return (
+        torch.where(outside, new_face, face),
+        torch.where(outside, apply(col_rule), ix),
+        torch.where(outside, apply(row_rule), iy),
+        out_x & out_y,
+    )

@@ -10,8 +10,9 @@ from torch import Tensor
 from .torch_common import float_to_tri_id
 
 
-def interpolate(attr: Tensor, rast: Tensor, tri: Tensor, rast_db: Optional[Tensor] = None,
-                diff_attrs: Optional[List[int]] = None) -> Tuple[Tensor, Optional[Tensor]]:
+def interpolate(
+    attr: Tensor, rast: Tensor, tri: Tensor, rast_db: Optional[Tensor] = None, diff_attrs: Optional[List[int]] = None
+) -> Tuple[Tensor, Optional[Tensor]]:
     """Blend vertex attributes with ``rast``'s barycentrics; arguments are assumed checked.
 
     Args:

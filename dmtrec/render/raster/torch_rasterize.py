@@ -40,11 +40,11 @@ from torch import Tensor
 
 from .torch_common import tri_id_to_float, value_with_grad_of
 
-SUBPIXELS = 16                 # cudaraster snaps to 1/16 pixel
-GUARD_BAND = 32767             # snapped coordinates beyond +-2**15 go through cudaraster's clipper
+SUBPIXELS = 16  # cudaraster snaps to 1/16 pixel
+GUARD_BAND = 32767  # snapped coordinates beyond +-2**15 go through cudaraster's clipper
 TRIANGLES_PER_CHUNK = 1 << 18  # (batch item, triangle) pairs set up at once
-CANDIDATES_PER_CHUNK = 1 << 20 # (triangle, pixel) pairs tested at once
-BARY_GRAD_EPS = 1e-6           # nvdiffrast's epsilon on the barycentric denominator in backward
+CANDIDATES_PER_CHUNK = 1 << 20  # (triangle, pixel) pairs tested at once
+BARY_GRAD_EPS = 1e-6  # nvdiffrast's epsilon on the barycentric denominator in backward
 _EMPTY = torch.iinfo(torch.int64).max
 
 
@@ -123,7 +123,7 @@ def _classify(verts: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor, T
 
     def snap(coord: Tensor, size: int) -> Tensor:  # cvt.rni.sat.s32: round half to even, NaN -> 0, saturate
         scaled = (coord * rcp_w * float(size * SUBPIXELS // 2)).round()
-        return torch.nan_to_num(scaled, nan=0.0).clamp(-2.0**31, 2.0**31 - 1).to(torch.int64)
+        return torch.nan_to_num(scaled, nan=0.0).clamp(-(2.0**31), 2.0**31 - 1).to(torch.int64)
 
     sx, sy = snap(x, width), snap(y, height)
     lo = torch.minimum(_min3(sx), _min3(sy))
@@ -140,8 +140,9 @@ def _pixel_box(lo: Tensor, hi: Tensor, size: int) -> Tuple[Tensor, Tensor]:
     return first, (last - first + 1).clamp(min=0)
 
 
-def _draw_snapped(keys: Tensor, sx: Tensor, sy: Tensor, verts: Tensor, base: Tensor, face: Tensor,
-                  height: int, width: int) -> None:
+def _draw_snapped(
+    keys: Tensor, sx: Tensor, sy: Tensor, verts: Tensor, base: Tensor, face: Tensor, height: int, width: int
+) -> None:
     """Integer edge-function rasterization of guard-band triangles, as cudaraster's fine raster."""
     area = (sx[:, 1] - sx[:, 0]) * (sy[:, 2] - sy[:, 0]) - (sy[:, 1] - sy[:, 0]) * (sx[:, 2] - sx[:, 0])
     keep = (area != 0).nonzero().squeeze(1)
@@ -196,7 +197,11 @@ def _draw_homogeneous(keys: Tensor, verts: Tensor, base: Tensor, face: Tensor, h
     for coord, size in ((x, width), (y, height)):
         pixel = ((coord / w).clamp(-4.0, 4.0) + 1.0) * (size / 2) - 0.5
         first = torch.where(finite, pixel.amin(1).floor() - 1, torch.zeros_like(pixel[:, 0])).clamp(0, size - 1).long()
-        last = torch.where(finite, pixel.amax(1).ceil() + 1, torch.full_like(pixel[:, 0], size - 1)).clamp(0, size - 1).long()
+        last = (
+            torch.where(finite, pixel.amax(1).ceil() + 1, torch.full_like(pixel[:, 0], size - 1))
+            .clamp(0, size - 1)
+            .long()
+        )
         boxes.append((first, last - first + 1))
     (x0, bw), (y0, bh) = boxes
     setup = torch.stack([bw, x0, y0, base + y0 * width + x0, face], 1)
@@ -264,8 +269,9 @@ def _edge_functions(p: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
     return qx[:, i] * qy[:, j] - qy[:, i] * qx[:, j]
 
 
-def _pixel_outputs(pos: Tensor, tri: Tensor, pixels: Tensor, faces: Tensor, height: int, width: int,
-                   grad_db: bool) -> Tuple[Tensor, Tensor]:
+def _pixel_outputs(
+    pos: Tensor, tri: Tensor, pixels: Tensor, faces: Tensor, height: int, width: int, grad_db: bool
+) -> Tuple[Tensor, Tensor]:
     """``(u, v, z/w, id)`` and ``(du/dX, du/dY, dv/dX, dv/dY)`` ``[n, 4]`` at the given pixels."""
     batch, num_verts = pos.shape[:2]
     item = torch.div(pixels, height * width, rounding_mode="floor")
@@ -303,8 +309,15 @@ def _pixel_outputs(pos: Tensor, tri: Tensor, pixels: Tensor, faces: Tensor, heig
 
     def derivatives(b: Tensor, inv_total: Tensor, dx: Tensor, dy: Tensor, sdx: Tensor, sdy: Tensor) -> Tensor:
         ddx, ddy = scale_x * inv_total, scale_y * inv_total
-        return torch.stack([ddx * (b[:, 0] * sdx - dx[:, 0]), ddy * (b[:, 0] * sdy - dy[:, 0]),
-                            ddx * (b[:, 1] * sdx - dx[:, 1]), ddy * (b[:, 1] * sdy - dy[:, 1])], 1)
+        return torch.stack(
+            [
+                ddx * (b[:, 0] * sdx - dx[:, 0]),
+                ddy * (b[:, 0] * sdy - dy[:, 0]),
+                ddx * (b[:, 1] * sdx - dx[:, 1]),
+                ddy * (b[:, 1] * sdy - dy[:, 1]),
+            ],
+            1,
+        )
 
     derivs = derivatives(bary, inv, da_dx.detach(), da_dy.detach(), sum_dx.detach(), sum_dy.detach())
     if grad_db:

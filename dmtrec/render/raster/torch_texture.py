@@ -153,13 +153,16 @@ def _check_pixels(t: Tensor, name: str, tex: Tensor, last: Optional[int], refere
     if t.dim() != (3 if last is None else 4) or (last is not None and t.shape[-1] != last):
         raise ValueError(f"texture: {name} must be {want}, got shape {list(t.shape)}")
     if reference is not None and t.shape[:3] != reference.shape[:3]:
-        raise ValueError(f"texture: {name} must be {want} with the B, H, W of uv {list(reference.shape[:3])}, "
-                         f"got shape {list(t.shape)}")
+        raise ValueError(
+            f"texture: {name} must be {want} with the B, H, W of uv {list(reference.shape[:3])}, "
+            f"got shape {list(t.shape)}"
+        )
     if reference is None and tex.shape[0] not in (1, t.shape[0]):
         raise ValueError(f"texture: tex batch {tex.shape[0]} must be 1 or uv's batch {t.shape[0]}")
     if t.dtype != tex.dtype or t.device != tex.device:
-        raise ValueError(f"texture: {name} must have tex's dtype and device ({tex.dtype}, {tex.device}), "
-                         f"got {t.dtype} on {t.device}")
+        raise ValueError(
+            f"texture: {name} must have tex's dtype and device ({tex.dtype}, {tex.device}), got {t.dtype} on {t.device}"
+        )
 
 
 def _check_custom_mip(mip: Sequence[Tensor], tex: Tensor, cube: bool) -> List[Tensor]:
@@ -172,13 +175,17 @@ def _check_custom_mip(mip: Sequence[Tensor], tex: Tensor, cube: bool) -> List[Te
         h, w = max(tex_h >> i, 1), max(tex_w >> i, 1)
         expected = tuple(tex.shape[:-3]) + (h, w, tex.shape[-1])
         if tuple(level.shape) != expected:
-            raise ValueError(f"texture: {name} (mip level {i} of a {tex_h}x{tex_w} texture) must have shape "
-                             f"{list(expected)}, got {list(level.shape)}")
+            raise ValueError(
+                f"texture: {name} (mip level {i} of a {tex_h}x{tex_w} texture) must have shape "
+                f"{list(expected)}, got {list(level.shape)}"
+            )
         if (h, w) == (1, 1) and i != len(mip):
             raise ValueError(f"texture: {name} is already 1x1, so it must be the last level; got {len(mip)} levels")
         if level.dtype != tex.dtype or level.device != tex.device:
-            raise ValueError(f"texture: {name} must have tex's dtype and device ({tex.dtype}, {tex.device}), "
-                             f"got {level.dtype} on {level.device}")
+            raise ValueError(
+                f"texture: {name} must have tex's dtype and device ({tex.dtype}, {tex.device}), "
+                f"got {level.dtype} on {level.device}"
+            )
     return list(mip)
 
 

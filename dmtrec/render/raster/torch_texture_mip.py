@@ -30,7 +30,8 @@ def mip_level_shapes(height: int, width: int, max_mip_level: Optional[int] = Non
             raise ValueError(
                 f"construct_mip: cannot build mip level {len(shapes) + 1} of a {height}x{width} (HxW) texture: level "
                 f"{len(shapes)} is {h}x{w} and an odd extent greater than 1 cannot be halved. Resize the "
-                f"texture to power-of-two extents or pass max_mip_level <= {len(shapes)}")
+                f"texture to power-of-two extents or pass max_mip_level <= {len(shapes)}"
+            )
         h, w = max(h // 2, 1), max(w // 2, 1)
         shapes.append((h, w))
     return shapes
@@ -44,8 +45,9 @@ def check_texture_shape(op: str, tex: Tensor, cube_mode: bool, name: str = "tex"
         raise ValueError(f"{op}: {name} must be a floating-point tensor, got {tex.dtype}")
     if cube_mode:
         if tex.dim() != 5 or tex.shape[1] != 6:
-            raise ValueError(f"{op}: {name} must be a cube map [B, 6, S, S, C] in cube mode, "
-                             f"got shape {list(tex.shape)}")
+            raise ValueError(
+                f"{op}: {name} must be a cube map [B, 6, S, S, C] in cube mode, got shape {list(tex.shape)}"
+            )
         if tex.shape[2] != tex.shape[3]:
             raise ValueError(f"{op}: {name}'s cube map faces must be square, got {tex.shape[2]}x{tex.shape[3]}")
     elif tex.dim() != 4:

@@ -8,14 +8,13 @@ wandb folder in it is the evaluation's.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-
 from common import QUICKSTART, QUIET_ENV, TINY
+
 from dmtrec.cli import main
 
 TEST_VIEWS = 3
@@ -35,10 +34,32 @@ def run_dir(tmp_path_factory, spot_views) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in QUIET_ENV.items():
             mp.setenv(key, value)
-        assert main(["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(spot_views),
-                     "--run.output_root", str(root), "--model.iters_dmtet", "8",
-                     "--model.iters_mesh", "4", "--model.metric_samples", str(METRIC_SAMPLES),
-                     "--model.material.texture_res", "16", "--data.val_batch_size", "2"]) == 0
+        assert (
+            main(
+                [
+                    "fit",
+                    "-c",
+                    str(QUICKSTART),
+                    "-c",
+                    str(TINY),
+                    "--data.path",
+                    str(spot_views),
+                    "--run.output_root",
+                    str(root),
+                    "--model.iters_dmtet",
+                    "8",
+                    "--model.iters_mesh",
+                    "4",
+                    "--model.metric_samples",
+                    str(METRIC_SAMPLES),
+                    "--model.material.texture_res",
+                    "16",
+                    "--data.val_batch_size",
+                    "2",
+                ]
+            )
+            == 0
+        )
     return root / "tiny_spot"
 
 
@@ -59,8 +80,9 @@ def _recomputed_metrics(run_dir: Path, data: Path) -> dict:
 
     system = ReconstructionSystem.load_from_checkpoint(str(run_dir / "checkpoints" / "last.ckpt"), map_location="cpu")
     system.eval()
-    datamodule = ReconDataModule(kind="nerf_synthetic", path=str(data), test_views=TEST_VIEWS, val_views=1,
-                                 val_batch_size=TEST_VIEWS)
+    datamodule = ReconDataModule(
+        kind="nerf_synthetic", path=str(data), test_views=TEST_VIEWS, val_views=1, val_batch_size=TEST_VIEWS
+    )
     datamodule.setup("test")
     batch = next(iter(datamodule.test_dataloader()))
     with torch.no_grad():
@@ -137,14 +159,17 @@ def _copy_run(run_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing_run", "run folder not found"),
-    ("no_config", "no config.yaml"),
-    ("no_checkpoint", "checkpoint not found"),
-    ("data_missing", "data.path"),
-    ("no_target", "give RUN_DIR"),
-    ("run_and_mesh", "--mesh/--ref compare two mesh files"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_run", "run folder not found"),
+        ("no_config", "no config.yaml"),
+        ("no_checkpoint", "checkpoint not found"),
+        ("data_missing", "data.path"),
+        ("no_target", "give RUN_DIR"),
+        ("run_and_mesh", "--mesh/--ref compare two mesh files"),
+    ],
+)
 def test_errors_are_one_line(case, message, run_dir, tmp_path, capsys):
     args = ["eval"]
     if case == "missing_run":

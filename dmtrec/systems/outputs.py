@@ -1,13 +1,12 @@
 """Run outputs: the textured mesh (OBJ/MTL/PNGs and GLB), the learned probe and metrics.json.
 
 Everything is written under a temporary name and renamed into place, so an interrupted export
-never leaves a file or the ``mesh/`` folder looking finished. ``dmtrec export`` writes the same
-files from any checkpoint (mid-pass-1 checkpoints are extracted, unwrapped and baked first).
+never leaves a file or the ``mesh/`` folder looking finished. ``dmtrec export``
+(:mod:`dmtrec.commands.export`) writes the same files from any checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -27,8 +26,9 @@ PROBE_NAME = "probe.hdr"
 METRICS_NAME = "metrics.json"
 
 
-def write_outputs(out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light: Any,
-                  metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Path]:
+def write_outputs(
+    out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light: Any, metrics: Optional[Dict[str, Any]] = None
+) -> Dict[str, Path]:
     """Write ``mesh/mesh.obj`` (+ ``.mtl``, ``texture_kd.png``, ``texture_ks.png``,
     ``texture_n.png``), ``mesh.glb``, ``probe.hdr`` and, when given, ``metrics.json``.
 
@@ -67,34 +67,9 @@ def write_outputs(out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light:
 
 
 def _detached(mesh: Mesh) -> Mesh:
-    return Mesh(v_pos=mesh.v_pos.detach().cpu(), t_pos_idx=mesh.t_pos_idx.cpu(),
-                v_tex=None if mesh.v_tex is None else mesh.v_tex.detach().cpu(),
-                t_tex_idx=None if mesh.t_tex_idx is None else mesh.t_tex_idx.cpu())
-
-
-def export_checkpoint(ckpt_path: Path, out_dir: Path, device: str = "cpu") -> Dict[str, Path]:
-    """Write the outputs of a checkpoint's current state (no metrics) into ``out_dir``."""
-    from dmtrec.systems.pipeline import ReconstructionSystem
-
-    ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
-    system = ReconstructionSystem.load_from_checkpoint(str(ckpt_path), map_location=device)
-    system.to(device)
-    mesh, textures = system.bake_mesh()
-    paths = write_outputs(Path(out_dir), mesh, textures, system.light)
-    log.info("exported %s (pass %d, iteration %d) to %s", ckpt_path, system.pass_number, system.iteration, out_dir)
-    return paths
-
-
-def add_export_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpt", required=True, help="checkpoint to export, e.g. outputs/<run>/checkpoints/last.ckpt")
-    parser.add_argument("--out", required=True, help="output folder (mesh/, mesh.glb, probe.hdr)")
-    parser.add_argument("--device", default="cpu", help="torch device for extraction and baking (default cpu)")
-
-
-def run_export(args: argparse.Namespace) -> int:
-    paths = export_checkpoint(Path(args.ckpt), Path(args.out), args.device)
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
-    return 0
+    return Mesh(
+        v_pos=mesh.v_pos.detach().cpu(),
+        t_pos_idx=mesh.t_pos_idx.cpu(),
+        v_tex=None if mesh.v_tex is None else mesh.v_tex.detach().cpu(),
+        t_tex_idx=None if mesh.t_tex_idx is None else mesh.t_tex_idx.cpu(),
+    )

@@ -26,10 +26,16 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import Tensor
 
+from dmtrec.datasets.datamodule import ReconDataModule
+from dmtrec.geometry import Mesh
 from dmtrec.io.atomic import atomic_folder, write_json
 from dmtrec.io.image import linear_to_srgb, write_png
+from dmtrec.io.mesh_files import read_mesh
+from dmtrec.metrics.geometry import geometry_report
+from dmtrec.metrics.image import composite, image_metrics, load_lpips
 
-from .image import composite, image_metrics, load_lpips
+from .grids import image_grid, save_grid
+from .pipeline import ReconstructionSystem
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +81,6 @@ def read_run_config(run_dir: Path) -> Dict[str, Any]:
 
 def build_datamodule(config: Dict[str, Any], config_path: Path, data_path: Optional[str] = None):
     """The run's :class:`ReconDataModule`, set up; ``data_path`` replaces ``data.path``."""
-    from dmtrec.datasets.datamodule import ReconDataModule
-
     data = dict(config["data"])
     if data_path is not None:
         data["path"] = str(data_path)
@@ -102,8 +106,9 @@ def _render_test_views(system, loader, lpips_fn, views_dir: Path, grid_views: in
         batch = {k: v.to(system.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
         with torch.no_grad():
             _, buffers = system.render(batch)
-        metrics = image_metrics(buffers["shaded"][..., :3], batch["img"], background=batch["background"],
-                                lpips_fn=lpips_fn)
+        metrics = image_metrics(
+            buffers["shaded"][..., :3], batch["img"], background=batch["background"], lpips_fn=lpips_fn
+        )
         reference = composite(batch["img"], batch["background"], "img")
         ref_srgb, render_srgb = linear_to_srgb(reference).cpu(), linear_to_srgb(buffers["shaded"][..., :3]).cpu()
         for b in range(reference.shape[0]):
@@ -135,8 +140,6 @@ def _mean_metrics(per_view: List[Dict[str, Any]]) -> Dict[str, Any]:
 def _reference_mesh(reference: Optional[str], system, datamodule):
     """The reference surface and where it came from: --reference, the model's reference_mesh, or
     the mesh a reference-mesh datamodule renders; (None, None) for image datasets without one."""
-    from dmtrec.systems.components import read_mesh
-
     for path in (reference, system.reference_mesh_path):
         if path:
             return read_mesh(path)[0], str(path)
@@ -153,14 +156,24 @@ def _log_wandb(run_dir: Path, config: Dict[str, Any], out_dir: Path, views: _Vie
     if run_id is None:
         log.warning("%s missing: the evaluation table goes to a new wandb run", id_file)
     run_cfg = config.get("run") or {}
-    run = wandb.init(project=run_cfg.get("project", "dmtrec"), id=run_id, name=run_cfg.get("name"), dir=str(run_dir),
-                     mode="offline", resume="allow", job_type="eval", reinit="finish_previous")
+    run = wandb.init(
+        project=run_cfg.get("project", "dmtrec"),
+        id=run_id,
+        name=run_cfg.get("name"),
+        dir=str(run_dir),
+        mode="offline",
+        resume="allow",
+        job_type="eval",
+        reinit="finish_previous",
+    )
     failed = True
     try:
         table = wandb.Table(columns=["index", "psnr", "ssim", "reference", "render"])
         for row in views.per_view:
-            images = [wandb.Image(str(out_dir / VIEWS_FOLDER / f"{row['index']:03d}_{kind}.png"))
-                      for kind in ("reference", "render")]
+            images = [
+                wandb.Image(str(out_dir / VIEWS_FOLDER / f"{row['index']:03d}_{kind}.png"))
+                for kind in ("reference", "render")
+            ]
             table.add_data(row["index"], row["psnr"], row["ssim"], *images)
         run.log({WANDB_TABLE_KEY: table, "eval/grid": wandb.Image(str(out_dir / GRID_NAME))})
         run.summary.update({f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
@@ -198,9 +211,6 @@ def evaluate_run(
     Returns:
         The dict written to ``metrics.json``.
     """
-    from dmtrec.systems.grids import image_grid, save_grid
-    from dmtrec.systems.pipeline import ReconstructionSystem
-
     if wandb_mode not in ("offline", "disabled"):
         raise ValueError(f"--wandb: must be offline or disabled (evaluation never goes online), got {wandb_mode!r}")
     if grid_views < 1:
@@ -220,21 +230,23 @@ def evaluate_run(
         views = _render_test_views(system, datamodule.test_dataloader(), lpips_fn, views_dir, grid_views)
     if not views.per_view:
         raise ValueError(f"{run_dir / CONFIG_NAME}: the test split has no views")
-    grid = image_grid(torch.cat(views.grid_refs), {k: torch.cat(v) for k, v in views.grid_buffers.items()},
-                      max_views=grid_views)
+    grid = image_grid(
+        torch.cat(views.grid_refs), {k: torch.cat(v) for k, v in views.grid_buffers.items()}, max_views=grid_views
+    )
     save_grid(out / GRID_NAME, grid)
 
     metrics: Dict[str, Any] = {
-        "run_dir": str(run_dir), "checkpoint": str(ckpt), "stage": system.stage, "iteration": system.iteration,
-        "data_path": datamodule.hparams.path, "test_views": len(views.per_view),
-        **_mean_metrics(views.per_view), "per_view": views.per_view,
+        "run_dir": str(run_dir),
+        "checkpoint": str(ckpt),
+        "stage": system.stage,
+        "iteration": system.iteration,
+        "data_path": datamodule.hparams.path,
+        "test_views": len(views.per_view),
+        **_mean_metrics(views.per_view),
+        "per_view": views.per_view,
     }
     ref_mesh, ref_source = _reference_mesh(reference, system, datamodule)
     if ref_mesh is not None:
-        from dmtrec.geometry import Mesh
-
-        from .geometry import geometry_report
-
         with torch.no_grad():
             surface = system.geometry.mesh()
         pred = Mesh(v_pos=surface.v_pos.detach(), t_pos_idx=surface.t_pos_idx)
