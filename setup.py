@@ -10,7 +10,7 @@ setup(
     packages=find_packages(include=["dmtrec", "dmtrec.*"]),
     include_package_data=True,
     install_requires=[
-        "torch>=2.1",
+        "torch>=2.6",  # weights-only checkpoint loading by default
         "pytorch-lightning>=2.2",
         "jsonargparse[signatures]>=4.27",
         "numpy>=1.23",

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Dict
 
+from dmtrec.systems.checkpoints import load_module
 from dmtrec.systems.outputs import write_outputs
 from dmtrec.systems.pipeline import ReconstructionSystem
 
@@ -21,7 +22,7 @@ def export_checkpoint(ckpt_path: Path, out_dir: Path, device: str = "cpu") -> Di
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
-    system = ReconstructionSystem.load_from_checkpoint(str(ckpt_path), map_location=device)
+    system = load_module(ReconstructionSystem, ckpt_path, map_location=device)
     system.to(device)
     mesh, textures = system.bake_mesh()
     paths = write_outputs(Path(out_dir), mesh, textures, system.light)
