@@ -201,7 +201,9 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
             # Crash-safe checkpoint files, weights-only loading (dmtrec.systems.checkpoints).
             plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
             kwargs["plugins"] = (plugins if isinstance(plugins, list) else [plugins]) + [SafeCheckpointIO()]
-            return super().instantiate_trainer(logger=logger, default_root_dir=str(paths.root), **kwargs)
+            trainer = super().instantiate_trainer(logger=logger, default_root_dir=str(paths.root), **kwargs)
+            _deterministic_on_cpu(trainer, self._get(self.config_init, "trainer", default={}).get("deterministic"))
+            return trainer
 
     return DmtrecCLI(
         ReconstructionSystem,
@@ -212,6 +214,18 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
         auto_configure_optimizers=False,
         seed_everything_default=0,
     )
+
+
+def _deterministic_on_cpu(trainer, configured: Any) -> None:
+    """Same config, seed and machine give the same run: on CPU the backward of advanced indexing
+    (``index_put_`` with accumulate, behind every gather) sums in a thread-dependent order, so
+    CPU fits use torch's deterministic algorithms unless ``trainer.deterministic`` is set. GPUs
+    keep torch's defaults (``--trainer.deterministic true`` asks for it there)."""
+    import torch
+    from pytorch_lightning.accelerators import CPUAccelerator
+
+    if configured is None and isinstance(trainer.accelerator, CPUAccelerator):
+        torch.use_deterministic_algorithms(True)
 
 
 def _run_lightning(argv: List[str]) -> int:
@@ -225,6 +239,14 @@ def _run_lightning(argv: List[str]) -> int:
     # to (the pipeline's own counter), which is what resuming needs; the warning does not apply.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
+    import torch
+
+    # A process-wide switch (trainer.deterministic, _deterministic_on_cpu): restored afterwards
+    # for whatever runs next in this process (tests, notebooks).
+    deterministic = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     with tempfile.TemporaryDirectory(prefix="dmtrec-cfg-") as scratch:
         config_name = _first_config_name(argv)
         expanded = _expand_config_files(argv, Path(scratch))
@@ -237,6 +259,7 @@ def _run_lightning(argv: List[str]) -> int:
             _finish_wandb(failed)
             if session.start is not None:
                 session.start.finish(failed)
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
     return 0
 
 

@@ -198,6 +198,7 @@ def start_fit(config: RunConfig, config_file: Optional[str], ckpt_path: Optional
             lock = start.lock = acquire(root)
         except OSError as exc:
             raise _storage_error(root, exc) from None
+        _remove_temporaries(root)
         requeued = int(os.environ.get(RESTART_COUNT_ENV, "0") or 0) > 0 or (
             lock.took_over is not None and bool(lock.took_over.get("job"))
         )
@@ -234,6 +235,22 @@ def _resume_path(paths: RunPaths, set_aside: bool) -> Optional[str]:
         log.info("%s: no checkpoint yet: the run starts from the beginning", paths.checkpoints)
         return None
     return str(found)
+
+
+def _remove_temporaries(root: Path) -> None:
+    """Remove the temporary files and folders of atomic writes (:mod:`dmtrec.io.atomic`:
+    ``.<name>.<random>.tmp...``, ``.old``) that a killed writer left in the run folder and its
+    checkpoints; safe because this process holds the lock."""
+    for folder in (root, root / "checkpoints"):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.name.startswith(".") and (".tmp" in entry.name or entry.name.endswith(".old")):
+                log.info("%s: removing a temporary left by an interrupted write", entry)
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
 
 def _clear(root: Path) -> None:
