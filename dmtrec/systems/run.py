@@ -208,8 +208,8 @@ def start_fit(config: RunConfig, config_file: Optional[str], ckpt_path: Optional
                 _clear(root)
                 paths = RunPaths(name=paths.name, root=root, wandb_id="")
             elif requeued:
-                log.warning("%s: requeued job: resuming the run from its last checkpoint", root)
-                ckpt_path = "last"
+                ckpt_path = _requeue_checkpoint(paths)
+                log.warning("%s: requeued job: resuming the run from %s", root, ckpt_path)
             else:
                 raise RunFolderError(
                     f"{root}: a run named {paths.name!r} exists; resume it with --ckpt_path last, start it again "
@@ -227,6 +227,16 @@ def start_fit(config: RunConfig, config_file: Optional[str], ckpt_path: Optional
     except BaseException:
         start.finish(failed=True)
         raise
+
+
+def _requeue_checkpoint(paths: RunPaths) -> str:
+    """``last``, or the newest ``hpc_ckpt_<n>.ckpt`` that Lightning's SLURM auto-requeue saved
+    when it is newer than ``last.ckpt`` (Lightning picks those up only without --ckpt_path)."""
+    hpc = sorted(paths.root.glob("hpc_ckpt_*.ckpt"), key=lambda p: p.stat().st_mtime)
+    last = paths.last_checkpoint
+    if hpc and (not last.is_file() or hpc[-1].stat().st_mtime > last.stat().st_mtime):
+        return str(hpc[-1])
+    return "last"
 
 
 def _resume_path(paths: RunPaths, set_aside: bool) -> Optional[str]:

@@ -162,6 +162,13 @@ def test_requeued_job_resumes_instead_of_refusing(tmp_path, monkeypatch):
     start = start_fit(RunConfig(name="r", output_root=str(tmp_path)), None, None)
     assert start.ckpt_path == str(folder / "checkpoints" / "last.ckpt")
     start.finish(failed=False)
+    # Lightning's SLURM auto-requeue saved an hpc checkpoint after the last periodic one: that one.
+    hpc = folder / "hpc_ckpt_1.ckpt"
+    save_checkpoint_file(_ckpt(35), hpc)
+    os.utime(hpc, (os.path.getmtime(folder / "checkpoints" / "last.ckpt") + 10,) * 2)
+    start = start_fit(RunConfig(name="r", output_root=str(tmp_path)), None, None)
+    assert start.ckpt_path == str(hpc)
+    start.finish(failed=False)
 
 
 # ---------------------------------------------------------------- output errors, stub folders
