@@ -3,7 +3,6 @@ NeRF-synthetic fits, kill -9 at a checkpoint write and at the bake (experiments/
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def fit(data: Path, root: Path, *extra: str) -> int:
     )
 
 
-def test_reused_name_is_refused_and_a_damaged_last_resumes_from_the_previous(tmp_path, small_views, capsys, caplog):
+def test_reused_name_is_refused_and_a_damaged_last_resumes_from_the_previous(tmp_path, small_views, capsys):
     run = tmp_path / "tiny_spot"
     assert fit(small_views, tmp_path) == 0
     metrics = (run / "metrics.json").read_text()
@@ -74,9 +73,9 @@ def test_reused_name_is_refused_and_a_damaged_last_resumes_from_the_previous(tmp
     # last.ckpt cut short (a crash mid-copy, a full disk): resume from the previous good one.
     last = run / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])
-    with caplog.at_level(logging.WARNING):
-        assert fit(small_views, tmp_path, "--ckpt_path", "last", "--model.iters_mesh", "8") == 0
-    warning = [r.getMessage() for r in caplog.records if "resuming from" in r.getMessage()]
+    # (main() routes logging to stderr, replacing pytest's log capture: read stderr.)
+    assert fit(small_views, tmp_path, "--ckpt_path", "last", "--model.iters_mesh", "8") == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "resuming from" in line]
     assert len(warning) == 1 and f"{last}: damaged checkpoint" in warning[0]
     assert "previous-last.ckpt (iteration 12)" in warning[0]
     assert load_checkpoint_file(last)["dmtrec_pipeline"] == {"stage": "mesh", "iteration": 16}
@@ -127,3 +126,10 @@ def test_kill_during_a_checkpoint_write_and_the_bake_then_resume(tmp_path, small
         # in the bake (iteration 6, after its checkpoint): pass 2 starts again from that one.
         expected = "last.ckpt @ 2" if fault.startswith("checkpoint") else "last.ckpt @ 6"
         assert trial.resumed_from == expected, trial
+
+
+def test_a_start_that_fails_in_data_setup_leaves_no_run_folder(tmp_path, capsys):
+    # The dataset is checked in setup, after the run folder was claimed (lock, config.yaml).
+    assert fit(tmp_path / "missing", tmp_path / "out") == 1
+    assert "dataset folder not found" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
