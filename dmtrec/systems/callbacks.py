@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import WandbLogger
 
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.systems.outputs import EXPORT_FRAMES, export_frame_info, write_outputs
@@ -92,8 +93,6 @@ class FinalizeRun(pl.Callback):
 
     @staticmethod
     def _log(trainer: pl.Trainer, metrics: Dict[str, Any], glb: Path) -> None:
-        from pytorch_lightning.loggers import WandbLogger
-
         numeric = {
             f"final/{k}": float(v)
             for k, v in metrics.items()

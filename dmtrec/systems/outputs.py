@@ -15,6 +15,8 @@ from torch import Tensor
 
 from dmtrec.core.atomic import atomic_folder, atomic_path, write_json
 from dmtrec.geometry import Mesh, transform_mesh
+from dmtrec.io.gltf import write_glb
+from dmtrec.io.obj import write_obj
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,6 @@ def write_outputs(
     Returns:
         The written paths by kind ("obj", "glb", "probe", "metrics").
     """
-    from dmtrec.io.gltf import write_glb
-    from dmtrec.io.obj import write_obj
-
     out_dir = Path(out_dir)
     mesh = _detached(mesh)
     textures = {k: v.detach().cpu() for k, v in textures.items() if v is not None}
