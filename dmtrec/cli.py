@@ -140,7 +140,7 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
         CSV logger's log_dir is a subfolder), written atomically on rank 0."""
 
         def save_config(self, trainer, pl_module, stage: str) -> None:
-            from dmtrec.io.atomic import atomic_path
+            from dmtrec.core.atomic import atomic_path
 
             with atomic_path(Path(trainer.default_root_dir) / self.config_filename) as tmp:
                 self.parser.save(self.config, str(tmp), skip_none=False, overwrite=True, multifile=self.multifile)
@@ -169,6 +169,7 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
 
             from dmtrec.systems.callbacks import FinalizeRun
             from dmtrec.systems.checkpoints import SafeCheckpointIO
+            from dmtrec.systems.progress import PipelineProgressBar
 
             self._open_run()
             config = self.config[self.subcommand] if self.subcommand else self.config
@@ -195,7 +196,9 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
             )
             configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
             configured = configured if isinstance(configured, list) else [configured]
-            kwargs["callbacks"] = configured + [checkpoint, FinalizeRun(paths.root)]
+            kwargs["callbacks"] = configured + [checkpoint, FinalizeRun(paths.root, export_frame=run["export_frame"])]
+            if self._get(self.config_init, "trainer", default={}).get("enable_progress_bar", True) is not False:
+                kwargs["callbacks"].append(PipelineProgressBar())
             if session.start is not None:
                 kwargs["callbacks"].append(session.start)
             # Crash-safe checkpoint files, weights-only loading (dmtrec.systems.checkpoints).

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Optional, Union
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from dmtrec.io.atomic import atomic_path
+from dmtrec.core.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -56,6 +56,9 @@ class RunConfig:
             "online" or "disabled" (no wandb at all; a CSV log instead).
         project: wandb project name.
         checkpoint_every: save ``checkpoints/last.ckpt`` every this many iterations.
+        export_frame: frame of the exported ``mesh/mesh.obj``: "dataset" (default: the input
+            cameras' world frame, so the mesh overlays them) or "training" (the Y-up frame a
+            Z-up NeRF-synthetic scene is turned into). ``mesh.glb`` is Y-up as glTF requires.
         overwrite: ``dmtrec fit`` without ``--ckpt_path`` on a name that already has a run
             deletes that run's folder and starts again (default: refuse).
     """
@@ -65,6 +68,7 @@ class RunConfig:
     wandb: str = "offline"
     project: str = "dmtrec"
     checkpoint_every: int = 100
+    export_frame: str = "dataset"
     overwrite: bool = False
 
 
@@ -248,7 +252,7 @@ def _resume_path(paths: RunPaths, set_aside: bool) -> Optional[str]:
 
 
 def _remove_temporaries(root: Path) -> None:
-    """Remove the temporary files and folders of atomic writes (:mod:`dmtrec.io.atomic`:
+    """Remove the temporary files and folders of atomic writes (:mod:`dmtrec.core.atomic`:
     ``.<name>.<random>.tmp...``, ``.old``) that a killed writer left in the run folder and its
     checkpoints; safe because this process holds the lock."""
     for folder in (root, root / "checkpoints"):
