@@ -6,7 +6,8 @@
   (:class:`dmtrec.systems.run.RunConfig`); wandb logs offline unless ``run.wandb: online``.
   The logger, the checkpoint callback and ``default_root_dir`` come from ``run:`` (a
   ``trainer.logger`` in a config is replaced). Resume a killed run with the same command plus
-  ``--ckpt_path last``.
+  ``--ckpt_path last``; a fit of an existing run without it refuses (``--run.overwrite true``
+  starts it again), and a run folder has one writer (``run.lock``, :func:`dmtrec.systems.run.start_fit`).
 * ``dmtrec export --ckpt C --out D``: write mesh/textures/GLB/probe of a checkpoint.
 * ``dmtrec make-dataset --mesh M --probe P --views N --res R --out D``: render a reference mesh
   into a NeRF-synthetic folder.
