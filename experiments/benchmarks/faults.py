@@ -202,7 +202,7 @@ def uninterrupted(settings: Settings, root: Path, name: str, seed: int = 0) -> T
     done = _run(settings.argv(root, name, seed))
     if done.returncode != 0:
         raise RuntimeError(f"uninterrupted run {name} failed:\n{done.stderr[-3000:]}")
-    trial = Trial(fault=f"none (seed {seed})")
+    trial = Trial(fault=f"none (seed {seed}{', again' if name == 'repeat' else ''})")
     trial.iterations, trial.metrics = _final(root / name)
     return trial
 
