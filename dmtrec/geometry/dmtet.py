@@ -17,7 +17,7 @@ from .marching_tets import marching_tetrahedra
 from .mesh import Mesh
 from .normals import compute_normals, compute_tangents
 from .sdf import mesh_sdf, sphere_sdf
-from .tetgrid import TetGrid, generate_tet_grid, load_tet_grid
+from .tetgrid import generate_tet_grid, load_tet_grid
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,46 @@ def sdf_reg_loss(sdf: Tensor, edges: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(s[:, 0], (s[:, 1] > 0).to(s.dtype)) + F.binary_cross_entropy_with_logits(
         s[:, 1], (s[:, 0] > 0).to(s.dtype)
     )
+
+
+def initial_sdf(
+    points: Tensor,
+    scale: float,
+    init: str,
+    sphere_radius: Optional[float],
+    init_mesh: Union[Mesh, str, os.PathLike, None],
+    seed: Optional[int],
+    owner: str,
+) -> Tensor:
+    """``[N]`` float32 initial SDF at the ``[N, 3]`` grid ``points`` of a grid cube of side ``scale``.
+
+    ``init``: ``"random"`` (nvdiffrec: ``U(0, 1) - 0.1``, ~90 % inside), ``"sphere"`` (a sphere of
+    ``sphere_radius``, default ``scale / 4``, at the origin) or ``"mesh"`` (the SDF of
+    ``init_mesh``, a :class:`Mesh` or an OBJ/GLB path). ``owner`` names the caller in errors.
+    """
+    if init not in INIT_MODES:
+        raise ValueError(f"{owner}: init must be one of {INIT_MODES}, got {init!r}")
+    if init == "random":
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        return torch.rand(points.shape[0], generator=gen) - 0.1
+    if init == "sphere":
+        radius = 0.25 * scale if sphere_radius is None else float(sphere_radius)
+        if not 0 < radius < 0.5 * scale:
+            raise ValueError(f"{owner}: sphere_radius must be in (0, scale/2 = {0.5 * scale}), got {radius}")
+        return sphere_sdf(points, radius)
+    if init_mesh is None:
+        raise ValueError(f"{owner}: init='mesh' needs init_mesh (a Mesh or an OBJ/GLB path)")
+    mesh = _load_mesh(init_mesh) if not isinstance(init_mesh, Mesh) else init_mesh
+    lo, hi = mesh.v_pos.detach().min(0).values, mesh.v_pos.detach().max(0).values
+    if bool((lo < -0.5 * scale).any() or (hi > 0.5 * scale).any()):
+        log.warning(
+            "%s: init_mesh AABB %s..%s leaves the grid cube of side %g; it will be cut",
+            owner,
+            lo.tolist(),
+            hi.tolist(),
+            scale,
+        )
+    return mesh_sdf(points, mesh.to(points.device)).float()
 
 
 class DMTetGeometry(nn.Module):
@@ -85,8 +125,6 @@ class DMTetGeometry(nn.Module):
         super().__init__()
         if not scale > 0:
             raise ValueError(f"DMTetGeometry: scale must be positive, got {scale!r}")
-        if init not in INIT_MODES:
-            raise ValueError(f"DMTetGeometry: init must be one of {INIT_MODES}, got {init!r}")
         grid = load_tet_grid(grid_file, resolution) if grid_file else generate_tet_grid(resolution)
         self.resolution = grid.resolution
         self.scale = float(scale)
@@ -95,40 +133,10 @@ class DMTetGeometry(nn.Module):
         self.register_buffer("tets", grid.tets, persistent=False)
         self.register_buffer("edges", grid.edges, persistent=False)
         self.register_buffer("tet_edges", grid.tet_edges, persistent=False)
-        self.sdf = nn.Parameter(self._initial_sdf(grid, init, sphere_radius, init_mesh, seed))
+        self.sdf = nn.Parameter(
+            initial_sdf(grid.vertices * self.scale, self.scale, init, sphere_radius, init_mesh, seed, "DMTetGeometry")
+        )
         self.deform = nn.Parameter(torch.zeros_like(self.grid_verts))
-
-    def _initial_sdf(
-        self,
-        grid: TetGrid,
-        init: str,
-        sphere_radius: Optional[float],
-        init_mesh: Union[Mesh, str, os.PathLike, None],
-        seed: Optional[int],
-    ) -> Tensor:
-        points = grid.vertices * self.scale
-        if init == "random":
-            gen = torch.Generator().manual_seed(seed) if seed is not None else None
-            return torch.rand(points.shape[0], generator=gen) - 0.1
-        if init == "sphere":
-            radius = 0.25 * self.scale if sphere_radius is None else float(sphere_radius)
-            if not 0 < radius < 0.5 * self.scale:
-                raise ValueError(
-                    f"DMTetGeometry: sphere_radius must be in (0, scale/2 = {0.5 * self.scale}), got {radius}"
-                )
-            return sphere_sdf(points, radius)
-        if init_mesh is None:
-            raise ValueError("DMTetGeometry: init='mesh' needs init_mesh (a Mesh or an OBJ/GLB path)")
-        mesh = _load_mesh(init_mesh) if not isinstance(init_mesh, Mesh) else init_mesh
-        lo, hi = mesh.v_pos.detach().min(0).values, mesh.v_pos.detach().max(0).values
-        if bool((lo < -0.5 * self.scale).any() or (hi > 0.5 * self.scale).any()):
-            log.warning(
-                "DMTetGeometry: init_mesh AABB %s..%s leaves the grid cube of side %g; it will be cut",
-                lo.tolist(),
-                hi.tolist(),
-                self.scale,
-            )
-        return mesh_sdf(points, mesh.to(points.device)).float()
 
     def deformed_vertices(self) -> Tensor:
         """``[V, 3]`` grid vertices moved by their bounded offsets."""
