@@ -4,6 +4,7 @@ Sign convention everywhere: ``sdf > 0`` is inside (occupied), as in nvdiffrec.
 """
 
 from .dmtet import DMTetGeometry, sdf_reg_loss
+from .flexicubes import FlexiCubesGeometry
 from .marching_tets import marching_tetrahedra
 from .mesh import Mesh
 from .normals import compute_normals, compute_tangents, face_normals, vertex_normals
@@ -15,6 +16,7 @@ from .uv_unwrap import UVUnwrapResult, per_triangle_atlas, uv_unwrap
 
 __all__ = [
     "DMTetGeometry",
+    "FlexiCubesGeometry",
     "Mesh",
     "TetGrid",
     "UVUnwrapResult",

@@ -241,9 +241,10 @@ def flexicubes(
         occ8 = occ[cubes]
         count = occ8.sum(1)
         surf = torch.nonzero((count > 0) & (count < 8)).squeeze(1)
-        if surf.numel() == 0:
-            empty = Mesh(verts[:0] + sdf[:0, None], torch.zeros(0, 3, dtype=torch.int64, device=device))
-            return FlexiCubesResult(empty, sdf[:0], 0)
+    if surf.numel() == 0:
+        empty = Mesh(verts[:0] + sdf[:0, None], torch.zeros(0, 3, dtype=torch.int64, device=device))
+        return FlexiCubesResult(empty, sdf[:0], 0)
+    with torch.no_grad():
         case = (occ8[surf].long() << torch.arange(8, device=device)).sum(1)
         case = _resolve_ambiguity(case, surf, resolution)
         patch = torch.as_tensor(EDGE_PATCH, device=device)[case]  # [S, 12]
