@@ -115,7 +115,7 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
         CSV logger's log_dir is a subfolder), written atomically on rank 0."""
 
         def save_config(self, trainer, pl_module, stage: str) -> None:
-            from dmtrec.io.atomic import atomic_path
+            from dmtrec.core.atomic import atomic_path
 
             with atomic_path(Path(trainer.default_root_dir) / self.config_filename) as tmp:
                 self.parser.save(self.config, str(tmp), skip_none=False, overwrite=True, multifile=self.multifile)

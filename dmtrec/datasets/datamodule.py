@@ -29,7 +29,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
 
 from .nerd import NeRDViews
 from .nerf_synthetic import ImageViews, NeRFSyntheticViews

@@ -77,7 +77,7 @@ def make_dataset(
     )
     fovx = 2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) * resolution[1] / resolution[0])
 
-    from dmtrec.io.atomic import atomic_folder
+    from dmtrec.core.atomic import atomic_folder
 
     with atomic_folder(out) as tmp:
         for split, count in (("train", views), ("val", val_views), ("test", test_views)):

@@ -3,10 +3,11 @@
 Sign convention everywhere: ``sdf > 0`` is inside (occupied), as in nvdiffrec.
 """
 
+from dmtrec.core.mesh import Mesh
+
 from .dmtet import DMTetGeometry, sdf_reg_loss
 from .flexicubes import FlexiCubesGeometry
 from .marching_tets import marching_tetrahedra
-from .mesh import Mesh
 from .normals import compute_normals, compute_tangents, face_normals, vertex_normals
 from .ops import aabb, merge_meshes, normalize_to_unit_cube
 from .regularizers import cotangent_laplacian, laplacian_loss, uniform_laplacian

@@ -31,15 +31,15 @@ edge-manifold (tested on random grids), and watertight where the surface stays i
 from __future__ import annotations
 
 import logging
-import os
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dmtrec.core.mesh import Mesh
+
 from .dmtet import initial_sdf, sdf_reg_loss
-from .mesh import Mesh
 from .normals import compute_normals, compute_tangents
 from .uv_unwrap import per_triangle_atlas
 
@@ -387,7 +387,7 @@ class FlexiCubesGeometry(nn.Module):
         scale: float = 2.1,
         init: str = "random",
         sphere_radius: Optional[float] = None,
-        init_mesh: Union[Mesh, str, os.PathLike, None] = None,
+        init_mesh: Optional[Mesh] = None,
         seed: Optional[int] = None,
     ):
         super().__init__()

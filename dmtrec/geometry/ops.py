@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .mesh import ATTRIBUTE_PAIRS, Mesh
+from dmtrec.core.mesh import ATTRIBUTE_PAIRS, Mesh
 
 
 def aabb(mesh: Mesh) -> tuple[Tensor, Tensor]:

@@ -26,9 +26,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import Tensor
 
+from dmtrec.core.atomic import atomic_folder, write_json
 from dmtrec.datasets.datamodule import ReconDataModule
 from dmtrec.geometry import Mesh
-from dmtrec.io.atomic import atomic_folder, write_json
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.metrics.geometry import geometry_report

@@ -8,7 +8,7 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
-from dmtrec.io.atomic import atomic_path
+from dmtrec.core.atomic import atomic_path
 from dmtrec.io.image import linear_to_srgb, write_png
 
 

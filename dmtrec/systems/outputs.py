@@ -13,8 +13,8 @@ from typing import Any, Dict, Optional
 
 from torch import Tensor
 
+from dmtrec.core.atomic import atomic_folder, atomic_path, write_json
 from dmtrec.geometry import Mesh
-from dmtrec.io.atomic import atomic_folder, atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
