@@ -86,7 +86,56 @@ def initial_sdf(
     return mesh_sdf(points, mesh.to(points.device)).float()
 
 
-class DMTetGeometry(nn.Module):
+class SDFGridGeometry(nn.Module):
+    """What DMTet and FlexiCubes share: an SDF and a bounded offset per grid vertex.
+
+    Subclasses set the buffers ``grid_verts`` ``[V, 3]`` and ``edges`` ``[E, 2]``, the attribute
+    ``offset_bound`` and the parameters ``sdf`` ``[V]`` and ``deform`` ``[V, 3]``, and implement
+    :meth:`mesh` and :meth:`surface_points`.
+    """
+
+    def deformed_vertices(self) -> Tensor:
+        """``[V, 3]`` grid vertices moved by their bounded offsets."""
+        return self.grid_verts + self.offset_bound * torch.tanh(self.deform)
+
+    def mesh(self, with_uv: bool = True, material=None) -> Mesh:
+        raise NotImplementedError
+
+    def surface_points(self) -> Tensor:
+        """``[N, 3]`` vertices of the current surface (no normals, UVs or gradients needed)."""
+        raise NotImplementedError
+
+    def forward(self, with_uv: bool = True, material=None) -> Mesh:
+        """Same as :meth:`mesh` (so that ``torch.func.functional_call`` and hooks work)."""
+        return self.mesh(with_uv, material)
+
+    def sdf_reg_loss(self) -> Tensor:
+        """:func:`sdf_reg_loss` over the grid's edges."""
+        return sdf_reg_loss(self.sdf, self.edges)
+
+    @torch.no_grad()
+    def aabb(self) -> tuple[Tensor, Tensor]:
+        """``([3], [3])`` bounds of the current surface; the grid's bounds when there is none."""
+        v = self.surface_points()
+        if v.shape[0] == 0:
+            return self.grid_aabb()
+        return v.min(0).values, v.max(0).values
+
+    @torch.no_grad()
+    def grid_aabb(self) -> tuple[Tensor, Tensor]:
+        """``([3], [3])`` bounds of the (undeformed) grid: nvdiffrec's ``getAABB``, the box a
+        volumetric material must cover."""
+        return self.grid_verts.min(0).values, self.grid_verts.max(0).values
+
+
+def finish_surface(mesh: Mesh, material, with_uv: bool) -> Mesh:
+    """Attach the material and add smooth normals (and, with UVs, tangents) for the renderer."""
+    mesh.material = material
+    mesh = compute_normals(mesh)
+    return compute_tangents(mesh) if with_uv else mesh
+
+
+class DMTetGeometry(SDFGridGeometry):
     """Deformable tetrahedral grid geometry (Shen et al. 2021; nvdiffrec's pass 1).
 
     The grid fills the cube ``[-scale/2, scale/2]^3``. Vertex ``i`` sits at
@@ -138,10 +187,6 @@ class DMTetGeometry(nn.Module):
         )
         self.deform = nn.Parameter(torch.zeros_like(self.grid_verts))
 
-    def deformed_vertices(self) -> Tensor:
-        """``[V, 3]`` grid vertices moved by their bounded offsets."""
-        return self.grid_verts + self.offset_bound * torch.tanh(self.deform)
-
     def mesh(self, with_uv: bool = True, material=None) -> Mesh:
         """Extract the current surface with smooth normals (and per-triangle UVs and tangents).
 
@@ -152,33 +197,13 @@ class DMTetGeometry(nn.Module):
         mesh = marching_tetrahedra(
             self.deformed_vertices(), self.sdf, self.tets, edges=self.edges, tet_edges=self.tet_edges, with_uv=with_uv
         )
-        mesh.material = material
-        mesh = compute_normals(mesh)
-        return compute_tangents(mesh) if with_uv else mesh
-
-    def forward(self, with_uv: bool = True, material=None) -> Mesh:
-        """Same as :meth:`mesh` (so that ``torch.func.functional_call`` and hooks work)."""
-        return self.mesh(with_uv, material)
-
-    def sdf_reg_loss(self) -> Tensor:
-        """:func:`sdf_reg_loss` over the grid's edges."""
-        return sdf_reg_loss(self.sdf, self.edges)
+        return finish_surface(mesh, material, with_uv)
 
     @torch.no_grad()
-    def aabb(self) -> tuple[Tensor, Tensor]:
-        """``([3], [3])`` bounds of the current surface; the grid's bounds when there is none."""
-        v = marching_tetrahedra(
+    def surface_points(self) -> Tensor:
+        return marching_tetrahedra(
             self.deformed_vertices(), self.sdf, self.tets, edges=self.edges, tet_edges=self.tet_edges
         ).v_pos
-        if v.shape[0] == 0:
-            return self.grid_aabb()
-        return v.min(0).values, v.max(0).values
-
-    @torch.no_grad()
-    def grid_aabb(self) -> tuple[Tensor, Tensor]:
-        """``([3], [3])`` bounds of the (undeformed) grid: nvdiffrec's ``getAABB``, the box a
-        volumetric material must cover."""
-        return self.grid_verts.min(0).values, self.grid_verts.max(0).values
 
     def extra_repr(self) -> str:
         return (

@@ -39,8 +39,7 @@ from torch import Tensor, nn
 
 from dmtrec.core.mesh import Mesh
 
-from .dmtet import initial_sdf, sdf_reg_loss
-from .normals import compute_normals, compute_tangents
+from .dmtet import SDFGridGeometry, finish_surface, initial_sdf
 from .uv_unwrap import per_triangle_atlas
 
 log = logging.getLogger(__name__)
@@ -358,7 +357,7 @@ def _drop_unused(v_pos: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
 
 
 # ---------------------------------------------------------------------------------------- module
-class FlexiCubesGeometry(nn.Module):
+class FlexiCubesGeometry(SDFGridGeometry):
     """FlexiCubes geometry with :class:`~dmtrec.geometry.dmtet.DMTetGeometry`'s interface.
 
     The voxel grid of ``resolution`` cells fills ``[-scale/2, scale/2]^3``; vertex ``i`` sits at
@@ -408,10 +407,6 @@ class FlexiCubesGeometry(nn.Module):
         self.weights = nn.Parameter(torch.ones(cubes.shape[0], 21))
         self._dev_loss: Optional[Tensor] = None
 
-    def deformed_vertices(self) -> Tensor:
-        """``[V, 3]`` grid vertices moved by their bounded offsets."""
-        return self.grid_verts + self.offset_bound * torch.tanh(self.deform)
-
     def extract(self, training: bool) -> FlexiCubesResult:
         """Run :func:`flexicubes` on the current parameters."""
         w = self.weights
@@ -444,34 +439,15 @@ class FlexiCubesGeometry(nn.Module):
             # through them, so the atlas's texel margin is irrelevant (a large nominal size).
             mesh.v_tex, mesh.t_tex_idx = per_triangle_atlas(mesh.num_faces, texture_res=1 << 16, device=mesh.device)
             mesh.v_tex = mesh.v_tex.to(mesh.v_pos.dtype)
-        mesh.material = material
-        mesh = compute_normals(mesh)
-        return compute_tangents(mesh) if with_uv else mesh
-
-    def forward(self, with_uv: bool = True, material=None) -> Mesh:
-        """Same as :meth:`mesh`."""
-        return self.mesh(with_uv, material)
-
-    def sdf_reg_loss(self) -> Tensor:
-        """nvdiffrec's SDF sign regularizer over the lattice edges."""
-        return sdf_reg_loss(self.sdf, self.edges)
+        return finish_surface(mesh, material, with_uv)
 
     def dev_loss(self) -> Tensor:
         """L_dev (mean) of the last :meth:`mesh` call, on its graph; 0 before any."""
         return self._dev_loss if self._dev_loss is not None else self.sdf.sum() * 0.0
 
     @torch.no_grad()
-    def aabb(self) -> tuple[Tensor, Tensor]:
-        """``([3], [3])`` bounds of the current surface; the grid's bounds when there is none."""
-        v = self.extract(training=False).mesh.v_pos
-        if v.shape[0] == 0:
-            return self.grid_aabb()
-        return v.min(0).values, v.max(0).values
-
-    @torch.no_grad()
-    def grid_aabb(self) -> tuple[Tensor, Tensor]:
-        """``([3], [3])`` bounds of the undeformed grid (the box a volumetric material covers)."""
-        return self.grid_verts.min(0).values, self.grid_verts.max(0).values
+    def surface_points(self) -> Tensor:
+        return self.extract(training=False).mesh.v_pos
 
     def extra_repr(self) -> str:
         return f"resolution={self.resolution}, scale={self.scale}, vertices={self.grid_verts.shape[0]}"
