@@ -1,9 +1,9 @@
 """The two-pass reconstruction as one LightningModule.
 
-Pass 1 ("dmtet") optimises a DMTet grid (SDF + offsets), a volumetric material and the light;
-at its end the extracted mesh is UV-unwrapped, the volumetric material baked into 2D textures,
-and pass 2 ("mesh") optimises vertex positions, textures and light with fixed topology and a
-Laplacian regularizer. Either pass can run alone (``passes``).
+Pass 1 ("dmtet") optimises a DMTet grid (SDF + offsets; or FlexiCubes, see ``geometry``), a
+volumetric material and the light; at its end the extracted mesh is UV-unwrapped, the volumetric
+material baked into 2D textures, and pass 2 ("mesh") optimises vertex positions, textures and
+light with fixed topology and a Laplacian regularizer. Either pass can run alone (``passes``).
 
 The pipeline state (stage, iteration) is the module's own and travels in the checkpoint:
 Lightning's ``global_step`` counts optimizer steps, which equals the iteration count here
@@ -189,8 +189,9 @@ class ReconstructionSystem(pl.LightningModule):
 
     @torch.no_grad()
     def bake_mesh(self) -> Tuple[Mesh, Dict[str, Tensor]]:
-        """The current surface with UVs and 2D textures: pass 1's DMTet mesh is extracted,
-        unwrapped and its volumetric material baked; pass 2's mesh and textures as they are."""
+        """The current surface with UVs and 2D textures: pass 1's surface is extracted (FlexiCubes:
+        2 triangles per quad, as without gradients), unwrapped and its volumetric material baked;
+        pass 2's mesh and textures as they are."""
         if self.stage == "mesh":
             return self.geometry.mesh(), components.material_textures(self.material)
         mesh = self.geometry.mesh()
