@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
+import yaml
 from torch import Tensor
 
 from dmtrec.core.atomic import atomic_folder, write_json
@@ -66,8 +67,6 @@ def _finite_or_none(value: Any) -> Any:
 
 def read_run_config(run_dir: Path) -> Dict[str, Any]:
     """The resolved config of ``run_dir`` as a dict; one-line errors for a missing folder or file."""
-    import yaml
-
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: run folder not found")
     path = run_dir / CONFIG_NAME

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import torch
+from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
 from dmtrec.core.atomic import atomic_path
@@ -49,7 +50,5 @@ def save_grid(path: Path, grid: Tensor) -> None:
 
 def log_grid(logger, key: str, grid: Tensor, step: int, caption: str = "") -> None:
     """Send a grid to wandb when the run logs there (other loggers: the PNG on disk suffices)."""
-    from pytorch_lightning.loggers import WandbLogger
-
     if isinstance(logger, WandbLogger):
         logger.log_image(key=key, images=[grid.numpy()], caption=[caption or key])
