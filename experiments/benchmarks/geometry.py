@@ -1,7 +1,9 @@
 """DMTet against FlexiCubes: extraction cost, then reconstruction quality at matched triangle counts.
 
 1. Extraction: forward (``mesh()``: surface, normals, UVs, tangents) and backward times of
-   DMTet at grid ``1.25 r`` and FlexiCubes at grid ``r`` (sphere and random SDF states).
+   DMTet at grid ``1.25 r`` and FlexiCubes at grid ``r`` (sphere and random SDF states, offsets
+   drawn at random). The modules are in training mode, so FlexiCubes' face counts are those of
+   the training split (4 per quad: twice what validation and export see).
 2. Fits: Spot and Bob rendered under the shared probe (``make_dataset``, NeRF-synthetic
    folders), pass 1 only (the geometries differ there; pass 2 keeps the topology) through the
    real ``dmtrec fit`` (quickstart.yaml settings), DMTet at ``1.25 r`` and FlexiCubes at ``r``, same
