@@ -1,13 +1,15 @@
 """``dmtrec make-dataset --mesh M --probe P --views N --res R --out D``: render a reference mesh
-under an HDR probe into a NeRF-synthetic dataset folder (:func:`dmtrec.datasets.make_dataset.make_dataset`)."""
+under an HDR probe into a NeRF-synthetic dataset folder (:func:`dmtrec.datasets.make_dataset.make_dataset`)
+or, with ``--format colmap``, a COLMAP capture with the true poses
+(:func:`dmtrec.datasets.make_dataset.make_colmap_dataset`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from dmtrec.datasets.make_dataset import make_dataset
+from dmtrec.datasets.make_dataset import COLMAP_MODELS, make_colmap_dataset, make_dataset
 
-HELP = "render a reference mesh into a NeRF-synthetic dataset folder"
+HELP = "render a reference mesh into a NeRF-synthetic dataset folder (or a COLMAP capture: --format colmap)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +33,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--probe-res", type=int, default=512, help="cube-map face size of the light (default 512, as nvdiffrec)"
     )
+    parser.add_argument(
+        "--format",
+        default="nerf_synthetic",
+        choices=("nerf_synthetic", "colmap"),
+        help="nerf_synthetic (default) or colmap: images/, masks/, sparse/0/*.txt with the true poses (train views only)",
+    )
+    parser.add_argument(
+        "--camera-model", default="PINHOLE", choices=COLMAP_MODELS, help="colmap: camera model (default PINHOLE)"
+    )
+    parser.add_argument(
+        "--distortion", type=float, default=0.05, help="colmap: radial k (k1) of distorted models (default 0.05)"
+    )
+    parser.add_argument(
+        "--background",
+        default="random",
+        choices=("random", "white", "black", "noise"),
+        help="colmap: what the opaque photos show behind the object (default random: one colour per image)",
+    )
     parser.add_argument("--device", default=None, help="render device (default: cuda if available, else cpu)")
     parser.add_argument("--rasterizer", default="auto", choices=("auto", "nvdiffrast", "torch"))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -38,6 +58,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``dmtrec make-dataset`` with parsed ``args``; errors raise ValueError (one line)."""
+    if args.format == "colmap":
+        out = make_colmap_dataset(
+            args.mesh,
+            args.probe,
+            args.views,
+            args.res,
+            args.out,
+            seed=args.seed,
+            fovy=args.fovy,
+            cam_radius=args.cam_radius,
+            translation_jitter=args.jitter,
+            spp=args.spp,
+            env_scale=args.env_scale,
+            probe_res=args.probe_res,
+            camera_model=args.camera_model,
+            distortion=args.distortion,
+            background=args.background,
+            overwrite=args.overwrite,
+            device=args.device,
+            rasterizer=args.rasterizer,
+        )
+        print(f"dmtrec make-dataset: wrote {args.views} views ({args.camera_model}) as a COLMAP capture to {out}")
+        return 0
     out = make_dataset(
         args.mesh,
         args.probe,
