@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         default="nerf_synthetic",
         choices=("nerf_synthetic", "colmap"),
-        help="nerf_synthetic (default) or colmap: images/, masks/, sparse/0/*.txt with the true poses (train views only)",
+        help="nerf_synthetic (default) or colmap: images/, masks/, sparse/0/*.txt with the true poses",
     )
     parser.add_argument(
         "--camera-model", default="PINHOLE", choices=COLMAP_MODELS, help="colmap: camera model (default PINHOLE)"

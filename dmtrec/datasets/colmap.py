@@ -427,7 +427,7 @@ def qvec_to_rotation(qvec: Sequence[float]) -> np.ndarray:
 
 
 def rotation_to_qvec(rotation: np.ndarray) -> Tuple[float, float, float, float]:
-    """``(w, x, y, z)`` with ``w >= 0`` of a ``[3, 3]`` rotation (Bar-Itzhack's eigenvector method, as COLMAP's scripts)."""
+    """``(w, x, y, z)`` with ``w >= 0`` of a ``[3, 3]`` rotation (Bar-Itzhack's method, as COLMAP's scripts)."""
     r = np.asarray(rotation, dtype=np.float64)
     # The eigenvector of the symmetric 4x4 matrix with the largest eigenvalue is (x, y, z, w).
     k = (

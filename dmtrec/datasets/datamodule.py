@@ -143,7 +143,8 @@ class ReconDataModule(pl.LightningDataModule):
                 raise ValueError("downscale: applies to nerf_synthetic images; set resolution for reference_mesh")
         if holdout and kind not in ("nerd", "colmap"):
             raise ValueError(
-                "holdout: applies to kinds nerd and colmap (NeRF-synthetic and reference meshes have their own splits), "
+                "holdout: applies to kinds nerd and colmap (NeRF-synthetic and reference meshes have their own "
+                "splits), "
                 f"got kind {kind}"
             )
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("spp", spp)):
