@@ -392,7 +392,7 @@ def write_model_text(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["# Camera list with one line of data per camera:", "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]"]
-    lines += [f"{c.id} {c.model} {c.width} {c.height} " + " ".join(repr(p) for p in c.params) for c in cameras]
+    lines += [f"{c.id} {c.model} {c.width} {c.height} " + " ".join(repr(float(p)) for p in c.params) for c in cameras]
     (folder / "cameras.txt").write_text("\n".join(lines) + "\n")
     lines = [
         "# Image list with two lines of data per image:",
