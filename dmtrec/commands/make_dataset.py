@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from dmtrec.datasets.make_dataset import COLMAP_MODELS, make_colmap_dataset, make_dataset
+from dmtrec.datasets.make_dataset import COLMAP_MODELS, PRINCIPAL_OFFSET, make_colmap_dataset, make_dataset
 
 HELP = "render a reference mesh into a NeRF-synthetic dataset folder (or a COLMAP capture: --format colmap)"
 
@@ -51,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("random", "white", "black", "noise"),
         help="colmap: what the opaque photos show behind the object (default random: one colour per image)",
     )
+    parser.add_argument(
+        "--principal-offset",
+        type=float,
+        nargs=2,
+        default=PRINCIPAL_OFFSET,
+        metavar=("DX", "DY"),
+        help="colmap: principal point offset from the centre, fractions of width and height (default 0.03 -0.02)",
+    )
     parser.add_argument("--device", default=None, help="render device (default: cuda if available, else cpu)")
     parser.add_argument("--rasterizer", default="auto", choices=("auto", "nvdiffrast", "torch"))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -75,6 +83,7 @@ def main(args: argparse.Namespace) -> int:
             camera_model=args.camera_model,
             distortion=args.distortion,
             background=args.background,
+            principal_offset=args.principal_offset,
             overwrite=args.overwrite,
             device=args.device,
             rasterizer=args.rasterizer,

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-image-size", type=int, default=3200, help="downsize for feature extraction")
     parser.add_argument("--keep-database", action="store_true", help="keep COLMAP's database.db in the output")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--verbose", action="store_true", help="show COLMAP's progress log")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -42,6 +43,7 @@ def main(args: argparse.Namespace) -> int:
         max_image_size=args.max_image_size,
         overwrite=args.overwrite,
         keep_database=args.keep_database,
+        verbose=args.verbose,
     )
     print(f"dmtrec poses: {summary.text()}")
     return 0

@@ -134,8 +134,8 @@ def make_dataset(
 
 COLMAP_MODELS = ("PINHOLE", "SIMPLE_RADIAL", "OPENCV")
 # Principal point offset of the synthetic COLMAP cameras, as fractions of the image size: off
-# centre, so that a reader ignoring cx, cy fails the round trip.
-_PRINCIPAL_OFFSET = (0.03, -0.02)
+# centre by default, so that a reader ignoring cx, cy fails the round trip.
+PRINCIPAL_OFFSET = (0.03, -0.02)
 _MAX_POINTS = 2000
 
 
@@ -155,6 +155,7 @@ def make_colmap_dataset(
     camera_model: str = "PINHOLE",
     distortion: float = 0.05,
     background: str = "random",
+    principal_offset: Sequence[float] = PRINCIPAL_OFFSET,
     overwrite: bool = False,
     device: Optional[str] = None,
     rasterizer: str = "auto",
@@ -164,7 +165,8 @@ def make_colmap_dataset(
     ``out/images/r_NNN.png`` are opaque photos (the render over a ``background``, by default
     one random colour per image), ``out/masks/r_NNN.png.png`` their coverage masks and
     ``out/sparse/0/{cameras,images,points3D}.txt`` the model: one camera of ``camera_model``
-    (focal length from ``fovy``, principal point off centre; SIMPLE_RADIAL ``k = distortion``,
+    (focal length from ``fovy``, principal point ``principal_offset`` (fractions of the width and
+    height) off centre: SfM assumes a centred one, so use ``(0, 0)`` to benchmark it; SIMPLE_RADIAL ``k = distortion``,
     OPENCV ``k1 = distortion`` plus small ``k2, p1, p2``: the photos are distorted to match),
     the views' true poses, and up to 2000 mesh vertices as points. Cameras are the random
     training views of the ``reference_mesh`` kind with the same seed; other arguments as
@@ -188,7 +190,7 @@ def make_colmap_dataset(
     )
     height, width = resolution
     focal = 0.5 * height / math.tan(math.radians(fovy) / 2.0)
-    cx, cy = width * (0.5 + _PRINCIPAL_OFFSET[0]), height * (0.5 + _PRINCIPAL_OFFSET[1])
+    cx, cy = width * (0.5 + principal_offset[0]), height * (0.5 + principal_offset[1])
     extra = {"PINHOLE": (), "SIMPLE_RADIAL": (distortion,), "OPENCV": (distortion, -0.2 * distortion, 1e-3, -1e-3)}
     params = (focal, focal, cx, cy) if camera_model != "SIMPLE_RADIAL" else (focal, cx, cy)
     camera = ColmapCamera(1, camera_model, width, height, params + extra[camera_model])
@@ -236,6 +238,7 @@ def make_colmap_dataset(
             "translation_jitter": translation_jitter,
             "camera": {"model": camera.model, "params": list(camera.params)},
             "background": background,
+            "principal_offset": list(principal_offset),
             "spp": spp,
             "env_scale": env_scale,
             "probe_res": probe_res,
