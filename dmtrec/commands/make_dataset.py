@@ -66,39 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``dmtrec make-dataset`` with parsed ``args``; errors raise ValueError (one line)."""
-    if args.format == "colmap":
-        out = make_colmap_dataset(
-            args.mesh,
-            args.probe,
-            args.views,
-            args.res,
-            args.out,
-            seed=args.seed,
-            fovy=args.fovy,
-            cam_radius=args.cam_radius,
-            translation_jitter=args.jitter,
-            spp=args.spp,
-            env_scale=args.env_scale,
-            probe_res=args.probe_res,
-            camera_model=args.camera_model,
-            distortion=args.distortion,
-            background=args.background,
-            principal_offset=args.principal_offset,
-            overwrite=args.overwrite,
-            device=args.device,
-            rasterizer=args.rasterizer,
-        )
-        print(f"dmtrec make-dataset: wrote {args.views} views ({args.camera_model}) as a COLMAP capture to {out}")
-        return 0
-    out = make_dataset(
-        args.mesh,
-        args.probe,
-        args.views,
-        args.res,
-        args.out,
+    common = dict(
         seed=args.seed,
-        val_views=args.val_views,
-        test_views=args.test_views,
         fovy=args.fovy,
         cam_radius=args.cam_radius,
         translation_jitter=args.jitter,
@@ -108,6 +77,31 @@ def main(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         device=args.device,
         rasterizer=args.rasterizer,
+    )
+    if args.format == "colmap":
+        out = make_colmap_dataset(
+            args.mesh,
+            args.probe,
+            args.views,
+            args.res,
+            args.out,
+            camera_model=args.camera_model,
+            distortion=args.distortion,
+            background=args.background,
+            principal_offset=args.principal_offset,
+            **common,
+        )
+        print(f"dmtrec make-dataset: wrote {args.views} views ({args.camera_model}) as a COLMAP capture to {out}")
+        return 0
+    out = make_dataset(
+        args.mesh,
+        args.probe,
+        args.views,
+        args.res,
+        args.out,
+        val_views=args.val_views,
+        test_views=args.test_views,
+        **common,
     )
     print(f"dmtrec make-dataset: wrote {args.views}+{args.val_views}+{args.test_views} views to {out}")
     return 0

@@ -46,7 +46,7 @@ from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 
 from .errors import DatasetError
-from .nerd import axes_focus, split_frames
+from .nerd import axes_focus, check_holdout, split_frames
 from .nerf_synthetic import ImageViews, check_view_options, evenly_spaced, load_rgba, read_dataset_image, size_text
 from .samples import check_background
 
@@ -687,8 +687,7 @@ class ColmapViews(ImageViews):
         radius: Optional[float] = None,
     ):
         check_view_options(downscale, resolution, length, max_frames)
-        if not isinstance(holdout, int) or isinstance(holdout, bool) or holdout < 0 or holdout == 1:
-            raise ValueError(f"holdout: must be 0 (no held-out frames) or an integer >= 2, got {holdout!r}")
+        check_holdout(holdout)
         folder = Path(folder)
         self.split = split
         self.background = check_background(background, "background")

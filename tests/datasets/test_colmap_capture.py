@@ -181,4 +181,6 @@ def alignment_errors(truth, estimate):
     return {
         "rotation_deg": np.degrees(np.arccos(np.clip(cos, -1, 1))),
         "centre_rel": np.linalg.norm(centres - y, axis=-1) / np.linalg.norm(y - my, axis=-1),
+        # estimated world -> true world: x_true = scale * rotation @ (x - mx) + my
+        "similarity": (scale, rotation, mx, my),
     }
