@@ -378,3 +378,12 @@ def test_datamodule_colmap_kind_with_holdout(tmp_path):
     assert [len(module.datasets[s]) for s in ("train", "val", "test")] == [4, 2, 2]
     batch = next(iter(module.train_dataloader()))
     assert batch["img"].shape == (1, 12, 16, 4) and batch["proj"][0, 0, 2] == pytest.approx(1 - 2 * 9.0 / 16)
+
+
+def test_centred_intrinsics_give_the_fov_projection():
+    from dmtrec.render.camera import perspective, perspective_from_intrinsics
+
+    width, height, fy = 64.0, 48.0, 50.0
+    fovy = 2 * math.atan(height / (2 * fy))
+    got = perspective_from_intrinsics(fy, fy, width / 2, height / 2, width, height, 0.1, 100.0)
+    torch.testing.assert_close(got, perspective(fovy, width / height, 0.1, 100.0))

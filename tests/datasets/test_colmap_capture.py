@@ -100,6 +100,13 @@ def test_inspect_data_draws_any_kind(captures, tmp_path, capsys):
     assert ((pixels[:, 0] > 200) & (pixels[:, 1] < 80)).sum() > 20
 
 
+def test_inspect_data_reads_a_nerf_synthetic_folder(make_nerf, tmp_path, capsys):
+    folder, _ = make_nerf()
+    assert cli_main(["inspect-data", str(folder), "--out", str(tmp_path / "insp")]) == 0
+    assert "3 training cameras, 0 points" in capsys.readouterr().out
+    assert (tmp_path / "insp" / "cameras.png").is_file() and (tmp_path / "insp" / "contact_sheet.png").is_file()
+
+
 def test_inspect_data_flags_a_grid_too_small(captures, tmp_path, capsys):
     assert cli_main(["inspect-data", str(captures[0]), "--out", str(tmp_path / "i"), "--scale", "1.2"]) == 0
     assert "exceeds the tet grid's half-edge" in capsys.readouterr().out
