@@ -190,3 +190,25 @@ def alignment_errors(truth, estimate):
         # estimated world -> true world: x_true = scale * rotation @ (x - mx) + my
         "similarity": (scale, rotation, mx, my),
     }
+
+
+@pytest.mark.parametrize("command, option", [("poses", "--masks"), ("inspect-data", "--scale")])
+def test_new_commands_are_wired(capsys, command, option):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert option in capsys.readouterr().out
+
+
+def test_poses_without_pycolmap_says_how_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "pycolmap", None)  # `import pycolmap` raises ImportError
+    for i in range(3):
+        write_png(tmp_path / "photos" / f"p{i}.png", np.full((8, 8, 3), 0.5, np.float32))
+    assert cli_main(["poses", str(tmp_path / "photos"), "--out", str(tmp_path / "data")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install dmtrec[colmap]" in err[0]
+
+
+def test_inspect_data_of_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert cli_main(["inspect-data", str(tmp_path / "nope")]) != 0
+    assert capsys.readouterr().err.strip().endswith("nope: dataset folder or config not found")
