@@ -19,7 +19,8 @@ points go into each view's projection (:func:`dmtrec.render.camera.perspective_f
 
 The scene is normalised into the tet grid (:func:`estimate_object_sphere`,
 :class:`Normalization`): the object's centre is the point nearest every camera's optical
-axis, its radius a high percentile of the sparse points' distances to it, and the world is
+axis, its radius a high percentile of the sparse points' distances to it (only points seen
+inside the masks where the model has 2D observations, so a table or room does not count), and the world is
 turned so that the cameras' mean up vector is +Y, shifted and scaled so that this sphere
 becomes the unit sphere (a ``model.dmtet.scale`` of 2.2-2.5 leaves a margin). ``center`` and
 ``radius`` override the estimate. Everything is checked when a dataset is built: a broken
@@ -542,12 +543,41 @@ def up_alignment(c2w: np.ndarray) -> np.ndarray:
     return np.eye(3) + skew + skew @ skew / (1.0 + cos)
 
 
+def points_in_masks(model: ColmapModel, coverage: Dict[int, np.ndarray], vote: float = 0.5) -> np.ndarray:
+    """``[N]`` bool over ``model.points``: observed inside the object masks in at least ``vote`` of
+    the images (of ``coverage``) that see them.
+
+    ``coverage`` maps image ids to ``[H, W]`` masks at the camera's size (the photo as
+    registered, distortion included, like the 2D points). Points no masked image sees are kept.
+    """
+    inside = np.zeros(len(model.points.ids))
+    seen = np.zeros(len(model.points.ids))
+    row_of = {int(i): row for row, i in enumerate(model.points.ids)}
+    for image_id, mask in coverage.items():
+        image = model.images[image_id]
+        observed = image.point3d_ids >= 0
+        if not observed.any():
+            continue
+        rows = np.array([row_of.get(int(i), -1) for i in image.point3d_ids[observed]])
+        xy = np.floor(image.xys[observed]).astype(np.int64)
+        u, v = np.clip(xy[:, 0], 0, mask.shape[1] - 1), np.clip(xy[:, 1], 0, mask.shape[0] - 1)
+        known = rows >= 0
+        np.add.at(seen, rows[known], 1.0)
+        np.add.at(inside, rows[known], (mask[v, u] > 0.5)[known].astype(np.float64))
+    return (seen == 0) | (inside >= vote * seen)
+
+
 def normalization(
-    model: ColmapModel, center: Optional[Sequence[float]] = None, radius: Optional[float] = None
+    model: ColmapModel,
+    center: Optional[Sequence[float]] = None,
+    radius: Optional[float] = None,
+    object_points: Optional[np.ndarray] = None,
 ) -> Normalization:
-    """The :class:`Normalization` of ``model``; ``center`` / ``radius`` (COLMAP units) override the estimate."""
+    """The :class:`Normalization` of ``model``; ``center`` / ``radius`` (COLMAP units) override the
+    estimate, which uses the sparse points selected by the bool ``object_points [N]`` (default all)."""
     c2w = np.stack([camera_to_world(image) for image in model.images.values()])
-    estimated_center, estimated_radius = estimate_object_sphere(c2w, model.points.xyz)
+    xyz = model.points.xyz if object_points is None else model.points.xyz[object_points]
+    estimated_center, estimated_radius = estimate_object_sphere(c2w, xyz)
     center = estimated_center if center is None else np.asarray(center, dtype=np.float64)
     if center.shape != (3,) or not np.isfinite(center).all():
         raise ValueError(f"center: expected three finite numbers, got {center.tolist()}")
@@ -694,8 +724,6 @@ class ColmapViews(ImageViews):
         self.seed = int(seed)
         self.require_alpha = require_alpha
         self.model = read_model(find_model(folder))
-        self.normalization = normalization(self.model, center, radius)
-        self.points = self.normalization.points(self.model.points.xyz)
 
         registered = sorted(self.model.images.values(), key=lambda image: image.name)
         images, masks = [], []
@@ -707,6 +735,15 @@ class ColmapViews(ImageViews):
                 )
             images.append(path)
             masks.append(find_mask(folder, image.name))
+        # Sparse points of the background (table, room) would inflate the object's radius: where
+        # masks exist, only points seen inside them count (all frames, so every split agrees).
+        object_points = None
+        if radius is None and (self.model.points.ids.size and any(i.point3d_ids.size for i in registered)):
+            object_points = points_in_masks(self.model, self._coverage(registered, images, masks))
+            if object_points.sum() < 10:
+                object_points = None
+        self.normalization = normalization(self.model, center, radius, object_points)
+        self.points = self.normalization.points(self.model.points.xyz)
         candidates = split_frames(len(registered), split, holdout)
         if not candidates:
             raise DatasetError(
@@ -727,6 +764,18 @@ class ColmapViews(ImageViews):
         self.fovy = (2.0 * torch.atan(height / (2.0 * fy))).float()
         c2w = self.normalization.cameras(np.stack([camera_to_world(image) for image in self.entries]))
         self.cameras = Cameras(c2w=torch.from_numpy(c2w).float(), proj=proj, resolution=self.resolution)
+
+    def _coverage(self, registered: List[ColmapImage], images: List[Path], masks: List[Optional[Path]]):
+        """Image id -> ``[H, W]`` mask of the registered images that have a mask file or an alpha channel."""
+        coverage = {}
+        for image, image_path, mask_path in zip(registered, images, masks):
+            if mask_path is not None:
+                coverage[image.id] = read_dataset_image(mask_path)[..., 0]
+            elif image.point3d_ids.size:
+                pixels = read_dataset_image(image_path)
+                if pixels.shape[-1] in (2, 4):
+                    coverage[image.id] = pixels[..., -1]
+        return coverage
 
     def load(self, slot: int) -> Tensor:
         entry, image_path, mask_path = self.entries[slot], self.image_paths[slot], self.mask_paths[slot]

@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 from dmtrec.datasets.colmap import (
     ColmapCamera,
     ColmapViews,
+    camera_to_world,
     estimate_object_sphere,
     read_model,
     undistort_image,
@@ -159,8 +160,14 @@ def write_capture(
     alpha: bool = False,
     target=(0.0, 0.0, 0.0),
     points=None,
+    object_radius=None,
 ):
-    """A capture folder: ``count`` cameras on a circle of radius 4 around ``target``, small random images."""
+    """A capture folder: ``count`` cameras on a circle of radius 4 around ``target``, small random images.
+
+    With ``object_radius``, each image observes the ``points`` it sees (2D points, COLMAP's
+    pinhole formula) and its mask is the disc the sphere of that radius at ``target`` projects to
+    (random masks otherwise).
+    """
     rng = np.random.default_rng(0)
     lines, images = [], []
     for i in range(count):
@@ -169,11 +176,25 @@ def write_capture(
         q, t = look_at_pose(centre, target, rng)
         name = f"img{i}.jpg" if not alpha else f"img{i}.png"
         pose = " ".join(repr(float(v)) for v in (*q, *t))
-        lines.append(f"{i + 1} {pose} 1 {name}\n\n")  # no 2D points: an empty second line
+        observations = ""
+        mask = rng.integers(0, 2, (*size, 1)).astype(np.float32)
+        if object_radius is not None:
+            fx, fy, cx, cy = (float(v) for v in camera_line.split()[4:8])  # a PINHOLE camera
+            rotation = Rotation.from_quat([*q[1:], q[0]]).as_matrix()
+            cam = np.asarray(points) @ rotation.T + t
+            uv = np.stack([fx * cam[:, 0] / cam[:, 2] + cx, fy * cam[:, 1] / cam[:, 2] + cy], -1)
+            seen = (cam[:, 2] > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < size[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < size[0])
+            observations = " ".join(f"{u!r} {v!r} {k + 1}" for k, (u, v) in enumerate(uv.tolist()) if seen[k])
+            middle = rotation @ np.asarray(target) + t
+            u0, v0 = fx * middle[0] / middle[2] + cx, fy * middle[1] / middle[2] + cy
+            rows, cols = np.indices(size) + 0.5
+            disc = np.hypot(cols - u0, rows - v0) < fx * object_radius / np.linalg.norm(middle) * 1.1
+            mask = disc[..., None].astype(np.float32)
+        lines.append(f"{i + 1} {pose} 1 {name}\n{observations}\n")  # the second line: 2D points (or none)
         img = rng.integers(0, 256, (*size, 4 if alpha else 3)).astype(np.float32) / 255
         write_png(folder / "images" / name, img)
         if masks:
-            write_png(folder / "masks" / f"{name}.png", rng.integers(0, 2, (*size, 1)).astype(np.float32))
+            write_png(folder / "masks" / f"{name}.png", mask)
         images.append(img)
     point_lines = "".join(f"{i + 1} {p[0]} {p[1]} {p[2]} 0 0 0 0.1\n" for i, p in enumerate(points or []))
     write_text_model(folder / "sparse" / "0", camera_line + "\n", "".join(lines), point_lines)
@@ -306,6 +327,25 @@ def test_normalised_capture_and_overrides(tmp_path):
     assert up[1] / np.linalg.norm(up) > 0.999
     override = ColmapViews(tmp_path / "cap", center=[2.0, -1.0, 0.5], radius=2.0)
     np.testing.assert_allclose(override.cameras.campos.double().norm(dim=-1).numpy(), 2 * math.sqrt(1.09), rtol=1e-4)
+
+
+def test_points_outside_the_masks_do_not_inflate_the_radius(tmp_path):
+    """A ball of points on a table of points: with masks of the ball, the radius is the ball's;
+    the table (nearer than the cameras) would otherwise set it."""
+    rng = np.random.default_rng(5)
+    ball = rng.normal(size=(400, 3))
+    ball *= 0.4 * rng.uniform(size=(400, 1)) ** (1 / 3) / np.linalg.norm(ball, axis=-1, keepdims=True)
+    table = np.stack([rng.uniform(-2.5, 2.5, 600), np.full(600, -0.6), rng.uniform(-2.5, 2.5, 600)], -1)
+    points = np.concatenate([ball, table]).tolist()
+    write_capture(
+        tmp_path / "cap", count=8, camera_line="1 PINHOLE 160 120 140.0 140.0 80.0 60.0", size=(120, 160),
+        points=points, object_radius=0.4,
+    )  # fmt: skip
+    views = ColmapViews(tmp_path / "cap")
+    assert views.normalization.radius == pytest.approx(np.percentile(np.linalg.norm(ball, axis=-1), 95), rel=0.1)
+    c2w = np.stack([camera_to_world(image) for image in views.model.images.values()])
+    unmasked = estimate_object_sphere(c2w, np.asarray(points))[1]
+    assert unmasked > 2 * views.normalization.radius
 
 
 # ----------------------------------------------------------------------------- bad input
