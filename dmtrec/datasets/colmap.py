@@ -20,8 +20,8 @@ points go into each view's projection (:func:`dmtrec.render.camera.perspective_f
 The scene is normalised into the tet grid (:func:`estimate_object_sphere`,
 :class:`Normalization`): the object's centre is the point nearest every camera's optical
 axis, its radius a high percentile of the sparse points' distances to it (only points seen
-inside the masks where the model has 2D observations, so a table or room does not count), and the world is
-turned so that the cameras' mean up vector is +Y, shifted and scaled so that this sphere
+inside the masks where the model has 2D observations, so a table or room does not count), and
+the world is turned so that the cameras' mean up vector is +Y, shifted and scaled so that this sphere
 becomes the unit sphere (a ``model.dmtet.scale`` of 2.2-2.5 leaves a margin). ``center`` and
 ``radius`` override the estimate. Everything is checked when a dataset is built: a broken
 folder fails before training with one :class:`DatasetError` line naming the file.
