@@ -21,7 +21,7 @@ from dmtrec.datasets.inspect import (
     sample_images,
     scene_overview,
 )
-from dmtrec.io.atomic import atomic_path
+from dmtrec.core.atomic import atomic_path
 
 HELP = "draw a dataset's cameras, points and tet grid, and a contact sheet of its images (DATA: folder or config)"
 DEFAULT_SCALE = 2.1  # DMTetConfig.scale

@@ -13,7 +13,7 @@ binary. A pose is world-to-camera ``x_cam = R(q) X + t`` with OpenCV camera axes
 y down, looking down +z); :func:`camera_to_world` turns it into the OpenGL convention of
 :mod:`dmtrec.datasets.samples`. Camera models SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL,
 RADIAL and OPENCV are read; distorted photos are undistorted once (same size and focal
-lengths, pinhole) into the user cache (:func:`dmtrec.cache.cache_dir` ``/colmap``) and read
+lengths, pinhole) into the user cache (:func:`dmtrec.core.cache.cache_dir` ``/colmap``) and read
 from there afterwards; other models are rejected. Per-image focal lengths and principal
 points go into each view's projection (:func:`dmtrec.render.camera.perspective_from_intrinsics`).
 
@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmtrec.cache import cache_dir
-from dmtrec.io.atomic import atomic_path
+from dmtrec.core.cache import cache_dir
+from dmtrec.core.atomic import atomic_path
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 

@@ -21,11 +21,12 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from dmtrec.core.atomic import atomic_folder
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 
 from .colmap import ColmapCamera, ColmapImage, ColmapPoints, distort_image, world_to_camera, write_model_text
-from .reference_mesh import ReferenceMeshViews, load_reference_scene
+from .reference_mesh import PathTracedScene, ReferenceMeshViews, load_reference_scene, with_constant_ks
 from .samples import (
     SPLIT_STREAMS,
     STREAM_BACKGROUND,
@@ -36,6 +37,8 @@ from .samples import (
 )
 
 PathLike = Union[str, os.PathLike]
+
+RENDERERS = ("raster", "pathtrace")
 
 # Views rendered per batch: large enough to amortize per-call overhead, small enough for
 # 512x512 renders with spp 2 to fit a laptop's memory.
@@ -60,6 +63,9 @@ def make_dataset(
     overwrite: bool = False,
     device: Optional[str] = None,
     rasterizer: str = "auto",
+    renderer: str = "raster",
+    roughness: Optional[float] = None,
+    metallic: Optional[float] = None,
 ) -> Path:
     """Render ``mesh`` lit by ``probe`` into the NeRF-synthetic folder ``out``; returns ``out``.
 
@@ -74,6 +80,11 @@ def make_dataset(
         fovy, cam_radius, translation_jitter, spp, env_scale, probe_res: as :class:`ReconDataModule`.
         overwrite: replace ``out`` if it exists (else that is an error).
         device: where to render (default CUDA if available); ``rasterizer``: backend.
+        renderer: ``"raster"`` (dmtrec's rasterizer, split-sum shading; ``spp`` is supersampling
+            per axis) or ``"pathtrace"`` (Mitsuba 3, :mod:`dmtrec.render.pathtrace`: shadows and
+            interreflections; ``spp`` is samples per pixel).
+        roughness, metallic: replace the mesh's ks with this one value (occlusion 0), e.g. the
+            plastic and metal variants of nvdiffrec's known-geometry experiment.
     """
     out = Path(out)
     resolution = as_resolution(res, "res")
@@ -82,13 +93,8 @@ def make_dataset(
             raise ValueError(f"{name}: must be >= 1, got {value}")
     if out.exists() and not overwrite:
         raise ValueError(f"{out}: output folder exists (pass --overwrite, or overwrite=True, to replace it)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    scene = load_reference_scene(
-        mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer
-    )
+    scene, spp = _scene(mesh, probe, env_scale, probe_res, device, rasterizer, renderer, roughness, metallic, spp, seed)
     fovx = 2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) * resolution[1] / resolution[0])
-
-    from dmtrec.io.atomic import atomic_folder
 
     with atomic_folder(out) as tmp:
         for split, count in (("train", views), ("val", val_views), ("test", test_views)):
@@ -124,12 +130,30 @@ def make_dataset(
             "fovy_degrees": fovy,
             "cam_radius": cam_radius,
             "translation_jitter": translation_jitter,
-            "spp": spp,
+            "renderer": renderer,
+            "spp": scene.samples if renderer == "pathtrace" else spp,
+            "ks_override": None if roughness is None and metallic is None else [0.0, roughness, metallic],
             "env_scale": env_scale,
             "probe_res": probe_res,
         }
         (tmp / "dataset.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return out
+
+
+def _scene(mesh, probe, env_scale, probe_res, device, rasterizer, renderer, roughness, metallic, spp, seed):
+    """``(scene, spp of the views)``: the reference scene to render, rasterized or path traced, with ks replaced."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer: must be one of {', '.join(RENDERERS)}, got {renderer!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    scene = load_reference_scene(
+        mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer
+    )
+    if roughness is not None or metallic is not None:
+        scene = with_constant_ks(scene, 1.0 if roughness is None else roughness, metallic or 0.0)
+    if renderer == "pathtrace":
+        scene = PathTracedScene(scene, samples=spp, seed=seed, env_scale=env_scale)
+        spp = 1  # the views' supersampling: the path tracer's samples already filter each pixel
+    return scene, spp
 
 
 COLMAP_MODELS = ("PINHOLE", "SIMPLE_RADIAL", "OPENCV")
@@ -152,6 +176,9 @@ def make_colmap_dataset(
     spp: int = 1,
     env_scale: float = 1.0,
     probe_res: int = 512,
+    renderer: str = "raster",
+    roughness: Optional[float] = None,
+    metallic: Optional[float] = None,
     camera_model: str = "PINHOLE",
     distortion: float = 0.05,
     background: str = "random",
@@ -172,8 +199,6 @@ def make_colmap_dataset(
     training views of the ``reference_mesh`` kind with the same seed; other arguments as
     :func:`make_dataset`.
     """
-    from dmtrec.io.atomic import atomic_folder
-
     out = Path(out)
     resolution = as_resolution(res, "res")
     if camera_model not in COLMAP_MODELS:
@@ -184,10 +209,7 @@ def make_colmap_dataset(
     if out.exists() and not overwrite:
         raise ValueError(f"{out}: output folder exists (pass --overwrite, or overwrite=True, to replace it)")
     background = check_background(background, "background")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    scene = load_reference_scene(
-        mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer
-    )
+    scene, spp = _scene(mesh, probe, env_scale, probe_res, device, rasterizer, renderer, roughness, metallic, spp, seed)
     height, width = resolution
     focal = 0.5 * height / math.tan(math.radians(fovy) / 2.0)
     cx, cy = width * (0.5 + principal_offset[0]), height * (0.5 + principal_offset[1])
@@ -239,7 +261,9 @@ def make_colmap_dataset(
             "camera": {"model": camera.model, "params": list(camera.params)},
             "background": background,
             "principal_offset": list(principal_offset),
-            "spp": spp,
+            "renderer": renderer,
+            "spp": scene.samples if renderer == "pathtrace" else spp,
+            "ks_override": None if roughness is None and metallic is None else [0.0, roughness, metallic],
             "env_scale": env_scale,
             "probe_res": probe_res,
         }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from dmtrec.io.atomic import atomic_folder
+from dmtrec.core.atomic import atomic_folder
 
 from .colmap import MIN_IMAGES
 from .nerd import IMAGE_SUFFIXES

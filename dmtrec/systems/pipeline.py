@@ -127,6 +127,7 @@ class ReconstructionSystem(pl.LightningModule):
         self.light = components.build_light(self.light_cfg)
         if passes == "mesh":
             mesh, textures = read_mesh(self.mesh_cfg.init_mesh)
+            textures = textures if self.mesh_cfg.keep_textures else None
             self._enter_mesh_stage(*self._prepare_input_mesh(mesh, textures))
         else:
             self.stage = "dmtet"
@@ -143,6 +144,11 @@ class ReconstructionSystem(pl.LightningModule):
     @property
     def finished(self) -> bool:
         return self.iteration >= self.total_iters
+
+    @property
+    def about_to_bake(self) -> bool:
+        """Pass 1 has run its iterations and pass 2 follows: the next batch starts with the bake."""
+        return self.stage == "dmtet" and self.passes == "both" and self.iteration >= self.iters_dmtet
 
     @property
     def pass_number(self) -> int:
@@ -322,7 +328,7 @@ class ReconstructionSystem(pl.LightningModule):
     def on_train_batch_start(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
         # Here rather than in training_step: Lightning hooks its step counter into the
         # optimizers in use when the batch starts, so the new optimizer must exist by then.
-        if self.stage == "dmtet" and self.passes == "both" and self.iteration >= self.iters_dmtet:
+        if self.about_to_bake:
             self._start_mesh_pass()
 
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Optional[Tensor]:
