@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 import dmtrec
+from dmtrec.core.atomic import atomic_path
 from dmtrec.datasets.datamodule import KINDS, ReconDataModule
 from dmtrec.datasets.inspect import (
     contact_sheet,
@@ -21,7 +22,6 @@ from dmtrec.datasets.inspect import (
     sample_images,
     scene_overview,
 )
-from dmtrec.core.atomic import atomic_path
 
 HELP = "draw a dataset's cameras, points and tet grid, and a contact sheet of its images (DATA: folder or config)"
 DEFAULT_SCALE = 2.1  # DMTetConfig.scale

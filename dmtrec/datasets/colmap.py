@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmtrec.core.cache import cache_dir
 from dmtrec.core.atomic import atomic_path
+from dmtrec.core.cache import cache_dir
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 
