@@ -69,12 +69,12 @@ class ReconDataModule(pl.LightningDataModule):
             CPU runs quick, since prefiltering it dominates setup).
         resolution: ``(H, W)`` working resolution. Reference mesh: render size (default
             512 x 512, nvdiffrec's). NeRF-synthetic: resize target keeping the images' aspect
-            (default: image size / ``downscale``). NeRD: resize target (default: image size /
+            (default: image size / ``downscale``). NeRD, COLMAP: resize target (default: image size /
             ``downscale``).
-        downscale: NeRF-synthetic and NeRD: shrink images by this integer factor.
-        views: training samples per epoch. NeRF-synthetic, NeRD: frames repeat cyclically
+        downscale: NeRF-synthetic, NeRD, COLMAP: shrink images by this integer factor.
+        views: training samples per epoch. NeRF-synthetic, NeRD, COLMAP: frames repeat cyclically
             (default one per frame); reference mesh: a fresh random camera per sample (default 1000).
-        val_views, test_views: NeRF-synthetic, NeRD: evenly spaced subset of the split's frames
+        val_views, test_views: NeRF-synthetic, NeRD, COLMAP: evenly spaced subset of the split's frames
             (default all); reference mesh: cameras on a fixed orbit (default 8).
         holdout: NeRD, COLMAP: 0 (every split holds all frames: nvdiffrec evaluates on its training
             views) or k >= 2 (every k-th frame is held out of training for val and test).
@@ -92,7 +92,7 @@ class ReconDataModule(pl.LightningDataModule):
         center, radius: COLMAP: the object's sphere in the model's units, overriding the
             estimate from the cameras' look-at point and the sparse points; the scene is scaled
             so that this sphere is the unit sphere of the tet grid.
-        preload: NeRF-synthetic, NeRD: keep decoded images in memory.
+        preload: NeRF-synthetic, NeRD, COLMAP: keep decoded images in memory.
         world_up: NeRF-synthetic: ``"z"`` turns Blender's Z-up scenes Y-up, as nvdiffrec does.
         render_device: reference mesh: device to render on (default CUDA if available).
         render_rasterizer: reference mesh: rasterizer backend of the reference renders (``auto``,
