@@ -12,8 +12,10 @@ silhouette gradients; dmtrec's chain does (antialias).
 For every configuration each code version runs in its own subprocess (so peak memory, the
 process's ``ru_maxrss``, is its own); versions run back to back, so machine load affects them
 alike. ``--before DIR`` adds the code in DIR (e.g. ``git archive <commit> | tar -x -C DIR``) as
-a "before" column. Times are medians of ``--repeats`` calls after one warm-up; CPU threads are
-pinned (``--threads``, default 1) for torch and Dr.Jit alike.
+a "before" column. Times are medians of ``--repeats`` calls after one warm-up, by wall clock and
+by the process's CPU time (the better measure on a shared machine: other processes stretch the
+wall time, not the CPU time); CPU threads are pinned (``--threads``, default 1) for torch and
+Dr.Jit alike.
 
     python experiments/benchmarks/raster_scaling.py --quick
     python experiments/benchmarks/raster_scaling.py --before /tmp/raster_before --repeats 5
@@ -53,22 +55,20 @@ LLVM_GLOBS = ("/usr/lib/x86_64-linux-gnu/libLLVM-1[6-9]*.so*", "/usr/lib/llvm-1[
 # Child process: one code version, one configuration.
 
 
-def _timed(fwd: Callable[[], object], bwd: Optional[Callable[[object], None]], repeats: int) -> Tuple[float, float]:
-    """Median forward and backward seconds after one untimed warm-up."""
-    out = fwd()
-    if bwd is not None:
-        bwd(out)
-    f_times, b_times = [], []
+def _timed(fwd: Callable[[], object], bwd: Callable[[object], None], repeats: int) -> List[float]:
+    """Medians after one untimed warm-up: ``[forward wall, backward wall, forward CPU, backward CPU]``
+    seconds. CPU time is the process's (all its threads); on a loaded machine it tracks the work
+    better than wall time does."""
+    bwd(fwd())
+    samples = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fwd()
-        mid = time.perf_counter()
-        if bwd is not None:
-            bwd(out)
-        f_times.append(mid - start)
-        b_times.append(time.perf_counter() - mid)
+        t1, c1 = time.perf_counter(), time.process_time()
+        bwd(out)
+        samples.append((t1 - t0, time.perf_counter() - t1, c1 - c0, time.process_time() - c1))
         del out
-    return statistics.median(f_times), statistics.median(b_times)
+    return [statistics.median(column) for column in zip(*samples)]
 
 
 def run_torch(res: int, num_tris: int, batch: int, repeats: int, ops: List[str]) -> Dict[str, object]:
@@ -269,8 +269,15 @@ def parse_configs(text: str) -> List[Tuple[int, int, int]]:
     return out
 
 
-def _ms(pair) -> str:
-    return "-" if pair is None else f"{(pair[0] + pair[1]) * 1e3:.0f}"
+def _total(times, clock: str) -> Optional[float]:
+    """Forward + backward seconds of one op's timings, by wall or CPU clock."""
+    if times is None:
+        return None
+    return times[0] + times[1] if clock == "wall" else times[2] + times[3]
+
+
+def _ms(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.0f}"
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -324,36 +331,36 @@ def _print_row(row, versions, with_mitsuba: bool) -> None:
             print(f"  {name:8s} failed: {result['error']}")
             continue
         parts = [
-            f"{op} {result[op][0] * 1e3:.1f}+{result[op][1] * 1e3:.1f}"
-            for op in ("chain",) + OPS
-            if result.get(op) is not None
+            f"{op} {t[0] * 1e3:.1f}+{t[1] * 1e3:.1f} (cpu {t[2] * 1e3:.1f}+{t[3] * 1e3:.1f})"
+            for op, t in ((op, result.get(op)) for op in ("chain",) + OPS)
+            if t is not None
         ]
         print(f"  {name:8s} ms fwd+bwd: {', '.join(parts)}; peak RSS {result['peak_mb']:.0f} MB")
 
 
 def _print_table(rows, versions, with_mitsuba: bool) -> None:
     names = [n for n, _ in versions]
-    head = "| resolution | triangles | batch | " + " | ".join(f"{n} chain ms" for n in names)
-    head += " | peak RSS MB |"
-    if with_mitsuba:
-        head += " Mitsuba direct ms | " + " | ".join(f"{n}/Mitsuba" for n in names) + " |"
-    if len(names) == 2:
-        head += " speed-up |"
-    print("\nchain = rasterize + interpolate + texture + antialias, forward + backward\n" + head)
-    print("|" + "---|" * (head.count("|") - 1))
-    for row in rows:
-        res, tris, batch = row["config"]
-        chains = [row[n].get("chain") for n in names]
-        cells = [f"{res}^2", str(tris), str(batch)] + [_ms(c) for c in chains]
-        cells.append(str(round(row[names[-1]].get("peak_mb", float("nan")))))
-        total = [None if c is None else c[0] + c[1] for c in chains]
+    print("\nchain = rasterize + interpolate + texture + antialias, forward + backward, median ms")
+    for clock in ("cpu", "wall"):
+        head = "| resolution | triangles | batch | " + " | ".join(f"{n} ({clock})" for n in names)
+        head += " | peak RSS MB |"
         if with_mitsuba:
-            m = row["mitsuba"].get("chain")
-            cells.append(_ms(m))
-            cells += ["-" if t is None or m is None else f"{t / (m[0] + m[1]):.2f}x" for t in total]
+            head += f" Mitsuba direct ({clock}) | " + " | ".join(f"{n}/Mitsuba" for n in names) + " |"
         if len(names) == 2:
-            cells.append("-" if None in total else f"{total[0] / total[1]:.2f}x")
-        print("| " + " | ".join(cells) + " |")
+            head += " speed-up |"
+        print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
+        for row in rows:
+            res, tris, batch = row["config"]
+            total = [_total(row[n].get("chain"), clock) for n in names]
+            cells = [f"{res}^2", str(tris), str(batch)] + [_ms(t) for t in total]
+            cells.append(str(round(row[names[-1]].get("peak_mb", float("nan")))))
+            if with_mitsuba:
+                m = _total(row["mitsuba"].get("chain"), clock)
+                cells.append(_ms(m))
+                cells += ["-" if t is None or m is None else f"{t / m:.2f}x" for t in total]
+            if len(names) == 2:
+                cells.append("-" if None in total else f"{total[0] / total[1]:.2f}x")
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ come from each triangle's pixel bounding box and are processed in chunks of boun
 
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from typing import Iterator, List, Tuple
 
 import torch
 from torch import Tensor
@@ -45,8 +45,11 @@ GUARD_BAND = 32767  # snapped coordinates beyond +-2**15 go through cudaraster's
 TRIANGLES_PER_CHUNK = 1 << 18  # (batch item, triangle) pairs set up at once
 CANDIDATES_PER_CHUNK = 1 << 20  # (triangle, pixel) pairs tested at once
 GRID_CLASSES = 6  # boxes up to 2**6 = 64 pixels a side are tested as dense grids
+GRID_MIN_PAIRS = 1 << 14  # ... when their size class has at least this many (triangle, pixel) pairs
 BARY_GRAD_EPS = 1e-6  # nvdiffrast's epsilon on the barycentric denominator in backward
 _EMPTY = torch.iinfo(torch.int64).max
+_OUTSIDE_BITS, _DEPTH_BIT = 0x3F, 0x40  # vertex flags, see _project_vertices
+_SNAP_LIMIT = float(1 << 24)
 
 
 def rasterize(pos: Tensor, tri: Tensor, resolution: Tuple[int, int], grad_db: bool = True) -> Tuple[Tensor, Tensor]:
@@ -88,38 +91,47 @@ def nearest_fragments(pos: Tensor, tri: Tensor, height: int, width: int) -> Tens
     keys = torch.full((batch * height * width,), _EMPTY, dtype=torch.int64, device=pos.device)
     flat_pos = pos.reshape(-1, 4)
     # Per-vertex work once (not once per triangle corner): the same float operations per vertex.
-    snap_x, snap_y, depth, outcode, in_depth = _project_vertices(flat_pos, height, width)
-    for start in range(0, batch * num_tris, TRIANGLES_PER_CHUNK):
-        inst = torch.arange(start, min(start + TRIANGLES_PER_CHUNK, batch * num_tris), device=pos.device)
-        item = torch.div(inst, num_tris, rounding_mode="floor")
-        face = inst - item * num_tris
-        vidx = tri.index_select(0, face) + (item * num_verts).unsqueeze(1)  # [n, 3]
-        flat_vidx = vidx.view(-1)
-        codes = outcode.index_select(0, flat_vidx).view(-1, 3)
-        visible = (codes[:, 0] & codes[:, 1] & codes[:, 2]) == 0  # not entirely outside one frustum plane
-        sx, sy = snap_x.index_select(0, flat_vidx).view(-1, 3), snap_y.index_select(0, flat_vidx).view(-1, 3)
-        min_x, max_x, min_y, max_y = _min3(sx), _max3(sx), _min3(sy), _max3(sy)
-        lo, hi = torch.minimum(min_x, min_y), torch.maximum(max_x, max_y)
-        in_guard_band = _all3(in_depth.index_select(0, flat_vidx).view(-1, 3))
-        in_guard_band &= (lo >= -GUARD_BAND - 1) & (hi <= GUARD_BAND) & (hi - lo <= GUARD_BAND)
-        # Snapped triangles whose box holds no pixel centre draw nothing: drop them before any setup.
-        x0, bw = _pixel_box(min_x, max_x, width)
-        y0, bh = _pixel_box(min_y, max_y, height)
-        fast = (visible & in_guard_band & (bw > 0) & (bh > 0)).nonzero().squeeze(1)
-        slow = (visible & ~in_guard_band).nonzero().squeeze(1)
-        base = item * (height * width)
-        if fast.numel():
-            _draw_snapped(
-                keys,
-                *(t.index_select(0, fast) for t in (sx, sy, x0, bw, y0, bh, base, face)),
-                depth.index_select(0, vidx.index_select(0, fast).view(-1)).view(-1, 3),
-                height,
-                width,
-            )
-        if slow.numel():
-            verts = flat_pos.index_select(0, vidx.index_select(0, slow).view(-1)).view(-1, 3, 4)
-            _draw_homogeneous(keys, verts, base.index_select(0, slow), face.index_select(0, slow), height, width)
+    packed_xy, flags, depth = _project_vertices(flat_pos, height, width)
+    pending, num_pending = [], 0  # snapped triangles, drawn together across images and chunks
+    for item in range(batch):
+        base = item * height * width
+        for start in range(0, num_tris, TRIANGLES_PER_CHUNK):
+            vidx = tri[start : start + TRIANGLES_PER_CHUNK] + item * num_verts  # [n, 3]
+            flat_vidx = vidx.view(-1)
+            xy = packed_xy.index_select(0, flat_vidx).view(torch.int32).view(-1, 3, 2)
+            sx, sy = xy[..., 0], xy[..., 1]
+            f = flags.index_select(0, flat_vidx).view(-1, 3)
+            culled = (f[:, 0] & f[:, 1] & f[:, 2] & _OUTSIDE_BITS) != 0  # all outside one frustum plane
+            min_x, max_x, min_y, max_y = _min3(sx), _max3(sx), _min3(sy), _max3(sy)
+            lo, hi = torch.minimum(min_x, min_y), torch.maximum(max_x, max_y)
+            # |snapped| <= 2**24 (see _project_vertices), so int32 differences do not overflow.
+            in_guard_band = ((f[:, 0] | f[:, 1] | f[:, 2]) & _DEPTH_BIT) == 0
+            in_guard_band &= (lo >= -GUARD_BAND - 1) & (hi <= GUARD_BAND) & (hi - lo <= GUARD_BAND)
+            # Snapped triangles whose box holds no pixel centre draw nothing: drop them before any setup.
+            x0, bw = _pixel_box(min_x, max_x, width)
+            y0, bh = _pixel_box(min_y, max_y, height)
+            fast = (~culled & in_guard_band & (bw > 0) & (bh > 0)).nonzero().squeeze(1)
+            slow = (~culled & ~in_guard_band).nonzero().squeeze(1)
+            if fast.numel():
+                selected = [t.index_select(0, fast) for t in (sx, sy, x0, bw, y0, bh)]
+                zw = depth.index_select(0, vidx.index_select(0, fast).view(-1)).view(-1, 3)
+                pending.append(selected + [torch.full_like(fast, base), fast + start, zw])
+                num_pending += fast.numel()
+            if num_pending >= TRIANGLES_PER_CHUNK:
+                _draw_pending(keys, pending, height, width)
+                pending, num_pending = [], 0
+            if slow.numel():
+                verts = flat_pos.index_select(0, vidx.index_select(0, slow).view(-1)).view(-1, 3, 4)
+                _draw_homogeneous(keys, verts, torch.full_like(slow, base), slow + start, height, width)
+    if pending:
+        _draw_pending(keys, pending, height, width)
     return keys
+
+
+def _draw_pending(keys: Tensor, pending: List[List[Tensor]], height: int, width: int) -> None:
+    """:func:`_draw_snapped` of the triangles collected in ``pending`` (each entry: its arguments)."""
+    parts = [torch.cat(column) if len(pending) > 1 else column[0] for column in zip(*pending)]
+    _draw_snapped(keys, *(t.long() for t in parts[:6]), *parts[6:], height, width)
 
 
 def _min3(t: Tensor) -> Tensor:
@@ -135,22 +147,26 @@ def _all3(t: Tensor) -> Tensor:
     return t[:, 0] & t[:, 1] & t[:, 2]
 
 
-def _project_vertices(verts: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Per vertex of ``verts [N, 4]``: snapped 1/16-pixel ``x, y`` (int64), ``z/w``, a 6-bit code of
-    the frustum planes it lies outside (a triangle whose three codes share a bit is culled) and
-    whether it lies in the depth range ``|z| <= w``."""
+def _project_vertices(verts: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per vertex of ``verts [N, 4]``: its snapped 1/16-pixel ``(x, y)`` as an int32 pair packed in
+    one int64 (one gather fetches both), flags (bits 0-5: the frustum planes it lies outside; a
+    triangle whose three vertices share one is culled; bit 6: outside the depth range ``|z| <= w``)
+    and ``z/w``."""
     x, y, z, w = verts.unbind(-1)
-    outcode = torch.zeros_like(w, dtype=torch.uint8)
+    flags = (w < z.abs()).to(torch.uint8) << 6
     for bit, coord in enumerate((x, y, z)):
-        outcode |= (w < coord).to(torch.uint8) << (2 * bit)
-        outcode |= (w < -coord).to(torch.uint8) << (2 * bit + 1)
+        flags |= (w < coord).to(torch.uint8) << (2 * bit)
+        flags |= (w < -coord).to(torch.uint8) << (2 * bit + 1)
     rcp_w = 1.0 / w
 
-    def snap(coord: Tensor, size: int) -> Tensor:  # cvt.rni.sat.s32: round half to even, NaN -> 0, saturate
+    # cvt.rni.sat.s32: round half to even, NaN -> 0, saturate. Saturating at 2**24 instead of
+    # 2**31 changes nothing: beyond the guard band (2**15) a triangle takes the clipping path.
+    def snap(coord: Tensor, size: int) -> Tensor:
         scaled = (coord * rcp_w * float(size * SUBPIXELS // 2)).round()
-        return torch.nan_to_num(scaled, nan=0.0).clamp(-(2.0**31), 2.0**31 - 1).to(torch.int64)
+        return torch.nan_to_num(scaled, nan=0.0).clamp(-_SNAP_LIMIT, _SNAP_LIMIT).to(torch.int32)
 
-    return snap(x, width), snap(y, height), z / w, outcode, w >= z.abs()
+    packed = torch.stack([snap(x, width), snap(y, height)], 1).view(torch.int64).squeeze(1)
+    return packed, flags, z / w
 
 
 def _pixel_box(lo: Tensor, hi: Tensor, size: int) -> Tuple[Tensor, Tensor]:
@@ -178,7 +194,7 @@ def _draw_snapped(
     """Integer edge-function rasterization of guard-band triangles, as cudaraster's fine raster.
 
     ``sx, sy, zw [m, 3]`` are the snapped corners and their ``z/w``; ``x0, bw, y0, bh`` the
-    non-empty pixel box."""
+    non-empty pixel box; ``base`` their image's first pixel in ``keys``."""
     area = (sx[:, 1] - sx[:, 0]) * (sy[:, 2] - sy[:, 0]) - (sy[:, 1] - sy[:, 0]) * (sx[:, 2] - sx[:, 0])
     keep = (area != 0).nonzero().squeeze(1)
     sx, sy, area, zw, x0, bw, y0, bh, base, face = (
@@ -211,16 +227,21 @@ def _draw_snapped(
     # class at a time (broadcast arithmetic, no per-pair gathers or divisions); larger ones pair
     # by pair, as lists of candidates.
     cls_x, cls_y = _size_class(bw), _size_class(bh)
-    small = (cls_x <= GRID_CLASSES) & (cls_y <= GRID_CLASSES)
-    cls = torch.where(small, cls_y * (GRID_CLASSES + 1) + cls_x, -1)
-    counts = torch.bincount(cls + 1, minlength=(GRID_CLASSES + 1) ** 2 + 1).tolist()
-    for c, count in enumerate(counts[1:]):
-        if count:
+    cls = torch.where((cls_x <= GRID_CLASSES) & (cls_y <= GRID_CLASSES), cls_y * (GRID_CLASSES + 1) + cls_x, -1)
+    counts = torch.bincount(cls + 1, minlength=(GRID_CLASSES + 1) ** 2 + 1)[1:].tolist()
+    # A class with little work costs more in per-call overhead than its pairs: it joins the list.
+    gridded = []
+    for c, count in enumerate(counts):
+        side_x, side_y = 1 << (c % (GRID_CLASSES + 1)), 1 << (c // (GRID_CLASSES + 1))
+        if count * side_x * side_y >= GRID_MIN_PAIRS or (count and side_x * side_y == 1):
             members = (cls == c).nonzero().squeeze(1)
-            side_x, side_y = 1 << (c % (GRID_CLASSES + 1)), 1 << (c // (GRID_CLASSES + 1))
             _draw_grid(keys, setup, plane, members, side_x, side_y, width)
-    if counts[0]:
-        large = (~small).nonzero().squeeze(1)
+            gridded.append(c)
+    in_grid = torch.zeros(len(counts) + 1, dtype=torch.bool, device=cls.device)
+    in_grid[[c + 1 for c in gridded]] = True
+    listed = ~in_grid[cls + 1]  # class -1 (boxes beyond the grids) is never gridded
+    if bool(listed.any()):
+        large = listed.nonzero().squeeze(1)
         setup, plane, bw, bh = setup.index_select(1, large), plane.index_select(1, large), bw[large], bh[large]
         for tri_idx, local in _candidates(bw * bh):
             rows = [row.index_select(0, tri_idx) for row in setup[:10]]  # 1D gathers: fastest layout
