@@ -27,8 +27,20 @@ The winning triangle's ``(u, v)``, ``z/w`` and pixel derivatives are then evalua
 barycentric gradients use ``1 / (area + 1e-6 sign(area))`` and ignore the [0, 1] clamp; ``z``
 gets no gradient, ``w`` does).
 
-Work is vectorized over all (batch item, triangle) pairs; candidate (triangle, pixel) pairs
-come from each triangle's pixel bounding box and are processed in chunks of bounded size.
+How the work is laid out, so that its cost grows with the pixels actually tested:
+
+* Vertices are projected and snapped once, not once per triangle corner.
+* Per image, triangles are culled in chunks before any setup: outside one frustum plane, or
+  (snapped) with no pixel centre in their pixel box, which drops most sub-pixel triangles of a
+  dense mesh. Back faces are kept: nvdiffrast draws both facings.
+* Snapped triangles are set up (edge functions, depth plane) and binned by the power-of-two size
+  of their pixel box; each well-filled bin up to 64 x 64 pixels is tested as a dense grid per
+  triangle with broadcast integer arithmetic, without per-pixel gathers or divisions. Larger
+  boxes, thin bins and clipped triangles go through lists of (triangle, pixel) candidates.
+* Depth resolution is one ``scatter_reduce(amin)`` of (depth, id) keys per batch of fragments.
+
+Peak memory is bounded by the chunk sizes (``TRIANGLES_PER_CHUNK`` triangles set up,
+``CANDIDATES_PER_CHUNK`` pairs tested at once), not by the mesh or the image.
 """
 
 from __future__ import annotations
