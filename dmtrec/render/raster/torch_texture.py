@@ -42,6 +42,8 @@ from .torch_texture_mip import (
 
 __all__ = ["texture", "construct_mip"]
 
+QUAD_MIN_READS = 48  # lookups per texel from which the quad table pays off
+
 
 def texture(
     tex: Tensor,
@@ -217,9 +219,10 @@ def _level_extents(levels: List[Tensor]) -> Tuple[List[Tensor], Tensor, Tensor, 
 
 
 def _use_quads(boundary: str, texels: int, lookups: int) -> bool:
-    """Whether to sample through :func:`_quad_table`: for wrapped 2D textures read at least about
-    as many times as the table has rows (building it costs four copies of the texture)."""
-    return boundary == "wrap" and 2 * texels <= lookups
+    """Whether to sample through :func:`_quad_table`: for wrapped 2D textures read many more times
+    than they have texels (measured: a 64^2 texture with mips gains from 256^2 x 4 pixels on and
+    loses at 128^2 x 4, where building the table and its backward cost more than they save)."""
+    return boundary == "wrap" and QUAD_MIN_READS * texels <= lookups
 
 
 def _quad_table(levels: List[Tensor]) -> Tensor:
