@@ -72,6 +72,7 @@ class EnvironmentLight(torch.nn.Module):
         self.specular: Optional[List[Tensor]] = None
         self.diffuse: Optional[Tensor] = None
         self._mips_key = None
+        self.rotation: Optional[Tensor] = None
 
     # ------------------------------------------------------------------ construction
 
@@ -174,6 +175,19 @@ class EnvironmentLight(torch.nn.Module):
 
     # ------------------------------------------------------------------ shading
 
+    def xfm(self, rotation: Optional[Tensor]) -> None:
+        """Look the light up in a rotated frame from now on: directions ``d`` become ``R d`` with
+        ``rotation [B, 3, 3]`` (or ``[B, 4, 4]``, its upper-left block), e.g. the world-to-camera
+        rotation of each view for nvdiffrec's ``camera_space_light`` (its ``light.xfm(mv)``).
+        None looks up world directions again."""
+        self.rotation = None if rotation is None else rotation[..., :3, :3]
+
+    def _rotate(self, directions: Tensor) -> Tensor:
+        if self.rotation is None:
+            return directions
+        rotation = self.rotation.to(directions)
+        return torch.einsum("bij,b...j->b...i", rotation, directions)
+
     def shade(
         self, pos: Tensor, normal: Tensor, kd: Tensor, ks: Tensor, view_pos: Tensor, rasterizer, specular: bool = True
     ) -> Tensor:
@@ -190,7 +204,7 @@ class EnvironmentLight(torch.nn.Module):
         if self.specular is None:
             raise RuntimeError("EnvironmentLight.shade: call build_mips() or ensure_mips() first")
         irradiance = rasterizer.texture(
-            self.diffuse[None], normal.contiguous(), filter_mode="linear", boundary_mode="cube"
+            self.diffuse[None], self._rotate(normal).contiguous(), filter_mode="linear", boundary_mode="cube"
         )
         if not specular:
             return irradiance * kd * (1.0 - ks[..., 0:1])
@@ -204,7 +218,7 @@ class EnvironmentLight(torch.nn.Module):
             filter_mode="linear",
             boundary_mode="clamp",
         )
-        reflected = bsdf.safe_normalize(bsdf.reflect(wo, normal))
+        reflected = self._rotate(bsdf.safe_normalize(bsdf.reflect(wo, normal)))
         radiance = rasterizer.texture(
             self.specular[0][None],
             reflected.contiguous(),
