@@ -165,3 +165,23 @@ def test_bad_inputs_are_named(tmp_path):
         EnvironmentLight.from_hdr(tmp_path / "missing.hdr")
     with pytest.raises(ValueError, match="scalar or RGB"):
         EnvironmentLight.constant((1.0, 2.0))
+
+
+def test_xfm_looks_up_rotated_directions(rasterizer):
+    """nvdiffrec's light.xfm(mtx): normal and reflection lookups use ``R d``. Shading a point
+    whose normal is +z under ``R`` (z -> x) must equal shading, without rotation, a point whose
+    normal, view and position are all turned by ``R``."""
+    light = EnvironmentLight(_environment(32)).requires_grad_(False)
+    light.build_mips(rasterizer)
+    rot = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # z -> x, x -> -z
+    n = torch.nn.functional.normalize(torch.tensor([[0.2, 0.3, 1.0], [0.0, -0.5, 1.0]]), dim=-1).reshape(1, 2, 1, 3)
+    eye = torch.tensor([0.3, 0.1, 3.0]).reshape(1, 1, 1, 3)
+    pos = torch.zeros(1, 2, 1, 3)
+    kd = torch.full((1, 2, 1, 3), 0.6)
+    ks = torch.tensor([0.0, 0.3, 0.5]).expand(1, 2, 1, 3)
+    light.xfm(rot[None])
+    rotated = light.shade(pos, n, kd, ks, eye, rasterizer)
+    light.xfm(None)
+    turned = light.shade(pos, n @ rot.T, kd, ks, eye @ rot.T, rasterizer)
+    torch.testing.assert_close(rotated, turned, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(rotated, light.shade(pos, n, kd, ks, eye, rasterizer), atol=1e-3)
