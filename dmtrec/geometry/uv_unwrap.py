@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .mesh import Mesh
+from .ops import connected_components
 
 log = logging.getLogger(__name__)
 
@@ -99,25 +100,6 @@ def texel_utilisation(mesh: Mesh) -> float:
     return float((0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).abs()).sum())
 
 
-def _components(count: int, pairs: np.ndarray) -> np.ndarray:
-    """Connected-component labels ``[count]`` (0..C-1) of the graph with edges ``pairs [E, 2]``:
-    hooking of larger onto smaller labels plus pointer jumping, vectorised."""
-    label = np.arange(count)
-    while True:
-        a, b = label[pairs[:, 0]], label[pairs[:, 1]]
-        changed = a != b
-        if not changed.any():
-            break
-        lo, hi = np.minimum(a[changed], b[changed]), np.maximum(a[changed], b[changed])
-        np.minimum.at(label, hi, lo)
-        while True:  # pointer jumping: every node to its root
-            jumped = label[label]
-            if np.array_equal(jumped, label):
-                break
-            label = jumped
-    return np.unique(label, return_inverse=True)[1]
-
-
 def chart_atlas(
     v_pos: Tensor, t_pos_idx: Tensor, texture_res: int = 1024, padding_texels: float = 2.0
 ) -> tuple[Tensor, Tensor]:
@@ -151,7 +133,7 @@ def chart_atlas(
     same = (edges[1:] == edges[:-1]).all(1)
     pairs = np.stack([owner[:-1][same], owner[1:][same]], 1)
     pairs = pairs[cls[pairs[:, 0]] == cls[pairs[:, 1]]]
-    chart = _components(num_faces, pairs)
+    chart = connected_components(num_faces, torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])).numpy()
     # One UV per (chart, vertex), projected across the chart's axis; (k+1, k+2) keeps the
     # winding of faces facing +k, swapped for -k.
     corner_chart = np.repeat(chart, 3)

@@ -153,6 +153,13 @@ def after_step(material, light, clamp_light: bool = True) -> None:
 
 
 # ---------------------------------------------------------------------- pass transition and files
+def drop_small_components(mesh: Mesh, min_fraction: float) -> Mesh:
+    """Remove floaters: pieces with fewer than ``min_fraction`` of the largest piece's faces."""
+    from dmtrec.geometry.ops import drop_small_components as drop
+
+    return drop(mesh, min_fraction)
+
+
 def unwrap(mesh: Mesh) -> Mesh:
     """UV-unwrap with xatlas (in a subprocess, with a per-triangle fallback)."""
     from dmtrec.geometry.uv_unwrap import uv_unwrap

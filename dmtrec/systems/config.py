@@ -27,6 +27,9 @@ class DMTetConfig:
         sdf_reg_ramp: ... over this fraction of pass 1 (0.25).
         offset_bound: largest vertex offset, in world units; None is nvdiffrec's ``1 / resolution``
             whatever ``scale`` is.
+        min_component_fraction: at the end of pass 1, drop vertex-connected pieces with fewer
+            faces than this fraction of the largest piece's before unwrapping and baking (floaters);
+            0 keeps everything (nvdiffrec).
     """
 
     resolution: int = 64
@@ -38,6 +41,7 @@ class DMTetConfig:
     sdf_reg_end: float = 0.01
     sdf_reg_ramp: float = 0.25
     offset_bound: Optional[float] = None
+    min_component_fraction: float = 0.0
 
 
 @dataclass

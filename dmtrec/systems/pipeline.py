@@ -203,6 +203,7 @@ class ReconstructionSystem(pl.LightningModule):
             return self.geometry.mesh(), components.material_textures(self.material)
         mesh = self.geometry.mesh()
         mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
+        mesh = components.drop_small_components(mesh, self.dmtet_cfg.min_component_fraction)
         if mesh.is_empty:
             raise RuntimeError(
                 f"pass 1 ended at iteration {self.iteration} with an empty surface "
