@@ -2,9 +2,8 @@
 atlas fallback: wall time, UV count and texel utilisation.
 
 The meshes are what pass 1 extracts on a grid-128 DMTet: the surface of Spot's SDF on the
-generated 128 grid ("clean", about 100k triangles) and the same with per-vertex SDF noise of
-``--noise`` grid cells ("noisy": bumps, handles and floaters as in an unconverged fit, several
-hundred thousand triangles).
+generated 128 grid (noise 0: about 31k triangles) and the same with per-vertex SDF noise of
+``--noise`` grid cells (bumps, handles and floaters as in an unconverged fit: 100k-600k triangles).
 
     python experiments/benchmarks/unwrap.py --timeout 400
 """
@@ -27,22 +26,22 @@ from dmtrec.geometry.uv_unwrap import XatlasError, chart_atlas, texel_utilisatio
 from dmtrec.io.mesh_files import read_mesh  # noqa: E402
 
 
-def pass_one_meshes(resolution: int, noise: float, seed: int = 0):
+def pass_one_meshes(resolution: int, noises, seed: int = 0):
     spot = read_mesh(REPO / "data" / "meshes" / "spot" / "spot.obj")[0]
     geo = DMTetGeometry(resolution=resolution, scale=2.4, init="mesh", init_mesh=spot)
-    clean = geo.mesh(with_uv=False)
-    yield "clean", Mesh(v_pos=clean.v_pos.detach(), t_pos_idx=clean.t_pos_idx)
-    with torch.no_grad():
-        cell = 2.4 / resolution
-        geo.sdf.add_(torch.randn(geo.sdf.shape, generator=torch.Generator().manual_seed(seed)) * noise * cell)
-    noisy = geo.mesh(with_uv=False)
-    yield "noisy", Mesh(v_pos=noisy.v_pos.detach(), t_pos_idx=noisy.t_pos_idx)
+    sdf = geo.sdf.detach().clone()
+    cell = 2.4 / resolution
+    for noise in noises:
+        with torch.no_grad():
+            geo.sdf.copy_(sdf + torch.randn(sdf.shape, generator=torch.Generator().manual_seed(seed)) * noise * cell)
+        mesh = geo.mesh(with_uv=False)
+        yield f"noise {noise:g} cells", Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--noise", type=float, default=0.5, help="SDF noise of the noisy mesh, in grid cells")
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="SDF noise, in grid cells")
     parser.add_argument("--timeout", type=float, default=400.0, help="xatlas time limit (s)")
     parser.add_argument("--texture-res", type=int, default=2048)
     args = parser.parse_args()
