@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .mesh import Mesh
+from dmtrec.core.mesh import Mesh
+
 from .ops import connected_components
 
 log = logging.getLogger(__name__)
