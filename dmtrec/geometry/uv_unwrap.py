@@ -102,7 +102,7 @@ def texel_utilisation(mesh: Mesh) -> float:
 
 
 def chart_atlas(
-    v_pos: Tensor, t_pos_idx: Tensor, texture_res: int = 1024, padding_texels: float = 2.0
+    v_pos: Tensor, t_pos_idx: Tensor, texture_res: int = 1024, padding_texels: float = 1.0
 ) -> tuple[Tensor, Tensor]:
     """A UV atlas of charts grown over the surface, for meshes xatlas cannot handle in time.
 

@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="SDF noise, in grid cells")
     parser.add_argument("--timeout", type=float, default=400.0, help="xatlas time limit (s)")
     parser.add_argument("--texture-res", type=int, default=2048)
+    parser.add_argument("--skip-xatlas", action="store_true", help="time the chart atlas only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()}")
@@ -55,6 +56,8 @@ def main() -> None:
         print(
             f"  charts: {time.perf_counter() - start:.1f} s, {v_tex.shape[0]} UVs, utilisation {util:.3f}", flush=True
         )
+        if args.skip_xatlas:
+            continue
         start = time.perf_counter()
         try:
             v_tex, t_tex = xatlas_unwrap(mesh.v_pos, mesh.t_pos_idx, args.timeout)
