@@ -1,13 +1,15 @@
 """``dmtrec make-dataset --mesh M --probe P --views N --res R --out D``: render a reference mesh
-under an HDR probe into a NeRF-synthetic dataset folder (:func:`dmtrec.datasets.make_dataset.make_dataset`)."""
+under an HDR probe into a NeRF-synthetic dataset folder (:func:`dmtrec.datasets.make_dataset.make_dataset`)
+or, with ``--format colmap``, a COLMAP capture with the true poses
+(:func:`dmtrec.datasets.make_dataset.make_colmap_dataset`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from dmtrec.datasets.make_dataset import make_dataset
+from dmtrec.datasets.make_dataset import COLMAP_MODELS, PRINCIPAL_OFFSET, RENDERERS, make_colmap_dataset, make_dataset
 
-HELP = "render a reference mesh into a NeRF-synthetic dataset folder"
+HELP = "render a reference mesh into a NeRF-synthetic dataset folder (or a COLMAP capture: --format colmap)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +28,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jitter", type=float, default=0.25, help="object translation jitter of training views (default 0.25)"
     )
-    parser.add_argument("--spp", type=int, default=1, help="supersampling per axis (default 1)")
+    parser.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default="raster",
+        help="raster: dmtrec's rasterizer with split-sum shading (default); pathtrace: Mitsuba 3 "
+        "(pip install 'dmtrec[pathtrace]'): shadows, interreflections, the true GGX lobe",
+    )
+    parser.add_argument(
+        "--spp",
+        type=int,
+        default=None,
+        help="raster: supersampling per axis (default 1); pathtrace: samples per pixel (default 64)",
+    )
+    parser.add_argument("--roughness", type=float, default=None, help="replace the mesh's ks: this roughness")
+    parser.add_argument("--metallic", type=float, default=None, help="replace the mesh's ks: this metalness")
     parser.add_argument("--env-scale", type=float, default=1.0, help="probe radiance scale (default 1)")
     parser.add_argument(
         "--probe-res", type=int, default=512, help="cube-map face size of the light (default 512, as nvdiffrec)"
+    )
+    parser.add_argument(
+        "--format",
+        default="nerf_synthetic",
+        choices=("nerf_synthetic", "colmap"),
+        help="nerf_synthetic (default) or colmap: images/, masks/, sparse/0/*.txt with the true poses",
+    )
+    parser.add_argument(
+        "--camera-model", default="PINHOLE", choices=COLMAP_MODELS, help="colmap: camera model (default PINHOLE)"
+    )
+    parser.add_argument(
+        "--distortion", type=float, default=0.05, help="colmap: radial k (k1) of distorted models (default 0.05)"
+    )
+    parser.add_argument(
+        "--background",
+        default="random",
+        choices=("random", "white", "black", "noise"),
+        help="colmap: what the opaque photos show behind the object (default random: one colour per image)",
+    )
+    parser.add_argument(
+        "--principal-offset",
+        type=float,
+        nargs=2,
+        default=PRINCIPAL_OFFSET,
+        metavar=("DX", "DY"),
+        help="colmap: principal point offset from the centre, fractions of width and height (default 0.03 -0.02)",
     )
     parser.add_argument("--device", default=None, help="render device (default: cuda if available, else cpu)")
     parser.add_argument("--rasterizer", default="auto", choices=("auto", "nvdiffrast", "torch"))
@@ -38,24 +80,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``dmtrec make-dataset`` with parsed ``args``; errors raise ValueError (one line)."""
+    common = dict(
+        seed=args.seed,
+        fovy=args.fovy,
+        cam_radius=args.cam_radius,
+        translation_jitter=args.jitter,
+        spp=args.spp if args.spp is not None else (64 if args.renderer == "pathtrace" else 1),
+        renderer=args.renderer,
+        roughness=args.roughness,
+        metallic=args.metallic,
+        env_scale=args.env_scale,
+        probe_res=args.probe_res,
+        overwrite=args.overwrite,
+        device=args.device,
+        rasterizer=args.rasterizer,
+    )
+    if args.format == "colmap":
+        out = make_colmap_dataset(
+            args.mesh,
+            args.probe,
+            args.views,
+            args.res,
+            args.out,
+            camera_model=args.camera_model,
+            distortion=args.distortion,
+            background=args.background,
+            principal_offset=args.principal_offset,
+            **common,
+        )
+        print(f"dmtrec make-dataset: wrote {args.views} views ({args.camera_model}) as a COLMAP capture to {out}")
+        return 0
     out = make_dataset(
         args.mesh,
         args.probe,
         args.views,
         args.res,
         args.out,
-        seed=args.seed,
         val_views=args.val_views,
         test_views=args.test_views,
-        fovy=args.fovy,
-        cam_radius=args.cam_radius,
-        translation_jitter=args.jitter,
-        spp=args.spp,
-        env_scale=args.env_scale,
-        probe_res=args.probe_res,
-        overwrite=args.overwrite,
-        device=args.device,
-        rasterizer=args.rasterizer,
+        **common,
     )
     print(f"dmtrec make-dataset: wrote {args.views}+{args.val_views}+{args.test_views} views to {out}")
     return 0

@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 PASSES = ("both", "dmtet", "mesh")
+GEOMETRIES = ("dmtet", "flexicubes")  # pass-1 surface representations (``model.geometry``)
 
 
 @dataclass
 class DMTetConfig:
-    """Pass 1 geometry.
+    """Pass 1 geometry: DMTet or FlexiCubes (``model.geometry``).
 
     Args:
         resolution: tet grid resolution (nvdiffrec's 32/64/128), generated and cached ...
-        grid_file: ... or read from an nvdiffrec ``.npz`` grid of that resolution.
+            (FlexiCubes: cells per side of the voxel grid, nvdiffrec's ``bob_flexi`` 48) ...
+        grid_file: ... or read from an nvdiffrec ``.npz`` grid of that resolution (DMTet only).
         scale: edge length of the cube the grid spans (nvdiffrec ``mesh_scale``).
         init: SDF initialisation, "random" (nvdiffrec) or "sphere".
         seed: seed of the random SDF initialisation.
@@ -30,6 +32,7 @@ class DMTetConfig:
         min_component_fraction: at the end of pass 1, drop vertex-connected pieces with fewer
             faces than this fraction of the largest piece's before unwrapping and baking (floaters);
             0 keeps everything (nvdiffrec).
+        dev_reg: FlexiCubes only: weight of its L_dev regularizer (nvdiffrec 0.25).
     """
 
     resolution: int = 64
@@ -42,6 +45,7 @@ class DMTetConfig:
     sdf_reg_ramp: float = 0.25
     offset_bound: Optional[float] = None
     min_component_fraction: float = 0.0
+    dev_reg: float = 0.25
 
 
 @dataclass
@@ -151,9 +155,13 @@ class MeshPassConfig:
             start, nvdiffrec's default) or "absolute".
         laplace_scale: Laplacian weight at the start of pass 2, decaying linearly to 0 (10000).
         lock_pos: keep vertex positions fixed (optimize textures and light only).
+        keep_textures: start from ``init_mesh``'s own textures (default); false starts every
+            texture from the middle of its range, as when the materials are unknown (nvdiffrec's
+            known-geometry material experiment).
     """
 
     init_mesh: Optional[str] = None
     laplace: str = "relative"
     laplace_scale: float = 10000.0
     lock_pos: bool = False
+    keep_textures: bool = True
