@@ -23,6 +23,8 @@ setup(
         # NVIDIA's nvdiffrast 0.3.3 sources, compiled on first use with the CUDA toolkit.
         # Non-commercial licence: optional, dmtrec imports and tests without it.
         "cuda": ["diffrp-nvdiffrast>=0.3.3"],
+        # dmtrec lod: QEM decimation (MIT), closest-surface lookup, FLIP metric (BSD)
+        "lod": ["fast-simplification>=0.1.7", "scipy>=1.10", "flip-evaluator>=1.5"],
         "dev": ["pytest>=7.0", "pygltflib>=1.15", "trimesh>=4.0", "scipy>=1.10", "ruff>=0.6"],
     },
     entry_points={"console_scripts": ["dmtrec=dmtrec.cli:main"]},
