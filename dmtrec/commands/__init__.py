@@ -25,6 +25,7 @@ COMMANDS = {
     "make-dataset": "make_dataset",
     "eval": "eval",
     "lod": "lod",
+    "bake": "bake",
 }
 
 
