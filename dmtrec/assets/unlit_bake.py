@@ -364,9 +364,16 @@ def display(linear_rgb: Tensor) -> Tensor:
 
 def image_scores(pred_rgb: Tensor, references: Tensor) -> Dict[str, float]:
     """Mean PSNR (dB) and SSIM over views of premultiplied ``pred_rgb [B, H, W, 3]`` against
-    straight-alpha ``references [B, H, W, 4]``, both over black, in sRGB."""
-    a, b = display(pred_rgb), display(premultiplied(references))
-    return {"psnr": float(psnr(a, b).mean()), "ssim": float(ssim(a, b).mean())}
+    straight-alpha ``references [B, H, W, 4]``, both over black, in sRGB; and the PSNR of the
+    linear values."""
+    linear = premultiplied(references)
+    a, b = display(pred_rgb), display(linear)
+    return {
+        "psnr": float(psnr(a, b).mean()),
+        "ssim": float(ssim(a, b).mean()),
+        # What the L2 loss minimises: linear radiance (clamped to the displayable [0, 1]).
+        "psnr_linear": float(psnr(pred_rgb.clamp(0, 1), linear.clamp(0, 1)).mean()),
+    }
 
 
 # ---------------------------------------------------------------------------- the bake
