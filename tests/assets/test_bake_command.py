@@ -106,6 +106,7 @@ def test_onto_a_far_mesh_is_one_line_and_writes_nothing(tmp_path):
     _expect_one_line_error(tmp_path, "far.obj: mesh does not overlap", extra=("--onto", str(far)), target="vertex")
 
 
+@pytest.mark.slow
 def test_cli_prints_the_error_line_without_a_traceback(tmp_path):
     command = [sys.executable, "-m", "dmtrec.cli", "bake", "--mesh", str(SPOT_OBJ), "--probe", str(tmp_path / "x.hdr")]
     proc = subprocess.run(
