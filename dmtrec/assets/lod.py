@@ -23,9 +23,11 @@ Defaults (:class:`LodSettings`) and where they come from (nvdiffmodeling ``train
 * log-L1 image loss (``--loss logl1``, its default) on renders composited over random per-pixel
   background colours (``randomBgColor``), plus nvdiffrec's alpha MSE
   (:func:`dmtrec.systems.losses.reconstruction_loss`).
-* relative Laplacian on the positions (``relative_laplacian``); nvdiffmodeling scales it
-  automatically from the first iteration's loss, which is 0 for the relative form, so we use a
-  fixed weight (``laplace_weight``, 3000, nvdiffrec's relative ``laplace_scale``).
+* relative Laplacian on the positions (``relative_laplacian``), weighted as nvdiffmodeling weights
+  its Laplacian when no factor is given: ``0.25 * 0.1 / L`` with ``L`` the Laplacian loss of the
+  initial mesh (its "assume RMSE ~= 0.1" rule; for the relative form, whose initial value is 0,
+  ``L`` is taken of the initial positions themselves, in bounding-radius units). A fixed weight
+  (``laplace_weight``) overrides it.
 * minimum roughness 0.08 (``--min-roughness``), random views over the sphere (its
   ``random_rotation_translation``), batch 8 (its configs), texture resolution 1024 and 5000
   iterations on a GPU. The CPU defaults here are smaller (batch 4, 512^2 textures, 200
@@ -77,7 +79,8 @@ class LodSettings:
         level_res: per-level resolutions overriding ``res`` / ``min_res`` (one per level).
         spp: supersampling per axis of training and evaluation renders (both sides).
         iterations, batch, lr: optimisation steps, views per step, Adam learning rate.
-        laplace_weight: weight of the relative Laplacian (positions in bounding-radius units).
+        laplace_weight: weight of the relative Laplacian (positions in bounding-radius units);
+            None: nvdiffmodeling's automatic factor (module docstring).
         texture_res: side of the kd / ks / normal textures of each level.
         train_views, heldout_views: pool of reference views optimised on / held out for metrics.
         fovy: camera field of view in degrees; views frame the bounding sphere.
@@ -94,7 +97,7 @@ class LodSettings:
     iterations: int = 200
     batch: int = 4
     lr: float = 0.01
-    laplace_weight: float = 3000.0
+    laplace_weight: Optional[float] = None
     texture_res: int = 512
     train_views: int = 24
     heldout_views: int = 6
@@ -279,6 +282,9 @@ def optimise_level(
     optimizer = torch.optim.Adam([offset, *material.parameters()], lr=s.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 10 ** (-0.0002 * it))
     faces = mesh.t_pos_idx
+    laplace_weight = s.laplace_weight
+    if laplace_weight is None:
+        laplace_weight = 0.25 * 0.1 / max(float(laplacian_loss(v0 / scene.radius, faces)), 1e-12)
     losses = []
     start = time.perf_counter()
     for it in range(iterations):
@@ -288,13 +294,13 @@ def optimise_level(
         render = scene.render(current, material, cams[pick], bg)
         parts = reconstruction_loss(render, composite(ref[pick], bg))
         lap = laplacian_loss(offset, faces)  # the Laplacian of the displacement: nvdiffmodeling's relative form
-        loss = parts["color"] + parts["alpha"] + s.laplace_weight * lap
+        loss = parts["color"] + parts["alpha"] + laplace_weight * lap
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         material.clamp_()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if s.log_every and (it % s.log_every == 0 or it == iterations - 1):
             log.info(
                 "lod %d faces: iteration %d/%d loss %.5f (%.1f s)",
