@@ -265,13 +265,14 @@ def fit_unlit(
     return history
 
 
-class _TextureOperator:
-    """The unlit render of a ``[T, T, 3]`` texture as a linear map ``A`` (bilinear lookups through
-    the mip pyramid, antialiasing), with the products the closed forms need, over all views:
-    ``A^T W y``, ``A^T W 1`` and ``A^T W A x`` (``y`` the premultiplied references, ``W`` their
-    coverage), each a vector-Jacobian product of renders."""
+class _UnlitOperator:
+    """The unlit render of a texture ``[T, T, 3]`` or of vertex colours ``[V, 3]`` as a linear
+    map ``A`` (bilinear lookups through the mip pyramid or barycentric interpolation, then
+    antialiasing), with the products the closed forms need, over all views: ``A^T W y``,
+    ``A^T W 1`` and ``A^T W A x`` (``y`` the premultiplied references, ``W`` their coverage),
+    each a vector-Jacobian product of renders."""
 
-    def __init__(self, mesh: Mesh, resolution: int, cameras: Cameras, references: Tensor, rasterizer, chunk: int):
+    def __init__(self, mesh: Mesh, shape: Tuple[int, ...], cameras: Cameras, references: Tensor, rasterizer, chunk):
         self.mesh, self.cameras, self.references, self.rasterizer, self.chunk = (
             mesh,
             cameras,
@@ -279,33 +280,61 @@ class _TextureOperator:
             rasterizer,
             chunk,
         )
-        self.material = unlit_material(torch.zeros(resolution, resolution, 3, device=mesh.device))
-        self.material.kd.min = self.material.kd.max = None  # the map must stay linear: no clamping
-        self.texels = self.material.kd.data
+        zeros = torch.zeros(shape, device=mesh.device)
+        if len(shape) == 3:  # a texture
+            self.baked = unlit_material(zeros)
+            self.baked.kd.min = self.baked.kd.max = None  # the map must stay linear: no clamping
+            self.values = self.baked.kd.data
+        else:
+            self.baked = self.values = zeros
 
     def _adjoint(self, x: Tensor, weights) -> Tensor:
-        """``sum over views of A^T weights(A x, y, W)``, ``[T, T, 3]``."""
+        """``sum over views of A^T weights(A x, y, W)``, shaped like ``x``."""
         with torch.no_grad():
-            self.texels.copy_(x[None])
-        self.texels.requires_grad_(True)
-        out = torch.zeros_like(self.texels)
+            self.values.copy_(x.reshape(self.values.shape))
+        self.values.requires_grad_(True)
+        out = torch.zeros_like(self.values)
         for start in range(0, self.cameras.batch_size, self.chunk):
             ref = self.references[start : start + self.chunk]
             mask = (ref[..., 3:] > 0).to(ref.dtype)
-            pred = render_unlit(self.mesh, self.material, self.cameras[start : start + self.chunk], self.rasterizer)
+            pred = render_unlit(self.mesh, self.baked, self.cameras[start : start + self.chunk], self.rasterizer)
             pred = pred[..., :3]
-            out += torch.autograd.grad((pred * weights(pred.detach(), premultiplied(ref), mask)).sum(), self.texels)[0]
-        self.texels.requires_grad_(False)
-        return out[0]
+            out += torch.autograd.grad((pred * weights(pred.detach(), premultiplied(ref), mask)).sum(), self.values)[0]
+        self.values.requires_grad_(False)
+        return out.reshape(x.shape)
 
-    def rhs(self) -> Tensor:
-        return self._adjoint(torch.zeros_like(self.texels[0]), lambda pred, y, w: y * w)
+    def rhs(self, like: Tensor) -> Tensor:
+        return self._adjoint(torch.zeros_like(like), lambda pred, y, w: y * w)
 
-    def footprint(self) -> Tensor:
-        return self._adjoint(torch.zeros_like(self.texels[0]), lambda pred, y, w: w.expand_as(pred))
+    def footprint(self, like: Tensor) -> Tensor:
+        return self._adjoint(torch.zeros_like(like), lambda pred, y, w: w.expand_as(pred))
 
     def normal(self, x: Tensor) -> Tensor:
         return self._adjoint(x, lambda pred, y, w: pred * w)
+
+
+def _closed_form(op: _UnlitOperator, like: Tensor, iterations: int) -> Tuple[Tensor, Tensor, list]:
+    """Footprint mean, refined by ``iterations`` of footprint-preconditioned CG on the normal
+    equations: ``(values like like, observed mask, relative residuals)``."""
+    rhs, footprint = op.rhs(like), op.footprint(like)
+    observed = footprint[..., 0] > 1e-8
+    inverse = torch.where(footprint > 1e-8, 1.0 / footprint.clamp_min(1e-8), torch.zeros_like(footprint))
+    x = rhs * inverse
+    residuals = []
+    if iterations > 0:
+        r = rhs - op.normal(x)
+        z = r * inverse
+        p, rz = z.clone(), float((r * z).sum())
+        norm = float(rhs.norm()) or 1.0
+        for _ in range(iterations):
+            ap = op.normal(p)
+            alpha = rz / max(float((p * ap).sum()), 1e-30)
+            x, r = x + alpha * p, r - alpha * ap
+            residuals.append(float(r.norm()) / norm)
+            z = r * inverse
+            rz, rz_old = float((r * z).sum()), rz
+            p = z + (rz / max(rz_old, 1e-30)) * p
+    return x, observed, residuals
 
 
 def closed_form_texture(
@@ -331,27 +360,30 @@ def closed_form_texture(
         ``(texture, info)``; info holds the ``observed`` texel mask ``[T, T]`` and the relative
         residual of the normal equations per iteration.
     """
-    op = _TextureOperator(mesh, resolution, cameras, references, rasterizer, chunk)
-    rhs, footprint = op.rhs(), op.footprint()
-    observed = footprint[..., 0] > 1e-8
-    inverse = torch.where(footprint > 1e-8, 1.0 / footprint.clamp_min(1e-8), torch.zeros_like(footprint))
-    x = rhs * inverse
-    residuals = []
-    if iterations > 0:
-        r = rhs - op.normal(x)
-        z = r * inverse
-        p, rz = z.clone(), float((r * z).sum())
-        norm = float(rhs.norm()) or 1.0
-        for _ in range(iterations):
-            ap = op.normal(p)
-            alpha = rz / max(float((p * ap).sum()), 1e-30)
-            x, r = x + alpha * p, r - alpha * ap
-            residuals.append(float(r.norm()) / norm)
-            z = r * inverse
-            rz, rz_old = float((r * z).sum()), rz
-            p = z + (rz / max(rz_old, 1e-30)) * p
+    like = torch.zeros(resolution, resolution, 3, device=mesh.device)
+    op = _UnlitOperator(mesh, tuple(like.shape), cameras, references, rasterizer, chunk)
+    x, observed, residuals = _closed_form(op, like, iterations)
     texture = _dilate(x, observed, dilation).clamp(0.0, 1.0)
     return texture, {"observed": observed, "residuals": residuals}
+
+
+def closed_form_vertex_colors(
+    mesh: Mesh,
+    cameras: Cameras,
+    references: Tensor,
+    rasterizer,
+    iterations: int = 30,
+    fallback: Optional[Tensor] = None,
+    chunk: int = 8,
+) -> Tuple[Tensor, Dict[str, object]]:
+    """The least-squares vertex colours ``[V, 3]`` in [0, 1] (footprint mean refined by CG, as
+    :func:`closed_form_texture`); vertices no view sees keep ``fallback`` (default 0)."""
+    like = torch.zeros(mesh.num_vertices, 3, device=mesh.device)
+    op = _UnlitOperator(mesh, tuple(like.shape), cameras, references, rasterizer, chunk)
+    x, observed, residuals = _closed_form(op, like, iterations)
+    if fallback is not None:
+        x = torch.where(observed[:, None], x, fallback)
+    return x.clamp(0.0, 1.0), {"observed": observed, "residuals": residuals}
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -362,17 +394,24 @@ def display(linear_rgb: Tensor) -> Tensor:
     return linear_to_srgb(linear_rgb.clamp(0.0, 1.0))
 
 
-def image_scores(pred_rgb: Tensor, references: Tensor) -> Dict[str, float]:
-    """Mean PSNR (dB) and SSIM over views of premultiplied ``pred_rgb [B, H, W, 3]`` against
-    straight-alpha ``references [B, H, W, 4]``, both over black, in sRGB; and the PSNR of the
-    linear values."""
+def image_scores(pred: Tensor, references: Tensor) -> Dict[str, float]:
+    """Scores of premultiplied unlit renders ``pred [B, H, W, 4]`` (over black) against
+    straight-alpha PBR ``references [B, H, W, 4]``, means over views:
+
+    * ``psnr`` (dB), ``ssim``: whole images over black in sRGB, as nvdiffrec's validation;
+    * ``psnr_linear``: whole images in linear radiance (clamped to [0, 1]), what the L2 fit minimises;
+    * ``psnr_interior``: sRGB PSNR over the pixels both fully cover, the colour alone without
+      the silhouette differences of a mesh baked onto another.
+    """
     linear = premultiplied(references)
-    a, b = display(pred_rgb), display(linear)
+    a, b = display(pred[..., :3]), display(linear)
+    inside = ((pred[..., 3:] >= 0.999) & (references[..., 3:] >= 0.999)).to(a.dtype)
+    mse = (((a - b) ** 2) * inside).sum((1, 2, 3)) / (inside.sum((1, 2, 3)) * 3).clamp_min(1.0)
     return {
         "psnr": float(psnr(a, b).mean()),
         "ssim": float(ssim(a, b).mean()),
-        # What the L2 loss minimises: linear radiance (clamped to the displayable [0, 1]).
-        "psnr_linear": float(psnr(pred_rgb.clamp(0, 1), linear.clamp(0, 1)).mean()),
+        "psnr_linear": float(psnr(pred[..., :3].clamp(0, 1), linear.clamp(0, 1)).mean()),
+        "psnr_interior": float((-10.0 * torch.log10(mse.clamp_min(1e-10))).mean()),
     }
 
 
@@ -426,8 +465,9 @@ def bake_unlit(
         target: ``"texture"`` or ``"vertex"``.
         cameras, references: training views and their PBR renders ``[B, H, W, 4]`` (straight alpha).
         held_out, held_out_references: the views the scores are measured on.
-        closed_form: also compute the closed-form textures (texture onto the source only): the
-            footprint-weighted mean and the least-squares optimum (``cg_iterations`` of CG).
+        closed_form: also compute the closed forms that check the optimiser: the least-squares
+            optimum (``cg_iterations`` of CG on the normal equations) and, for a texture on the
+            source itself, the footprint-weighted mean.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
@@ -459,25 +499,33 @@ def bake_unlit(
     seconds["optimise"] = time.perf_counter() - start
 
     result = BakeResult(target, mesh, point, optimised, seconds=seconds, losses=losses)
-    if target == "texture" and same and closed_form:
+    if closed_form:
         start = time.perf_counter()
-        result.closed_form, _ = closed_form_texture(mesh, texture_res, cameras, references, rasterizer)
-        result.least_squares, info = closed_form_texture(
-            mesh, texture_res, cameras, references, rasterizer, iterations=cg_iterations
-        )
-        result.info["cg_residuals"] = info["residuals"]
+        if target == "texture":
+            if same:  # the footprint mean is a per-texel optimum only on the source's own surface
+                result.closed_form, _ = closed_form_texture(mesh, texture_res, cameras, references, rasterizer)
+            result.least_squares, info = closed_form_texture(
+                mesh, texture_res, cameras, references, rasterizer, iterations=cg_iterations
+            )
+        else:
+            result.least_squares, info = closed_form_vertex_colors(
+                mesh, cameras, references, rasterizer, iterations=cg_iterations, fallback=point
+            )
         seconds["closed_form"] = time.perf_counter() - start
+        result.info["cg_residuals"] = info["residuals"]
     with torch.no_grad():
         bakes = {"point_sampled": point, "optimised": optimised}
         if result.closed_form is not None:
-            bakes["closed_form"], bakes["least_squares"] = result.closed_form, result.least_squares
+            bakes["closed_form"] = result.closed_form
+        if result.least_squares is not None:
+            bakes["least_squares"] = result.least_squares
         for name, values in bakes.items():
-            render = render_unlit(mesh, as_baked(values), held_out, rasterizer)[..., :3]
+            render = render_unlit(mesh, as_baked(values), held_out, rasterizer)
             result.scores[name] = image_scores(render, held_out_references)
             result.renders[name] = render
             train = torch.cat(
                 [
-                    render_unlit(mesh, as_baked(values), cameras[i : i + batch], rasterizer)[..., :3]
+                    render_unlit(mesh, as_baked(values), cameras[i : i + batch], rasterizer)
                     for i in range(0, cameras.batch_size, batch)
                 ]
             )
@@ -500,5 +548,5 @@ def view_averaged_ceiling(
     against the PBR renders on held-out views: the view-dependent look any unlit bake loses."""
     texture, _ = closed_form_texture(source, texture_res, cameras, references, rasterizer, iterations=iterations)
     with torch.no_grad():
-        render = render_unlit(source, unlit_material(texture), held_out, rasterizer)[..., :3]
+        render = render_unlit(source, unlit_material(texture), held_out, rasterizer)
     return image_scores(render, held_out_references)

@@ -160,7 +160,7 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
         loss=args.loss,
         seed=args.seed,
     )
-    if "least_squares" in result.scores:  # the source's own view-averaged texture is that optimum
+    if args.target == "texture" and onto is None:  # the source's own view-averaged texture is that optimum
         ceiling = {k: result.scores["least_squares"][k] for k in ("psnr", "ssim")}
     elif unwrap == "file" or onto is not None:
         start = time.perf_counter()
@@ -212,7 +212,11 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
 
 def contact_sheet(references: torch.Tensor, renders: Dict[str, torch.Tensor], rows: int = 4) -> torch.Tensor:
     """``[rows * H, 3 * W, 3]`` sRGB sheet: PBR reference | point-sampled | optimised per held-out view."""
-    columns = [premultiplied(references[:rows]), renders["point_sampled"][:rows], renders["optimised"][:rows]]
+    columns = [
+        premultiplied(references[:rows]),
+        renders["point_sampled"][:rows, ..., :3],
+        renders["optimised"][:rows, ..., :3],
+    ]
     sheet = torch.cat([display(c) for c in columns], 2)  # [rows, H, 3W, 3]
     return sheet.reshape(-1, sheet.shape[2], 3).cpu()
 

@@ -104,12 +104,14 @@ def main() -> None:
             }
             rows.append(row)
             s = result.scores
-            extra = ""
-            if "least_squares" in s:
-                extra = (
-                    f" | footprint mean {s['closed_form']['psnr']:.2f} | least squares {s['least_squares']['psnr']:.2f}"
-                    f" (train: Adam {s['optimised']['train_psnr']:.2f}, LS {s['least_squares']['train_psnr']:.2f})"
-                )
+            extra = f" | least squares {s['least_squares']['psnr']:.2f} (train: Adam {s['optimised']['train_psnr']:.2f}"
+            extra += f", LS {s['least_squares']['train_psnr']:.2f})"
+            if "closed_form" in s:
+                extra += f" | footprint mean {s['closed_form']['psnr']:.2f}"
+            extra += (
+                f" | interior: point {s['point_sampled']['psnr_interior']:.2f},"
+                f" optimised {s['optimised']['psnr_interior']:.2f}"
+            )
             print(
                 f"{name:9s} {target:7s} F={result.mesh.num_faces:5d}: point {s['point_sampled']['psnr']:.2f} dB"
                 f" / {s['point_sampled']['ssim']:.4f} (lin {s['point_sampled']['psnr_linear']:.2f}) -> optimised"
