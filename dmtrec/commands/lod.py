@@ -33,77 +33,48 @@ log = logging.getLogger(__name__)
 HELP = "levels of detail of a PBR asset, optimised to look like it (--mesh M --probe P --levels F... --out DIR)"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+# (option, LodSettings field, type, help); "nargs" options take one value per level.
+_SETTINGS_OPTIONS = (
+    ("--res", "res", int, "screen size (px) filled by the whole asset; level f is judged at res*sqrt(f) px"),
+    ("--min-res", "min_res", int, "smallest level resolution"),
+    ("--level-res", "level_res", int, "explicit resolution per level (nargs; overrides --res)"),
+    ("--spp", "spp", int, "supersampling per axis"),
+    ("--iterations", "iterations", int, "optimisation steps per level"),
+    ("--batch", "batch", int, "views per step"),
+    ("--lr", "lr", float, "Adam learning rate"),
+    ("--laplace-weight", "laplace_weight", float, "relative Laplacian weight (None: nvdiffmodeling's automatic one)"),
+    ("--texture-res", "texture_res", int, "texture size per level"),
+    ("--train-views", "train_views", int, "reference views optimised on"),
+    ("--heldout-views", "heldout_views", int, "held-out views for the metrics"),
+    ("--probe-res", "probe_res", int, "probe cube-map face size"),
+    ("--seed", "seed", int, "seed of the views and backgrounds"),
+)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The :class:`LodSettings` options (shared with experiments/benchmarks/lod.py)."""
     defaults = LodSettings()
+    for option, name, kind, text in _SETTINGS_OPTIONS:
+        extra = {"nargs": "+"} if name == "level_res" else {}
+        parser.add_argument(
+            option, type=kind, default=getattr(defaults, name), help=f"{text} (default %(default)s)", **extra
+        )
+    parser.add_argument("--no-flip", action="store_true", help="skip FLIP even when flip-evaluator is installed")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", required=True, help="high-poly asset: .obj (with MTL and textures) or .glb")
     parser.add_argument("--probe", required=True, help="HDR environment probe (.hdr, equirectangular)")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--levels", type=float, nargs="+", help="triangle budgets as fractions, e.g. 0.25 0.05 0.01")
     budget.add_argument("--faces", type=int, nargs="+", help="triangle budgets as counts, e.g. 20000 4000 800")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--res",
-        type=int,
-        default=defaults.res,
-        help="screen size (px) filled by the whole asset; level f is judged at res*sqrt(f) px (default %(default)s)",
-    )
-    parser.add_argument(
-        "--min-res", type=int, default=defaults.min_res, help="smallest level resolution (default %(default)s)"
-    )
-    parser.add_argument("--level-res", type=int, nargs="+", help="explicit resolution per level (overrides --res)")
-    parser.add_argument("--spp", type=int, default=defaults.spp, help="supersampling per axis (default %(default)s)")
-    parser.add_argument(
-        "--iterations", type=int, default=defaults.iterations, help="optimisation steps per level (default %(default)s)"
-    )
-    parser.add_argument("--batch", type=int, default=defaults.batch, help="views per step (default %(default)s)")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default %(default)s)")
-    parser.add_argument(
-        "--laplace-weight",
-        type=float,
-        default=defaults.laplace_weight,
-        help="relative Laplacian weight (default %(default)s)",
-    )
-    parser.add_argument(
-        "--texture-res", type=int, default=defaults.texture_res, help="texture size per level (default %(default)s)"
-    )
-    parser.add_argument(
-        "--train-views",
-        type=int,
-        default=defaults.train_views,
-        help="reference views optimised on (default %(default)s)",
-    )
-    parser.add_argument(
-        "--heldout-views",
-        type=int,
-        default=defaults.heldout_views,
-        help="held-out views for metrics (default %(default)s)",
-    )
-    parser.add_argument(
-        "--probe-res", type=int, default=defaults.probe_res, help="probe cube-map face size (default %(default)s)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of views and backgrounds (default %(default)s)"
-    )
-    parser.add_argument("--no-flip", action="store_true", help="skip FLIP even when flip-evaluator is installed")
+    add_settings_arguments(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> LodSettings:
-    return LodSettings(
-        res=args.res,
-        min_res=args.min_res,
-        level_res=args.level_res,
-        spp=args.spp,
-        iterations=args.iterations,
-        batch=args.batch,
-        lr=args.lr,
-        laplace_weight=args.laplace_weight,
-        texture_res=args.texture_res,
-        train_views=args.train_views,
-        heldout_views=args.heldout_views,
-        probe_res=args.probe_res,
-        seed=args.seed,
-        flip=not args.no_flip,
-    )
+    values = {name: getattr(args, name) for _, name, _, _ in _SETTINGS_OPTIONS}
+    return LodSettings(**values, flip=not args.no_flip)
 
 
 def run_lod(mesh_path, probe_path, out, settings: LodSettings, levels=None, faces=None) -> dict:

@@ -29,9 +29,8 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from dmtrec.assets.lod import LodSettings  # noqa: E402
 from dmtrec.assets.procedural import write_procedural_asset  # noqa: E402
-from dmtrec.commands.lod import run_lod  # noqa: E402
+from dmtrec.commands.lod import add_settings_arguments, run_lod, settings_from_args  # noqa: E402
 
 ASSETS = {
     "spot": REPO / "data" / "meshes" / "spot" / "spot.obj",
@@ -42,27 +41,15 @@ PROBE = REPO / "data" / "envmaps" / "mud_road_puresky_1k.hdr"
 
 
 def main() -> int:
-    defaults = LodSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", nargs="+", default=["spot", "bob", "torus"], choices=sorted(ASSETS))
     parser.add_argument("--levels", type=float, nargs="+", default=[0.05, 0.01])
     parser.add_argument("--out", default="outputs/bench_lod")
-    parser.add_argument("--res", type=int, default=defaults.res)
-    parser.add_argument("--level-res", type=int, nargs="+")
-    parser.add_argument("--spp", type=int, default=defaults.spp)
-    parser.add_argument("--iterations", type=int, default=defaults.iterations)
-    parser.add_argument("--batch", type=int, default=defaults.batch)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--texture-res", type=int, default=defaults.texture_res)
-    parser.add_argument("--train-views", type=int, default=defaults.train_views)
-    parser.add_argument("--heldout-views", type=int, default=defaults.heldout_views)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    add_settings_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = LodSettings(
-        res=args.res, level_res=args.level_res, spp=args.spp, iterations=args.iterations, batch=args.batch,
-        lr=args.lr, texture_res=args.texture_res, train_views=args.train_views, heldout_views=args.heldout_views,
-    )  # fmt: skip
+    settings = settings_from_args(args)
     out_root = Path(args.out)
     print(f"settings: {json.dumps({k: v for k, v in vars(args).items() if k not in ('assets', 'out')})}")
     header = "| asset | level | triangles | res | PSNR QEM | PSNR opt | SSIM QEM | SSIM opt | FLIP QEM | FLIP opt | s |"
