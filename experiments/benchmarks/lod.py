@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -48,12 +49,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     add_settings_arguments(parser)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     settings = settings_from_args(args)
     out_root = Path(args.out)
     print(f"settings: {json.dumps({k: v for k, v in vars(args).items() if k not in ('assets', 'out')})}")
-    header = "| asset | level | triangles | res | PSNR QEM | PSNR opt | SSIM QEM | SSIM opt | FLIP QEM | FLIP opt | s |"
-    rows = [header, "|" + "---|" * 11]
+    columns = ["asset", "f", "triangles", "res", "PSNR QEM", "PSNR opt", "SSIM QEM", "SSIM opt"]
+    columns += ["FLIP QEM", "FLIP opt", "s", "cpu s"]
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name in args.assets:
         path = ASSETS[name]
         if path is None:
@@ -66,7 +69,7 @@ def main() -> int:
             rows.append(
                 f"| {name} | {level['fraction']:.3f} | {level['triangles']} / {level['budget']} | "
                 f"{level['resolution']} | {q['psnr']:.2f} | {o['psnr']:.2f} | {q['ssim']:.4f} | {o['ssim']:.4f} | "
-                f"{flip[0]} | {flip[1]} | {level['seconds']['total']:.0f} |"
+                f"{flip[0]} | {flip[1]} | {level['seconds']['total']:.0f} | {level['seconds']['cpu']:.0f} |"
             )
         print(f"{name}: {time.perf_counter() - start:.0f} s, load average {os.getloadavg()}", flush=True)
     print("\n".join(rows))
