@@ -114,7 +114,7 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
     if source.num_vertices == 0 or source.is_empty:
         raise ValueError(f"{mesh_path}: mesh has no vertices or faces")
     light = load_probe(args.probe, args.probe_res, device=device)
-    onto, unwrap = None, "file"
+    onto, unwrap, source_has_uvs = None, "file", source.v_tex is not None
     if args.onto:
         onto, unwrap = _load_target(Path(args.onto), args.target, args.texture_res)
         onto = onto.to(device)
@@ -160,16 +160,13 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
         loss=args.loss,
         seed=args.seed,
     )
-    if args.target == "texture" and onto is None:  # the source's own view-averaged texture is that optimum
-        ceiling = {k: result.scores["least_squares"][k] for k in ("psnr", "ssim")}
-    elif unwrap == "file" or onto is not None:
+    ceiling = None
+    if source_has_uvs:  # the source's own view-averaged radiance, a texture over its UVs at twice the size
         start = time.perf_counter()
         ceiling = view_averaged_ceiling(
-            source, cameras, references, held_out, held_refs, rasterizer, args.texture_res, iterations=10
+            source, cameras, references, held_out, held_refs, rasterizer, min(2 * args.texture_res, 2048)
         )
         result.seconds["ceiling"] = time.perf_counter() - start
-    else:
-        ceiling = None
     result.seconds["reference"] = reference_seconds
 
     report = {
