@@ -19,6 +19,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from dmtrec.core.atomic import atomic_folder
 from dmtrec.io.image import linear_to_srgb, write_png
 
 from .reference_mesh import ReferenceMeshViews, load_reference_scene
@@ -76,8 +77,6 @@ def make_dataset(
         mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer
     )
     fovx = 2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) * resolution[1] / resolution[0])
-
-    from dmtrec.io.atomic import atomic_folder
 
     with atomic_folder(out) as tmp:
         for split, count in (("train", views), ("val", val_views), ("test", test_views)):

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
 from dmtrec.io.image import ImageReadError
 from dmtrec.io.obj import ObjReadError, read_obj
 from dmtrec.render.camera import Cameras
