@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
 from dmtrec.geometry.normals import compute_normals, compute_tangents, face_normals
 from dmtrec.io.image import linear_to_srgb
 from dmtrec.metrics.image import psnr, ssim

@@ -26,9 +26,9 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from dmtrec.core.mesh import Mesh
 from dmtrec.datasets.reference_cameras import ORBIT_ELEVATION
 from dmtrec.datasets.reference_mesh import ReferenceScene
-from dmtrec.geometry.mesh import Mesh
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.render.camera import Cameras, orbit_c2w, random_orbit_c2w
 from dmtrec.render.light import EnvironmentLight

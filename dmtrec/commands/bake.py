@@ -35,9 +35,9 @@ from dmtrec.assets.unlit_bake import (
     with_render_frame,
 )
 from dmtrec.assets.views import DISTRIBUTIONS, load_asset, load_probe, render_reference, view_cameras
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.atomic import atomic_folder, write_json
+from dmtrec.core.mesh import Mesh
 from dmtrec.geometry.uv_unwrap import uv_unwrap
-from dmtrec.io.atomic import atomic_folder, write_json
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.image import write_png
 from dmtrec.io.mesh_files import read_mesh

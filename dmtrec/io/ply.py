@@ -13,8 +13,9 @@ from typing import Optional, Union
 import numpy as np
 from torch import Tensor
 
-from ..geometry.mesh import Mesh
-from .atomic import write_bytes_atomic
+from dmtrec.core.atomic import write_bytes_atomic
+from dmtrec.core.mesh import Mesh
+
 from .image import linear_to_srgb
 
 

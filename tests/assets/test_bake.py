@@ -17,7 +17,7 @@ from dmtrec.assets.unlit_bake import (
     with_render_frame,
 )
 from dmtrec.assets.views import load_asset, load_probe, render_reference, sample_cameras, view_cameras
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.raster import get_rasterizer

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
 from dmtrec.render.camera import Cameras, look_at
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.raster import get_rasterizer
