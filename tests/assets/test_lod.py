@@ -172,6 +172,9 @@ def test_lod_command_writes_levels_glbs_report_and_contact_sheet(tmp_path, capsy
         material = gltf.materials[primitive.material]
         assert material.pbrMetallicRoughness.baseColorTexture is not None and material.normalTexture is not None
     assert len({gltf.nodes[i].mesh for i in range(2)}) == 2 and len(gltf.materials) == 2
+    # a written level is itself a valid lod input (GLB path of read_mesh): closed, with UVs and maps
+    mesh, material, _, topology, _ = load_lod_inputs(out / "lod1.glb", PROBE_HDR, LodSettings(probe_res=32))
+    assert mesh.num_faces == counts[1] and topology["genus"] == 1 and material.normal is not None
 
 
 def _write(tmp_path, name, mesh, textures=None):
