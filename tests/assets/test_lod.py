@@ -81,6 +81,7 @@ def test_closest_points_match_a_brute_force_search():
     assert (bary >= -1e-9).all() and np.allclose(bary.sum(1), 1.0)
 
 
+@pytest.mark.slow
 def test_transfer_at_full_resolution_reproduces_the_original(spot, light):
     """No decimation, a new xatlas atlas: renders with the transferred maps score within 0.5 dB
     of renders with the original maps, both against a 4x4-supersampled render of the original."""
@@ -103,6 +104,7 @@ def test_transfer_at_full_resolution_reproduces_the_original(spot, light):
     assert moved_db > flat_db + 3.0, (moved_db, flat_db)
 
 
+@pytest.mark.slow
 def test_short_optimisation_improves_the_heldout_loss(spot, light):
     mesh, material = spot
     settings = LodSettings(train_views=8, heldout_views=3, texture_res=128, batch=2, spp=1, log_every=0)
@@ -135,6 +137,7 @@ def _run(argv, capsys):
     return code, capsys.readouterr().err.strip().splitlines()
 
 
+@pytest.mark.slow
 def test_lod_command_writes_levels_glbs_report_and_contact_sheet(tmp_path, capsys):
     pygltflib = pytest.importorskip("pygltflib")
     trimesh = pytest.importorskip("trimesh")
