@@ -12,7 +12,8 @@ i.e. ``sqrt(f)`` of its height: on a screen where the whole asset spans ``res`` 
 level spans ``res * sqrt(f)``. Each level is therefore judged (trained and evaluated) on views
 framing the asset's bounding sphere at ``max(min_res, round(res * sqrt(f)))`` pixels, each
 pixel supersampled ``spp x spp`` (nvdiffmodeling trains far levels at low resolution with
-many samples per pixel). ``f`` are also the ``MSFT_screencoverage`` hints of ``lods.glb``.
+many samples per pixel). ``lods.glb``'s ``MSFT_screencoverage`` hints follow the same rule: a
+level is shown down to the geometric mean of its ``f`` and the next level's.
 
 Defaults (:class:`LodSettings`) and where they come from (nvdiffmodeling ``train.py`` and
 ``configs/*.json``):

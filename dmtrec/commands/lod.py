@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -108,7 +109,9 @@ def run_lod(mesh_path, probe_path, out, settings: LodSettings, levels=None, face
             textures = level.material.to_tensors()
             write_glb(tmp / f"lod{level.index}.glb", level.mesh, textures, occlusion=False)
             write_obj(tmp / f"lod{level.index}", level.mesh, textures, name="mesh")
-        coverage = [level.fraction for level in built[:-1]] + [0.0]
+        # A level of fraction f is made for an asset covering about f of the screen's area; switch
+        # to the next one half-way (geometrically) to its design coverage; never cull the last.
+        coverage = [math.sqrt(a.fraction * b.fraction) for a, b in zip(built, built[1:])] + [0.0]
         write_lod_glb(tmp / "lods.glb", [(lv.mesh, lv.material.to_tensors()) for lv in built], coverage)
         contact_sheet(tmp / "contact_sheet.png", built, extra["reference_images"])
         report["screen_coverage"] = coverage

@@ -2,9 +2,10 @@
 
 Level ``i`` is mesh ``i`` with material ``i`` on node ``i``. Node 0 (the finest level) is the
 only scene node; its ``MSFT_lod`` extension lists the coarser nodes ``[1, ..., n-1]`` in order,
-and its ``extras.MSFT_screencoverage`` holds one screen-coverage threshold per level (the
-fraction of the screen the asset must at least cover for that level to be shown; the last is 0),
-as the extension specifies. Viewers without ``MSFT_lod`` show node 0. The mesh encoding is
+and its ``extras.MSFT_screencoverage`` holds one screen-coverage threshold per level, finest
+first: level ``i`` is shown while the asset covers at least that fraction of the screen's area
+(Babylon.js's reading of the hint; the last value, 0, keeps the coarsest level from being
+culled). Viewers without ``MSFT_lod`` show node 0. The mesh encoding is
 :func:`dmtrec.io.gltf.write_glb`'s.
 """
 
