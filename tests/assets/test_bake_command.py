@@ -10,6 +10,7 @@ import pytest
 import torch
 from common import PROBE_HDR, REPO, SPOT_OBJ, subprocess_env
 
+from dmtrec.assets.views import orbit_cameras
 from dmtrec.commands import bake
 from dmtrec.io.gltf import read_glb
 
@@ -78,6 +79,14 @@ def test_texture_target_without_uvs_is_unwrapped(tmp_path):
     report = _run(tmp_path, mesh=bare)
     assert report["uvs"] in ("xatlas", "per_triangle")
     assert (tmp_path / "out" / "baked.glb").is_file()
+
+
+def test_camera_list_distribution_holds_out_every_kth_camera(tmp_path):
+    cameras = orbit_cameras(6, radius=3.5)
+    path = tmp_path / "cameras.json"
+    path.write_text(json.dumps({"fovy": 45.0, "frames": [{"transform_matrix": m.tolist()} for m in cameras.c2w]}))
+    report = _run(tmp_path, "--distribution", str(path), target="vertex")
+    assert (report["views"], report["held_out_views"]) == (4, 2)
 
 
 def _expect_one_line_error(tmp_path, match, **kwargs):
