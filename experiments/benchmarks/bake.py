@@ -57,13 +57,15 @@ def main() -> None:
     parser.add_argument("--probe-res", type=int, default=64)
     parser.add_argument("--decimate", type=float, default=0.05, help="fraction of Spot's triangles kept")
     parser.add_argument("--cg", type=int, default=30, help="CG iterations of the least-squares texture")
+    parser.add_argument("--cases", default="spot,bob,lod", help="comma-separated subset of spot, bob, lod")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rasterizer = get_rasterizer("torch")
     light = load_probe(PROBE, args.probe_res)
     rows = []
-    cases = [("spot", None), ("bob", None), (f"spot {args.decimate:.0%}", "spot")]
+    cases = {"spot": ("spot", None), "bob": ("bob", None), "lod": (f"spot {args.decimate:.0%}", "spot")}
+    cases = [cases[name] for name in args.cases.split(",")]
     for name, base in cases:
         mesh, material = load_asset(ASSETS[base or name])
         mesh = with_render_frame(mesh, material)
