@@ -8,10 +8,11 @@ Three bakes of the same look, judged by the renderer's ``unlit`` mode against PB
   best match the PBR renders over the chosen views, by gradient descent from the point sample
   (L2 in linear space, or log-L1). For vertex colours this differs from the point sample
   because colours are interpolated across triangles;
-* **closed form** (texture, target = source): each texel's observed radiance averaged over all
-  views, weighted by its footprint, i.e. by the weight the renderer's filtered lookup gives it
-  in each pixel: ``x = A^T (w y) / A^T w`` with ``A`` the (linear) unlit render of the texture,
-  obtained as two vector-Jacobian products. It checks the optimiser.
+* **closed forms**, checks of the optimiser, from vector-Jacobian products of the (linear)
+  unlit render ``A``: for a texture on the source itself, each texel's observed radiance
+  averaged over all views, weighted by its footprint (the weight the renderer's filtered lookup
+  gives it in each pixel), ``x = A^T (w y) / A^T w``; and for any target the least-squares
+  optimum, by conjugate gradients on ``A^T W A x = A^T W y`` from that mean.
 
 Targets onto another mesh (``onto``, e.g. a level of detail) find, for every texel or vertex,
 the closest point on the source surface (:func:`closest_points`).
@@ -166,7 +167,8 @@ def uv_layout(mesh: Mesh, resolution: int, rasterizer) -> Tuple[SurfacePoints, T
     covered = rast[..., 3] > 0
     u, v = rast[..., 0][covered], rast[..., 1][covered]
     face = rast[..., 3][covered].long() - 1
-    return SurfacePoints(face, torch.stack([1 - u - v, u, v], -1)), covered
+    # The rasterizer's (u, v) weigh corners 0 and 1 (interpolate: u a0 + v a1 + (1 - u - v) a2).
+    return SurfacePoints(face, torch.stack([u, v, 1 - u - v], -1)), covered
 
 
 def with_render_frame(mesh: Mesh, material: Optional[TexturedMaterial] = None) -> Mesh:

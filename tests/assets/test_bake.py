@@ -14,6 +14,7 @@ from dmtrec.assets.unlit_bake import (
     premultiplied,
     render_unlit,
     unlit_material,
+    uv_layout,
     with_render_frame,
 )
 from dmtrec.assets.views import load_asset, load_probe, render_reference, sample_cameras, view_cameras
@@ -132,6 +133,20 @@ def test_closest_points_on_a_triangle_against_hand_cases():
     expected = torch.tensor([[0.25, 0.25, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.5, 0.5, 0.0]])
     torch.testing.assert_close(closest, expected)
     torch.testing.assert_close(dist, torch.tensor([2.0, math.sqrt(2.0), 1.0, math.sqrt(0.5)]))
+
+
+def test_uv_layout_maps_each_texel_to_the_surface_point_at_its_centre():
+    # The plane's UVs are an affine function of position, so a texel's surface point, read
+    # back through the UVs, must land on the texel centre (row 0 is the top, v = 1).
+    mesh, _ = _patterned_plane()
+    points, covered = uv_layout(mesh, 16, get_rasterizer("torch"))
+    assert bool(covered.all())
+    uv = points.interpolate(mesh.v_tex, mesh.t_tex_idx)
+    rows, cols = covered.nonzero().unbind(1)
+    centres = torch.stack([(cols + 0.5) / 16, 1 - (rows + 0.5) / 16], -1)
+    torch.testing.assert_close(uv, centres, atol=1e-5, rtol=0)
+    pos = points.interpolate(mesh.v_pos, mesh.t_pos_idx)
+    torch.testing.assert_close(pos[:, 0], centres[:, 0] * 2 - 1, atol=1e-5, rtol=0)
 
 
 def test_overlap_check_rejects_a_far_mesh(icosphere):
