@@ -91,11 +91,9 @@ def render_mesh(
         )
     if int(spp) != spp or spp < 1:
         raise ValueError(f"render_mesh: spp must be a positive integer, got {spp!r}")
-    if vertex_color is not None and (
-        bsdf != "unlit" or vertex_color.dim() != 2 or vertex_color.shape[0] != mesh.v_pos.shape[0]
-    ):
+    if vertex_color is not None and (bsdf != "unlit" or tuple(vertex_color.shape) != (mesh.v_pos.shape[0], 3)):
         raise ValueError(
-            f"render_mesh: vertex_color must be [V={mesh.v_pos.shape[0]}, C] with bsdf 'unlit', got "
+            f"render_mesh: vertex_color must be [V={mesh.v_pos.shape[0]}, 3] with bsdf 'unlit', got "
             f"{tuple(vertex_color.shape)} with {bsdf!r}"
         )
     if material is None and vertex_color is None:
