@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
 from dmtrec.geometry.normals import compute_normals, compute_tangents, safe_normalize
 from dmtrec.render.bake import _dilate
 from dmtrec.render.bsdf import perturb_normal

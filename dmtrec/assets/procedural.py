@@ -18,7 +18,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
 from dmtrec.io.obj import write_obj
 
 PathLike = Union[str, os.PathLike]

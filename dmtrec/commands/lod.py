@@ -16,18 +16,12 @@ import os
 import time
 from pathlib import Path
 
-from dmtrec.assets.lod import (
-    LodSettings,
-    build_levels,
-    contact_sheet,
-    level_budgets,
-    load_lod_inputs,
-    settings_dict,
-)
-from dmtrec.io.atomic import atomic_folder, write_json
+from dmtrec.assets.lod import LodSettings, contact_sheet, level_budgets, load_lod_inputs, settings_dict
+from dmtrec.core.atomic import atomic_folder, write_json
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_lod import write_lod_glb
 from dmtrec.io.obj import write_obj
+from dmtrec.systems.lod import build_levels
 
 log = logging.getLogger(__name__)
 

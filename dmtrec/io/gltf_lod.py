@@ -16,9 +16,10 @@ from typing import Optional, Sequence
 
 from torch import Tensor
 
-from ..geometry.mesh import Mesh
+from dmtrec.core.atomic import write_bytes_atomic
+from dmtrec.core.mesh import Mesh
+
 from ..geometry.normals import compute_normals
-from .atomic import write_bytes_atomic
 from .gltf import _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER, PathLike, _GlbBuilder, _material, _vertex_streams
 from .textures import check_textures
 

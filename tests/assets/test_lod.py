@@ -14,25 +14,18 @@ pytest.importorskip("fast_simplification", reason="dmtrec lod needs the 'lod' ex
 pytest.importorskip("scipy", reason="dmtrec lod's closest-surface lookup needs scipy")
 
 from dmtrec import cli  # noqa: E402
-from dmtrec.assets.lod import (  # noqa: E402
-    LodScene,
-    LodSettings,
-    decimate,
-    heldout_loss,
-    level_budgets,
-    load_lod_inputs,
-    optimise_level,
-)
+from dmtrec.assets.lod import LodScene, LodSettings, decimate, level_budgets, load_lod_inputs  # noqa: E402
 from dmtrec.assets.lod_transfer import closest_points, transfer_textures  # noqa: E402
 from dmtrec.assets.procedural import displaced_torus, procedural_textures, write_procedural_asset  # noqa: E402
 from dmtrec.assets.views import load_asset, load_probe, render_reference, view_cameras  # noqa: E402
-from dmtrec.geometry.mesh import Mesh  # noqa: E402
+from dmtrec.core.mesh import Mesh  # noqa: E402
 from dmtrec.geometry.sdf import point_triangle_distance  # noqa: E402
 from dmtrec.geometry.uv_unwrap import uv_unwrap  # noqa: E402
 from dmtrec.io.obj import write_obj  # noqa: E402
 from dmtrec.metrics.image import psnr  # noqa: E402
 from dmtrec.render.material import TexturedMaterial  # noqa: E402
 from dmtrec.render.raster import get_rasterizer  # noqa: E402
+from dmtrec.systems.lod import heldout_loss, optimise_level  # noqa: E402
 
 
 @pytest.fixture(scope="module")
