@@ -229,12 +229,19 @@ def fit_unlit(
     batch: int = 8,
     loss: str = "l2",
     seed: int = 0,
+    prior: Optional[Tensor] = None,
+    prior_weight: float = 0.0,
 ) -> List[float]:
     """Optimise ``baked`` (an unlit material or a vertex-colour tensor, in place) so that its
     unlit renders match ``references [B, H, W, 4]`` (straight alpha) under ``cameras``.
 
     Adam over ``batch`` views per step, its learning rate decaying by 10x over the run; values
     clamped to [0, 1] after each step. Pixels count where the reference is covered.
+
+    ``prior`` (e.g. the point sample, shaped like the values) with ``prior_weight`` ``λ`` adds
+    ``λ |x - prior|^2`` to the sum of squared pixel errors over all views: each texel or vertex
+    counts as ``λ`` pixels observing its prior, which holds back the ones few pixels see from
+    fitting the view-dependent light of the few views that see them.
 
     Returns:
         The loss per step.
@@ -247,6 +254,8 @@ def fit_unlit(
     generator = torch.Generator().manual_seed(seed)
     order: List[int] = []
     history = []
+    # The prior term is normalised like image_loss: by the (mean per view) covered pixel count.
+    pixels = float((references[..., 3] > 0).sum()) * 3.0 or 1.0
     for _ in range(steps):
         if len(order) < batch:
             order += torch.randperm(cameras.batch_size, generator=generator).tolist()
@@ -254,6 +263,8 @@ def fit_unlit(
         ref = references[views]
         pred = render_unlit(mesh, baked, cameras[views], rasterizer)[..., :3]
         value = image_loss(pred, premultiplied(ref), (ref[..., 3:] > 0).to(pred.dtype), loss)
+        if prior is not None and prior_weight > 0:
+            value = value + prior_weight * ((params[0].reshape(prior.shape) - prior) ** 2).sum() / pixels
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
@@ -315,21 +326,31 @@ class _UnlitOperator:
         return self._adjoint(x, lambda pred, y, w: pred * w)
 
 
-def _closed_form(op: _UnlitOperator, like: Tensor, iterations: int) -> Tuple[Tensor, Tensor, list]:
+def _closed_form(
+    op: _UnlitOperator, like: Tensor, iterations: int, prior: Optional[Tensor] = None, prior_weight: float = 0.0
+) -> Tuple[Tensor, Tensor, list]:
     """Footprint mean, refined by ``iterations`` of footprint-preconditioned CG on the normal
-    equations: ``(values like like, observed mask, relative residuals)``."""
+    equations ``(A^T W A + λ) x = A^T W y + λ prior``: ``(values like like, observed mask,
+    relative residuals)``."""
     rhs, footprint = op.rhs(like), op.footprint(like)
     observed = footprint[..., 0] > 1e-8
+    normal = op.normal
+    if prior is not None and prior_weight > 0:
+        rhs, footprint = rhs + prior_weight * prior.reshape(like.shape), footprint + prior_weight
+
+        def normal(x: Tensor) -> Tensor:
+            return op.normal(x) + prior_weight * x
+
     inverse = torch.where(footprint > 1e-8, 1.0 / footprint.clamp_min(1e-8), torch.zeros_like(footprint))
     x = rhs * inverse
     residuals = []
     if iterations > 0:
-        r = rhs - op.normal(x)
+        r = rhs - normal(x)
         z = r * inverse
         p, rz = z.clone(), float((r * z).sum())
         norm = float(rhs.norm()) or 1.0
         for _ in range(iterations):
-            ap = op.normal(p)
+            ap = normal(p)
             alpha = rz / max(float((p * ap).sum()), 1e-30)
             x, r = x + alpha * p, r - alpha * ap
             residuals.append(float(r.norm()) / norm)
@@ -348,6 +369,8 @@ def closed_form_texture(
     iterations: int = 0,
     chunk: int = 8,
     dilation: int = 16,
+    prior: Optional[Tensor] = None,
+    prior_weight: float = 0.0,
 ) -> Tuple[Tensor, Dict[str, object]]:
     """The per-texel optimum of the unlit texture over the views, ``[T, T, 3]`` in [0, 1].
 
@@ -356,7 +379,7 @@ def closed_form_texture(
     slightly blurred one when bilinear and mip lookups spread pixels over several. ``iterations
     > 0``: that mean refined by conjugate gradients on the normal equations ``A^T W A x = A^T W y``,
     preconditioned by the footprint, towards the exact least-squares optimum. Texels no view sees
-    are filled from their neighbours.
+    are filled from their neighbours. ``prior``, ``prior_weight``: as :func:`fit_unlit`'s.
 
     Returns:
         ``(texture, info)``; info holds the ``observed`` texel mask ``[T, T]`` and the relative
@@ -364,7 +387,7 @@ def closed_form_texture(
     """
     like = torch.zeros(resolution, resolution, 3, device=mesh.device)
     op = _UnlitOperator(mesh, tuple(like.shape), cameras, references, rasterizer, chunk)
-    x, observed, residuals = _closed_form(op, like, iterations)
+    x, observed, residuals = _closed_form(op, like, iterations, prior, prior_weight)
     texture = _dilate(x, observed, dilation).clamp(0.0, 1.0)
     return texture, {"observed": observed, "residuals": residuals}
 
@@ -377,12 +400,14 @@ def closed_form_vertex_colors(
     iterations: int = 30,
     fallback: Optional[Tensor] = None,
     chunk: int = 8,
+    prior_weight: float = 0.0,
 ) -> Tuple[Tensor, Dict[str, object]]:
     """The least-squares vertex colours ``[V, 3]`` in [0, 1] (footprint mean refined by CG, as
-    :func:`closed_form_texture`); vertices no view sees keep ``fallback`` (default 0)."""
+    :func:`closed_form_texture`); vertices no view sees keep ``fallback`` (default 0), which is
+    also the prior that ``prior_weight`` pulls towards."""
     like = torch.zeros(mesh.num_vertices, 3, device=mesh.device)
     op = _UnlitOperator(mesh, tuple(like.shape), cameras, references, rasterizer, chunk)
-    x, observed, residuals = _closed_form(op, like, iterations)
+    x, observed, residuals = _closed_form(op, like, iterations, fallback, prior_weight)
     if fallback is not None:
         x = torch.where(observed[:, None], x, fallback)
     return x.clamp(0.0, 1.0), {"observed": observed, "residuals": residuals}
@@ -457,6 +482,7 @@ def bake_unlit(
     seed: int = 0,
     closed_form: bool = True,
     cg_iterations: int = 30,
+    prior_weight: float = 0.0,
 ) -> BakeResult:
     """Point-sample, then optimise, an unlit bake of ``source`` with ``material`` under ``light``.
 
@@ -470,6 +496,8 @@ def bake_unlit(
         closed_form: also compute the closed forms that check the optimiser: the least-squares
             optimum (``cg_iterations`` of CG on the normal equations) and, for a texture on the
             source itself, the footprint-weighted mean.
+        prior_weight: pull towards the point sample (see :func:`fit_unlit`), for the optimiser and
+            the least-squares check alike.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
@@ -496,7 +524,7 @@ def bake_unlit(
 
     start = time.perf_counter()
     baked = as_baked(point)
-    losses = fit_unlit(mesh, baked, cameras, references, rasterizer, steps, lr, batch, loss, seed)
+    losses = fit_unlit(mesh, baked, cameras, references, rasterizer, steps, lr, batch, loss, seed, point, prior_weight)
     optimised = (baked.kd.data[0] if target == "texture" else baked).detach().clone()
     seconds["optimise"] = time.perf_counter() - start
 
@@ -507,11 +535,18 @@ def bake_unlit(
             if same:  # the footprint mean is a per-texel optimum only on the source's own surface
                 result.closed_form, _ = closed_form_texture(mesh, texture_res, cameras, references, rasterizer)
             result.least_squares, info = closed_form_texture(
-                mesh, texture_res, cameras, references, rasterizer, iterations=cg_iterations
+                mesh,
+                texture_res,
+                cameras,
+                references,
+                rasterizer,
+                iterations=cg_iterations,
+                prior=point,
+                prior_weight=prior_weight,
             )
         else:
             result.least_squares, info = closed_form_vertex_colors(
-                mesh, cameras, references, rasterizer, iterations=cg_iterations, fallback=point
+                mesh, cameras, references, rasterizer, cg_iterations, fallback=point, prior_weight=prior_weight
             )
         seconds["closed_form"] = time.perf_counter() - start
         result.info["cg_residuals"] = info["residuals"]

@@ -70,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     parser.add_argument("--lr", type=float, default=0.02, help="Adam learning rate (default 0.02)")
     parser.add_argument("--batch", type=int, default=8, help="views per step (default 8)")
+    parser.add_argument(
+        "--prior-weight",
+        type=float,
+        default=0.0,
+        help="pull towards the point sample: each texel/vertex counts as this many pixels seeing it (default 0)",
+    )
     parser.add_argument("--spp", type=int, default=1, help="supersampling of the reference renders per axis")
     parser.add_argument("--fovy", type=float, default=45.0, help="vertical field of view in degrees (default 45)")
     parser.add_argument("--probe-res", type=int, default=128, help="cube-map face size of the probe (default 128)")
@@ -159,6 +165,7 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
         batch=args.batch,
         loss=args.loss,
         seed=args.seed,
+        prior_weight=args.prior_weight,
     )
     ceiling = None
     if source_has_uvs:  # the source's own view-averaged radiance, a texture over its UVs at twice the size
@@ -184,6 +191,7 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
         "texture_res": args.texture_res if args.target == "texture" else None,
         "loss": args.loss,
         "steps": args.steps,
+        "prior_weight": args.prior_weight,
         "overlap_median_distance": overlap,
         "scores_held_out": result.scores,
         "gain_db": result.scores["optimised"]["psnr"] - result.scores["point_sampled"]["psnr"],

@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--probe-res", type=int, default=64)
     parser.add_argument("--decimate", type=float, default=0.05, help="fraction of Spot's triangles kept")
     parser.add_argument("--cg", type=int, default=30, help="CG iterations of the least-squares texture")
+    parser.add_argument("--prior-weight", type=float, default=0.0, help="pull towards the point sample")
     parser.add_argument("--cases", default="spot,bob,lod", help="comma-separated subset of spot, bob, lod")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
@@ -93,7 +94,7 @@ def main() -> None:
                 target_mesh = uv_unwrap(onto, texture_res=args.texture_res).mesh
             result = bake_unlit(
                 mesh, material, light, target_mesh, target, cams, refs, held, held_refs, rasterizer,
-                texture_res=args.texture_res, steps=args.steps, cg_iterations=args.cg,
+                texture_res=args.texture_res, steps=args.steps, cg_iterations=args.cg, prior_weight=args.prior_weight,
             )  # fmt: skip
             row = {
                 "asset": name,

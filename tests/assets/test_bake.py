@@ -55,6 +55,11 @@ def test_closed_forms_of_a_one_texel_texture_match_hand_sums(spot_views):
     torch.testing.assert_close(mean[0, 0].double(), expected_mean, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(optimum[0, 0].double(), expected_optimum, rtol=1e-4, atol=1e-6)
     assert not torch.allclose(expected_mean, expected_optimum, rtol=1e-3)  # the check tells them apart
+    # A prior p weighing as lam pixels: (sum(a w y) + lam p) / (sum(a^2 w) + lam).
+    prior, lam = torch.tensor([[[0.9, 0.1, 0.5]]]), float((a * a * w).sum()) / 3.0
+    shrunk, _ = closed_form_texture(mesh, 1, cameras, refs, rasterizer, iterations=3, prior=prior, prior_weight=lam)
+    expected_shrunk = ((a * w * y).sum((0, 1, 2)) + lam * prior[0, 0].double()) / ((a * a * w).sum() + lam)
+    torch.testing.assert_close(shrunk[0, 0].double(), expected_shrunk, rtol=1e-4, atol=1e-6)
 
 
 def test_optimised_texture_reaches_the_closed_form_optimum(spot_views):
@@ -71,6 +76,15 @@ def test_optimised_texture_reaches_the_closed_form_optimum(spot_views):
     assert scores["least_squares"]["train_psnr"] > scores["closed_form"]["train_psnr"]
     assert scores["optimised"]["psnr"] > scores["point_sampled"]["psnr"] + 0.5
     assert result.info["cg_residuals"][-1] < result.info["cg_residuals"][0]
+
+
+def test_a_heavy_prior_keeps_the_point_sample(spot_views):
+    mesh, material, light, rasterizer, cameras, refs, held_out, held_refs = spot_views
+    result = bake_unlit(
+        mesh, material, light, None, "texture", cameras, refs, held_out, held_refs, rasterizer,
+        texture_res=16, steps=20, batch=6, closed_form=False, prior_weight=1e6,
+    )  # fmt: skip
+    assert (result.optimised - result.point).abs().max() < 0.01
 
 
 def _grey_sphere(icosphere, subdivisions):
