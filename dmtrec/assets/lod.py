@@ -74,6 +74,7 @@ class LodSettings:
         level_res: per-level resolutions overriding ``res`` / ``min_res`` (one per level).
         spp: supersampling per axis of training and evaluation renders (both sides).
         iterations, batch, lr: optimisation steps, views per step, Adam learning rate.
+        texture_lr: learning rate of the kd / ks / normal textures (None: ``lr``).
         laplace_weight: weight of the relative Laplacian (positions in bounding-radius units);
             None: nvdiffmodeling's automatic factor (module docstring).
         texture_res: side of the kd / ks / normal textures of each level.
@@ -92,6 +93,7 @@ class LodSettings:
     iterations: int = 200
     batch: int = 4
     lr: float = 0.01
+    texture_lr: Optional[float] = None
     laplace_weight: Optional[float] = None
     texture_res: int = 512
     train_views: int = 24

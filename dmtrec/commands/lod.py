@@ -37,6 +37,7 @@ _SETTINGS_OPTIONS = (
     ("--iterations", "iterations", int, "optimisation steps per level"),
     ("--batch", "batch", int, "views per step"),
     ("--lr", "lr", float, "Adam learning rate"),
+    ("--texture-lr", "texture_lr", float, "learning rate of the textures (None: --lr)"),
     ("--laplace-weight", "laplace_weight", float, "relative Laplacian weight (None: nvdiffmodeling's automatic one)"),
     ("--texture-res", "texture_res", int, "texture size per level"),
     ("--train-views", "train_views", int, "reference views optimised on"),

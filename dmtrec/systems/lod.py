@@ -55,7 +55,8 @@ def optimise_level(
     material = TexturedMaterial.from_tensors(**{k: v.detach().clone() for k, v in material.to_tensors().items()})
     v0 = mesh.v_pos.detach().clone()
     offset = torch.zeros_like(v0, requires_grad=True)  # in units of the bounding radius
-    optimizer = torch.optim.Adam([offset, *material.parameters()], lr=s.lr)
+    texture_lr = s.lr if s.texture_lr is None else s.texture_lr
+    optimizer = torch.optim.Adam([{"params": [offset]}, {"params": material.parameters(), "lr": texture_lr}], lr=s.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 10 ** (-0.0002 * it))
     faces = mesh.t_pos_idx
     laplace_weight = s.laplace_weight
