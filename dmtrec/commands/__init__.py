@@ -26,6 +26,8 @@ COMMANDS = {
     "eval": "eval",
     "lod": "lod",
     "bake": "bake",
+    "poses": "poses",
+    "inspect-data": "inspect_data",
 }
 
 

@@ -30,6 +30,15 @@ def build_dmtet(cfg: DMTetConfig):
     )
 
 
+def build_flexicubes(cfg: DMTetConfig):
+    """The pass-1 FlexiCubes module (SDF, offsets and per-cube weights on a voxel grid)."""
+    from dmtrec.geometry.flexicubes import FlexiCubesGeometry
+
+    if cfg.grid_file:
+        raise ValueError("model.dmtet.grid_file: a tet grid file does not apply to model.geometry 'flexicubes'")
+    return FlexiCubesGeometry(resolution=cfg.resolution, scale=cfg.scale, init=cfg.init, seed=cfg.seed)
+
+
 def build_volumetric_material(cfg: MaterialConfig, geometry):
     """The pass-1 volumetric (hash-grid + MLP) material over the DMTet grid's bounding box."""
     from dmtrec.render.material import VolumetricMaterial
@@ -122,6 +131,11 @@ def render(
 def sdf_regularizer(geometry) -> Tensor:
     """nvdiffrec's SDF sign regularizer (BCE across sign-changing edges), unweighted."""
     return geometry.sdf_reg_loss()
+
+
+def flexicubes_regularizer(geometry) -> Tensor:
+    """FlexiCubes' L_dev of the geometry's last extraction, unweighted."""
+    return geometry.dev_loss()
 
 
 def laplacian(mesh: Mesh, reference: Optional[Tensor]) -> Tensor:

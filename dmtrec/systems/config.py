@@ -10,21 +10,24 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 PASSES = ("both", "dmtet", "mesh")
+GEOMETRIES = ("dmtet", "flexicubes")  # pass-1 surface representations (``model.geometry``)
 
 
 @dataclass
 class DMTetConfig:
-    """Pass 1 geometry.
+    """Pass 1 geometry: DMTet or FlexiCubes (``model.geometry``).
 
     Args:
         resolution: tet grid resolution (nvdiffrec's 32/64/128), generated and cached ...
-        grid_file: ... or read from an nvdiffrec ``.npz`` grid of that resolution.
+            (FlexiCubes: cells per side of the voxel grid, nvdiffrec's ``bob_flexi`` 48) ...
+        grid_file: ... or read from an nvdiffrec ``.npz`` grid of that resolution (DMTet only).
         scale: edge length of the cube the grid spans (nvdiffrec ``mesh_scale``).
         init: SDF initialisation, "random" (nvdiffrec) or "sphere".
         seed: seed of the random SDF initialisation.
         sdf_reg: SDF sign regularizer weight at the start of pass 1 (nvdiffrec 0.2) ...
         sdf_reg_end: ... decaying linearly to this (0.01) ...
         sdf_reg_ramp: ... over this fraction of pass 1 (0.25).
+        dev_reg: FlexiCubes only: weight of its L_dev regularizer (nvdiffrec 0.25).
     """
 
     resolution: int = 64
@@ -35,6 +38,7 @@ class DMTetConfig:
     sdf_reg: float = 0.2
     sdf_reg_end: float = 0.01
     sdf_reg_ramp: float = 0.25
+    dev_reg: float = 0.25
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """The two-pass reconstruction as one LightningModule.
 
-Pass 1 ("dmtet") optimises a DMTet grid (SDF + offsets), a volumetric material and the light;
-at its end the extracted mesh is UV-unwrapped, the volumetric material baked into 2D textures,
-and pass 2 ("mesh") optimises vertex positions, textures and light with fixed topology and a
-Laplacian regularizer. Either pass can run alone (``passes``).
+Pass 1 ("dmtet") optimises a DMTet grid (SDF + offsets; or FlexiCubes, see ``geometry``), a
+volumetric material and the light; at its end the extracted mesh is UV-unwrapped, the volumetric
+material baked into 2D textures, and pass 2 ("mesh") optimises vertex positions, textures and
+light with fixed topology and a Laplacian regularizer. Either pass can run alone (``passes``).
 
 The pipeline state (stage, iteration) is the module's own and travels in the checkpoint:
 Lightning's ``global_step`` counts optimizer steps, which equals the iteration count here
@@ -27,7 +27,7 @@ from dmtrec.io.mesh_files import read_mesh
 from dmtrec.render.camera import Cameras
 
 from . import components, distributed, schedules
-from .config import PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
+from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
 from .losses import IMAGE_LOSSES, composite, reconstruction_loss
 from .mesh_geometry import MeshGeometry
 
@@ -56,6 +56,8 @@ class ReconstructionSystem(pl.LightningModule):
         iters_dmtet: iterations of pass 1.
         iters_mesh: iterations of pass 2.
         loss: image loss on the colour ("logl1" as nvdiffrec, "logl2", "smape", "mse", "relmse", "l1").
+        geometry: pass 1's surface, "dmtet" (nvdiffrec) or "flexicubes" (nvdiffrec's ``bob_flexi``);
+            both read the ``dmtet`` section.
         dmtet, material, light, optim, mesh_pass: the config sections (:mod:`dmtrec.systems.config`).
         rasterizer: "auto", "torch" or "nvdiffrast".
         reference_mesh: mesh file for the final Chamfer report (also taken from the datamodule's
@@ -73,6 +75,7 @@ class ReconstructionSystem(pl.LightningModule):
         iters_dmtet: int = 5000,
         iters_mesh: int = 5000,
         loss: str = "logl1",
+        geometry: str = "dmtet",
         dmtet: DMTetConfig = DMTetConfig(),
         material: MaterialConfig = MaterialConfig(),
         light: LightConfig = LightConfig(),
@@ -88,11 +91,14 @@ class ReconstructionSystem(pl.LightningModule):
             raise ValueError(f"model.passes: unknown value {passes!r}; choose one of {', '.join(PASSES)}")
         if loss not in IMAGE_LOSSES:
             raise ValueError(f"model.loss: unknown image loss {loss!r}; choose one of {', '.join(IMAGE_LOSSES)}")
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"model.geometry: unknown value {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
         for name, value in (("iters_dmtet", iters_dmtet), ("iters_mesh", iters_mesh)):
             if value < 0:
                 raise ValueError(f"model.{name} must be >= 0, got {value}")
         self.automatic_optimization = False
         self.passes, self.iters_dmtet, self.iters_mesh, self.loss_kind = passes, iters_dmtet, iters_mesh, loss
+        self.geometry_kind = geometry
         self.dmtet_cfg = _as_config(dmtet, DMTetConfig)
         self.material_cfg = _as_config(material, MaterialConfig)
         self.light_cfg = _as_config(light, LightConfig)
@@ -104,6 +110,7 @@ class ReconstructionSystem(pl.LightningModule):
                 "iters_dmtet": iters_dmtet,
                 "iters_mesh": iters_mesh,
                 "loss": loss,
+                "geometry": geometry,
                 "dmtet": asdict(self.dmtet_cfg),
                 "material": asdict(self.material_cfg),
                 "light": asdict(self.light_cfg),
@@ -131,7 +138,8 @@ class ReconstructionSystem(pl.LightningModule):
             self._enter_mesh_stage(*self._prepare_input_mesh(mesh, textures))
         else:
             self.stage = "dmtet"
-            self.geometry = components.build_dmtet(self.dmtet_cfg)
+            build = components.build_flexicubes if geometry == "flexicubes" else components.build_dmtet
+            self.geometry = build(self.dmtet_cfg)
             self.material = components.build_volumetric_material(self.material_cfg, self.geometry)
 
     # ------------------------------------------------------------------ pipeline state
@@ -187,8 +195,9 @@ class ReconstructionSystem(pl.LightningModule):
 
     @torch.no_grad()
     def bake_mesh(self) -> Tuple[Mesh, Dict[str, Tensor]]:
-        """The current surface with UVs and 2D textures: pass 1's DMTet mesh is extracted,
-        unwrapped and its volumetric material baked; pass 2's mesh and textures as they are."""
+        """The current surface with UVs and 2D textures: pass 1's surface is extracted (FlexiCubes:
+        2 triangles per quad, as without gradients), unwrapped and its volumetric material baked;
+        pass 2's mesh and textures as they are."""
         if self.stage == "mesh":
             return self.geometry.mesh(), components.material_textures(self.material)
         mesh = self.geometry.mesh()
@@ -303,6 +312,8 @@ class ReconstructionSystem(pl.LightningModule):
                 progress, self.dmtet_cfg.sdf_reg, self.dmtet_cfg.sdf_reg_end, self.dmtet_cfg.sdf_reg_ramp
             )
             terms["sdf_reg"] = components.sdf_regularizer(self.geometry) * weight
+            if self.geometry_kind == "flexicubes" and self.dmtet_cfg.dev_reg > 0:
+                terms["flexicubes_dev"] = components.flexicubes_regularizer(self.geometry) * self.dmtet_cfg.dev_reg
         else:
             weight = schedules.laplace_weight(progress, self.mesh_cfg.laplace_scale)
             if weight > 0 and self.geometry.v_pos.requires_grad:

@@ -21,6 +21,7 @@ ALL_CONFIGS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*
 # usage line needs; every other config stands alone.
 OVERLAYS = {
     "refine_spot.yaml": (["quickstart.yaml"], []),
+    "quickstart_flexi.yaml": (["quickstart.yaml"], []),
     "tests/tiny_spot.yaml": (["quickstart.yaml"], ["--data.path", "absent/nerf_synthetic/spot"]),
 }
 
@@ -145,3 +146,6 @@ def test_nvdiffrec_values_reach_the_parsed_config(monkeypatch):
     bob = print_config("bob.yaml")
     assert (bob["model"]["iters_dmtet"], bob["data"]["batch_size"], bob["data"]["env_scale"]) == (1000, 4, 2.0)
     assert bob["model"]["material"]["ks_min"] == [0.0, 0.25, 0.0]
+    flexi = print_config("bob_flexi.yaml")["model"]  # nvdiffrec configs/bob_flexi.json
+    assert flexi["geometry"] == "flexicubes" and flexi["dmtet"]["resolution"] == 48
+    assert (flexi["dmtet"]["sdf_reg"], flexi["dmtet"]["sdf_reg_end"], flexi["dmtet"]["dev_reg"]) == (0.2, 0.01, 0.25)
