@@ -23,6 +23,8 @@ setup(
         # NVIDIA's nvdiffrast 0.3.3 sources, compiled on first use with the CUDA toolkit.
         # Non-commercial licence: optional, dmtrec imports and tests without it.
         "cuda": ["diffrp-nvdiffrast>=0.3.3"],
+        # dmtrec lod: QEM decimation (MIT), closest-surface lookup, FLIP metric (BSD)
+        "lod": ["fast-simplification>=0.1.7", "scipy>=1.10", "flip-evaluator>=1.5"],
         "colmap": ["pycolmap>=3.11"],  # `dmtrec poses`: structure-from-motion on the CPU (wheels for py3.9-3.13)
         # Mitsuba 3 path tracing for ground-truth datasets (its scalar_rgb variant needs no GPU or LLVM).
         "pathtrace": ["mitsuba>=3.5"],

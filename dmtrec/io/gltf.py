@@ -49,7 +49,14 @@ class GltfReadError(ValueError):
     """A GLB file is missing, malformed or uses an unsupported feature; the message names the file."""
 
 
-def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] = None, occlusion: bool = True) -> Path:
+def write_glb(
+    path: PathLike,
+    mesh: Mesh,
+    textures: Optional[dict[str, Tensor]] = None,
+    occlusion: bool = True,
+    unlit: bool = False,
+    vertex_color: Optional[Tensor] = None,
+) -> Path:
     """Write ``mesh`` and its PBR maps as a self-contained ``.glb`` file (atomically).
 
     Args:
@@ -59,6 +66,9 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
             need UVs on the mesh.
         occlusion: bind ks's R channel as the occlusion map (ORM); turn off where R holds no
             occlusion (e.g. zeros), which viewers would render as fully occluded.
+        unlit: mark the material ``KHR_materials_unlit`` (viewers show the base colour as is).
+        vertex_color: ``[V, 3]`` linear colours per position vertex, written as ``COLOR_0``
+            (glTF multiplies them into the base colour).
     Returns:
         ``path`` as a :class:`Path`.
     """
@@ -71,7 +81,7 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
     if mesh.v_nrm is None:
         mesh = compute_normals(mesh)
     builder = _GlbBuilder()
-    attributes, indices = _vertex_streams(mesh)
+    attributes, indices = _vertex_streams(mesh, vertex_color)
     primitive = {
         "attributes": {
             name: builder.accessor(data, _ARRAY_BUFFER, with_bounds=name == "POSITION")
@@ -83,6 +93,11 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
     }
     builder.doc["meshes"] = [{"name": "mesh", "primitives": [primitive]}]
     builder.doc["materials"] = [_material(builder, textures, occlusion)]
+    if unlit:  # glTF's unlit extension: the metallic-roughness fields remain as the fallback
+        builder.doc["materials"][0]["extensions"] = {"KHR_materials_unlit": {}}
+        builder.doc["extensionsUsed"] = ["KHR_materials_unlit"]
+    if vertex_color is not None and "kd" not in textures:
+        builder.doc["materials"][0]["pbrMetallicRoughness"]["baseColorFactor"] = [1.0, 1.0, 1.0, 1.0]
     builder.doc["nodes"] = [{"name": "mesh", "mesh": 0}]
     builder.doc["scenes"] = [{"nodes": [0]}]
     builder.doc["scene"] = 0
@@ -91,7 +106,7 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
     return path
 
 
-def _vertex_streams(mesh: Mesh) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _vertex_streams(mesh: Mesh, vertex_color: Optional[Tensor] = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     cols = [mesh.t_pos_idx] + [
         idx for v, idx in ((mesh.v_nrm, mesh.t_nrm_idx), (mesh.v_tex, mesh.t_tex_idx)) if v is not None
     ]
@@ -107,6 +122,12 @@ def _vertex_streams(mesh: Mesh) -> tuple[dict[str, np.ndarray], np.ndarray]:
         uv = mesh.v_tex.detach().cpu().float().numpy()[keys[:, k]].copy()
         uv[:, 1] = 1.0 - uv[:, 1]
         attributes["TEXCOORD_0"] = uv
+    if vertex_color is not None:
+        if tuple(vertex_color.shape) != (mesh.num_vertices, 3):
+            raise ValueError(
+                f"write_glb: vertex_color must be [{mesh.num_vertices}, 3], got {tuple(vertex_color.shape)}"
+            )
+        attributes["COLOR_0"] = vertex_color.detach().cpu().float().clamp(0, 1).numpy()[keys[:, 0]]
     return attributes, inverse.reshape(-1).astype(np.uint32)
 
 
