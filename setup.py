@@ -29,7 +29,15 @@ setup(
         # Mitsuba 3: path-traced ground-truth datasets (its scalar_rgb variant needs no GPU or LLVM), and
         # the comparison in experiments/benchmarks/raster_scaling.py (llvm_ad_rgb: an LLVM >= 16).
         "pathtrace": ["mitsuba>=3.5"],
-        "dev": ["pytest>=7.0", "pygltflib>=1.15", "trimesh>=4.0", "scipy>=1.10", "ruff>=0.6", "mitsuba>=3.5", "fast-simplification>=0.1.7"],
+        "dev": [
+            "pytest>=7.0",
+            "pygltflib>=1.15",
+            "trimesh>=4.0",
+            "scipy>=1.10",
+            "ruff>=0.6",
+            "mitsuba>=3.5",
+            "fast-simplification>=0.1.7",
+        ],
     },
     entry_points={"console_scripts": ["dmtrec=dmtrec.cli:main"]},
 )
