@@ -3,8 +3,11 @@
 Written files hold one mesh, one material and embedded PNG textures:
 
 - ``baseColorTexture`` from ``kd`` (sRGB PNG; alpha blending when kd has alpha below 1),
-- ``metallicRoughnessTexture`` and ``occlusionTexture`` both from ``ks``: glTF reads
-  roughness from G, metallic from B and occlusion from R, exactly nvdiffrec's ORM layout,
+- ``metallicRoughnessTexture`` and ``occlusionTexture`` share one ORM image made from ``ks``:
+  glTF reads roughness from G, metallic from B and occlusion from R. dmtrec's ks.R is an
+  occlusion *amount* (shading scales by ``1 - R``, nvdiffrec's layout) while glTF's occlusion
+  is a visibility (1 = unoccluded), so the image's R channel holds ``1 - ks.R``; the reader
+  inverts it back, and a file without an occlusion map reads as ``ks.R = 0`` (unoccluded),
 - ``normalTexture`` from ``normal`` (tangent space, OpenGL +Y up as glTF specifies; viewers
   derive MikkTSpace tangents, no TANGENT attribute is written).
 
@@ -56,8 +59,8 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
         mesh: the mesh; smooth normals are computed when it has none (glTF would shade flat).
         textures: optional maps in memory form, keys ``kd``, ``ks`` (ORM), ``normal``; they
             need UVs on the mesh.
-        occlusion: bind ks's R channel as the occlusion map (ORM); turn off where R holds no
-            occlusion (e.g. zeros), which viewers would render as fully occluded.
+        occlusion: bind the ORM image's R channel (``1 - ks.R``, glTF's visibility) as the
+            occlusion map; off, viewers ignore ks.R (and the reader sees no occlusion).
     Returns:
         ``path`` as a :class:`Path`.
     """
@@ -119,7 +122,7 @@ def _material(builder: "_GlbBuilder", textures: dict[str, Tensor], occlusion: bo
     else:
         pbr["baseColorFactor"] = [0.5, 0.5, 0.5, 1.0]
     if "ks" in textures:
-        orm = builder.texture("ks", textures["ks"])
+        orm = builder.texture("ks", occlusion_to_gltf(textures["ks"]))
         pbr["metallicRoughnessTexture"] = {"index": orm}
         if occlusion:
             material["occlusionTexture"] = {"index": orm}
@@ -128,6 +131,12 @@ def _material(builder: "_GlbBuilder", textures: dict[str, Tensor], occlusion: bo
     if "normal" in textures:
         material["normalTexture"] = {"index": builder.texture("normal", textures["normal"])}
     return material
+
+
+def occlusion_to_gltf(ks: Tensor) -> Tensor:
+    """dmtrec's ks ``[..., 3]`` (occlusion amount, roughness, metallic) -> glTF's ORM values
+    (visibility ``1 - amount``, roughness, metallic); the inverse is the same map."""
+    return torch.cat([1.0 - ks[..., :1], ks[..., 1:]], -1)
 
 
 class _GlbBuilder:
@@ -197,8 +206,8 @@ def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
 
     Identical positions are welded (``t_pos_idx``), while normals and UVs keep glTF's
     per-vertex layout (``t_nrm_idx``, ``t_tex_idx``). UVs are flipped back to v up. Returned
-    maps are in memory form (:mod:`dmtrec.io.textures`) with glTF's factors applied; without
-    an occlusion map, ks's R (occlusion) is 1.
+    maps are in memory form (:mod:`dmtrec.io.textures`) with glTF's factors applied; ks.R is
+    the occlusion amount ``strength * (1 - occlusion)``, 0 without an occlusion map.
 
     Raises:
         GltfReadError: missing or malformed file, or unsupported features (sparse accessors).
@@ -414,17 +423,21 @@ def _read_material(path: Path, doc: dict, reader: _AccessorReader, index: int) -
         ks = reader.image(pbr["metallicRoughnessTexture"]["index"], "ks")
     else:
         ks = torch.ones(1, 1, 3)
+    ks = ks * factors if not torch.all(factors == 1) else ks
     occ = material.get("occlusionTexture")
     if occ is None:
-        ks = torch.cat([torch.ones_like(ks[..., :1]), ks[..., 1:]], -1)
-    elif occ["index"] != pbr.get("metallicRoughnessTexture", {}).get("index"):
-        ao = reader.image(occ["index"], "ks")
-        if ao.shape[:2] == ks.shape[:2] or ks.shape[:2] == (1, 1):
-            ks = torch.cat([ao[..., :1], ks[..., 1:].expand(*ao.shape[:2], 2)], -1)
+        amount = torch.zeros_like(ks[..., :1])
+    else:
+        if occ["index"] == pbr.get("metallicRoughnessTexture", {}).get("index"):
+            visibility = ks[..., :1]
         else:
-            log.warning("%s: occlusion map size differs from the metallic-roughness map; ignoring it", path)
-            ks = torch.cat([torch.ones_like(ks[..., :1]), ks[..., 1:]], -1)
-    out["ks"] = ks * factors if not torch.all(factors == 1) else ks
+            visibility = reader.image(occ["index"], "ks")[..., :1]
+            if visibility.shape[:2] != ks.shape[:2] and ks.shape[:2] != (1, 1):
+                log.warning("%s: occlusion map size differs from the metallic-roughness map; ignoring it", path)
+                visibility = torch.ones_like(ks[..., :1])
+        amount = float(occ.get("strength", 1.0)) * (1.0 - visibility)
+    ks = ks[..., 1:].expand(*amount.shape[:2], 2)
+    out["ks"] = torch.cat([amount, ks], -1)
     if "normalTexture" in material:
         normal = reader.image(material["normalTexture"]["index"], "normal")
         scale = float(material["normalTexture"].get("scale", 1.0))

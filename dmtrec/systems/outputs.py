@@ -53,9 +53,9 @@ def write_outputs(
         write_obj(tmp, mesh, textures, name="mesh", texture_names=TEXTURE_FILES)
     paths["obj"] = out_dir / MESH_FOLDER / "mesh.obj"
     with atomic_path(out_dir / GLB_NAME) as tmp:
-        # ks.R is nvdiffrec's occlusion *amount* (shading scales by 1 - R), the inverse of
-        # glTF's occlusion map; leave it unbound rather than darken the model in viewers.
-        write_glb(tmp, mesh, textures, occlusion=False)
+        # The GLB holds glTF's occlusion (1 - ks.R, ks.R being nvdiffrec's occlusion amount),
+        # so engines and read_glb shade it as the OBJ (raw ks in map_Ks) is shaded in training.
+        write_glb(tmp, mesh, textures)
     paths["glb"] = out_dir / GLB_NAME
     with atomic_path(out_dir / PROBE_NAME) as tmp:
         light.save_hdr(tmp)
