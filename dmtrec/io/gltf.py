@@ -8,8 +8,10 @@ Written files hold one mesh, one material and embedded PNG textures:
   occlusion *amount* (shading scales by ``1 - R``, nvdiffrec's layout) while glTF's occlusion
   is a visibility (1 = unoccluded), so the image's R channel holds ``1 - ks.R``; the reader
   inverts it back, and a file without an occlusion map reads as ``ks.R = 0`` (unoccluded),
-- ``normalTexture`` from ``normal`` (tangent space, OpenGL +Y up as glTF specifies; viewers
-  derive MikkTSpace tangents, no TANGENT attribute is written).
+- ``normalTexture`` from ``normal`` (tangent space, OpenGL +Y up as glTF specifies), with a
+  ``TANGENT`` attribute: MikkTSpace tangents with the bitangent sign in w
+  (:func:`dmtrec.geometry.normals.compute_tangents`, the frame dmtrec trains and renders with),
+  so engines use the frame the normal map was optimised in instead of deriving their own.
 
 glTF keeps one index per vertex, so corners with different (position, UV, normal) index
 triples become separate vertices; glTF's UV origin is the top-left, so ``v_gltf = 1 - v``.
@@ -32,7 +34,7 @@ import torch
 from torch import Tensor
 
 from ..geometry.mesh import Mesh
-from ..geometry.normals import compute_normals
+from ..geometry.normals import compute_normals, compute_tangents
 from .atomic import write_bytes_atomic
 from .textures import check_textures, texture_from_image_bytes, texture_png_bytes
 
@@ -72,6 +74,10 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
         raise ValueError("write_glb: the mesh has no faces (glTF accessors cannot be empty)")
     if mesh.v_nrm is None:
         mesh = compute_normals(mesh)
+    if "normal" in textures and (mesh.v_tng is None or mesh.v_tng.shape[-1] != 4):
+        mesh = compute_tangents(mesh)  # the frame render_mesh uses; w holds the bitangent sign
+    elif "normal" not in textures:
+        mesh = mesh.copy(v_tng=None, t_tng_idx=None)
     builder = _GlbBuilder()
     attributes, indices = _vertex_streams(mesh)
     primitive = {
@@ -94,21 +100,29 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
 
 
 def _vertex_streams(mesh: Mesh) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    cols = [mesh.t_pos_idx] + [
-        idx for v, idx in ((mesh.v_nrm, mesh.t_nrm_idx), (mesh.v_tex, mesh.t_tex_idx)) if v is not None
+    pairs = [
+        (name, v, idx)
+        for name, v, idx in (
+            ("NORMAL", mesh.v_nrm, mesh.t_nrm_idx),
+            ("TEXCOORD_0", mesh.v_tex, mesh.t_tex_idx),
+            ("TANGENT", mesh.v_tng, mesh.t_tng_idx),
+        )
+        if v is not None
     ]
+    cols = [mesh.t_pos_idx] + [idx for _, _, idx in pairs]
     corners = torch.stack([c.reshape(-1) for c in cols], 1).cpu().numpy()  # [3F, k]
     keys, inverse = np.unique(corners, axis=0, return_inverse=True)
     attributes = {"POSITION": mesh.v_pos.detach().cpu().float().numpy()[keys[:, 0]]}
-    k = 1
-    if mesh.v_nrm is not None:
-        n = mesh.v_nrm.detach().cpu().double().numpy()[keys[:, k]]
-        attributes["NORMAL"] = (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-        k += 1
-    if mesh.v_tex is not None:
-        uv = mesh.v_tex.detach().cpu().float().numpy()[keys[:, k]].copy()
-        uv[:, 1] = 1.0 - uv[:, 1]
-        attributes["TEXCOORD_0"] = uv
+    for k, (name, values, _) in enumerate(pairs, 1):
+        data = values.detach().cpu().double().numpy()[keys[:, k]]
+        if name == "TEXCOORD_0":
+            data[:, 1] = 1.0 - data[:, 1]
+        elif name == "NORMAL":
+            data = data / np.maximum(np.linalg.norm(data, axis=1, keepdims=True), 1e-12)
+        else:  # glTF: unit xyz, w exactly +-1
+            xyz = data[:, :3] / np.maximum(np.linalg.norm(data[:, :3], axis=1, keepdims=True), 1e-12)
+            data = np.concatenate([xyz, np.where(data[:, 3:4] < 0, -1.0, 1.0)], 1)
+        attributes[name] = data.astype(np.float32)
     return attributes, inverse.reshape(-1).astype(np.uint32)
 
 
@@ -204,8 +218,8 @@ def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
     """Read the triangle primitives of a ``.glb`` file into one :class:`Mesh` (scene transforms
     applied) and the textures of the first primitive's material.
 
-    Identical positions are welded (``t_pos_idx``), while normals and UVs keep glTF's
-    per-vertex layout (``t_nrm_idx``, ``t_tex_idx``). UVs are flipped back to v up. Returned
+    Identical positions are welded (``t_pos_idx``), while normals, UVs and tangents keep glTF's
+    per-vertex layout (``t_nrm_idx``, ``t_tex_idx``, ``t_tng_idx``; tangents ``[N, 4]`` with w). UVs are flipped back to v up. Returned
     maps are in memory form (:mod:`dmtrec.io.textures`) with glTF's factors applied; ks.R is
     the occlusion amount ``strength * (1 - occlusion)``, 0 without an occlusion map.
 
@@ -215,7 +229,7 @@ def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
     path = Path(path)
     doc, blob = _parse_glb(path)
     reader = _AccessorReader(path, doc, blob)
-    positions, normals, uvs, faces, materials = [], [], [], [], []
+    positions, normals, uvs, tangents, faces, materials = [], [], [], [], [], []
     offset = 0
     for mesh_index, matrix in _mesh_instances(doc):
         for prim in doc["meshes"][mesh_index].get("primitives", []):
@@ -239,19 +253,26 @@ def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
             positions.append(pos.astype(np.float32))
             normals.append(nrm)
             uvs.append(reader.read(attrs["TEXCOORD_0"]) if "TEXCOORD_0" in attrs else None)
+            tng = reader.read(attrs["TANGENT"]) if "TANGENT" in attrs else None
+            if tng is not None and matrix is not None:
+                xyz = tng[:, :3] @ matrix[:3, :3].T
+                tng = np.concatenate(
+                    [xyz / np.maximum(np.linalg.norm(xyz, axis=1, keepdims=True), 1e-12), tng[:, 3:]], 1
+                )
+            tangents.append(tng)
             faces.append(idx.reshape(-1, 3) + offset)
             materials.append(prim.get("material"))
             offset += count
     if not positions:
         raise GltfReadError(f"{path}: no triangle primitives found")
-    mesh = _welded_mesh(np.concatenate(positions), np.concatenate(faces), normals, uvs)
+    mesh = _welded_mesh(np.concatenate(positions), np.concatenate(faces), normals, uvs, tangents)
     used = [m for m in dict.fromkeys(materials) if m is not None]
     if len(used) > 1:
         log.warning("%s uses %d materials; keeping the textures of the first", path, len(used))
     return mesh, (_read_material(path, doc, reader, used[0]) if used else {})
 
 
-def _welded_mesh(pos: np.ndarray, faces: np.ndarray, normals: list, uvs: list) -> Mesh:
+def _welded_mesh(pos: np.ndarray, faces: np.ndarray, normals: list, uvs: list, tangents: list) -> Mesh:
     # Weld exact duplicates, keeping vertices in order of first use.
     unique, first, inverse = np.unique(pos, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first)
@@ -265,6 +286,8 @@ def _welded_mesh(pos: np.ndarray, faces: np.ndarray, normals: list, uvs: list) -
         uv = np.concatenate(uvs).astype(np.float32)
         uv[:, 1] = 1.0 - uv[:, 1]
         mesh.v_tex, mesh.t_tex_idx = torch.from_numpy(uv), per_vertex
+    if all(t is not None for t in tangents):
+        mesh.v_tng, mesh.t_tng_idx = torch.from_numpy(np.concatenate(tangents).astype(np.float32)), per_vertex
     return mesh
 
 
