@@ -219,9 +219,10 @@ def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
     applied) and the textures of the first primitive's material.
 
     Identical positions are welded (``t_pos_idx``), while normals, UVs and tangents keep glTF's
-    per-vertex layout (``t_nrm_idx``, ``t_tex_idx``, ``t_tng_idx``; tangents ``[N, 4]`` with w). UVs are flipped back to v up. Returned
-    maps are in memory form (:mod:`dmtrec.io.textures`) with glTF's factors applied; ks.R is
-    the occlusion amount ``strength * (1 - occlusion)``, 0 without an occlusion map.
+    per-vertex layout (``t_nrm_idx``, ``t_tex_idx``, ``t_tng_idx``; tangents ``[N, 4]`` with w).
+    UVs are flipped back to v up. Returned maps are in memory form (:mod:`dmtrec.io.textures`)
+    with glTF's factors applied; ks.R is the occlusion amount ``strength * (1 - occlusion)``,
+    0 without an occlusion map.
 
     Raises:
         GltfReadError: missing or malformed file, or unsupported features (sparse accessors).
