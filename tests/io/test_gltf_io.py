@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmtrec.geometry import Mesh
+from dmtrec.geometry import Mesh, compute_normals, compute_tangents
 from dmtrec.io.gltf import GltfReadError, read_glb, write_glb
 from dmtrec.io.mesh_files import read_mesh
 
@@ -50,6 +50,11 @@ def test_round_trip(tmp_path):
 
     assert torch.abs(linear_to_srgb(back_tex["kd"]) - linear_to_srgb(tex["kd"])).max() <= 0.5 / 255 + 1e-5
     assert read_mesh(path)[0].num_faces == mesh.num_faces
+    # The normal map comes with the tangent frame it is meant for: MikkTSpace with the sign in w
+    # (the same frame render_mesh computes from the mesh), per corner.
+    expected = compute_tangents(compute_normals(mesh))
+    assert back.v_tng.shape[1] == 4 and set(back.v_tng[:, 3].tolist()) <= {-1.0, 1.0}
+    assert torch.allclose(back.v_tng[back.t_tng_idx], expected.v_tng[expected.t_tng_idx], atol=1e-6)
 
 
 def test_mainstream_readers_see_geometry_and_pbr_material(tmp_path):
