@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 from torch import Tensor
 
-from dmtrec.geometry import Mesh
+from dmtrec.geometry import Mesh, compute_normals
 from dmtrec.io.atomic import atomic_folder, atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 MESH_FOLDER = "mesh"
 # nvdiffrec's names for the texture files of mesh/mesh.mtl.
 TEXTURE_FILES = {"kd": "texture_kd.png", "ks": "texture_ks.png", "normal": "texture_n.png"}
+# ks's roughness (G) and metallic (B) alone, for the MTL PBR extension lines (map_Pr, map_Pm).
+TEXTURE_FILES.update(roughness="texture_roughness.png", metallic="texture_metallic.png")
 GLB_NAME = "mesh.glb"
 PROBE_NAME = "probe.hdr"
 METRICS_NAME = "metrics.json"
@@ -30,7 +32,8 @@ def write_outputs(
     out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light: Any, metrics: Optional[Dict[str, Any]] = None
 ) -> Dict[str, Path]:
     """Write ``mesh/mesh.obj`` (+ ``.mtl``, ``texture_kd.png``, ``texture_ks.png``,
-    ``texture_n.png``), ``mesh.glb``, ``probe.hdr`` and, when given, ``metrics.json``.
+    ``texture_n.png``, ``texture_roughness.png``, ``texture_metallic.png``), ``mesh.glb``,
+    ``probe.hdr`` and, when given, ``metrics.json``.
 
     Args:
         out_dir: run output folder.
@@ -46,7 +49,9 @@ def write_outputs(
     from dmtrec.io.obj import write_obj
 
     out_dir = Path(out_dir)
-    mesh = _detached(mesh)
+    # The smooth normals render_mesh shades with, written to the OBJ (vn) and GLB (NORMAL) so
+    # that a consumer derives the same MikkTSpace tangents for the normal map.
+    mesh = compute_normals(_detached(mesh))
     textures = {k: v.detach().cpu() for k, v in textures.items() if v is not None}
     paths = {}
     with atomic_folder(out_dir / MESH_FOLDER) as tmp:
