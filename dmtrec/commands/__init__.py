@@ -24,6 +24,7 @@ COMMANDS = {
     "export": "export",
     "make-dataset": "make_dataset",
     "eval": "eval",
+    "view": "view",
 }
 
 

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import torch
 from torch import Tensor
 
 from dmtrec.geometry import Mesh, compute_normals
@@ -49,10 +50,11 @@ def write_outputs(
     from dmtrec.io.obj import write_obj
 
     out_dir = Path(out_dir)
+    textures = {k: v.detach().cpu() for k, v in textures.items() if v is not None}
+    mesh, textures = _facing_outward(_detached(mesh), textures)
     # The smooth normals render_mesh shades with, written to the OBJ (vn) and GLB (NORMAL) so
     # that a consumer derives the same MikkTSpace tangents for the normal map.
-    mesh = compute_normals(_detached(mesh))
-    textures = {k: v.detach().cpu() for k, v in textures.items() if v is not None}
+    mesh = compute_normals(mesh)
     paths = {}
     with atomic_folder(out_dir / MESH_FOLDER) as tmp:
         write_obj(tmp, mesh, textures, name="mesh", texture_names=TEXTURE_FILES)
@@ -69,6 +71,28 @@ def write_outputs(
         write_json(out_dir / METRICS_NAME, metrics)
         paths["metrics"] = out_dir / METRICS_NAME
     return paths
+
+
+def _facing_outward(mesh: Mesh, textures: Dict[str, Tensor]) -> tuple[Mesh, Dict[str, Tensor]]:
+    """The mesh wound counter-clockwise seen from outside (positive signed volume), as engines
+    expect: they cull back faces and shade with the winding's normals. dmtrec renders two-sided,
+    so marching tetrahedra's inside-out winding trains fine but shows the far side of the object
+    in an engine. Reversing the winding negates the normals and MikkTSpace's bitangent sign w
+    (the UV orientation is measured along the winding) while the tangent ``dp/du`` stays, so
+    the bitangent ``w * cross(n, t)`` stays too; dmtrec's two-sided shading negated the whole
+    perturbed normal, so the normal map's x and y are negated to give the same shading normals."""
+    corners = mesh.v_pos[mesh.t_pos_idx].double()
+    volume = float((torch.linalg.cross(corners[:, 0], corners[:, 1], dim=-1) * corners[:, 2]).sum()) / 6.0
+    if volume >= 0:
+        return mesh, textures
+    log.info("export: the mesh is wound inside out (signed volume %.4g); writing it reversed", volume)
+    order = [0, 2, 1]
+    mesh = mesh.copy(
+        t_pos_idx=mesh.t_pos_idx[:, order], t_tex_idx=None if mesh.t_tex_idx is None else mesh.t_tex_idx[:, order]
+    )
+    if "normal" in textures:
+        textures = dict(textures, normal=textures["normal"] * torch.tensor([-1.0, -1.0, 1.0]))
+    return mesh, textures
 
 
 def _detached(mesh: Mesh) -> Mesh:
