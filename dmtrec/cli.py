@@ -115,7 +115,7 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
         CSV logger's log_dir is a subfolder), written atomically on rank 0."""
 
         def save_config(self, trainer, pl_module, stage: str) -> None:
-            from dmtrec.io.atomic import atomic_path
+            from dmtrec.core.atomic import atomic_path
 
             with atomic_path(Path(trainer.default_root_dir) / self.config_filename) as tmp:
                 self.parser.save(self.config, str(tmp), skip_none=False, overwrite=True, multifile=self.multifile)
@@ -137,6 +137,7 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
             from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
             from dmtrec.systems.callbacks import FinalizeRun
+            from dmtrec.systems.progress import PipelineProgressBar
 
             config = self.config[self.subcommand] if self.subcommand else self.config
             run, paths = config["run"], self.run_paths
@@ -160,7 +161,9 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
             )
             configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
             configured = configured if isinstance(configured, list) else [configured]
-            kwargs["callbacks"] = configured + [checkpoint, FinalizeRun(paths.root)]
+            kwargs["callbacks"] = configured + [checkpoint, FinalizeRun(paths.root, export_frame=run["export_frame"])]
+            if self._get(self.config_init, "trainer", default={}).get("enable_progress_bar", True) is not False:
+                kwargs["callbacks"].append(PipelineProgressBar())
             return super().instantiate_trainer(logger=logger, default_root_dir=str(paths.root), **kwargs)
 
     return DmtrecCLI(

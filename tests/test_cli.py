@@ -38,6 +38,7 @@ def test_print_config_merges_repeated_configs_overrides_and_env(capsys, monkeypa
         "wandb": "offline",
         "project": "dmtrec",
         "checkpoint_every": 10,
+        "export_frame": "dataset",
     }
 
 

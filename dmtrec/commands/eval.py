@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from dmtrec.io.atomic import write_text_atomic
+from dmtrec.core.atomic import write_text_atomic
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.metrics.geometry import NORMALIZATIONS, geometry_report
 from dmtrec.systems.evaluation import evaluate_run

@@ -8,7 +8,11 @@ import logging
 from pathlib import Path
 from typing import Dict
 
-from dmtrec.systems.outputs import write_outputs
+import torch
+import yaml
+
+from dmtrec.datasets.datamodule import train_from_world
+from dmtrec.systems.outputs import EXPORT_FRAMES, write_outputs
 from dmtrec.systems.pipeline import ReconstructionSystem
 
 log = logging.getLogger(__name__)
@@ -16,15 +20,27 @@ log = logging.getLogger(__name__)
 HELP = "write mesh, textures, GLB and probe of a checkpoint (--ckpt CKPT --out DIR)"
 
 
-def export_checkpoint(ckpt_path: Path, out_dir: Path, device: str = "cpu") -> Dict[str, Path]:
-    """Write the outputs of a checkpoint's current state (no metrics) into ``out_dir``."""
+def run_train_from_world(ckpt_path: Path) -> torch.Tensor:
+    """``[4, 4]`` dataset -> training frame of the run a checkpoint belongs to, from the run's
+    ``config.yaml`` (``RUN/checkpoints/X.ckpt`` -> ``RUN/config.yaml``); identity without one."""
+    config_path = ckpt_path.parent.parent / "config.yaml"
+    if not config_path.is_file():
+        return torch.eye(4)
+    data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
+    return train_from_world(data.get("kind", "nerf_synthetic"), data.get("world_up", "y"))
+
+
+def export_checkpoint(ckpt_path: Path, out_dir: Path, device: str = "cpu", frame: str = "dataset") -> Dict[str, Path]:
+    """Write the outputs of a checkpoint's current state (no metrics) into ``out_dir``; the OBJ
+    in the dataset's frame (``frame="dataset"``) or the training frame."""
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
     system = ReconstructionSystem.load_from_checkpoint(str(ckpt_path), map_location=device)
     system.to(device)
     mesh, textures = system.bake_mesh()
-    paths = write_outputs(Path(out_dir), mesh, textures, system.light)
+    obj_transform = torch.linalg.inv(run_train_from_world(ckpt_path)) if frame == "dataset" else None
+    paths = write_outputs(Path(out_dir), mesh, textures, system.light, obj_transform=obj_transform)
     log.info("exported %s (pass %d, iteration %d) to %s", ckpt_path, system.pass_number, system.iteration, out_dir)
     return paths
 
@@ -33,10 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint to export, e.g. outputs/<run>/checkpoints/last.ckpt")
     parser.add_argument("--out", required=True, help="output folder (mesh/, mesh.glb, probe.hdr)")
     parser.add_argument("--device", default="cpu", help="torch device for extraction and baking (default cpu)")
+    parser.add_argument(
+        "--frame",
+        choices=EXPORT_FRAMES,
+        default="dataset",
+        help="frame of mesh/mesh.obj: the dataset's (default; read from the run's config.yaml) or the training "
+        "frame; mesh.glb is Y-up as glTF requires",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    paths = export_checkpoint(Path(args.ckpt), Path(args.out), args.device)
+    paths = export_checkpoint(Path(args.ckpt), Path(args.out), args.device, frame=args.frame)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from dmtrec.datasets.make_dataset import make_dataset
+from dmtrec.datasets.make_dataset import RENDERERS, make_dataset
 
 HELP = "render a reference mesh into a NeRF-synthetic dataset folder"
 
@@ -26,7 +26,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jitter", type=float, default=0.25, help="object translation jitter of training views (default 0.25)"
     )
-    parser.add_argument("--spp", type=int, default=1, help="supersampling per axis (default 1)")
+    parser.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default="raster",
+        help="raster: dmtrec's rasterizer with split-sum shading (default); pathtrace: Mitsuba 3 "
+        "(pip install 'dmtrec[pathtrace]'): shadows, interreflections, the true GGX lobe",
+    )
+    parser.add_argument(
+        "--spp",
+        type=int,
+        default=None,
+        help="raster: supersampling per axis (default 1); pathtrace: samples per pixel (default 64)",
+    )
+    parser.add_argument("--roughness", type=float, default=None, help="replace the mesh's ks: this roughness")
+    parser.add_argument("--metallic", type=float, default=None, help="replace the mesh's ks: this metalness")
     parser.add_argument("--env-scale", type=float, default=1.0, help="probe radiance scale (default 1)")
     parser.add_argument(
         "--probe-res", type=int, default=512, help="cube-map face size of the light (default 512, as nvdiffrec)"
@@ -50,7 +64,10 @@ def main(args: argparse.Namespace) -> int:
         fovy=args.fovy,
         cam_radius=args.cam_radius,
         translation_jitter=args.jitter,
-        spp=args.spp,
+        spp=args.spp if args.spp is not None else (64 if args.renderer == "pathtrace" else 1),
+        renderer=args.renderer,
+        roughness=args.roughness,
+        metallic=args.metallic,
         env_scale=args.env_scale,
         probe_res=args.probe_res,
         overwrite=args.overwrite,

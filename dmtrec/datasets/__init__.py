@@ -6,6 +6,25 @@
 * :mod:`.nerd`: LLFF folders (``poses_bounds.npy``, ``images/``, ``masks/``) of NeRD captures (``NeRDViews``).
 * :mod:`.reference_mesh`, :mod:`.reference_cameras`: renders of a mesh under an HDR probe.
 * :mod:`.datamodule`: ``ReconDataModule`` for LightningCLI.
-* :mod:`.make_dataset`: ``dmtrec make-dataset``.
+* :mod:`.make_dataset`: rendering a mesh into a NeRF-synthetic folder (``dmtrec make-dataset``).
 * :mod:`.errors`: ``DatasetError``, the one-line error every bad input raises.
 """
+
+from .datamodule import KINDS, ReconDataModule, train_from_world
+from .errors import DatasetError
+from .make_dataset import make_dataset
+from .nerd import NeRDViews
+from .nerf_synthetic import NeRFSyntheticViews
+from .reference_mesh import ReferenceMeshViews, load_reference_scene
+
+__all__ = [
+    "KINDS",
+    "DatasetError",
+    "NeRDViews",
+    "NeRFSyntheticViews",
+    "ReconDataModule",
+    "ReferenceMeshViews",
+    "load_reference_scene",
+    "make_dataset",
+    "train_from_world",
+]

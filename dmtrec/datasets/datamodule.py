@@ -27,17 +27,26 @@ from typing import Dict, Literal, Optional, Tuple
 
 import pytorch_lightning as pl
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
 
 from .nerd import NeRDViews
-from .nerf_synthetic import ImageViews, NeRFSyntheticViews
+from .nerf_synthetic import Z_UP_TO_Y_UP, ImageViews, NeRFSyntheticViews
 from .reference_mesh import ReferenceMeshViews, load_reference_scene
 from .samples import as_resolution, check_background, collate_views
 
 KINDS = ("nerf_synthetic", "nerd", "reference_mesh")
 SPLITS = ("train", "val", "test")
+
+
+def train_from_world(kind: str, world_up: str) -> Tensor:
+    """``[4, 4]``: a dataset's world frame to the frame training runs in. Z-up NeRF-synthetic
+    scenes (``world_up: z``) train Y-up, as nvdiffrec; every other dataset trains in its own frame."""
+    if kind == "nerf_synthetic" and world_up == "z":
+        return Z_UP_TO_Y_UP.clone()
+    return torch.eye(4)
 
 
 class ReconDataModule(pl.LightningDataModule):
@@ -221,6 +230,11 @@ class ReconDataModule(pl.LightningDataModule):
         geometry metrics; None for image datasets."""
         train = self.datasets.get("train")
         return train.scene.mesh if isinstance(train, ReferenceMeshViews) else None
+
+    @property
+    def train_from_world(self) -> Tensor:
+        """``[4, 4]``: the dataset's world frame to the frame training runs in (:func:`train_from_world`)."""
+        return train_from_world(self.hparams.kind, self.hparams.world_up)
 
     @property
     def train_dataset(self) -> Dataset:

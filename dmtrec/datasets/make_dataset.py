@@ -19,12 +19,15 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from dmtrec.core.atomic import atomic_folder
 from dmtrec.io.image import linear_to_srgb, write_png
 
-from .reference_mesh import ReferenceMeshViews, load_reference_scene
+from .reference_mesh import PathTracedScene, ReferenceMeshViews, load_reference_scene, with_constant_ks
 from .samples import as_resolution
 
 PathLike = Union[str, os.PathLike]
+
+RENDERERS = ("raster", "pathtrace")
 
 # Views rendered per batch: large enough to amortize per-call overhead, small enough for
 # 512x512 renders with spp 2 to fit a laptop's memory.
@@ -49,6 +52,9 @@ def make_dataset(
     overwrite: bool = False,
     device: Optional[str] = None,
     rasterizer: str = "auto",
+    renderer: str = "raster",
+    roughness: Optional[float] = None,
+    metallic: Optional[float] = None,
 ) -> Path:
     """Render ``mesh`` lit by ``probe`` into the NeRF-synthetic folder ``out``; returns ``out``.
 
@@ -63,8 +69,15 @@ def make_dataset(
         fovy, cam_radius, translation_jitter, spp, env_scale, probe_res: as :class:`ReconDataModule`.
         overwrite: replace ``out`` if it exists (else that is an error).
         device: where to render (default CUDA if available); ``rasterizer``: backend.
+        renderer: ``"raster"`` (dmtrec's rasterizer, split-sum shading; ``spp`` is supersampling
+            per axis) or ``"pathtrace"`` (Mitsuba 3, :mod:`dmtrec.render.pathtrace`: shadows and
+            interreflections; ``spp`` is samples per pixel).
+        roughness, metallic: replace the mesh's ks with this one value (occlusion 0), e.g. the
+            plastic and metal variants of nvdiffrec's known-geometry experiment.
     """
     out = Path(out)
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer: must be one of {', '.join(RENDERERS)}, got {renderer!r}")
     resolution = as_resolution(res, "res")
     for name, value in (("views", views), ("val_views", val_views), ("test_views", test_views), ("spp", spp)):
         if value < 1:
@@ -75,9 +88,12 @@ def make_dataset(
     scene = load_reference_scene(
         mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer
     )
+    if roughness is not None or metallic is not None:
+        scene = with_constant_ks(scene, 1.0 if roughness is None else roughness, metallic or 0.0)
+    if renderer == "pathtrace":
+        scene = PathTracedScene(scene, samples=spp, seed=seed, env_scale=env_scale)
+        spp = 1  # the views' supersampling: the path tracer's samples already filter each pixel
     fovx = 2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) * resolution[1] / resolution[0])
-
-    from dmtrec.io.atomic import atomic_folder
 
     with atomic_folder(out) as tmp:
         for split, count in (("train", views), ("val", val_views), ("test", test_views)):
@@ -113,7 +129,9 @@ def make_dataset(
             "fovy_degrees": fovy,
             "cam_radius": cam_radius,
             "translation_jitter": translation_jitter,
-            "spp": spp,
+            "renderer": renderer,
+            "spp": scene.samples if renderer == "pathtrace" else spp,
+            "ks_override": None if roughness is None and metallic is None else [0.0, roughness, metallic],
             "env_scale": env_scale,
             "probe_res": probe_res,
         }

@@ -47,7 +47,7 @@ PathLike = Union[str, os.PathLike]
 WORLD_UPS = ("y", "z")
 # Blender's NeRF-synthetic scenes are Z-up; nvdiffrec turns them Y-up (x rotated by -90 deg)
 # so that reconstructions export upright.
-_Z_UP_TO_Y_UP = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+Z_UP_TO_Y_UP = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 
 
 @dataclass(frozen=True)
@@ -312,7 +312,7 @@ class NeRFSyntheticViews(ImageViews):
 
         c2w = self.transforms.c2w[self.frames]
         if world_up == "z":
-            c2w = _Z_UP_TO_Y_UP @ c2w
+            c2w = Z_UP_TO_Y_UP @ c2w
         self.fovy = Cameras.fovy_from_fovx(self.transforms.camera_angle_x, self.resolution)
         self.cameras = Cameras.from_fov(c2w, self.fovy, self.resolution, near, far)
 

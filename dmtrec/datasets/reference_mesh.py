@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple, Union
 
@@ -26,12 +26,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dmtrec.geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
 from dmtrec.io.image import ImageReadError
 from dmtrec.io.obj import ObjReadError, read_obj
 from dmtrec.render.camera import Cameras
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
+from dmtrec.render.pathtrace import fovy_of, pathtrace, probe_latlong
 from dmtrec.render.raster import get_rasterizer
 from dmtrec.render.render_mesh import render_mesh
 
@@ -140,6 +141,60 @@ def load_reference_scene(
     with torch.no_grad():
         light.ensure_mips(backend)
     return ReferenceScene(reference.to(device), material, light, backend, mesh_path, probe_path)
+
+
+def with_constant_ks(scene: ReferenceScene, roughness: float, metallic: float) -> ReferenceScene:
+    """The scene with its ks replaced by one ORM value (occlusion 0): the plastic / metal
+    variants of nvdiffrec's known-geometry material experiment."""
+    for name, value in (("roughness", roughness), ("metallic", metallic)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}: must be in [0, 1], got {value}")
+    textures = scene.material.to_tensors()
+    ks = torch.tensor([[[0.0, roughness, metallic]]], device=scene.device)
+    material = TexturedMaterial.from_tensors(kd=textures["kd"], ks=ks, normal=textures.get("normal"))
+    return replace(scene, material=material.requires_grad_(False))
+
+
+class PathTracedScene:
+    """A :class:`ReferenceScene` whose renders are path-traced with Mitsuba 3
+    (:func:`dmtrec.render.pathtrace.pathtrace`) instead of rasterized with split-sum shading:
+    same mesh, material, probe and cameras, so either renderer's views are interchangeable.
+
+    Args:
+        scene: the rasterizer's scene (mesh, material, probe path).
+        samples: samples per pixel.
+        seed: seeds the sampler; consecutive render calls use consecutive seeds, so a dataset
+            written in a fixed order is reproducible.
+        env_scale: the probe's radiance scale (as the rasterized scene's light).
+    """
+
+    def __init__(self, scene: ReferenceScene, samples: int = 64, seed: int = 0, env_scale: float = 1.0):
+        if samples < 1:
+            raise ValueError(f"spp: must be >= 1 samples per pixel, got {samples}")
+        self.scene, self.samples, self.seed = scene, samples, seed
+        self.probe = probe_latlong(scene.probe_path) * env_scale
+        self._calls = 0
+
+    mesh = property(lambda self: self.scene.mesh)
+    mesh_path = property(lambda self: self.scene.mesh_path)
+    probe_path = property(lambda self: self.scene.probe_path)
+    device = property(lambda self: self.scene.device)
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, spp: int = 1) -> Tensor:
+        """``[B, H, W, 4]`` linear RGB with straight alpha (``spp`` is unused: ``samples`` per pixel)."""
+        self._calls += 1
+        images = pathtrace(
+            self.scene.mesh,
+            self.scene.material.to_tensors(),
+            self.probe,
+            cameras.c2w,
+            fovy_of(cameras.proj[0]),
+            cameras.resolution,
+            spp=self.samples,
+            seed=self.seed * 1_000_003 + self._calls * 1009,
+        )
+        return images.to(self.device)
 
 
 def _file_error(exc: Exception, path: Path, what: str) -> DatasetError:

@@ -3,11 +3,12 @@
 Sign convention everywhere: ``sdf > 0`` is inside (occupied), as in nvdiffrec.
 """
 
+from dmtrec.core.mesh import Mesh
+
 from .dmtet import DMTetGeometry, sdf_reg_loss
 from .marching_tets import marching_tetrahedra
-from .mesh import Mesh
 from .normals import compute_normals, compute_tangents, face_normals, vertex_normals
-from .ops import aabb, merge_meshes, normalize_to_unit_cube
+from .ops import aabb, merge_meshes, normalize_to_unit_cube, transform_mesh
 from .regularizers import cotangent_laplacian, laplacian_loss, uniform_laplacian
 from .sdf import mesh_distance, mesh_sdf, sphere_sdf, torus_sdf
 from .tetgrid import TetGrid, generate_tet_grid, load_tet_grid, tet_grid
@@ -36,6 +37,7 @@ __all__ = [
     "sphere_sdf",
     "tet_grid",
     "torus_sdf",
+    "transform_mesh",
     "uniform_laplacian",
     "uv_unwrap",
     "vertex_normals",

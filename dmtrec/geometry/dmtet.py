@@ -6,15 +6,15 @@ Sign convention: ``sdf > 0`` is inside (nvdiffrec's), see :mod:`.marching_tets`.
 from __future__ import annotations
 
 import logging
-import os
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dmtrec.core.mesh import Mesh
+
 from .marching_tets import marching_tetrahedra
-from .mesh import Mesh
 from .normals import compute_normals, compute_tangents
 from .sdf import mesh_sdf, sphere_sdf
 from .tetgrid import TetGrid, generate_tet_grid, load_tet_grid
@@ -62,7 +62,7 @@ class DMTetGeometry(nn.Module):
             (``resolution`` should then name its resolution, e.g. 64 for ``64_tets.npz``).
         init: ``"random"`` (nvdiffrec: ``U(0, 1) - 0.1``, ~90 % inside), ``"sphere"`` (the SDF
             of a sphere of ``sphere_radius`` at the origin), or ``"mesh"`` (the SDF of
-            ``init_mesh``, a :class:`Mesh` or a path to an OBJ/GLB file, in world units).
+            ``init_mesh``, a :class:`Mesh` in world units).
         sphere_radius: radius for ``init="sphere"``; default a quarter of ``scale``.
         init_mesh: mesh for ``init="mesh"``.
         seed: seed of the random initialisation (the global RNG when None).
@@ -79,7 +79,7 @@ class DMTetGeometry(nn.Module):
         grid_file: Optional[str] = None,
         init: str = "random",
         sphere_radius: Optional[float] = None,
-        init_mesh: Union[Mesh, str, os.PathLike, None] = None,
+        init_mesh: Optional[Mesh] = None,
         seed: Optional[int] = None,
     ):
         super().__init__()
@@ -103,7 +103,7 @@ class DMTetGeometry(nn.Module):
         grid: TetGrid,
         init: str,
         sphere_radius: Optional[float],
-        init_mesh: Union[Mesh, str, os.PathLike, None],
+        init_mesh: Optional[Mesh],
         seed: Optional[int],
     ) -> Tensor:
         points = grid.vertices * self.scale
@@ -118,8 +118,8 @@ class DMTetGeometry(nn.Module):
                 )
             return sphere_sdf(points, radius)
         if init_mesh is None:
-            raise ValueError("DMTetGeometry: init='mesh' needs init_mesh (a Mesh or an OBJ/GLB path)")
-        mesh = _load_mesh(init_mesh) if not isinstance(init_mesh, Mesh) else init_mesh
+            raise ValueError("DMTetGeometry: init='mesh' needs init_mesh (a Mesh; dmtrec.io.read_mesh reads files)")
+        mesh = init_mesh
         lo, hi = mesh.v_pos.detach().min(0).values, mesh.v_pos.detach().max(0).values
         if bool((lo < -0.5 * self.scale).any() or (hi > 0.5 * self.scale).any()):
             log.warning(
@@ -177,9 +177,3 @@ class DMTetGeometry(nn.Module):
             f"resolution={self.resolution}, scale={self.scale}, vertices={self.grid_verts.shape[0]}, "
             f"tets={self.tets.shape[0]}"
         )
-
-
-def _load_mesh(path: Union[str, os.PathLike]) -> Mesh:
-    from ..io.mesh_files import read_mesh
-
-    return read_mesh(path)[0]

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .mesh import Mesh
+from dmtrec.core.mesh import Mesh
+
 from .tetgrid import TET_EDGES, tet_edge_topology
 
 

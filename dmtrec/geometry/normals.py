@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .mesh import Mesh
+from dmtrec.core.mesh import Mesh
 
 _FALLBACK_NORMAL = (0.0, 0.0, 1.0)
 

@@ -1,4 +1,4 @@
-"""Whole-mesh operations: bounding box, unit-cube normalisation, merging."""
+"""Whole-mesh operations: bounding box, unit-cube normalisation, rigid transforms, merging."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .mesh import ATTRIBUTE_PAIRS, Mesh
+from dmtrec.core.mesh import ATTRIBUTE_PAIRS, Mesh
 
 
 def aabb(mesh: Mesh) -> tuple[Tensor, Tensor]:
@@ -33,6 +33,20 @@ def normalize_to_unit_cube(mesh: Mesh, side: float = 1.0) -> tuple[Mesh, Tensor,
     extent = float((hi - lo).max())
     scale = side / extent if extent > 0 else 1.0
     return mesh.copy(v_pos=(mesh.v_pos - centre) * scale), centre, scale
+
+
+def transform_mesh(mesh: Mesh, matrix: Tensor) -> Mesh:
+    """Apply a ``[4, 4]`` affine ``matrix`` to the positions (``p' = M [p; 1]``); normals and
+    tangents are rotated by its linear part (exact for rotations and uniform scales). UVs,
+    indices and the material are shared."""
+    matrix = matrix.to(mesh.v_pos)
+    linear, shift = matrix[:3, :3], matrix[:3, 3]
+    moved = {"v_pos": mesh.v_pos @ linear.T + shift}
+    for name in ("v_nrm", "v_tng"):
+        value = getattr(mesh, name)
+        if value is not None:  # tangents may carry MikkTSpace's bitangent sign as a 4th column
+            moved[name] = torch.cat([torch.nn.functional.normalize(value[:, :3] @ linear.T, dim=-1), value[:, 3:]], -1)
+    return mesh.copy(**moved)
 
 
 def merge_meshes(meshes: Sequence[Mesh]) -> Mesh:

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .mesh import Mesh
+from dmtrec.core.mesh import Mesh
 
 
 def sphere_sdf(points: Tensor, radius: float, center: Sequence[float] = (0.0, 0.0, 0.0)) -> Tensor:

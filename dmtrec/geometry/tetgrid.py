@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..cache import cache_dir
-from ..io.atomic import atomic_path
+from dmtrec.core.atomic import atomic_path
+from dmtrec.core.cache import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .mesh import Mesh
+from dmtrec.core.mesh import Mesh
 
 log = logging.getLogger(__name__)
 

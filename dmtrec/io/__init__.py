@@ -1,1 +1,23 @@
 """File IO: images (PNG/HDR, sRGB <-> linear) and meshes (OBJ/MTL, GLB)."""
+
+from .gltf import GltfReadError, read_glb, write_glb
+from .image import ImageReadError, linear_to_srgb, read_hdr, read_image, srgb_to_linear, write_hdr, write_png
+from .mesh_files import read_mesh
+from .obj import ObjReadError, read_obj, write_obj
+
+__all__ = [
+    "GltfReadError",
+    "ImageReadError",
+    "ObjReadError",
+    "linear_to_srgb",
+    "read_glb",
+    "read_hdr",
+    "read_image",
+    "read_mesh",
+    "read_obj",
+    "srgb_to_linear",
+    "write_glb",
+    "write_hdr",
+    "write_obj",
+    "write_png",
+]

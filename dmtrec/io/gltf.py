@@ -33,9 +33,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..geometry.mesh import Mesh
+from dmtrec.core.atomic import write_bytes_atomic
+from dmtrec.core.mesh import Mesh
+
 from ..geometry.normals import compute_normals, compute_tangents
-from .atomic import write_bytes_atomic
 from .textures import check_textures, texture_from_image_bytes, texture_png_bytes
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from typing import Union
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 PathLike = Union[str, os.PathLike]
 
@@ -46,8 +47,6 @@ def read_image(path: PathLike) -> np.ndarray:
         raise ImageReadError(f"{path}: image file not found")
     if path.suffix.lower() == ".hdr":
         return read_hdr(path)
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             img.load()
@@ -69,8 +68,6 @@ def read_image(path: PathLike) -> np.ndarray:
 def write_png(path: PathLike, img: Union[np.ndarray, torch.Tensor]) -> None:
     """Write ``[H, W, C]`` values in [0, 1] (C = 1, 2, 3 or 4) as an 8-bit PNG, unchanged
     (convert linear data with :func:`linear_to_srgb` first where it is colour)."""
-    from PIL import Image
-
     if isinstance(img, torch.Tensor):
         img = img.detach().cpu().numpy()
     img = np.asarray(img, dtype=np.float32)

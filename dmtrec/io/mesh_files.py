@@ -8,7 +8,8 @@ from typing import Union
 
 from torch import Tensor
 
-from ..geometry.mesh import Mesh
+from dmtrec.core.mesh import Mesh
+
 from .gltf import read_glb
 from .obj import read_obj
 

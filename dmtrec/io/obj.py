@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..geometry.mesh import Mesh
-from .atomic import write_text_atomic
+from dmtrec.core.atomic import write_text_atomic
+from dmtrec.core.mesh import Mesh
+
 from .image import ImageReadError
 from .textures import check_textures, decode_texture, read_texture, write_texture_png
 

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .atomic import atomic_path
+from dmtrec.core.atomic import atomic_path
+
 from .image import linear_to_srgb, read_image, srgb_to_linear, write_png
 
 TEXTURE_KEYS = ("kd", "ks", "normal")

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..cache import cache_dir
-from ..io.atomic import atomic_path
+from dmtrec.core.atomic import atomic_path
+from dmtrec.core.cache import cache_dir
+
 from .bsdf import ggx_alpha_sq, masking_smith_ggx_correlated
 
 LUT_SIZE = 128  # bilinear lookups of the smooth table are within 1e-4 of a 256 table on average

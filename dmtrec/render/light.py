@@ -33,9 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dmtrec.io.image import read_hdr, write_hdr
+
 from . import bsdf
 from .cubemap import cube_directions, cube_texel_solid_angles, cubemap_to_latlong, latlong_to_cubemap
 from .dfg import dfg_lut
+from .raster import get_rasterizer
 
 PathLike = Union[str, os.PathLike]
 
@@ -85,8 +88,6 @@ class EnvironmentLight(torch.nn.Module):
         **kwargs,
     ) -> "EnvironmentLight":
         """A light from an equirectangular (latlong) ``.hdr`` probe, resampled to ``base_res`` per face."""
-        from dmtrec.io.image import read_hdr  # lazy: file IO only here
-
         latlong = torch.from_numpy(read_hdr(path)).to(device)
         return cls(latlong_to_cubemap(latlong, base_res) * scale, **kwargs)
 
@@ -237,8 +238,6 @@ class EnvironmentLight(torch.nn.Module):
 
     def save_hdr(self, path: PathLike, height: int = 512, width: int = 1024, rasterizer=None) -> None:
         """Write :meth:`to_latlong` as a Radiance ``.hdr`` file (written to a temporary name, then renamed)."""
-        from dmtrec.io.image import write_hdr
-
         path = os.fspath(path)
         tmp = f"{path}.tmp{os.getpid()}"
         try:
@@ -255,8 +254,6 @@ class EnvironmentLight(torch.nn.Module):
 def _resolve(rasterizer, device):
     if rasterizer is not None:
         return rasterizer
-    from .raster import get_rasterizer
-
     return get_rasterizer("auto", device)
 
 

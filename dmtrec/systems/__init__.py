@@ -6,3 +6,21 @@ trains; its config sections are in :mod:`~dmtrec.systems.config`, the losses and
 :mod:`~dmtrec.systems.run` and the end-of-fit evaluation and export in
 :mod:`~dmtrec.systems.callbacks` (files written by :mod:`dmtrec.systems.outputs`).
 """
+
+from .callbacks import FinalizeRun
+from .evaluation import evaluate_run
+from .outputs import write_outputs
+from .pipeline import NonFiniteLossError, ReconstructionSystem
+from .progress import PipelineProgressBar
+from .run import RunConfig, resolve_run
+
+__all__ = [
+    "FinalizeRun",
+    "NonFiniteLossError",
+    "PipelineProgressBar",
+    "ReconstructionSystem",
+    "RunConfig",
+    "evaluate_run",
+    "resolve_run",
+    "write_outputs",
+]

@@ -10,9 +10,10 @@ from typing import Any, Dict, Optional
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import WandbLogger
 
 from dmtrec.io.mesh_files import read_mesh
-from dmtrec.systems.outputs import write_outputs
+from dmtrec.systems.outputs import EXPORT_FRAMES, export_frame_info, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,11 @@ class FinalizeRun(pl.Callback):
     A run that stops early (interrupted, failed) writes nothing here: its checkpoint resumes it.
     """
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, export_frame: str = "dataset"):
+        if export_frame not in EXPORT_FRAMES:
+            raise ValueError(f"run.export_frame: expected one of {', '.join(EXPORT_FRAMES)}, got {export_frame!r}")
         self.out_dir = Path(out_dir)
+        self.export_frame = export_frame
         self._started = time.monotonic()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -61,16 +65,23 @@ class FinalizeRun(pl.Callback):
         }
         datamodule = trainer.datamodule
         if datamodule is not None:
+            log.info("export: evaluating the test views")
             datamodule.setup("test")
             metrics.update({f"test_{k}": v for k, v in _mean_metrics(pl_module, datamodule.test_dataloader()).items()})
         reference = self._reference_mesh(pl_module, datamodule)
         if reference is not None:
             report = pl_module.reference_metrics(reference)
             metrics.update({f"geometry_{k}": v for k, v in report.items()})
+        log.info("export: baking the final mesh")
         mesh, textures = pl_module.bake_mesh()
         metrics.update(triangles=mesh.num_faces, vertices=mesh.num_vertices)
         metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-        paths = write_outputs(self.out_dir, mesh, textures, pl_module.light, metrics)
+        train_from_world = getattr(datamodule, "train_from_world", None)
+        train_from_world = torch.eye(4) if train_from_world is None else train_from_world
+        metrics["export_frame"] = export_frame_info(self.export_frame, train_from_world)
+        obj_transform = torch.linalg.inv(train_from_world) if self.export_frame == "dataset" else None
+        log.info("export: writing mesh, textures, GLB and probe")
+        paths = write_outputs(self.out_dir, mesh, textures, pl_module.light, metrics, obj_transform=obj_transform)
         log.info("outputs written to %s", self.out_dir)
         self._log(trainer, metrics, paths["glb"])
 
@@ -82,8 +93,6 @@ class FinalizeRun(pl.Callback):
 
     @staticmethod
     def _log(trainer: pl.Trainer, metrics: Dict[str, Any], glb: Path) -> None:
-        from pytorch_lightning.loggers import WandbLogger
-
         numeric = {
             f"final/{k}": float(v)
             for k, v in metrics.items()

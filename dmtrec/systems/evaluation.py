@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
+import yaml
 from torch import Tensor
 
+from dmtrec.core.atomic import atomic_folder, write_json
 from dmtrec.datasets.datamodule import ReconDataModule
 from dmtrec.geometry import Mesh
-from dmtrec.io.atomic import atomic_folder, write_json
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.metrics.geometry import geometry_report
@@ -66,8 +67,6 @@ def _finite_or_none(value: Any) -> Any:
 
 def read_run_config(run_dir: Path) -> Dict[str, Any]:
     """The resolved config of ``run_dir`` as a dict; one-line errors for a missing folder or file."""
-    import yaml
-
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: run folder not found")
     path = run_dir / CONFIG_NAME

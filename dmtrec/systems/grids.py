@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import torch
+from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
-from dmtrec.io.atomic import atomic_path
+from dmtrec.core.atomic import atomic_path
 from dmtrec.io.image import linear_to_srgb, write_png
 
 
@@ -49,7 +50,5 @@ def save_grid(path: Path, grid: Tensor) -> None:
 
 def log_grid(logger, key: str, grid: Tensor, step: int, caption: str = "") -> None:
     """Send a grid to wandb when the run logs there (other loggers: the PNG on disk suffices)."""
-    from pytorch_lightning.loggers import WandbLogger
-
     if isinstance(logger, WandbLogger):
         logger.log_image(key=key, images=[grid.numpy()], caption=[caption or key])

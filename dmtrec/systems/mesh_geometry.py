@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from dmtrec.geometry import Mesh
+from dmtrec.geometry.normals import compute_normals, compute_tangents
 
 
 class MeshGeometry(nn.Module):
@@ -39,7 +40,5 @@ class MeshGeometry(nn.Module):
 
     def mesh(self) -> Mesh:
         """The current mesh with smooth normals and UV tangents (positions carry gradients)."""
-        from dmtrec.geometry.normals import compute_normals, compute_tangents
-
         mesh = Mesh(v_pos=self.v_pos, t_pos_idx=self.t_pos_idx, v_tex=self.v_tex, t_tex_idx=self.t_tex_idx)
         return compute_tangents(compute_normals(mesh))

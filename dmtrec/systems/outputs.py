@@ -14,8 +14,10 @@ from typing import Any, Dict, Optional
 import torch
 from torch import Tensor
 
-from dmtrec.geometry import Mesh, compute_normals
-from dmtrec.io.atomic import atomic_folder, atomic_path, write_json
+from dmtrec.core.atomic import atomic_folder, atomic_path, write_json
+from dmtrec.geometry import Mesh, compute_normals, transform_mesh
+from dmtrec.io.gltf import write_glb
+from dmtrec.io.obj import write_obj
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,28 @@ PROBE_NAME = "probe.hdr"
 METRICS_NAME = "metrics.json"
 
 
+EXPORT_FRAMES = ("dataset", "training")
+
+
+def export_frame_info(frame: str, train_from_world: Tensor) -> Dict[str, Any]:
+    """What ``metrics.json`` says about the frame of the exported files (``frame`` is one of
+    :data:`EXPORT_FRAMES`; ``train_from_world`` the datamodule's ``[4, 4]``)."""
+    return {
+        "obj": frame,
+        # glTF is Y-up by definition: the GLB is always in the (Y-up) training frame, which for a
+        # Z-up dataset is exactly the Z-up -> Y-up turn Blender's glTF importer undoes.
+        "glb": "training (glTF Y-up)",
+        "train_from_world": [[float(x) for x in row] for row in train_from_world.tolist()],
+    }
+
+
 def write_outputs(
-    out_dir: Path, mesh: Mesh, textures: Dict[str, Tensor], light: Any, metrics: Optional[Dict[str, Any]] = None
+    out_dir: Path,
+    mesh: Mesh,
+    textures: Dict[str, Tensor],
+    light: Any,
+    metrics: Optional[Dict[str, Any]] = None,
+    obj_transform: Optional[Tensor] = None,
 ) -> Dict[str, Path]:
     """Write ``mesh/mesh.obj`` (+ ``.mtl``, ``texture_kd.png``, ``texture_ks.png``,
     ``texture_n.png``, ``texture_roughness.png``, ``texture_metallic.png``), ``mesh.glb``,
@@ -38,7 +60,9 @@ def write_outputs(
 
     Args:
         out_dir: run output folder.
-        mesh: mesh with UVs (``v_tex``, ``t_tex_idx``).
+        mesh: mesh with UVs (``v_tex``, ``t_tex_idx``), in the training frame.
+        obj_transform: ``[4, 4]`` applied to the OBJ's positions (e.g. training -> dataset
+            frame); the GLB stays in the Y-up training frame glTF asks for.
         textures: ``{"kd": [H, W, 3|4] linear, "ks": [H, W, 3] ORM, "normal": [H, W, 3] in [-1, 1]}``.
         light: an environment light with ``save_hdr(path)``.
         metrics: JSON-ready dict.
@@ -46,9 +70,6 @@ def write_outputs(
     Returns:
         The written paths by kind ("obj", "glb", "probe", "metrics").
     """
-    from dmtrec.io.gltf import write_glb
-    from dmtrec.io.obj import write_obj
-
     out_dir = Path(out_dir)
     textures = {k: v.detach().cpu() for k, v in textures.items() if v is not None}
     mesh, textures = _facing_outward(_detached(mesh), textures)
@@ -57,7 +78,8 @@ def write_outputs(
     mesh = compute_normals(mesh)
     paths = {}
     with atomic_folder(out_dir / MESH_FOLDER) as tmp:
-        write_obj(tmp, mesh, textures, name="mesh", texture_names=TEXTURE_FILES)
+        obj_mesh = mesh if obj_transform is None else transform_mesh(mesh, obj_transform)
+        write_obj(tmp, obj_mesh, textures, name="mesh", texture_names=TEXTURE_FILES)
     paths["obj"] = out_dir / MESH_FOLDER / "mesh.obj"
     with atomic_path(out_dir / GLB_NAME) as tmp:
         # The GLB holds glTF's occlusion (1 - ks.R, ks.R being nvdiffrec's occlusion amount),

@@ -145,6 +145,11 @@ class ReconstructionSystem(pl.LightningModule):
         return self.iteration >= self.total_iters
 
     @property
+    def about_to_bake(self) -> bool:
+        """Pass 1 has run its iterations and pass 2 follows: the next batch starts with the bake."""
+        return self.stage == "dmtet" and self.passes == "both" and self.iteration >= self.iters_dmtet
+
+    @property
     def pass_number(self) -> int:
         return 1 if self.stage == "dmtet" else 2
 
@@ -322,7 +327,7 @@ class ReconstructionSystem(pl.LightningModule):
     def on_train_batch_start(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
         # Here rather than in training_step: Lightning hooks its step counter into the
         # optimizers in use when the batch starts, so the new optimizer must exist by then.
-        if self.stage == "dmtet" and self.passes == "both" and self.iteration >= self.iters_dmtet:
+        if self.about_to_bake:
             self._start_mesh_pass()
 
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Optional[Tensor]:

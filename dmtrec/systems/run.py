@@ -32,6 +32,9 @@ class RunConfig:
             "online" or "disabled" (no wandb at all; a CSV log instead).
         project: wandb project name.
         checkpoint_every: save ``checkpoints/last.ckpt`` every this many iterations.
+        export_frame: frame of the exported ``mesh/mesh.obj``: "dataset" (default: the input
+            cameras' world frame, so the mesh overlays them) or "training" (the Y-up frame a
+            Z-up NeRF-synthetic scene is turned into). ``mesh.glb`` is Y-up as glTF requires.
     """
 
     name: Optional[str] = None
@@ -39,6 +42,7 @@ class RunConfig:
     wandb: str = "offline"
     project: str = "dmtrec"
     checkpoint_every: int = 100
+    export_frame: str = "dataset"
 
 
 @dataclass

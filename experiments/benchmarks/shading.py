@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from dmtrec.geometry import DMTetGeometry
+from dmtrec.io.mesh_files import read_mesh
 from dmtrec.render.camera import Cameras, random_orbit_c2w
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import VolumetricMaterial
@@ -64,7 +65,7 @@ def bench(setting: str, device: torch.device, backend: str, repeats: int, data: 
     cfg = SETTINGS[setting]
     rasterizer = get_rasterizer(backend, device)
     geometry = DMTetGeometry(
-        resolution=cfg["grid"], scale=2.4, init="mesh", init_mesh=data / "meshes" / "spot" / "spot.obj"
+        resolution=cfg["grid"], scale=2.4, init="mesh", init_mesh=read_mesh(data / "meshes" / "spot" / "spot.obj")[0]
     ).to(device)
     lo, hi = geometry.grid_aabb()
     material = VolumetricMaterial(torch.stack([lo, hi]).cpu(), **cfg["hashgrid"]).to(device)

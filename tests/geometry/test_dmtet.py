@@ -8,6 +8,7 @@ from geometry_checks import signed_volume, topology
 from dmtrec.geometry import DMTetGeometry, Mesh, marching_tetrahedra, sdf_reg_loss, sphere_sdf
 from dmtrec.geometry.normals import vertex_normals
 from dmtrec.geometry.regularizers import laplacian_loss
+from dmtrec.io.mesh_files import read_mesh
 from dmtrec.io.obj import write_obj
 
 
@@ -59,7 +60,7 @@ def icosphere_like(radius: float) -> Mesh:
 @pytest.mark.parametrize("from_file", [False, True])
 def test_mesh_init_reproduces_the_mesh(tmp_path, from_file):
     source = icosphere_like(0.5)
-    init = write_obj(tmp_path, source) if from_file else source
+    init = read_mesh(write_obj(tmp_path, source))[0] if from_file else source
     geo = DMTetGeometry(resolution=24, scale=1.5, init="mesh", init_mesh=init)
     cell = 1.5 / 24
     mesh = geo.mesh(with_uv=False)

@@ -1,6 +1,6 @@
 import pytest
 
-from dmtrec.io.atomic import atomic_folder, atomic_path, write_json
+from dmtrec.core.atomic import atomic_folder, atomic_path, write_json
 from dmtrec.systems.run import RunConfig, resolve_run
 
 

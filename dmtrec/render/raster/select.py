@@ -9,6 +9,8 @@ from typing import Union
 import torch
 
 from .base import Rasterizer
+from .nvdiffrast_backend import NvdiffrastRasterizer
+from .torch_backend import TorchRasterizer
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,6 @@ def get_rasterizer(backend: str = "auto", device: Union[str, torch.device, None]
             )
         if device.type != "cuda":
             raise ValueError(f"rasterizer backend 'nvdiffrast' needs a CUDA device, got {device}")
-        from .nvdiffrast_backend import NvdiffrastRasterizer
-
         return NvdiffrastRasterizer(device)
-
-    from .torch_backend import TorchRasterizer
 
     return TorchRasterizer(device)
