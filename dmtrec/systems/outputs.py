@@ -72,7 +72,7 @@ def write_outputs(
     """
     out_dir = Path(out_dir)
     textures = {k: v.detach().cpu() for k, v in textures.items() if v is not None}
-    mesh, textures = _facing_outward(_detached(mesh), textures)
+    mesh, textures = facing_outward(_detached(mesh), textures)
     # The smooth normals render_mesh shades with, written to the OBJ (vn) and GLB (NORMAL) so
     # that a consumer derives the same MikkTSpace tangents for the normal map.
     mesh = compute_normals(mesh)
@@ -95,14 +95,15 @@ def write_outputs(
     return paths
 
 
-def _facing_outward(mesh: Mesh, textures: Dict[str, Tensor]) -> tuple[Mesh, Dict[str, Tensor]]:
+def facing_outward(mesh: Mesh, textures: Dict[str, Tensor]) -> tuple[Mesh, Dict[str, Tensor]]:
     """The mesh wound counter-clockwise seen from outside (positive signed volume), as engines
     expect: they cull back faces and shade with the winding's normals. dmtrec renders two-sided,
     so marching tetrahedra's inside-out winding trains fine but shows the far side of the object
     in an engine. Reversing the winding negates the normals and MikkTSpace's bitangent sign w
     (the UV orientation is measured along the winding) while the tangent ``dp/du`` stays, so
     the bitangent ``w * cross(n, t)`` stays too; dmtrec's two-sided shading negated the whole
-    perturbed normal, so the normal map's x and y are negated to give the same shading normals."""
+    perturbed normal, so the normal map's x and y are negated to give the same shading normals.
+    Every writer of engine files (``lod``, ``bake``) should pass its mesh through this."""
     corners = mesh.v_pos[mesh.t_pos_idx].double()
     volume = float((torch.linalg.cross(corners[:, 0], corners[:, 1], dim=-1) * corners[:, 2]).sum()) / 6.0
     if volume >= 0:
