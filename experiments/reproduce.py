@@ -1,7 +1,7 @@
 """Run nvdiffrec's paper experiments and tabulate them beside the published numbers.
 
 Scenes are configs under ``experiments/configs`` (``nerf_synthetic/lego``, ``nerd/ehead``,
-``spot``, ...) or the groups ``all``, ``nerf_synthetic``, ``nerd``, ``reference``. Each run
+``spot``, ...) or the groups ``all``, ``nerf_synthetic``, ``nerd``, ``reference``, ``known_geometry``. Each run
 writes ``<output root>/<scene with / as ->/metrics.json`` (the folder the cluster templates use
 too), and the table reads them back.
 
@@ -42,10 +42,21 @@ NERF_SYNTHETIC = tuple(
 )
 NERD = ("nerd/ehead", "nerd/gold")
 REFERENCE = ("spot", "bob")
-SCENES = NERF_SYNTHETIC + NERD + REFERENCE
-GROUPS = {"all": SCENES, "nerf_synthetic": NERF_SYNTHETIC, "nerd": NERD, "reference": REFERENCE}
+KNOWN_GEOMETRY = ("spot_known_geometry_plastic", "spot_known_geometry_metal")
+SCENES = NERF_SYNTHETIC + NERD + REFERENCE + KNOWN_GEOMETRY
+GROUPS = {
+    "all": SCENES,
+    "nerf_synthetic": NERF_SYNTHETIC,
+    "nerd": NERD,
+    "reference": REFERENCE,
+    "known_geometry": KNOWN_GEOMETRY,
+}
 # Environment variable holding each group's dataset root (the configs read ${VAR}/<scene folder>).
-DATASET_ENV = {"nerf_synthetic": "DMTREC_NERF_SYNTHETIC", "nerd": "DMTREC_NERD"}
+DATASET_ENV = {
+    "nerf_synthetic": "DMTREC_NERF_SYNTHETIC",
+    "nerd": "DMTREC_NERD",
+    "known_geometry": "DMTREC_KNOWN_GEOMETRY",
+}
 GROUP_TITLES = {
     "nerf_synthetic": "NeRF-synthetic: test views, PSNR (dB) and SSIM in sRGB (nvdiffrec's convention)",
     "nerd": "NeRD: test views, PSNR (dB) and SSIM",
@@ -53,10 +64,15 @@ GROUP_TITLES = {
         "Reference meshes: Chamfer L1 and F-score@0.01 against the reference, both normalised by "
         "the reference's longest bounding-box side; PSNR on the test orbit views"
     ),
+    "known_geometry": (
+        "Known geometry (Spot, path-traced views, positions locked): materials and light only; test PSNR (dB) and SSIM"
+    ),
 }
 
 
 def group_of(scene: str) -> str:
+    if scene in KNOWN_GEOMETRY:
+        return "known_geometry"
     return scene.split("/", 1)[0] if "/" in scene else "reference"
 
 
@@ -278,7 +294,7 @@ def results_table(results: Sequence[RunResult], paper: dict, note: str = "") -> 
     by_group: Dict[str, List[RunResult]] = {}
     for result in results:
         by_group.setdefault(group_of(result.scene), []).append(result)
-    for group in ("nerf_synthetic", "nerd", "reference"):
+    for group in ("nerf_synthetic", "nerd", "reference", "known_geometry"):
         rows = by_group.get(group)
         if not rows:
             continue
@@ -308,7 +324,7 @@ def results_table(results: Sequence[RunResult], paper: dict, note: str = "") -> 
         finished = [r for r in rows if r.status == "finished"]
         group_paper = (paper_groups.get(group) or {}).get("mean") or {}
         # Datasets have a published mean; spot and bob are separate demonstrations.
-        if group != "reference" and len(rows) > 1 and (finished or group_paper):
+        if group in DATASET_ENV and group != "known_geometry" and len(rows) > 1 and (finished or group_paper):
             cells = [f"mean ({len(finished)}/{len(rows)} finished)", ""]
             for _, key, paper_key, digits in columns:
                 cells.append(_fmt(_mean([_metric(r, key) for r in finished]), digits))
@@ -349,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--nerf-synthetic", help="NeRF-synthetic root (sets DMTREC_NERF_SYNTHETIC)")
     parser.add_argument("--nerd", help="NeRD root (sets DMTREC_NERD)")
-    parser.add_argument("--data", help="shared data root for spot/bob and tet grids (sets DMTREC_DATA)")
+    parser.add_argument("--known-geometry", help="root of the path-traced Spot datasets (sets DMTREC_KNOWN_GEOMETRY)")
+    parser.add_argument("--data", help="data root for spot/bob and the probe (sets DMTREC_DATA)")
     parser.add_argument("--table", help="write the Markdown table here (default <output root>/reproduction.md)")
     parser.add_argument("--note", default="", help="a line printed under the title, e.g. the hardware used")
     return parser
@@ -369,6 +386,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for var, value in (
         ("DMTREC_NERF_SYNTHETIC", args.nerf_synthetic),
         ("DMTREC_NERD", args.nerd),
+        ("DMTREC_KNOWN_GEOMETRY", args.known_geometry),
         ("DMTREC_DATA", args.data),
     ):
         if value:

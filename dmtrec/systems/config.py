@@ -124,9 +124,13 @@ class MeshPassConfig:
             start, nvdiffrec's default) or "absolute".
         laplace_scale: Laplacian weight at the start of pass 2, decaying linearly to 0 (10000).
         lock_pos: keep vertex positions fixed (optimize textures and light only).
+        keep_textures: start from ``init_mesh``'s own textures (default); false starts every
+            texture from the middle of its range, as when the materials are unknown (nvdiffrec's
+            known-geometry material experiment).
     """
 
     init_mesh: Optional[str] = None
     laplace: str = "relative"
     laplace_scale: float = 10000.0
     lock_pos: bool = False
+    keep_textures: bool = True

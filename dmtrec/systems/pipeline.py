@@ -127,6 +127,7 @@ class ReconstructionSystem(pl.LightningModule):
         self.light = components.build_light(self.light_cfg)
         if passes == "mesh":
             mesh, textures = read_mesh(self.mesh_cfg.init_mesh)
+            textures = textures if self.mesh_cfg.keep_textures else None
             self._enter_mesh_stage(*self._prepare_input_mesh(mesh, textures))
         else:
             self.stage = "dmtet"

@@ -113,9 +113,9 @@ def test_array_runs_the_scene_of_its_task_and_rejects_out_of_range_tasks(repo):
         repo,
         repo[1],
         f"bash {CLUSTER / 'array.sbatch'}",
-        {"SLURM_ARRAY_TASK_ID": "12", "DMTREC_VENV": str(repo[0] / "venv")},
+        {"SLURM_ARRAY_TASK_ID": "14", "DMTREC_VENV": str(repo[0] / "venv")},
     )
-    assert result.returncode == 2 and "only 12 scenes" in result.stderr
+    assert result.returncode == 2 and "only 14 scenes" in result.stderr
 
 
 def test_array_range_and_sweep_cover_the_same_scenes():
