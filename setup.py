@@ -24,8 +24,10 @@ setup(
         # NVIDIA's nvdiffrast 0.3.3 sources, compiled on first use with the CUDA toolkit.
         # Non-commercial licence: optional, dmtrec imports and tests without it.
         "cuda": ["diffrp-nvdiffrast>=0.3.3"],
+        "colmap": ["pycolmap>=3.11"],  # `dmtrec poses`: structure-from-motion on the CPU (wheels for py3.9-3.13)
         # Mitsuba 3 path tracing for ground-truth datasets (its scalar_rgb variant needs no GPU or LLVM).
         "pathtrace": ["mitsuba>=3.5"],
+        "mitsuba": ["mitsuba>=3.5"],  # experiments/benchmarks/raster_scaling.py (llvm_ad_rgb: an LLVM >= 16)
         "dev": ["pytest>=7.0", "pygltflib>=1.15", "trimesh>=4.0", "scipy>=1.10", "ruff>=0.6", "mitsuba>=3.5"],
     },
     entry_points={"console_scripts": ["dmtrec=dmtrec.cli:main"]},

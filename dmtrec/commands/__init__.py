@@ -24,6 +24,8 @@ COMMANDS = {
     "export": "export",
     "make-dataset": "make_dataset",
     "eval": "eval",
+    "poses": "poses",
+    "inspect-data": "inspect_data",
     "view": "view",
 }
 

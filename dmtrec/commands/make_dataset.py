@@ -1,13 +1,15 @@
 """``dmtrec make-dataset --mesh M --probe P --views N --res R --out D``: render a reference mesh
-under an HDR probe into a NeRF-synthetic dataset folder (:func:`dmtrec.datasets.make_dataset.make_dataset`)."""
+under an HDR probe into a NeRF-synthetic dataset folder (:func:`dmtrec.datasets.make_dataset.make_dataset`)
+or, with ``--format colmap``, a COLMAP capture with the true poses
+(:func:`dmtrec.datasets.make_dataset.make_colmap_dataset`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from dmtrec.datasets.make_dataset import RENDERERS, make_dataset
+from dmtrec.datasets.make_dataset import COLMAP_MODELS, PRINCIPAL_OFFSET, RENDERERS, make_colmap_dataset, make_dataset
 
-HELP = "render a reference mesh into a NeRF-synthetic dataset folder"
+HELP = "render a reference mesh into a NeRF-synthetic dataset folder (or a COLMAP capture: --format colmap)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +47,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--probe-res", type=int, default=512, help="cube-map face size of the light (default 512, as nvdiffrec)"
     )
+    parser.add_argument(
+        "--format",
+        default="nerf_synthetic",
+        choices=("nerf_synthetic", "colmap"),
+        help="nerf_synthetic (default) or colmap: images/, masks/, sparse/0/*.txt with the true poses",
+    )
+    parser.add_argument(
+        "--camera-model", default="PINHOLE", choices=COLMAP_MODELS, help="colmap: camera model (default PINHOLE)"
+    )
+    parser.add_argument(
+        "--distortion", type=float, default=0.05, help="colmap: radial k (k1) of distorted models (default 0.05)"
+    )
+    parser.add_argument(
+        "--background",
+        default="random",
+        choices=("random", "white", "black", "noise"),
+        help="colmap: what the opaque photos show behind the object (default random: one colour per image)",
+    )
+    parser.add_argument(
+        "--principal-offset",
+        type=float,
+        nargs=2,
+        default=PRINCIPAL_OFFSET,
+        metavar=("DX", "DY"),
+        help="colmap: principal point offset from the centre, fractions of width and height (default 0.03 -0.02)",
+    )
     parser.add_argument("--device", default=None, help="render device (default: cuda if available, else cpu)")
     parser.add_argument("--rasterizer", default="auto", choices=("auto", "nvdiffrast", "torch"))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -52,15 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``dmtrec make-dataset`` with parsed ``args``; errors raise ValueError (one line)."""
-    out = make_dataset(
-        args.mesh,
-        args.probe,
-        args.views,
-        args.res,
-        args.out,
+    common = dict(
         seed=args.seed,
-        val_views=args.val_views,
-        test_views=args.test_views,
         fovy=args.fovy,
         cam_radius=args.cam_radius,
         translation_jitter=args.jitter,
@@ -73,6 +94,31 @@ def main(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         device=args.device,
         rasterizer=args.rasterizer,
+    )
+    if args.format == "colmap":
+        out = make_colmap_dataset(
+            args.mesh,
+            args.probe,
+            args.views,
+            args.res,
+            args.out,
+            camera_model=args.camera_model,
+            distortion=args.distortion,
+            background=args.background,
+            principal_offset=args.principal_offset,
+            **common,
+        )
+        print(f"dmtrec make-dataset: wrote {args.views} views ({args.camera_model}) as a COLMAP capture to {out}")
+        return 0
+    out = make_dataset(
+        args.mesh,
+        args.probe,
+        args.views,
+        args.res,
+        args.out,
+        val_views=args.val_views,
+        test_views=args.test_views,
+        **common,
     )
     print(f"dmtrec make-dataset: wrote {args.views}+{args.val_views}+{args.test_views} views to {out}")
     return 0

@@ -3,8 +3,9 @@
 Configured from YAML through LightningCLI (``data:`` section), e.g.::
 
     data:
-      kind: nerf_synthetic          # or nerd, reference_mesh
-      path: data/generated/spot     # NeRF-synthetic folder (nerd: LLFF folder with poses_bounds.npy)
+      kind: nerf_synthetic          # or nerd, colmap, reference_mesh
+      path: data/generated/spot     # NeRF-synthetic folder (nerd: LLFF folder with poses_bounds.npy;
+                                    # colmap: images/, sparse/0/, masks/)
       downscale: 2
       batch_size: 4
       seed: 0
@@ -32,12 +33,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from dmtrec.core.mesh import Mesh
 
+from .colmap import ColmapViews
 from .nerd import NeRDViews
 from .nerf_synthetic import Z_UP_TO_Y_UP, ImageViews, NeRFSyntheticViews
 from .reference_mesh import ReferenceMeshViews, load_reference_scene
-from .samples import as_resolution, check_background, collate_views
+from .samples import DrawSampler, RedrawnBackgrounds, as_resolution, check_background, collate_views
 
-KINDS = ("nerf_synthetic", "nerd", "reference_mesh")
+KINDS = ("nerf_synthetic", "nerd", "colmap", "reference_mesh")
+IMAGE_KINDS = ("nerf_synthetic", "nerd", "colmap")
 SPLITS = ("train", "val", "test")
 
 
@@ -54,7 +57,9 @@ class ReconDataModule(pl.LightningDataModule):
 
     Args:
         kind: ``"nerf_synthetic"`` (reads ``path``), ``"nerd"`` (reads the LLFF folder ``path``:
-            ``poses_bounds.npy``, ``images/``, ``masks/``) or ``"reference_mesh"`` (renders
+            ``poses_bounds.npy``, ``images/``, ``masks/``), ``"colmap"`` (a COLMAP capture ``path``:
+            ``images/``, ``sparse/0/``, optional ``masks/``; see :mod:`dmtrec.datasets.colmap`) or
+            ``"reference_mesh"`` (renders
             ``mesh`` under ``probe``).
         path: NeRF-synthetic or NeRD dataset folder.
         mesh: reference OBJ (with its MTL and textures).
@@ -64,17 +69,20 @@ class ReconDataModule(pl.LightningDataModule):
             CPU runs quick, since prefiltering it dominates setup).
         resolution: ``(H, W)`` working resolution. Reference mesh: render size (default
             512 x 512, nvdiffrec's). NeRF-synthetic: resize target keeping the images' aspect
-            (default: image size / ``downscale``). NeRD: resize target (default: image size /
+            (default: image size / ``downscale``). NeRD, COLMAP: resize target (default: image size /
             ``downscale``).
-        downscale: NeRF-synthetic and NeRD: shrink images by this integer factor.
-        views: training samples per epoch. NeRF-synthetic, NeRD: frames repeat cyclically
+        downscale: NeRF-synthetic, NeRD, COLMAP: shrink images by this integer factor.
+        views: training samples per epoch. NeRF-synthetic, NeRD, COLMAP: frames repeat cyclically
             (default one per frame); reference mesh: a fresh random camera per sample (default 1000).
-        val_views, test_views: NeRF-synthetic, NeRD: evenly spaced subset of the split's frames
+        val_views, test_views: NeRF-synthetic, NeRD, COLMAP: evenly spaced subset of the split's frames
             (default all); reference mesh: cameras on a fixed orbit (default 8).
-        holdout: NeRD: 0 (every split holds all frames: nvdiffrec evaluates on its training
+        holdout: NeRD, COLMAP: 0 (every split holds all frames: nvdiffrec evaluates on its training
             views) or k >= 2 (every k-th frame is held out of training for val and test).
         background_train, background_val: ``white``, ``black``, ``random`` (one colour per
             image) or ``noise`` (one per pixel); ``background_val`` also serves the test split.
+            Training backgrounds are drawn afresh every time a view is drawn (nvdiffrec trains
+            every iteration over new per-pixel noise, ``noise`` here, the default; its
+            ``background`` setting is the validation one, ``white``).
         batch_size: training batch size; validation and test use ``val_batch_size``.
         num_workers: DataLoader worker processes (0: load in the main process).
         seed: seeds backgrounds, reference cameras and the training shuffle.
@@ -82,8 +90,12 @@ class ReconDataModule(pl.LightningDataModule):
         cam_radius, fovy, translation_jitter: reference-mesh cameras (distance to the
             origin, vertical fov in degrees, uniform jitter of the object in each axis).
         spp: reference mesh: supersampling per axis for the reference renders.
-        require_alpha: NeRF-synthetic: images without alpha are an error (else opaque).
-        preload: NeRF-synthetic, NeRD: keep decoded images in memory.
+        require_alpha: NeRF-synthetic, COLMAP: images without alpha (COLMAP: nor a mask file)
+            are an error (else opaque).
+        center, radius: COLMAP: the object's sphere in the model's units, overriding the
+            estimate from the cameras' look-at point and the sparse points; the scene is scaled
+            so that this sphere is the unit sphere of the tet grid.
+        preload: NeRF-synthetic, NeRD, COLMAP: keep decoded images in memory.
         world_up: NeRF-synthetic: ``"z"`` turns Blender's Z-up scenes Y-up, as nvdiffrec does.
         render_device: reference mesh: device to render on (default CUDA if available).
         render_rasterizer: reference mesh: rasterizer backend of the reference renders (``auto``,
@@ -96,7 +108,7 @@ class ReconDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        kind: Literal["nerf_synthetic", "nerd", "reference_mesh"] = "nerf_synthetic",
+        kind: Literal["nerf_synthetic", "nerd", "colmap", "reference_mesh"] = "nerf_synthetic",
         path: Optional[str] = None,
         mesh: Optional[str] = None,
         probe: Optional[str] = None,
@@ -108,7 +120,7 @@ class ReconDataModule(pl.LightningDataModule):
         val_views: Optional[int] = None,
         test_views: Optional[int] = None,
         holdout: int = 0,
-        background_train: str = "random",
+        background_train: str = "noise",
         background_val: str = "white",
         batch_size: int = 1,
         val_batch_size: int = 1,
@@ -126,12 +138,14 @@ class ReconDataModule(pl.LightningDataModule):
         render_device: Optional[str] = None,
         render_rasterizer: str = "auto",
         prerender: bool = False,
+        center: Optional[Tuple[float, float, float]] = None,
+        radius: Optional[float] = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         if kind not in KINDS:
             raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
-        if kind in ("nerf_synthetic", "nerd") and not path:
+        if kind in IMAGE_KINDS and not path:
             raise ValueError(f"path: a dataset folder is required for kind {kind}")
         if kind == "reference_mesh":
             missing = [name for name, value in (("mesh", mesh), ("probe", probe)) if not value]
@@ -139,9 +153,10 @@ class ReconDataModule(pl.LightningDataModule):
                 raise ValueError(f"{missing[0]}: required for kind reference_mesh")
             if downscale != 1:
                 raise ValueError("downscale: applies to nerf_synthetic images; set resolution for reference_mesh")
-        if holdout and kind != "nerd":
+        if holdout and kind not in ("nerd", "colmap"):
             raise ValueError(
-                "holdout: applies to kind nerd (NeRF-synthetic and reference meshes have their own splits), "
+                "holdout: applies to kinds nerd and colmap (NeRF-synthetic and reference meshes have their own "
+                "splits), "
                 f"got kind {kind}"
             )
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("spp", spp)):
@@ -166,7 +181,7 @@ class ReconDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         h = self.hparams
-        if h.kind in ("nerf_synthetic", "nerd"):
+        if h.kind in IMAGE_KINDS:
             self.datasets = {split: self._image_views(split) for split in SPLITS}
         else:
             device = h.render_device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -217,6 +232,16 @@ class ReconDataModule(pl.LightningDataModule):
         )
         if h.kind == "nerd":
             return NeRDViews(h.path, split, holdout=h.holdout, **common)
+        if h.kind == "colmap":
+            return ColmapViews(
+                h.path,
+                split,
+                holdout=h.holdout,
+                require_alpha=h.require_alpha,
+                center=h.center,
+                radius=h.radius,
+                **common,
+            )
         return NeRFSyntheticViews(h.path, split, require_alpha=h.require_alpha, world_up=h.world_up, **common)
 
     def setup(self, stage: Optional[str] = None) -> None:
@@ -254,22 +279,24 @@ class ReconDataModule(pl.LightningDataModule):
         return self.datasets[split]
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        h = self.hparams
+        views = RedrawnBackgrounds(self._dataset("train"), h.background_train, h.seed)
+        return self._loader(views, h.batch_size, sampler=DrawSampler(len(views), h.seed))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.hparams.val_batch_size, shuffle=False)
+        return self._loader(self._dataset("val"), self.hparams.val_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.hparams.val_batch_size, shuffle=False)
+        return self._loader(self._dataset("test"), self.hparams.val_batch_size)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Optional[DrawSampler] = None) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
-            self._dataset(split),
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
-            # Samples are deterministic per index; only the order needs a seed.
-            generator=torch.Generator().manual_seed(self.hparams.seed) if shuffle else None,
+            # Samples are deterministic per draw; the sampler seeds the order.
+            sampler=sampler,
+            shuffle=False,
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=collate_views,

@@ -1,4 +1,5 @@
-"""Render a reference mesh into a NeRF-synthetic folder (the library half of ``dmtrec make-dataset``).
+"""Render a reference mesh into a NeRF-synthetic folder or a COLMAP capture (the library half of
+``dmtrec make-dataset``; :func:`make_colmap_dataset` for ``--format colmap``).
 
 The folder holds ``transforms_{train,val,test}.json`` (``camera_angle_x`` and per-frame
 camera-to-world ``transform_matrix``), ``<split>/r_<i>.png`` RGBA images (sRGB-encoded
@@ -17,13 +18,23 @@ import shutil
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from dmtrec.core.atomic import atomic_folder
 from dmtrec.io.image import linear_to_srgb, write_png
+from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 
+from .colmap import ColmapCamera, ColmapImage, ColmapPoints, distort_image, world_to_camera, write_model_text
 from .reference_mesh import PathTracedScene, ReferenceMeshViews, load_reference_scene, with_constant_ks
-from .samples import as_resolution
+from .samples import (
+    SPLIT_STREAMS,
+    STREAM_BACKGROUND,
+    as_resolution,
+    check_background,
+    make_background,
+    sample_generator,
+)
 
 PathLike = Union[str, os.PathLike]
 
@@ -76,23 +87,13 @@ def make_dataset(
             plastic and metal variants of nvdiffrec's known-geometry experiment.
     """
     out = Path(out)
-    if renderer not in RENDERERS:
-        raise ValueError(f"renderer: must be one of {', '.join(RENDERERS)}, got {renderer!r}")
     resolution = as_resolution(res, "res")
     for name, value in (("views", views), ("val_views", val_views), ("test_views", test_views), ("spp", spp)):
         if value < 1:
             raise ValueError(f"{name}: must be >= 1, got {value}")
     if out.exists() and not overwrite:
         raise ValueError(f"{out}: output folder exists (pass --overwrite, or overwrite=True, to replace it)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    scene = load_reference_scene(
-        mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer
-    )
-    if roughness is not None or metallic is not None:
-        scene = with_constant_ks(scene, 1.0 if roughness is None else roughness, metallic or 0.0)
-    if renderer == "pathtrace":
-        scene = PathTracedScene(scene, samples=spp, seed=seed, env_scale=env_scale)
-        spp = 1  # the views' supersampling: the path tracer's samples already filter each pixel
+    scene, spp = _scene(mesh, probe, env_scale, probe_res, device, rasterizer, renderer, roughness, metallic, spp, seed)
     fovx = 2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) * resolution[1] / resolution[0])
 
     with atomic_folder(out) as tmp:
@@ -129,6 +130,137 @@ def make_dataset(
             "fovy_degrees": fovy,
             "cam_radius": cam_radius,
             "translation_jitter": translation_jitter,
+            "renderer": renderer,
+            "spp": scene.samples if renderer == "pathtrace" else spp,
+            "ks_override": None if roughness is None and metallic is None else [0.0, roughness, metallic],
+            "env_scale": env_scale,
+            "probe_res": probe_res,
+        }
+        (tmp / "dataset.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    return out
+
+
+def _scene(mesh, probe, env_scale, probe_res, device, rasterizer, renderer, roughness, metallic, spp, seed):
+    """``(scene, spp of the views)``: the reference scene to render, rasterized or path traced, with ks replaced."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer: must be one of {', '.join(RENDERERS)}, got {renderer!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    scene = load_reference_scene(
+        mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer
+    )
+    if roughness is not None or metallic is not None:
+        scene = with_constant_ks(scene, 1.0 if roughness is None else roughness, metallic or 0.0)
+    if renderer == "pathtrace":
+        scene = PathTracedScene(scene, samples=spp, seed=seed, env_scale=env_scale)
+        spp = 1  # the views' supersampling: the path tracer's samples already filter each pixel
+    return scene, spp
+
+
+COLMAP_MODELS = ("PINHOLE", "SIMPLE_RADIAL", "OPENCV")
+# Principal point offset of the synthetic COLMAP cameras, as fractions of the image size: off
+# centre by default, so that a reader ignoring cx, cy fails the round trip.
+PRINCIPAL_OFFSET = (0.03, -0.02)
+_MAX_POINTS = 2000
+
+
+def make_colmap_dataset(
+    mesh: PathLike,
+    probe: PathLike,
+    views: int,
+    res: Union[int, Sequence[int]],
+    out: PathLike,
+    seed: int = 0,
+    fovy: float = 45.0,
+    cam_radius: float = 3.0,
+    translation_jitter: float = 0.25,
+    spp: int = 1,
+    env_scale: float = 1.0,
+    probe_res: int = 512,
+    renderer: str = "raster",
+    roughness: Optional[float] = None,
+    metallic: Optional[float] = None,
+    camera_model: str = "PINHOLE",
+    distortion: float = 0.05,
+    background: str = "random",
+    principal_offset: Sequence[float] = PRINCIPAL_OFFSET,
+    overwrite: bool = False,
+    device: Optional[str] = None,
+    rasterizer: str = "auto",
+) -> Path:
+    """Render ``mesh`` lit by ``probe`` into a COLMAP capture folder ``out`` with the true poses; returns ``out``.
+
+    ``out/images/r_NNN.png`` are opaque photos (the render over a ``background``, by default
+    one random colour per image), ``out/masks/r_NNN.png.png`` their coverage masks and
+    ``out/sparse/0/{cameras,images,points3D}.txt`` the model: one camera of ``camera_model``
+    (focal length from ``fovy``, principal point ``principal_offset`` (fractions of the width and
+    height) off centre: SfM assumes a centred one, so use ``(0, 0)`` to benchmark it; SIMPLE_RADIAL ``k = distortion``,
+    OPENCV ``k1 = distortion`` plus small ``k2, p1, p2``: the photos are distorted to match),
+    the views' true poses, and up to 2000 mesh vertices as points. Cameras are the random
+    training views of the ``reference_mesh`` kind with the same seed; other arguments as
+    :func:`make_dataset`.
+    """
+    out = Path(out)
+    resolution = as_resolution(res, "res")
+    if camera_model not in COLMAP_MODELS:
+        raise ValueError(f"camera_model: must be one of {', '.join(COLMAP_MODELS)}, got {camera_model!r}")
+    for name, value in (("views", views), ("spp", spp)):
+        if value < 1:
+            raise ValueError(f"{name}: must be >= 1, got {value}")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out}: output folder exists (pass --overwrite, or overwrite=True, to replace it)")
+    background = check_background(background, "background")
+    scene, spp = _scene(mesh, probe, env_scale, probe_res, device, rasterizer, renderer, roughness, metallic, spp, seed)
+    height, width = resolution
+    focal = 0.5 * height / math.tan(math.radians(fovy) / 2.0)
+    cx, cy = width * (0.5 + principal_offset[0]), height * (0.5 + principal_offset[1])
+    extra = {"PINHOLE": (), "SIMPLE_RADIAL": (distortion,), "OPENCV": (distortion, -0.2 * distortion, 1e-3, -1e-3)}
+    params = (focal, focal, cx, cy) if camera_model != "SIMPLE_RADIAL" else (focal, cx, cy)
+    camera = ColmapCamera(1, camera_model, width, height, params + extra[camera_model])
+    proj = perspective_from_intrinsics(focal, focal, cx, cy, width, height)
+
+    views_ds = ReferenceMeshViews(
+        scene, "train", views=views, resolution=resolution, seed=seed, fovy=fovy, cam_radius=cam_radius,
+        translation_jitter=translation_jitter, spp=spp,
+    )  # fmt: skip
+    with atomic_folder(out) as tmp:
+        images = []
+        for start in range(0, views, _RENDER_CHUNK):
+            indices = list(range(start, min(start + _RENDER_CHUNK, views)))
+            c2w = torch.stack([views_ds.c2w(i) for i in indices])
+            cameras = Cameras(c2w, proj[None].expand(len(indices), 4, 4).contiguous(), resolution)
+            for index, img, pose in zip(indices, scene.render(cameras, spp).cpu(), c2w):
+                if camera.distorted:
+                    img = distort_image(img, camera)
+                generator = sample_generator(seed, STREAM_BACKGROUND, SPLIT_STREAMS["train"], index)
+                photo = torch.lerp(make_background(background, resolution, generator), img[..., :3], img[..., 3:])
+                name = f"r_{index:03d}.png"
+                write_png(tmp / "images" / name, linear_to_srgb(photo))
+                write_png(tmp / "masks" / f"{name}.png", img[..., 3:])
+                qvec, tvec = world_to_camera(pose.double().numpy())
+                images.append(ColmapImage(index + 1, qvec, tvec, 1, name, np.zeros((0, 2)), np.zeros(0, np.int64)))
+        vertices = scene.mesh.v_pos.detach().cpu().double().numpy()
+        vertices = vertices[np.random.default_rng(seed).permutation(len(vertices))[:_MAX_POINTS]]
+        points = ColmapPoints(
+            ids=np.arange(1, len(vertices) + 1),
+            xyz=vertices,
+            rgb=np.full((len(vertices), 3), 128, np.uint8),
+            error=np.zeros(len(vertices)),
+            track_length=np.zeros(len(vertices), np.int64),
+        )
+        write_model_text(tmp / "sparse" / "0", [camera], images, points)
+        recipe = {
+            "generator": "dmtrec make-dataset --format colmap",
+            "mesh": str(scene.mesh_path),
+            "probe": str(scene.probe_path),
+            "views": views,
+            "resolution": list(resolution),
+            "seed": seed,
+            "fovy_degrees": fovy,
+            "cam_radius": cam_radius,
+            "translation_jitter": translation_jitter,
+            "camera": {"model": camera.model, "params": list(camera.params)},
+            "background": background,
+            "principal_offset": list(principal_offset),
             "renderer": renderer,
             "spp": scene.samples if renderer == "pathtrace" else spp,
             "ks_override": None if roughness is None and metallic is None else [0.0, roughness, metallic],

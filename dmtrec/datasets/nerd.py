@@ -111,6 +111,12 @@ def image_files(folder: Path, count: int) -> List[Path]:
     return files
 
 
+def check_holdout(holdout: int) -> None:
+    """ValueError unless ``holdout`` is 0 or an integer >= 2 (see :func:`split_frames`)."""
+    if not isinstance(holdout, int) or isinstance(holdout, bool) or holdout < 0 or holdout == 1:
+        raise ValueError(f"holdout: must be 0 (no held-out frames) or an integer >= 2, got {holdout!r}")
+
+
 def split_frames(total: int, split: str, holdout: int) -> List[int]:
     """Frames of ``split``: all of them where ``holdout`` is 0 (nvdiffrec validates on its
     training views), else every ``holdout``-th frame (0, k, 2k, ...) for val/test and the rest
@@ -174,8 +180,7 @@ class NeRDViews(ImageViews):
         preload: bool = True,
     ):
         check_view_options(downscale, resolution, length, max_frames)
-        if not isinstance(holdout, int) or isinstance(holdout, bool) or holdout < 0 or holdout == 1:
-            raise ValueError(f"holdout: must be 0 (no held-out frames) or an integer >= 2, got {holdout!r}")
+        check_holdout(holdout)
         folder = Path(folder)
         if not folder.is_dir():
             raise DatasetError(folder, "dataset folder not found")

@@ -6,6 +6,7 @@ Sign convention everywhere: ``sdf > 0`` is inside (occupied), as in nvdiffrec.
 from dmtrec.core.mesh import Mesh
 
 from .dmtet import DMTetGeometry, sdf_reg_loss
+from .flexicubes import FlexiCubesGeometry
 from .marching_tets import marching_tetrahedra
 from .normals import compute_normals, compute_tangents, face_normals, vertex_normals
 from .ops import aabb, merge_meshes, normalize_to_unit_cube, transform_mesh
@@ -16,6 +17,7 @@ from .uv_unwrap import UVUnwrapResult, per_triangle_atlas, uv_unwrap
 
 __all__ = [
     "DMTetGeometry",
+    "FlexiCubesGeometry",
     "Mesh",
     "TetGrid",
     "UVUnwrapResult",

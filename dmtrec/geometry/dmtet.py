@@ -17,7 +17,7 @@ from dmtrec.core.mesh import Mesh
 from .marching_tets import marching_tetrahedra
 from .normals import compute_normals, compute_tangents
 from .sdf import mesh_sdf, sphere_sdf
-from .tetgrid import TetGrid, generate_tet_grid, load_tet_grid
+from .tetgrid import generate_tet_grid, load_tet_grid
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,103 @@ def sdf_reg_loss(sdf: Tensor, edges: Tensor) -> Tensor:
     )
 
 
-class DMTetGeometry(nn.Module):
+def initial_sdf(
+    points: Tensor,
+    scale: float,
+    init: str,
+    sphere_radius: Optional[float],
+    init_mesh: Optional[Mesh],
+    seed: Optional[int],
+    owner: str,
+) -> Tensor:
+    """``[N]`` float32 initial SDF at the ``[N, 3]`` grid ``points`` of a grid cube of side ``scale``.
+
+    ``init``: ``"random"`` (nvdiffrec: ``U(0, 1) - 0.1``, ~90 % inside), ``"sphere"`` (a sphere of
+    ``sphere_radius``, default ``scale / 4``, at the origin) or ``"mesh"`` (the SDF of
+    ``init_mesh``, a :class:`Mesh`). ``owner`` names the caller in errors.
+    """
+    if init not in INIT_MODES:
+        raise ValueError(f"{owner}: init must be one of {INIT_MODES}, got {init!r}")
+    if init == "random":
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        return torch.rand(points.shape[0], generator=gen) - 0.1
+    if init == "sphere":
+        radius = 0.25 * scale if sphere_radius is None else float(sphere_radius)
+        if not 0 < radius < 0.5 * scale:
+            raise ValueError(f"{owner}: sphere_radius must be in (0, scale/2 = {0.5 * scale}), got {radius}")
+        return sphere_sdf(points, radius)
+    if init_mesh is None:
+        raise ValueError(f"{owner}: init='mesh' needs init_mesh (a Mesh; dmtrec.io.read_mesh reads files)")
+    mesh = init_mesh
+    lo, hi = mesh.v_pos.detach().min(0).values, mesh.v_pos.detach().max(0).values
+    if bool((lo < -0.5 * scale).any() or (hi > 0.5 * scale).any()):
+        log.warning(
+            "%s: init_mesh AABB %s..%s leaves the grid cube of side %g; it will be cut",
+            owner,
+            lo.tolist(),
+            hi.tolist(),
+            scale,
+        )
+    return mesh_sdf(points, mesh.to(points.device)).float()
+
+
+class SDFGridGeometry(nn.Module):
+    """What DMTet and FlexiCubes share: an SDF and a bounded offset per grid vertex.
+
+    Subclasses set the buffers ``grid_verts`` ``[V, 3]`` and ``edges`` ``[E, 2]``, the attribute
+    ``offset_bound`` and the parameters ``sdf`` ``[V]`` and ``deform`` ``[V, 3]``, and implement
+    :meth:`mesh` and :meth:`surface_points`.
+    """
+
+    def deformed_vertices(self) -> Tensor:
+        """``[V, 3]`` grid vertices moved by their bounded offsets."""
+        return self.grid_verts + self.offset_bound * torch.tanh(self.deform)
+
+    def mesh(self, with_uv: bool = True, material=None) -> Mesh:
+        raise NotImplementedError
+
+    def surface_points(self) -> Tensor:
+        """``[N, 3]`` vertices of the current surface (no normals, UVs or gradients needed)."""
+        raise NotImplementedError
+
+    def forward(self, with_uv: bool = True, material=None) -> Mesh:
+        """Same as :meth:`mesh` (so that ``torch.func.functional_call`` and hooks work)."""
+        return self.mesh(with_uv, material)
+
+    def sdf_reg_loss(self) -> Tensor:
+        """:func:`sdf_reg_loss` over the grid's edges."""
+        return sdf_reg_loss(self.sdf, self.edges)
+
+    @torch.no_grad()
+    def aabb(self) -> tuple[Tensor, Tensor]:
+        """``([3], [3])`` bounds of the current surface; the grid's bounds when there is none."""
+        v = self.surface_points()
+        if v.shape[0] == 0:
+            return self.grid_aabb()
+        return v.min(0).values, v.max(0).values
+
+    @torch.no_grad()
+    def grid_aabb(self) -> tuple[Tensor, Tensor]:
+        """``([3], [3])`` bounds of the (undeformed) grid: nvdiffrec's ``getAABB``, the box a
+        volumetric material must cover."""
+        return self.grid_verts.min(0).values, self.grid_verts.max(0).values
+
+
+def finish_surface(mesh: Mesh, material, with_uv: bool) -> Mesh:
+    """Attach the material and add smooth normals (and, with UVs, tangents) for the renderer."""
+    mesh.material = material
+    mesh = compute_normals(mesh)
+    return compute_tangents(mesh) if with_uv else mesh
+
+
+class DMTetGeometry(SDFGridGeometry):
     """Deformable tetrahedral grid geometry (Shen et al. 2021; nvdiffrec's pass 1).
 
     The grid fills the cube ``[-scale/2, scale/2]^3``. Vertex ``i`` sits at
-    ``scale * grid_i + offset_bound * tanh(deform_i)`` with ``offset_bound = 0.5 * scale /
-    resolution``, half a cell of a ``resolution``-cell lattice; for nvdiffrec's ``scale = 2``
-    this is exactly its ``1 / grid_res`` bound (about a fifth of a tet edge, so tets cannot
-    invert). The surface is where the per-vertex ``sdf`` crosses 0 (``> 0`` inside).
+    ``scale * grid_i + offset_bound * tanh(deform_i)`` with nvdiffrec's ``offset_bound = 1 /
+    resolution`` in world units whatever ``scale`` is (``2 / (grid_res * 2)`` in its
+    ``dmtet.py``): half a cell for ``scale = 2``. The surface is where the per-vertex ``sdf``
+    crosses 0 (``> 0`` inside).
 
     Args:
         resolution: nvdiffrec-style grid resolution (32, 64, 128); see :mod:`.tetgrid`.
@@ -66,6 +155,7 @@ class DMTetGeometry(nn.Module):
         sphere_radius: radius for ``init="sphere"``; default a quarter of ``scale``.
         init_mesh: mesh for ``init="mesh"``.
         seed: seed of the random initialisation (the global RNG when None).
+        offset_bound: largest offset per axis in world units; None is nvdiffrec's ``1 / resolution``.
 
     Parameters: ``sdf`` ``[V]`` and ``deform`` ``[V, 3]`` (float32). Grid buffers
     (``grid_verts``, ``tets``, ``edges``, ``tet_edges``) are not saved in the state dict: they
@@ -81,58 +171,25 @@ class DMTetGeometry(nn.Module):
         sphere_radius: Optional[float] = None,
         init_mesh: Optional[Mesh] = None,
         seed: Optional[int] = None,
+        offset_bound: Optional[float] = None,
     ):
         super().__init__()
         if not scale > 0:
             raise ValueError(f"DMTetGeometry: scale must be positive, got {scale!r}")
-        if init not in INIT_MODES:
-            raise ValueError(f"DMTetGeometry: init must be one of {INIT_MODES}, got {init!r}")
         grid = load_tet_grid(grid_file, resolution) if grid_file else generate_tet_grid(resolution)
         self.resolution = grid.resolution
         self.scale = float(scale)
-        self.offset_bound = 0.5 * self.scale / self.resolution
+        self.offset_bound = 1.0 / self.resolution if offset_bound is None else float(offset_bound)
+        if not self.offset_bound >= 0:
+            raise ValueError(f"DMTetGeometry: offset_bound must be >= 0, got {offset_bound!r}")
         self.register_buffer("grid_verts", grid.vertices * self.scale, persistent=False)
         self.register_buffer("tets", grid.tets, persistent=False)
         self.register_buffer("edges", grid.edges, persistent=False)
         self.register_buffer("tet_edges", grid.tet_edges, persistent=False)
-        self.sdf = nn.Parameter(self._initial_sdf(grid, init, sphere_radius, init_mesh, seed))
+        self.sdf = nn.Parameter(
+            initial_sdf(grid.vertices * self.scale, self.scale, init, sphere_radius, init_mesh, seed, "DMTetGeometry")
+        )
         self.deform = nn.Parameter(torch.zeros_like(self.grid_verts))
-
-    def _initial_sdf(
-        self,
-        grid: TetGrid,
-        init: str,
-        sphere_radius: Optional[float],
-        init_mesh: Optional[Mesh],
-        seed: Optional[int],
-    ) -> Tensor:
-        points = grid.vertices * self.scale
-        if init == "random":
-            gen = torch.Generator().manual_seed(seed) if seed is not None else None
-            return torch.rand(points.shape[0], generator=gen) - 0.1
-        if init == "sphere":
-            radius = 0.25 * self.scale if sphere_radius is None else float(sphere_radius)
-            if not 0 < radius < 0.5 * self.scale:
-                raise ValueError(
-                    f"DMTetGeometry: sphere_radius must be in (0, scale/2 = {0.5 * self.scale}), got {radius}"
-                )
-            return sphere_sdf(points, radius)
-        if init_mesh is None:
-            raise ValueError("DMTetGeometry: init='mesh' needs init_mesh (a Mesh; dmtrec.io.read_mesh reads files)")
-        mesh = init_mesh
-        lo, hi = mesh.v_pos.detach().min(0).values, mesh.v_pos.detach().max(0).values
-        if bool((lo < -0.5 * self.scale).any() or (hi > 0.5 * self.scale).any()):
-            log.warning(
-                "DMTetGeometry: init_mesh AABB %s..%s leaves the grid cube of side %g; it will be cut",
-                lo.tolist(),
-                hi.tolist(),
-                self.scale,
-            )
-        return mesh_sdf(points, mesh.to(points.device)).float()
-
-    def deformed_vertices(self) -> Tensor:
-        """``[V, 3]`` grid vertices moved by their bounded offsets."""
-        return self.grid_verts + self.offset_bound * torch.tanh(self.deform)
 
     def mesh(self, with_uv: bool = True, material=None) -> Mesh:
         """Extract the current surface with smooth normals (and per-triangle UVs and tangents).
@@ -144,33 +201,13 @@ class DMTetGeometry(nn.Module):
         mesh = marching_tetrahedra(
             self.deformed_vertices(), self.sdf, self.tets, edges=self.edges, tet_edges=self.tet_edges, with_uv=with_uv
         )
-        mesh.material = material
-        mesh = compute_normals(mesh)
-        return compute_tangents(mesh) if with_uv else mesh
-
-    def forward(self, with_uv: bool = True, material=None) -> Mesh:
-        """Same as :meth:`mesh` (so that ``torch.func.functional_call`` and hooks work)."""
-        return self.mesh(with_uv, material)
-
-    def sdf_reg_loss(self) -> Tensor:
-        """:func:`sdf_reg_loss` over the grid's edges."""
-        return sdf_reg_loss(self.sdf, self.edges)
+        return finish_surface(mesh, material, with_uv)
 
     @torch.no_grad()
-    def aabb(self) -> tuple[Tensor, Tensor]:
-        """``([3], [3])`` bounds of the current surface; the grid's bounds when there is none."""
-        v = marching_tetrahedra(
+    def surface_points(self) -> Tensor:
+        return marching_tetrahedra(
             self.deformed_vertices(), self.sdf, self.tets, edges=self.edges, tet_edges=self.tet_edges
         ).v_pos
-        if v.shape[0] == 0:
-            return self.grid_aabb()
-        return v.min(0).values, v.max(0).values
-
-    @torch.no_grad()
-    def grid_aabb(self) -> tuple[Tensor, Tensor]:
-        """``([3], [3])`` bounds of the (undeformed) grid: nvdiffrec's ``getAABB``, the box a
-        volumetric material must cover."""
-        return self.grid_verts.min(0).values, self.grid_verts.max(0).values
 
     def extra_repr(self) -> str:
         return (

@@ -33,6 +33,36 @@ def perspective(fovy: Union[float, Tensor], aspect: float, near: float = 0.1, fa
     return proj
 
 
+def perspective_from_intrinsics(
+    fx: Tensor,
+    fy: Tensor,
+    cx: Tensor,
+    cy: Tensor,
+    width: Tensor,
+    height: Tensor,
+    near: float = 0.1,
+    far: float = 1000.0,
+) -> Tensor:
+    """The projection of :func:`perspective` for pinhole intrinsics in pixels: ``[B, 4, 4]`` from ``[B]`` each.
+
+    Pixel coordinates are OpenCV/COLMAP's: x right, y down, ``(0.5, 0.5)`` the centre of the
+    top-left pixel, so a camera-space point ``(X, Y, Z)`` (OpenCV axes) lands at
+    ``u = fx X / Z + cx``, ``v = fy Y / Z + cy``. An off-centre principal point shifts the
+    frustum (``proj[0, 2]``, ``proj[1, 2]``); ``cx = W / 2, cy = H / 2`` gives :func:`perspective`.
+    Only ratios to ``width``/``height`` matter, so images may be resampled to any size.
+    """
+    fx, fy, cx, cy, width, height = (torch.as_tensor(v, dtype=torch.float64) for v in (fx, fy, cx, cy, width, height))
+    proj = torch.zeros(fx.shape + (4, 4), dtype=torch.float64)
+    proj[..., 0, 0] = 2.0 * fx / width
+    proj[..., 0, 2] = 1.0 - 2.0 * cx / width
+    proj[..., 1, 1] = -2.0 * fy / height
+    proj[..., 1, 2] = 1.0 - 2.0 * cy / height
+    proj[..., 2, 2] = -(far + near) / (far - near)
+    proj[..., 2, 3] = -(2 * far * near) / (far - near)
+    proj[..., 3, 2] = -1.0
+    return proj.float()
+
+
 def look_at(eye: Tensor, target: Tensor, up: Optional[Tensor] = None) -> Tensor:
     """Camera-to-world ``[..., 4, 4]`` for cameras at ``eye [..., 3]`` looking at ``target [..., 3]``.
 

@@ -1,9 +1,9 @@
 """The two-pass reconstruction as one LightningModule.
 
-Pass 1 ("dmtet") optimises a DMTet grid (SDF + offsets), a volumetric material and the light;
-at its end the extracted mesh is UV-unwrapped, the volumetric material baked into 2D textures,
-and pass 2 ("mesh") optimises vertex positions, textures and light with fixed topology and a
-Laplacian regularizer. Either pass can run alone (``passes``).
+Pass 1 ("dmtet") optimises a DMTet grid (SDF + offsets; or FlexiCubes, see ``geometry``), a
+volumetric material and the light; at its end the extracted mesh is UV-unwrapped, the volumetric
+material baked into 2D textures, and pass 2 ("mesh") optimises vertex positions, textures and
+light with fixed topology and a Laplacian regularizer. Either pass can run alone (``passes``).
 
 The pipeline state (stage, iteration) is the module's own and travels in the checkpoint:
 Lightning's ``global_step`` counts optimizer steps, which equals the iteration count here
@@ -27,11 +27,13 @@ from dmtrec.io.mesh_files import read_mesh
 from dmtrec.render.camera import Cameras
 
 from . import components, distributed, schedules
-from .config import PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
+from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
 from .losses import IMAGE_LOSSES, composite, reconstruction_loss
 from .mesh_geometry import MeshGeometry
 
 log = logging.getLogger(__name__)
+
+_EPS = 1e-8  # torch's (and nvdiffrec's) Adam eps
 
 
 class NonFiniteLossError(RuntimeError):
@@ -56,6 +58,8 @@ class ReconstructionSystem(pl.LightningModule):
         iters_dmtet: iterations of pass 1.
         iters_mesh: iterations of pass 2.
         loss: image loss on the colour ("logl1" as nvdiffrec, "logl2", "smape", "mse", "relmse", "l1").
+        geometry: pass 1's surface, "dmtet" (nvdiffrec) or "flexicubes" (nvdiffrec's ``bob_flexi``);
+            both read the ``dmtet`` section.
         dmtet, material, light, optim, mesh_pass: the config sections (:mod:`dmtrec.systems.config`).
         rasterizer: "auto", "torch" or "nvdiffrast".
         reference_mesh: mesh file for the final Chamfer report (also taken from the datamodule's
@@ -73,6 +77,7 @@ class ReconstructionSystem(pl.LightningModule):
         iters_dmtet: int = 5000,
         iters_mesh: int = 5000,
         loss: str = "logl1",
+        geometry: str = "dmtet",
         dmtet: DMTetConfig = DMTetConfig(),
         material: MaterialConfig = MaterialConfig(),
         light: LightConfig = LightConfig(),
@@ -88,11 +93,14 @@ class ReconstructionSystem(pl.LightningModule):
             raise ValueError(f"model.passes: unknown value {passes!r}; choose one of {', '.join(PASSES)}")
         if loss not in IMAGE_LOSSES:
             raise ValueError(f"model.loss: unknown image loss {loss!r}; choose one of {', '.join(IMAGE_LOSSES)}")
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"model.geometry: unknown value {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
         for name, value in (("iters_dmtet", iters_dmtet), ("iters_mesh", iters_mesh)):
             if value < 0:
                 raise ValueError(f"model.{name} must be >= 0, got {value}")
         self.automatic_optimization = False
         self.passes, self.iters_dmtet, self.iters_mesh, self.loss_kind = passes, iters_dmtet, iters_mesh, loss
+        self.geometry_kind = geometry
         self.dmtet_cfg = _as_config(dmtet, DMTetConfig)
         self.material_cfg = _as_config(material, MaterialConfig)
         self.light_cfg = _as_config(light, LightConfig)
@@ -104,6 +112,7 @@ class ReconstructionSystem(pl.LightningModule):
                 "iters_dmtet": iters_dmtet,
                 "iters_mesh": iters_mesh,
                 "loss": loss,
+                "geometry": geometry,
                 "dmtet": asdict(self.dmtet_cfg),
                 "material": asdict(self.material_cfg),
                 "light": asdict(self.light_cfg),
@@ -125,14 +134,16 @@ class ReconstructionSystem(pl.LightningModule):
 
         self.iteration = 0
         self.light = components.build_light(self.light_cfg)
+        self.stage = "dmtet"
         if passes == "mesh":
             mesh, textures = read_mesh(self.mesh_cfg.init_mesh)
             textures = textures if self.mesh_cfg.keep_textures else None
             self._enter_mesh_stage(*self._prepare_input_mesh(mesh, textures))
         else:
-            self.stage = "dmtet"
-            self.geometry = components.build_dmtet(self.dmtet_cfg)
+            build = components.build_flexicubes if geometry == "flexicubes" else components.build_dmtet
+            self.geometry = build(self.dmtet_cfg)
             self.material = components.build_volumetric_material(self.material_cfg, self.geometry)
+        self._update_light_trainable()
 
     # ------------------------------------------------------------------ pipeline state
     @property
@@ -165,6 +176,18 @@ class ReconstructionSystem(pl.LightningModule):
         return self.iters_dmtet if self.stage == "dmtet" else self.iters_mesh
 
     @property
+    def light_trainable(self) -> bool:
+        """Whether the light learns in the current pass (``light.optimize``, and not in pass 2
+        under ``light.lock``, nvdiffrec's ``lock_light``)."""
+        return self.light_cfg.optimize and not (self.stage == "mesh" and self.light_cfg.lock)
+
+    def _update_light_trainable(self) -> None:
+        # A frozen light's parameters stop requiring grad, so that its split-sum mips are built
+        # once (EnvironmentLight.ensure_mips) instead of at every step, as nvdiffrec's Trainer.
+        for param in self.light.parameters():
+            param.requires_grad_(self.light_trainable)
+
+    @property
     def rasterizer(self):
         if self._rasterizer is None or self._rasterizer.device != self.device:
             from dmtrec.render.raster import get_rasterizer
@@ -184,15 +207,18 @@ class ReconstructionSystem(pl.LightningModule):
         self.stage = "mesh"
         self.geometry = MeshGeometry.from_mesh(mesh, lock_pos=self.mesh_cfg.lock_pos)
         self.material = components.build_textured_material(textures, self.material_cfg)
+        self._update_light_trainable()
 
     @torch.no_grad()
     def bake_mesh(self) -> Tuple[Mesh, Dict[str, Tensor]]:
-        """The current surface with UVs and 2D textures: pass 1's DMTet mesh is extracted,
-        unwrapped and its volumetric material baked; pass 2's mesh and textures as they are."""
+        """The current surface with UVs and 2D textures: pass 1's surface is extracted (FlexiCubes:
+        2 triangles per quad, as without gradients), unwrapped and its volumetric material baked;
+        pass 2's mesh and textures as they are."""
         if self.stage == "mesh":
             return self.geometry.mesh(), components.material_textures(self.material)
         mesh = self.geometry.mesh()
         mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
+        mesh = components.drop_small_components(mesh, self.dmtet_cfg.min_component_fraction)
         if mesh.is_empty:
             raise RuntimeError(
                 f"pass 1 ended at iteration {self.iteration} with an empty surface "
@@ -230,6 +256,7 @@ class ReconstructionSystem(pl.LightningModule):
             self.stage = "mesh"
             self.geometry = MeshGeometry.empty_like_state(sd, "geometry.", lock_pos=self.mesh_cfg.lock_pos)
             self.material = components.textured_material_like_state(sd, "material.", self.material_cfg)
+            self._update_light_trainable()
         self.iteration = int(state["iteration"])
 
     # ------------------------------------------------------------------ optimisation
@@ -243,18 +270,29 @@ class ReconstructionSystem(pl.LightningModule):
         geometry_params = [p for p in self.geometry.parameters() if p.requires_grad]
         if geometry_params:
             groups.append({"name": "geometry", "params": geometry_params, "lr": lr_geometry})
-        groups.append({"name": "material", "params": list(self.material.parameters()), "lr": lr_material})
-        if self.light_cfg.optimize:
+        # nvdiffrec's gradient scales (hash-grid table x16, light x64) as Adam's eps / scale: the
+        # same steps as scaling the gradients (see OptimConfig), without touching them.
+        encoding = getattr(self.material, "encoding", None)
+        table = list(encoding.parameters()) if isinstance(encoding, torch.nn.Module) else []
+        table_ids = {id(p) for p in table}
+        groups.append({"name": "material", "params": [p for p in self.material.parameters() if id(p) not in table_ids]})
+        groups[-1]["lr"] = lr_material
+        if table:
+            groups.append(
+                {"name": "hashgrid", "params": table, "lr": lr_material, "eps": _EPS / cfg.grad_scale_hashgrid}
+            )
+        if self.light_trainable:
             groups.append(
                 {
                     "name": "light",
                     "params": list(self.light.parameters()),
                     "lr": cfg.lr_light if cfg.lr_light is not None else lr_material,
+                    "eps": _EPS / cfg.grad_scale_light,
                 }
             )
         for group in groups:
             group["base_lr"] = group["lr"]
-        return torch.optim.Adam(groups)  # nvdiffrec: torch's default betas and eps
+        return torch.optim.Adam(groups, eps=_EPS)  # nvdiffrec: torch's default betas and eps
 
     def configure_optimizers(self):
         return self._make_optimizer()
@@ -280,6 +318,9 @@ class ReconstructionSystem(pl.LightningModule):
         material buffers, see :func:`dmtrec.systems.components.render`).
         """
         mesh = self.geometry.mesh()
+        if self.light_cfg.camera_space:
+            # nvdiffrec's light.xfm(mv): the light is fixed relative to each camera.
+            self.light.xfm(torch.linalg.inv(batch["c2w"]))
         buffers = components.render(
             mesh,
             self.material,
@@ -303,15 +344,21 @@ class ReconstructionSystem(pl.LightningModule):
                 progress, self.dmtet_cfg.sdf_reg, self.dmtet_cfg.sdf_reg_end, self.dmtet_cfg.sdf_reg_ramp
             )
             terms["sdf_reg"] = components.sdf_regularizer(self.geometry) * weight
+            if self.geometry_kind == "flexicubes" and self.dmtet_cfg.dev_reg > 0:
+                terms["flexicubes_dev"] = components.flexicubes_regularizer(self.geometry) * self.dmtet_cfg.dev_reg
         else:
             weight = schedules.laplace_weight(progress, self.mesh_cfg.laplace_scale)
             if weight > 0 and self.geometry.v_pos.requires_grad:
                 offset = self.geometry.initial_pos if self.mesh_cfg.laplace == "relative" else None
                 terms["laplace"] = components.laplacian(mesh, offset) * weight
+        ramp = schedules.ramp_up(it, self.material_cfg.smoothness_ramp)
         if self.material_cfg.smoothness > 0 and "kd_grad" in buffers:
-            ramp = schedules.ramp_up(it, self.material_cfg.smoothness_ramp)
             terms["material_smooth"] = buffers["kd_grad"].mean() * self.material_cfg.smoothness * ramp
-        if self.light_cfg.optimize and self.light_cfg.reg > 0:
+        if self.material_cfg.occlusion_reg > 0 and "ks" in buffers:
+            # nvdiffrec's visibility prior: mean(ks.occlusion * alpha); the buffer is already
+            # multiplied by the coverage.
+            terms["occlusion_reg"] = buffers["ks"][..., 0:1].mean() * self.material_cfg.occlusion_reg * ramp
+        if self.light_trainable and self.light_cfg.reg > 0:
             terms["light_reg"] = components.light_regularizer(self.light) * self.light_cfg.reg
         return terms, buffers
 
@@ -343,7 +390,7 @@ class ReconstructionSystem(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(total)
         optimizer.step()
-        components.after_step(self.material, self.light, self.light_cfg)
+        components.after_step(self.material, self.light, clamp_light=self.light_trainable)
         self.iteration += 1
 
         batch_size = int(batch["img"].shape[0])

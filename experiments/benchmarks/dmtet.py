@@ -30,10 +30,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench(resolution: int, init: str, device: torch.device, repeats: int) -> dict:
-    geo = DMTetGeometry(resolution=resolution, scale=2.1, init=init, seed=0).to(device)
-    with torch.no_grad():
-        geo.deform.normal_(0.0, 0.5, generator=torch.Generator(device).manual_seed(1))
+def time_extraction(geo: torch.nn.Module, device: torch.device, repeats: int) -> dict:
+    """Median forward (``geo.mesh()``) and backward (a loss on positions, normals, tangents and
+    the SDF regularizer) seconds of a DMTet or FlexiCubes module, with the output size."""
     forward, backward = [], []
     for _ in range(repeats + 1):  # the first run warms up allocators and kernels
         geo.zero_grad(set_to_none=True)
@@ -48,12 +47,18 @@ def bench(resolution: int, init: str, device: torch.device, repeats: int) -> dic
         forward.append(middle - start)
         backward.append(time.perf_counter() - middle)
     return {
-        "tets": geo.tets.shape[0],
         "verts": mesh.num_vertices,
         "faces": mesh.num_faces,
         "forward": statistics.median(forward[1:]),
         "backward": statistics.median(backward[1:]),
     }
+
+
+def bench(resolution: int, init: str, device: torch.device, repeats: int) -> dict:
+    geo = DMTetGeometry(resolution=resolution, scale=2.1, init=init, seed=0).to(device)
+    with torch.no_grad():
+        geo.deform.normal_(0.0, 0.5, generator=torch.Generator(device).manual_seed(1))
+    return {"tets": geo.tets.shape[0], **time_extraction(geo, device, repeats)}
 
 
 def main() -> None:

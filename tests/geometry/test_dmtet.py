@@ -12,7 +12,7 @@ from dmtrec.io.mesh_files import read_mesh
 from dmtrec.io.obj import write_obj
 
 
-def test_offsets_are_bounded_by_half_a_cell_as_in_nvdiffrec():
+def test_offsets_are_bounded_by_one_over_resolution_as_in_nvdiffrec():
     geo = DMTetGeometry(resolution=32, scale=2.0, init="sphere")
     assert geo.offset_bound == pytest.approx(1 / 32)  # nvdiffrec: 2 / (2 * grid_res) for scale 2
     with torch.no_grad():
@@ -20,7 +20,13 @@ def test_offsets_are_bounded_by_half_a_cell_as_in_nvdiffrec():
     moved = (geo.deformed_vertices() - geo.grid_verts).abs()
     assert moved.max() <= geo.offset_bound * (1 + 1e-6)
     assert moved.max() > 0.99 * geo.offset_bound
-    assert DMTetGeometry(resolution=32, scale=3.0, init="sphere").offset_bound == pytest.approx(0.5 * 3.0 / 32)
+    # nvdiffrec's bound is 1 / grid_res in world units whatever mesh_scale is (not half a cell)
+    wide = DMTetGeometry(resolution=32, scale=3.0, init="sphere")
+    with torch.no_grad():
+        wide.deform.fill_(1e3)
+    assert (wide.deformed_vertices() - wide.grid_verts).abs().max().item() == pytest.approx(1 / 32, rel=1e-6)
+    # ... unless configured
+    assert DMTetGeometry(resolution=32, scale=3.0, init="sphere", offset_bound=0.05).offset_bound == 0.05
 
 
 def test_random_init_matches_nvdiffrec_and_is_seeded():

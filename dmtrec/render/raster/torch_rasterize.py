@@ -27,13 +27,25 @@ The winning triangle's ``(u, v)``, ``z/w`` and pixel derivatives are then evalua
 barycentric gradients use ``1 / (area + 1e-6 sign(area))`` and ignore the [0, 1] clamp; ``z``
 gets no gradient, ``w`` does).
 
-Work is vectorized over all (batch item, triangle) pairs; candidate (triangle, pixel) pairs
-come from each triangle's pixel bounding box and are processed in chunks of bounded size.
+How the work is laid out, so that its cost grows with the pixels actually tested:
+
+* Vertices are projected and snapped once, not once per triangle corner.
+* Per image, triangles are culled in chunks before any setup: outside one frustum plane, or
+  (snapped) with no pixel centre in their pixel box, which drops most sub-pixel triangles of a
+  dense mesh. Back faces are kept: nvdiffrast draws both facings.
+* Snapped triangles are set up (edge functions, depth plane) and binned by the power-of-two size
+  of their pixel box; each well-filled bin up to 64 x 64 pixels is tested as a dense grid per
+  triangle with broadcast integer arithmetic, without per-pixel gathers or divisions. Larger
+  boxes, thin bins and clipped triangles go through lists of (triangle, pixel) candidates.
+* Depth resolution is one ``scatter_reduce(amin)`` of (depth, id) keys per batch of fragments.
+
+Peak memory is bounded by the chunk sizes (``TRIANGLES_PER_CHUNK`` triangles set up,
+``CANDIDATES_PER_CHUNK`` pairs tested at once), not by the mesh or the image.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from typing import Iterator, List, Tuple
 
 import torch
 from torch import Tensor
@@ -44,8 +56,12 @@ SUBPIXELS = 16  # cudaraster snaps to 1/16 pixel
 GUARD_BAND = 32767  # snapped coordinates beyond +-2**15 go through cudaraster's clipper
 TRIANGLES_PER_CHUNK = 1 << 18  # (batch item, triangle) pairs set up at once
 CANDIDATES_PER_CHUNK = 1 << 20  # (triangle, pixel) pairs tested at once
+GRID_CLASSES = 6  # boxes up to 2**6 = 64 pixels a side are tested as dense grids
+GRID_MIN_PAIRS = 1 << 14  # ... when their size class has at least this many (triangle, pixel) pairs
 BARY_GRAD_EPS = 1e-6  # nvdiffrast's epsilon on the barycentric denominator in backward
 _EMPTY = torch.iinfo(torch.int64).max
+_OUTSIDE_BITS, _DEPTH_BIT = 0x3F, 0x40  # vertex flags, see _project_vertices
+_SNAP_LIMIT = float(1 << 24)
 
 
 def rasterize(pos: Tensor, tri: Tensor, resolution: Tuple[int, int], grad_db: bool = True) -> Tuple[Tensor, Tensor]:
@@ -86,18 +102,48 @@ def nearest_fragments(pos: Tensor, tri: Tensor, height: int, width: int) -> Tens
     num_tris = tri.shape[0]
     keys = torch.full((batch * height * width,), _EMPTY, dtype=torch.int64, device=pos.device)
     flat_pos = pos.reshape(-1, 4)
-    for start in range(0, batch * num_tris, TRIANGLES_PER_CHUNK):
-        inst = torch.arange(start, min(start + TRIANGLES_PER_CHUNK, batch * num_tris), device=pos.device)
-        item = torch.div(inst, num_tris, rounding_mode="floor")
-        face = inst - item * num_tris
-        verts = flat_pos.index_select(0, (tri[face] + (item * num_verts).unsqueeze(1)).view(-1)).view(-1, 3, 4)
-        sx, sy, in_guard_band, visible = _classify(verts, height, width)
-        fast = (visible & in_guard_band).nonzero().squeeze(1)
-        slow = (visible & ~in_guard_band).nonzero().squeeze(1)
-        base = item * (height * width)
-        _draw_snapped(keys, *(t.index_select(0, fast) for t in (sx, sy, verts, base, face)), height, width)
-        _draw_homogeneous(keys, *(t.index_select(0, slow) for t in (verts, base, face)), height, width)
+    # Per-vertex work once (not once per triangle corner): the same float operations per vertex.
+    packed_xy, flags, depth = _project_vertices(flat_pos, height, width)
+    pending, num_pending = [], 0  # snapped triangles, drawn together across images and chunks
+    for item in range(batch):
+        base = item * height * width
+        for start in range(0, num_tris, TRIANGLES_PER_CHUNK):
+            vidx = tri[start : start + TRIANGLES_PER_CHUNK] + item * num_verts  # [n, 3]
+            flat_vidx = vidx.view(-1)
+            xy = packed_xy.index_select(0, flat_vidx).view(torch.int32).view(-1, 3, 2)
+            sx, sy = xy[..., 0], xy[..., 1]
+            f = flags.index_select(0, flat_vidx).view(-1, 3)
+            culled = (f[:, 0] & f[:, 1] & f[:, 2] & _OUTSIDE_BITS) != 0  # all outside one frustum plane
+            min_x, max_x, min_y, max_y = _min3(sx), _max3(sx), _min3(sy), _max3(sy)
+            lo, hi = torch.minimum(min_x, min_y), torch.maximum(max_x, max_y)
+            # |snapped| <= 2**24 (see _project_vertices), so int32 differences do not overflow.
+            in_guard_band = ((f[:, 0] | f[:, 1] | f[:, 2]) & _DEPTH_BIT) == 0
+            in_guard_band &= (lo >= -GUARD_BAND - 1) & (hi <= GUARD_BAND) & (hi - lo <= GUARD_BAND)
+            # Snapped triangles whose box holds no pixel centre draw nothing: drop them before any setup.
+            x0, bw = _pixel_box(min_x, max_x, width)
+            y0, bh = _pixel_box(min_y, max_y, height)
+            fast = (~culled & in_guard_band & (bw > 0) & (bh > 0)).nonzero().squeeze(1)
+            slow = (~culled & ~in_guard_band).nonzero().squeeze(1)
+            if fast.numel():
+                selected = [t.index_select(0, fast) for t in (sx, sy, x0, bw, y0, bh)]
+                zw = depth.index_select(0, vidx.index_select(0, fast).view(-1)).view(-1, 3)
+                pending.append(selected + [torch.full_like(fast, base), fast + start, zw])
+                num_pending += fast.numel()
+            if num_pending >= TRIANGLES_PER_CHUNK:
+                _draw_pending(keys, pending, height, width)
+                pending, num_pending = [], 0
+            if slow.numel():
+                verts = flat_pos.index_select(0, vidx.index_select(0, slow).view(-1)).view(-1, 3, 4)
+                _draw_homogeneous(keys, verts, torch.full_like(slow, base), slow + start, height, width)
+    if pending:
+        _draw_pending(keys, pending, height, width)
     return keys
+
+
+def _draw_pending(keys: Tensor, pending: List[List[Tensor]], height: int, width: int) -> None:
+    """:func:`_draw_snapped` of the triangles collected in ``pending`` (each entry: its arguments)."""
+    parts = [torch.cat(column) if len(pending) > 1 else column[0] for column in zip(*pending)]
+    _draw_snapped(keys, *(t.long() for t in parts[:6]), *parts[6:], height, width)
 
 
 def _min3(t: Tensor) -> Tensor:
@@ -113,23 +159,26 @@ def _all3(t: Tensor) -> Tensor:
     return t[:, 0] & t[:, 1] & t[:, 2]
 
 
-def _classify(verts: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Snapped 1/16-pixel coordinates ``sx, sy [n, 3]`` (int64), guard-band test and frustum cull."""
+def _project_vertices(verts: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per vertex of ``verts [N, 4]``: its snapped 1/16-pixel ``(x, y)`` as an int32 pair packed in
+    one int64 (one gather fetches both), flags (bits 0-5: the frustum planes it lies outside; a
+    triangle whose three vertices share one is culled; bit 6: outside the depth range ``|z| <= w``)
+    and ``z/w``."""
     x, y, z, w = verts.unbind(-1)
-    outside_one_plane = torch.zeros_like(w[:, 0], dtype=torch.bool)
-    for coord in (x, y, z):
-        outside_one_plane |= _all3(w < coord) | _all3(w < -coord)
+    flags = (w < z.abs()).to(torch.uint8) << 6
+    for bit, coord in enumerate((x, y, z)):
+        flags |= (w < coord).to(torch.uint8) << (2 * bit)
+        flags |= (w < -coord).to(torch.uint8) << (2 * bit + 1)
     rcp_w = 1.0 / w
 
-    def snap(coord: Tensor, size: int) -> Tensor:  # cvt.rni.sat.s32: round half to even, NaN -> 0, saturate
+    # cvt.rni.sat.s32: round half to even, NaN -> 0, saturate. Saturating at 2**24 instead of
+    # 2**31 changes nothing: beyond the guard band (2**15) a triangle takes the clipping path.
+    def snap(coord: Tensor, size: int) -> Tensor:
         scaled = (coord * rcp_w * float(size * SUBPIXELS // 2)).round()
-        return torch.nan_to_num(scaled, nan=0.0).clamp(-(2.0**31), 2.0**31 - 1).to(torch.int64)
+        return torch.nan_to_num(scaled, nan=0.0).clamp(-_SNAP_LIMIT, _SNAP_LIMIT).to(torch.int32)
 
-    sx, sy = snap(x, width), snap(y, height)
-    lo = torch.minimum(_min3(sx), _min3(sy))
-    hi = torch.maximum(_max3(sx), _max3(sy))
-    in_guard_band = _all3(w >= z.abs()) & (lo >= -GUARD_BAND - 1) & (hi <= GUARD_BAND) & (hi - lo <= GUARD_BAND)
-    return sx, sy, in_guard_band, ~outside_one_plane
+    packed = torch.stack([snap(x, width), snap(y, height)], 1).view(torch.int64).squeeze(1)
+    return packed, flags, z / w
 
 
 def _pixel_box(lo: Tensor, hi: Tensor, size: int) -> Tuple[Tensor, Tensor]:
@@ -141,18 +190,31 @@ def _pixel_box(lo: Tensor, hi: Tensor, size: int) -> Tuple[Tensor, Tensor]:
 
 
 def _draw_snapped(
-    keys: Tensor, sx: Tensor, sy: Tensor, verts: Tensor, base: Tensor, face: Tensor, height: int, width: int
+    keys: Tensor,
+    sx: Tensor,
+    sy: Tensor,
+    x0: Tensor,
+    bw: Tensor,
+    y0: Tensor,
+    bh: Tensor,
+    base: Tensor,
+    face: Tensor,
+    zw: Tensor,
+    height: int,
+    width: int,
 ) -> None:
-    """Integer edge-function rasterization of guard-band triangles, as cudaraster's fine raster."""
+    """Integer edge-function rasterization of guard-band triangles, as cudaraster's fine raster.
+
+    ``sx, sy, zw [m, 3]`` are the snapped corners and their ``z/w``; ``x0, bw, y0, bh`` the
+    non-empty pixel box; ``base`` their image's first pixel in ``keys``."""
     area = (sx[:, 1] - sx[:, 0]) * (sy[:, 2] - sy[:, 0]) - (sy[:, 1] - sy[:, 0]) * (sx[:, 2] - sx[:, 0])
     keep = (area != 0).nonzero().squeeze(1)
-    sx, sy, area, verts, base, face = (t.index_select(0, keep) for t in (sx, sy, area, verts, base, face))
-    x0, bw = _pixel_box(_min3(sx), _max3(sx), width)
-    y0, bh = _pixel_box(_min3(sy), _max3(sy), height)
+    sx, sy, area, zw, x0, bw, y0, bh, base, face = (
+        t.index_select(0, keep) for t in (sx, sy, area, zw, x0, bw, y0, bh, base, face)
+    )
     sample_x = SUBPIXELS * x0 - (width - 1) * SUBPIXELS // 2
     sample_y = SUBPIXELS * y0 - (height - 1) * SUBPIXELS // 2
     sign = area.sign()
-    zw = verts[..., 2] / verts[..., 3]
     inv_area = 1.0 / area.abs().double()
 
     # Edge k runs from vertex k+1 to vertex k+2 (opposite vertex k), oriented so the inside is >= 0;
@@ -170,20 +232,69 @@ def _draw_snapped(
         # z/w is affine in screen space; edge k / |area| is vertex k's screen-space weight.
         weight = zw[:, k].double() * inv_area
         plane += torch.stack([at_corner, step_x, step_y]).double() * weight
-    setup = torch.stack(columns + [bw, base + y0 * width + x0, face])  # [12, m], rows contiguous
+    setup = torch.stack(columns + [bw, base + y0 * width + x0, face, bh])  # [13, m], rows contiguous
     plane = plane.float()
 
-    for tri_idx, local in _candidates(bw * bh):
-        rows = [row.index_select(0, tri_idx) for row in setup[:10]]  # 1D gathers: fastest layout
-        ly = torch.div(local, rows[9], rounding_mode="floor")
-        lx = local - ly * rows[9]
-        inside = (rows[0] + rows[1] * lx + rows[2] * ly) >= 0
-        inside &= (rows[3] + rows[4] * lx + rows[5] * ly) >= 0
-        inside &= (rows[6] + rows[7] * lx + rows[8] * ly) >= 0
-        hit = inside.nonzero().squeeze(1)
-        tri_idx, lx, ly = tri_idx.index_select(0, hit), lx.index_select(0, hit), ly.index_select(0, hit)
+    # Boxes up to 2**GRID_CLASSES pixels a side are tested as dense power-of-two grids, one size
+    # class at a time (broadcast arithmetic, no per-pair gathers or divisions); larger ones pair
+    # by pair, as lists of candidates.
+    cls_x, cls_y = _size_class(bw), _size_class(bh)
+    cls = torch.where((cls_x <= GRID_CLASSES) & (cls_y <= GRID_CLASSES), cls_y * (GRID_CLASSES + 1) + cls_x, -1)
+    counts = torch.bincount(cls + 1, minlength=(GRID_CLASSES + 1) ** 2 + 1)[1:].tolist()
+    # A class with little work costs more in per-call overhead than its pairs: it joins the list.
+    gridded = []
+    for c, count in enumerate(counts):
+        side_x, side_y = 1 << (c % (GRID_CLASSES + 1)), 1 << (c // (GRID_CLASSES + 1))
+        if count * side_x * side_y >= GRID_MIN_PAIRS or (count and side_x * side_y == 1):
+            members = (cls == c).nonzero().squeeze(1)
+            _draw_grid(keys, setup, plane, members, side_x, side_y, width)
+            gridded.append(c)
+    in_grid = torch.zeros(len(counts) + 1, dtype=torch.bool, device=cls.device)
+    in_grid[[c + 1 for c in gridded]] = True
+    listed = ~in_grid[cls + 1]  # class -1 (boxes beyond the grids) is never gridded
+    if bool(listed.any()):
+        large = listed.nonzero().squeeze(1)
+        setup, plane, bw, bh = setup.index_select(1, large), plane.index_select(1, large), bw[large], bh[large]
+        for tri_idx, local in _candidates(bw * bh):
+            rows = [row.index_select(0, tri_idx) for row in setup[:10]]  # 1D gathers: fastest layout
+            ly = torch.div(local, rows[9], rounding_mode="floor")
+            lx = local - ly * rows[9]
+            inside = (rows[0] + rows[1] * lx + rows[2] * ly) >= 0
+            inside &= (rows[3] + rows[4] * lx + rows[5] * ly) >= 0
+            inside &= (rows[6] + rows[7] * lx + rows[8] * ly) >= 0
+            hit = inside.nonzero().squeeze(1)
+            tri_idx, lx, ly = tri_idx.index_select(0, hit), lx.index_select(0, hit), ly.index_select(0, hit)
+            z0, zx, zy, pixel0, tri_face = (row.index_select(0, tri_idx) for row in (*plane, setup[10], setup[11]))
+            _resolve(keys, pixel0 + ly * width + lx, z0 + zx * lx + zy * ly, tri_face)
+
+
+def _size_class(extent: Tensor) -> Tensor:
+    """``ceil(log2(extent))`` of extents >= 1: the power-of-two grid side that holds them."""
+    return torch.frexp((extent - 1).float())[1].long()
+
+
+def _draw_grid(
+    keys: Tensor, setup: Tensor, plane: Tensor, members: Tensor, side_x: int, side_y: int, width: int
+) -> None:
+    """Test triangles ``members`` (boxes within ``side_x x side_y``) at every pixel of that grid."""
+    cells = side_x * side_y
+    lx = torch.arange(side_x, device=setup.device)
+    ly = torch.arange(side_y, device=setup.device).unsqueeze(1)  # [side_y, 1]
+    shift_x, shift_cells = side_x.bit_length() - 1, cells.bit_length() - 1
+    per_chunk = max(1, CANDIDATES_PER_CHUNK // cells)
+    for m0 in range(0, members.numel(), per_chunk):
+        chunk = members[m0 : m0 + per_chunk]
+        rows = setup.index_select(1, chunk).unsqueeze(2)  # [13, m, 1]
+        # Inside the clipped box, then inside all three edges: [m, side_y, side_x].
+        inside = (lx < rows[9]).unsqueeze(1) & (ly < rows[12].unsqueeze(1))
+        for k in range(3):
+            along_x = (rows[3 * k] + rows[3 * k + 1] * lx).unsqueeze(1)  # [m, 1, side_x]
+            inside &= (along_x + rows[3 * k + 2].unsqueeze(1) * ly) >= 0
+        hit = inside.view(-1).nonzero().squeeze(1)
+        tri_idx = chunk.index_select(0, hit >> shift_cells)
+        hx, hy = hit & (side_x - 1), (hit >> shift_x) & (side_y - 1)
         z0, zx, zy, pixel0, tri_face = (row.index_select(0, tri_idx) for row in (*plane, setup[10], setup[11]))
-        _resolve(keys, pixel0 + ly * width + lx, z0 + zx * lx + zy * ly, tri_face)
+        _resolve(keys, pixel0 + hy * width + hx, z0 + zx * hx + zy * hy, tri_face)
 
 
 def _draw_homogeneous(keys: Tensor, verts: Tensor, base: Tensor, face: Tensor, height: int, width: int) -> None:
@@ -278,48 +389,53 @@ def _pixel_outputs(
     rest = pixels - item * (height * width)
     py = torch.div(rest, width, rounding_mode="floor")
     px = rest - py * width
-    vidx = tri[faces] + (item * num_verts).unsqueeze(1)
-    p = pos.reshape(-1, 4).index_select(0, vidx.view(-1)).view(-1, 3, 4)
+    vidx = tri.index_select(0, faces) + (item * num_verts).unsqueeze(1)
+    # One gather, then 12 contiguous columns: per-column arithmetic on [n] vectors makes far fewer
+    # and smaller temporaries than strided [n, 3] views. p[k][c] is coordinate c of corner k.
+    corners = pos.reshape(-1, 4).index_select(0, vidx.view(-1)).view(-1, 12).t().contiguous().view(3, 4, -1)
+    p = [c.unbind(0) for c in corners.unbind(0)]
+    p_ = [[c.detach() for c in corner] for corner in p]
     scale_x, offset_x = _pixel_to_clip(width, pos.dtype, pos.device)
     scale_y, offset_y = _pixel_to_clip(height, pos.dtype, pos.device)
     fx = scale_x * px.to(pos.dtype) + offset_x
     fy = scale_y * py.to(pos.dtype) + offset_y
 
-    a = _edge_functions(p, fx, fy)
-    total = a[:, 0] + a[:, 1] + a[:, 2]
-    a_, total_, p_ = a.detach(), total.detach(), p.detach()
+    # nvdiffrast's 2D homogeneous edge functions a_k at (fx, fy), k = 0, 1, 2.
+    qx = [corner[0] - fx * corner[3] for corner in p]
+    qy = [corner[1] - fy * corner[3] for corner in p]
+    a = [qx[(k + 1) % 3] * qy[(k + 2) % 3] - qy[(k + 1) % 3] * qx[(k + 2) % 3] for k in range(3)]
+    total = a[0] + a[1] + a[2]
+    a_, total_ = [t.detach() for t in a], total.detach()
     inv = 1.0 / total_
-    bary = (a_[:, :2] * inv.unsqueeze(1)).clamp(0.0, 1.0)
-    z = p_[:, 0, 2] * a_[:, 0] + p_[:, 1, 2] * a_[:, 1] + p_[:, 2, 2] * a_[:, 2]
-    w = p_[:, 0, 3] * a_[:, 0] + p_[:, 1, 3] * a_[:, 1] + p_[:, 2, 3] * a_[:, 2]
+    bary = [(a_[k] * inv).clamp(0.0, 1.0) for k in range(2)]
+    z = p_[0][2] * a_[0] + p_[1][2] * a_[1] + p_[2][2] * a_[2]
+    w = p_[0][3] * a_[0] + p_[1][3] * a_[1] + p_[2][3] * a_[2]
     depth = (z / w).clamp(-1.0, 1.0)
 
     inv_eps = 1.0 / (total + torch.copysign(torch.full_like(total_, BARY_GRAD_EPS), total_))
-    bary_eps = a[:, :2] * inv_eps.unsqueeze(1)
-    uv = value_with_grad_of(bary, bary_eps)
+    bary_eps = [a[k] * inv_eps for k in range(2)]
+    uv = value_with_grad_of(torch.stack(bary, 1), torch.stack(bary_eps, 1))
     values = torch.cat([uv, depth.unsqueeze(1), tri_id_to_float(faces + 1).to(pos.dtype).unsqueeze(1)], 1)
 
     # d a_k / d(clip x) and d a_k / d(clip y), up to sign: (p_{k+2}.y p_{k+1}.w - p_{k+1}.y p_{k+2}.w, ...)
-    i, j = [1, 2, 0], [2, 0, 1]
-    q = p if grad_db else p_
-    da_dx = q[:, j, 1] * q[:, i, 3] - q[:, i, 1] * q[:, j, 3]  # [n, 3]
-    da_dy = q[:, i, 0] * q[:, j, 3] - q[:, j, 0] * q[:, i, 3]
-    sum_dx = da_dx[:, 0] + da_dx[:, 1] + da_dx[:, 2]
-    sum_dy = da_dy[:, 0] + da_dy[:, 1] + da_dy[:, 2]
+    def edge_slopes(q):
+        da_dx = [q[(k + 2) % 3][1] * q[(k + 1) % 3][3] - q[(k + 1) % 3][1] * q[(k + 2) % 3][3] for k in range(3)]
+        da_dy = [q[(k + 1) % 3][0] * q[(k + 2) % 3][3] - q[(k + 2) % 3][0] * q[(k + 1) % 3][3] for k in range(3)]
+        return da_dx, da_dy, da_dx[0] + da_dx[1] + da_dx[2], da_dy[0] + da_dy[1] + da_dy[2]
 
-    def derivatives(b: Tensor, inv_total: Tensor, dx: Tensor, dy: Tensor, sdx: Tensor, sdy: Tensor) -> Tensor:
+    def derivatives(b, inv_total: Tensor, dx, dy, sdx: Tensor, sdy: Tensor) -> Tensor:
         ddx, ddy = scale_x * inv_total, scale_y * inv_total
         return torch.stack(
             [
-                ddx * (b[:, 0] * sdx - dx[:, 0]),
-                ddy * (b[:, 0] * sdy - dy[:, 0]),
-                ddx * (b[:, 1] * sdx - dx[:, 1]),
-                ddy * (b[:, 1] * sdy - dy[:, 1]),
+                ddx * (b[0] * sdx - dx[0]),
+                ddy * (b[0] * sdy - dy[0]),
+                ddx * (b[1] * sdx - dx[1]),
+                ddy * (b[1] * sdy - dy[1]),
             ],
             1,
         )
 
-    derivs = derivatives(bary, inv, da_dx.detach(), da_dy.detach(), sum_dx.detach(), sum_dy.detach())
+    derivs = derivatives(bary, inv, *edge_slopes(p_))
     if grad_db:
-        derivs = value_with_grad_of(derivs, derivatives(bary_eps, inv_eps, da_dx, da_dy, sum_dx, sum_dy))
+        derivs = value_with_grad_of(derivs, derivatives(bary_eps, inv_eps, *edge_slopes(p)))
     return values, derivs

@@ -42,6 +42,8 @@ from .torch_texture_mip import (
 
 __all__ = ["texture", "construct_mip"]
 
+QUAD_MIN_READS = 48  # lookups per texel from which the quad table pays off
+
 
 def texture(
     tex: Tensor,
@@ -114,7 +116,10 @@ def texture(
     if filter_mode == "nearest":
         out = _sample_nearest(tex.reshape(-1, channels), coords.detach(), plane, tex_h, tex_w, boundary_mode)
     elif not mipmapped:
-        out = _sample_bilinear(tex.reshape(-1, channels), coords, plane, face, 0, tex_h, tex_w, boundary_mode)
+        if _use_quads(boundary_mode, tex.numel() // channels, n):
+            out = _sample_bilinear_wrap(_quad_table([tex]), coords, plane, 0, tex_h, tex_w)
+        else:
+            out = _sample_bilinear(tex.reshape(-1, channels), coords, plane, face, 0, tex_h, tex_w, boundary_mode)
     else:
         if uv_da is not None:
             _check_pixels(uv_da, "uv_da", tex, 6 if cube else 4, reference=uv)
@@ -134,9 +139,15 @@ def texture(
             bias = None if mip_level_bias is None else mip_level_bias.reshape(n)
             level0, level1, frac = select_mip_levels(lod, bias, len(levels) - 1, blend)
 
-        table, base, level_h, level_w = _stack_levels(levels)
         level = torch.stack([level0, level1]) if blend else level0
-        out = _sample_bilinear(table, coords, plane, face, base[level], level_h[level], level_w[level], boundary_mode)
+        if _use_quads(boundary_mode, sum(t.numel() for t in levels) // channels, level.numel()):
+            _, base, level_h, level_w = _level_extents(levels)
+            table = _quad_table(levels)
+            out = _sample_bilinear_wrap(table, coords, plane, base[level], level_h[level], level_w[level])
+        else:
+            table, base, level_h, level_w = _stack_levels(levels)
+            sizes = (base[level], level_h[level], level_w[level])
+            out = _sample_bilinear(table, coords, plane, face, *sizes, boundary_mode)
         if blend:
             out = out[0] + frac[:, None] * (out[1] - out[0])
 
@@ -191,6 +202,12 @@ def _check_custom_mip(mip: Sequence[Tensor], tex: Tensor, cube: bool) -> List[Te
 
 def _stack_levels(levels: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """All levels as one ``[texels, C]`` table, with each level's first row, height and width."""
+    flat, base, level_h, level_w = _level_extents(levels)
+    return torch.cat(flat), base, level_h, level_w
+
+
+def _level_extents(levels: List[Tensor]) -> Tuple[List[Tensor], Tensor, Tensor, Tensor]:
+    """Each level as ``[texels, C]`` rows, and each level's first row, height and width in their stack."""
     device = levels[0].device
     channels = levels[0].shape[-1]
     flat = [level.reshape(-1, channels) for level in levels]
@@ -198,7 +215,26 @@ def _stack_levels(levels: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]
     base = torch.cumsum(sizes, 0) - sizes
     level_h = torch.tensor([level.shape[-3] for level in levels], device=device)
     level_w = torch.tensor([level.shape[-2] for level in levels], device=device)
-    return torch.cat(flat), base, level_h, level_w
+    return flat, base, level_h, level_w
+
+
+def _use_quads(boundary: str, texels: int, lookups: int) -> bool:
+    """Whether to sample through :func:`_quad_table`: for wrapped 2D textures read many more times
+    than they have texels (measured: a 64^2 texture with mips gains from 256^2 x 4 pixels on and
+    loses at 128^2 x 4, where building the table and its backward cost more than they save)."""
+    return boundary == "wrap" and QUAD_MIN_READS * texels <= lookups
+
+
+def _quad_table(levels: List[Tensor]) -> Tensor:
+    """``[texels, 4 C]``: row ``(y, x)`` of each wrapped 2D level holds its texels ``(y, x)``,
+    ``(y, x + 1)``, ``(y + 1, x)`` and ``(y + 1, x + 1)``, neighbours wrapping around, so that a
+    bilinear sample is one gather of one row; rows stacked as :func:`_stack_levels` stacks texels."""
+    quads = []
+    for level in levels:  # [B, h, w, C]
+        right = torch.roll(level, -1, dims=2)
+        quad = torch.stack([level, right, torch.roll(level, -1, dims=1), torch.roll(right, -1, dims=1)], 3)
+        quads.append(quad.reshape(-1, 4 * level.shape[-1]))
+    return torch.cat(quads)
 
 
 def _fetch(table: Tensor, index: Tensor, inside: Optional[Tensor]) -> Tensor:
@@ -291,8 +327,31 @@ def _sample_bilinear(
     if face is not None:
         # Three texels meet at a cube corner: the missing fourth tap is their mean.
         taps = torch.where(corner[..., None], taps.sum(0) * (1.0 / 3.0), taps)
-    a00, a10, a01, a11 = taps.unbind(0)
+    return _blend_taps(*taps.unbind(0), fx, fy)
+
+
+def _blend_taps(a00: Tensor, a10: Tensor, a01: Tensor, a11: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
+    """Bilinear blend of the four taps ``[..., C]`` with weights ``fx, fy [...]`` of the second ones."""
     fx, fy = fx[..., None], fy[..., None]
     top = a00 + fx * (a10 - a00)
     bottom = a01 + fx * (a11 - a01)
     return top + fy * (bottom - top)
+
+
+def _sample_bilinear_wrap(quads: Tensor, coords: Tensor, plane: Tensor, base: Size, h: Size, w: Size) -> Tensor:
+    """:func:`_sample_bilinear` of a wrapped 2D texture from its :func:`_quad_table`: the same taps
+    and arithmetic, so the same values, with one index and one gather per sample."""
+    u = _wrap_unit(coords[:, 0])
+    v = _wrap_unit(coords[:, 1])
+    x, y = u * w - 0.5, v * h - 0.5
+    x0, y0 = torch.floor(x.detach()), torch.floor(y.detach())
+    fx, fy = x - x0, y - y0
+    # The first tap, wrapped: floor(x) is -1 only left of the first texel centre.
+    ix = x0.long()
+    ix = torch.where(ix < 0, ix + w, ix)
+    iy = y0.long()
+    iy = torch.where(iy < 0, iy + h, iy)
+    index = (base + (plane * h + iy) * w + ix).reshape(-1)
+    # Non-finite coordinates give arbitrary indices; keep them in range (the sample is NaN).
+    rows = quads.index_select(0, index.clamp(0, quads.shape[0] - 1)).view(x.shape + (4, -1))
+    return _blend_taps(*rows.unbind(-2), fx, fy)

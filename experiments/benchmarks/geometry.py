@@ -1,0 +1,183 @@
+"""DMTet against FlexiCubes: extraction cost, then reconstruction quality at matched triangle counts.
+
+1. Extraction: forward (``mesh()``: surface, normals, UVs, tangents) and backward times of
+   DMTet at grid ``1.25 r`` and FlexiCubes at grid ``r`` (sphere and random SDF states, offsets
+   drawn at random). The modules are in training mode, so FlexiCubes' face counts are those of
+   the training split (4 per quad: twice what validation and export see).
+2. Fits: Spot and Bob rendered under the shared probe (``make_dataset``, NeRF-synthetic
+   folders), pass 1 only (the geometries differ there; pass 2 keeps the topology) through the
+   real ``dmtrec fit`` (quickstart.yaml settings), DMTet at ``1.25 r`` and FlexiCubes at ``r``, same
+   budget and seed. Reported: triangles, Chamfer-L1 / F-score@0.01 / normal consistency
+   (``geometry_report``, units of the reference's bounding box), triangle quality (minimum angle
+   percentiles, slivers below 10 degrees) and topology (components, genus, watertight).
+
+    python experiments/benchmarks/geometry.py                         # defaults: CPU-sized
+    python experiments/benchmarks/geometry.py --grids 48,64 --fit-grid 48 --iters 1000 --res 256
+
+Timings are wall clock on whatever else the machine runs: compare the rows of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from dmtet import time_extraction  # experiments/benchmarks/dmtet.py
+
+from dmtrec.geometry import DMTetGeometry, FlexiCubesGeometry
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "data"
+MESHES = {"spot": (DATA / "meshes/spot/spot.obj", 2.4), "bob": (DATA / "meshes/bob/bob_tri.obj", 2.1)}
+PROBE = DATA / "envmaps/mud_road_puresky_1k.hdr"
+
+
+def dmtet_grid(r: int) -> int:
+    """DMTet's grid for FlexiCubes grid ``r`` (FlexiCubes' README: 64 ~ DMTet 80 in triangles)."""
+    return int(round(1.25 * r))
+
+
+def extraction_table(grids: list[int], repeats: int) -> None:
+    print(f"{'geometry':10} {'grid':>4} {'init':6} {'out faces':>10} {'fwd ms':>8} {'bwd ms':>8}")
+    for r in grids:
+        for init in ("sphere", "random"):
+            for name, geo in (
+                ("dmtet", DMTetGeometry(resolution=dmtet_grid(r), scale=2.1, init=init, seed=0)),
+                ("flexicubes", FlexiCubesGeometry(resolution=r, scale=2.1, init=init, seed=0)),
+            ):
+                with torch.no_grad():
+                    geo.deform.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+                t = time_extraction(geo, torch.device("cpu"), repeats)
+                print(
+                    f"{name:10} {geo.resolution:>4} {init:6} {t['faces']:>10,} "
+                    f"{1e3 * t['forward']:>8.1f} {1e3 * t['backward']:>8.1f}",
+                    flush=True,
+                )
+
+
+def triangle_quality(v: torch.Tensor, f: torch.Tensor) -> dict:
+    """Minimum interior angle per triangle (degrees): percentiles and the share below 10 / 20."""
+    tri = v[f].double()
+    angles = []
+    for k in range(3):
+        a, b, c = tri[:, k], tri[:, (k + 1) % 3], tri[:, (k + 2) % 3]
+        u, w = b - a, c - a
+        cos = (u * w).sum(1) / (u.norm(dim=1) * w.norm(dim=1)).clamp_min(1e-30)
+        angles.append(torch.rad2deg(torch.acos(cos.clamp(-1, 1))))
+    min_angle = torch.stack(angles, 1).min(1).values
+    q = torch.quantile(min_angle, torch.tensor([0.01, 0.05, 0.5], dtype=torch.float64))
+    return {
+        "min_angle_p1": float(q[0]),
+        "min_angle_p5": float(q[1]),
+        "min_angle_median": float(q[2]),
+        "slivers_below_10deg": float((min_angle < 10).double().mean()),
+        "below_20deg": float((min_angle < 20).double().mean()),
+    }
+
+
+def make_data(name: str, out: Path, res: int, views: int) -> Path:
+    from dmtrec.datasets.make_dataset import make_dataset
+
+    mesh, _ = MESHES[name]
+    return make_dataset(
+        mesh,
+        PROBE,
+        views=views,
+        res=res,
+        out=out / name,
+        seed=0,
+        val_views=2,
+        test_views=4,
+        probe_res=64,
+        device="cpu",
+        rasterizer="torch",
+    )
+
+
+def run_fit(name: str, geometry: str, grid: int, data: Path, out: Path, iters: int, samples: int) -> dict:
+    from dmtrec.cli import main
+    from dmtrec.io.mesh_files import read_mesh
+    from dmtrec.metrics.topology import mesh_topology
+
+    mesh_path, scale = MESHES[name]
+    run_name = f"{name}_{geometry}_{grid}"
+    argv = ["fit", "-c", str(REPO / "experiments/configs/quickstart.yaml")]
+    argv += ["--data.kind", "nerf_synthetic", "--data.path", str(data), "--data.mesh", "null", "--data.probe", "null"]
+    argv += ["--data.resolution", "null", "--data.views", "null", "--data.val_views", "2", "--data.test_views", "4"]
+    argv += ["--run.output_root", str(out), "--run.name", run_name, "--run.wandb", "disabled"]
+    argv += ["--model.passes", "dmtet", "--model.iters_dmtet", str(iters), "--model.geometry", geometry]
+    argv += ["--model.dmtet.resolution", str(grid), "--model.dmtet.scale", str(scale)]
+    argv += ["--model.reference_mesh", str(mesh_path), "--model.metric_samples", str(samples)]
+    argv += ["--model.material.texture_res", "64", "--trainer.val_check_interval", str(10 * iters)]
+    start = time.perf_counter()
+    if main(argv) != 0:
+        raise RuntimeError(f"fit {run_name} failed")
+    seconds = time.perf_counter() - start
+    metrics = json.loads((out / run_name / "metrics.json").read_text())
+    mesh, _ = read_mesh(out / run_name / "mesh" / "mesh.obj")
+    topo = mesh_topology(mesh.v_pos, mesh.t_pos_idx)
+    return {
+        "mesh": name,
+        "geometry": geometry,
+        "grid": grid,
+        "seconds": seconds,
+        "triangles": mesh.num_faces,
+        "chamfer_l1": metrics["geometry_chamfer_l1"],
+        "f_score@0.01": metrics["geometry_f_score@0.01"],
+        "normal_consistency": metrics["geometry_normal_consistency"],
+        "components": topo["components"],
+        "genus": topo["genus"],
+        "watertight": topo["watertight"],
+        **triangle_quality(mesh.v_pos, mesh.t_pos_idx),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grids", default="24,32,48", help="FlexiCubes grids r of the timing table")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fit-grid", type=int, default=26, help="FlexiCubes grid r of the fits (DMTet: 1.25 r)")
+    parser.add_argument("--meshes", default="spot,bob")
+    parser.add_argument("--iters", type=int, default=200, help="pass-1 iterations per fit")
+    parser.add_argument("--res", type=int, default=64, help="training image size")
+    parser.add_argument("--views", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=10000, help="surface samples of the geometry report")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--skip-fits", action="store_true")
+    parser.add_argument("--out", default=None, help="folder for datasets and runs (default: a temporary one)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load {os.getloadavg()}")
+    if not args.skip_timing:
+        extraction_table([int(r) for r in args.grids.split(",")], args.repeats)
+    if args.skip_fits:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out or tmp)
+        rows = []
+        for name in args.meshes.split(","):
+            data = make_data(name, out / "data", args.res, args.views)
+            for geometry, grid in (("dmtet", dmtet_grid(args.fit_grid)), ("flexicubes", args.fit_grid)):
+                rows.append(run_fit(name, geometry, grid, data, out / "runs", args.iters, args.samples))
+                print(json.dumps(rows[-1]), flush=True)
+        print(f"load {os.getloadavg()}")
+        keys = [k for k in rows[0] if k not in ("mesh", "geometry")]
+        print(f"{'mesh':5} {'geometry':10} " + " ".join(f"{k[:12]:>12}" for k in keys))
+        for row in rows:
+            cells = [
+                f"{row[k]:>12.4g}" if isinstance(row[k], float) and math.isfinite(row[k]) else f"{row[k]!s:>12}"
+                for k in keys
+            ]
+            print(f"{row['mesh']:5} {row['geometry']:10} " + " ".join(cells))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
