@@ -9,6 +9,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["dmtrec", "dmtrec.*"]),
     include_package_data=True,
+    package_data={"dmtrec.commands": ["view_page/*"]},  # the page `dmtrec view` serves
     install_requires=[
         "torch>=2.1",
         "pytorch-lightning>=2.2",

@@ -28,6 +28,7 @@ COMMANDS = {
     "bake": "bake",
     "poses": "poses",
     "inspect-data": "inspect_data",
+    "view": "view",
 }
 
 

@@ -44,8 +44,8 @@ def transform_mesh(mesh: Mesh, matrix: Tensor) -> Mesh:
     moved = {"v_pos": mesh.v_pos @ linear.T + shift}
     for name in ("v_nrm", "v_tng"):
         value = getattr(mesh, name)
-        if value is not None:
-            moved[name] = torch.nn.functional.normalize(value @ linear.T, dim=-1)
+        if value is not None:  # tangents may carry MikkTSpace's bitangent sign as a 4th column
+            moved[name] = torch.cat([torch.nn.functional.normalize(value[:, :3] @ linear.T, dim=-1), value[:, 3:]], -1)
     return mesh.copy(**moved)
 
 
