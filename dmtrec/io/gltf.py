@@ -77,18 +77,8 @@ def write_glb(
     Returns:
         ``path`` as a :class:`Path`.
     """
-    mesh.validate("write_glb")
     textures = check_textures(textures or {}, "write_glb")
-    if textures and mesh.v_tex is None:
-        raise ValueError("write_glb: textures given but the mesh has no UVs (v_tex / t_tex_idx)")
-    if mesh.is_empty:
-        raise ValueError("write_glb: the mesh has no faces (glTF accessors cannot be empty)")
-    if mesh.v_nrm is None:
-        mesh = compute_normals(mesh)
-    if "normal" in textures and (mesh.v_tng is None or mesh.v_tng.shape[-1] != 4):
-        mesh = compute_tangents(mesh)  # the frame render_mesh uses; w holds the bitangent sign
-    elif "normal" not in textures:
-        mesh = mesh.copy(v_tng=None, t_tng_idx=None)
+    mesh = primitive_mesh(mesh, textures, "write_glb")
     builder = _GlbBuilder()
     attributes, indices = _vertex_streams(mesh, vertex_color)
     primitive = {
@@ -113,6 +103,22 @@ def write_glb(
     path = Path(path)
     write_bytes_atomic(path, builder.glb())
     return path
+
+
+def primitive_mesh(mesh: Mesh, textures: dict[str, Tensor], where: str) -> Mesh:
+    """``mesh`` checked and completed for a glTF primitive: smooth normals when it has none
+    (glTF would shade flat), MikkTSpace tangents with their sign when a normal map needs them
+    (the frame render_mesh uses), no tangents otherwise."""
+    mesh.validate(where)
+    if textures and mesh.v_tex is None:
+        raise ValueError(f"{where}: textures given but the mesh has no UVs (v_tex / t_tex_idx)")
+    if mesh.is_empty:
+        raise ValueError(f"{where}: the mesh has no faces (glTF accessors cannot be empty)")
+    if mesh.v_nrm is None:
+        mesh = compute_normals(mesh)
+    if "normal" in textures and (mesh.v_tng is None or mesh.v_tng.shape[-1] != 4):
+        return compute_tangents(mesh)
+    return mesh if "normal" in textures else mesh.copy(v_tng=None, t_tng_idx=None)
 
 
 def _vertex_streams(mesh: Mesh, vertex_color: Optional[Tensor] = None) -> tuple[dict[str, np.ndarray], np.ndarray]:

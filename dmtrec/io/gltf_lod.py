@@ -19,8 +19,15 @@ from torch import Tensor
 from dmtrec.core.atomic import write_bytes_atomic
 from dmtrec.core.mesh import Mesh
 
-from ..geometry.normals import compute_normals
-from .gltf import _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER, PathLike, _GlbBuilder, _material, _vertex_streams
+from .gltf import (
+    _ARRAY_BUFFER,
+    _ELEMENT_ARRAY_BUFFER,
+    PathLike,
+    _GlbBuilder,
+    _material,
+    _vertex_streams,
+    primitive_mesh,
+)
 from .textures import check_textures
 
 
@@ -46,14 +53,8 @@ def write_lod_glb(
     meshes, materials, nodes = [], [], []
     for index, (mesh, textures) in enumerate(levels):
         where = f"write_lod_glb level {index}"
-        mesh.validate(where)
         textures = check_textures(textures or {}, where)
-        if mesh.is_empty:
-            raise ValueError(f"{where}: the mesh has no faces")
-        if textures and mesh.v_tex is None:
-            raise ValueError(f"{where}: textures given but the mesh has no UVs")
-        if mesh.v_nrm is None:
-            mesh = compute_normals(mesh)
+        mesh = primitive_mesh(mesh, textures, where)
         attributes, indices = _vertex_streams(mesh)
         primitive = {
             "attributes": {

@@ -61,3 +61,26 @@ def test_every_glb_kind_is_valid(tmp_path, kind):
         maps = {"kd": maps["kd"], "ks": maps["ks"]}
     path = write_glb(tmp_path / f"{kind}.glb", mesh, maps, occlusion=kind != "no_occlusion")
     _assert_clean(path)
+
+
+def test_lod_chain_glb_is_valid(tmp_path):
+    # dmtrec lod's lods.glb: every level a primitive of its own, MSFT_lod on the first node.
+    from dmtrec.io.gltf_lod import write_lod_glb
+
+    sphere = _uv_sphere()
+    coarse = Mesh(sphere.v_pos * 0.98, sphere.t_pos_idx, v_tex=sphere.v_tex, t_tex_idx=sphere.t_tex_idx)
+    path = write_lod_glb(tmp_path / "lods.glb", [(sphere, _maps()), (coarse, _maps())], screen_coverage=[0.5, 0.0])
+    report = _assert_clean(path)
+    assert report["info"]["totalTriangleCount"] == 2 * sphere.num_faces
+
+
+@pytest.mark.parametrize("target", ["texture", "vertex"])
+def test_unlit_bake_glbs_are_valid(tmp_path, target):
+    # dmtrec bake's baked.glb: KHR_materials_unlit with a base-colour texture, or COLOR_0.
+    sphere = _uv_sphere()
+    if target == "texture":
+        path = write_glb(tmp_path / "baked.glb", sphere, {"kd": _maps()["kd"]}, unlit=True)
+    else:
+        colours = torch.rand(sphere.num_vertices, 3, generator=torch.Generator().manual_seed(1))
+        path = write_glb(tmp_path / "baked.glb", Mesh(sphere.v_pos, sphere.t_pos_idx), unlit=True, vertex_color=colours)
+    _assert_clean(path)
