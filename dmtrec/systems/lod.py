@@ -26,7 +26,7 @@ from dmtrec.metrics.image import image_metrics
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.raster import get_rasterizer
 
-from .losses import composite, reconstruction_loss
+from .losses import over_background, reconstruction_loss
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def heldout_loss(scene: LodScene, mesh: Mesh, material: TexturedMaterial, resolu
     cams, ref = scene.views(resolution)["heldout"]
     with torch.no_grad():
         bg = torch.full((cams.batch_size, resolution, resolution, 3), 0.5)
-        parts = reconstruction_loss(scene.render(mesh, material, cams, bg), composite(ref, bg))
+        parts = reconstruction_loss(scene.render(mesh, material, cams, bg), over_background(ref, bg))
     return float(parts["alpha"] + parts["color"])
 
 
@@ -69,7 +69,7 @@ def optimise_level(
         bg = torch.rand(pick.numel(), resolution, resolution, 3, generator=generator)
         current = Mesh(v0 + offset * scene.radius, faces, v_tex=mesh.v_tex, t_tex_idx=mesh.t_tex_idx)
         render = scene.render(current, material, cams[pick], bg)
-        parts = reconstruction_loss(render, composite(ref[pick], bg))
+        parts = reconstruction_loss(render, over_background(ref[pick], bg))
         lap = laplacian_loss(offset, faces)  # the Laplacian of the displacement: nvdiffmodeling's relative form
         loss = parts["color"] + parts["alpha"] + laplace_weight * lap
         optimizer.zero_grad(set_to_none=True)
@@ -106,7 +106,7 @@ def evaluate(scene: LodScene, mesh: Mesh, material: TexturedMaterial, resolution
         pred = scene.render(mesh, material, cams, white)[..., :3]
     metrics = image_metrics(pred, ref, background=1.0)
     out = {"psnr": float(metrics["psnr"].mean()), "ssim": float(metrics["ssim"].mean())}
-    score = flip_score(pred, composite(ref, white)[..., :3]) if flip else None
+    score = flip_score(pred, over_background(ref, white)[..., :3]) if flip else None
     if score is not None:
         out["flip"] = score
     out["images"] = pred
@@ -189,7 +189,7 @@ def build_levels(
         )
         levels.append(level)
     reference_images = {
-        level.resolution: composite(scene.views(level.resolution)["heldout"][1], torch.ones(1))[..., :3]
+        level.resolution: over_background(scene.views(level.resolution)["heldout"][1], torch.ones(1))[..., :3]
         for level in levels
     }
     return levels, {"reference_images": reference_images, "radius": scene.radius}

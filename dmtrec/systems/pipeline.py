@@ -28,7 +28,7 @@ from dmtrec.render.camera import Cameras
 
 from . import components, distributed, schedules
 from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
-from .losses import IMAGE_LOSSES, composite, reconstruction_loss
+from .losses import IMAGE_LOSSES, over_background, reconstruction_loss
 from .mesh_geometry import MeshGeometry
 
 log = logging.getLogger(__name__)
@@ -336,7 +336,7 @@ class ReconstructionSystem(pl.LightningModule):
         """nvdiffrec's loss for the current stage and iteration: image terms plus the weighted
         regularizers. Returns ``(terms, buffers)``; the loss is ``sum(terms.values())``."""
         it, progress = self.pass_iteration, self.pass_iteration / max(1, self.pass_length)
-        target = composite(batch["img"], batch["background"])
+        target = over_background(batch["img"], batch["background"])
         mesh, buffers = self.render(batch, with_smoothness=self.material_cfg.smoothness > 0)
         terms = {f"image_{k}": v for k, v in reconstruction_loss(buffers["shaded"], target, self.loss_kind).items()}
         if self.stage == "dmtet":
@@ -437,7 +437,7 @@ class ReconstructionSystem(pl.LightningModule):
     def _write_grid(self, batch: Dict[str, Tensor], buffers: Dict[str, Tensor], prefix: str) -> None:
         from .grids import image_grid, log_grid, save_grid
 
-        grid = image_grid(composite(batch["img"], batch["background"]), buffers, self.grid_views)
+        grid = image_grid(over_background(batch["img"], batch["background"]), buffers, self.grid_views)
         name = f"{prefix}_{self.iteration:06d}"
         save_grid(Path(self.trainer.default_root_dir) / "images" / f"{name}.png", grid)
         log_grid(
