@@ -137,6 +137,7 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
             from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
             from dmtrec.systems.callbacks import FinalizeRun
+            from dmtrec.systems.inspect_log import LogInspection
             from dmtrec.systems.progress import PipelineProgressBar
 
             config = self.config[self.subcommand] if self.subcommand else self.config
@@ -161,7 +162,11 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
             )
             configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
             configured = configured if isinstance(configured, list) else [configured]
-            kwargs["callbacks"] = configured + [checkpoint, FinalizeRun(paths.root, export_frame=run["export_frame"])]
+            kwargs["callbacks"] = configured + [
+                checkpoint,
+                FinalizeRun(paths.root, export_frame=run["export_frame"]),
+                LogInspection(paths.root),
+            ]
             if self._get(self.config_init, "trainer", default={}).get("enable_progress_bar", True) is not False:
                 kwargs["callbacks"].append(PipelineProgressBar())
             return super().instantiate_trainer(logger=logger, default_root_dir=str(paths.root), **kwargs)

@@ -84,6 +84,8 @@ def test_fit_writes_every_output(finished_run):
         "config.yaml",
         "metrics.json",
         "checkpoints/last.ckpt",
+        "inspect/cameras.png",  # the dataset as inspect-data draws it, logged at fit start
+        "inspect/contact_sheet.png",
     ):
         assert (run / name).is_file(), name
     assert list((run / "images").glob("val_*.png")), "no validation grid written"
