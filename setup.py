@@ -9,6 +9,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["dmtrec", "dmtrec.*"]),
     include_package_data=True,
+    package_data={"dmtrec.commands": ["view_page/*"]},  # the page `dmtrec view` serves
     install_requires=[
         "torch>=2.6",  # weights-only checkpoint loading by default
         "pytorch-lightning>=2.2",
@@ -23,11 +24,21 @@ setup(
         # NVIDIA's nvdiffrast 0.3.3 sources, compiled on first use with the CUDA toolkit.
         # Non-commercial licence: optional, dmtrec imports and tests without it.
         "cuda": ["diffrp-nvdiffrast>=0.3.3"],
+        # dmtrec lod: QEM decimation (MIT), closest-surface lookup, FLIP metric (BSD)
+        "lod": ["fast-simplification>=0.1.7", "scipy>=1.10", "flip-evaluator>=1.5"],
         "colmap": ["pycolmap>=3.11"],  # `dmtrec poses`: structure-from-motion on the CPU (wheels for py3.9-3.13)
-        # Mitsuba 3 path tracing for ground-truth datasets (its scalar_rgb variant needs no GPU or LLVM).
+        # Mitsuba 3: path-traced ground-truth datasets (its scalar_rgb variant needs no GPU or LLVM), and
+        # the comparison in experiments/benchmarks/raster_scaling.py (llvm_ad_rgb: an LLVM >= 16).
         "pathtrace": ["mitsuba>=3.5"],
-        "mitsuba": ["mitsuba>=3.5"],  # experiments/benchmarks/raster_scaling.py (llvm_ad_rgb: an LLVM >= 16)
-        "dev": ["pytest>=7.0", "pygltflib>=1.15", "trimesh>=4.0", "scipy>=1.10", "ruff>=0.6", "mitsuba>=3.5"],
+        "dev": [
+            "pytest>=7.0",
+            "pygltflib>=1.15",
+            "trimesh>=4.0",
+            "scipy>=1.10",
+            "ruff>=0.6",
+            "mitsuba>=3.5",
+            "fast-simplification>=0.1.7",
+        ],
     },
     entry_points={"console_scripts": ["dmtrec=dmtrec.cli:main"]},
 )

@@ -170,6 +170,7 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
 
             from dmtrec.systems.callbacks import FinalizeRun
             from dmtrec.systems.checkpoints import SafeCheckpointIO
+            from dmtrec.systems.inspect_log import LogInspection
             from dmtrec.systems.progress import PipelineProgressBar
 
             self._open_run()
@@ -197,7 +198,11 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
             )
             configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
             configured = configured if isinstance(configured, list) else [configured]
-            kwargs["callbacks"] = configured + [checkpoint, FinalizeRun(paths.root, export_frame=run["export_frame"])]
+            kwargs["callbacks"] = configured + [
+                checkpoint,
+                FinalizeRun(paths.root, export_frame=run["export_frame"]),
+                LogInspection(paths.root),
+            ]
             if self._get(self.config_init, "trainer", default={}).get("enable_progress_bar", True) is not False:
                 kwargs["callbacks"].append(PipelineProgressBar())
             if session.start is not None:

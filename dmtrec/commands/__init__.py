@@ -24,8 +24,11 @@ COMMANDS = {
     "export": "export",
     "make-dataset": "make_dataset",
     "eval": "eval",
+    "lod": "lod",
+    "bake": "bake",
     "poses": "poses",
     "inspect-data": "inspect_data",
+    "view": "view",
 }
 
 

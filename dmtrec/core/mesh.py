@@ -10,7 +10,7 @@ from torch import Tensor
 
 # (values, indices) field pairs of the optional per-corner attributes.
 ATTRIBUTE_PAIRS = (("v_nrm", "t_nrm_idx"), ("v_tex", "t_tex_idx"), ("v_tng", "t_tng_idx"))
-_WIDTHS = {"v_pos": 3, "v_nrm": 3, "v_tex": 2, "v_tng": 3}
+_WIDTHS = {"v_pos": (3,), "v_nrm": (3,), "v_tex": (2,), "v_tng": (3, 4)}
 
 
 @dataclass
@@ -26,7 +26,8 @@ class Mesh:
         t_pos_idx: ``[F, 3]`` int64 position indices, counter-clockwise seen from outside.
         v_nrm, t_nrm_idx: ``[Vn, 3]`` unit normals and ``[F, 3]`` indices (optional).
         v_tex, t_tex_idx: ``[Vt, 2]`` UVs in [0, 1] (v up, OBJ convention) and ``[F, 3]`` indices.
-        v_tng, t_tng_idx: ``[Vg, 3]`` unit tangents and ``[F, 3]`` indices (optional).
+        v_tng, t_tng_idx: ``[Vg, 3]`` unit tangents, or ``[Vg, 4]`` with the bitangent sign
+            ``w`` (bitangent ``w * cross(n, t)``, MikkTSpace/glTF), and ``[F, 3]`` indices (optional).
         material: whatever the renderer uses to shade this mesh (optional).
     """
 
@@ -83,10 +84,9 @@ class Mesh:
                 raise ValueError(f"{name}: {values} and {indices} must be given together")
             if v is None:
                 continue
-            if v.ndim != 2 or v.shape[1] != _WIDTHS[values] or not v.is_floating_point():
-                raise ValueError(
-                    f"{name}: {values} must be float [N, {_WIDTHS[values]}], got {tuple(v.shape)} {v.dtype}"
-                )
+            if v.ndim != 2 or v.shape[1] not in _WIDTHS[values] or not v.is_floating_point():
+                width = " or ".join(str(w) for w in _WIDTHS[values])
+                raise ValueError(f"{name}: {values} must be float [N, {width}], got {tuple(v.shape)} {v.dtype}")
             if idx.ndim != 2 or idx.shape[1] != 3 or idx.is_floating_point() or idx.dtype == torch.bool:
                 raise ValueError(f"{name}: {indices} must be integer [F, 3], got {tuple(idx.shape)} {idx.dtype}")
             if idx.shape[0] != self.t_pos_idx.shape[0]:

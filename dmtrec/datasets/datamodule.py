@@ -37,7 +37,7 @@ from .colmap import ColmapViews
 from .nerd import NeRDViews
 from .nerf_synthetic import Z_UP_TO_Y_UP, ImageViews, NeRFSyntheticViews
 from .reference_mesh import ReferenceMeshViews, load_reference_scene
-from .samples import as_resolution, check_background, collate_views
+from .samples import DrawSampler, RedrawnBackgrounds, as_resolution, check_background, collate_views
 
 KINDS = ("nerf_synthetic", "nerd", "colmap", "reference_mesh")
 IMAGE_KINDS = ("nerf_synthetic", "nerd", "colmap")
@@ -80,6 +80,9 @@ class ReconDataModule(pl.LightningDataModule):
             views) or k >= 2 (every k-th frame is held out of training for val and test).
         background_train, background_val: ``white``, ``black``, ``random`` (one colour per
             image) or ``noise`` (one per pixel); ``background_val`` also serves the test split.
+            Training backgrounds are drawn afresh every time a view is drawn (nvdiffrec trains
+            every iteration over new per-pixel noise, ``noise`` here, the default; its
+            ``background`` setting is the validation one, ``white``).
         batch_size: training batch size; validation and test use ``val_batch_size``.
         num_workers: DataLoader worker processes (0: load in the main process).
         seed: seeds backgrounds, reference cameras and the training shuffle.
@@ -117,7 +120,7 @@ class ReconDataModule(pl.LightningDataModule):
         val_views: Optional[int] = None,
         test_views: Optional[int] = None,
         holdout: int = 0,
-        background_train: str = "random",
+        background_train: str = "noise",
         background_val: str = "white",
         batch_size: int = 1,
         val_batch_size: int = 1,
@@ -276,22 +279,24 @@ class ReconDataModule(pl.LightningDataModule):
         return self.datasets[split]
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        h = self.hparams
+        views = RedrawnBackgrounds(self._dataset("train"), h.background_train, h.seed)
+        return self._loader(views, h.batch_size, sampler=DrawSampler(len(views), h.seed))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.hparams.val_batch_size, shuffle=False)
+        return self._loader(self._dataset("val"), self.hparams.val_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.hparams.val_batch_size, shuffle=False)
+        return self._loader(self._dataset("test"), self.hparams.val_batch_size)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Optional[DrawSampler] = None) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
-            self._dataset(split),
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
-            # Samples are deterministic per index; only the order needs a seed.
-            generator=torch.Generator().manual_seed(self.hparams.seed) if shuffle else None,
+            # Samples are deterministic per draw; the sampler seeds the order.
+            sampler=sampler,
+            shuffle=False,
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=collate_views,

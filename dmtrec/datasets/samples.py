@@ -13,7 +13,9 @@ A sample is a dict (see :func:`collate_views` for the batched form the systems r
 
 Every random choice a sample makes (its background, a reference-mesh camera) comes from
 :func:`sample_generator`, keyed by ``(seed, stream, split, index)``: a sample is the same in any
-worker, in any order, on any run with the same seed.
+worker, in any order, on any run with the same seed. Training backgrounds are keyed by the *draw*
+instead (:class:`RedrawnBackgrounds`): nvdiffrec composites every training iteration over fresh
+noise, so a view seen again in a later epoch gets a new background.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ BACKGROUNDS = ("white", "black", "random", "noise")
 # never changes the training cameras.
 STREAM_BACKGROUND = 1
 STREAM_CAMERA = 2
+STREAM_ORDER = 3
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 
 
@@ -52,9 +55,9 @@ def check_background(kind: str, argument: str) -> str:
 def make_background(kind: str, resolution: Sequence[int], generator: torch.Generator) -> Tensor:
     """A linear background ``[H, W, 3]``.
 
-    ``"random"`` is one uniform colour per image; ``"noise"`` is an independent uniform
-    colour per pixel (what nvdiffrec's training calls ``random``). Both keep the network
-    from baking a fixed background colour into the object's silhouette.
+    ``"noise"`` is an independent uniform colour per pixel (what nvdiffrec's training calls
+    ``random``, and the training default); ``"random"`` is one uniform colour per image. Both
+    keep the network from baking a fixed background colour into the object's silhouette.
     """
     height, width = int(resolution[0]), int(resolution[1])
     if kind == "white":
@@ -66,6 +69,62 @@ def make_background(kind: str, resolution: Sequence[int], generator: torch.Gener
     if kind == "noise":
         return torch.rand(height, width, 3, generator=generator)
     raise ValueError(f"unknown background {kind!r}; choose one of {', '.join(BACKGROUNDS)}")
+
+
+class DrawSampler(torch.utils.data.Sampler):
+    """Shuffled view order that also numbers the draws: epoch ``e`` yields ``e * n + i`` for a
+    seeded permutation ``i`` of ``range(n)`` (the view is ``draw % n``).
+
+    Lightning calls :meth:`set_epoch` before each epoch (so a resumed run draws what an
+    uninterrupted one would); without it each ``iter()`` moves to the next epoch.
+    """
+
+    def __init__(self, length: int, seed: int, shuffle: bool = True):
+        self.length, self.seed, self.shuffle, self.epoch = int(length), int(seed), shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        order = (
+            torch.randperm(self.length, generator=sample_generator(self.seed, STREAM_ORDER, epoch))
+            if self.shuffle
+            else torch.arange(self.length)
+        )
+        return iter((order + epoch * self.length).tolist())
+
+
+class RedrawnBackgrounds(torch.utils.data.Dataset):
+    """A training split whose indices are draws (:class:`DrawSampler`): sample ``draw`` is view
+    ``draw % len(views)`` over a background keyed by ``(seed, draw)``, so backgrounds change every
+    time a view is drawn (nvdiffrec's per-iteration ``prepare_batch(target, 'random')``) and are
+    still the same on every run with the same seed."""
+
+    def __init__(self, views, background: str, seed: int, split: str = "train"):
+        self.views, self.background, self.seed = views, check_background(background, "background"), int(seed)
+        self.split = SPLIT_STREAMS[split]
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, draw: int) -> Dict:
+        return self.__getitems__([draw])[0]
+
+    def __getitems__(self, draws: Sequence[int]) -> List[Dict]:
+        indices = [int(d) % len(self.views) for d in draws]
+        if hasattr(self.views, "__getitems__"):
+            samples = self.views.__getitems__(indices)
+        else:
+            samples = [self.views[i] for i in indices]
+        for draw, sample in zip(draws, samples):
+            generator = sample_generator(self.seed, STREAM_BACKGROUND, self.split, int(draw))
+            background = make_background(self.background, sample["resolution"], generator)
+            sample["background"] = background.to(sample["img"].device)
+        return samples
 
 
 def resize_rgba(img: Tensor, resolution: Sequence[int]) -> Tensor:

@@ -139,10 +139,10 @@ class DMTetGeometry(SDFGridGeometry):
     """Deformable tetrahedral grid geometry (Shen et al. 2021; nvdiffrec's pass 1).
 
     The grid fills the cube ``[-scale/2, scale/2]^3``. Vertex ``i`` sits at
-    ``scale * grid_i + offset_bound * tanh(deform_i)`` with ``offset_bound = 0.5 * scale /
-    resolution``, half a cell of a ``resolution``-cell lattice; for nvdiffrec's ``scale = 2``
-    this is exactly its ``1 / grid_res`` bound (about a fifth of a tet edge, so tets cannot
-    invert). The surface is where the per-vertex ``sdf`` crosses 0 (``> 0`` inside).
+    ``scale * grid_i + offset_bound * tanh(deform_i)`` with nvdiffrec's ``offset_bound = 1 /
+    resolution`` in world units whatever ``scale`` is (``2 / (grid_res * 2)`` in its
+    ``dmtet.py``): half a cell for ``scale = 2``. The surface is where the per-vertex ``sdf``
+    crosses 0 (``> 0`` inside).
 
     Args:
         resolution: nvdiffrec-style grid resolution (32, 64, 128); see :mod:`.tetgrid`.
@@ -155,6 +155,7 @@ class DMTetGeometry(SDFGridGeometry):
         sphere_radius: radius for ``init="sphere"``; default a quarter of ``scale``.
         init_mesh: mesh for ``init="mesh"``.
         seed: seed of the random initialisation (the global RNG when None).
+        offset_bound: largest offset per axis in world units; None is nvdiffrec's ``1 / resolution``.
 
     Parameters: ``sdf`` ``[V]`` and ``deform`` ``[V, 3]`` (float32). Grid buffers
     (``grid_verts``, ``tets``, ``edges``, ``tet_edges``) are not saved in the state dict: they
@@ -170,6 +171,7 @@ class DMTetGeometry(SDFGridGeometry):
         sphere_radius: Optional[float] = None,
         init_mesh: Optional[Mesh] = None,
         seed: Optional[int] = None,
+        offset_bound: Optional[float] = None,
     ):
         super().__init__()
         if not scale > 0:
@@ -177,7 +179,9 @@ class DMTetGeometry(SDFGridGeometry):
         grid = load_tet_grid(grid_file, resolution) if grid_file else generate_tet_grid(resolution)
         self.resolution = grid.resolution
         self.scale = float(scale)
-        self.offset_bound = 0.5 * self.scale / self.resolution
+        self.offset_bound = 1.0 / self.resolution if offset_bound is None else float(offset_bound)
+        if not self.offset_bound >= 0:
+            raise ValueError(f"DMTetGeometry: offset_bound must be >= 0, got {offset_bound!r}")
         self.register_buffer("grid_verts", grid.vertices * self.scale, persistent=False)
         self.register_buffer("tets", grid.tets, persistent=False)
         self.register_buffer("edges", grid.edges, persistent=False)

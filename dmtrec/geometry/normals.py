@@ -63,14 +63,26 @@ def compute_normals(mesh: Mesh, weighting: str = "area") -> Mesh:
 
 
 def compute_tangents(mesh: Mesh) -> Mesh:
-    """A copy of ``mesh`` with unit tangents along increasing u, orthogonal to the normals.
+    """A copy of ``mesh`` with MikkTSpace tangents: ``v_tng`` ``[G, 4]`` (unit tangent along
+    increasing u, orthogonal to the normal, and the bitangent sign ``w = +-1``), ``t_tng_idx``
+    ``[F, 3]``.
 
-    Per face, the tangent solves ``dp = T du + B dv`` over the face's UV edges; tangents
-    are summed at each normal index (``t_tng_idx = t_nrm_idx``, as nvdiffrec does) and
-    Gram-Schmidt orthogonalised against the vertex normal (where the sum is nearly parallel
-    to the normal, or zero, an arbitrary tangent-plane direction is used). Needs ``v_tex`` and ``v_nrm``
-    (call :func:`compute_normals` first); faces with degenerate UVs contribute a clamped
-    (large but finite) value, not NaN.
+    MikkTSpace (Mikkelsen 2008, the frame Blender, Substance, Unity, Unreal and glTF assume) is
+    what an engine reconstructs from a mesh, so a normal map optimised in this frame shades
+    the same there. Per face, ``T_f`` is the unit ``dp/du``; at each corner it is projected into
+    the vertex normal's tangent plane, normalised and weighted by the corner angle measured
+    between the edges projected into that plane; corners are summed over their *group* and
+    normalised. The bitangent is ``w * cross(n, t)``, ``w = +1`` where the face's UVs keep
+    their orientation (v up, the Mesh/OBJ convention, which is also what glTF's TANGENT
+    expects) and ``-1`` on mirrored faces.
+
+    Groups (MikkTSpace's): the corners at one welded vertex whose faces are connected through
+    shared edges across faces of the same UV orientation. Vertices are welded by their
+    (position, normal, UV) *indices* where MikkTSpace compares values: the same partition for
+    meshes whose index buffers hold no duplicate values, as dmtrec's and glTF's do. Faces of
+    zero UV area take the orientation of a well-formed face at a corner and contribute no
+    direction; faces with repeated positions contribute nothing (MikkTSpace's rules).
+    Differentiable in the positions. Needs ``v_tex`` and ``v_nrm`` (:func:`compute_normals`).
     """
     if mesh.v_tex is None or mesh.t_tex_idx is None:
         raise ValueError("compute_tangents: mesh has no UVs (v_tex / t_tex_idx)")
@@ -78,21 +90,101 @@ def compute_tangents(mesh: Mesh) -> Mesh:
         raise ValueError("compute_tangents: mesh has no normals; call compute_normals first")
     pos = mesh.v_pos[mesh.t_pos_idx]  # [F, 3, 3]
     tex = mesh.v_tex[mesh.t_tex_idx].to(pos.dtype)  # [F, 3, 2]
+    nrm = mesh.v_nrm[mesh.t_nrm_idx].to(pos.dtype)  # [F, 3, 3]
     duv1, duv2 = tex[:, 1] - tex[:, 0], tex[:, 2] - tex[:, 0]
     dp1, dp2 = pos[:, 1] - pos[:, 0], pos[:, 2] - pos[:, 0]
-    det = duv1[:, 0:1] * duv2[:, 1:2] - duv1[:, 1:2] * duv2[:, 0:1]
-    det = torch.where(det >= 0, det.clamp_min(1e-6), det.clamp_max(-1e-6))
-    tangent = (dp1 * duv2[:, 1:2] - dp2 * duv1[:, 1:2]) / det  # [F, 3]
-    acc = torch.zeros_like(mesh.v_nrm).index_add(
-        0, mesh.t_nrm_idx.reshape(-1), tangent[:, None, :].expand(-1, 3, -1).reshape(-1, 3)
+    det = (duv1[:, 0] * duv2[:, 1] - duv1[:, 1] * duv2[:, 0]).detach()  # twice the signed UV area
+    # MikkTSpace's vOs: det * dp/du, normalised with the sign of det, i.e. the unit dp/du.
+    raw = dp1 * duv2[:, 1:2] - dp2 * duv1[:, 1:2]
+    face_t = torch.where(det[:, None] < 0, -raw, raw)
+    usable = (det.abs() > _TINY) & ((face_t.detach() ** 2).sum(-1) > _TINY)
+    face_t = torch.where(usable[:, None], safe_normalize(face_t), torch.zeros_like(face_t))
+    orient = _orientation(mesh, det, usable)  # [F] bool, per face
+
+    # Per corner: the face tangent and the two edges, projected into the normal's plane.
+    def project(v: Tensor) -> Tensor:
+        v = v - (v * nrm).sum(-1, keepdim=True) * nrm
+        return torch.where((v.detach() ** 2).sum(-1, keepdim=True) > _TINY, safe_normalize(v), v)
+
+    corner_t = project(face_t[:, None, :].expand(-1, 3, -1))
+    e_prev, e_next = project(pos.roll(1, dims=1) - pos), project(pos.roll(-1, dims=1) - pos)
+    # The angle between the projected edges (atan2 keeps the gradient finite, unlike acos).
+    angle = torch.atan2(torch.linalg.cross(e_prev, e_next, dim=-1).norm(dim=-1), (e_prev * e_next).sum(-1))
+    idx = mesh.t_pos_idx
+    degenerate = (idx[:, 0] == idx[:, 1]) | (idx[:, 1] == idx[:, 2]) | (idx[:, 0] == idx[:, 2])
+    weight = torch.where(degenerate[:, None], torch.zeros_like(angle), angle)
+
+    t_tng_idx = _corner_groups(mesh, orient, degenerate)
+    groups = int(t_tng_idx.max()) + 1 if t_tng_idx.numel() else 0
+    acc = torch.zeros(groups, 3, dtype=pos.dtype, device=pos.device).index_add(
+        0, t_tng_idx, (corner_t * weight[..., None]).reshape(-1, 3)
     )
-    acc = safe_normalize(acc)
-    n = mesh.v_nrm
-    ortho = acc - (acc * n).sum(-1, keepdim=True) * n
-    # Where the summed tangent is (nearly) parallel to the normal, or zero, any direction in the
-    # tangent plane beats a normalized rounding error: take one orthogonal to a coordinate axis.
+    sign = torch.zeros(groups, 1, dtype=pos.dtype, device=pos.device)
+    sign[t_tng_idx] = orient[:, None].expand(-1, 3).reshape(-1, 1).to(pos.dtype) * 2.0 - 1.0
+    # A group without any tangent direction (MikkTSpace leaves a zero vector there) gets some
+    # unit vector of the tangent plane: glTF requires unit tangents, and the frame is arbitrary.
+    n = torch.zeros(groups, 3, dtype=pos.dtype, device=pos.device)
+    n[t_tng_idx] = nrm.reshape(-1, 3).detach()
     axis = torch.zeros_like(n)
     axis[:, 0] = (n[:, 0].abs() <= 0.9).to(n.dtype)
     axis[:, 1] = (n[:, 0].abs() > 0.9).to(n.dtype)
-    ortho = torch.where((ortho * ortho).sum(-1, keepdim=True) > 1e-6, ortho, torch.cross(n, axis, dim=-1))
-    return mesh.copy(v_tng=safe_normalize(ortho), t_tng_idx=mesh.t_nrm_idx)
+    fallback = safe_normalize(torch.linalg.cross(n, axis, dim=-1))
+    acc = torch.where((acc.detach() ** 2).sum(-1, keepdim=True) > _TINY, safe_normalize(acc), fallback)
+    return mesh.copy(v_tng=torch.cat([acc, sign], -1), t_tng_idx=t_tng_idx.reshape(-1, 3))
+
+
+# MikkTSpace's NotZero (|x| > FLT_MIN) in float32; squared lengths use the same floor.
+_TINY = 1e-30
+
+
+@torch.no_grad()
+def _corner_groups(mesh: Mesh, orient: Tensor, degenerate: Tensor) -> Tensor:
+    """``[3F]`` group id per corner: corners at one welded vertex, of one orientation, joined
+    through the edges their faces share (connected components by label propagation)."""
+    n = mesh.num_faces * 3
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64, device=mesh.device)
+    # Tuples become single int64 keys (mixed radix) because 1-D unique is much faster than rows.
+    key = mesh.t_pos_idx.long() * (int(mesh.t_nrm_idx.max()) + 1) + mesh.t_nrm_idx.long()
+    key = torch.unique(key, return_inverse=True)[1]
+    key = key * (int(mesh.t_tex_idx.max()) + 1) + mesh.t_tex_idx.long()
+    welded = torch.unique(key, return_inverse=True)[1].reshape(-1, 3)  # [F, 3]
+    # Each corner touches two edges of its face: (corner, next) and (previous, corner). Two
+    # corners at the same welded vertex are adjacent when their faces share one of these edges
+    # (sorted welded ends) and the orientation (mirrored faces never join).
+    o = orient[:, None].expand(-1, 3).long()
+    size = int(welded.max()) + 1
+    incidences = []
+    for a, b in ((welded, welded.roll(-1, dims=1)), (welded.roll(1, dims=1), welded)):
+        lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+        incidences.append((((lo * size + hi) * 2 + o) * 2 + (welded == hi).long()).reshape(-1))
+    incidence = torch.unique(torch.cat(incidences), return_inverse=True)[1].reshape(2, n)
+    # Degenerate faces join nothing (their corners keep singleton groups).
+    alive = ~degenerate[:, None].expand(-1, 3).reshape(-1)
+    label = torch.arange(n, device=welded.device)
+    count = int(incidence.max()) + 1
+    while True:
+        best = torch.full((count,), n, dtype=torch.int64, device=welded.device)
+        for k in range(2):
+            best = best.scatter_reduce(0, incidence[k][alive], label[alive], reduce="amin")
+        new = torch.where(alive, torch.minimum(label, torch.minimum(best[incidence[0]], best[incidence[1]])), label)
+        if torch.equal(new, label):
+            break
+        label = new
+    return torch.unique(label, return_inverse=True)[1]
+
+
+def _orientation(mesh: Mesh, det: Tensor, usable: Tensor) -> Tensor:
+    """``[F]`` True where the face's UVs keep their orientation; faces without a usable UV
+    frame take it from a usable face at one of their corners (preserving where none)."""
+    orient = det > 0
+    if bool(usable.all()):
+        return orient
+    corner_vertex = mesh.t_pos_idx.reshape(-1)
+    good = usable[:, None].expand(-1, 3).reshape(-1)
+    votes = torch.zeros(mesh.num_vertices, dtype=torch.int64, device=det.device)
+    votes = votes.index_add(0, corner_vertex[good], (orient[:, None].expand(-1, 3).reshape(-1)[good].long() * 2 - 1))
+    has = torch.zeros(mesh.num_vertices, dtype=torch.bool, device=det.device)
+    has[corner_vertex[good]] = True
+    vote = (votes[mesh.t_pos_idx].sum(1) >= 0) | ~has[mesh.t_pos_idx].any(1)
+    return torch.where(usable, orient, vote)

@@ -44,8 +44,8 @@ def transform_mesh(mesh: Mesh, matrix: Tensor) -> Mesh:
     moved = {"v_pos": mesh.v_pos @ linear.T + shift}
     for name in ("v_nrm", "v_tng"):
         value = getattr(mesh, name)
-        if value is not None:
-            moved[name] = torch.nn.functional.normalize(value @ linear.T, dim=-1)
+        if value is not None:  # tangents may carry MikkTSpace's bitangent sign as a 4th column
+            moved[name] = torch.cat([torch.nn.functional.normalize(value[:, :3] @ linear.T, dim=-1), value[:, 3:]], -1)
     return mesh.copy(**moved)
 
 
@@ -70,3 +70,51 @@ def merge_meshes(meshes: Sequence[Mesh]) -> Mesh:
         merged[values] = torch.cat([getattr(m, values) for m in meshes])
         merged[indices] = torch.cat(parts)
     return Mesh(**merged, material=meshes[0].material)
+
+
+def connected_components(num_nodes: int, a: Tensor, b: Tensor) -> Tensor:
+    """Component label in ``[0, C)`` of each of ``num_nodes`` nodes joined by edges ``a[i]-b[i]``.
+
+    Parallel union-find (hook every root to the smaller root it meets, then path-compress
+    by pointer jumping), a few vectorised rounds instead of a Python loop over edges.
+
+    Args:
+        a, b: ``[K]`` int64 node indices.
+
+    Returns:
+        ``[num_nodes]`` int64 labels, numbered in order of each component's smallest node.
+    """
+    parent = torch.arange(num_nodes, device=a.device)
+    while True:
+        pa, pb = parent[a], parent[b]
+        hooked = parent.scatter_reduce(0, torch.maximum(pa, pb), torch.minimum(pa, pb), reduce="amin")
+        while True:
+            jumped = hooked[hooked]
+            if torch.equal(jumped, hooked):
+                break
+            hooked = jumped
+        if torch.equal(hooked, parent):
+            break
+        parent = hooked
+    return torch.unique(parent, return_inverse=True)[1]
+
+
+def drop_small_components(mesh: Mesh, min_fraction: float) -> Mesh:
+    """``mesh`` without its vertex-connected pieces of fewer than ``min_fraction`` times the
+    faces of the largest one (floaters a fit leaves around the surface), unused vertices removed.
+
+    Only positions and faces are kept (the result is meant for unwrapping and baking); an empty
+    mesh, or ``min_fraction <= 0``, comes back unchanged.
+    """
+    if min_fraction <= 0 or mesh.is_empty:
+        return mesh
+    faces = mesh.t_pos_idx
+    label = connected_components(mesh.num_vertices, faces[:, [0, 1]].reshape(-1), faces[:, [1, 2]].reshape(-1))
+    face_label = label[faces[:, 0]]
+    sizes = torch.bincount(face_label)
+    keep = sizes[face_label] >= min_fraction * sizes.max()
+    if bool(keep.all()):
+        return Mesh(v_pos=mesh.v_pos, t_pos_idx=faces)
+    faces = faces[keep]
+    used, remap = torch.unique(faces, return_inverse=True)
+    return Mesh(v_pos=mesh.v_pos[used], t_pos_idx=remap.reshape(-1, 3))

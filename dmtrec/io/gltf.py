@@ -3,10 +3,15 @@
 Written files hold one mesh, one material and embedded PNG textures:
 
 - ``baseColorTexture`` from ``kd`` (sRGB PNG; alpha blending when kd has alpha below 1),
-- ``metallicRoughnessTexture`` and ``occlusionTexture`` both from ``ks``: glTF reads
-  roughness from G, metallic from B and occlusion from R, exactly nvdiffrec's ORM layout,
-- ``normalTexture`` from ``normal`` (tangent space, OpenGL +Y up as glTF specifies; viewers
-  derive MikkTSpace tangents, no TANGENT attribute is written).
+- ``metallicRoughnessTexture`` and ``occlusionTexture`` share one ORM image made from ``ks``:
+  glTF reads roughness from G, metallic from B and occlusion from R. dmtrec's ks.R is an
+  occlusion *amount* (shading scales by ``1 - R``, nvdiffrec's layout) while glTF's occlusion
+  is a visibility (1 = unoccluded), so the image's R channel holds ``1 - ks.R``; the reader
+  inverts it back, and a file without an occlusion map reads as ``ks.R = 0`` (unoccluded),
+- ``normalTexture`` from ``normal`` (tangent space, OpenGL +Y up as glTF specifies), with a
+  ``TANGENT`` attribute: MikkTSpace tangents with the bitangent sign in w
+  (:func:`dmtrec.geometry.normals.compute_tangents`, the frame dmtrec trains and renders with),
+  so engines use the frame the normal map was optimised in instead of deriving their own.
 
 glTF keeps one index per vertex, so corners with different (position, UV, normal) index
 triples become separate vertices; glTF's UV origin is the top-left, so ``v_gltf = 1 - v``.
@@ -31,7 +36,7 @@ from torch import Tensor
 from dmtrec.core.atomic import write_bytes_atomic
 from dmtrec.core.mesh import Mesh
 
-from ..geometry.normals import compute_normals
+from ..geometry.normals import compute_normals, compute_tangents
 from .textures import check_textures, texture_from_image_bytes, texture_png_bytes
 
 log = logging.getLogger(__name__)
@@ -49,7 +54,14 @@ class GltfReadError(ValueError):
     """A GLB file is missing, malformed or uses an unsupported feature; the message names the file."""
 
 
-def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] = None, occlusion: bool = True) -> Path:
+def write_glb(
+    path: PathLike,
+    mesh: Mesh,
+    textures: Optional[dict[str, Tensor]] = None,
+    occlusion: bool = True,
+    unlit: bool = False,
+    vertex_color: Optional[Tensor] = None,
+) -> Path:
     """Write ``mesh`` and its PBR maps as a self-contained ``.glb`` file (atomically).
 
     Args:
@@ -57,21 +69,18 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
         mesh: the mesh; smooth normals are computed when it has none (glTF would shade flat).
         textures: optional maps in memory form, keys ``kd``, ``ks`` (ORM), ``normal``; they
             need UVs on the mesh.
-        occlusion: bind ks's R channel as the occlusion map (ORM); turn off where R holds no
-            occlusion (e.g. zeros), which viewers would render as fully occluded.
+        occlusion: bind the ORM image's R channel (``1 - ks.R``, glTF's visibility) as the
+            occlusion map; off, viewers ignore ks.R (and the reader sees no occlusion).
+        unlit: mark the material ``KHR_materials_unlit`` (viewers show the base colour as is).
+        vertex_color: ``[V, 3]`` linear colours per position vertex, written as ``COLOR_0``
+            (glTF multiplies them into the base colour).
     Returns:
         ``path`` as a :class:`Path`.
     """
-    mesh.validate("write_glb")
     textures = check_textures(textures or {}, "write_glb")
-    if textures and mesh.v_tex is None:
-        raise ValueError("write_glb: textures given but the mesh has no UVs (v_tex / t_tex_idx)")
-    if mesh.is_empty:
-        raise ValueError("write_glb: the mesh has no faces (glTF accessors cannot be empty)")
-    if mesh.v_nrm is None:
-        mesh = compute_normals(mesh)
+    mesh = primitive_mesh(mesh, textures, "write_glb")
     builder = _GlbBuilder()
-    attributes, indices = _vertex_streams(mesh)
+    attributes, indices = _vertex_streams(mesh, vertex_color)
     primitive = {
         "attributes": {
             name: builder.accessor(data, _ARRAY_BUFFER, with_bounds=name == "POSITION")
@@ -83,6 +92,11 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
     }
     builder.doc["meshes"] = [{"name": "mesh", "primitives": [primitive]}]
     builder.doc["materials"] = [_material(builder, textures, occlusion)]
+    if unlit:  # glTF's unlit extension: the metallic-roughness fields remain as the fallback
+        builder.doc["materials"][0]["extensions"] = {"KHR_materials_unlit": {}}
+        builder.doc["extensionsUsed"] = ["KHR_materials_unlit"]
+    if vertex_color is not None and "kd" not in textures:
+        builder.doc["materials"][0]["pbrMetallicRoughness"]["baseColorFactor"] = [1.0, 1.0, 1.0, 1.0]
     builder.doc["nodes"] = [{"name": "mesh", "mesh": 0}]
     builder.doc["scenes"] = [{"nodes": [0]}]
     builder.doc["scene"] = 0
@@ -91,22 +105,52 @@ def write_glb(path: PathLike, mesh: Mesh, textures: Optional[dict[str, Tensor]] 
     return path
 
 
-def _vertex_streams(mesh: Mesh) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    cols = [mesh.t_pos_idx] + [
-        idx for v, idx in ((mesh.v_nrm, mesh.t_nrm_idx), (mesh.v_tex, mesh.t_tex_idx)) if v is not None
+def primitive_mesh(mesh: Mesh, textures: dict[str, Tensor], where: str) -> Mesh:
+    """``mesh`` checked and completed for a glTF primitive: smooth normals when it has none
+    (glTF would shade flat), MikkTSpace tangents with their sign when a normal map needs them
+    (the frame render_mesh uses), no tangents otherwise."""
+    mesh.validate(where)
+    if textures and mesh.v_tex is None:
+        raise ValueError(f"{where}: textures given but the mesh has no UVs (v_tex / t_tex_idx)")
+    if mesh.is_empty:
+        raise ValueError(f"{where}: the mesh has no faces (glTF accessors cannot be empty)")
+    if mesh.v_nrm is None:
+        mesh = compute_normals(mesh)
+    if "normal" in textures and (mesh.v_tng is None or mesh.v_tng.shape[-1] != 4):
+        return compute_tangents(mesh)
+    return mesh if "normal" in textures else mesh.copy(v_tng=None, t_tng_idx=None)
+
+
+def _vertex_streams(mesh: Mesh, vertex_color: Optional[Tensor] = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    pairs = [
+        (name, v, idx)
+        for name, v, idx in (
+            ("NORMAL", mesh.v_nrm, mesh.t_nrm_idx),
+            ("TEXCOORD_0", mesh.v_tex, mesh.t_tex_idx),
+            ("TANGENT", mesh.v_tng, mesh.t_tng_idx),
+        )
+        if v is not None
     ]
+    cols = [mesh.t_pos_idx] + [idx for _, _, idx in pairs]
     corners = torch.stack([c.reshape(-1) for c in cols], 1).cpu().numpy()  # [3F, k]
     keys, inverse = np.unique(corners, axis=0, return_inverse=True)
     attributes = {"POSITION": mesh.v_pos.detach().cpu().float().numpy()[keys[:, 0]]}
-    k = 1
-    if mesh.v_nrm is not None:
-        n = mesh.v_nrm.detach().cpu().double().numpy()[keys[:, k]]
-        attributes["NORMAL"] = (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-        k += 1
-    if mesh.v_tex is not None:
-        uv = mesh.v_tex.detach().cpu().float().numpy()[keys[:, k]].copy()
-        uv[:, 1] = 1.0 - uv[:, 1]
-        attributes["TEXCOORD_0"] = uv
+    for k, (name, values, _) in enumerate(pairs, 1):
+        data = values.detach().cpu().double().numpy()[keys[:, k]]
+        if name == "TEXCOORD_0":
+            data[:, 1] = 1.0 - data[:, 1]
+        elif name == "NORMAL":
+            data = data / np.maximum(np.linalg.norm(data, axis=1, keepdims=True), 1e-12)
+        else:  # glTF: unit xyz, w exactly +-1
+            xyz = data[:, :3] / np.maximum(np.linalg.norm(data[:, :3], axis=1, keepdims=True), 1e-12)
+            data = np.concatenate([xyz, np.where(data[:, 3:4] < 0, -1.0, 1.0)], 1)
+        attributes[name] = data.astype(np.float32)
+    if vertex_color is not None:
+        if tuple(vertex_color.shape) != (mesh.num_vertices, 3):
+            raise ValueError(
+                f"write_glb: vertex_color must be [{mesh.num_vertices}, 3], got {tuple(vertex_color.shape)}"
+            )
+        attributes["COLOR_0"] = vertex_color.detach().cpu().float().clamp(0, 1).numpy()[keys[:, 0]]
     return attributes, inverse.reshape(-1).astype(np.uint32)
 
 
@@ -120,7 +164,7 @@ def _material(builder: "_GlbBuilder", textures: dict[str, Tensor], occlusion: bo
     else:
         pbr["baseColorFactor"] = [0.5, 0.5, 0.5, 1.0]
     if "ks" in textures:
-        orm = builder.texture("ks", textures["ks"])
+        orm = builder.texture("ks", occlusion_to_gltf(textures["ks"]))
         pbr["metallicRoughnessTexture"] = {"index": orm}
         if occlusion:
             material["occlusionTexture"] = {"index": orm}
@@ -129,6 +173,12 @@ def _material(builder: "_GlbBuilder", textures: dict[str, Tensor], occlusion: bo
     if "normal" in textures:
         material["normalTexture"] = {"index": builder.texture("normal", textures["normal"])}
     return material
+
+
+def occlusion_to_gltf(ks: Tensor) -> Tensor:
+    """dmtrec's ks ``[..., 3]`` (occlusion amount, roughness, metallic) -> glTF's ORM values
+    (visibility ``1 - amount``, roughness, metallic); the inverse is the same map."""
+    return torch.cat([1.0 - ks[..., :1], ks[..., 1:]], -1)
 
 
 class _GlbBuilder:
@@ -196,10 +246,11 @@ def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
     """Read the triangle primitives of a ``.glb`` file into one :class:`Mesh` (scene transforms
     applied) and the textures of the first primitive's material.
 
-    Identical positions are welded (``t_pos_idx``), while normals and UVs keep glTF's
-    per-vertex layout (``t_nrm_idx``, ``t_tex_idx``). UVs are flipped back to v up. Returned
-    maps are in memory form (:mod:`dmtrec.io.textures`) with glTF's factors applied; without
-    an occlusion map, ks's R (occlusion) is 1.
+    Identical positions are welded (``t_pos_idx``), while normals, UVs and tangents keep glTF's
+    per-vertex layout (``t_nrm_idx``, ``t_tex_idx``, ``t_tng_idx``; tangents ``[N, 4]`` with w).
+    UVs are flipped back to v up. Returned maps are in memory form (:mod:`dmtrec.io.textures`)
+    with glTF's factors applied; ks.R is the occlusion amount ``strength * (1 - occlusion)``,
+    0 without an occlusion map.
 
     Raises:
         GltfReadError: missing or malformed file, or unsupported features (sparse accessors).
@@ -207,7 +258,7 @@ def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
     path = Path(path)
     doc, blob = _parse_glb(path)
     reader = _AccessorReader(path, doc, blob)
-    positions, normals, uvs, faces, materials = [], [], [], [], []
+    positions, normals, uvs, tangents, faces, materials = [], [], [], [], [], []
     offset = 0
     for mesh_index, matrix in _mesh_instances(doc):
         for prim in doc["meshes"][mesh_index].get("primitives", []):
@@ -231,19 +282,26 @@ def read_glb(path: PathLike) -> tuple[Mesh, dict[str, Tensor]]:
             positions.append(pos.astype(np.float32))
             normals.append(nrm)
             uvs.append(reader.read(attrs["TEXCOORD_0"]) if "TEXCOORD_0" in attrs else None)
+            tng = reader.read(attrs["TANGENT"]) if "TANGENT" in attrs else None
+            if tng is not None and matrix is not None:
+                xyz = tng[:, :3] @ matrix[:3, :3].T
+                tng = np.concatenate(
+                    [xyz / np.maximum(np.linalg.norm(xyz, axis=1, keepdims=True), 1e-12), tng[:, 3:]], 1
+                )
+            tangents.append(tng)
             faces.append(idx.reshape(-1, 3) + offset)
             materials.append(prim.get("material"))
             offset += count
     if not positions:
         raise GltfReadError(f"{path}: no triangle primitives found")
-    mesh = _welded_mesh(np.concatenate(positions), np.concatenate(faces), normals, uvs)
+    mesh = _welded_mesh(np.concatenate(positions), np.concatenate(faces), normals, uvs, tangents)
     used = [m for m in dict.fromkeys(materials) if m is not None]
     if len(used) > 1:
         log.warning("%s uses %d materials; keeping the textures of the first", path, len(used))
     return mesh, (_read_material(path, doc, reader, used[0]) if used else {})
 
 
-def _welded_mesh(pos: np.ndarray, faces: np.ndarray, normals: list, uvs: list) -> Mesh:
+def _welded_mesh(pos: np.ndarray, faces: np.ndarray, normals: list, uvs: list, tangents: list) -> Mesh:
     # Weld exact duplicates, keeping vertices in order of first use.
     unique, first, inverse = np.unique(pos, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first)
@@ -257,6 +315,8 @@ def _welded_mesh(pos: np.ndarray, faces: np.ndarray, normals: list, uvs: list) -
         uv = np.concatenate(uvs).astype(np.float32)
         uv[:, 1] = 1.0 - uv[:, 1]
         mesh.v_tex, mesh.t_tex_idx = torch.from_numpy(uv), per_vertex
+    if all(t is not None for t in tangents):
+        mesh.v_tng, mesh.t_tng_idx = torch.from_numpy(np.concatenate(tangents).astype(np.float32)), per_vertex
     return mesh
 
 
@@ -415,17 +475,21 @@ def _read_material(path: Path, doc: dict, reader: _AccessorReader, index: int) -
         ks = reader.image(pbr["metallicRoughnessTexture"]["index"], "ks")
     else:
         ks = torch.ones(1, 1, 3)
+    ks = ks * factors if not torch.all(factors == 1) else ks
     occ = material.get("occlusionTexture")
     if occ is None:
-        ks = torch.cat([torch.ones_like(ks[..., :1]), ks[..., 1:]], -1)
-    elif occ["index"] != pbr.get("metallicRoughnessTexture", {}).get("index"):
-        ao = reader.image(occ["index"], "ks")
-        if ao.shape[:2] == ks.shape[:2] or ks.shape[:2] == (1, 1):
-            ks = torch.cat([ao[..., :1], ks[..., 1:].expand(*ao.shape[:2], 2)], -1)
+        amount = torch.zeros_like(ks[..., :1])
+    else:
+        if occ["index"] == pbr.get("metallicRoughnessTexture", {}).get("index"):
+            visibility = ks[..., :1]
         else:
-            log.warning("%s: occlusion map size differs from the metallic-roughness map; ignoring it", path)
-            ks = torch.cat([torch.ones_like(ks[..., :1]), ks[..., 1:]], -1)
-    out["ks"] = ks * factors if not torch.all(factors == 1) else ks
+            visibility = reader.image(occ["index"], "ks")[..., :1]
+            if visibility.shape[:2] != ks.shape[:2] and ks.shape[:2] != (1, 1):
+                log.warning("%s: occlusion map size differs from the metallic-roughness map; ignoring it", path)
+                visibility = torch.ones_like(ks[..., :1])
+        amount = float(occ.get("strength", 1.0)) * (1.0 - visibility)
+    ks = ks[..., 1:].expand(*amount.shape[:2], 2)
+    out["ks"] = torch.cat([amount, ks], -1)
     if "normalTexture" in material:
         normal = reader.image(material["normalTexture"]["index"], "normal")
         scale = float(material["normalTexture"].get("scale", 1.0))

@@ -6,6 +6,11 @@ round-trips float32 exactly. Texture maps follow :mod:`dmtrec.io.textures`: ``ma
 sRGB on disk (linear in memory), ``map_Ks`` linear ORM, ``bump`` a tangent-space normal map
 (nvdiffrec's MTL keys). Constant ``Kd`` / ``Ks`` without a map become ``[1, 1, 3]`` maps
 (``Kd`` read as sRGB, as nvdiffrec does).
+
+The writer adds the PBR extension lines that Blender and other DCC importers read beside the
+classic ones: ``Pr`` / ``Pm`` (mean roughness / metallic), ``map_Pr`` / ``map_Pm`` (greyscale
+linear images of ks's G and B channels) and ``norm`` (the normal map again). The MTL's comment
+lines tell a consumer what the engine-side conventions are (see :data:`MTL_NOTES`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,16 @@ PathLike = Union[str, os.PathLike]
 
 _MTL_MAPS = {"map_kd": "kd", "map_ks": "ks", "bump": "normal", "map_bump": "normal", "norm": "normal"}
 _MTL_WRITE = {"kd": "map_Kd", "ks": "map_Ks", "normal": "bump"}
+# ks channel -> (scalar key, map key, file-name suffix) of the MTL PBR extension.
+_PBR_CHANNELS = ((1, "Pr", "map_Pr", "roughness"), (2, "Pm", "map_Pm", "metallic"))
+MTL_NOTES = (
+    "# dmtrec PBR material. map_Kd: base colour, sRGB. map_Ks: nvdiffrec's ORM, linear: R = occlusion",
+    "# amount (shading x (1 - R); glTF's occlusion is 1 - R), G = roughness, B = metallic; map_Pr and",
+    "# map_Pm hold G and B alone. bump and norm: tangent-space normal map, OpenGL convention (+Y up,",
+    "# green not inverted), in the MikkTSpace frame of this file's vn normals and vt UVs: import the",
+    "# normals as given (custom split normals) and let the tool derive MikkTSpace tangents (Blender,",
+    "# Unity, Unreal, Substance do); other tangents or recomputed normals shade the map differently.",
+)
 # Texture map options and how many arguments they take (-o/-s/-t: 1 to 3 numbers).
 _MAP_OPTIONS = {
     "-bm": 1,
@@ -79,12 +94,17 @@ def write_obj(
     if textures and mesh.v_tex is None:
         raise ValueError("write_obj: textures given but the mesh has no UVs (v_tex / t_tex_idx)")
     folder = Path(folder)
-    mtl = [f"newmtl {name}"]
+    mtl = [*MTL_NOTES, f"newmtl {name}"]
     if textures:
+        mtl.append("Kd 1 1 1")
         for key, tex in textures.items():
             file_name = (texture_names or {}).get(key, f"{name}_{key}.png")
             write_texture_png(folder / file_name, key, tex)
             mtl.append(f"{_MTL_WRITE[key]} {file_name}")
+            if key == "ks":
+                mtl += _pbr_maps(folder, name, tex, texture_names)
+            elif key == "normal":
+                mtl.append(f"norm {file_name}")
     else:
         mtl += ["Kd 0.5 0.5 0.5", "Ks 0 0 0"]
     write_text_atomic(folder / f"{name}.mtl", "\n".join(mtl) + "\n")
@@ -100,6 +120,17 @@ def write_obj(
     path = folder / f"{name}.obj"
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+def _pbr_maps(folder: Path, name: str, ks: Tensor, texture_names: Optional[dict[str, str]]) -> list[str]:
+    """Write ks's roughness and metallic as greyscale PNGs; their MTL PBR extension lines."""
+    lines = []
+    for channel, scalar, map_key, suffix in _PBR_CHANNELS:
+        values = ks[..., channel : channel + 1]
+        file_name = (texture_names or {}).get(suffix, f"{name}_{suffix}.png")
+        write_texture_png(folder / file_name, "ks", values)  # linear, like map_Ks
+        lines += [f"{scalar} {float(values.clamp(0, 1).mean()):.6g}", f"{map_key} {file_name}"]
+    return lines
 
 
 def _rows(prefix: str, values: Tensor) -> list[str]:

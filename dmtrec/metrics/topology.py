@@ -20,32 +20,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import Tensor
 
-
-def connected_components(num_nodes: int, a: Tensor, b: Tensor) -> Tensor:
-    """Component label in ``[0, C)`` of each of ``num_nodes`` nodes joined by edges ``a[i]-b[i]``.
-
-    Parallel union-find (hook every root to the smaller root it meets, then path-compress
-    by pointer jumping), a few vectorised rounds instead of a Python loop over edges.
-
-    Args:
-        a, b: ``[K]`` int64 node indices.
-
-    Returns:
-        ``[num_nodes]`` int64 labels, numbered in order of each component's smallest node.
-    """
-    parent = torch.arange(num_nodes, device=a.device)
-    while True:
-        pa, pb = parent[a], parent[b]
-        hooked = parent.scatter_reduce(0, torch.maximum(pa, pb), torch.minimum(pa, pb), reduce="amin")
-        while True:
-            jumped = hooked[hooked]
-            if torch.equal(jumped, hooked):
-                break
-            hooked = jumped
-        if torch.equal(hooked, parent):
-            break
-        parent = hooked
-    return torch.unique(parent, return_inverse=True)[1]
+from dmtrec.geometry.ops import connected_components
 
 
 def mesh_topology(v_pos: Tensor, faces: Tensor, weld: bool = True) -> Dict[str, Any]:

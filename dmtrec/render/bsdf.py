@@ -119,12 +119,18 @@ def pbr_bsdf(kd: Tensor, ks: Tensor, n: Tensor, wo: Tensor, wi: Tensor) -> Tenso
 
 
 def perturb_normal(perturbation: Tensor, n: Tensor, tangent: Tensor) -> Tensor:
-    """Apply a tangent-space normal ``[..., 3]`` (x along ``tangent``, y along the OpenGL-style
-    bitangent ``n x tangent``, z along ``n``, z clamped to >= 0) to the smooth normal ``n``."""
-    bitangent = safe_normalize(torch.linalg.cross(tangent, n, dim=-1))
+    """Apply a tangent-space normal ``[..., 3]`` (x along ``tangent``, y along the bitangent
+    ``w * (n x tangent)``, z along ``n``, z clamped to >= 0) to the smooth normal ``n``.
+
+    ``tangent`` is ``[..., 3]`` (``w = 1``) or ``[..., 4]`` with MikkTSpace's / glTF's sign ``w``
+    (-1 on faces with mirrored UVs); y is OpenGL-style (+Y towards increasing v).
+    """
+    sign = 1.0 if tangent.shape[-1] == 3 else torch.where(tangent[..., 3:4] < 0, -1.0, 1.0)
+    tangent = tangent[..., :3]
+    bitangent = safe_normalize(torch.linalg.cross(n, tangent, dim=-1)) * sign
     shading = (
         tangent * perturbation[..., 0:1]
-        - bitangent * perturbation[..., 1:2]
+        + bitangent * perturbation[..., 1:2]
         + n * perturbation[..., 2:3].clamp_min(0.0)
     )
     return safe_normalize(shading)
@@ -149,7 +155,8 @@ def prepare_shading_normal(
     Args:
         pos: ``[..., 3]`` surface points; view_pos: ``[..., 3]`` camera centres (broadcast).
         smooth_normal, geometric_normal: ``[..., 3]`` interpolated vertex normal and face normal.
-        perturbation, tangent: ``[..., 3]`` tangent-space normal and interpolated tangent, or None.
+        perturbation: ``[..., 3]`` tangent-space normal, or None; tangent: ``[..., 3]`` interpolated
+            tangent or ``[..., 4]`` with the bitangent sign (:func:`perturb_normal`).
     Returns:
         ``[..., 3]`` unit shading normals.
     """
@@ -157,7 +164,7 @@ def prepare_shading_normal(
     if perturbation is not None:
         if tangent is None:
             raise ValueError("prepare_shading_normal: a normal perturbation needs a tangent")
-        n = perturb_normal(perturbation, n, safe_normalize(tangent))
+        n = perturb_normal(perturbation, n, torch.cat([safe_normalize(tangent[..., :3]), tangent[..., 3:]], -1))
     view = safe_normalize(view_pos - pos)
     geometric = safe_normalize(geometric_normal)
     if two_sided:

@@ -14,7 +14,11 @@ one per output texel, so a constant map stays constant at every level. The GGX s
 each level is filtered on the box-filtered pyramid level whose texels are about as wide as the
 lobe's GGX alpha (finer detail does not survive the filter; at least 16 x 16, at most the
 level's own resolution), over the texels inside the cone holding 90 % of the lobe, and
-upsampled bilinearly to the level's resolution. The sparse operators depend only on
+upsampled bilinearly to the level's resolution. The top level (roughness 0.08, the sharpest
+reflections) is not upsampled when that resolution is below its own (base maps above 128^2):
+it is filtered at its own resolution by filtered importance sampling (:func:`_importance_filter`),
+so that it keeps the lobe's width and the learned texels get gradients through bilinear lookups
+instead of through the coarse level's box averages. The sparse operators depend only on
 resolution and roughness and are built once per process. The diffuse sum is dense at 16 x 16.
 
 Shading follows the split sum: ``diffuse(n) * kd (1 - m) + specular(r, roughness) * (F0 A + B)``
@@ -46,6 +50,10 @@ _LOBE_ENERGY = 0.9
 """Fraction of the GGX half-vector distribution whose light directions the specular filter gathers
 (nvdiffrec's cone keeps about 0.75); the rest of the tail is dropped and the weights renormalized."""
 
+_FIS_SAMPLES = 32
+"""GGX samples per texel of the importance-sampled top level (error ~1.5 % of a dense GGX
+convolution at 512^2 on a sky with a sun, against ~3.7 % for filtering at 128^2 and upsampling)."""
+
 _TEXELS_PER_ALPHA = 1.0
 """Filtering resolution: the finest power of two whose texels are at least ``alpha / this`` wide."""
 
@@ -75,6 +83,7 @@ class EnvironmentLight(torch.nn.Module):
         self.specular: Optional[List[Tensor]] = None
         self.diffuse: Optional[Tensor] = None
         self._mips_key = None
+        self.rotation: Optional[Tensor] = None
 
     # ------------------------------------------------------------------ construction
 
@@ -175,6 +184,19 @@ class EnvironmentLight(torch.nn.Module):
 
     # ------------------------------------------------------------------ shading
 
+    def xfm(self, rotation: Optional[Tensor]) -> None:
+        """Look the light up in a rotated frame from now on: directions ``d`` become ``R d`` with
+        ``rotation [B, 3, 3]`` (or ``[B, 4, 4]``, its upper-left block), e.g. the world-to-camera
+        rotation of each view for nvdiffrec's ``camera_space_light`` (its ``light.xfm(mv)``).
+        None looks up world directions again."""
+        self.rotation = None if rotation is None else rotation[..., :3, :3]
+
+    def _rotate(self, directions: Tensor) -> Tensor:
+        if self.rotation is None:
+            return directions
+        rotation = self.rotation.to(directions)
+        return torch.einsum("bij,b...j->b...i", rotation, directions)
+
     def shade(
         self, pos: Tensor, normal: Tensor, kd: Tensor, ks: Tensor, view_pos: Tensor, rasterizer, specular: bool = True
     ) -> Tensor:
@@ -191,7 +213,7 @@ class EnvironmentLight(torch.nn.Module):
         if self.specular is None:
             raise RuntimeError("EnvironmentLight.shade: call build_mips() or ensure_mips() first")
         irradiance = rasterizer.texture(
-            self.diffuse[None], normal.contiguous(), filter_mode="linear", boundary_mode="cube"
+            self.diffuse[None], self._rotate(normal).contiguous(), filter_mode="linear", boundary_mode="cube"
         )
         if not specular:
             return irradiance * kd * (1.0 - ks[..., 0:1])
@@ -205,7 +227,7 @@ class EnvironmentLight(torch.nn.Module):
             filter_mode="linear",
             boundary_mode="clamp",
         )
-        reflected = bsdf.safe_normalize(bsdf.reflect(wo, normal))
+        reflected = self._rotate(bsdf.safe_normalize(bsdf.reflect(wo, normal)))
         radiance = rasterizer.texture(
             self.specular[0][None],
             reflected.contiguous(),
@@ -375,10 +397,66 @@ def _work_resolution(level_res: int, roughness: float) -> int:
     return min(res, level_res)
 
 
+@functools.lru_cache(maxsize=16)
+def _ggx_samples(roughness: float, count: int):
+    """``count`` GGX light directions around ``n = v = +z`` from a Hammersley set: local
+    directions ``[K, 3]`` (those below the horizon dropped), weights ``n.l`` ``[K]`` and the
+    solid angle each sample stands for, ``1 / (count pdf(l))`` with ``pdf(l) = D(h) / 4``."""
+    alpha_sq = float(bsdf.ggx_alpha_sq(torch.tensor(roughness, dtype=torch.float64)))
+    index = torch.arange(count, dtype=torch.int64)
+    radical = torch.zeros(count, dtype=torch.float64)
+    for bit in range(32):  # van der Corput radical inverse in base 2
+        radical += ((index >> bit) & 1).double() * 2.0 ** (-(bit + 1))
+    u1, phi = (index.double() + 0.5) / count, 2.0 * math.pi * radical
+    cos_h = torch.sqrt((1.0 - u1) / (1.0 + (alpha_sq - 1.0) * u1))
+    sin_h = torch.sqrt(1.0 - cos_h * cos_h)
+    half = torch.stack([sin_h * torch.cos(phi), sin_h * torch.sin(phi), cos_h], -1)
+    light = 2.0 * cos_h[:, None] * half - torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    ndf = bsdf.ndf_ggx(torch.tensor(alpha_sq, dtype=torch.float64), cos_h)
+    keep = light[:, 2] > 0
+    return light[keep].float(), light[keep, 2].float(), (4.0 / (count * ndf[keep])).float()
+
+
+def _importance_filter(
+    pyramid: List[Tensor], directions: Tensor, roughness: float, rasterizer, samples: int = _FIS_SAMPLES
+) -> Tensor:
+    """GGX-prefiltered radiance of ``pyramid[0]`` (``n = v = r``) along ``directions [N, 3]``
+    -> ``[N, C]``, by filtered importance sampling (Krivanek and Colbert 2008): ``samples`` GGX
+    directions per output direction, each read trilinearly from the box pyramid at the level
+    whose texels cover the sample's solid angle (texel solid angle at the direction:
+    ``(2 / S)^2 max|d_i|^3``). Differentiable w.r.t. the pyramid."""
+    local, weight, omega = (t.to(directions.device) for t in _ggx_samples(roughness, samples))
+    res = pyramid[0].shape[1]
+    mips = [level[None] for level in pyramid[1:]]
+    out = []
+    for d in directions.split(max(1, (1 << 21) // local.shape[0])):
+        helper = torch.zeros_like(d)
+        helper[:, 2] = 1.0
+        helper[d[:, 2].abs() > 0.999] = torch.tensor([1.0, 0.0, 0.0], device=d.device)
+        tangent = bsdf.safe_normalize(torch.cross(helper, d, dim=-1))
+        bitangent = torch.cross(d, tangent, dim=-1)
+        world = local[:, 0:1] * tangent[:, None] + local[:, 1:2] * bitangent[:, None] + local[:, 2:3] * d[:, None]
+        texel = (2.0 / res) ** 2 * world.abs().amax(-1) ** 3
+        lod = (0.5 * torch.log2(omega / texel)).clamp(0.0, len(pyramid) - 1)
+        values = rasterizer.texture(
+            pyramid[0][None],
+            world.reshape(1, -1, 1, 3).contiguous(),
+            mip=mips,
+            mip_level_bias=lod.reshape(1, -1, 1).contiguous(),
+            filter_mode="linear-mipmap-linear",
+            boundary_mode="cube",
+        ).reshape(d.shape[0], local.shape[0], -1)
+        out.append((values * weight[:, None]).sum(1) / weight.sum())
+    return torch.cat(out)
+
+
 def _prefilter(pyramid: List[Tensor], level: int, roughness: float, rasterizer) -> Tensor:
     """Specular level ``level``: the GGX-filtered radiance at ``pyramid[level]``'s resolution."""
     level_res = pyramid[level].shape[1]
     work = _work_resolution(level_res, roughness)
+    if roughness <= EnvironmentLight.MIN_ROUGHNESS and work < level_res:  # the top level
+        directions = cube_directions(level_res, pyramid[0].device).reshape(-1, 3)
+        return _importance_filter(pyramid, directions, roughness, rasterizer).reshape(pyramid[0].shape)
     source = pyramid[int(math.log2(pyramid[0].shape[1] // work))]
     filtered = _specular_filter(work, roughness, str(source.device))(source)
     if work == level_res:

@@ -21,17 +21,19 @@ from dmtrec.geometry.normals import compute_normals, compute_tangents, face_norm
 from . import bsdf as bsdf_lib
 from .camera import Cameras
 from .light import EnvironmentLight
-from .material import Material
+from .material import Material, MaterialSample
 
-BSDF_MODES = ("pbr", "diffuse", "white", "kd", "ks", "normal")
+BSDF_MODES = ("pbr", "diffuse", "white", "kd", "ks", "normal", "unlit")
 """``pbr``: full split-sum shading; ``diffuse``: diffuse only (kd as albedo); ``white``: diffuse
 only with a white albedo (geometry under the light); ``kd`` / ``ks``: the material channels;
-``normal``: the world-space shading normal mapped to ``(n + 1) / 2``."""
+``normal``: the world-space shading normal mapped to ``(n + 1) / 2``; ``unlit``: the colour is
+kd, or the interpolated per-vertex colour when one is given (baked assets for devices without
+PBR shading, judged by the same rasterizer)."""
 
 
 def render_mesh(
     mesh,
-    material: Material,
+    material: Optional[Material],
     light: Optional[EnvironmentLight],
     cameras: Cameras,
     rasterizer,
@@ -40,14 +42,16 @@ def render_mesh(
     num_layers: int = 1,
     spp: int = 1,
     smoothness: bool = True,
+    vertex_color: Optional[Tensor] = None,
 ) -> Dict[str, Tensor]:
     """Render ``mesh`` with ``material`` under ``light`` from each camera.
 
     Args:
         mesh: :class:`dmtrec.geometry.Mesh`; vertex normals are computed when missing, tangents
             (from UVs) when the material perturbs normals; may be empty.
-        material: a :class:`~dmtrec.render.material.Material`.
-        light: the environment light (unused, may be None, for the ``kd``/``ks``/``normal`` modes).
+        material: a :class:`~dmtrec.render.material.Material`; may be None with ``vertex_color``
+            (then kd and ks read as 0).
+        light: the environment light (unused, may be None, for the ``kd``/``ks``/``normal``/``unlit`` modes).
             Its mips are (re)built here when needed (:meth:`EnvironmentLight.ensure_mips`).
         cameras: ``B`` cameras; their ``resolution`` is the output size ``(H, W)``.
         rasterizer: a :class:`~dmtrec.render.raster.Rasterizer`.
@@ -56,6 +60,8 @@ def render_mesh(
         num_layers: depth-peeled layers; only 1 is supported (the rasterizer contract has no peeler).
         spp: supersampling factor: render at ``spp`` times the resolution, then box-filter down.
         smoothness: compute ``kd_grad`` (doubles the kd lookups); zeros otherwise.
+        vertex_color: ``[V, 3]`` linear colours per position vertex (``mesh.v_pos``), interpolated
+            across triangles; only for ``bsdf="unlit"``, where they replace kd.
 
     Returns:
         A dict of ``[B, H, W, C]`` float32 buffers:
@@ -85,6 +91,13 @@ def render_mesh(
         )
     if int(spp) != spp or spp < 1:
         raise ValueError(f"render_mesh: spp must be a positive integer, got {spp!r}")
+    if vertex_color is not None and (bsdf != "unlit" or tuple(vertex_color.shape) != (mesh.v_pos.shape[0], 3)):
+        raise ValueError(
+            f"render_mesh: vertex_color must be [V={mesh.v_pos.shape[0]}, 3] with bsdf 'unlit', got "
+            f"{tuple(vertex_color.shape)} with {bsdf!r}"
+        )
+    if material is None and vertex_color is None:
+        raise ValueError("render_mesh: a material is needed unless vertex colours are given")
     needs_light = bsdf in ("pbr", "diffuse", "white")
     if needs_light and light is None:
         raise ValueError(f"render_mesh: bsdf {bsdf!r} needs a light")
@@ -100,9 +113,11 @@ def render_mesh(
         if needs_light:
             light.ensure_mips(rasterizer)
         mesh = _with_shading_frame(mesh, material)
-        buffers = _render_layer(mesh, material, light, cameras, rasterizer, background, bsdf, full, smoothness)
+        buffers = _render_layer(
+            mesh, material, light, cameras, rasterizer, background, bsdf, full, smoothness, vertex_color
+        )
     if buffers is None:  # empty mesh, or nothing in view
-        buffers = _empty_buffers(mesh, material, light, background)
+        buffers = _empty_buffers(mesh, material, light, background, vertex_color)
     if spp > 1:
         buffers = {key: _box_down(value, spp) for key, value in buffers.items()}
     return buffers
@@ -123,10 +138,12 @@ def _check_background(background: Optional[Tensor], batch: int, height: int, wid
     return background.to(device=device, dtype=torch.float32).expand(batch, -1, -1, -1)
 
 
-def _with_shading_frame(mesh, material: Material):
+def _with_shading_frame(mesh, material: Optional[Material]):
     """The mesh with vertex normals, and tangents where the material needs them."""
     if mesh.v_nrm is None or mesh.t_nrm_idx is None:
         mesh = compute_normals(mesh)
+    if material is None:
+        return mesh
     if material.perturbs_normals and (mesh.v_tng is None or mesh.t_tng_idx is None):
         if mesh.v_tex is None or mesh.t_tex_idx is None:
             raise ValueError(
@@ -149,6 +166,7 @@ def _render_layer(
     bsdf: str,
     resolution,
     smoothness: bool,
+    vertex_color: Optional[Tensor] = None,
 ) -> Optional[Dict[str, Tensor]]:
     """Buffers at ``resolution``, or None when no pixel is covered."""
     clip = cameras.project(mesh.v_pos)
@@ -171,13 +189,16 @@ def _render_layer(
     smooth_normal, _ = rasterizer.interpolate(mesh.v_nrm, frag, mesh.t_nrm_idx.int())
     geometric_normal = face_normals(mesh.v_pos, mesh.t_pos_idx)[frag[..., 3].long() - 1]
     tangent = None
-    if material.perturbs_normals:
+    if material is not None and material.perturbs_normals:
         tangent, _ = rasterizer.interpolate(mesh.v_tng, frag, mesh.t_tng_idx.int())
     uv = uv_da = None
-    if material.uses_uv:
+    if material is not None and material.uses_uv:
         uv, uv_da = rasterizer.interpolate(mesh.v_tex, frag, mesh.t_tex_idx.int(), rast_db=frag_db, diff_attrs="all")
 
-    sample = material.sample(pos, uv, uv_da, rasterizer, smoothness=smoothness)
+    if material is not None:
+        sample = material.sample(pos, uv, uv_da, rasterizer, smoothness=smoothness)
+    else:  # vertex colours only: no material channels
+        sample = MaterialSample(kd=torch.zeros_like(pos), ks=torch.zeros_like(pos))
     view_pos = cameras.campos[pixel_batch].reshape(1, n, 1, 3)
     normal = bsdf_lib.prepare_shading_normal(
         pos, view_pos, smooth_normal, geometric_normal, sample.perturbation, tangent, two_sided=True
@@ -195,6 +216,8 @@ def _render_layer(
         color = kd
     elif bsdf == "ks":
         color = ks
+    elif bsdf == "unlit":
+        color = kd if vertex_color is None else rasterizer.interpolate(vertex_color, frag, tri)[0]
     else:
         color = (normal + 1.0) * 0.5
     alpha = sample.alpha if sample.alpha is not None else torch.ones_like(kd[..., :1])
@@ -225,9 +248,12 @@ def _render_layer(
     }
 
 
-def _empty_buffers(mesh, material: Material, light, background: Tensor) -> Dict[str, Tensor]:
+def _empty_buffers(
+    mesh, material: Optional[Material], light, background: Tensor, vertex_color: Optional[Tensor] = None
+) -> Dict[str, Tensor]:
     # Zero that depends on every parameter, so that losses on these buffers still backpropagate.
-    params = [mesh.v_pos, *material.parameters()] + ([] if light is None else list(light.parameters()))
+    params = [mesh.v_pos] + ([] if material is None else list(material.parameters()))
+    params += ([] if light is None else list(light.parameters())) + ([] if vertex_color is None else [vertex_color])
     anchor = sum(p.sum() for p in params if p.is_floating_point()) * 0.0
     zeros = torch.zeros_like(background[..., :1]) + anchor
     shaded = torch.cat([background + anchor, zeros], -1)

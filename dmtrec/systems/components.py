@@ -26,7 +26,12 @@ def build_dmtet(cfg: DMTetConfig):
     from dmtrec.geometry.dmtet import DMTetGeometry
 
     return DMTetGeometry(
-        resolution=cfg.resolution, scale=cfg.scale, grid_file=cfg.grid_file, init=cfg.init, seed=cfg.seed
+        resolution=cfg.resolution,
+        scale=cfg.scale,
+        grid_file=cfg.grid_file,
+        init=cfg.init,
+        seed=cfg.seed,
+        offset_bound=cfg.offset_bound,
     )
 
 
@@ -68,14 +73,18 @@ def build_light(cfg: LightConfig):
 
 
 def complete_textures(textures: Dict[str, Tensor], cfg: MaterialConfig) -> Dict[str, Tensor]:
-    """Fill missing kd / ks / normal maps of an input mesh: the middle of the configured
-    ranges for kd and ks, the unperturbed normal (0, 0, 1)."""
+    """Fill missing kd / ks / normal maps of an input mesh: kd the middle of its range; ks
+    occlusion 0, roughness the middle of its range, metallic 0 (nvdiffrec reads a mesh without
+    ks as ks = 0, clamped into the range, and clears occlusion), each clamped into the configured
+    range; the unperturbed normal (0, 0, 1)."""
     res = cfg.texture_res
     out = dict(textures)
     if "kd" not in out:
         out["kd"] = (0.5 * (torch.tensor(cfg.kd_min) + torch.tensor(cfg.kd_max))).expand(res, res, 3).clone()
     if "ks" not in out:
-        out["ks"] = (0.5 * (torch.tensor(cfg.ks_min) + torch.tensor(cfg.ks_max))).expand(res, res, 3).clone()
+        ks_min, ks_max = torch.tensor(cfg.ks_min), torch.tensor(cfg.ks_max)
+        ks = torch.stack([torch.tensor(0.0), 0.5 * (ks_min[1] + ks_max[1]), torch.tensor(0.0)])
+        out["ks"] = torch.minimum(torch.maximum(ks, ks_min), ks_max).expand(res, res, 3).clone()
     if "normal" not in out and cfg.normal_map:
         out["normal"] = torch.tensor([0.0, 0.0, 1.0]).expand(res, res, 3).clone()
     return out
@@ -149,15 +158,22 @@ def light_regularizer(light) -> Tensor:
     return light.regularizer()
 
 
-def after_step(material, light, cfg: LightConfig) -> None:
+def after_step(material, light, clamp_light: bool = True) -> None:
     """Post-step projections as nvdiffrec: textures back into their ranges, light non-negative."""
     with torch.no_grad():
         material.clamp_()
-        if cfg.optimize:
+        if clamp_light:
             light.clamp_(min=0.0)
 
 
 # ---------------------------------------------------------------------- pass transition and files
+def drop_small_components(mesh: Mesh, min_fraction: float) -> Mesh:
+    """Remove floaters: pieces with fewer than ``min_fraction`` of the largest piece's faces."""
+    from dmtrec.geometry.ops import drop_small_components as drop
+
+    return drop(mesh, min_fraction)
+
+
 def unwrap(mesh: Mesh) -> Mesh:
     """UV-unwrap with xatlas (in a subprocess, with a per-triangle fallback)."""
     from dmtrec.geometry.uv_unwrap import uv_unwrap

@@ -55,6 +55,11 @@ class DMTetConfig:
         sdf_reg: SDF sign regularizer weight at the start of pass 1 (nvdiffrec 0.2) ...
         sdf_reg_end: ... decaying linearly to this (0.01) ...
         sdf_reg_ramp: ... over this fraction of pass 1 (0.25).
+        offset_bound: largest vertex offset, in world units; None is nvdiffrec's ``1 / resolution``
+            whatever ``scale`` is.
+        min_component_fraction: at the end of pass 1, drop vertex-connected pieces with fewer
+            faces than this fraction of the largest piece's before unwrapping and baking (floaters);
+            0 keeps everything (nvdiffrec).
         dev_reg: FlexiCubes only: weight of its L_dev regularizer (nvdiffrec 0.25).
     """
 
@@ -66,6 +71,8 @@ class DMTetConfig:
     sdf_reg: float = 0.2
     sdf_reg_end: float = 0.01
     sdf_reg_ramp: float = 0.25
+    offset_bound: Optional[float] = None
+    min_component_fraction: float = 0.0
     dev_reg: float = 0.25
 
     def __post_init__(self) -> None:
@@ -93,7 +100,11 @@ class MaterialConfig:
         normal_map: learn a tangent-space normal perturbation.
         texture_res: side of the baked 2D textures of pass 2.
         smoothness: weight of the kd smoothness term (jittered lookups; nvdiffrec 0.03) ...
-        smoothness_ramp: ... faded in over this many iterations of each pass (500).
+        smoothness_ramp: ... faded in over this many iterations of each pass (500; the
+            occlusion term's ramp too).
+        occlusion_reg: weight of nvdiffrec's occlusion prior ``mean(ks.occlusion * alpha)``
+            (0.001), so that the occlusion channel does not absorb darkening the light or kd
+            should explain.
         volumetric: extra keyword arguments of the volumetric material (hash-grid levels,
             table size, MLP width, ...), passed through unchanged.
     """
@@ -106,6 +117,7 @@ class MaterialConfig:
     texture_res: int = 1024
     smoothness: float = 0.03
     smoothness_ramp: int = 500
+    occlusion_reg: float = 0.001
     volumetric: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,8 +143,12 @@ class LightConfig:
             nvdiffrec's training starts from), or a path to an HDR probe (``.hdr``).
         base_res: cube-map face resolution, a power of two >= 32 (nvdiffrec 512; small on CPU).
         scale: multiplier on the initial radiance.
-        optimize: learn the light (False keeps it fixed, e.g. for a known probe).
+        optimize: learn the light (False keeps it fixed, e.g. for a known probe; its split-sum
+            mips are then built once, not every step).
         reg: weight of nvdiffrec's light regularizer (0.005).
+        lock: keep the light fixed in pass 2 only (nvdiffrec ``lock_light``).
+        camera_space: the light turns with the camera, i.e. lookups use camera-space directions
+            (nvdiffrec ``camera_space_light``, for objects turning on a stand under fixed lamps).
     """
 
     init: str = "random"
@@ -140,6 +156,8 @@ class LightConfig:
     scale: float = 1.0
     optimize: bool = True
     reg: float = 0.005
+    lock: bool = False
+    camera_space: bool = False
 
     def __post_init__(self) -> None:
         _check(
@@ -168,6 +186,13 @@ class OptimConfig:
         warmup_mesh: ... and in pass 2 (nvdiffrec: 100 iterations, so that the first steps on a
             freshly baked mesh do not throw its vertices around).
         decay: exponential decay rate, lr factor ``10 ** (-decay * iteration)`` (nvdiffrec 2e-4).
+        grad_scale_light: gradient multiplier of the light (nvdiffrec 64: ``lgt.base.grad *= 64``) ...
+        grad_scale_hashgrid: ... and of the hash-grid table (nvdiffrec 16: its MLP's backward
+            hook multiplies the gradient reaching the encoding by 128, ``train.py`` divides the
+            table's by 8; the MLP's own weights are unscaled). Adam is invariant to a gradient
+            scale ``s`` except through ``eps``: scaling by ``s`` is exactly Adam with ``eps / s``,
+            which is how they are applied (the per-texel light gradients, ~1e-8 at 512^2, are
+            otherwise the size of ``eps`` and take much smaller steps). 1 turns a scale off.
     """
 
     lr_geometry: float = 0.03
@@ -178,6 +203,8 @@ class OptimConfig:
     warmup_dmtet: int = 0
     warmup_mesh: int = 100
     decay: float = 2e-4
+    grad_scale_light: float = 64.0
+    grad_scale_hashgrid: float = 16.0
 
     def __post_init__(self) -> None:
         _check(

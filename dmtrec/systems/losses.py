@@ -2,7 +2,7 @@
 
 nvdiffrec compares HDR renders with references after a tonemap (``log(x + 1)`` then the sRGB
 curve, without the final clamp to 1) so that bright highlights do not dominate; the loss names
-("logl1", "logl2", "smape", "mse", "relmse") and the composite with alpha follow its
+("logl1", "logl2", "smape", "mse", "relmse") and the composite with alpha (:func:`over_background`) follow its
 ``train.py``/``render/util.py``.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from dmtrec.metrics.image import composite
 
 IMAGE_LOSSES = ("logl1", "logl2", "smape", "mse", "relmse", "l1")
 
@@ -53,11 +55,11 @@ def image_loss(img: Tensor, target: Tensor, kind: str = "logl1") -> Tensor:
     raise ValueError(f"unknown image loss {kind!r}; choose one of {', '.join(IMAGE_LOSSES)}")
 
 
-def composite(rgba: Tensor, background: Tensor) -> Tensor:
+def over_background(rgba: Tensor, background: Tensor) -> Tensor:
     """Straight-alpha ``rgba [B, H, W, 4]`` over ``background [B, H, W, 3]`` -> ``[B, H, W, 4]``
-    (colour composited, alpha kept), as nvdiffrec prepares its reference images."""
-    alpha = rgba[..., 3:4]
-    return torch.cat([torch.lerp(background, rgba[..., :3], alpha), alpha], dim=-1)
+    (colour composited by :func:`dmtrec.metrics.image.composite`, alpha kept), as nvdiffrec
+    prepares its reference images."""
+    return torch.cat([composite(rgba, background, "rgba"), rgba[..., 3:4]], dim=-1)
 
 
 def reconstruction_loss(render: Tensor, target: Tensor, kind: str = "logl1") -> dict:
@@ -65,7 +67,7 @@ def reconstruction_loss(render: Tensor, target: Tensor, kind: str = "logl1") -> 
 
     Args:
         render: ``[B, H, W, 4]`` shaded render composited over the background, with coverage alpha.
-        target: ``[B, H, W, 4]`` reference composited over the same background (:func:`composite`).
+        target: ``[B, H, W, 4]`` reference composited over the same background (:func:`over_background`).
 
     Returns:
         ``{"alpha": scalar, "color": scalar}``.

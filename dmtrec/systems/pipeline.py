@@ -28,10 +28,12 @@ from dmtrec.render.camera import Cameras
 
 from . import components, distributed, schedules
 from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
-from .losses import IMAGE_LOSSES, composite, reconstruction_loss
+from .losses import IMAGE_LOSSES, over_background, reconstruction_loss
 from .mesh_geometry import MeshGeometry
 
 log = logging.getLogger(__name__)
+
+_EPS = 1e-8  # torch's (and nvdiffrec's) Adam eps
 
 
 class NonFiniteLossError(RuntimeError):
@@ -132,15 +134,16 @@ class ReconstructionSystem(pl.LightningModule):
 
         self.iteration = 0
         self.light = components.build_light(self.light_cfg)
+        self.stage = "dmtet"
         if passes == "mesh":
             mesh, textures = read_mesh(self.mesh_cfg.init_mesh)
             textures = textures if self.mesh_cfg.keep_textures else None
             self._enter_mesh_stage(*self._prepare_input_mesh(mesh, textures))
         else:
-            self.stage = "dmtet"
             build = components.build_flexicubes if geometry == "flexicubes" else components.build_dmtet
             self.geometry = build(self.dmtet_cfg)
             self.material = components.build_volumetric_material(self.material_cfg, self.geometry)
+        self._update_light_trainable()
 
     # ------------------------------------------------------------------ pipeline state
     @property
@@ -173,6 +176,18 @@ class ReconstructionSystem(pl.LightningModule):
         return self.iters_dmtet if self.stage == "dmtet" else self.iters_mesh
 
     @property
+    def light_trainable(self) -> bool:
+        """Whether the light learns in the current pass (``light.optimize``, and not in pass 2
+        under ``light.lock``, nvdiffrec's ``lock_light``)."""
+        return self.light_cfg.optimize and not (self.stage == "mesh" and self.light_cfg.lock)
+
+    def _update_light_trainable(self) -> None:
+        # A frozen light's parameters stop requiring grad, so that its split-sum mips are built
+        # once (EnvironmentLight.ensure_mips) instead of at every step, as nvdiffrec's Trainer.
+        for param in self.light.parameters():
+            param.requires_grad_(self.light_trainable)
+
+    @property
     def rasterizer(self):
         if self._rasterizer is None or self._rasterizer.device != self.device:
             from dmtrec.render.raster import get_rasterizer
@@ -192,6 +207,7 @@ class ReconstructionSystem(pl.LightningModule):
         self.stage = "mesh"
         self.geometry = MeshGeometry.from_mesh(mesh, lock_pos=self.mesh_cfg.lock_pos)
         self.material = components.build_textured_material(textures, self.material_cfg)
+        self._update_light_trainable()
 
     @torch.no_grad()
     def bake_mesh(self) -> Tuple[Mesh, Dict[str, Tensor]]:
@@ -202,6 +218,7 @@ class ReconstructionSystem(pl.LightningModule):
             return self.geometry.mesh(), components.material_textures(self.material)
         mesh = self.geometry.mesh()
         mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
+        mesh = components.drop_small_components(mesh, self.dmtet_cfg.min_component_fraction)
         if mesh.is_empty:
             raise RuntimeError(
                 f"pass 1 ended at iteration {self.iteration} with an empty surface "
@@ -239,6 +256,7 @@ class ReconstructionSystem(pl.LightningModule):
             self.stage = "mesh"
             self.geometry = MeshGeometry.empty_like_state(sd, "geometry.", lock_pos=self.mesh_cfg.lock_pos)
             self.material = components.textured_material_like_state(sd, "material.", self.material_cfg)
+            self._update_light_trainable()
         self.iteration = int(state["iteration"])
 
     # ------------------------------------------------------------------ optimisation
@@ -252,18 +270,29 @@ class ReconstructionSystem(pl.LightningModule):
         geometry_params = [p for p in self.geometry.parameters() if p.requires_grad]
         if geometry_params:
             groups.append({"name": "geometry", "params": geometry_params, "lr": lr_geometry})
-        groups.append({"name": "material", "params": list(self.material.parameters()), "lr": lr_material})
-        if self.light_cfg.optimize:
+        # nvdiffrec's gradient scales (hash-grid table x16, light x64) as Adam's eps / scale: the
+        # same steps as scaling the gradients (see OptimConfig), without touching them.
+        encoding = getattr(self.material, "encoding", None)
+        table = list(encoding.parameters()) if isinstance(encoding, torch.nn.Module) else []
+        table_ids = {id(p) for p in table}
+        groups.append({"name": "material", "params": [p for p in self.material.parameters() if id(p) not in table_ids]})
+        groups[-1]["lr"] = lr_material
+        if table:
+            groups.append(
+                {"name": "hashgrid", "params": table, "lr": lr_material, "eps": _EPS / cfg.grad_scale_hashgrid}
+            )
+        if self.light_trainable:
             groups.append(
                 {
                     "name": "light",
                     "params": list(self.light.parameters()),
                     "lr": cfg.lr_light if cfg.lr_light is not None else lr_material,
+                    "eps": _EPS / cfg.grad_scale_light,
                 }
             )
         for group in groups:
             group["base_lr"] = group["lr"]
-        return torch.optim.Adam(groups)  # nvdiffrec: torch's default betas and eps
+        return torch.optim.Adam(groups, eps=_EPS)  # nvdiffrec: torch's default betas and eps
 
     def configure_optimizers(self):
         return self._make_optimizer()
@@ -289,6 +318,9 @@ class ReconstructionSystem(pl.LightningModule):
         material buffers, see :func:`dmtrec.systems.components.render`).
         """
         mesh = self.geometry.mesh()
+        if self.light_cfg.camera_space:
+            # nvdiffrec's light.xfm(mv): the light is fixed relative to each camera.
+            self.light.xfm(torch.linalg.inv(batch["c2w"]))
         buffers = components.render(
             mesh,
             self.material,
@@ -304,7 +336,7 @@ class ReconstructionSystem(pl.LightningModule):
         """nvdiffrec's loss for the current stage and iteration: image terms plus the weighted
         regularizers. Returns ``(terms, buffers)``; the loss is ``sum(terms.values())``."""
         it, progress = self.pass_iteration, self.pass_iteration / max(1, self.pass_length)
-        target = composite(batch["img"], batch["background"])
+        target = over_background(batch["img"], batch["background"])
         mesh, buffers = self.render(batch, with_smoothness=self.material_cfg.smoothness > 0)
         terms = {f"image_{k}": v for k, v in reconstruction_loss(buffers["shaded"], target, self.loss_kind).items()}
         if self.stage == "dmtet":
@@ -319,10 +351,14 @@ class ReconstructionSystem(pl.LightningModule):
             if weight > 0 and self.geometry.v_pos.requires_grad:
                 offset = self.geometry.initial_pos if self.mesh_cfg.laplace == "relative" else None
                 terms["laplace"] = components.laplacian(mesh, offset) * weight
+        ramp = schedules.ramp_up(it, self.material_cfg.smoothness_ramp)
         if self.material_cfg.smoothness > 0 and "kd_grad" in buffers:
-            ramp = schedules.ramp_up(it, self.material_cfg.smoothness_ramp)
             terms["material_smooth"] = buffers["kd_grad"].mean() * self.material_cfg.smoothness * ramp
-        if self.light_cfg.optimize and self.light_cfg.reg > 0:
+        if self.material_cfg.occlusion_reg > 0 and "ks" in buffers:
+            # nvdiffrec's visibility prior: mean(ks.occlusion * alpha); the buffer is already
+            # multiplied by the coverage.
+            terms["occlusion_reg"] = buffers["ks"][..., 0:1].mean() * self.material_cfg.occlusion_reg * ramp
+        if self.light_trainable and self.light_cfg.reg > 0:
             terms["light_reg"] = components.light_regularizer(self.light) * self.light_cfg.reg
         return terms, buffers
 
@@ -354,7 +390,7 @@ class ReconstructionSystem(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(total)
         optimizer.step()
-        components.after_step(self.material, self.light, self.light_cfg)
+        components.after_step(self.material, self.light, clamp_light=self.light_trainable)
         self.iteration += 1
 
         batch_size = int(batch["img"].shape[0])
@@ -401,7 +437,7 @@ class ReconstructionSystem(pl.LightningModule):
     def _write_grid(self, batch: Dict[str, Tensor], buffers: Dict[str, Tensor], prefix: str) -> None:
         from .grids import image_grid, log_grid, save_grid
 
-        grid = image_grid(composite(batch["img"], batch["background"]), buffers, self.grid_views)
+        grid = image_grid(over_background(batch["img"], batch["background"]), buffers, self.grid_views)
         name = f"{prefix}_{self.iteration:06d}"
         save_grid(Path(self.trainer.default_root_dir) / "images" / f"{name}.png", grid)
         log_grid(

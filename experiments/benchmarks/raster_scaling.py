@@ -27,7 +27,7 @@ backward) peaks at 6.7 GB RSS, within 8 GB: the rasterizer sets up at most
 pairs at once (dmtrec/render/raster/torch_rasterize.py), so its temporaries do not grow with the
 mesh; what remains is proportional to the pixels (images, per-pixel gradients).
 
-Mitsuba needs ``pip install mitsuba`` (the ``mitsuba`` extra) and an LLVM >= 16 shared library
+Mitsuba needs ``pip install mitsuba`` (the ``pathtrace`` extra) and an LLVM >= 16 shared library
 (Debian: ``apt-get install libllvm19``); the benchmark points ``DRJIT_LIBLLVM_PATH`` at it when it
 is unset. Without them the Mitsuba column is left out.
 """

@@ -22,7 +22,7 @@ def test_batches_follow_the_contract(make_nerf):
     assert batch["resolution"] == (4, 4) and all(type(v) is int for v in batch["resolution"])
     for key in ("c2w", "proj", "img", "background"):
         assert batch[key].dtype == torch.float32
-    # random (one colour per image) for training, white for validation by default
+    # per-pixel noise for training (nvdiffrec's), white for validation by default
     assert not torch.equal(batch["background"], torch.ones_like(batch["background"]))
     val = batches(dm.val_dataloader())
     assert len(val) == 2 and torch.equal(val[0]["background"], torch.ones(1, 4, 4, 3))
@@ -96,3 +96,38 @@ def test_configurable_from_yaml_like_lightning_cli(make_nerf):
     assert batch["resolution"] == (4, 4) and len(dm.test_dataset) == 1
     assert torch.equal(batch["background"], torch.zeros(1, 4, 4, 3))
     assert dm.hparams.seed == 3
+
+
+def test_training_backgrounds_are_fresh_per_pixel_noise_every_draw(make_nerf):
+    """nvdiffrec composites every training iteration over new per-pixel noise; a view drawn again
+    in a later epoch gets a new background, and the same seed draws the same ones."""
+    folder, _ = make_nerf(splits={"train": 3, "val": 1, "test": 1})
+
+    def epochs(seed, count):
+        dm = ReconDataModule(path=str(folder), batch_size=3, seed=seed)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        out = []
+        for epoch in range(count):
+            loader.sampler.set_epoch(epoch)  # what Lightning's fit loop does before each epoch
+            (b,) = batches(loader)
+            order = b["index"].argsort()
+            out.append({k: b[k][order] for k in ("index", "img", "background")})
+        return out
+
+    first, second = epochs(1, 2)
+    background = first["background"]
+    # per pixel: neighbouring pixels differ, values spread over [0, 1)
+    assert not torch.equal(background[:, 0, 0], background[:, 0, 1]) and background.std() > 0.2
+    assert torch.equal(first["img"], second["img"])  # same views ...
+    assert not torch.equal(first["background"], second["background"])  # ... new backgrounds
+    again = epochs(1, 2)
+    assert all(torch.equal(a["background"], b["background"]) for a, b in zip([first, second], again))
+    # a resumed run (set_epoch(1) first) draws what the uninterrupted one drew in epoch 1
+    dm = ReconDataModule(path=str(folder), batch_size=3, seed=1)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(1)
+    (resumed,) = batches(loader)
+    order = resumed["index"].argsort()
+    assert torch.equal(resumed["background"][order], second["background"])

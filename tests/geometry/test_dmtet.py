@@ -12,7 +12,7 @@ from dmtrec.io.mesh_files import read_mesh
 from dmtrec.io.obj import write_obj
 
 
-def test_offsets_are_bounded_by_half_a_cell_as_in_nvdiffrec():
+def test_offsets_are_bounded_by_one_over_resolution_as_in_nvdiffrec():
     geo = DMTetGeometry(resolution=32, scale=2.0, init="sphere")
     assert geo.offset_bound == pytest.approx(1 / 32)  # nvdiffrec: 2 / (2 * grid_res) for scale 2
     with torch.no_grad():
@@ -20,7 +20,13 @@ def test_offsets_are_bounded_by_half_a_cell_as_in_nvdiffrec():
     moved = (geo.deformed_vertices() - geo.grid_verts).abs()
     assert moved.max() <= geo.offset_bound * (1 + 1e-6)
     assert moved.max() > 0.99 * geo.offset_bound
-    assert DMTetGeometry(resolution=32, scale=3.0, init="sphere").offset_bound == pytest.approx(0.5 * 3.0 / 32)
+    # nvdiffrec's bound is 1 / grid_res in world units whatever mesh_scale is (not half a cell)
+    wide = DMTetGeometry(resolution=32, scale=3.0, init="sphere")
+    with torch.no_grad():
+        wide.deform.fill_(1e3)
+    assert (wide.deformed_vertices() - wide.grid_verts).abs().max().item() == pytest.approx(1 / 32, rel=1e-6)
+    # ... unless configured
+    assert DMTetGeometry(resolution=32, scale=3.0, init="sphere", offset_bound=0.05).offset_bound == 0.05
 
 
 def test_random_init_matches_nvdiffrec_and_is_seeded():
@@ -44,8 +50,8 @@ def test_sphere_init_extracts_a_closed_sphere():
     assert torch.allclose(hi, torch.full((3,), 0.6), atol=0.02)
     # mesh() gives what the renderer needs: smooth outward normals, UVs and tangents.
     assert (F.cosine_similarity(mesh.v_nrm, mesh.v_pos, dim=1) > 0.95).all()
-    assert mesh.v_tex is not None and mesh.v_tng.shape == mesh.v_nrm.shape
-    assert (mesh.v_tng * mesh.v_nrm).sum(1).abs().max() < 1e-4
+    assert mesh.v_tex is not None and mesh.v_tng.shape[1] == 4  # MikkTSpace: tangent and sign
+    assert (mesh.v_tng[mesh.t_tng_idx][..., :3] * mesh.v_nrm[mesh.t_nrm_idx]).sum(-1).abs().max() < 1e-4
 
 
 def icosphere_like(radius: float) -> Mesh:
@@ -115,7 +121,7 @@ def test_surfaceless_state_is_an_empty_mesh_everything_accepts():
         geo.sdf.fill_(-0.5)
     mesh = geo.mesh()
     assert mesh.is_empty and mesh.v_pos.shape == (0, 3) and mesh.t_pos_idx.dtype == torch.int64
-    assert mesh.v_nrm.shape == (0, 3) and mesh.v_tex.shape == (0, 2) and mesh.v_tng.shape == (0, 3)
+    assert mesh.v_nrm.shape == (0, 3) and mesh.v_tex.shape == (0, 2) and mesh.v_tng.shape == (0, 4)
     assert vertex_normals(mesh.v_pos, mesh.t_pos_idx).shape == (0, 3)
     loss = geo.sdf_reg_loss() + laplacian_loss(mesh.v_pos, mesh.t_pos_idx) + mesh.v_pos.sum()
     assert loss.item() == 0

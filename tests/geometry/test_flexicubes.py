@@ -327,7 +327,7 @@ def test_geometry_mesh_has_render_attributes_and_the_split_follows_the_mode():
     geo = FlexiCubesGeometry(resolution=16, scale=2.0, init="sphere", sphere_radius=0.6)
     mesh = geo.mesh()  # train mode, grad on: 4 triangles per quad
     assert (F.cosine_similarity(mesh.v_nrm, mesh.v_pos, dim=1) > 0.95).all()
-    assert mesh.v_tex is not None and mesh.v_tng.shape == mesh.v_nrm.shape
+    assert mesh.v_tex is not None and mesh.v_tng.shape[-1] == 4 and mesh.t_tng_idx.shape == mesh.t_pos_idx.shape
     assert mesh.v_tex.min() >= 0 and mesh.v_tex.max() <= 1
     mesh.validate("flexicubes")
     loss = mesh.v_pos.sum() + geo.dev_loss() + geo.sdf_reg_loss()

@@ -74,3 +74,18 @@ def test_copy_and_to_keep_every_field():
     assert copied.v_tex is mesh.v_tex and copied.material == "m" and mesh.material is None
     moved = mesh.to("cpu")
     assert torch.equal(moved.v_tex, mesh.v_tex) and torch.equal(moved.t_tex_idx, mesh.t_tex_idx)
+
+
+def test_drop_small_components_removes_floaters_only():
+    from dmtrec.geometry.ops import drop_small_components
+
+    # A big piece (an octahedron, 8 faces) and a floater (one triangle far away).
+    octa = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
+    faces = [[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]]
+    floater = torch.tensor([[5.0, 5, 5], [5.1, 5, 5], [5, 5.1, 5]])
+    mesh = Mesh(torch.cat([floater, octa]), torch.tensor([[0, 1, 2]] + [[i + 3 for i in f] for f in faces]))
+    cleaned = drop_small_components(mesh, 0.2)  # 1 face < 0.2 * 8
+    assert cleaned.num_faces == 8 and cleaned.num_vertices == 6
+    assert torch.equal(cleaned.v_pos[cleaned.t_pos_idx], octa[torch.tensor(faces)])
+    assert drop_small_components(mesh, 0.1).num_faces == 9  # 1 face >= 0.1 * 8: kept
+    assert drop_small_components(mesh, 0.0) is mesh  # nvdiffrec: keep everything

@@ -86,23 +86,27 @@ def plane_mesh(uv_from_xy) -> Mesh:
 
 
 def test_tangents_follow_increasing_u():
-    for uv_fn, expected in (
-        (lambda xy: xy * 0.5, (1.0, 0, 0)),
-        (lambda xy: xy.flip(1), (0, 1.0, 0)),
-        (lambda xy: torch.stack([-xy[:, 0], xy[:, 1]], 1), (-1.0, 0, 0)),
+    # (uv from xy, tangent = dp/du, bitangent sign: -1 where the UVs are mirrored)
+    for uv_fn, expected, sign in (
+        (lambda xy: xy * 0.5, (1.0, 0, 0), 1.0),
+        (lambda xy: xy.flip(1), (0, 1.0, 0), -1.0),
+        (lambda xy: torch.stack([-xy[:, 0], xy[:, 1]], 1), (-1.0, 0, 0), -1.0),
     ):
         mesh = compute_tangents(plane_mesh(uv_fn))
         assert torch.allclose(mesh.v_nrm, torch.tensor([0, 0, 1.0], dtype=torch.float64).expand(16, 3))
-        assert torch.allclose(mesh.v_tng, torch.tensor(expected, dtype=torch.float64).expand(16, 3))
-        assert torch.equal(mesh.t_tng_idx, mesh.t_nrm_idx)
+        corner = mesh.v_tng[mesh.t_tng_idx].reshape(-1, 4)
+        assert torch.allclose(corner, torch.tensor(expected + (sign,), dtype=torch.float64).expand(len(corner), 4))
+        # One connected fan per vertex: as many tangent groups as vertices.
+        assert len(mesh.v_tng) == 16
 
 
 def test_tangents_are_unit_and_orthogonal_on_a_sphere_and_differentiable():
     mesh = sphere_mesh()
     mesh = compute_normals(mesh.copy(v_tex=mesh.v_pos[:, :2] * 0.5 + 0.5, t_tex_idx=mesh.t_pos_idx))
     out = compute_tangents(mesh)
-    assert torch.allclose(out.v_tng.norm(dim=1), torch.ones(mesh.num_vertices, dtype=torch.float64))
-    assert (out.v_tng * out.v_nrm).sum(1).abs().max() < 1e-9
+    tangent, normal = out.v_tng[out.t_tng_idx][..., :3], out.v_nrm[out.t_nrm_idx]
+    assert torch.allclose(tangent.norm(dim=-1), torch.ones(mesh.t_pos_idx.shape, dtype=torch.float64))
+    assert (tangent * normal).sum(-1).abs().max() < 1e-9
     # Gradients on the upper cap, where the planar UVs are well conditioned.
     cap = (mesh.v_pos[mesh.t_pos_idx][..., 2] > 0.2).all(1)
     faces, used = mesh.t_pos_idx[cap], torch.unique(mesh.t_pos_idx[cap])
@@ -131,4 +135,4 @@ def test_tangents_need_uvs_and_normals():
 def test_empty_mesh_normals_and_tangents():
     mesh = Mesh.empty().copy(v_tex=torch.zeros(0, 2), t_tex_idx=torch.zeros(0, 3, dtype=torch.int64))
     out = compute_tangents(compute_normals(mesh))
-    assert out.v_nrm.shape == (0, 3) and out.v_tng.shape == (0, 3) and out.t_tng_idx.shape == (0, 3)
+    assert out.v_nrm.shape == (0, 3) and out.v_tng.shape == (0, 4) and out.t_tng_idx.shape == (0, 3)

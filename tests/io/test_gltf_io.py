@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmtrec.geometry import Mesh
+from dmtrec.geometry import Mesh, compute_normals, compute_tangents
 from dmtrec.io.gltf import GltfReadError, read_glb, write_glb
 from dmtrec.io.mesh_files import read_mesh
 
@@ -44,12 +44,17 @@ def test_round_trip(tmp_path):
     # Smooth normals were added (glTF would shade flat otherwise): outward on the sphere.
     n = back.v_nrm[back.t_nrm_idx]
     assert (torch.nn.functional.cosine_similarity(n, back.v_pos[back.t_pos_idx], dim=-1) > 0.95).all()
-    assert torch.abs(back_tex["ks"] - tex["ks"]).max() <= 0.5 / 255 + 1e-6
+    assert torch.abs(back_tex["ks"] - tex["ks"]).max() <= 0.5 / 255 + 1e-6  # occlusion amount too
     assert torch.abs(back_tex["normal"] - tex["normal"]).max() <= 1 / 255 + 1e-6
     from dmtrec.io.image import linear_to_srgb
 
     assert torch.abs(linear_to_srgb(back_tex["kd"]) - linear_to_srgb(tex["kd"])).max() <= 0.5 / 255 + 1e-5
     assert read_mesh(path)[0].num_faces == mesh.num_faces
+    # The normal map comes with the tangent frame it is meant for: MikkTSpace with the sign in w
+    # (the same frame render_mesh computes from the mesh), per corner.
+    expected = compute_tangents(compute_normals(mesh))
+    assert back.v_tng.shape[1] == 4 and set(back.v_tng[:, 3].tolist()) <= {-1.0, 1.0}
+    assert torch.allclose(back.v_tng[back.t_tng_idx], expected.v_tng[expected.t_tng_idx], atol=1e-6)
 
 
 def test_mainstream_readers_see_geometry_and_pbr_material(tmp_path):
@@ -67,8 +72,12 @@ def test_mainstream_readers_see_geometry_and_pbr_material(tmp_path):
     gltf = pygltflib.GLTF2().load(str(path))
     assert gltf.asset.version == "2.0"
     pbr = gltf.materials[0].pbrMetallicRoughness
-    # ORM packing: one image serves occlusion (R), roughness (G) and metallic (B).
+    # ORM packing: one image serves occlusion (R), roughness (G) and metallic (B); glTF's
+    # occlusion is a visibility (1 = unoccluded), dmtrec's ks.R an amount: the file holds 1 - R.
     assert gltf.materials[0].occlusionTexture.index == pbr.metallicRoughnessTexture.index
+    orm = np.asarray(material.metallicRoughnessTexture.convert("RGB"), dtype=np.float64) / 255
+    assert np.abs(orm[..., 0] - (1 - tex["ks"][..., 0].double().numpy())).max() <= 0.5 / 255 + 1e-6
+    assert np.abs(orm[..., 1:] - tex["ks"][..., 1:].double().numpy()).max() <= 0.5 / 255 + 1e-6
     position = gltf.accessors[gltf.meshes[0].primitives[0].attributes.POSITION]
     assert np.allclose(position.min, mesh.v_pos.min(0).values.tolist()) and position.max is not None
 
@@ -78,7 +87,7 @@ def test_occlusion_can_be_left_unbound(tmp_path):
     gltf = pygltflib.GLTF2().load(str(path))
     assert gltf.materials[0].occlusionTexture is None
     _, back = read_glb(path)
-    assert (back["ks"][..., 0] == 1).all()  # no occlusion map reads as unoccluded
+    assert (back["ks"][..., 0] == 0).all()  # no occlusion map reads as unoccluded (amount 0)
 
 
 def test_untextured_mesh_gets_a_plain_material(tmp_path):

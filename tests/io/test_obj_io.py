@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dmtrec.geometry import Mesh
 from dmtrec.io.image import linear_to_srgb, read_image
@@ -50,7 +51,15 @@ def test_textures_round_trip_with_their_file_encodings(tmp_path):
     mesh, textures = random_mesh(), random_textures()
     write_obj(tmp_path, mesh, textures, name="thing")
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["thing.mtl", "thing.obj", "thing_kd.png", "thing_ks.png", "thing_normal.png"]
+    assert names == [
+        "thing.mtl",
+        "thing.obj",
+        "thing_kd.png",
+        "thing_ks.png",
+        "thing_metallic.png",
+        "thing_normal.png",
+        "thing_roughness.png",
+    ]
     # kd is sRGB on disk, ks linear, normal n * 0.5 + 0.5.
     assert (
         np.abs(read_image(tmp_path / "thing_kd.png")[..., :3] - linear_to_srgb(textures["kd"][..., :3]).numpy()).max()
@@ -143,3 +152,27 @@ def test_missing_texture_names_the_mtl_line(tmp_path):
         read_obj(tmp_path / "absent.obj")
     with pytest.raises(ValueError, match="unsupported mesh file type"):
         read_mesh(tmp_path / "m.stl")
+
+
+def test_mtl_pbr_extension_lines_are_read_back_by_trimesh(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    mesh, textures = random_mesh(), random_textures()
+    write_obj(tmp_path, mesh, textures, name="thing")
+    loaded = trimesh.load(tmp_path / "thing.obj", process=False)
+    material = loaded.visual.material
+    # trimesh keeps the PBR extension keys it does not map as raw values, lower-cased.
+    pbr = material.kwargs
+    assert pbr["map_pr"] == ["thing_roughness.png"] and pbr["map_pm"] == ["thing_metallic.png"]
+    assert pbr["norm"] == ["thing_normal.png"]
+    ks = textures["ks"].double().numpy()
+    assert float(pbr["pr"][0]) == pytest.approx(ks[..., 1].mean(), abs=1e-5)
+    assert float(pbr["pm"][0]) == pytest.approx(ks[..., 2].mean(), abs=1e-5)
+    assert material.image is not None and material.image.size == tuple(textures["kd"].shape[1::-1])
+    # The maps hold ks's roughness (G) and metallic (B) alone, linear, 8-bit.
+    for name, channel in (("thing_roughness.png", 1), ("thing_metallic.png", 2)):
+        image = np.asarray(Image.open(tmp_path / name), dtype=np.float64) / 255
+        assert image.ndim == 2 and np.abs(image - ks[..., channel]).max() <= 0.5 / 255 + 1e-6
+    # The classic lines stay, and dmtrec reads its own file back unchanged.
+    mtl = (tmp_path / "thing.mtl").read_text()
+    assert "map_Kd thing_kd.png" in mtl and "map_Ks thing_ks.png" in mtl and "bump thing_normal.png" in mtl
+    assert set(read_obj(tmp_path / "thing.obj")[1]) == {"kd", "ks", "normal"}

@@ -36,7 +36,9 @@ def test_outputs_have_nvdiffrec_names_and_load(tmp_path):
         "mesh.obj",
         "texture_kd.png",
         "texture_ks.png",
+        "texture_metallic.png",
         "texture_n.png",
+        "texture_roughness.png",
     ]
     mtl = (mesh_dir / "mesh.mtl").read_text()
     for name in ("texture_kd.png", "texture_ks.png", "texture_n.png"):

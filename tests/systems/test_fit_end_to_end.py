@@ -18,14 +18,19 @@ from common import QUICKSTART, QUIET_ENV, REPO, TINY, subprocess_env
 from dmtrec.cli import main
 from dmtrec.systems.pipeline import ReconstructionSystem
 
-TOTAL_ITERS = 200  # tiny_spot: 160 (pass 1) + 40 (pass 2)
+TOTAL_ITERS = 200  # tiny_spot: 160 (pass 1) + 40 (pass 2), 4 views per step
 # Chamfer-L1 in units of Spot's bounding-box size (geometry_report, 5000 samples). Measured on
-# this config, seeds 0-2: 0.037, 0.042, 0.044. For scale: the sampling floor (Spot against
-# itself) is 0.010, Spot's own SDF on the 32-grid 0.012, the best-fitting sphere 0.098.
-CHAMFER_BOUND = 0.06
-# PSNR (nvdiffrec's convention, 4 held-out views over white). Measured: 20.1, 18.8, 18.9 dB;
-# an empty render scores 13.3 dB, the exact silhouette filled with flat grey 20.3 dB.
-PSNR_BOUND = 16.5
+# this config (issue 11): seeds 0-2 at 1 thread 0.035, 0.037, 0.036; seed 0 under pytest (2
+# threads), two runs: 0.041, 0.049 (CPU float reassociation differs from run to run and the short
+# fit amplifies it). For scale: Spot's convex hull 0.053, the best-fitting ellipsoid (principal
+# axes) 0.054, the best-fitting sphere 0.098; the sampling floor (Spot against itself) 0.010,
+# Spot's SDF on the 32-grid 0.012. The bound rejects a sphere and sits just above the worst
+# measurement; telling a fit from a hull-like blob reliably needs a longer fit than CI affords.
+CHAMFER_BOUND = 0.055
+# PSNR (nvdiffrec's convention, 4 held-out views over white). Measured: seeds 0-2 at 1 thread
+# 21.08, 20.51, 21.00 dB; seed 0 under pytest, two runs: 19.01, 17.71 dB. The exact silhouette
+# filled with flat grey scores 20.3 dB, an empty render 13.3 dB.
+PSNR_BOUND = 17.0
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +84,8 @@ def test_fit_writes_every_output(finished_run):
         "config.yaml",
         "metrics.json",
         "checkpoints/last.ckpt",
+        "inspect/cameras.png",  # the dataset as inspect-data draws it, logged at fit start
+        "inspect/contact_sheet.png",
     ):
         assert (run / name).is_file(), name
     assert list((run / "images").glob("val_*.png")), "no validation grid written"

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dmtrec.systems.losses import composite, image_loss, reconstruction_loss, smape, tonemap_log_srgb
+from dmtrec.systems.losses import image_loss, over_background, reconstruction_loss, smape, tonemap_log_srgb
 
 
 def test_tonemap_known_values():
@@ -47,7 +47,7 @@ def test_reconstruction_loss_masks_colour_by_reference_alpha():
     bg = torch.zeros(1, 2, 2, 3)
     ref = torch.zeros(1, 2, 2, 4)
     ref[0, 0, 0] = torch.tensor([1.0, 1.0, 1.0, 1.0])  # one covered pixel
-    target = composite(ref, bg)
+    target = over_background(ref, bg)
     render = target.clone()
     render[0, 1, 1, :3] = 5.0  # wrong colour where the reference is empty: not a colour error
     terms = reconstruction_loss(render, target, "mse")
@@ -59,5 +59,5 @@ def test_reconstruction_loss_masks_colour_by_reference_alpha():
 def test_composite_over_background():
     rgba = torch.tensor([[[[1.0, 0.0, 0.0, 0.25]]]])
     bg = torch.tensor([[[[0.0, 0.0, 1.0]]]])
-    out = composite(rgba, bg)
+    out = over_background(rgba, bg)
     assert torch.allclose(out, torch.tensor([[[[0.25, 0.0, 0.75, 0.25]]]]))

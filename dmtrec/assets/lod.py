@@ -1,0 +1,293 @@
+"""Appearance-driven levels of detail (Hasselgren et al. 2021, "nvdiffmodeling") for PBR game assets.
+
+Per level: quadric edge-collapse decimation to the triangle budget (``fast-simplification``),
+an xatlas UV atlas (:func:`dmtrec.geometry.uv_unwrap.uv_unwrap`), textures transferred from the
+original by closest-surface lookup (:mod:`.lod_transfer`; this "QEM-only" mesh is the
+baseline), then optimisation of the vertex positions, a tangent-space normal map and the kd / ks
+textures so that PBR renders of the level under the probe match renders of the original.
+
+Viewing distance. A level holding a fraction ``f`` of the original's triangles is meant to be
+shown while the asset covers about ``f`` of the screen *area* (constant triangles per pixel),
+i.e. ``sqrt(f)`` of its height: on a screen where the whole asset spans ``res`` pixels, the
+level spans ``res * sqrt(f)``. Each level is therefore judged (trained and evaluated) on views
+framing the asset's bounding sphere at ``max(min_res, round(res * sqrt(f)))`` pixels, each
+pixel supersampled ``spp x spp`` (nvdiffmodeling trains far levels at low resolution with
+many samples per pixel). ``lods.glb``'s ``MSFT_screencoverage`` hints follow the same rule: a
+level is shown down to the geometric mean of its ``f`` and the next level's.
+
+Defaults (:class:`LodSettings`) and where they come from (nvdiffmodeling ``train.py`` and
+``configs/*.json``):
+
+* Adam, learning rate 0.01 for every parameter (``train.py``'s default), decayed by
+  ``10 ** (-0.0002 * it)`` (its ``LambdaLR``); positions are optimised in units of the asset's
+  bounding-sphere radius (nvdiffmodeling normalises meshes to unit size for the same reason).
+* log-L1 image loss (``--loss logl1``, its default) on renders composited over random per-pixel
+  background colours (``randomBgColor``), plus nvdiffrec's alpha MSE
+  (:func:`dmtrec.systems.losses.reconstruction_loss`).
+* relative Laplacian on the positions (``relative_laplacian``), weighted as nvdiffmodeling weights
+  its Laplacian when no factor is given: ``0.25 * 0.1 / L`` with ``L`` the Laplacian loss of the
+  initial mesh (its "assume RMSE ~= 0.1" rule; for the relative form, whose initial value is 0,
+  ``L`` is taken of the initial positions themselves, in bounding-radius units). A fixed weight
+  (``laplace_weight``) overrides it.
+* minimum roughness 0.08 (``--min-roughness``), random views over the sphere (its
+  ``random_rotation_translation``), batch 8 (its configs), texture resolution 1024 and 5000
+  iterations on a GPU. The CPU defaults here are smaller (batch 4, 512^2 textures, 200
+  iterations, a pool of pre-rendered reference views instead of a fresh view per iteration);
+  all are settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmtrec.assets.views import load_asset, load_probe, render_reference, view_cameras
+from dmtrec.core.mesh import Mesh
+from dmtrec.geometry.uv_unwrap import uv_unwrap
+from dmtrec.io.image import linear_to_srgb, write_png
+from dmtrec.metrics.topology import mesh_topology
+from dmtrec.render.camera import Cameras
+from dmtrec.render.material import TexturedMaterial
+from dmtrec.render.render_mesh import render_mesh
+
+log = logging.getLogger(__name__)
+
+MIN_BUDGET = 4
+BUDGET_SLACK = 0.95
+"""A level has at most its budget of triangles and at least this fraction of it."""
+
+
+@dataclass
+class LodSettings:
+    """Settings of ``dmtrec lod`` (see the module docstring for where the defaults come from).
+
+    Attributes:
+        res: screen height (pixels) on which the whole asset would fill the view; level ``f``
+            is judged at ``res * sqrt(f)`` pixels (at least ``min_res``).
+        min_res: smallest level resolution.
+        level_res: per-level resolutions overriding ``res`` / ``min_res`` (one per level).
+        spp: supersampling per axis of training and evaluation renders (both sides).
+        iterations, batch, lr: optimisation steps, views per step, Adam learning rate.
+        texture_lr: learning rate of the kd / ks / normal textures (None: ``lr``).
+        laplace_weight: weight of the relative Laplacian (positions in bounding-radius units);
+            None: nvdiffmodeling's automatic factor (module docstring).
+        texture_res: side of the kd / ks / normal textures of each level.
+        train_views, heldout_views: pool of reference views optimised on / held out for metrics.
+        fovy: camera field of view in degrees; views frame the bounding sphere.
+        probe_res: cube-map face size of the probe's light.
+        seed: the views and the background noise.
+        xatlas_timeout: seconds before UV unwrapping falls back to a per-triangle atlas.
+        flip: compute FLIP on held-out views when ``flip-evaluator`` is installed.
+    """
+
+    res: int = 512
+    min_res: int = 64
+    level_res: Optional[list] = None
+    spp: int = 2
+    iterations: int = 200
+    batch: int = 4
+    lr: float = 0.01
+    texture_lr: Optional[float] = None
+    laplace_weight: Optional[float] = None
+    texture_res: int = 512
+    train_views: int = 24
+    heldout_views: int = 6
+    fovy: float = 45.0
+    probe_res: int = 64
+    seed: int = 0
+    xatlas_timeout: float = 120.0
+    flip: bool = True
+    log_every: int = 25
+
+
+@dataclass
+class Level:
+    """One level of detail: its mesh (with UVs) and material, and what it measured."""
+
+    index: int
+    budget: int
+    fraction: float
+    resolution: int
+    mesh: Mesh
+    material: TexturedMaterial
+    qem_mesh: Mesh = None
+    qem_material: TexturedMaterial = None
+    report: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def check_closed_manifold(mesh: Mesh, path) -> dict:
+    """The mesh's topology; ``ValueError`` (one line naming ``path``) if it is not a closed edge-manifold surface."""
+    if mesh.is_empty:
+        raise ValueError(f"{path}: mesh has no triangles")
+    topo = mesh_topology(mesh.v_pos, mesh.t_pos_idx)
+    if not topo["edge_manifold"]:
+        raise ValueError(f"{path}: mesh is not edge-manifold (edges shared by more than two triangles)")
+    if topo["boundary_edges"]:
+        raise ValueError(f"{path}: mesh is open ({topo['boundary_edges']} boundary edges); lod needs a closed surface")
+    return topo
+
+
+def level_budgets(
+    num_faces: int, levels: Optional[Sequence[float]] = None, faces: Optional[Sequence[int]] = None, path=""
+) -> list[int]:
+    """Triangle budgets, finest first, from fractions of ``num_faces`` or absolute counts.
+
+    Raises ``ValueError`` for a budget above the input's count or below :data:`MIN_BUDGET`.
+    """
+    if (levels is None) == (faces is None):
+        raise ValueError(f"{path}: give either level fractions or face counts")
+    if levels is not None:
+        bad = [f for f in levels if not 0.0 < f <= 1.0]
+        if bad:
+            raise ValueError(f"{path}: level fractions must be in (0, 1], got {bad[0]}")
+        budgets = [int(math.floor(f * num_faces)) for f in levels]
+    else:
+        budgets = [int(f) for f in faces]
+    for budget in budgets:
+        if budget > num_faces:
+            raise ValueError(f"{path}: budget of {budget} triangles is above the mesh's {num_faces}")
+        if budget < MIN_BUDGET:
+            raise ValueError(f"{path}: budget of {budget} triangles is below the minimum of {MIN_BUDGET}")
+    return sorted(budgets, reverse=True)
+
+
+def level_resolution(fraction: float, settings: LodSettings, index: int) -> int:
+    """Image size at which a level of ``fraction`` of the triangles is judged (module docstring)."""
+    if settings.level_res:
+        return int(settings.level_res[index])
+    return int(min(settings.res, max(settings.min_res, round(settings.res * math.sqrt(fraction)))))
+
+
+# ----------------------------------------------------------------------------- decimation
+
+
+def decimate(mesh: Mesh, budget: int) -> Mesh:
+    """Quadric edge-collapse decimation of ``mesh``'s positions to at most ``budget`` triangles.
+
+    Uses ``fast-simplification`` (sp4cerat's QEM, MIT). Degenerate triangles and unused vertices
+    are dropped. When the result falls short of :data:`BUDGET_SLACK` of the budget (collapses
+    remove two triangles at a time and degenerates are dropped), the target is raised and the
+    run repeated. Returns a mesh with positions and faces only.
+    """
+    import fast_simplification  # lazy: optional dependency (extra "lod")
+
+    points = mesh.v_pos.detach().cpu().double().numpy()
+    triangles = mesh.t_pos_idx.cpu().numpy().astype(np.int64)
+    if budget >= triangles.shape[0]:
+        return _compact(points, triangles, mesh.v_pos.device)
+    target = budget
+    best = None
+    for _ in range(8):
+        v, f = fast_simplification.simplify(points, triangles, target_count=min(target, triangles.shape[0]))
+        f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
+        if f.shape[0] <= budget:
+            best = (v, f)
+            if f.shape[0] >= BUDGET_SLACK * budget:
+                break
+            target += max(1, budget - f.shape[0])
+        else:
+            target -= max(1, f.shape[0] - budget)
+    if best is None:
+        raise ValueError(f"decimation could not reach the budget of {budget} triangles")
+    return _compact(best[0], best[1], mesh.v_pos.device)
+
+
+def _compact(points: np.ndarray, faces: np.ndarray, device) -> Mesh:
+    used, inverse = np.unique(faces.reshape(-1), return_inverse=True)
+    return Mesh(
+        torch.from_numpy(points[used].astype(np.float32)).to(device),
+        torch.from_numpy(inverse.reshape(-1, 3).astype(np.int64)).to(device),
+    )
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+class LodScene:
+    """The original asset under the probe, and its reference views for one resolution."""
+
+    def __init__(self, mesh: Mesh, material: TexturedMaterial, light, rasterizer, settings: LodSettings):
+        self.mesh, self.material, self.light, self.rasterizer = mesh, material, light, rasterizer
+        self.settings = settings
+        pos = mesh.v_pos.detach()
+        self.centre = (pos.min(0).values + pos.max(0).values) / 2
+        self.radius = float((pos - self.centre).norm(dim=-1).max())
+        self._views: dict = {}
+
+    def views(self, resolution: int) -> dict:
+        """``{"train": (cameras, rgba), "heldout": (cameras, rgba)}`` at ``resolution`` (rendered once)."""
+        if resolution not in self._views:
+            s = self.settings
+            out = {}
+            for split, n, seed in (("train", s.train_views, s.seed), ("heldout", s.heldout_views, s.seed + 7919)):
+                cams = view_cameras("sphere", n, self.mesh, s.fovy, resolution, seed)
+                out[split] = (
+                    cams,
+                    render_reference(self.mesh, self.material, self.light, cams, self.rasterizer, s.spp),
+                )
+            self._views[resolution] = out
+        return self._views[resolution]
+
+    def render(self, mesh: Mesh, material: TexturedMaterial, cameras: Cameras, background: Tensor) -> Tensor:
+        """``[B, H, W, 4]`` PBR render of a level over ``background`` (colour composited, coverage alpha)."""
+        return render_mesh(
+            mesh,
+            material,
+            self.light,
+            cameras,
+            self.rasterizer,
+            background=background,
+            spp=self.settings.spp,
+            smoothness=False,
+        )["shaded"]
+
+
+# ----------------------------------------------------------------------------- the whole run
+
+
+def load_lod_inputs(mesh_path, probe_path, settings: LodSettings, device="cpu"):
+    """Read and check the asset and the probe: ``(mesh with UVs, material, light, topology, notes)``.
+
+    A mesh without UVs is unwrapped (its textures, if any, cannot apply then: factors are used).
+    """
+    notes = []
+    mesh, material = load_asset(mesh_path, device)
+    topology = check_closed_manifold(mesh, mesh_path)
+    if mesh.v_tex is None:
+        notes.append("the mesh had no UVs: unwrapped, material taken as constant factors")
+        mesh = uv_unwrap(mesh, timeout_s=settings.xatlas_timeout).mesh
+        textures = material.to_tensors()
+        material = TexturedMaterial.from_tensors(
+            kd=textures["kd"].mean((0, 1), keepdim=True), ks=textures["ks"].mean((0, 1), keepdim=True)
+        )
+        material.requires_grad_(False)
+    light = load_probe(probe_path, settings.probe_res, device=device)
+    return mesh, material, light, topology, notes
+
+
+def contact_sheet(path, levels: Sequence[Level], references: dict, view: int = 0, cell: int = 192) -> None:
+    """PNG grid: one row per level, columns original | QEM-only | optimised (held-out view ``view``)."""
+    rows = []
+    for level in levels:
+        images = [references[level.resolution][view], level.images["qem"][view], level.images["optimised"][view]]
+        cells = [
+            torch.nn.functional.interpolate(img.permute(2, 0, 1)[None], size=(cell, cell), mode="nearest")[0]
+            for img in images
+        ]
+        rows.append(torch.cat(cells, 2))
+    sheet = torch.cat(rows, 1).permute(1, 2, 0)
+    write_png(path, linear_to_srgb(sheet.clamp(0, 1)))
+
+
+def settings_dict(settings: LodSettings) -> dict:
+    return asdict(settings)

@@ -1,0 +1,589 @@
+"""Bake an asset's PBR look under a probe into an unlit texture or per-vertex colours.
+
+Three bakes of the same look, judged by the renderer's ``unlit`` mode against PBR renders:
+
+* **point-sampled** (what game tools do): every texel / vertex gets the PBR radiance of the
+  source surface point it corresponds to, seen from along that point's shading normal;
+* **optimised**: the texels (through their mip pyramid) or vertex colours whose unlit renders
+  best match the PBR renders over the chosen views, by gradient descent from the point sample
+  (L2 in linear space, or log-L1). For vertex colours this differs from the point sample
+  because colours are interpolated across triangles;
+* **closed forms**, checks of the optimiser, from vector-Jacobian products of the (linear)
+  unlit render ``A``: for a texture on the source itself, each texel's observed radiance
+  averaged over all views, weighted by its footprint (the weight the renderer's filtered lookup
+  gives it in each pixel), ``x = A^T (w y) / A^T w``; and for any target the least-squares
+  optimum, by conjugate gradients on ``A^T W A x = A^T W y`` from that mean.
+
+Targets onto another mesh (``onto``, e.g. a level of detail) find, for every texel or vertex,
+the closest point on the source surface (:func:`closest_points`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from dmtrec.core.mesh import Mesh
+from dmtrec.geometry.normals import compute_normals, compute_tangents, face_normals
+from dmtrec.io.image import linear_to_srgb
+from dmtrec.metrics.image import psnr, ssim
+from dmtrec.render import bsdf as bsdf_lib
+from dmtrec.render.bake import _dilate
+from dmtrec.render.camera import Cameras
+from dmtrec.render.light import EnvironmentLight
+from dmtrec.render.material import Texture2D, TexturedMaterial
+from dmtrec.render.render_mesh import render_mesh
+
+from .views import mesh_bounds
+
+TARGETS = ("texture", "vertex")
+LOSSES = ("l2", "logl1")
+
+OVERLAP_TOLERANCE = 0.05
+"""``onto`` meshes whose median vertex lies farther than this fraction of the source's bounding
+radius from the source surface are rejected as not overlapping it."""
+
+
+# ---------------------------------------------------------------------------- correspondences
+
+
+@dataclass
+class SurfacePoints:
+    """Points on a mesh's surface: ``face [N]`` (int64) and barycentrics ``bary [N, 3]``."""
+
+    face: Tensor
+    bary: Tensor
+
+    def interpolate(self, values: Tensor, indices: Tensor) -> Tensor:
+        """``[N, C]`` attribute ``values [*, C]`` indexed per corner by ``indices [F, 3]``."""
+        corners = values[indices[self.face]]  # [N, 3, C]
+        return (corners * self.bary[..., None]).sum(1)
+
+
+def closest_points(mesh: Mesh, query: Tensor, candidates: int = 16, chunk: int = 4096) -> Tuple[SurfacePoints, Tensor]:
+    """Closest points on ``mesh`` to ``query [N, 3]`` and their distances ``[N]``.
+
+    The exact closest point on each of the ``candidates`` triangles with the nearest centroids
+    (the plane projection when it falls inside, else the nearest point on an edge); exact when
+    the closest triangle is among them, which holds for well-shaped meshes.
+    """
+    tri = mesh.v_pos[mesh.t_pos_idx]  # [F, 3, 3]
+    centroid = tri.mean(1)
+    k = min(candidates, tri.shape[0])
+    faces, barys, dists = [], [], []
+    for start in range(0, query.shape[0], chunk):
+        q = query[start : start + chunk]
+        cand = torch.cdist(q, centroid).topk(k, largest=False).indices  # [n, k]
+        bary, dist = _closest_on_triangles(q[:, None, :].expand(-1, k, -1), tri[cand])
+        best = dist.argmin(1)
+        rows = torch.arange(q.shape[0], device=q.device)
+        faces.append(cand[rows, best])
+        barys.append(bary[rows, best])
+        dists.append(dist[rows, best])
+    return SurfacePoints(torch.cat(faces), torch.cat(barys)), torch.cat(dists)
+
+
+def _closest_on_triangles(p: Tensor, tri: Tensor) -> Tuple[Tensor, Tensor]:
+    """Barycentrics ``[..., 3]`` of the points of ``tri [..., 3, 3]`` closest to ``p [..., 3]``, and the distances."""
+    a, b, c = tri.unbind(-2)
+    e1, e2 = b - a, c - a
+    n = torch.linalg.cross(e1, e2, dim=-1)
+    nn = (n * n).sum(-1).clamp_min(1e-30)
+    ap = p - a
+    # Barycentrics of the plane projection (Cramer's rule via the normal).
+    v = (torch.linalg.cross(ap, e2, dim=-1) * n).sum(-1) / nn
+    w = (torch.linalg.cross(e1, ap, dim=-1) * n).sum(-1) / nn
+    inside = (v >= 0) & (w >= 0) & (v + w <= 1)
+    best = torch.stack([1 - v - w, v, w], -1)
+    best_d = torch.where(inside, ((ap * n).sum(-1)).abs() / nn.sqrt(), torch.full_like(v, math.inf))
+    # Nearest point on each edge (x0 -> x1), barycentric weights assigned to its two corners.
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        x0, x1 = tri[..., i, :], tri[..., j, :]
+        d = x1 - x0
+        t = (((p - x0) * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-30)).clamp(0, 1)
+        dist = (x0 + t[..., None] * d - p).norm(dim=-1)
+        better = (dist < best_d) & ~inside
+        edge = torch.zeros_like(best)
+        edge[..., i], edge[..., j] = 1 - t, t
+        best = torch.where(better[..., None], edge, best)
+        best_d = torch.where(better, dist, best_d)
+    return best, best_d
+
+
+def check_overlap(source: Mesh, target: Mesh, name: str) -> float:
+    """Median distance of ``target``'s vertices to ``source`` relative to its bounding radius;
+    ValueError ``"<name>: ..."`` when above :data:`OVERLAP_TOLERANCE`."""
+    _, radius = mesh_bounds(source)
+    _, dist = closest_points(source, target.v_pos)
+    relative = float(dist.median()) / max(radius, 1e-12)
+    if relative > OVERLAP_TOLERANCE:
+        raise ValueError(
+            f"{name}: mesh does not overlap the source mesh (median distance {relative:.0%} of its radius; "
+            "same units and placement?)"
+        )
+    return relative
+
+
+@torch.no_grad()
+def shade_points(
+    mesh: Mesh, material: TexturedMaterial, light: EnvironmentLight, points: SurfacePoints, rasterizer
+) -> Tensor:
+    """PBR radiance ``[N, 3]`` of surface points seen from along their shading normal (the point sample).
+
+    ``mesh`` needs normals (and tangents with a normal map) and UVs when the material is textured.
+    """
+    n = points.face.shape[0]
+
+    def column(x: Tensor) -> Tensor:
+        return x.reshape(1, n, 1, -1).contiguous()
+
+    pos = column(points.interpolate(mesh.v_pos, mesh.t_pos_idx))
+    smooth = column(bsdf_lib.safe_normalize(points.interpolate(mesh.v_nrm, mesh.t_nrm_idx)))
+    geometric = column(face_normals(mesh.v_pos, mesh.t_pos_idx)[points.face])
+    uv = column(points.interpolate(mesh.v_tex, mesh.t_tex_idx))
+    sample = material.sample(pos, uv, None, rasterizer)
+    tangent = None
+    if sample.perturbation is not None:
+        tangent = column(points.interpolate(mesh.v_tng, mesh.t_tng_idx))
+    # Seen from along the normal: build the shading normal with the viewer there, then shade.
+    view = pos + smooth
+    normal = bsdf_lib.prepare_shading_normal(pos, view, smooth, geometric, sample.perturbation, tangent)
+    light.ensure_mips(rasterizer)
+    return light.shade(pos, normal, sample.kd, sample.ks, pos + normal, rasterizer).reshape(n, 3)
+
+
+def uv_layout(mesh: Mesh, resolution: int, rasterizer) -> Tuple[SurfacePoints, Tensor]:
+    """The surface point of every covered texel of ``mesh``'s UV layout and the covered mask
+    ``[T, T]`` (image rows: row 0 is v = 1, as textures are stored)."""
+    uv = mesh.v_tex.to(torch.float32)
+    clip = torch.cat([uv * 2.0 - 1.0, torch.zeros_like(uv[:, :1]), torch.ones_like(uv[:, :1])], -1)
+    rast, _ = rasterizer.rasterize(clip[None], mesh.t_tex_idx.int(), (resolution, resolution))
+    rast = rast[0].flip(0)  # rasterized row 0 is v = 0, the bottom of the image
+    covered = rast[..., 3] > 0
+    u, v = rast[..., 0][covered], rast[..., 1][covered]
+    face = rast[..., 3][covered].long() - 1
+    # The rasterizer's (u, v) weigh corners 0 and 1 (interpolate: u a0 + v a1 + (1 - u - v) a2).
+    return SurfacePoints(face, torch.stack([u, v, 1 - u - v], -1)), covered
+
+
+def with_render_frame(mesh: Mesh, material: Optional[TexturedMaterial] = None) -> Mesh:
+    """``mesh`` with normals, and tangents when ``material`` has a normal map (what shading needs)."""
+    if mesh.v_nrm is None:
+        mesh = compute_normals(mesh)
+    if material is not None and material.perturbs_normals and mesh.v_tng is None:
+        mesh = compute_tangents(mesh)
+    return mesh
+
+
+# ---------------------------------------------------------------------------- unlit assets
+
+
+def unlit_material(texture: Tensor) -> TexturedMaterial:
+    """An unlit material around a learnable ``[T, T, 3]`` colour texture (values kept in [0, 1],
+    what an 8-bit texture stores); ks is a constant placeholder the unlit mode ignores."""
+    kd = Texture2D(texture, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    ks = Texture2D(torch.zeros(1, 1, 3, device=texture.device))
+    ks.requires_grad_(False)
+    return TexturedMaterial(kd, ks)
+
+
+def render_unlit(mesh: Mesh, baked, cameras: Cameras, rasterizer) -> Tensor:
+    """Premultiplied (over black) unlit renders ``[B, H, W, 4]`` of ``mesh`` with ``baked``: an
+    unlit :class:`TexturedMaterial` or vertex colours ``[V, 3]``."""
+    if isinstance(baked, Tensor):
+        out = render_mesh(mesh, None, None, cameras, rasterizer, bsdf="unlit", smoothness=False, vertex_color=baked)
+    else:
+        out = render_mesh(mesh, baked, None, cameras, rasterizer, bsdf="unlit", smoothness=False)
+    return out["shaded"]
+
+
+def premultiplied(rgba: Tensor) -> Tensor:
+    """Straight-alpha ``[..., 4]`` -> premultiplied RGB over black ``[..., 3]``."""
+    return rgba[..., :3] * rgba[..., 3:]
+
+
+def image_loss(pred: Tensor, ref: Tensor, weight: Tensor, loss: str) -> Tensor:
+    """Weighted mean of the per-pixel loss between linear RGB images ``[B, H, W, 3]``."""
+    if loss == "l2":
+        err = (pred - ref) ** 2
+    elif loss == "logl1":  # nvdiffrec's HDR-friendly loss
+        err = (torch.log1p(pred.clamp_min(0)) - torch.log1p(ref.clamp_min(0))).abs()
+    else:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    return (err * weight).sum() / (weight.sum() * 3).clamp_min(1.0)
+
+
+def fit_unlit(
+    mesh: Mesh,
+    baked,
+    cameras: Cameras,
+    references: Tensor,
+    rasterizer,
+    steps: int = 200,
+    lr: float = 0.02,
+    batch: int = 8,
+    loss: str = "l2",
+    seed: int = 0,
+    prior: Optional[Tensor] = None,
+    prior_weight: float = 0.0,
+) -> List[float]:
+    """Optimise ``baked`` (an unlit material or a vertex-colour tensor, in place) so that its
+    unlit renders match ``references [B, H, W, 4]`` (straight alpha) under ``cameras``.
+
+    Adam over ``batch`` views per step, its learning rate decaying by 10x over the run; values
+    clamped to [0, 1] after each step. Pixels count where the reference is covered.
+
+    ``prior`` (e.g. the point sample, shaped like the values) with ``prior_weight`` ``λ`` adds
+    ``λ |x - prior|^2`` to the sum of squared pixel errors over all views: each texel or vertex
+    counts as ``λ`` pixels observing its prior, which holds back the ones few pixels see from
+    fitting the view-dependent light of the few views that see them.
+
+    Returns:
+        The loss per step.
+    """
+    params = [baked] if isinstance(baked, Tensor) else [baked.kd.data]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.1 ** (i / max(steps, 1)))
+    generator = torch.Generator().manual_seed(seed)
+    order: List[int] = []
+    history = []
+    # The prior term is normalised like image_loss: by the (mean per view) covered pixel count.
+    pixels = float((references[..., 3] > 0).sum()) * 3.0 or 1.0
+    for _ in range(steps):
+        if len(order) < batch:
+            order += torch.randperm(cameras.batch_size, generator=generator).tolist()
+        views, order = order[:batch], order[batch:]
+        ref = references[views]
+        pred = render_unlit(mesh, baked, cameras[views], rasterizer)[..., :3]
+        value = image_loss(pred, premultiplied(ref), (ref[..., 3:] > 0).to(pred.dtype), loss)
+        if prior is not None and prior_weight > 0:
+            value = value + prior_weight * ((params[0].reshape(prior.shape) - prior) ** 2).sum() / pixels
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            for p in params:
+                p.clamp_(0.0, 1.0)
+        history.append(float(value.detach()))
+    for p in params:
+        p.requires_grad_(False)
+    return history
+
+
+class _UnlitOperator:
+    """The unlit render of a texture ``[T, T, 3]`` or of vertex colours ``[V, 3]`` as a linear
+    map ``A`` (bilinear lookups through the mip pyramid or barycentric interpolation, then
+    antialiasing), with the products the closed forms need, over all views: ``A^T W y``,
+    ``A^T W 1`` and ``A^T W A x`` (``y`` the premultiplied references, ``W`` their coverage),
+    each a vector-Jacobian product of renders."""
+
+    def __init__(self, mesh: Mesh, shape: Tuple[int, ...], cameras: Cameras, references: Tensor, rasterizer, chunk):
+        self.mesh, self.cameras, self.references, self.rasterizer, self.chunk = (
+            mesh,
+            cameras,
+            references,
+            rasterizer,
+            chunk,
+        )
+        zeros = torch.zeros(shape, device=mesh.device)
+        if len(shape) == 3:  # a texture
+            self.baked = unlit_material(zeros)
+            self.baked.kd.min = self.baked.kd.max = None  # the map must stay linear: no clamping
+            self.values = self.baked.kd.data
+        else:
+            self.baked = self.values = zeros
+
+    def _adjoint(self, x: Tensor, weights) -> Tensor:
+        """``sum over views of A^T weights(A x, y, W)``, shaped like ``x``."""
+        with torch.no_grad():
+            self.values.copy_(x.reshape(self.values.shape))
+        self.values.requires_grad_(True)
+        out = torch.zeros_like(self.values)
+        for start in range(0, self.cameras.batch_size, self.chunk):
+            ref = self.references[start : start + self.chunk]
+            mask = (ref[..., 3:] > 0).to(ref.dtype)
+            pred = render_unlit(self.mesh, self.baked, self.cameras[start : start + self.chunk], self.rasterizer)
+            pred = pred[..., :3]
+            out += torch.autograd.grad((pred * weights(pred.detach(), premultiplied(ref), mask)).sum(), self.values)[0]
+        self.values.requires_grad_(False)
+        return out.reshape(x.shape)
+
+    def rhs(self, like: Tensor) -> Tensor:
+        return self._adjoint(torch.zeros_like(like), lambda pred, y, w: y * w)
+
+    def footprint(self, like: Tensor) -> Tensor:
+        return self._adjoint(torch.zeros_like(like), lambda pred, y, w: w.expand_as(pred))
+
+    def normal(self, x: Tensor) -> Tensor:
+        return self._adjoint(x, lambda pred, y, w: pred * w)
+
+
+def _closed_form(
+    op: _UnlitOperator, like: Tensor, iterations: int, prior: Optional[Tensor] = None, prior_weight: float = 0.0
+) -> Tuple[Tensor, Tensor, list]:
+    """Footprint mean, refined by ``iterations`` of footprint-preconditioned CG on the normal
+    equations ``(A^T W A + λ) x = A^T W y + λ prior``: ``(values like like, observed mask,
+    relative residuals)``."""
+    rhs, footprint = op.rhs(like), op.footprint(like)
+    observed = footprint[..., 0] > 1e-8
+    normal = op.normal
+    if prior is not None and prior_weight > 0:
+        rhs, footprint = rhs + prior_weight * prior.reshape(like.shape), footprint + prior_weight
+
+        def normal(x: Tensor) -> Tensor:
+            return op.normal(x) + prior_weight * x
+
+    inverse = torch.where(footprint > 1e-8, 1.0 / footprint.clamp_min(1e-8), torch.zeros_like(footprint))
+    x = rhs * inverse
+    residuals = []
+    if iterations > 0:
+        r = rhs - normal(x)
+        z = r * inverse
+        p, rz = z.clone(), float((r * z).sum())
+        norm = float(rhs.norm()) or 1.0
+        for _ in range(iterations):
+            ap = normal(p)
+            alpha = rz / max(float((p * ap).sum()), 1e-30)
+            x, r = x + alpha * p, r - alpha * ap
+            residuals.append(float(r.norm()) / norm)
+            z = r * inverse
+            rz, rz_old = float((r * z).sum()), rz
+            p = z + (rz / max(rz_old, 1e-30)) * p
+    return x, observed, residuals
+
+
+def closed_form_texture(
+    mesh: Mesh,
+    resolution: int,
+    cameras: Cameras,
+    references: Tensor,
+    rasterizer,
+    iterations: int = 0,
+    chunk: int = 8,
+    dilation: int = 16,
+    prior: Optional[Tensor] = None,
+    prior_weight: float = 0.0,
+) -> Tuple[Tensor, Dict[str, object]]:
+    """The per-texel optimum of the unlit texture over the views, ``[T, T, 3]`` in [0, 1].
+
+    ``iterations = 0``: the footprint-weighted mean of each texel's observed radiance,
+    ``A^T W y / A^T W 1``; it is the least-squares optimum when every pixel sees one texel, and a
+    slightly blurred one when bilinear and mip lookups spread pixels over several. ``iterations
+    > 0``: that mean refined by conjugate gradients on the normal equations ``A^T W A x = A^T W y``,
+    preconditioned by the footprint, towards the exact least-squares optimum. Texels no view sees
+    are filled from their neighbours. ``prior``, ``prior_weight``: as :func:`fit_unlit`'s.
+
+    Returns:
+        ``(texture, info)``; info holds the ``observed`` texel mask ``[T, T]`` and the relative
+        residual of the normal equations per iteration.
+    """
+    like = torch.zeros(resolution, resolution, 3, device=mesh.device)
+    op = _UnlitOperator(mesh, tuple(like.shape), cameras, references, rasterizer, chunk)
+    x, observed, residuals = _closed_form(op, like, iterations, prior, prior_weight)
+    texture = _dilate(x, observed, dilation).clamp(0.0, 1.0)
+    return texture, {"observed": observed, "residuals": residuals}
+
+
+def closed_form_vertex_colors(
+    mesh: Mesh,
+    cameras: Cameras,
+    references: Tensor,
+    rasterizer,
+    iterations: int = 30,
+    fallback: Optional[Tensor] = None,
+    chunk: int = 8,
+    prior_weight: float = 0.0,
+) -> Tuple[Tensor, Dict[str, object]]:
+    """The least-squares vertex colours ``[V, 3]`` in [0, 1] (footprint mean refined by CG, as
+    :func:`closed_form_texture`); vertices no view sees keep ``fallback`` (default 0), which is
+    also the prior that ``prior_weight`` pulls towards."""
+    like = torch.zeros(mesh.num_vertices, 3, device=mesh.device)
+    op = _UnlitOperator(mesh, tuple(like.shape), cameras, references, rasterizer, chunk)
+    x, observed, residuals = _closed_form(op, like, iterations, fallback, prior_weight)
+    if fallback is not None:
+        x = torch.where(observed[:, None], x, fallback)
+    return x.clamp(0.0, 1.0), {"observed": observed, "residuals": residuals}
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def display(linear_rgb: Tensor) -> Tensor:
+    """Linear RGB -> sRGB in [0, 1], what the metrics compare (as nvdiffrec's validation)."""
+    return linear_to_srgb(linear_rgb.clamp(0.0, 1.0))
+
+
+def image_scores(pred: Tensor, references: Tensor) -> Dict[str, float]:
+    """Scores of premultiplied unlit renders ``pred [B, H, W, 4]`` (over black) against
+    straight-alpha PBR ``references [B, H, W, 4]``, means over views:
+
+    * ``psnr`` (dB), ``ssim``: whole images over black in sRGB, as nvdiffrec's validation;
+    * ``psnr_linear``: whole images in linear radiance (clamped to [0, 1]), what the L2 fit minimises;
+    * ``psnr_interior``: sRGB PSNR over the pixels both fully cover, the colour alone without
+      the silhouette differences of a mesh baked onto another.
+    """
+    linear = premultiplied(references)
+    a, b = display(pred[..., :3]), display(linear)
+    inside = ((pred[..., 3:] >= 0.999) & (references[..., 3:] >= 0.999)).to(a.dtype)
+    mse = (((a - b) ** 2) * inside).sum((1, 2, 3)) / (inside.sum((1, 2, 3)) * 3).clamp_min(1.0)
+    return {
+        "psnr": float(psnr(a, b).mean()),
+        "ssim": float(ssim(a, b).mean()),
+        "psnr_linear": float(psnr(pred[..., :3].clamp(0, 1), linear.clamp(0, 1)).mean()),
+        "psnr_interior": float((-10.0 * torch.log10(mse.clamp_min(1e-10))).mean()),
+    }
+
+
+# ---------------------------------------------------------------------------- the bake
+
+
+@dataclass
+class BakeResult:
+    """What :func:`bake_unlit` made: the target mesh (with UVs for textures), the bakes
+    (``[T, T, 3]`` textures or ``[V, 3]`` vertex colours, linear), held-out scores, timings."""
+
+    target: str
+    mesh: Mesh
+    point: Tensor
+    optimised: Tensor
+    closed_form: Optional[Tensor] = None
+    least_squares: Optional[Tensor] = None
+    scores: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    seconds: Dict[str, float] = field(default_factory=dict)
+    losses: List[float] = field(default_factory=list)
+    info: Dict[str, object] = field(default_factory=dict)
+    renders: Dict[str, Tensor] = field(default_factory=dict)
+
+
+def bake_unlit(
+    source: Mesh,
+    material: TexturedMaterial,
+    light: EnvironmentLight,
+    target_mesh: Optional[Mesh],
+    target: str,
+    cameras: Cameras,
+    references: Tensor,
+    held_out: Cameras,
+    held_out_references: Tensor,
+    rasterizer,
+    texture_res: int = 256,
+    steps: int = 200,
+    lr: float = 0.02,
+    batch: int = 8,
+    loss: str = "l2",
+    seed: int = 0,
+    closed_form: bool = True,
+    cg_iterations: int = 30,
+    prior_weight: float = 0.0,
+) -> BakeResult:
+    """Point-sample, then optimise, an unlit bake of ``source`` with ``material`` under ``light``.
+
+    Args:
+        source: the PBR asset's mesh (with normals / tangents as :func:`with_render_frame` gives).
+        target_mesh: the mesh to bake onto; None bakes onto ``source`` itself. For ``texture``
+            it needs UVs (``v_tex``), for ``vertex`` none.
+        target: ``"texture"`` or ``"vertex"``.
+        cameras, references: training views and their PBR renders ``[B, H, W, 4]`` (straight alpha).
+        held_out, held_out_references: the views the scores are measured on.
+        closed_form: also compute the closed forms that check the optimiser: the least-squares
+            optimum (``cg_iterations`` of CG on the normal equations) and, for a texture on the
+            source itself, the footprint-weighted mean.
+        prior_weight: pull towards the point sample (see :func:`fit_unlit`), for the optimiser and
+            the least-squares check alike.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
+    same = target_mesh is None
+    mesh = source if same else with_render_frame(target_mesh)
+    seconds: Dict[str, float] = {}
+    start = time.perf_counter()
+    if target == "texture":
+        if same:  # every texel is its own surface point
+            points, covered = uv_layout(mesh, texture_res, rasterizer)
+        else:
+            texel_points, covered = uv_layout(mesh, texture_res, rasterizer)
+            points, _ = closest_points(source, texel_points.interpolate(mesh.v_pos, mesh.t_pos_idx))
+        values = torch.zeros(texture_res, texture_res, 3, device=source.device)
+        values[covered] = shade_points(source, material, light, points, rasterizer)
+        point = _dilate(values, covered, 16).clamp(0.0, 1.0)
+    else:
+        points, _ = closest_points(source, mesh.v_pos)
+        point = shade_points(source, material, light, points, rasterizer).clamp(0.0, 1.0)
+    seconds["point_sample"] = time.perf_counter() - start
+
+    def as_baked(values: Tensor):
+        return unlit_material(values) if target == "texture" else values.clone()
+
+    start = time.perf_counter()
+    baked = as_baked(point)
+    losses = fit_unlit(mesh, baked, cameras, references, rasterizer, steps, lr, batch, loss, seed, point, prior_weight)
+    optimised = (baked.kd.data[0] if target == "texture" else baked).detach().clone()
+    seconds["optimise"] = time.perf_counter() - start
+
+    result = BakeResult(target, mesh, point, optimised, seconds=seconds, losses=losses)
+    if closed_form:
+        start = time.perf_counter()
+        if target == "texture":
+            if same:  # the footprint mean is a per-texel optimum only on the source's own surface
+                result.closed_form, _ = closed_form_texture(mesh, texture_res, cameras, references, rasterizer)
+            result.least_squares, info = closed_form_texture(
+                mesh,
+                texture_res,
+                cameras,
+                references,
+                rasterizer,
+                iterations=cg_iterations,
+                prior=point,
+                prior_weight=prior_weight,
+            )
+        else:
+            result.least_squares, info = closed_form_vertex_colors(
+                mesh, cameras, references, rasterizer, cg_iterations, fallback=point, prior_weight=prior_weight
+            )
+        seconds["closed_form"] = time.perf_counter() - start
+        result.info["cg_residuals"] = info["residuals"]
+    with torch.no_grad():
+        bakes = {"point_sampled": point, "optimised": optimised}
+        if result.closed_form is not None:
+            bakes["closed_form"] = result.closed_form
+        if result.least_squares is not None:
+            bakes["least_squares"] = result.least_squares
+        for name, values in bakes.items():
+            render = render_unlit(mesh, as_baked(values), held_out, rasterizer)
+            result.scores[name] = image_scores(render, held_out_references)
+            result.renders[name] = render
+            train = torch.cat(
+                [
+                    render_unlit(mesh, as_baked(values), cameras[i : i + batch], rasterizer)
+                    for i in range(0, cameras.batch_size, batch)
+                ]
+            )
+            result.scores[name]["train_psnr"] = image_scores(train, references)["psnr"]
+    result.info["clipped_fraction"] = float((optimised >= 1.0).float().mean())
+    return result
+
+
+def view_averaged_ceiling(
+    source: Mesh,
+    cameras: Cameras,
+    references: Tensor,
+    held_out: Cameras,
+    held_out_references: Tensor,
+    rasterizer,
+    texture_res: int = 512,
+    iterations: int = 30,
+) -> Dict[str, float]:
+    """Scores of the source's own view-averaged radiance (the closed-form texture over its UVs)
+    against the PBR renders on held-out views: the view-dependent look any unlit bake loses."""
+    texture, _ = closed_form_texture(source, texture_res, cameras, references, rasterizer, iterations=iterations)
+    with torch.no_grad():
+        render = render_unlit(source, unlit_material(texture), held_out, rasterizer)
+    return image_scores(render, held_out_references)

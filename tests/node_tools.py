@@ -1,0 +1,59 @@
+"""The Node tools of ``tools/gltf`` (Khronos glTF Validator, reference MikkTSpace) for the tests.
+
+:func:`gltf_tools` installs them once per session with ``npm ci --prefix tools/gltf`` (the
+versions pinned in its package-lock.json) when node and npm exist, and skips the calling test
+with the reason otherwise (no node, or no registry reachable).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from common import REPO
+
+TOOLS = REPO / "tools" / "gltf"
+_state: dict = {}
+
+
+def gltf_tools() -> Path:
+    """``tools/gltf`` with its ``node_modules`` installed, or ``pytest.skip`` with the reason."""
+    if "error" not in _state:
+        _state["error"] = _install()
+    if _state["error"]:
+        pytest.skip(_state["error"])
+    return TOOLS
+
+
+def _install() -> str:
+    if shutil.which("node") is None:
+        return "node is not installed (apt-get install nodejs npm)"
+    if all((TOOLS / "node_modules" / name / "package.json").is_file() for name in ("gltf-validator", "mikktspace")):
+        return ""
+    if shutil.which("npm") is None:
+        return "npm is not installed"
+    done = subprocess.run(
+        ["npm", "ci", "--prefix", str(TOOLS), "--no-audit", "--no-fund"], capture_output=True, text=True, timeout=300
+    )
+    if done.returncode:
+        return f"npm ci --prefix tools/gltf failed: {done.stderr.strip()[-300:]}"
+    return ""
+
+
+def run_node(script: str, *args: str, stdin: str = "") -> str:
+    """Run ``tools/gltf/<script>`` with node; its stdout (raises on a non-zero exit)."""
+    tools = gltf_tools()
+    done = subprocess.run(
+        ["node", str(tools / script), *args], input=stdin, capture_output=True, text=True, timeout=300, check=False
+    )
+    if done.returncode:
+        raise RuntimeError(f"node {script} failed: {done.stderr.strip()[-1000:]}")
+    return done.stdout
+
+
+def validate_glb(path: Path) -> dict:
+    """The Khronos glTF Validator's report (``issues.numErrors``, ``numWarnings``, ``messages``)."""
+    return json.loads(run_node("validate.cjs", str(path)))
