@@ -11,7 +11,7 @@ setup(
     include_package_data=True,
     package_data={"dmtrec.commands": ["view_page/*"]},  # the page `dmtrec view` serves
     install_requires=[
-        "torch>=2.1",
+        "torch>=2.6",  # weights-only checkpoint loading by default
         "pytorch-lightning>=2.2",
         "jsonargparse[signatures]>=4.27",
         "numpy>=1.23",

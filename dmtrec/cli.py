@@ -6,7 +6,8 @@
   (:class:`dmtrec.systems.run.RunConfig`); wandb logs offline unless ``run.wandb: online``.
   The logger, the checkpoint callback and ``default_root_dir`` come from ``run:`` (a
   ``trainer.logger`` in a config is replaced). Resume a killed run with the same command plus
-  ``--ckpt_path last``.
+  ``--ckpt_path last``; a fit of an existing run without it refuses (``--run.overwrite true``
+  starts it again), and a run folder has one writer (``run.lock``, :func:`dmtrec.systems.run.start_fit`).
 * ``dmtrec export --ckpt C --out D``: write mesh/textures/GLB/probe of a checkpoint.
 * ``dmtrec make-dataset --mesh M --probe P --views N --res R --out D``: render a reference mesh
   into a NeRF-synthetic folder.
@@ -75,6 +76,7 @@ def _expand_config_files(argv: List[str], scratch: Path) -> List[str]:
                 raise CommandError(f"{value}: config file not found")
             text = path.read_text()
             expanded = _expand(text, env)
+            _check_yaml(value, expanded)
             if expanded != text:
                 scratch.mkdir(parents=True, exist_ok=True)
                 copy = scratch / f"{len(out)}_{path.name}"
@@ -83,6 +85,22 @@ def _expand_config_files(argv: List[str], scratch: Path) -> List[str]:
             out += ["--config", value]
         i += 1
     return out
+
+
+def _check_yaml(name: str, text: str) -> None:
+    """Parse a config file here so that a syntax error names the file, line and column
+    (jsonargparse reports ``<unicode string>``)."""
+    import yaml
+
+    try:
+        yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
+        problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise CommandError(f"{where}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise CommandError(f"{name}: YAML error: {' '.join(str(exc).split())}") from None
 
 
 def _expand(text: str, env: dict) -> str:
@@ -103,12 +121,20 @@ def _first_config_name(argv: List[str]) -> Optional[str]:
     return None
 
 
-def _build_cli(argv: List[str], config_name: Optional[str]):
+class _Session:
+    """What :func:`_run_lightning` must undo after the CLI ran: the fit's run-folder claim."""
+
+    start = None
+
+
+def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_Session] = None):
     from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
     from dmtrec.datasets.datamodule import ReconDataModule
     from dmtrec.systems.pipeline import ReconstructionSystem
-    from dmtrec.systems.run import RunConfig, resolve_run
+    from dmtrec.systems.run import RunConfig, resolve_run, start_fit
+
+    session = session or _Session()
 
     class RunFolderConfig(SaveConfigCallback):
         """Save the resolved config as ``<run folder>/config.yaml`` whichever logger runs (the
@@ -127,19 +153,27 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
             parser.add_class_arguments(RunConfig, "run")
             parser.set_defaults({"trainer.max_epochs": -1, "trainer.num_sanity_val_steps": 0})
 
-        def before_instantiate_classes(self) -> None:
+        def _open_run(self) -> None:
+            # After the model and data are built (their checks ran), before any file is written.
             config = self.config[self.subcommand] if self.subcommand else self.config
-            run = config["run"]
-            self.run_paths = resolve_run(RunConfig(**dict(run)), config_name)
+            run_config = RunConfig(**dict(config["run"]))
+            if self.subcommand != "fit":
+                self.run_paths = resolve_run(run_config, config_name)
+                return
+            session.start = start_fit(run_config, config_name, config.get("ckpt_path"))
+            self.run_paths = session.start.paths
+            self.config_init[self.subcommand]["ckpt_path"] = session.start.ckpt_path
 
         def instantiate_trainer(self, **kwargs: Any):
             from pytorch_lightning.callbacks import ModelCheckpoint
             from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
             from dmtrec.systems.callbacks import FinalizeRun
+            from dmtrec.systems.checkpoints import SafeCheckpointIO
             from dmtrec.systems.inspect_log import LogInspection
             from dmtrec.systems.progress import PipelineProgressBar
 
+            self._open_run()
             config = self.config[self.subcommand] if self.subcommand else self.config
             run, paths = config["run"], self.run_paths
             if run["wandb"] == "disabled":
@@ -159,6 +193,8 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
                 save_last=True,
                 save_top_k=0,
                 every_n_train_steps=run["checkpoint_every"],
+                # Always last.ckpt: the run folder has one writer (run.lock), never a last-v1.ckpt.
+                enable_version_counter=False,
             )
             configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
             configured = configured if isinstance(configured, list) else [configured]
@@ -169,7 +205,14 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
             ]
             if self._get(self.config_init, "trainer", default={}).get("enable_progress_bar", True) is not False:
                 kwargs["callbacks"].append(PipelineProgressBar())
-            return super().instantiate_trainer(logger=logger, default_root_dir=str(paths.root), **kwargs)
+            if session.start is not None:
+                kwargs["callbacks"].append(session.start)
+            # Crash-safe checkpoint files, weights-only loading (dmtrec.systems.checkpoints).
+            plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+            kwargs["plugins"] = (plugins if isinstance(plugins, list) else [plugins]) + [SafeCheckpointIO()]
+            trainer = super().instantiate_trainer(logger=logger, default_root_dir=str(paths.root), **kwargs)
+            _deterministic_on_cpu(trainer, self._get(self.config_init, "trainer", default={}).get("deterministic"))
+            return trainer
 
     return DmtrecCLI(
         ReconstructionSystem,
@@ -180,6 +223,18 @@ def _build_cli(argv: List[str], config_name: Optional[str]):
         auto_configure_optimizers=False,
         seed_everything_default=0,
     )
+
+
+def _deterministic_on_cpu(trainer, configured: Any) -> None:
+    """Same config, seed and machine give the same run: on CPU the backward of advanced indexing
+    (``index_put_`` with accumulate, behind every gather) sums in a thread-dependent order, so
+    CPU fits use torch's deterministic algorithms unless ``trainer.deterministic`` is set. GPUs
+    keep torch's defaults (``--trainer.deterministic true`` asks for it there)."""
+    import torch
+    from pytorch_lightning.accelerators import CPUAccelerator
+
+    if configured is None and isinstance(trainer.accelerator, CPUAccelerator):
+        torch.use_deterministic_algorithms(True)
 
 
 def _run_lightning(argv: List[str]) -> int:
@@ -193,15 +248,27 @@ def _run_lightning(argv: List[str]) -> int:
     # to (the pipeline's own counter), which is what resuming needs; the warning does not apply.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
+    import torch
+
+    # A process-wide switch (trainer.deterministic, _deterministic_on_cpu): restored afterwards
+    # for whatever runs next in this process (tests, notebooks).
+    deterministic = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     with tempfile.TemporaryDirectory(prefix="dmtrec-cfg-") as scratch:
         config_name = _first_config_name(argv)
         expanded = _expand_config_files(argv, Path(scratch))
         failed = True
+        session = _Session()
         try:
-            _build_cli(expanded, config_name)
+            _build_cli(expanded, config_name, session)
             failed = False
         finally:
             _finish_wandb(failed)
+            if session.start is not None:
+                session.start.finish(failed)
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
     return 0
 
 

@@ -39,6 +39,7 @@ def test_print_config_merges_repeated_configs_overrides_and_env(capsys, monkeypa
         "project": "dmtrec",
         "checkpoint_every": 10,
         "export_frame": "dataset",
+        "overwrite": False,
     }
 
 

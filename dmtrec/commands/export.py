@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from dmtrec.datasets.datamodule import train_from_world
+from dmtrec.systems.checkpoints import load_module
 from dmtrec.systems.outputs import EXPORT_FRAMES, write_outputs
 from dmtrec.systems.pipeline import ReconstructionSystem
 
@@ -36,7 +37,7 @@ def export_checkpoint(ckpt_path: Path, out_dir: Path, device: str = "cpu", frame
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
-    system = ReconstructionSystem.load_from_checkpoint(str(ckpt_path), map_location=device)
+    system = load_module(ReconstructionSystem, ckpt_path, map_location=device)
     system.to(device)
     mesh, textures = system.bake_mesh()
     obj_transform = torch.linalg.inv(run_train_from_world(ckpt_path)) if frame == "dataset" else None

@@ -8,19 +8,23 @@ trains; its config sections are in :mod:`~dmtrec.systems.config`, the losses and
 """
 
 from .callbacks import FinalizeRun
+from .checkpoints import CheckpointError, load_checkpoint_file
 from .evaluation import evaluate_run
 from .outputs import write_outputs
 from .pipeline import NonFiniteLossError, ReconstructionSystem
 from .progress import PipelineProgressBar
-from .run import RunConfig, resolve_run
+from .run import RunConfig, resolve_run, start_fit
 
 __all__ = [
+    "CheckpointError",
     "FinalizeRun",
     "NonFiniteLossError",
     "PipelineProgressBar",
     "ReconstructionSystem",
     "RunConfig",
     "evaluate_run",
+    "load_checkpoint_file",
     "resolve_run",
+    "start_fit",
     "write_outputs",
 ]

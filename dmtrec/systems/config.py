@@ -6,11 +6,39 @@ a comment says otherwise; each section is a ``model.init_args.<section>`` block 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 PASSES = ("both", "dmtet", "mesh")
 GEOMETRIES = ("dmtet", "flexicubes")  # pass-1 surface representations (``model.geometry``)
+_VOLUMETRIC_SIZES = (
+    "n_levels",
+    "features_per_level",
+    "log2_table_size",
+    "base_resolution",
+    "finest_resolution",
+    "mlp_width",
+)
+
+
+def _check(section: str, rules: Dict[str, Any]) -> None:
+    """Raise one ValueError naming the option for the first rule broken.
+
+    ``rules`` maps an option to ``(value, kind)`` with kind ``"positive"`` (> 0, finite),
+    ``"non-negative"`` (>= 0, finite) or ``"optional positive"`` (None or > 0). Checked when a
+    section is built, i.e. before a run folder, grid or dataset exists: a zero resolution
+    otherwise ends in a ZeroDivisionError deep inside the grid code.
+    """
+    for name, (value, kind) in rules.items():
+        if value is None and kind.startswith("optional"):
+            continue
+        bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        if not bad:
+            bad = value < 0 if kind == "non-negative" else value <= 0
+        if bad:
+            need = ">= 0" if kind == "non-negative" else "> 0"
+            raise ValueError(f"model.{section}.{name}: must be a finite number {need}, got {value!r}")
 
 
 @dataclass
@@ -47,6 +75,19 @@ class DMTetConfig:
     min_component_fraction: float = 0.0
     dev_reg: float = 0.25
 
+    def __post_init__(self) -> None:
+        _check(
+            "dmtet",
+            {
+                "resolution": (self.resolution, "positive"),
+                "scale": (self.scale, "positive"),
+                "sdf_reg": (self.sdf_reg, "non-negative"),
+                "sdf_reg_end": (self.sdf_reg_end, "non-negative"),
+                "sdf_reg_ramp": (self.sdf_reg_ramp, "non-negative"),
+                "dev_reg": (self.dev_reg, "non-negative"),
+            },
+        )
+
 
 @dataclass
 class MaterialConfig:
@@ -79,6 +120,19 @@ class MaterialConfig:
     occlusion_reg: float = 0.001
     volumetric: Dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _check(
+            "material",
+            {
+                "texture_res": (self.texture_res, "positive"),
+                "smoothness": (self.smoothness, "non-negative"),
+                "smoothness_ramp": (self.smoothness_ramp, "non-negative"),
+            },
+        )
+        # Grid sizes of the hash grid and the MLP (the others pass through to VolumetricMaterial).
+        kinds = {name: "positive" for name in _VOLUMETRIC_SIZES} | {"mlp_hidden_layers": "non-negative"}
+        _check("material.volumetric", {k: (v, kinds[k]) for k, v in self.volumetric.items() if k in kinds})
+
 
 @dataclass
 class LightConfig:
@@ -104,6 +158,16 @@ class LightConfig:
     reg: float = 0.005
     lock: bool = False
     camera_space: bool = False
+
+    def __post_init__(self) -> None:
+        _check(
+            "light",
+            {
+                "base_res": (self.base_res, "positive"),
+                "scale": (self.scale, "positive"),
+                "reg": (self.reg, "non-negative"),
+            },
+        )
 
 
 @dataclass
@@ -142,6 +206,21 @@ class OptimConfig:
     grad_scale_light: float = 64.0
     grad_scale_hashgrid: float = 16.0
 
+    def __post_init__(self) -> None:
+        _check(
+            "optim",
+            {
+                "lr_geometry": (self.lr_geometry, "positive"),
+                "lr_material": (self.lr_material, "positive"),
+                "lr_mesh_geometry": (self.lr_mesh_geometry, "optional positive"),
+                "lr_mesh_material": (self.lr_mesh_material, "optional positive"),
+                "lr_light": (self.lr_light, "optional positive"),
+                "warmup_dmtet": (self.warmup_dmtet, "non-negative"),
+                "warmup_mesh": (self.warmup_mesh, "non-negative"),
+                "decay": (self.decay, "non-negative"),
+            },
+        )
+
 
 @dataclass
 class MeshPassConfig:
@@ -165,3 +244,6 @@ class MeshPassConfig:
     laplace_scale: float = 10000.0
     lock_pos: bool = False
     keep_textures: bool = True
+
+    def __post_init__(self) -> None:
+        _check("mesh_pass", {"laplace_scale": (self.laplace_scale, "non-negative")})

@@ -35,6 +35,7 @@ from dmtrec.io.mesh_files import read_mesh
 from dmtrec.metrics.geometry import geometry_report
 from dmtrec.metrics.image import composite, image_metrics, load_lpips
 
+from .checkpoints import load_module
 from .grids import image_grid, save_grid
 from .pipeline import ReconstructionSystem
 
@@ -222,7 +223,7 @@ def evaluate_run(
     out = Path(out) if out is not None else run_dir / DEFAULT_OUT
     datamodule = build_datamodule(config, run_dir / CONFIG_NAME, data)
 
-    system = ReconstructionSystem.load_from_checkpoint(str(ckpt), map_location=device)
+    system = load_module(ReconstructionSystem, ckpt, map_location=device)
     system.to(device).eval()
     lpips_fn = load_lpips(device=device)
     with atomic_folder(out / VIEWS_FOLDER) as views_dir:

@@ -165,6 +165,7 @@ def _copy_run(run_dir: Path, tmp_path: Path) -> Path:
         ("missing_run", "run folder not found"),
         ("no_config", "no config.yaml"),
         ("no_checkpoint", "checkpoint not found"),
+        ("damaged_checkpoint", "last.ckpt: damaged checkpoint"),
         ("data_missing", "data.path"),
         ("no_target", "give RUN_DIR"),
         ("run_and_mesh", "--mesh/--ref compare two mesh files"),
@@ -181,6 +182,11 @@ def test_errors_are_one_line(case, message, run_dir, tmp_path, capsys):
     elif case == "no_checkpoint":
         copy = _copy_run(run_dir, tmp_path)
         shutil.rmtree(copy / "checkpoints")
+        args.append(str(copy))
+    elif case == "damaged_checkpoint":
+        copy = _copy_run(run_dir, tmp_path)
+        last = copy / "checkpoints" / "last.ckpt"
+        last.write_bytes(last.read_bytes()[:1000])
         args.append(str(copy))
     elif case == "data_missing":
         args += [str(run_dir), "--data", str(tmp_path / "gone")]
