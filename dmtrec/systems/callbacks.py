@@ -6,29 +6,17 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 
 from dmtrec.geometry.uv_unwrap import texel_utilisation
-from dmtrec.io.mesh_files import read_mesh
+from dmtrec.systems.evaluation import mean_metrics, reference_surface, score_test_views
 from dmtrec.systems.outputs import EXPORT_FRAMES, export_frame_info, write_outputs
 
 log = logging.getLogger(__name__)
-
-
-def _mean_metrics(system, dataloader) -> Dict[str, float]:
-    sums: Dict[str, float] = {}
-    count = 0
-    for batch in dataloader:
-        batch = {k: v.to(system.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        metrics, _ = system.evaluate_batch(batch)
-        for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + float(v.double().sum())
-        count += int(batch["img"].shape[0])
-    return {k: v / count for k, v in sums.items()} if count else {}
 
 
 class FinalizeRun(pl.Callback):
@@ -68,8 +56,8 @@ class FinalizeRun(pl.Callback):
         if datamodule is not None:
             log.info("export: evaluating the test views")
             datamodule.setup("test")
-            metrics.update({f"test_{k}": v for k, v in _mean_metrics(pl_module, datamodule.test_dataloader()).items()})
-        reference = self._reference_mesh(pl_module, datamodule)
+            metrics.update(mean_metrics(score_test_views(pl_module, datamodule.test_dataloader())))
+        reference, _ = reference_surface(None, pl_module, datamodule)
         if reference is not None:
             report = pl_module.reference_metrics(reference)
             metrics.update({f"geometry_{k}": v for k, v in report.items()})
@@ -89,12 +77,6 @@ class FinalizeRun(pl.Callback):
         paths = write_outputs(self.out_dir, mesh, textures, pl_module.light, metrics, obj_transform=obj_transform)
         log.info("outputs written to %s", self.out_dir)
         self._log(trainer, metrics, paths["glb"])
-
-    @staticmethod
-    def _reference_mesh(pl_module, datamodule) -> Optional[Any]:
-        if pl_module.reference_mesh_path:
-            return read_mesh(pl_module.reference_mesh_path)[0]
-        return getattr(datamodule, "reference_mesh", None)
 
     @staticmethod
     def _log(trainer: pl.Trainer, metrics: Dict[str, Any], glb: Path) -> None:

@@ -21,7 +21,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import yaml
@@ -100,8 +100,19 @@ def build_datamodule(config: Dict[str, Any], config_path: Path, data_path: Optio
     return datamodule
 
 
-def _render_test_views(system, loader, lpips_fn, views_dir: Path, grid_views: int) -> _Views:
-    views = _Views()
+def score_test_views(
+    system,
+    loader,
+    lpips_fn=None,
+    on_batch: Optional[Callable[[Dict[str, Any], Dict[str, Tensor], List[dict]], None]] = None,
+) -> List[Dict[str, Any]]:
+    """Render every batch of ``loader`` with ``system`` and score each view with
+    :func:`dmtrec.metrics.image.image_metrics` (nvdiffrec's convention).
+
+    Returns one row per view, ``{"index", "psnr", "ssim", ...}`` (a non-finite value is None);
+    ``on_batch(batch, buffers, rows)`` sees each batch with its render buffers and new rows.
+    """
+    per_view: List[Dict[str, Any]] = []
     for batch in loader:
         batch = {k: v.to(system.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
         with torch.no_grad():
@@ -109,25 +120,20 @@ def _render_test_views(system, loader, lpips_fn, views_dir: Path, grid_views: in
         metrics = image_metrics(
             buffers["shaded"][..., :3], batch["img"], background=batch["background"], lpips_fn=lpips_fn
         )
-        reference = composite(batch["img"], batch["background"], "img")
-        ref_srgb, render_srgb = linear_to_srgb(reference).cpu(), linear_to_srgb(buffers["shaded"][..., :3]).cpu()
-        for b in range(reference.shape[0]):
-            index = len(views.per_view)
-            row = {"index": index, **{k: _finite_or_none(float(v[b])) for k, v in metrics.items()}}
-            for kind, img in (("reference", ref_srgb[b]), ("render", render_srgb[b])):
-                write_png(views_dir / f"{index:03d}_{kind}.png", img)
-            views.per_view.append(row)
-        take = min(grid_views - views.grid_count, reference.shape[0])
-        if take > 0:
-            views.grid_refs.append(reference[:take].cpu())
-            for key in GRID_BUFFERS:
-                if buffers.get(key) is not None:
-                    views.grid_buffers.setdefault(key, []).append(buffers[key][:take].detach().cpu())
-            views.grid_count += take
-    return views
+        rows = [
+            {"index": len(per_view) + b, **{k: _finite_or_none(float(v[b])) for k, v in metrics.items()}}
+            for b in range(batch["img"].shape[0])
+        ]
+        per_view += rows
+        if on_batch is not None:
+            on_batch(batch, buffers, rows)
+    return per_view
 
 
-def _mean_metrics(per_view: List[Dict[str, Any]]) -> Dict[str, Any]:
+def mean_metrics(per_view: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """``{"test_<metric>": mean over views}`` of :func:`score_test_views`'s rows."""
+    if not per_view:
+        return {}
     keys = [k for k in per_view[0] if k != "index"]
     means = {}
     for key in keys:
@@ -137,14 +143,36 @@ def _mean_metrics(per_view: List[Dict[str, Any]]) -> Dict[str, Any]:
     return means
 
 
-def _reference_mesh(reference: Optional[str], system, datamodule):
-    """The reference surface and where it came from: --reference, the model's reference_mesh, or
-    the mesh a reference-mesh datamodule renders; (None, None) for image datasets without one."""
+def reference_surface(reference: Optional[str], system, datamodule) -> Tuple[Optional[Mesh], Optional[str]]:
+    """The reference surface and where it came from: ``reference`` (a file), the model's
+    ``reference_mesh``, or the mesh a reference-mesh datamodule renders; ``(None, None)`` for
+    image datasets without one."""
     for path in (reference, system.reference_mesh_path):
         if path:
             return read_mesh(path)[0], str(path)
-    mesh = datamodule.reference_mesh
+    mesh = getattr(datamodule, "reference_mesh", None)
     return (mesh, "datamodule") if mesh is not None else (None, None)
+
+
+def _render_test_views(system, loader, lpips_fn, views_dir: Path, grid_views: int) -> _Views:
+    views = _Views()
+
+    def keep(batch: Dict[str, Any], buffers: Dict[str, Tensor], rows: List[dict]) -> None:
+        reference = composite(batch["img"], batch["background"], "img")
+        ref_srgb, render_srgb = linear_to_srgb(reference).cpu(), linear_to_srgb(buffers["shaded"][..., :3]).cpu()
+        for b, row in enumerate(rows):
+            for kind, img in (("reference", ref_srgb[b]), ("render", render_srgb[b])):
+                write_png(views_dir / f"{row['index']:03d}_{kind}.png", img)
+        take = min(grid_views - views.grid_count, reference.shape[0])
+        if take > 0:
+            views.grid_refs.append(reference[:take].cpu())
+            for key in GRID_BUFFERS:
+                if buffers.get(key) is not None:
+                    views.grid_buffers.setdefault(key, []).append(buffers[key][:take].detach().cpu())
+            views.grid_count += take
+
+    views.per_view = score_test_views(system, loader, lpips_fn, keep)
+    return views
 
 
 def _log_wandb(run_dir: Path, config: Dict[str, Any], out_dir: Path, views: _Views, summary: Dict[str, Any]) -> None:
@@ -242,10 +270,10 @@ def evaluate_run(
         "iteration": system.iteration,
         "data_path": datamodule.hparams.path,
         "test_views": len(views.per_view),
-        **_mean_metrics(views.per_view),
+        **mean_metrics(views.per_view),
         "per_view": views.per_view,
     }
-    ref_mesh, ref_source = _reference_mesh(reference, system, datamodule)
+    ref_mesh, ref_source = reference_surface(reference, system, datamodule)
     if ref_mesh is not None:
         with torch.no_grad():
             surface = system.geometry.mesh()
