@@ -25,11 +25,29 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import string
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, List, Optional
 
+import torch
+import yaml
+from pytorch_lightning.accelerators import CPUAccelerator
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
 from dmtrec import commands
+from dmtrec.core.atomic import atomic_path
+from dmtrec.datasets.datamodule import ReconDataModule
+from dmtrec.systems.callbacks import FinalizeRun
+from dmtrec.systems.checkpoints import SafeCheckpointIO
+from dmtrec.systems.inspect_log import LogInspection
+from dmtrec.systems.pipeline import NonFiniteLossError, ReconstructionSystem
+from dmtrec.systems.progress import PipelineProgressBar
+from dmtrec.systems.run import RunConfig, resolve_run, start_fit
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 OTHER_COMMANDS = tuple(commands.COMMANDS)
@@ -90,7 +108,6 @@ def _expand_config_files(argv: List[str], scratch: Path) -> List[str]:
 def _check_yaml(name: str, text: str) -> None:
     """Parse a config file here so that a syntax error names the file, line and column
     (jsonargparse reports ``<unicode string>``)."""
-    import yaml
 
     try:
         yaml.safe_load(text)
@@ -104,7 +121,6 @@ def _check_yaml(name: str, text: str) -> None:
 
 
 def _expand(text: str, env: dict) -> str:
-    import string
 
     class _Template(string.Template):
         idpattern = r"[A-Z_][A-Z0-9_]*"
@@ -128,11 +144,6 @@ class _Session:
 
 
 def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_Session] = None):
-    from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
-
-    from dmtrec.datasets.datamodule import ReconDataModule
-    from dmtrec.systems.pipeline import ReconstructionSystem
-    from dmtrec.systems.run import RunConfig, resolve_run, start_fit
 
     session = session or _Session()
 
@@ -141,8 +152,6 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
         CSV logger's log_dir is a subfolder), written atomically on rank 0."""
 
         def save_config(self, trainer, pl_module, stage: str) -> None:
-            from dmtrec.core.atomic import atomic_path
-
             with atomic_path(Path(trainer.default_root_dir) / self.config_filename) as tmp:
                 self.parser.save(self.config, str(tmp), skip_none=False, overwrite=True, multifile=self.multifile)
 
@@ -165,14 +174,6 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
             self.config_init[self.subcommand]["ckpt_path"] = session.start.ckpt_path
 
         def instantiate_trainer(self, **kwargs: Any):
-            from pytorch_lightning.callbacks import ModelCheckpoint
-            from pytorch_lightning.loggers import CSVLogger, WandbLogger
-
-            from dmtrec.systems.callbacks import FinalizeRun
-            from dmtrec.systems.checkpoints import SafeCheckpointIO
-            from dmtrec.systems.inspect_log import LogInspection
-            from dmtrec.systems.progress import PipelineProgressBar
-
             self._open_run()
             config = self.config[self.subcommand] if self.subcommand else self.config
             run, paths = config["run"], self.run_paths
@@ -230,16 +231,12 @@ def _deterministic_on_cpu(trainer, configured: Any) -> None:
     (``index_put_`` with accumulate, behind every gather) sums in a thread-dependent order, so
     CPU fits use torch's deterministic algorithms unless ``trainer.deterministic`` is set. GPUs
     keep torch's defaults (``--trainer.deterministic true`` asks for it there)."""
-    import torch
-    from pytorch_lightning.accelerators import CPUAccelerator
 
     if configured is None and isinstance(trainer.accelerator, CPUAccelerator):
         torch.use_deterministic_algorithms(True)
 
 
 def _run_lightning(argv: List[str]) -> int:
-    import tempfile
-    import warnings
 
     # main() always hands LightningCLI its arguments explicitly (after expanding the config
     # files), which LightningCLI flags as a possible mistake when sys.argv is also set.
@@ -247,8 +244,6 @@ def _run_lightning(argv: List[str]) -> int:
     # Checkpoints hold the state after the step together with the iteration that state belongs
     # to (the pipeline's own counter), which is what resuming needs; the warning does not apply.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-
-    import torch
 
     # A process-wide switch (trainer.deterministic, _deterministic_on_cpu): restored afterwards
     # for whatever runs next in this process (tests, notebooks).
@@ -298,7 +293,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     # force: bind to the current stderr on every call (main() may run several times in a process).
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    from dmtrec.systems.pipeline import NonFiniteLossError
 
     try:
         if command in LIGHTNING_COMMANDS:

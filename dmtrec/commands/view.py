@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from dmtrec.io.gltf import read_glb
+from dmtrec.systems.evaluation import build_datamodule, read_run_config
 from dmtrec.systems.outputs import GLB_NAME, PROBE_NAME
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ def test_cameras(run_dir: Path, scale: float = 1.0) -> List[Dict]:
     """The run's test cameras for the page: camera-to-world (column-major, as three.js reads it),
     vertical fov in degrees, clip planes and size; empty (with a warning) where the run's config
     cannot rebuild its test split (e.g. the dataset is elsewhere now)."""
-    from dmtrec.systems.evaluation import build_datamodule, read_run_config
-
     try:
         config = read_run_config(run_dir)
         dataset = build_datamodule(config, run_dir / "config.yaml").test_dataset

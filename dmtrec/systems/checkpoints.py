@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.core.saving import _load_state
 
 from dmtrec.core.atomic import atomic_path
 
@@ -138,7 +139,6 @@ def load_module(cls: type, path: PathLike, map_location: Any = "cpu"):
     """``cls.load_from_checkpoint`` through :func:`load_checkpoint_file` (weights-only, one-line errors)."""
     # Lightning's own loader minus its torch.load: hyper-parameters, hooks and state dict as
     # load_from_checkpoint does them.
-    from pytorch_lightning.core.saving import _load_state
 
     return _load_state(cls, load_checkpoint_file(path, map_location))
 

@@ -14,6 +14,15 @@ import torch
 from torch import Tensor
 
 from dmtrec.geometry import Mesh
+from dmtrec.geometry import ops as geometry_ops
+from dmtrec.geometry.dmtet import DMTetGeometry
+from dmtrec.geometry.flexicubes import FlexiCubesGeometry
+from dmtrec.geometry.regularizers import laplacian_loss
+from dmtrec.geometry.uv_unwrap import uv_unwrap
+from dmtrec.render.bake import bake_volumetric
+from dmtrec.render.light import EnvironmentLight
+from dmtrec.render.material import TexturedMaterial, VolumetricMaterial
+from dmtrec.render.render_mesh import render_mesh
 
 from .config import DMTetConfig, LightConfig, MaterialConfig
 
@@ -23,8 +32,6 @@ TEXTURE_KEYS = ("kd", "ks", "normal")
 # ---------------------------------------------------------------------- construction
 def build_dmtet(cfg: DMTetConfig):
     """The pass-1 DMTet module (SDF + offsets on the configured tet grid)."""
-    from dmtrec.geometry.dmtet import DMTetGeometry
-
     return DMTetGeometry(
         resolution=cfg.resolution,
         scale=cfg.scale,
@@ -37,8 +44,6 @@ def build_dmtet(cfg: DMTetConfig):
 
 def build_flexicubes(cfg: DMTetConfig):
     """The pass-1 FlexiCubes module (SDF, offsets and per-cube weights on a voxel grid)."""
-    from dmtrec.geometry.flexicubes import FlexiCubesGeometry
-
     if cfg.grid_file:
         raise ValueError("model.dmtet.grid_file: a tet grid file does not apply to model.geometry 'flexicubes'")
     return FlexiCubesGeometry(resolution=cfg.resolution, scale=cfg.scale, init=cfg.init, seed=cfg.seed)
@@ -46,8 +51,6 @@ def build_flexicubes(cfg: DMTetConfig):
 
 def build_volumetric_material(cfg: MaterialConfig, geometry):
     """The pass-1 volumetric (hash-grid + MLP) material over the DMTet grid's bounding box."""
-    from dmtrec.render.material import VolumetricMaterial
-
     lo, hi = geometry.grid_aabb()  # the grid's box (nvdiffrec getAABB), not the current surface's
     return VolumetricMaterial(
         aabb=torch.stack([lo, hi]),
@@ -60,8 +63,6 @@ def build_volumetric_material(cfg: MaterialConfig, geometry):
 
 def build_light(cfg: LightConfig):
     """The environment light: from an HDR probe file, constant, or random (nvdiffrec)."""
-    from dmtrec.render.light import EnvironmentLight
-
     if cfg.init == "random":
         return EnvironmentLight.random(base_res=cfg.base_res, scale=0.5 * cfg.scale, bias=0.25 * cfg.scale)
     if cfg.init == "constant":
@@ -92,8 +93,6 @@ def complete_textures(textures: Dict[str, Tensor], cfg: MaterialConfig) -> Dict[
 
 def build_textured_material(textures: Dict[str, Tensor], cfg: MaterialConfig):
     """The pass-2 material: learnable 2D textures clamped to the configured ranges."""
-    from dmtrec.render.material import TexturedMaterial
-
     normal = textures.get("normal") if cfg.normal_map else None
     return TexturedMaterial.from_tensors(
         kd=textures["kd"],
@@ -132,8 +131,6 @@ def render(
     ``with_smoothness``, ``"kd_grad" [B, H, W, 1]`` (kd change under a lookup jitter, zero
     where nothing is drawn).
     """
-    from dmtrec.render.render_mesh import render_mesh
-
     return render_mesh(mesh, material, light, cameras, rasterizer, background=background, smoothness=with_smoothness)
 
 
@@ -149,8 +146,6 @@ def flexicubes_regularizer(geometry) -> Tensor:
 
 def laplacian(mesh: Mesh, reference: Optional[Tensor]) -> Tensor:
     """Uniform Laplacian of the positions, or of the displacement from ``reference`` (unweighted)."""
-    from dmtrec.geometry.regularizers import laplacian_loss
-
     return laplacian_loss(mesh.v_pos, mesh.t_pos_idx, kind="uniform", reference=reference)
 
 
@@ -169,20 +164,14 @@ def after_step(material, light, clamp_light: bool = True) -> None:
 # ---------------------------------------------------------------------- pass transition and files
 def drop_small_components(mesh: Mesh, min_fraction: float) -> Mesh:
     """Remove floaters: pieces with fewer than ``min_fraction`` of the largest piece's faces."""
-    from dmtrec.geometry.ops import drop_small_components as drop
-
-    return drop(mesh, min_fraction)
+    return geometry_ops.drop_small_components(mesh, min_fraction)
 
 
 def unwrap(mesh: Mesh) -> Mesh:
     """UV-unwrap with xatlas (in a subprocess, with a per-triangle fallback)."""
-    from dmtrec.geometry.uv_unwrap import uv_unwrap
-
     return uv_unwrap(mesh).mesh
 
 
 def bake(mesh: Mesh, material, rasterizer, resolution: int) -> Dict[str, Tensor]:
     """Bake the volumetric material over the unwrapped mesh into 2D textures ``[R, R, C]``."""
-    from dmtrec.render.bake import bake_volumetric
-
     return material_textures(bake_volumetric(mesh, material, rasterizer, resolution))

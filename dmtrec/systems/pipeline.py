@@ -24,10 +24,14 @@ from torch import Tensor
 
 from dmtrec.geometry import Mesh
 from dmtrec.io.mesh_files import read_mesh
+from dmtrec.metrics.geometry import geometry_report
+from dmtrec.metrics.image import image_metrics
 from dmtrec.render.camera import Cameras
+from dmtrec.render.raster import get_rasterizer
 
 from . import components, distributed, schedules
 from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
+from .grids import image_grid, log_grid, save_grid
 from .losses import IMAGE_LOSSES, over_background, reconstruction_loss
 from .mesh_geometry import MeshGeometry
 
@@ -190,8 +194,6 @@ class ReconstructionSystem(pl.LightningModule):
     @property
     def rasterizer(self):
         if self._rasterizer is None or self._rasterizer.device != self.device:
-            from dmtrec.render.raster import get_rasterizer
-
             self._rasterizer = get_rasterizer(self.rasterizer_backend, self.device)
         return self._rasterizer
 
@@ -407,8 +409,6 @@ class ReconstructionSystem(pl.LightningModule):
     @torch.no_grad()
     def evaluate_batch(self, batch: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
         """Image metrics (nvdiffrec's convention, per view) and the render buffers of a batch."""
-        from dmtrec.metrics.image import image_metrics
-
         _, buffers = self.render(batch)
         metrics = image_metrics(buffers["shaded"][..., :3], batch["img"], background=batch["background"])
         return metrics, buffers
@@ -435,8 +435,6 @@ class ReconstructionSystem(pl.LightningModule):
         self._eval_step(batch, batch_idx, "test")
 
     def _write_grid(self, batch: Dict[str, Tensor], buffers: Dict[str, Tensor], prefix: str) -> None:
-        from .grids import image_grid, log_grid, save_grid
-
         grid = image_grid(over_background(batch["img"], batch["background"]), buffers, self.grid_views)
         name = f"{prefix}_{self.iteration:06d}"
         save_grid(Path(self.trainer.default_root_dir) / "images" / f"{name}.png", grid)
@@ -451,8 +449,6 @@ class ReconstructionSystem(pl.LightningModule):
     @torch.no_grad()
     def reference_metrics(self, reference: Mesh) -> Dict[str, Any]:
         """Geometry report (Chamfer, F-score, ...) of the current surface against ``reference``."""
-        from dmtrec.metrics.geometry import geometry_report
-
         mesh = self.geometry.mesh()
         pred = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
         return geometry_report(pred, reference.to(pred.device), n_samples=self.metric_samples)
