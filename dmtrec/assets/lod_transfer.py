@@ -118,7 +118,9 @@ def transfer_textures(
     pos, _ = rasterizer.interpolate(target.v_pos, rast, target.t_pos_idx.int())
     nrm, _ = rasterizer.interpolate(target.v_nrm, rast, target.t_nrm_idx.int())
     tng, _ = rasterizer.interpolate(target.v_tng, rast, target.t_tng_idx.int())
-    pos, nrm, tng = pos[0][covered], safe_normalize(nrm[0][covered]), safe_normalize(tng[0][covered])
+    pos, nrm, tng = pos[0][covered], safe_normalize(nrm[0][covered]), tng[0][covered]
+    # MikkTSpace tangents carry the bitangent's sign in w (-1 where the UVs are mirrored).
+    sign, tng = torch.where(tng[:, 3:4] < 0, -1.0, 1.0), safe_normalize(tng[:, :3])
 
     face, bary, _ = closest_points(pos.cpu().numpy(), source.v_pos.cpu().numpy(), source.t_pos_idx.cpu().numpy())
     face = torch.from_numpy(face).to(device)
@@ -129,12 +131,13 @@ def transfer_textures(
     world_n = safe_normalize(_interpolate(source.v_nrm, source.t_nrm_idx, face, bary))
     if sample.perturbation is not None:
         source = compute_tangents(source) if source.v_tng is None else source
-        src_t = safe_normalize(_interpolate(source.v_tng, source.t_tng_idx, face, bary))
+        src_t = _interpolate(source.v_tng, source.t_tng_idx, face, bary)
+        src_t = torch.cat([safe_normalize(src_t[:, :3]), src_t[:, 3:]], -1)
         world_n = perturb_normal(sample.perturbation[0, :, 0], world_n, src_t)
-    # The inverse of perturb_normal's frame (tangent, -bitangent, normal) on the target.
+    # The inverse of perturb_normal's frame (tangent, w * (n x tangent), normal) on the target.
     tng = safe_normalize(tng - (tng * nrm).sum(-1, keepdim=True) * nrm)
-    bitangent = safe_normalize(torch.linalg.cross(tng, nrm, dim=-1))
-    local = torch.stack([(world_n * tng).sum(-1), -(world_n * bitangent).sum(-1), (world_n * nrm).sum(-1)], -1)
+    bitangent = safe_normalize(torch.linalg.cross(nrm, tng, dim=-1)) * sign
+    local = torch.stack([(world_n * tng).sum(-1), (world_n * bitangent).sum(-1), (world_n * nrm).sum(-1)], -1)
     local = safe_normalize(torch.cat([local[:, :2], local[:, 2:].clamp_min(0.05)], -1))
 
     kd, ks = sample.kd[0, :, 0], sample.ks[0, :, 0]
