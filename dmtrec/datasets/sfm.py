@@ -70,6 +70,7 @@ def run_sfm(
     overwrite: bool = False,
     keep_database: bool = False,
     verbose: bool = False,
+    deterministic: bool = False,
 ) -> SfmSummary:
     """Recover the cameras of the photos in ``images`` and write the capture folder ``out``.
 
@@ -89,6 +90,9 @@ def run_sfm(
         overwrite: replace an existing ``out``.
         keep_database: keep COLMAP's ``database.db`` (features and matches) in ``out``.
         verbose: let COLMAP log its progress (else warnings and errors only).
+        deterministic: seed COLMAP's RANSAC and run every stage on one thread, so that the same
+            photos give the same model (threaded matching and bundle adjustment otherwise vary
+            from run to run); slower.
     """
     images, out = Path(images), Path(out)
     if camera_model not in CAMERA_MODELS:
@@ -109,6 +113,9 @@ def run_sfm(
         raise ValueError(f"{out}: output folder exists (pass --overwrite to replace it)")
     pycolmap = import_pycolmap()
     pycolmap.logging.minloglevel = 0 if verbose else 1  # glog levels: 0 info, 1 warning
+    threads = 1 if deterministic else -1
+    if deterministic:
+        pycolmap.set_random_seed(0)
 
     start = time.perf_counter()
     with atomic_folder(out) as tmp:
@@ -124,6 +131,7 @@ def run_sfm(
         extraction = pycolmap.FeatureExtractionOptions()
         extraction.max_image_size = max_image_size
         extraction.use_gpu = False
+        extraction.num_threads = threads
         # Affine-adapted, domain-size-pooled SIFT: more, and more robust, matches on objects
         # (COLMAP's recommendation for hard scenes; costs extraction time only).
         extraction.sift.estimate_affine_shape = True
@@ -138,12 +146,15 @@ def run_sfm(
         )
         matching = pycolmap.FeatureMatchingOptions()
         matching.use_gpu = False
+        matching.num_threads = threads
         matching.guided_matching = True
         if matcher == "exhaustive":
             pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
         else:
             pycolmap.match_sequential(database, matching_options=matching, device=pycolmap.Device.cpu)
-        reconstructions = pycolmap.incremental_mapping(database, tmp / "images", work)
+        mapping = pycolmap.IncrementalPipelineOptions()
+        mapping.num_threads = threads
+        reconstructions = pycolmap.incremental_mapping(database, tmp / "images", work, options=mapping)
         best = max(reconstructions.values(), key=lambda r: r.num_reg_images(), default=None)
         registered = best.num_reg_images() if best is not None else 0
         needed = max(MIN_IMAGES, math.ceil(min_registered * len(photos)))
