@@ -37,14 +37,6 @@ _ENV_TO_WORLD = np.diag([-1.0, 1.0, -1.0, 1.0])
 _GL_TO_MITSUBA_CAMERA = np.diag([-1.0, 1.0, -1.0, 1.0])
 
 
-def mitsuba_available() -> bool:
-    try:
-        import mitsuba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _mitsuba():
     try:
         import mitsuba as mi
