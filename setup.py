@@ -38,6 +38,7 @@ setup(
             "ruff>=0.6",
             "mitsuba>=3.5",
             "fast-simplification>=0.1.7",
+            "pycolmap>=3.11",
         ],
     },
     entry_points={"console_scripts": ["dmtrec=dmtrec.cli:main"]},
