@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +21,17 @@ TINY = CONFIGS / "tests" / "tiny_spot.yaml"
 # What every test process (and the `dmtrec` subprocesses the tests start) runs with: wandb quiet
 # and offline, data from the repository.
 QUIET_ENV = {"WANDB_SILENT": "true", "WANDB_CONSOLE": "off", "WANDB_MODE": "offline", "DMTREC_DATA": str(DATA)}
+
+
+def tiny_fit_args(data: Path, output_root: Path, *extra: str) -> list:
+    """``dmtrec fit`` arguments of the tiny Spot run (quickstart + tiny_spot overlay) on the
+    NeRF-synthetic folder ``data``, writing under ``output_root``; ``extra`` overrides follow."""
+    return ["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(data),
+            "--run.output_root", str(output_root), *extra]  # fmt: skip
+
+
+# ``python -m dmtrec.cli`` in a subprocess: the tests' interpreter and this checkout's code.
+DMTREC_CLI = [sys.executable, "-m", "dmtrec.cli"]
 
 
 def subprocess_env(**extra: str) -> dict:

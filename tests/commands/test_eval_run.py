@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from common import QUICKSTART, QUIET_ENV, TINY
+from common import QUIET_ENV, tiny_fit_args
 
 from dmtrec.cli import main
 
@@ -36,16 +36,9 @@ def run_dir(tmp_path_factory, spot_views) -> Path:
             mp.setenv(key, value)
         assert (
             main(
-                [
-                    "fit",
-                    "-c",
-                    str(QUICKSTART),
-                    "-c",
-                    str(TINY),
-                    "--data.path",
-                    str(spot_views),
-                    "--run.output_root",
-                    str(root),
+                tiny_fit_args(
+                    spot_views,
+                    root,
                     "--model.iters_dmtet",
                     "8",
                     "--model.iters_mesh",
@@ -56,7 +49,7 @@ def run_dir(tmp_path_factory, spot_views) -> Path:
                     "16",
                     "--data.val_batch_size",
                     "2",
-                ]
+                )
             )
             == 0
         )

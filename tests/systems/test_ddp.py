@@ -20,31 +20,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from common import QUICKSTART, REPO, TINY, subprocess_env
+from common import DMTREC_CLI, REPO, subprocess_env, tiny_fit_args
 
 pytestmark = pytest.mark.slow
 
 
 def fit(data: Path, root: Path, name: str, processes: int, *extra: str) -> Path:
     """Run ``dmtrec fit`` on ``processes`` CPU processes with a total batch of 2; return the run folder."""
-    command = [
-        sys.executable,
-        "-m",
-        "dmtrec.cli",
-        "fit",
-        "-c",
-        str(QUICKSTART),
-        "-c",
-        str(TINY),
-        "--data.path",
-        str(data),
-        "--run.output_root",
-        str(root),
+    command = DMTREC_CLI + tiny_fit_args(
+        data,
+        root,
         "--run.name",
         name,
         "--trainer.strategy",
@@ -58,7 +47,7 @@ def fit(data: Path, root: Path, name: str, processes: int, *extra: str) -> Path:
         "--trainer.enable_progress_bar",
         "false",
         *extra,
-    ]
+    )
     # Not this process's wandb service (see test_sigkill_then_resume).
     env = subprocess_env(OMP_NUM_THREADS="1")
     # Own session: on a timeout the whole group goes, rank 1 (Lightning's child) included.

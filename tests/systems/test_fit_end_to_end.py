@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from common import QUICKSTART, QUIET_ENV, REPO, TINY, subprocess_env
+from common import DMTREC_CLI, QUICKSTART, QUIET_ENV, REPO, TINY, subprocess_env, tiny_fit_args
 
 from dmtrec.cli import main
 from dmtrec.systems.pipeline import ReconstructionSystem
@@ -40,20 +40,7 @@ class SimulatedKill(Exception):
 
 
 def fit(data: Path, output_root: Path, *extra: str) -> int:
-    return main(
-        [
-            "fit",
-            "-c",
-            str(QUICKSTART),
-            "-c",
-            str(TINY),
-            "--data.path",
-            str(data),
-            "--run.output_root",
-            str(output_root),
-            *extra,
-        ]
-    )
+    return main(tiny_fit_args(data, output_root, *extra))
 
 
 def ckpt_state(path: Path) -> dict:
@@ -174,23 +161,9 @@ def test_sigkill_then_resume(tmp_path, spot_views):
     checkpoint exists; the same command plus --ckpt_path last finishes the run."""
     import signal
     import subprocess
-    import sys
     import time
 
-    command = [
-        sys.executable,
-        "-m",
-        "dmtrec.cli",
-        "fit",
-        "-c",
-        str(QUICKSTART),
-        "-c",
-        str(TINY),
-        "--data.path",
-        str(spot_views),
-        "--run.output_root",
-        str(tmp_path),
-    ]
+    command = DMTREC_CLI + tiny_fit_args(spot_views, tmp_path)
     last = tmp_path / "tiny_spot" / "checkpoints" / "last.ckpt"
     # Without WANDB_SERVICE: a child would otherwise attach to this process's wandb service, which
     # then keeps the killed child's run id marked as in use (a fresh shell has no such link).

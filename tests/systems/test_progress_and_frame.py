@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from common import QUICKSTART, QUIET_ENV, TINY
+from common import QUIET_ENV, tiny_fit_args
 
 from dmtrec.cli import main
 from dmtrec.io.gltf import read_glb
@@ -38,11 +38,10 @@ def z_up_run(tmp_path_factory, spot_dataset):
         for key, value in QUIET_ENV.items():
             mp.setenv(key, value)
         mp.setattr("sys.stderr", err)
-        code = main(["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(data),
-                     "--data.world_up", "z", "--run.output_root", str(root), "--run.wandb", "disabled",
+        code = main(tiny_fit_args(data, root, "--data.world_up", "z", "--run.wandb", "disabled",
                      "--model.iters_dmtet", str(ITERS[0]), "--model.iters_mesh", str(ITERS[1]),
                      "--model.metric_samples", "500", "--model.material.texture_res", "16",
-                     "--data.val_batch_size", "2"])  # fmt: skip
+                     "--data.val_batch_size", "2"))  # fmt: skip
     assert code == 0, capture.read_text()[-3000:]
     return root / "tiny_spot", capture.read_text()
 
