@@ -160,7 +160,7 @@ QUICKSTART = {
     "hash_levels": 8,
     "background": "noise",
 }
-"""experiments/configs/quickstart.yaml's settings (tests/experiments checks that they agree)."""
+"""experiments/configs/quickstart.yaml's settings (tests/experiments/test_fit_speed.py checks that they agree)."""
 
 
 def check_args(args: argparse.Namespace) -> None:
