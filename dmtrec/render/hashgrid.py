@@ -12,7 +12,7 @@ positions (through the interpolation weights).
 from __future__ import annotations
 
 import math
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor
@@ -144,48 +144,73 @@ def _trilinear(weights: Tensor) -> Tensor:
     return (wx[:, :, None, None] * wy[:, None, :, None] * wz[:, None, None, :]).reshape(wx.shape[0], 8, -1)
 
 
+CHUNK_CORNERS = 1 << 22
+"""Corner lookups (levels x 8 x points) per pass of the lookup: points go through in chunks so
+that the temporaries stay bounded (tens of MB) however many points a batch has."""
+
+
+def _point_chunks(n: int, levels: int) -> List[slice]:
+    step = max(1, CHUNK_CORNERS // (8 * levels))
+    return [slice(start, min(start + step, n)) for start in range(0, n, step)] or [slice(0, 0)]
+
+
 class _HashGridLookup(torch.autograd.Function):
-    """Gather-and-interpolate over all levels at once, points along the last dimension and the
-    table read feature-major (``[F, T]``: one gather of whole rows per feature, no per-feature
-    index arithmetic). The forward pass keeps only the corner rows and the fractions; the
-    backward pass scatters the table gradient into one buffer (autograd through the gathers
-    would materialise a table-sized gradient per level) and re-gathers the corner features for
-    the position gradient. Rows stay int64 on CPUs, where scatters with int32 indices are an
-    order of magnitude slower, and are kept as int32 elsewhere (half the memory)."""
+    """Gather-and-interpolate over all levels at once, points along the last dimension (in
+    chunks of :data:`CHUNK_CORNERS` lookups) and the table read feature-major (``[F, T]``: one
+    gather of whole rows per feature, no per-feature index arithmetic). The forward pass keeps
+    only the corner rows and the fractions; the backward pass scatters the table gradient into
+    one buffer (autograd through the gathers would materialise a table-sized gradient per
+    level) and re-gathers the corner features for the position gradient. Rows stay int64 on
+    CPUs, where scatters with int32 indices are an order of magnitude slower, and are kept as
+    int32 elsewhere (half the memory)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, table: Tensor, encoding: HashGridEncoding) -> Tensor:
-        n, features = x.shape[0], table.shape[1]
-        rows, frac = encoding._corners(x)  # [L, 8, N], [L, 3, N]
         table_t = table.t().contiguous()  # [F, T]
-        corner = table_t.index_select(1, rows.reshape(-1)).reshape((features,) + rows.shape)
-        out = (corner * _trilinear(_axis_weights(frac))).sum(2)  # [F, L, N]
-        if rows.device.type != "cpu" and table.shape[0] < 1 << 31:
-            rows = rows.int()
+        narrow = x.device.type != "cpu" and table.shape[0] < 1 << 31
+        outs, kept = [], []
+        for part in _point_chunks(x.shape[0], encoding.n_levels):
+            rows, frac = encoding._corners(x[part])  # [L, 8, n], [L, 3, n]
+            corner = table_t.index_select(1, rows.reshape(-1)).reshape((table.shape[1],) + rows.shape)
+            out = (corner * _trilinear(_axis_weights(frac))).sum(2)  # [F, L, n]
+            outs.append(out.permute(2, 1, 0).reshape(rows.shape[2], encoding.output_dim))
+            kept.append((rows.int() if narrow else rows, frac))
+        rows, frac = (torch.cat(t, -1) if len(kept) > 1 else t[0] for t in zip(*kept))
         ctx.save_for_backward(table, rows, frac)
         ctx.table_t, ctx.encoding = table_t, encoding
-        return out.permute(2, 1, 0).reshape(n, -1)
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        table, rows, frac = ctx.saved_tensors
-        levels, n, features = rows.shape[0], rows.shape[2], table.shape[1]
-        g = grad.reshape(n, levels, features).permute(2, 1, 0).contiguous()[:, :, None, :]  # [F, L, 1, N]
-        w = _axis_weights(frac)  # [L, 3, 2, N]
-        index = rows.reshape(-1).long()
-        grad_table = grad_x = None
-        if ctx.needs_input_grad[1]:
-            grad_t = torch.zeros_like(ctx.table_t)
-            grad_t.index_add_(1, index, (_trilinear(w) * g).reshape(features, -1))
-            grad_table = grad_t.t()
-        if ctx.needs_input_grad[0]:
-            corner = ctx.table_t.index_select(1, index).reshape(features, levels, 8, n)
-            s = (corner * g).sum(0).reshape(levels, 2, 2, 2, n)  # dL / d(corner weight)
-            sign = torch.tensor([-1.0, 1.0], dtype=grad.dtype, device=grad.device)
-            wx, wy, wz = w.unbind(1)  # [L, 2, N] each
-            dx = (s * (sign[:, None, None, None] * wy[:, None, :, None] * wz[:, None, None, :])).sum((1, 2, 3))
-            dy = (s * (wx[:, :, None, None] * sign[:, None, None] * wz[:, None, None, :])).sum((1, 2, 3))
-            dz = (s * (wx[:, :, None, None] * wy[:, None, :, None] * sign[:, None])).sum((1, 2, 3))
-            res = ctx.encoding._level_tensors(grad.device, grad.dtype)[0]
-            grad_x = (torch.stack([dx, dy, dz], 1) * res[:, None, None]).sum(0).t()
-        return grad_x, grad_table, None
+        _, rows, frac = ctx.saved_tensors  # the table is saved for autograd's in-place edit check
+        levels = rows.shape[0]
+        grad_t = torch.zeros_like(ctx.table_t) if ctx.needs_input_grad[1] else None
+        grad_x = []
+        for part in _point_chunks(rows.shape[2], levels):
+            grad_part = _backward_chunk(ctx, grad[part], rows[:, :, part], frac[:, :, part], grad_t)
+            if grad_part is not None:
+                grad_x.append(grad_part)
+        grad_x = (torch.cat(grad_x) if len(grad_x) > 1 else grad_x[0]) if grad_x else None
+        return grad_x, None if grad_t is None else grad_t.t(), None
+
+
+def _backward_chunk(ctx, grad: Tensor, rows: Tensor, frac: Tensor, grad_t: Optional[Tensor]) -> Optional[Tensor]:
+    """One chunk's backward pass: adds its table gradient into ``grad_t [F, T]`` (when given)
+    and returns its position gradient ``[n, 3]`` (when needed)."""
+    levels, n, features = rows.shape[0], rows.shape[2], ctx.table_t.shape[0]
+    g = grad.reshape(n, levels, features).permute(2, 1, 0).contiguous()[:, :, None, :]  # [F, L, 1, n]
+    w = _axis_weights(frac)  # [L, 3, 2, n]
+    index = rows.reshape(-1).long()
+    if grad_t is not None:
+        grad_t.index_add_(1, index, (_trilinear(w) * g).reshape(features, -1))
+    if not ctx.needs_input_grad[0]:
+        return None
+    corner = ctx.table_t.index_select(1, index).reshape(features, levels, 8, n)
+    s = (corner * g).sum(0).reshape(levels, 2, 2, 2, n)  # dL / d(corner weight)
+    sign = torch.tensor([-1.0, 1.0], dtype=grad.dtype, device=grad.device)
+    wx, wy, wz = w.unbind(1)  # [L, 2, n] each
+    dx = (s * (sign[:, None, None, None] * wy[:, None, :, None] * wz[:, None, None, :])).sum((1, 2, 3))
+    dy = (s * (wx[:, :, None, None] * sign[:, None, None] * wz[:, None, None, :])).sum((1, 2, 3))
+    dz = (s * (wx[:, :, None, None] * wy[:, None, :, None] * sign[:, None])).sum((1, 2, 3))
+    res = ctx.encoding._level_tensors(grad.device, grad.dtype)[0]
+    return (torch.stack([dx, dy, dz], 1) * res[:, None, None]).sum(0).t()

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from dmtrec.render import hashgrid
 from dmtrec.render.hashgrid import HashGridEncoding
 
 
@@ -102,7 +103,10 @@ def _reference_encoding(enc: HashGridEncoding, table: torch.Tensor, x: torch.Ten
     return torch.cat(out, -1)
 
 
-def test_fused_lookup_matches_the_per_level_reference_and_its_gradients():
+@pytest.mark.parametrize("chunk", [None, 4 * 8 * 7], ids=["one-pass", "chunks-of-7-points"])
+def test_fused_lookup_matches_the_per_level_reference_and_its_gradients(chunk, monkeypatch):
+    if chunk is not None:  # large batches go through in chunks of points; the results must not change
+        monkeypatch.setattr(hashgrid, "CHUNK_CORNERS", chunk)
     torch.manual_seed(1)
     # Levels 3, 6, 12, 24 cells: two dense ((N + 1)^3 <= 512), two hashed.
     enc = HashGridEncoding(
@@ -136,3 +140,12 @@ def test_table_gradient_passes_gradcheck():
     x = torch.rand(7, 3, dtype=torch.float64).requires_grad_()
     table = torch.randn_like(enc.table).requires_grad_()
     assert torch.autograd.gradcheck(lambda t, p: torch.func.functional_call(enc, {"table": t}, (p,)), (table, x))
+
+
+def test_no_points_give_an_empty_encoding_and_zero_gradients():
+    enc = HashGridEncoding(n_levels=3, log2_table_size=6, base_resolution=2, finest_resolution=9)
+    x = torch.zeros(0, 3, requires_grad=True)
+    out = enc(x)
+    assert out.shape == (0, enc.output_dim)
+    out.sum().backward()
+    assert x.grad.shape == (0, 3) and not enc.table.grad.any()
