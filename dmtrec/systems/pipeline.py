@@ -294,7 +294,9 @@ class ReconstructionSystem(pl.LightningModule):
             )
         for group in groups:
             group["base_lr"] = group["lr"]
-        return torch.optim.Adam(groups, eps=_EPS)  # nvdiffrec: torch's default betas and eps
+        # nvdiffrec: torch's default betas and eps. foreach: one multi-tensor update instead of a
+        # loop over the parameters (torch picks it on GPUs only); the same arithmetic, bit for bit.
+        return torch.optim.Adam(groups, eps=_EPS, foreach=True)
 
     def configure_optimizers(self):
         return self._make_optimizer()

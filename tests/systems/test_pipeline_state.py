@@ -258,3 +258,31 @@ def test_logged_training_values_reach_the_logger_at_every_logging_step(toy_scene
         assert float(row["loss"]) == pytest.approx(sum(seen[it].values()), rel=1e-5)
         assert float(row["pass"]) == (1.0 if stage == "dmtet" else 2.0)
         assert {"lr/geometry", "lr/material", "lr/light"} <= {k for k, v in row.items() if v}
+
+
+def test_multi_tensor_adam_steps_like_the_per_parameter_loop(toy_scene):
+    system = make_system()
+    optimizer = system._make_optimizer()
+    assert all(group["foreach"] for group in optimizer.param_groups)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    twins = [p.detach().clone().requires_grad_() for p in params]
+    groups = [
+        dict(group, params=twins[i : i + len(group["params"])], foreach=False) for i, group in _offsets(optimizer)
+    ]
+    loop = torch.optim.Adam(groups)
+    torch.manual_seed(0)
+    for _ in range(3):
+        for p, twin in zip(params, twins):
+            p.grad = torch.randn_like(p)
+            twin.grad = p.grad.clone()
+        optimizer.step()
+        loop.step()
+    for p, twin in zip(params, twins):
+        assert torch.equal(p.detach(), twin.detach())
+
+
+def _offsets(optimizer):
+    start = 0
+    for group in optimizer.param_groups:
+        yield start, group
+        start += len(group["params"])
