@@ -3,14 +3,15 @@
 Autograd through gathers of ``[N, 4, C]`` rows keeps every intermediate of the blend and runs
 its backward over small trailing dimensions; on a CPU that costs an order of magnitude more than
 the arithmetic, and each of the dozens of full-size temporaries is a trip to main memory. Here
-the samples are processed in cache-sized chunks: per chunk, the taps' indices and weights come
-from :func:`~.torch_texture._axis_taps` (so the same taps as the autograd formulation), each
-channel of each tap is a 1D ``index_select`` from a transposed (small) texel table, and the
-blend uses the same float operations as :func:`~.torch_texture._blend_taps`. Nothing per sample
-is saved: the backward recomputes a chunk's taps, scatters each channel's weighted gradient into
-the table with 1D ``scatter_add_`` calls and forms the uv and level-weight gradients from the blend
-slopes. Values equal the autograd formulation's; gradients equal its gradients up to the order
-of summation.
+the samples are processed in cache-sized chunks: per chunk, the taps' rows and weights are
+computed as :func:`~.torch_texture._axis_taps` computes them (in float and int32 arithmetic,
+exact for texel indices), each channel of each tap is a 1D ``index_select`` from a transposed
+(small) texel table, and the blend uses the same float operations as
+:func:`~.torch_texture._blend_taps`. The forward saves the taps' rows (int32) and weights and the
+derivatives of each output channel w.r.t. ``uv`` and the level weight (``[C, N]``); the backward
+scatters each channel's weighted gradient into the table with 1D ``scatter_add_`` calls. Values
+equal the autograd formulation's; gradients equal its gradients up to rounding (order of
+summation and of multiplication).
 """
 
 from __future__ import annotations
@@ -58,23 +59,25 @@ def _chunk_taps(
     uv: Tensor, level: Optional[Tensor], plane: Optional[Tensor], extents: Tensor, boundary: str, quads: bool, t: int
 ) -> Tuple[List[Tensor], Optional[List[Tensor]], Tensor, Tensor, object, object]:
     """Tap rows (4, or 1 with quads) ``[L * n]``, taps reading zero (or None), ``fx, fy [L, n]`` and
-    the level extents (ints or ``[L, n]``) of the samples ``uv [n, 2]``."""
-    from .torch_texture import _axis_taps  # the texture op's own tap arithmetic
-
+    the level extents (floats or ``[L, n]``) of the samples ``uv [n, 2]``."""
     if level is None:
-        base, h, w = 0, int(extents[1, 0]), int(extents[2, 0])
+        base, h, w = 0, float(extents[1, 0]), float(extents[2, 0])
     else:
-        base, h, w = (extents[i].index_select(0, level.reshape(-1)).view(level.shape) for i in range(3))
-    ix0, ix1, fx, in_x0, in_x1 = _axis_taps(uv[:, 0], w, boundary)
-    iy0, iy1, fy, in_y0, in_y1 = _axis_taps(uv[:, 1], h, boundary)
-    row0 = iy0 if plane is None else plane * h + iy0
-    row0 = row0 * w + base
+        flat = level.reshape(-1)
+        base = extents[0].index_select(0, flat).view(level.shape).int()
+        h, w = (extents[i].to(uv.dtype).index_select(0, flat).view(level.shape) for i in (1, 2))
+    ix0, ix1, fx, in_x0, in_x1 = _axis(uv[:, 0], w, boundary)
+    iy0, iy1, fy, in_y0, in_y1 = _axis(uv[:, 1], h, boundary)
+    w_int = w if level is None else w.int()
+    if plane is not None:
+        h_int = h if level is None else h.int()
+        iy0, iy1 = plane.int() * h_int + iy0, plane.int() * h_int + iy1
+    row0 = iy0 * w_int + base
     if quads:
         rows = [row0 + ix0]
         outside = None
     else:
-        row1 = iy1 if plane is None else plane * h + iy1
-        row1 = row1 * w + base
+        row1 = iy1 * w_int + base
         rows = [row0 + ix0, row0 + ix1, row1 + ix0, row1 + ix1]
         outside = None
         if in_x0 is not None:
@@ -82,10 +85,36 @@ def _chunk_taps(
             rows = [r.masked_fill_(o, 0) for r, o in zip(rows, outside)]
             outside = [o.reshape(-1) for o in outside]
     # Non-finite coordinates give arbitrary indices; keep them in range (the sample is NaN).
-    rows = [r.clamp_(0, t - 1).reshape(-1) for r in rows]
+    rows = [r.clamp_(0, t - 1).reshape(-1).long() for r in rows]
     num_levels = fx.numel() // uv.shape[0]
     shape = (num_levels, uv.shape[0])
     return rows, outside, fx.reshape(shape), fy.reshape(shape), h, w
+
+
+def _axis(u: Tensor, size, boundary: str):
+    """``torch_texture._axis_taps`` in float arithmetic (exact: texel indices are small integers),
+    with int32 taps: 64-bit integer arithmetic is several times slower on a CPU."""
+    if boundary == "wrap":
+        u = u - torch.floor(u)
+    x = u * size - 0.5
+    held = None
+    if boundary == "clamp":
+        x = torch.clamp(x.clamp(min=0.0), max=size - 1)
+        # On an edge texel centre both taps read that texel, so the uv gradient is zero there.
+        held = (x == 0) | (x == size - 1)
+    x0 = torch.floor(x)
+    frac = x - x0
+    i0 = x0
+    i1 = i0 + 1 if held is None else i0 + (~held).to(x.dtype)
+    if boundary == "wrap":
+        i0 = torch.where(i0 < 0, i0 + size, i0)
+        i1 = torch.where(i1 >= size, i1 - size, i1)
+    inside = None
+    if boundary == "zero":
+        inside = ((i0 >= 0) & (i0 < size), (i1 >= 0) & (i1 < size))
+    # NaN and huge coordinates saturate here; the rows are clamped into the table afterwards.
+    i0, i1 = i0.clamp(-(2.0**30), 2.0**30).int(), i1.clamp(-(2.0**30), 2.0**30).int()
+    return (i0, i1, frac) + (inside if inside is not None else (None, None))
 
 
 def _gather_taps(columns: Tensor, rows: List[Tensor], outside, c: int, channels: int, quads: bool, shape):
@@ -100,90 +129,98 @@ class _Sample2D(torch.autograd.Function):
     @staticmethod
     def forward(ctx, table, uv, frac, level, plane, extents, boundary, quads):
         n = uv.shape[0]
+        num_levels = 1 if level is None else level.shape[0]
         channels = table.shape[1] // 4 if quads else table.shape[1]
         columns = table.t().contiguous()  # [C or 4 C, T]: a 1D gather per channel and tap
         out = table.new_empty(n, channels)
+        need_table, need_uv, need_frac = ctx.needs_input_grad[:3]
+        # Saved for the backward instead of recomputed: the taps' rows (int32) and weights for the
+        # table's gradient; d out / d uv and d out / d frac per channel ([C, N]) for the others.
+        rows_all = fx_all = fy_all = outside_all = jac_u = jac_v = jac_frac = None
+        if need_table:
+            rows_all = torch.empty(1 if quads else 4, num_levels, n, dtype=torch.int32, device=uv.device)
+            fx_all, fy_all = uv.new_empty(num_levels, n), uv.new_empty(num_levels, n)
+            if boundary == "zero":
+                outside_all = torch.empty(4, num_levels, n, dtype=torch.bool, device=uv.device)
+        if need_uv:
+            jac_u, jac_v = uv.new_empty(channels, n), uv.new_empty(channels, n)
+        if need_frac:
+            jac_frac = uv.new_empty(channels, n)
         for s in range(0, n, CHUNK):
             e = min(s + CHUNK, n)
             lv = None if level is None else level[:, s:e]
             pl = None if plane is None else plane[s:e]
-            rows, outside, fx, fy, _, _ = _chunk_taps(uv[s:e], lv, pl, extents, boundary, quads, table.shape[0])
+            rows, outside, fx, fy, h, w = _chunk_taps(uv[s:e], lv, pl, extents, boundary, quads, table.shape[0])
+            if need_table:
+                for k, r in enumerate(rows):
+                    rows_all[k, :, s:e] = r.view(fx.shape)
+                fx_all[:, s:e], fy_all[:, s:e] = fx, fy
+                if outside is not None:
+                    for k, o in enumerate(outside):
+                        outside_all[k, :, s:e] = o.view(fx.shape)
+            if need_uv:
+                # d value / d u = d value / d fx * width (wrapping, clamping inside the range and the
+                # zero boundary all have slope 1 in u * width), weighted by the level's share.
+                scale_u, scale_v = w, h
+                if frac is not None:
+                    level_weight = torch.stack([1.0 - frac[s:e], frac[s:e]])
+                    scale_u, scale_v = level_weight * w, level_weight * h
             for c in range(channels):
                 a00, a10, a01, a11 = _gather_taps(columns, rows, outside, c, channels, quads, fx.shape)
-                top = a00 + fx * (a10 - a00)
-                bottom = a01 + fx * (a11 - a01)
-                value = top + fy * (bottom - top)
-                out[s:e, c] = value[0] if frac is None else value[0] + frac[s:e] * (value[1] - value[0])
-        ctx.save_for_backward(table, uv, frac, level, plane, extents)
-        ctx.boundary, ctx.quads = boundary, quads
+                step_top, step_bottom = a10 - a00, a11 - a01
+                top = a00 + fx * step_top
+                bottom = a01 + fx * step_bottom
+                step_y = bottom - top
+                value = top + fy * step_y
+                if frac is None:
+                    out[s:e, c] = value[0]
+                else:
+                    step_level = value[1] - value[0]
+                    out[s:e, c] = value[0] + frac[s:e] * step_level
+                    if need_frac:
+                        jac_frac[c, s:e] = step_level
+                if need_uv:
+                    slope_x = step_top + fy * (step_bottom - step_top)
+                    jac_u[c, s:e] = (slope_x * scale_u).sum(0)
+                    jac_v[c, s:e] = (step_y * scale_v).sum(0)
+        ctx.save_for_backward(rows_all, fx_all, fy_all, outside_all, frac, jac_u, jac_v, jac_frac)
+        ctx.num_texels, ctx.quads, ctx.shape = table.shape[0], quads, (num_levels, n, channels)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        table, uv, frac, level, plane, extents = ctx.saved_tensors
-        boundary, quads = ctx.boundary, ctx.quads
-        n, texels = uv.shape[0], table.shape[0]
-        channels = table.shape[1] // 4 if quads else table.shape[1]
-        columns = table.t().contiguous()
-        need_table, need_uv, need_frac = ctx.needs_input_grad[:3]
+        rows_all, fx_all, fy_all, outside_all, frac, jac_u, jac_v, jac_frac = ctx.saved_tensors
+        num_levels, n, channels = ctx.shape
+        texels, quads = ctx.num_texels, ctx.quads
         grad_table = grad_uv = grad_frac = None
-        if need_table:
-            # Neighbouring samples read the same texels, and a scatter's additions to one address
-            # wait for each other: consecutive samples add into SPREAD separate copies of the table.
-            grad_columns = grad.new_zeros(columns.shape[0], SPREAD * texels)
-            taps_per_chunk = (1 if level is None else level.shape[0]) * min(n, CHUNK)
-            spread_all = (torch.arange(taps_per_chunk, device=uv.device) & (SPREAD - 1)) * texels
-        if need_uv:
-            grad_uv = torch.zeros_like(uv)
-        if need_frac:
-            grad_frac = torch.zeros_like(frac)
+        if jac_u is not None:
+            grad_uv = grad.new_empty(n, 2)
+            grad_uv[:, 0] = (jac_u * grad.t()).sum(0)
+            grad_uv[:, 1] = (jac_v * grad.t()).sum(0)
+        if jac_frac is not None:
+            grad_frac = (jac_frac * grad.t()).sum(0)
+        if rows_all is None:
+            return grad_table, grad_uv, grad_frac, None, None, None, None, None
+        # Neighbouring samples read the same texels, and a scatter's additions to one address wait
+        # for each other: consecutive samples add into SPREAD separate copies of the table.
+        grad_columns = grad.new_zeros((4 if quads else 1) * channels, SPREAD * texels)
+        spread_all = (torch.arange(num_levels * min(n, CHUNK), device=grad.device) & (SPREAD - 1)) * texels
         for s in range(0, n, CHUNK):
             e = min(s + CHUNK, n)
-            lv = None if level is None else level[:, s:e]
-            pl = None if plane is None else plane[s:e]
-            rows, outside, fx, fy, h, w = _chunk_taps(uv[s:e], lv, pl, extents, boundary, quads, texels)
-            g = grad[s:e]
-            level_weight = None if frac is None else torch.stack([1.0 - frac[s:e], frac[s:e]])
-            if need_table:
-                gx, gy = 1.0 - fx, 1.0 - fy
-                weights = [gx * gy, fx * gy, gx * fy, fx * fy]
-                if level_weight is not None:
-                    weights = [wt.mul_(level_weight) for wt in weights]
-                if outside is not None:
-                    weights = [wt.masked_fill_(o.view(wt.shape), 0.0) for wt, o in zip(weights, outside)]
-                spread = spread_all[: rows[0].numel()]
-                spread_rows = [r + spread for r in rows]
-            slope_x = slope_y = step_level = None
+            fx, fy = fx_all[:, s:e], fy_all[:, s:e]
+            gx, gy = 1.0 - fx, 1.0 - fy
+            weights = [gx * gy, fx * gy, gx * fy, fx * fy]
+            if frac is not None:
+                level_weight = torch.stack([1.0 - frac[s:e], frac[s:e]])
+                weights = [wt.mul_(level_weight) for wt in weights]
+            if outside_all is not None:
+                weights = [wt.masked_fill_(outside_all[k, :, s:e], 0.0) for k, wt in enumerate(weights)]
+            spread = spread_all[: weights[0].numel()]
+            rows = [(r[:, s:e].reshape(-1) + spread).long() for r in rows_all.unbind(0)]
             for c in range(channels):
-                gc = g[:, c]
-                if need_table:
-                    for k in range(4):
-                        column = grad_columns[k * channels + c if quads else c]
-                        column.scatter_add_(0, spread_rows[0 if quads else k], (weights[k] * gc).view(-1))
-                if not (need_uv or need_frac):
-                    continue
-                a00, a10, a01, a11 = _gather_taps(columns, rows, outside, c, channels, quads, fx.shape)
-                step_top, step_bottom = a10 - a00, a11 - a01
-                top = a00 + fx * step_top
-                step_y = a01 + fx * step_bottom - top
-                if need_uv:  # d value / d fx and d value / d fy, times the incoming gradient
-                    sx = (step_top + fy * (step_bottom - step_top)) * gc
-                    sy = step_y * gc
-                    slope_x = sx if slope_x is None else slope_x.add_(sx)
-                    slope_y = sy if slope_y is None else slope_y.add_(sy)
-                if need_frac:
-                    value = top + fy * step_y
-                    sl = (value[1] - value[0]) * gc
-                    step_level = sl if step_level is None else step_level.add_(sl)
-            if need_uv:
-                if level_weight is not None:
-                    slope_x, slope_y = slope_x.mul_(level_weight), slope_y.mul_(level_weight)
-                # d fx / d u is the level's width (wrapping, clamping inside its range and the
-                # zero boundary all have slope 1 in u * width).
-                grad_uv[s:e, 0] = (slope_x * w).sum(0)
-                grad_uv[s:e, 1] = (slope_y * h).sum(0)
-            if need_frac:
-                grad_frac[s:e] = step_level
-        if need_table:
-            grad_table = grad_columns.view(-1, SPREAD, texels).sum(1).t()
+                gc = grad[s:e, c]
+                for k in range(4):
+                    column = grad_columns[k * channels + c if quads else c]
+                    column.scatter_add_(0, rows[0 if quads else k], (weights[k] * gc).view(-1))
+        grad_table = grad_columns.view(-1, SPREAD, texels).sum(1).t()
         return grad_table, grad_uv, grad_frac, None, None, None, None, None
