@@ -68,9 +68,9 @@ def _chunk_taps(
         h, w = (extents[i].to(uv.dtype).index_select(0, flat).view(level.shape) for i in (1, 2))
     ix0, ix1, fx, in_x0, in_x1 = _axis(uv[:, 0], w, boundary)
     iy0, iy1, fy, in_y0, in_y1 = _axis(uv[:, 1], h, boundary)
-    w_int = w if level is None else w.int()
+    w_int = int(w) if level is None else w.int()
     if plane is not None:
-        h_int = h if level is None else h.int()
+        h_int = int(h) if level is None else h.int()
         iy0, iy1 = plane.int() * h_int + iy0, plane.int() * h_int + iy1
     row0 = iy0 * w_int + base
     if quads:
@@ -85,7 +85,7 @@ def _chunk_taps(
             rows = [r.masked_fill_(o, 0) for r, o in zip(rows, outside)]
             outside = [o.reshape(-1) for o in outside]
     # Non-finite coordinates give arbitrary indices; keep them in range (the sample is NaN).
-    rows = [r.clamp_(0, t - 1).reshape(-1).long() for r in rows]
+    rows = [r.clamp_(0, t - 1).reshape(-1) for r in rows]  # int32: index_select takes them as they are
     num_levels = fx.numel() // uv.shape[0]
     shape = (num_levels, uv.shape[0])
     return rows, outside, fx.reshape(shape), fy.reshape(shape), h, w
@@ -106,15 +106,15 @@ def _axis(u: Tensor, size, boundary: str):
     frac = x - x0
     i0 = x0
     i1 = i0 + 1 if held is None else i0 + (~held).to(x.dtype)
-    if boundary == "wrap":
-        i0 = torch.where(i0 < 0, i0 + size, i0)
-        i1 = torch.where(i1 >= size, i1 - size, i1)
+    if boundary == "wrap":  # i0 is -1 only left of the first texel centre, i1 = size only right of the last
+        i0 = torch.remainder(i0, size)
+        i1 = torch.remainder(i1, size)
     inside = None
     if boundary == "zero":
         inside = ((i0 >= 0) & (i0 < size), (i1 >= 0) & (i1 < size))
-    # NaN and huge coordinates saturate here; the rows are clamped into the table afterwards.
-    i0, i1 = i0.clamp(-(2.0**30), 2.0**30).int(), i1.clamp(-(2.0**30), 2.0**30).int()
-    return (i0, i1, frac) + (inside if inside is not None else (None, None))
+    # Non-finite and huge coordinates give arbitrary integers here; the rows are clamped into the
+    # table afterwards (and the sample is NaN, or zero outside the texture).
+    return (i0.int(), i1.int(), frac) + (inside if inside is not None else (None, None))
 
 
 def _gather_taps(columns: Tensor, rows: List[Tensor], outside, c: int, channels: int, quads: bool, shape):
