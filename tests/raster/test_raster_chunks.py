@@ -1,7 +1,7 @@
 """The torch backend's custom autograd Functions (texture sampling, footprint level of detail,
 interpolate) process samples in chunks of ``torch_common.CHUNK``: here with chunks of a few
 samples, so that every chunk boundary case runs, against finite differences, independent float64
-formulas and the unchunked results."""
+formulas and the unchunked results; and the texture sampler's shared sample for empty pixels."""
 
 import pytest
 import torch
@@ -110,3 +110,34 @@ def test_interpolate_in_small_chunks_equals_the_barycentric_formula(tiny_chunks)
         return torch_interpolate.interpolate(attr, torch.cat([uv, fixed], -1), tri, rast_db, diff_attrs)
 
     assert gradcheck(fn, (attr, uv, rast_db), eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("filter_mode", ["linear", "linear-mipmap-linear"])
+def test_samples_at_uv_origin_share_one_computation_with_per_sample_gradients(filter_mode, monkeypatch):
+    # Empty pixels (uv 0, footprint 0) among others: computed once, with every sample's own gradient.
+    tex, uv, uv_da, _ = random_inputs(False, seed=12, batch=3, size=4, channels=3)
+    empty = torch.rand(uv.shape[:3], generator=torch.Generator().manual_seed(2)) < 0.6
+    uv = torch.where(empty[..., None], 0.0, uv).requires_grad_()
+    uv_da = torch.where(empty[..., None], 0.0, uv_da).requires_grad_()
+    tex.requires_grad_()
+
+    mipmapped = "mipmap" in filter_mode
+    inputs = (tex, uv, uv_da) if mipmapped else (tex, uv)
+
+    def fn(tex, uv, uv_da=None):
+        return texture(tex, uv, uv_da, filter_mode=filter_mode)
+
+    weights = torch.randn(uv.shape[:3] + (3,), generator=torch.Generator().manual_seed(5), dtype=F64)
+    monkeypatch.setattr(torch_texture_taps, "SHARED_MIN", 10**9)
+    alone = fn(*inputs)
+    grads = torch.autograd.grad((alone * weights).sum(), inputs)
+    calls = []
+    original = torch_texture_taps._Sample2D.apply
+    monkeypatch.setattr(torch_texture_taps, "SHARED_MIN", 1)
+    monkeypatch.setattr(torch_texture_taps._Sample2D, "apply", lambda *a: calls.append(a[-1]) or original(*a))
+    shared = fn(*inputs)
+    assert calls and calls[0] is not None and int(calls[0].sum()) == int(empty.sum())  # the shared path ran
+    assert torch.equal(shared, alone)
+    for got, want in zip(torch.autograd.grad((shared * weights).sum(), inputs), grads):
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)

@@ -256,35 +256,6 @@ def _sample_nearest(table: Tensor, coords: Tensor, plane: Tensor, h: int, w: int
     return _fetch(table, index, inside)
 
 
-def _axis_taps(
-    u: Tensor, size: Size, boundary: str
-) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
-    """The two bilinear taps along one axis of a 2D texture.
-
-    Returns ``i0, i1`` (long texel indices), ``frac`` (weight of ``i1``) and, in zero mode,
-    whether each tap lies inside the texture.
-    """
-    if boundary == "wrap":
-        u = _wrap_unit(u)
-    x = u * size - 0.5
-    held = None
-    if boundary == "clamp":
-        x = torch.clamp(x.clamp(min=0.0), max=size - 1)
-        # On an edge texel centre both taps read that texel, so the uv gradient is zero
-        # there, as in nvdiffrast.
-        held = (x == 0) | (x == size - 1)
-    x0 = torch.floor(x.detach())
-    frac = x - x0
-    i0 = x0.long()
-    i1 = i0 + 1 if held is None else i0 + (~held).long()
-    if boundary == "wrap":
-        i0 = torch.where(i0 < 0, i0 + size, i0)
-        i1 = torch.where(i1 >= size, i1 - size, i1)
-    if boundary == "zero":
-        return i0, i1, frac, (i0 >= 0) & (i0 < size), (i1 >= 0) & (i1 < size)
-    return i0, i1, frac, None, None
-
-
 def _sample_bilinear(
     table: Tensor, coords: Tensor, plane: Tensor, face: Tensor, base: Size, h: Size, w: Size, frac: Optional[Tensor]
 ) -> Tensor:

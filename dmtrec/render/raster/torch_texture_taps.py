@@ -4,14 +4,17 @@ Autograd through gathers of ``[N, 4, C]`` rows keeps every intermediate of the b
 its backward over small trailing dimensions; on a CPU that costs an order of magnitude more than
 the arithmetic, and each of the dozens of full-size temporaries is a trip to main memory. Here
 the samples are processed in cache-sized chunks: per chunk, the taps' rows and weights are
-computed as :func:`~.torch_texture._axis_taps` computes them (in float and int32 arithmetic,
-exact for texel indices), each channel of each tap is a 1D ``index_select`` from a transposed
+computed in float and int32 arithmetic (exact for texel indices; int64 multiplies are several
+times slower on a CPU), each channel of each tap is a 1D ``index_select`` from a transposed
 (small) texel table, and the blend uses the same float operations as
 :func:`~.torch_texture._blend_taps`. The forward saves the taps' rows (int32) and weights and the
 derivatives of each output channel w.r.t. ``uv`` and the level weight (``[C, N]``); the backward
-scatters each channel's weighted gradient into the table with 1D ``scatter_add_`` calls. Values
-equal the autograd formulation's; gradients equal its gradients up to rounding (order of
-summation and of multiplication).
+scatters each channel's weighted gradient into the table with 1D ``scatter_add_`` calls. The
+empty pixels of a render (uv 0 and a zero footprint, so level 0 with no weight on level 1) are all
+the same sample: when they are many, one of them is computed, its value copied to the others, and
+each gets its own uv gradient from that sample's derivatives. Values equal the autograd
+formulation's; gradients equal its gradients up to rounding (order of summation and of
+multiplication).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch import Tensor
 from .torch_common import CHUNK
 
 SPREAD = 8  # copies of the texel table the backward scatters into (a power of two)
+SHARED_MIN, SHARED_MIN_FRACTION = 1024, 8  # share one sample from 1024 samples on, when 1/8 of them are alike
 
 
 def sample_2d(
@@ -52,7 +56,19 @@ def sample_2d(
     Returns:
         ``[N, C]``, differentiable w.r.t. ``table``, ``uv`` and ``frac``.
     """
-    return _Sample2D.apply(table, uv, frac, level, plane, extents, boundary, quads)
+    shared = None
+    if plane is None and uv.shape[0] >= SHARED_MIN:
+        # Samples at uv (0, 0) of level 0 with no weight on level 1 (the empty pixels of a render:
+        # interpolate leaves zeros there) are all the same sample: it is computed once.
+        with torch.no_grad():
+            shared = (uv[:, 0] == 0) & (uv[:, 1] == 0)
+            if level is not None:
+                shared &= level[0] == 0
+            if frac is not None:
+                shared &= frac == 0
+            if int(shared.sum()) * SHARED_MIN_FRACTION < uv.shape[0]:
+                shared = None
+    return _Sample2D.apply(table, uv, frac, level, plane, extents, boundary, quads, shared)
 
 
 def _chunk_taps(
@@ -92,8 +108,15 @@ def _chunk_taps(
 
 
 def _axis(u: Tensor, size, boundary: str):
-    """``torch_texture._axis_taps`` in float arithmetic (exact: texel indices are small integers),
-    with int32 taps: 64-bit integer arithmetic is several times slower on a CPU."""
+    """The two bilinear taps along one axis of 2D levels of extent ``size``, as nvdiffrast takes them.
+
+    "wrap" keeps the fractional part of ``u``; "clamp" clamps to the edge texels' centres, where
+    both taps read the edge texel (so the uv gradient is zero there); "zero" flags taps outside.
+
+    Returns:
+        ``i0, i1`` (int32 texel indices), ``frac`` (the weight of ``i1``) and,
+        in zero mode, whether each tap lies inside the level (else None, None).
+    """
     if boundary == "wrap":
         u = u - torch.floor(u)
     x = u * size - 0.5
@@ -127,7 +150,16 @@ def _gather_taps(columns: Tensor, rows: List[Tensor], outside, c: int, channels:
 
 class _Sample2D(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, table, uv, frac, level, plane, extents, boundary, quads):
+    def forward(ctx, table, uv, frac, level, plane, extents, boundary, quads, shared):
+        full = uv.shape[0]
+        active = None
+        if shared is not None:
+            # Compute the samples that are not shared, and the first shared one last.
+            active = (~shared).nonzero().squeeze(1)
+            subset = torch.cat([active, shared.int().argmax().view(1)])
+            uv = uv.index_select(0, subset)
+            frac = None if frac is None else frac.index_select(0, subset)
+            level = None if level is None else level.index_select(1, subset)
         n = uv.shape[0]
         num_levels = 1 if level is None else level.shape[0]
         channels = table.shape[1] // 4 if quads else table.shape[1]
@@ -183,24 +215,42 @@ class _Sample2D(torch.autograd.Function):
                     slope_x = step_top + fy * (step_bottom - step_top)
                     jac_u[c, s:e] = (slope_x * scale_u).sum(0)
                     jac_v[c, s:e] = (step_y * scale_v).sum(0)
-        ctx.save_for_backward(rows_all, fx_all, fy_all, outside_all, frac, jac_u, jac_v, jac_frac)
+        ctx.save_for_backward(rows_all, fx_all, fy_all, outside_all, frac, jac_u, jac_v, jac_frac, shared, active)
         ctx.num_texels, ctx.quads, ctx.shape = table.shape[0], quads, (num_levels, n, channels)
-        return out
+        if shared is None:
+            return out
+        full_out = out.new_empty(full, channels)
+        full_out[:] = out[-1]
+        return full_out.index_copy_(0, active, out[:-1])
 
     @staticmethod
     def backward(ctx, grad):
-        rows_all, fx_all, fy_all, outside_all, frac, jac_u, jac_v, jac_frac = ctx.saved_tensors
+        rows_all, fx_all, fy_all, outside_all, frac, jac_u, jac_v, jac_frac, shared, active = ctx.saved_tensors
         num_levels, n, channels = ctx.shape
         texels, quads = ctx.num_texels, ctx.quads
         grad_table = grad_uv = grad_frac = None
+        full_grad = grad
+        if shared is not None:
+            # The shared sample's gradient is the sum over the samples it stands for.
+            summed = shared.to(grad.dtype) @ grad
+            grad = torch.cat([grad.index_select(0, active), summed.unsqueeze(0)])
         if jac_u is not None:
             grad_uv = grad.new_empty(n, 2)
             grad_uv[:, 0] = (jac_u * grad.t()).sum(0)
             grad_uv[:, 1] = (jac_v * grad.t()).sum(0)
         if jac_frac is not None:
             grad_frac = (jac_frac * grad.t()).sum(0)
+        if shared is not None:  # per sample: its own gradient times the shared sample's derivatives
+            if grad_uv is not None:
+                compact = grad_uv
+                grad_uv = full_grad.new_empty(full_grad.shape[0], 2)
+                grad_uv[:, 0] = full_grad @ jac_u[:, -1]
+                grad_uv[:, 1] = full_grad @ jac_v[:, -1]
+                grad_uv.index_copy_(0, active, compact[:-1])
+            if grad_frac is not None:
+                grad_frac = (full_grad @ jac_frac[:, -1]).index_copy_(0, active, grad_frac[:-1])
         if rows_all is None:
-            return grad_table, grad_uv, grad_frac, None, None, None, None, None
+            return grad_table, grad_uv, grad_frac, None, None, None, None, None, None
         # Neighbouring samples read the same texels, and a scatter's additions to one address wait
         # for each other: consecutive samples add into SPREAD separate copies of the table.
         grad_columns = grad.new_zeros((4 if quads else 1) * channels, SPREAD * texels)
@@ -223,4 +273,4 @@ class _Sample2D(torch.autograd.Function):
                     column = grad_columns[k * channels + c if quads else c]
                     column.scatter_add_(0, rows[0 if quads else k], (weights[k] * gc).view(-1))
         grad_table = grad_columns.view(-1, SPREAD, texels).sum(1).t()
-        return grad_table, grad_uv, grad_frac, None, None, None, None, None
+        return grad_table, grad_uv, grad_frac, None, None, None, None, None, None
