@@ -53,6 +53,7 @@ from torch import Tensor
 from .torch_common import tri_id_to_float, value_with_grad_of
 
 SUBPIXELS = 16  # cudaraster snaps to 1/16 pixel
+SUBPIXEL_BITS = 4  # log2(SUBPIXELS)
 GUARD_BAND = 32767  # snapped coordinates beyond +-2**15 go through cudaraster's clipper
 TRIANGLES_PER_CHUNK = 1 << 18  # (batch item, triangle) pairs set up at once
 CANDIDATES_PER_CHUNK = 1 << 20  # (triangle, pixel) pairs tested at once
@@ -185,8 +186,9 @@ def _project_vertices(verts: Tensor, height: int, width: int) -> Tuple[Tensor, T
 def _pixel_box(lo: Tensor, hi: Tensor, size: int) -> Tuple[Tensor, Tensor]:
     """First pixel and pixel count along one axis whose sample lies in snapped ``[lo, hi]``."""
     offset = (size - 1) * SUBPIXELS // 2  # sample of pixel p sits at 16 p - offset
-    first = torch.div(lo + offset + SUBPIXELS - 1, SUBPIXELS, rounding_mode="floor").clamp(min=0)
-    last = torch.div(hi + offset, SUBPIXELS, rounding_mode="floor").clamp(max=size - 1)
+    # Floor division by 16 as an arithmetic shift (integer division is not vectorized).
+    first = ((lo + (offset + SUBPIXELS - 1)) >> SUBPIXEL_BITS).clamp(min=0)
+    last = ((hi + offset) >> SUBPIXEL_BITS).clamp(max=size - 1)
     return first, (last - first + 1).clamp(min=0)
 
 
