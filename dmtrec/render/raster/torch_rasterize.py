@@ -225,23 +225,35 @@ def _draw_snapped(
     sample_x = (SUBPIXELS * x0 - (width - 1) * SUBPIXELS // 2).double()
     sample_y = (SUBPIXELS * y0 - (height - 1) * SUBPIXELS // 2).double()
     sign = area.sign()
-    inv_area = 1.0 / area.abs()
 
     # Edge k runs from vertex k+1 to vertex k+2 (opposite vertex k), oriented so the inside is >= 0;
-    # its value at the box's first pixel and its steps per pixel in x and y.
-    rows, plane = [], torch.zeros(3, area.shape[0], dtype=torch.float64, device=area.device)
+    # its value at the box's first pixel (tie rule applied) and its steps per pixel in x and y.
+    dx, dy, at_corner, first = [], [], [], []
     for k in range(3):
         i, j = (k + 1) % 3, (k + 2) % 3
-        dx, dy = sign * (px[j] - px[i]), sign * (py[j] - py[i])
-        at_corner = (px[i] - sample_x) * dy - (py[i] - sample_y) * dx
-        step_x, step_y = -SUBPIXELS * dy, SUBPIXELS * dx
+        dx.append(sign * (px[j] - px[i]))
+        dy.append(sign * (py[j] - py[i]))
+        at_corner.append((px[i] - sample_x) * dy[k] - (py[i] - sample_y) * dx[k])
         # Tie rule: a sample exactly on the edge is the triangle's unless the oriented edge heads
         # +y, or is horizontal heading -x.
-        exclusive = (dy > 0) | ((dy == 0) & (dx <= 0))
-        rows += [at_corner - exclusive.double(), step_x, step_y]
+        exclusive = (dy[k] > 0) | ((dy[k] == 0) & (dx[k] <= 0))
+        first.append(at_corner[k] - exclusive.double())
+    # Most triangles of a dense mesh have a one-pixel box: that pixel is their only test, done here,
+    # so that the misses (most of them) skip the rest of the setup.
+    miss = (bw == 1) & (bh == 1) & ((first[0] < 0) | (first[1] < 0) | (first[2] < 0))
+    if bool(miss.any()):
+        keep = (~miss).nonzero().squeeze(1)
+        dx, dy, at_corner, first, zs = ([t.index_select(0, keep) for t in c] for c in (dx, dy, at_corner, first, zs))
+        area, x0, bw, y0, bh, base, face = (t.index_select(0, keep) for t in (area, x0, bw, y0, bh, base, face))
+    inv_area = 1.0 / area.abs()
+
+    rows, plane = [], torch.zeros(3, area.shape[0], dtype=torch.float64, device=area.device)
+    for k in range(3):
+        step_x, step_y = -SUBPIXELS * dy[k], SUBPIXELS * dx[k]
+        rows += [first[k], step_x, step_y]
         # z/w is affine in screen space; edge k / |area| is vertex k's screen-space weight.
         weight = zs[k].double() * inv_area
-        for row, term in zip(plane, (at_corner, step_x, step_y)):
+        for row, term in zip(plane, (at_corner[k], step_x, step_y)):
             row += term * weight
     setup = rows + [bw.double(), bh.double()]  # 11 rows [m]: 1D gathers are the fastest layout
     ints = [base + y0 * width + x0, face]  # first pixel, triangle index
