@@ -58,7 +58,7 @@ GUARD_BAND = 32767  # snapped coordinates beyond +-2**15 go through cudaraster's
 TRIANGLES_PER_CHUNK = 1 << 18  # (batch item, triangle) pairs set up at once
 CANDIDATES_PER_CHUNK = 1 << 20  # (triangle, pixel) pairs tested at once
 GRID_CLASSES = 6  # boxes up to 2**6 = 64 pixels a side are tested as dense grids
-GRID_MIN_PAIRS = 1 << 14  # ... when their size class has at least this many (triangle, pixel) pairs
+GRID_MIN_PAIRS = 1 << 12  # ... when their size class has at least this many (triangle, pixel) pairs
 BARY_GRAD_EPS = 1e-6  # nvdiffrast's epsilon on the barycentric denominator in backward
 _EMPTY = torch.iinfo(torch.int64).max
 _OUTSIDE_BITS, _DEPTH_BIT = 0x3F, 0x40  # vertex flags, see _project_vertices
