@@ -33,10 +33,13 @@ How the work is laid out, so that its cost grows with the pixels actually tested
 * Per image, triangles are culled in chunks before any setup: outside one frustum plane, or
   (snapped) with no pixel centre in their pixel box, which drops most sub-pixel triangles of a
   dense mesh. Back faces are kept: nvdiffrast draws both facings.
-* Snapped triangles are set up (edge functions, depth plane) and binned by the power-of-two size
-  of their pixel box; each well-filled bin up to 64 x 64 pixels is tested as a dense grid per
-  triangle with broadcast integer arithmetic, without per-pixel gathers or divisions. Larger
-  boxes, thin bins and clipped triangles go through lists of (triangle, pixel) candidates.
+* Snapped triangles are set up (edge functions, depth plane) in float64, which holds every
+  integer edge value exactly and, unlike int64, multiplies in vector registers. A triangle whose
+  box is one pixel is tested there first: the misses (most sub-pixel triangles) skip the rest.
+* Triangles are binned by the power-of-two size of their pixel box; each well-filled bin up to
+  64 x 64 pixels is tested as a dense grid per triangle with broadcast arithmetic, without
+  per-pixel gathers or divisions. Larger boxes, thin bins and clipped triangles go through lists
+  of (triangle, pixel) candidates.
 * Depth resolution is one ``scatter_reduce(amin)`` of (depth, id) keys per batch of fragments.
 
 Peak memory is bounded by the chunk sizes (``TRIANGLES_PER_CHUNK`` triangles set up,
