@@ -140,7 +140,7 @@ def texture(
         sizes = (0, tex_h, tex_w) if level is None else (base[level], level_h[level], level_w[level])
         out = _sample_bilinear(table, coords, plane, face, *sizes, frac)
         out = torch.where(valid[:, None], out, 0.0)
-    elif _use_quads(boundary_mode, sum(t.numel() for t in levels) // channels, n * (1 if level is None else 2)):
+    elif _use_quads(boundary_mode, sum(t.numel() for t in levels) // channels, n if level is None else level.numel()):
         _, base, level_h, level_w = _level_extents(levels)
         out = _sample_bilinear_wrap(
             _quad_table(levels), coords, plane, level, torch.stack([base, level_h, level_w]), frac
