@@ -24,6 +24,7 @@ dataset stops the run before training with one :class:`DatasetError` line.
 
 from __future__ import annotations
 
+import logging
 from typing import Dict, Literal, Optional, Tuple
 
 import pytorch_lightning as pl
@@ -38,6 +39,8 @@ from .nerd import NeRDViews
 from .nerf_synthetic import Z_UP_TO_Y_UP, ImageViews, NeRFSyntheticViews
 from .reference_mesh import ReferenceMeshViews, load_reference_scene
 from .samples import DrawSampler, RedrawnBackgrounds, as_resolution, check_background, collate_views
+
+log = logging.getLogger(__name__)
 
 KINDS = ("nerf_synthetic", "nerd", "colmap", "reference_mesh")
 IMAGE_KINDS = ("nerf_synthetic", "nerd", "colmap")
@@ -74,6 +77,10 @@ class ReconDataModule(pl.LightningDataModule):
         train_resolution: reference mesh: ``(H, W)`` of the training renders only (default
             ``resolution``); validation and test keep ``resolution``. Training at a lower
             resolution than the test buys iterations on a CPU (``spot_cpu.yaml``).
+        train_resolution_mesh: reference mesh: ``(H, W)`` of the training renders of pass 2 (the
+            mesh pass; default: as pass 1). The system switches to it through :meth:`use_pass`
+            when pass 2 starts, so that a CPU run can shape the surface cheaply at a low
+            resolution and refine mesh and textures at a higher one. Not with ``prerender``.
         downscale: NeRF-synthetic, NeRD, COLMAP: shrink images by this integer factor.
         views: training samples per epoch. NeRF-synthetic, NeRD, COLMAP: frames repeat cyclically
             (default one per frame); reference mesh: a fresh random camera per sample (default 1000).
@@ -119,6 +126,7 @@ class ReconDataModule(pl.LightningDataModule):
         probe_res: int = 512,
         resolution: Optional[Tuple[int, int]] = None,
         train_resolution: Optional[Tuple[int, int]] = None,
+        train_resolution_mesh: Optional[Tuple[int, int]] = None,
         downscale: int = 1,
         views: Optional[int] = None,
         val_views: Optional[int] = None,
@@ -157,8 +165,15 @@ class ReconDataModule(pl.LightningDataModule):
                 raise ValueError(f"{missing[0]}: required for kind reference_mesh")
             if downscale != 1:
                 raise ValueError("downscale: applies to nerf_synthetic images; set resolution for reference_mesh")
-        elif train_resolution is not None:
-            raise ValueError(f"train_resolution: applies to kind reference_mesh, got kind {kind}")
+        else:
+            for name, value in (
+                ("train_resolution", train_resolution),
+                ("train_resolution_mesh", train_resolution_mesh),
+            ):
+                if value is not None:
+                    raise ValueError(f"{name}: applies to kind reference_mesh, got kind {kind}")
+        if train_resolution_mesh is not None and prerender:
+            raise ValueError("train_resolution_mesh: cannot change the resolution of prerendered views (prerender)")
         if holdout and kind not in ("nerd", "colmap"):
             raise ValueError(
                 "holdout: applies to kinds nerd and colmap (NeRF-synthetic and reference meshes have their own "
@@ -182,6 +197,9 @@ class ReconDataModule(pl.LightningDataModule):
         self.resolution = as_resolution(resolution, "resolution") if resolution is not None else None
         self.train_resolution = (
             as_resolution(train_resolution, "train_resolution") if train_resolution is not None else None
+        )
+        self.train_resolution_mesh = (
+            as_resolution(train_resolution_mesh, "train_resolution_mesh") if train_resolution_mesh is not None else None
         )
         self.datasets: Dict[str, Dataset] = {}
 
@@ -225,6 +243,19 @@ class ReconDataModule(pl.LightningDataModule):
             if h.prerender:
                 for dataset in self.datasets.values():
                     dataset.prerender()
+
+    def use_pass(self, pass_number: int) -> None:
+        """Training renders for pass ``pass_number`` (1: DMTet, 2: mesh) from now on: pass 2 at
+        ``train_resolution_mesh`` when set. The training views render each sample when it is
+        drawn, so the next batch has the new size."""
+        train = self.datasets.get("train")
+        if self.train_resolution_mesh is None or not isinstance(train, ReferenceMeshViews):
+            return
+        first = self.train_resolution or self.resolution or (512, 512)
+        resolution = self.train_resolution_mesh if pass_number == 2 else first
+        if tuple(train.resolution) != tuple(resolution):
+            log.info("training renders of pass %d: %d x %d", pass_number, *resolution)
+        train.resolution = resolution
 
     def _image_views(self, split: str) -> ImageViews:
         h = self.hparams

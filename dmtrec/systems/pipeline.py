@@ -377,11 +377,25 @@ class ReconstructionSystem(pl.LightningModule):
             "checkpoint is kept (resume with --ckpt_path last after fixing the cause, e.g. lower learning rates)."
         )
 
+    def on_train_start(self) -> None:
+        # A run resumed in pass 2 trains on pass 2's renders from its first batch on.
+        self._data_use_pass()
+
+    def _data_use_pass(self) -> None:
+        """Tell the datamodule which pass trains now (pass-specific training resolutions,
+        ``data.train_resolution_mesh``); the batch already drawn keeps its size, which the
+        cameras follow (:meth:`cameras`)."""
+        # Any datamodule with a use_pass(pass_number) method (ReconDataModule's) is told.
+        use_pass = getattr(getattr(self.trainer, "datamodule", None), "use_pass", None)
+        if use_pass is not None:
+            use_pass(self.pass_number)
+
     def on_train_batch_start(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
         # Here rather than in training_step: Lightning hooks its step counter into the
         # optimizers in use when the batch starts, so the new optimizer must exist by then.
         if self.about_to_bake:
             self._start_mesh_pass()
+            self._data_use_pass()
         elif self.stage == "dmtet" and components.cleanup_due(self.pass_iteration, self.dmtet_cfg.morphology_every):
             components.clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
 

@@ -189,3 +189,50 @@ def test_train_resolution_applies_to_the_training_split_only(monkeypatch):
     assert next(iter(dm.test_dataloader()))["img"].shape == (1, 6, 8, 4)
     with pytest.raises(ValueError, match="^train_resolution: "):
         datamodule.ReconDataModule(kind="nerf_synthetic", path="x", train_resolution=(3, 4))
+
+
+def test_train_resolution_mesh_serves_pass_two_only(monkeypatch):
+    from dmtrec.datasets import datamodule
+
+    monkeypatch.setattr(datamodule, "load_reference_scene", lambda *args, **kwargs: CameraPositionScene())
+    dm = datamodule.ReconDataModule(
+        kind="reference_mesh",
+        mesh="m.obj",
+        probe="p.hdr",
+        resolution=(6, 8),
+        train_resolution=(3, 4),
+        train_resolution_mesh=(5, 7),
+        views=4,
+        test_views=2,
+        batch_size=2,
+        render_device="cpu",
+    )
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert next(iter(loader))["img"].shape == (2, 3, 4, 4)
+    dm.use_pass(2)
+    batch = next(iter(loader))
+    assert batch["img"].shape == (2, 5, 7, 4) and batch["background"].shape == (2, 5, 7, 3)
+    # The renders are the pass-2 camera's: every pixel holds its camera position.
+    assert torch.allclose(batch["img"][:, 2, 3, :3], batch["c2w"][:, :3, 3])
+    assert next(iter(dm.val_dataloader()))["img"].shape == (1, 6, 8, 4)
+    dm.use_pass(1)
+    assert next(iter(loader))["img"].shape == (2, 3, 4, 4)
+
+
+def test_train_resolution_mesh_is_a_no_op_unset_and_rejected_where_it_cannot_apply(monkeypatch):
+    from dmtrec.datasets import datamodule
+
+    monkeypatch.setattr(datamodule, "load_reference_scene", lambda *args, **kwargs: CameraPositionScene())
+    dm = datamodule.ReconDataModule(
+        kind="reference_mesh", mesh="m.obj", probe="p.hdr", resolution=(6, 8), views=2, render_device="cpu"
+    )
+    dm.setup("fit")
+    dm.use_pass(2)
+    assert next(iter(dm.train_dataloader()))["img"].shape == (1, 6, 8, 4)
+    with pytest.raises(ValueError, match="^train_resolution_mesh: "):
+        datamodule.ReconDataModule(kind="nerf_synthetic", path="x", train_resolution_mesh=(3, 4))
+    with pytest.raises(ValueError, match="^train_resolution_mesh: "):
+        datamodule.ReconDataModule(
+            kind="reference_mesh", mesh="m.obj", probe="p.hdr", train_resolution_mesh=(3, 4), prerender=True
+        )

@@ -147,6 +147,31 @@ def test_two_passes_switch_modules_and_optimizer(toy_scene, tmp_path):
     assert float(system.material.kd.mean()) > float(kd_pass1.mean())
 
 
+class PassAwareData(ToyData):
+    """Records when the system tells it which pass trains (ReconDataModule.use_pass's protocol)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+        self.system = None
+
+    def use_pass(self, pass_number):
+        self.calls.append((pass_number, self.system.stage, self.system.iteration))
+
+
+def test_the_datamodule_hears_of_each_pass_when_it_starts(toy_scene, tmp_path):
+    system, data = make_system(), PassAwareData()
+    data.system = system
+    make_trainer(tmp_path).fit(system, datamodule=data)
+    # at the start of training (pass 1), then right after the bake, before pass 2's first step
+    assert data.calls == [(1, "dmtet", 0), (2, "mesh", 7)]
+    # A run resumed in pass 2 starts on pass 2's data.
+    resumed, data = make_system(), PassAwareData()
+    data.system = resumed
+    make_trainer(tmp_path / "resumed").fit(resumed, datamodule=data, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert data.calls[0][:2] == (2, "mesh")
+
+
 def test_schedules_restart_at_each_pass(toy_scene, tmp_path):
     system = make_system(optim={"lr_geometry": 0.05, "lr_material": 0.05, "decay": 0.1, "warmup_mesh": 2})
     seen = []
