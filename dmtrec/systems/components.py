@@ -7,6 +7,7 @@ the other packages' signatures.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -23,6 +24,7 @@ from dmtrec.render.bake import bake_volumetric
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial, VolumetricMaterial
 from dmtrec.render.render_mesh import render_mesh
+from dmtrec.render.visibility import hidden_points
 
 from .config import DMTetConfig, LightConfig, MaterialConfig
 
@@ -165,6 +167,24 @@ def after_step(material, light, clamp_light: bool = True) -> None:
 def drop_small_components(mesh: Mesh, min_fraction: float) -> Mesh:
     """Remove floaters: pieces with fewer than ``min_fraction`` of the largest piece's faces."""
     return geometry_ops.drop_small_components(mesh, min_fraction)
+
+
+@torch.no_grad()
+def filled_sdf(geometry, rasterizer, views: int) -> Tensor:
+    """``[V]`` the pass-1 SDF with every outside grid vertex that none of ``views`` cameras around
+    the grid sees set just inside (:func:`dmtrec.render.visibility.hidden_points`); the surface the
+    cameras see keeps its exact zero crossings, hidden pockets and tunnels close.
+
+    The depth maps' resolution follows the grid (a pixel about a quarter of a grid cell at the
+    grids' 25/64 cubes per resolution step), so the 2-pixel gap filter stays below half a cell.
+    """
+    sdf = geometry.sdf.detach()
+    mesh = geometry.mesh(with_uv=False)
+    radius = 0.5 * math.sqrt(3.0) * geometry.scale
+    resolution = max(128, round(8 * geometry.resolution / 3))
+    hidden = hidden_points(mesh, geometry.deformed_vertices(), rasterizer, radius, views, resolution)
+    # The magnitude of an inside value only moves crossings on the edges it now touches, all hidden.
+    return torch.where(hidden & (sdf <= 0), sdf.abs().clamp_min(1e-4), sdf)
 
 
 def unwrap(mesh: Mesh) -> Mesh:

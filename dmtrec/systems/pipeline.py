@@ -212,15 +212,26 @@ class ReconstructionSystem(pl.LightningModule):
         self._update_light_trainable()
 
     @torch.no_grad()
+    def pass_one_surface(self) -> Mesh:
+        """Pass 1's surface as it is baked (positions and faces): hidden pockets filled
+        (``dmtet.fill_hidden_views``), then floaters dropped (``dmtet.min_component_fraction``)."""
+        if self.dmtet_cfg.fill_hidden_views > 0:
+            sdf = components.filled_sdf(self.geometry, self.rasterizer, int(self.dmtet_cfg.fill_hidden_views))
+            with self.geometry.sdf_replaced(sdf):
+                mesh = self.geometry.mesh(with_uv=False)
+        else:
+            mesh = self.geometry.mesh(with_uv=False)
+        mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
+        return components.drop_small_components(mesh, self.dmtet_cfg.min_component_fraction)
+
+    @torch.no_grad()
     def bake_mesh(self) -> Tuple[Mesh, Dict[str, Tensor]]:
         """The current surface with UVs and 2D textures: pass 1's surface is extracted (FlexiCubes:
         2 triangles per quad, as without gradients), unwrapped and its volumetric material baked;
         pass 2's mesh and textures as they are."""
         if self.stage == "mesh":
             return self.geometry.mesh(), components.material_textures(self.material)
-        mesh = self.geometry.mesh()
-        mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
-        mesh = components.drop_small_components(mesh, self.dmtet_cfg.min_component_fraction)
+        mesh = self.pass_one_surface()
         if mesh.is_empty:
             raise RuntimeError(
                 f"pass 1 ended at iteration {self.iteration} with an empty surface "
@@ -449,6 +460,9 @@ class ReconstructionSystem(pl.LightningModule):
     @torch.no_grad()
     def reference_metrics(self, reference: Mesh) -> Dict[str, Any]:
         """Geometry report (Chamfer, F-score, ...) of the current surface against ``reference``."""
-        mesh = self.geometry.mesh()
-        pred = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
+        if self.stage == "dmtet":
+            pred = self.pass_one_surface()  # the surface that is exported
+        else:
+            mesh = self.geometry.mesh()
+            pred = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
         return geometry_report(pred, reference.to(pred.device), n_samples=self.metric_samples)
