@@ -46,9 +46,11 @@ def hidden_points(
     ``views`` pinhole cameras at the :func:`fibonacci_directions`, ``3 radius`` from the origin,
     each framing the ball of ``radius`` at ``resolution``², render the mesh's depth; a point is
     seen by a camera when it is nearer than the surface's depth at its pixel (or no surface covers
-    the pixel). The depth map is min-pooled over ``(2 pool + 1)²`` pixels first: rasterizing
-    misses thin sliver triangles at pixel centres, and a gap would let a camera see through the
-    shell; the cost is that concavities narrower than ``pool`` pixels count as hidden.
+    the pixel). The depth map is min-pooled over ``(2 pool + 1)²`` pixels first, so that a camera
+    does not see through cracks and tunnels narrower than about ``pool`` pixels (sliver triangles
+    missed at pixel centres, the thin handles of a fit), and a point counts as seen up to half the
+    pool's width (in world units at the origin) behind the pooled depth, so that points just
+    outside a surface seen at an angle, whose pooled depth is the nearer neighbours', stay seen.
     """
     device = points.device
     hidden = torch.ones(points.shape[0], dtype=torch.bool, device=device)
@@ -56,6 +58,7 @@ def hidden_points(
         return ~hidden
     distance = 3.0 * radius
     fovy = 2.0 * math.asin(radius / distance) * 1.02
+    tolerance = 0.5 * pool * 2.0 * distance * math.tan(0.5 * fovy) / resolution
     tri = mesh.t_pos_idx.int()
     for directions in fibonacci_directions(views).to(device).split(chunk):
         c2w = torch.stack([look_at(d * distance, torch.zeros(3, device=device)) for d in directions])
@@ -71,5 +74,5 @@ def hidden_points(
         pixel = ((point_clip[..., :2] / w[..., None] + 1.0) * 0.5 * resolution).long().clamp(0, resolution - 1)
         batch = torch.arange(len(directions), device=device)[:, None].expand_as(w)
         surface = depth[batch, 0, pixel[..., 1], pixel[..., 0]]  # row 0 is clip y = -1
-        hidden &= ~(w < surface).any(0)
+        hidden &= ~(w < surface + tolerance).any(0)
     return hidden
