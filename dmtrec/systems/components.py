@@ -170,16 +170,18 @@ def drop_small_components(mesh: Mesh, min_fraction: float) -> Mesh:
 
 
 @torch.no_grad()
-def filled_sdf(geometry, rasterizer, views: int) -> Tensor:
+def filled_sdf(geometry, rasterizer, views: int, min_component_fraction: float = 0.0) -> Tensor:
     """``[V]`` the pass-1 SDF with every outside grid vertex that none of ``views`` cameras around
     the grid sees set just inside (:func:`dmtrec.render.visibility.hidden_points`); the surface the
-    cameras see keeps its exact zero crossings, hidden pockets and tunnels close.
+    cameras see keeps its exact zero crossings, hidden pockets and tunnels close. The cameras look
+    past the floaters :func:`drop_small_components` would drop (``min_component_fraction``), which
+    would otherwise hide what lies behind them and fill it.
 
     The depth maps' resolution follows the grid (a pixel about a quarter of a grid cell at the
     grids' 25/64 cubes per resolution step), so the 2-pixel gap filter stays below half a cell.
     """
     sdf = geometry.sdf.detach()
-    mesh = geometry.mesh(with_uv=False)
+    mesh = drop_small_components(geometry.mesh(with_uv=False), min_component_fraction)
     radius = 0.5 * math.sqrt(3.0) * geometry.scale
     resolution = max(128, round(8 * geometry.resolution / 3))
     hidden = hidden_points(mesh, geometry.deformed_vertices(), rasterizer, radius, views, resolution)

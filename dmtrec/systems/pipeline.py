@@ -216,7 +216,10 @@ class ReconstructionSystem(pl.LightningModule):
         """Pass 1's surface as it is baked (positions and faces): hidden pockets filled
         (``dmtet.fill_hidden_views``), then floaters dropped (``dmtet.min_component_fraction``)."""
         if self.dmtet_cfg.fill_hidden_views > 0:
-            sdf = components.filled_sdf(self.geometry, self.rasterizer, int(self.dmtet_cfg.fill_hidden_views))
+            cfg = self.dmtet_cfg
+            sdf = components.filled_sdf(
+                self.geometry, self.rasterizer, int(cfg.fill_hidden_views), cfg.min_component_fraction
+            )
             with self.geometry.sdf_replaced(sdf):
                 mesh = self.geometry.mesh(with_uv=False)
         else:
