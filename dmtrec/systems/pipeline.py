@@ -234,6 +234,7 @@ class ReconstructionSystem(pl.LightningModule):
         pass 2's mesh and textures as they are."""
         if self.stage == "mesh":
             return self.geometry.mesh(), components.material_textures(self.material)
+        components.clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
         mesh = self.pass_one_surface()
         if mesh.is_empty:
             raise RuntimeError(
@@ -395,6 +396,8 @@ class ReconstructionSystem(pl.LightningModule):
         # optimizers in use when the batch starts, so the new optimizer must exist by then.
         if self.about_to_bake:
             self._start_mesh_pass()
+        elif self.stage == "dmtet" and components.cleanup_due(self.pass_iteration, self.dmtet_cfg.morphology_every):
+            components.clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
 
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Optional[Tensor]:
         if self.finished:

@@ -286,3 +286,20 @@ def _offsets(optimizer):
     for group in optimizer.param_groups:
         yield start, group
         start += len(group["params"])
+
+
+@pytest.mark.parametrize("dmtet, expected", [({}, []), ({"morphology": "open", "morphology_every": 3}, [3, 6, 7])])
+def test_sdf_clean_ups_run_every_n_pass_one_iterations_and_before_the_bake(
+    toy_scene, monkeypatch, tmp_path, dmtet, expected
+):
+    system = make_system(dmtet=dmtet)
+    calls = []
+
+    def spy(geometry, mode, steps):
+        if mode != "none":
+            calls.append((system.stage, system.iteration, mode))
+
+    monkeypatch.setattr(components, "clean_sdf", spy)
+    make_trainer(tmp_path).fit(system, datamodule=ToyData())
+    # before the batches of pass-1 iterations 3 and 6, and at the bake after iteration 7
+    assert calls == [("dmtet", i, "open") for i in expected]
