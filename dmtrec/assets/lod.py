@@ -103,7 +103,6 @@ class LodSettings:
     seed: int = 0
     xatlas_timeout: float = 120.0
     flip: bool = True
-    log_every: int = 25
 
 
 @dataclass
@@ -116,8 +115,6 @@ class Level:
     resolution: int
     mesh: Mesh
     material: TexturedMaterial
-    qem_mesh: Mesh = None
-    qem_material: TexturedMaterial = None
     report: dict = field(default_factory=dict)
     images: dict = field(default_factory=dict)
 
