@@ -58,6 +58,8 @@ from dmtrec.render.render_mesh import render_mesh
 
 log = logging.getLogger(__name__)
 
+TRAINABLE = ("position", "normal", "kd", "ks")
+"""What the optimisation may change (:attr:`LodSettings.skip_train` names those it keeps)."""
 MIN_BUDGET = 4
 BUDGET_SLACK = 0.95
 """A level has at most its budget of triangles and at least this fraction of it."""
@@ -84,6 +86,8 @@ class LodSettings:
         seed: the views and the background noise.
         xatlas_timeout: seconds before UV unwrapping falls back to a per-triangle atlas.
         flip: compute FLIP on held-out views when ``flip-evaluator`` is installed.
+        skip_train: parameters kept as they start (QEM-only), of "position", "normal", "kd", "ks"
+            (nvdiffmodeling's ``skip_train``).
     """
 
     res: int = 512
@@ -103,6 +107,7 @@ class LodSettings:
     seed: int = 0
     xatlas_timeout: float = 120.0
     flip: bool = True
+    skip_train: list = field(default_factory=list)
 
 
 @dataclass

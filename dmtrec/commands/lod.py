@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 import pytorch_lightning as pl
 import yaml
 
-from dmtrec.assets.lod import LodSettings, contact_sheet, level_budgets, load_lod_inputs
+from dmtrec.assets.lod import TRAINABLE, LodSettings, contact_sheet, level_budgets, load_lod_inputs
 from dmtrec.core.atomic import atomic_path, write_json, write_text_atomic
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_lod import write_lod_glb
@@ -79,14 +79,16 @@ _SETTINGS_OPTIONS = (
     ("--heldout-views", "heldout_views", int, "held-out views for the metrics"),
     ("--probe-res", "probe_res", int, "probe cube-map face size"),
     ("--seed", "seed", int, "seed of the views and backgrounds"),
+    ("--skip-train", "skip_train", str, "parameters kept as transferred (nargs; of position normal kd ks)"),
 )
+_LIST_OPTIONS = ("level_res", "skip_train")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The :class:`LodSettings` options (shared with experiments/benchmarks/lod.py)."""
     defaults = LodSettings()
     for option, name, kind, text in _SETTINGS_OPTIONS:
-        extra = {"nargs": "+"} if name == "level_res" else {}
+        extra = {"nargs": "+"} if name in _LIST_OPTIONS else {}
         parser.add_argument(
             option, type=kind, default=getattr(defaults, name), help=f"{text} (default %(default)s)", **extra
         )
@@ -106,6 +108,10 @@ def add_arguments(parser) -> None:
 
 def settings_from_args(args) -> LodSettings:
     values = {name: getattr(args, name) for _, name, _, _ in _SETTINGS_OPTIONS}
+    values["skip_train"] = list(values["skip_train"] or [])
+    unknown = sorted(set(values["skip_train"]) - set(TRAINABLE))
+    if unknown:
+        raise ValueError(f"--skip-train: unknown parameter {unknown[0]!r}; choose from {', '.join(TRAINABLE)}")
     return LodSettings(**values, flip=not args.no_flip)
 
 

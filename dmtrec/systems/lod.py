@@ -327,14 +327,22 @@ class LodSystem(pl.LightningModule):
         return self._make_optimizer()
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam over the trained parameters (all but ``settings.skip_train``), one group each."""
         s = self.settings
         texture_lr = s.lr if s.texture_lr is None else s.texture_lr
-        groups = [
-            {"name": "positions", "params": [self.offset], "lr": s.lr},
-            {"name": "textures", "params": list(self.material.parameters()), "lr": texture_lr},
-        ]
-        for group in groups:
-            group["base_lr"] = group["lr"]
+        trained = {
+            "position": (self.offset, s.lr),
+            "normal": (self.material.normal.data if self.material.normal is not None else None, texture_lr),
+            "kd": (self.material.kd.data, texture_lr),
+            "ks": (self.material.ks.data, texture_lr),
+        }
+        groups = []
+        for name, (param, lr) in trained.items():
+            if param is None:
+                continue
+            param.requires_grad_(name not in s.skip_train)
+            if param.requires_grad:
+                groups.append({"name": name, "params": [param], "lr": lr, "base_lr": lr})
         return torch.optim.Adam(groups)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -380,7 +388,7 @@ class LodSystem(pl.LightningModule):
                 "train/color": float(parts["color"].detach()),
                 "train/alpha": float(parts["alpha"].detach()),
                 "train/laplace": float(lap.detach()),
-                "lr/positions": optimizer.optimizer.param_groups[0]["lr"],
+                "lr": optimizer.optimizer.param_groups[0]["lr"] / optimizer.optimizer.param_groups[0]["base_lr"],
             },
             batch_size=1,
         )
