@@ -4,11 +4,12 @@ config files parsed like the fit's (one small procedural asset, two levels, a fe
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import yaml
-from common import PROBE_HDR
+from common import CONFIGS, PROBE_HDR, SPOT_OBJ
 from pytorch_lightning.cli import LightningArgumentParser
 
 pytest.importorskip("fast_simplification", reason="dmtrec lod needs the 'lod' extra (fast-simplification)")
@@ -151,3 +152,12 @@ def test_config_file_run_equals_the_flag_run(flag_run, asset, tmp_path, capsys):
         cli.main(["lod", "-c", str(path), "--iterations", "7", "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["iterations"] == 7 and printed["faces"] == [400, 100] and printed["run"]["wandb"] == "offline"
+
+
+def test_shipped_config_parses_with_the_data_folder_expanded(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["lod", "-c", str(CONFIGS / "lod" / "spot.yaml"), "--print_config"])
+    assert stop.value.code in (0, None), capsys.readouterr().err
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert Path(printed["mesh"]) == SPOT_OBJ and Path(printed["probe"]) == PROBE_HDR
+    assert printed["levels"] == [0.25, 0.05, 0.01] and printed["run"]["wandb"] == "offline"
