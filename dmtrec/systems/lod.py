@@ -43,9 +43,11 @@ from .losses import over_background, reconstruction_loss
 log = logging.getLogger(__name__)
 
 
-def heldout_loss(scene: LodScene, mesh: Mesh, material: TexturedMaterial, resolution: int) -> float:
-    """The training objective's image term on the held-out views over a mid-grey background."""
-    cams, ref = scene.views(resolution)["heldout"]
+def heldout_loss(
+    scene: LodScene, mesh: Mesh, material: TexturedMaterial, resolution: int, split: str = "heldout"
+) -> float:
+    """The training objective's image term on the held-out (or ``"train"``) views over a mid-grey background."""
+    cams, ref = scene.views(resolution)[split]
     with torch.no_grad():
         bg = torch.full((cams.batch_size, resolution, resolution, 3), 0.5)
         parts = reconstruction_loss(scene.render(mesh, material, cams, bg), over_background(ref, bg))
@@ -181,8 +183,9 @@ class LodSystem(pl.LightningModule):
         images = qem_eval.pop("images")
         qem_eval["heldout_loss"] = heldout_loss(scene, qem, qem_material, resolution)
         laplace_weight = s.laplace_weight
-        if laplace_weight is None:
-            laplace_weight = 0.25 * 0.1 / max(float(laplacian_loss(qem.v_pos / scene.radius, qem.t_pos_idx)), 1e-12)
+        if laplace_weight is None:  # nvdiffmodeling's rule with the measured image loss (assets.lod)
+            image = heldout_loss(scene, qem, qem_material, resolution, "train")
+            laplace_weight = 0.25 * image / max(float(laplacian_loss(qem.v_pos / scene.radius, qem.t_pos_idx)), 1e-12)
         self.level_index = index
         self.current = {
             "index": index,
