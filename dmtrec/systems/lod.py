@@ -42,6 +42,10 @@ from .losses import over_background, reconstruction_loss
 
 log = logging.getLogger(__name__)
 
+LAPLACE_SHARE = 0.05
+"""The relative Laplacian's automatic weight makes it start at this share of the image loss if the
+initial Laplacian loss were the displacement's (nvdiffmodeling: 0.25; see :mod:`dmtrec.assets.lod`)."""
+
 
 def heldout_loss(
     scene: LodScene, mesh: Mesh, material: TexturedMaterial, resolution: int, split: str = "heldout"
@@ -185,7 +189,9 @@ class LodSystem(pl.LightningModule):
         laplace_weight = s.laplace_weight
         if laplace_weight is None:  # nvdiffmodeling's rule with the measured image loss (assets.lod)
             image = heldout_loss(scene, qem, qem_material, resolution, "train")
-            laplace_weight = 0.25 * image / max(float(laplacian_loss(qem.v_pos / scene.radius, qem.t_pos_idx)), 1e-12)
+            laplace_weight = (
+                LAPLACE_SHARE * image / max(float(laplacian_loss(qem.v_pos / scene.radius, qem.t_pos_idx)), 1e-12)
+            )
         self.level_index = index
         self.current = {
             "index": index,
