@@ -71,6 +71,9 @@ class ReconDataModule(pl.LightningDataModule):
             512 x 512, nvdiffrec's). NeRF-synthetic: resize target keeping the images' aspect
             (default: image size / ``downscale``). NeRD, COLMAP: resize target (default: image size /
             ``downscale``).
+        train_resolution: reference mesh: ``(H, W)`` of the training renders only (default
+            ``resolution``); validation and test keep ``resolution``. Training at a lower
+            resolution than the test buys iterations on a CPU (``spot_cpu.yaml``).
         downscale: NeRF-synthetic, NeRD, COLMAP: shrink images by this integer factor.
         views: training samples per epoch. NeRF-synthetic, NeRD, COLMAP: frames repeat cyclically
             (default one per frame); reference mesh: a fresh random camera per sample (default 1000).
@@ -115,6 +118,7 @@ class ReconDataModule(pl.LightningDataModule):
         env_scale: float = 1.0,
         probe_res: int = 512,
         resolution: Optional[Tuple[int, int]] = None,
+        train_resolution: Optional[Tuple[int, int]] = None,
         downscale: int = 1,
         views: Optional[int] = None,
         val_views: Optional[int] = None,
@@ -153,6 +157,8 @@ class ReconDataModule(pl.LightningDataModule):
                 raise ValueError(f"{missing[0]}: required for kind reference_mesh")
             if downscale != 1:
                 raise ValueError("downscale: applies to nerf_synthetic images; set resolution for reference_mesh")
+        elif train_resolution is not None:
+            raise ValueError(f"train_resolution: applies to kind reference_mesh, got kind {kind}")
         if holdout and kind not in ("nerd", "colmap"):
             raise ValueError(
                 "holdout: applies to kinds nerd and colmap (NeRF-synthetic and reference meshes have their own "
@@ -174,6 +180,9 @@ class ReconDataModule(pl.LightningDataModule):
         check_background(background_train, "background_train")
         check_background(background_val, "background_val")
         self.resolution = as_resolution(resolution, "resolution") if resolution is not None else None
+        self.train_resolution = (
+            as_resolution(train_resolution, "train_resolution") if train_resolution is not None else None
+        )
         self.datasets: Dict[str, Dataset] = {}
 
     def check(self) -> None:
@@ -201,7 +210,7 @@ class ReconDataModule(pl.LightningDataModule):
                     scene,
                     split,
                     views=counts[split],
-                    resolution=self.resolution or (512, 512),
+                    resolution=(split == "train" and self.train_resolution) or self.resolution or (512, 512),
                     background=h.background_train if split == "train" else h.background_val,
                     seed=h.seed,
                     fovy=h.fovy,

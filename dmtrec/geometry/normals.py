@@ -145,8 +145,13 @@ def _corner_groups(mesh: Mesh, orient: Tensor, degenerate: Tensor) -> Tensor:
     if n == 0:
         return torch.zeros(0, dtype=torch.int64, device=mesh.device)
     # Tuples become single int64 keys (mixed radix) because 1-D unique is much faster than rows.
-    key = mesh.t_pos_idx.long() * (int(mesh.t_nrm_idx.max()) + 1) + mesh.t_nrm_idx.long()
-    key = torch.unique(key, return_inverse=True)[1]
+    if mesh.t_nrm_idx is mesh.t_pos_idx or torch.equal(mesh.t_nrm_idx, mesh.t_pos_idx):
+        # Smooth normals indexed like the positions (compute_normals) add no split: the
+        # position indices already rank the pairs as unique's inverse would.
+        key = mesh.t_pos_idx.long()
+    else:
+        key = mesh.t_pos_idx.long() * (int(mesh.t_nrm_idx.max()) + 1) + mesh.t_nrm_idx.long()
+        key = torch.unique(key, return_inverse=True)[1]
     key = key * (int(mesh.t_tex_idx.max()) + 1) + mesh.t_tex_idx.long()
     welded = torch.unique(key, return_inverse=True)[1].reshape(-1, 3)  # [F, 3]
     # Each corner touches two edges of its face: (corner, next) and (previous, corner). Two

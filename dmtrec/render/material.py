@@ -111,6 +111,7 @@ class Texture2D(torch.nn.Module):
         self.register_buffer("min", None if min is None else _range_tensor(min, channels, "Texture2D min"))
         self.register_buffer("max", None if max is None else _range_tensor(max, channels, "Texture2D max"))
         self.max_mip_level = _mip_levels(data.shape[1], data.shape[2])
+        self._mip_cache = None
 
     @property
     def resolution(self) -> tuple:
@@ -135,10 +136,27 @@ class Texture2D(torch.nn.Module):
             self.data,
             uv_tex,
             uv_da_tex,
+            mip=self._frozen_mips(rasterizer),
             filter_mode="linear-mipmap-linear",
             boundary_mode="wrap",
             max_mip_level=self.max_mip_level,
         )
+
+    def _frozen_mips(self, rasterizer):
+        """The mip pyramid below the texels, built once while they neither change nor need
+        gradients (a reference scene, evaluation); None (the lookup builds it) otherwise."""
+        if self.data.requires_grad and torch.is_grad_enabled():
+            return None
+        key = (self.data._version, self.data.data_ptr(), self.data.device, type(rasterizer))
+        cached = getattr(self, "_mip_cache", None)  # absent on textures unpickled from older versions
+        if cached is None or cached[0] != key:
+            try:
+                with torch.no_grad():
+                    mips = rasterizer.construct_mip(self.data, self.max_mip_level)
+            except NotImplementedError:
+                return None
+            self._mip_cache = (key, mips)
+        return self._mip_cache[1]
 
     @torch.no_grad()
     def clamp_(self) -> None:

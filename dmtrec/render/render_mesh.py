@@ -10,6 +10,7 @@ packed into ``[1, N, 1, C]`` tensors, which the rasterizer's ops take like any i
 
 from __future__ import annotations
 
+import weakref
 from typing import Dict, Optional
 
 import torch
@@ -235,7 +236,7 @@ def _render_layer(
         torch.cat([unpack(color), torch.ones_like(alpha_img)], -1),
         alpha_img,
     )
-    shaded = rasterizer.antialias(shaded.contiguous(), rast, clip, tri)
+    shaded = rasterizer.antialias(shaded.contiguous(), rast, clip, tri, topology_hash=_topology_hash(rasterizer, mesh))
     return {
         "shaded": shaded,
         "alpha": shaded[..., 3:4],
@@ -246,6 +247,28 @@ def _render_layer(
         "depth": unpack(depth * alpha),
         "kd_grad": unpack(kd_grad * alpha),
     }
+
+
+_TOPOLOGY_HASHES: Dict[int, tuple] = {}
+_TOPOLOGY_HASHES_KEPT = 8
+
+
+def _topology_hash(rasterizer, mesh):
+    """The antialias edge structure of ``mesh.t_pos_idx``, built once per face tensor (and
+    rasterizer kind) while it is unchanged: fixed-topology meshes (pass 2, the reference scene
+    of a dataset) render many times. None when the backend builds none."""
+    faces = mesh.t_pos_idx
+    key = id(faces)
+    entry = _TOPOLOGY_HASHES.get(key)
+    if entry is not None and entry[0]() is faces and entry[1:3] == (faces._version, type(rasterizer)):
+        return entry[3]
+    value = rasterizer.construct_topology_hash(faces.int())
+    for stale in [k for k, e in _TOPOLOGY_HASHES.items() if e[0]() is None]:
+        del _TOPOLOGY_HASHES[stale]
+    while len(_TOPOLOGY_HASHES) >= _TOPOLOGY_HASHES_KEPT:
+        del _TOPOLOGY_HASHES[next(iter(_TOPOLOGY_HASHES))]  # the oldest
+    _TOPOLOGY_HASHES[key] = (weakref.ref(faces), faces._version, type(rasterizer), value)
+    return value
 
 
 def _empty_buffers(

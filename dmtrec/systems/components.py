@@ -18,6 +18,7 @@ from dmtrec.geometry import ops as geometry_ops
 from dmtrec.geometry.dmtet import DMTetGeometry
 from dmtrec.geometry.flexicubes import FlexiCubesGeometry
 from dmtrec.geometry.regularizers import laplacian_loss
+from dmtrec.geometry.sdf_morphology import sdf_morphology
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.render.bake import bake_volumetric
 from dmtrec.render.light import EnvironmentLight
@@ -162,6 +163,18 @@ def after_step(material, light, clamp_light: bool = True) -> None:
 
 
 # ---------------------------------------------------------------------- pass transition and files
+def cleanup_due(pass_iteration: int, every: int) -> bool:
+    """Whether pass 1 cleans its SDF before this iteration (every ``every`` iterations; 0: never)."""
+    return every > 0 and pass_iteration > 0 and pass_iteration % every == 0
+
+
+def clean_sdf(geometry, mode: str, steps: int) -> None:
+    """Close / open the pass-1 SDF's inside set in place (spurious handles), ``"none"``: unchanged."""
+    if mode != "none":
+        with torch.no_grad():
+            geometry.sdf.copy_(sdf_morphology(geometry.sdf, geometry.edges, mode, steps))
+
+
 def drop_small_components(mesh: Mesh, min_fraction: float) -> Mesh:
     """Remove floaters: pieces with fewer than ``min_fraction`` of the largest piece's faces."""
     return geometry_ops.drop_small_components(mesh, min_fraction)

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from dmtrec.geometry.sdf_morphology import MORPHOLOGY
+
 PASSES = ("both", "dmtet", "mesh")
 GEOMETRIES = ("dmtet", "flexicubes")  # pass-1 surface representations (``model.geometry``)
 _VOLUMETRIC_SIZES = (
@@ -61,6 +63,13 @@ class DMTetConfig:
             faces than this fraction of the largest piece's before unwrapping and baking (floaters);
             0 keeps everything (nvdiffrec).
         dev_reg: FlexiCubes only: weight of its L_dev regularizer (nvdiffrec 0.25).
+        morphology: at the end of pass 1, before extracting the surface to bake: ``"close"``
+            (fill tunnels and gaps about two grid edges wide), ``"open"`` (cut bridges that thin),
+            ``"close_open"``, or ``"none"`` (nvdiffrec); see :mod:`dmtrec.geometry.sdf_morphology`.
+        morphology_steps: rings of grid edges each dilation / erosion spans.
+        morphology_every: also apply ``morphology`` during pass 1, before every this many
+            iterations (0: only before the bake). Opening the SDF idempotently, repeating it is
+            safe on resume; the fit regrows what the images need between two clean-ups.
     """
 
     resolution: int = 64
@@ -74,6 +83,9 @@ class DMTetConfig:
     offset_bound: Optional[float] = None
     min_component_fraction: float = 0.0
     dev_reg: float = 0.25
+    morphology: str = "none"
+    morphology_steps: int = 1
+    morphology_every: int = 0
 
     def __post_init__(self) -> None:
         _check(
@@ -85,8 +97,12 @@ class DMTetConfig:
                 "sdf_reg_end": (self.sdf_reg_end, "non-negative"),
                 "sdf_reg_ramp": (self.sdf_reg_ramp, "non-negative"),
                 "dev_reg": (self.dev_reg, "non-negative"),
+                "morphology_steps": (self.morphology_steps, "positive"),
+                "morphology_every": (self.morphology_every, "non-negative"),
             },
         )
+        if self.morphology not in MORPHOLOGY:
+            raise ValueError(f"model.dmtet.morphology: must be one of {', '.join(MORPHOLOGY)}, got {self.morphology!r}")
 
 
 @dataclass

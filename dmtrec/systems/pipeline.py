@@ -228,6 +228,7 @@ class ReconstructionSystem(pl.LightningModule):
         pass 2's mesh and textures as they are."""
         if self.stage == "mesh":
             return self.geometry.mesh(), components.material_textures(self.material)
+        components.clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
         mesh = self.geometry.mesh()
         mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
         mesh = components.drop_small_components(mesh, self.dmtet_cfg.min_component_fraction)
@@ -304,7 +305,9 @@ class ReconstructionSystem(pl.LightningModule):
             )
         for group in groups:
             group["base_lr"] = group["lr"]
-        return torch.optim.Adam(groups, eps=_EPS)  # nvdiffrec: torch's default betas and eps
+        # nvdiffrec: torch's default betas and eps. foreach: one multi-tensor update instead of a
+        # loop over the parameters (torch picks it on GPUs only); the same arithmetic, bit for bit.
+        return torch.optim.Adam(groups, eps=_EPS, foreach=True)
 
     def configure_optimizers(self):
         return self._make_optimizer()
@@ -389,6 +392,8 @@ class ReconstructionSystem(pl.LightningModule):
         # optimizers in use when the batch starts, so the new optimizer must exist by then.
         if self.about_to_bake:
             self._start_mesh_pass()
+        elif self.stage == "dmtet" and components.cleanup_due(self.pass_iteration, self.dmtet_cfg.morphology_every):
+            components.clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
 
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Optional[Tensor]:
         if self.finished:
@@ -405,15 +410,32 @@ class ReconstructionSystem(pl.LightningModule):
         components.after_step(self.material, self.light, clamp_light=self.light_trainable)
         self.iteration += 1
 
-        batch_size = int(batch["img"].shape[0])
-        self.log("loss", total.detach(), prog_bar=True, batch_size=batch_size)
-        self.log("pass", float(self.pass_number), prog_bar=True, batch_size=batch_size)
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=batch_size)
-        self.log_dict({f"lr/{k}": v for k, v in rates.items()}, batch_size=batch_size)
-        self.log("train/iteration", float(self.iteration), batch_size=batch_size)
         if self.finished:
             self.trainer.should_stop = True
+
+        batch_size = int(batch["img"].shape[0])
+        # The progress bar's values every step; the rest only in the steps whose logs Lightning
+        # writes (each self.log call costs ~0.3 ms of Python on a CPU, 4 ms a step for all).
+        self.log("loss", total.detach(), prog_bar=True, batch_size=batch_size)
+        self.log("pass", float(self.pass_number), prog_bar=True, batch_size=batch_size)
+        if self._logs_written_this_step():
+            self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=batch_size)
+            self.log_dict({f"lr/{k}": v for k, v in rates.items()}, batch_size=batch_size)
+            self.log("train/iteration", float(self.iteration), batch_size=batch_size)
         return total.detach()
+
+    def _logs_written_this_step(self) -> bool:
+        """Whether Lightning hands this training step's logged values to the loggers (every
+        ``log_every_n_steps`` and at the last step), the check Lightning's own
+        LearningRateMonitor makes; True outside a trainer or if Lightning no longer offers it."""
+        trainer = self._trainer
+        connector = getattr(trainer, "_logger_connector", None)
+        if connector is None or trainer.fast_dev_run:
+            return True
+        try:
+            return bool(connector.should_update_logs)
+        except (AttributeError, NotImplementedError):
+            return True
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()

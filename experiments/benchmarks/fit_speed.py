@@ -14,6 +14,13 @@ whose messy early surfaces are the slow end of pass 1 (and make the bake slow).
     python experiments/benchmarks/fit_speed.py                                # CUDA, nvdiffrec settings
     python experiments/benchmarks/fit_speed.py --device cpu --res 128 --batch 2 --grid 32 \\
         --texture-res 256 --light-res 32 --hash-table 14 --iters 10
+    python experiments/benchmarks/fit_speed.py --quickstart --profile 10   # experiments/configs/quickstart.yaml
+
+``--quickstart`` takes the quickstart's settings (CPU, torch rasterizer, 96^2, batch 2, grid 32 with
+random SDF, 256^2 textures, random light with 32^2 faces, 8 hash levels of 2^14 entries, noise
+backgrounds). Besides wall time it reports the process CPU time per iteration (less sensitive to
+other processes on a shared machine), and ``--profile N`` prints torch.profiler's operator table
+over N pass-1 iterations after the timed ones.
 """
 
 from __future__ import annotations
@@ -48,18 +55,20 @@ def _timer_callback(device: torch.device):
             self.seconds: Dict[str, List[float]] = {"dmtet": [], "bake": [], "mesh": []}
             self.peak_bytes: Dict[str, int] = {}
             self.triangles: Dict[str, int] = {}
-            self._start, self._stage = 0.0, None
+            self.cpu_seconds: Dict[str, List[float]] = {"dmtet": [], "bake": [], "mesh": []}
+            self._start, self._cpu_start, self._stage = 0.0, 0.0, None
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             sync(device)
             self._stage = pl_module.stage  # read before the module's own hook may start pass 2
-            self._start = time.perf_counter()
+            self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             sync(device)
-            elapsed = time.perf_counter() - self._start
+            elapsed, cpu = time.perf_counter() - self._start, time.process_time() - self._cpu_start
             key = "bake" if pl_module.stage != self._stage else pl_module.stage
             self.seconds[key].append(elapsed)
+            self.cpu_seconds[key].append(cpu)
             if key != "bake":
                 with torch.no_grad():  # untimed; its memory stays below the step's own peak
                     self.triangles[key] = int(pl_module.geometry.mesh().num_faces)
@@ -68,6 +77,28 @@ def _timer_callback(device: torch.device):
                 torch.cuda.reset_peak_memory_stats(device)
 
     return IterationTimer()
+
+
+def _profiler_callback(start: int, count: int):
+    """torch.profiler over pass-1 iterations ``[start, start + count)`` (after the timed ones)."""
+    import pytorch_lightning as pl
+
+    class PassOneProfiler(pl.Callback):
+        def __init__(self):
+            self.profile, self.iterations = None, 0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if pl_module.stage == "dmtet" and pl_module.iteration == start and self.profile is None:
+                self.profile = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                self.profile.__enter__()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if self.profile is not None and self.iterations < count:
+                self.iterations += 1
+                if self.iterations == count:
+                    self.profile.__exit__(None, None, None)
+
+    return PassOneProfiler()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=19,
         help="log2 entries per hash-grid level of the pass-1 material (nvdiffrec: 19)",
     )
+    parser.add_argument("--hash-levels", type=int, default=16, help="hash-grid levels of the pass-1 material (16)")
+    parser.add_argument(
+        "--light-init", choices=("constant", "random"), default="constant", help="initial light (constant)"
+    )
+    parser.add_argument(
+        "--background", choices=("white", "noise"), default="white", help="training backgrounds (white)"
+    )
+    parser.add_argument(
+        "--quickstart",
+        action="store_true",
+        help="the quickstart's settings (overrides the size options): cpu, torch, 96^2, batch 2, grid 32, "
+        "random init, textures 256^2, random light 32^2, 8 hash levels of 2^14, noise backgrounds",
+    )
+    parser.add_argument(
+        "--profile", type=int, default=0, help="profile this many pass-1 iterations after the timed ones"
+    )
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per pass")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations at the start of each pass")
     parser.add_argument("--full-iters", type=int, default=5000, help="iterations per pass of the projected run")
@@ -99,7 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+QUICKSTART = {
+    "device": "cpu",
+    "rasterizer": "torch",
+    "res": 96,
+    "batch": 2,
+    "grid": 32,
+    "init": "random",
+    "texture_res": 256,
+    "light_res": 32,
+    "light_init": "random",
+    "hash_table": 14,
+    "hash_levels": 8,
+    "background": "noise",
+}
+"""experiments/configs/quickstart.yaml's settings (tests/experiments/test_fit_speed.py checks that they agree)."""
+
+
 def check_args(args: argparse.Namespace) -> None:
+    if args.quickstart:
+        for name, value in QUICKSTART.items():
+            setattr(args, name, value)
     for name in (
         "res",
         "batch",
@@ -107,6 +174,7 @@ def check_args(args: argparse.Namespace) -> None:
         "texture_res",
         "light_res",
         "hash_table",
+        "hash_levels",
         "iters",
         "views",
         "probe_res",
@@ -114,8 +182,8 @@ def check_args(args: argparse.Namespace) -> None:
     ):
         if getattr(args, name) < 1:
             raise SystemExit(f"fit_speed: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.warmup < 0:
-        raise SystemExit(f"fit_speed: --warmup must be >= 0, got {args.warmup}")
+    if args.warmup < 0 or args.profile < 0:
+        raise SystemExit(f"fit_speed: --warmup and --profile must be >= 0, got {args.warmup}, {args.profile}")
     data = Path(args.data)
     for path in (data / "meshes" / "spot" / "spot.obj", data / "envmaps" / "mud_road_puresky_1k.hdr"):
         if not path.is_file():
@@ -134,15 +202,19 @@ def measure(args: argparse.Namespace) -> dict:
 
     device = torch.device(args.device)
     per_pass = args.warmup + args.iters
+    pass_one = per_pass + args.profile
     started = time.perf_counter()
     model = ReconstructionSystem(
         passes="both",
-        iters_dmtet=per_pass,
+        iters_dmtet=pass_one,
         iters_mesh=per_pass,
         rasterizer=args.rasterizer,
         dmtet={"resolution": args.grid, "scale": 2.4, "init": args.init},
-        material={"texture_res": args.texture_res, "volumetric": {"log2_table_size": args.hash_table}},
-        light={"init": "constant", "base_res": args.light_res},
+        material={
+            "texture_res": args.texture_res,
+            "volumetric": {"log2_table_size": args.hash_table, "n_levels": args.hash_levels},
+        },
+        light={"init": args.light_init, "base_res": args.light_res},
     )
     data = ReconDataModule(
         kind="reference_mesh",
@@ -154,7 +226,7 @@ def measure(args: argparse.Namespace) -> dict:
         val_views=1,
         test_views=1,
         batch_size=args.batch,
-        background_train="white",
+        background_train=args.background,
         render_device=str(device),
         render_rasterizer=args.rasterizer,
         prerender=True,
@@ -163,6 +235,7 @@ def measure(args: argparse.Namespace) -> dict:
     tets = int(model.geometry.tets.shape[0])
     setup_seconds = time.perf_counter() - started
     timer = _timer_callback(device)
+    profiler = _profiler_callback(per_pass, args.profile)
     trainer = pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
@@ -173,12 +246,18 @@ def measure(args: argparse.Namespace) -> dict:
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        callbacks=[timer],
+        callbacks=[timer] + ([profiler] if args.profile else []),
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer.fit(model, datamodule=data)
-    return {"timer": timer, "setup_seconds": setup_seconds, "backend": model.rasterizer.name, "tets": tets}
+    return {
+        "timer": timer,
+        "setup_seconds": setup_seconds,
+        "backend": model.rasterizer.name,
+        "tets": tets,
+        "profile": profiler.profile if args.profile else None,
+    }
 
 
 def hardware(device: torch.device) -> str:
@@ -196,13 +275,15 @@ def report(args: argparse.Namespace, result: dict) -> str:
         f"fit_speed on {args.device} ({hardware(device)}), rasterizer {result['backend']}",
         f"settings: {args.res}x{args.res}, batch {args.batch}, grid {args.grid} ({result['tets']} tets, "
         f"init {args.init}), textures {args.texture_res}^2, light faces {args.light_res}^2, "
-        f"hash grid 2^{args.hash_table} entries per level; "
+        f"light init {args.light_init}, hash grid {args.hash_levels} levels of 2^{args.hash_table} entries, "
+        f"{args.background} backgrounds; "
         f"{args.iters} timed iterations per pass after {args.warmup} warm-up",
         f"setup (model + {args.views} pre-rendered views): {result['setup_seconds']:.1f} s",
     ]
     per_iter: Dict[str, Optional[float]] = {}
     for key, title in (("dmtet", "pass 1 (DMTet)"), ("mesh", "pass 2 (mesh) ")):
-        timed = timer.seconds[key][args.warmup :]
+        timed = timer.seconds[key][args.warmup : args.warmup + args.iters]
+        cpu = timer.cpu_seconds[key][args.warmup : args.warmup + args.iters]
         per_iter[key] = statistics.median(timed) if timed else None
         if not timed:
             lines.append(f"{title}: no timed iterations")
@@ -213,12 +294,15 @@ def report(args: argparse.Namespace, result: dict) -> str:
             else "peak GPU memory n/a (CPU)"
         )
         lines.append(
-            f"{title}: {per_iter[key]:.3f} s/it median (min {min(timed):.3f}, max {max(timed):.3f}), "
+            f"{title}: {per_iter[key]:.3f} s/it median (min {min(timed):.3f}, max {max(timed):.3f}; "
+            f"process CPU {statistics.median(cpu):.3f} s/it median), "
             f"{timer.triangles.get(key, 0)} triangles, {memory}"
         )
     bake = timer.seconds["bake"][0] if timer.seconds["bake"] else 0.0
     bake_memory = f", peak GPU memory {timer.peak_bytes['bake'] / 2**30:.2f} GiB" if "bake" in timer.peak_bytes else ""
     lines.append(f"bake (pass 1 -> 2, with its first pass-2 step): {bake:.1f} s{bake_memory}")
+    if hasattr(os, "getloadavg"):
+        lines.append("load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     lines.append(f"peak host memory (process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     if per_iter["dmtet"] is not None and per_iter["mesh"] is not None:
         total = args.full_iters * (per_iter["dmtet"] + per_iter["mesh"]) + bake
@@ -227,6 +311,9 @@ def report(args: argparse.Namespace, result: dict) -> str:
             f"{total / 3600:.2f} h ({total / 60:.1f} min; training steps and bake only, without "
             "validation, setup and export)"
         )
+    if result["profile"] is not None:
+        table = result["profile"].key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+        lines += [f"torch.profiler over {args.profile} pass-1 iterations (self CPU time):", table]
     return "\n".join(lines)
 
 

@@ -17,7 +17,8 @@ Scenes:
 
 Targets (issue 11, 2-core CPU): quickstart Chamfer <= 0.015 and one component of genus 0 for at
 least 2 of seeds 0-2; spot_cpu.yaml Chamfer <= 0.008, genus 0, one component, PSNR >= 30 dB.
-Timings depend on the machine's load: the script prints os.getloadavg() with them.
+Timings depend on the machine's load: the script prints os.getloadavg() with them, and the
+process's CPU seconds per fit ("cpu s"; "load" is the 5-minute load average at the end of it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -59,6 +61,8 @@ COLUMNS = (
     ("texel_utilisation", "texels", "{:.2f}"),
     ("probe_rel_l1", "probe", "{:.3f}"),
     ("fit_seconds_this_session", "fit s", "{:.0f}"),
+    ("cpu_seconds", "cpu s", "{:.0f}"),
+    ("load", "load", "{:.1f}"),
 )
 
 
@@ -121,15 +125,24 @@ def fit_scene(config: List[str], scene: str, seed: int, out_root: Path, override
     for item in overrides:
         key, _, value = item.partition("=")
         argv += [f"--{key}", value]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     status = main(argv)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     run = out_root / name
     if status != 0 or not (run / "metrics.json").is_file():
         return {"scene": scene, "seed": seed, "failed": f"exit status {status}"}
     metrics = json.loads((run / "metrics.json").read_text())
     metrics.update(probe_error(run, scene), scene=scene, seed=seed, wall_seconds=round(wall, 1))
+    # CPU seconds of the whole command (user + system, this process): on a shared machine the
+    # wall time depends on the load, the CPU time much less; a quiet 2-core run takes about
+    # cpu / 2 (more where torch's threads do not scale).
+    metrics.update(cpu_seconds=round(cpu, 1), load=os.getloadavg()[1])
     return metrics
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fmt(value, spec: str) -> str:

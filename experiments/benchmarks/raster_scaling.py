@@ -22,10 +22,12 @@ Dr.Jit alike.
     python experiments/benchmarks/raster_scaling.py --configs 1024x1000000x8 --ops chain --repeats 1
 
 Memory: ``--configs 1024x1000000x8 --ops chain`` (1024^2, batch 8, 1M triangles, chain forward +
-backward) peaks at 6.7 GB RSS, within 8 GB: the rasterizer sets up at most
+backward) peaks at 3.8 GB RSS, within 8 GB: the rasterizer sets up at most
 ``TRIANGLES_PER_CHUNK`` triangles and tests at most ``CANDIDATES_PER_CHUNK`` (triangle, pixel)
 pairs at once (dmtrec/render/raster/torch_rasterize.py), so its temporaries do not grow with the
-mesh; what remains is proportional to the pixels (images, per-pixel gradients).
+mesh; interpolate and texture run as autograd Functions over ``CHUNK`` pixels at a time
+(torch_common.py) and save only a few values per pixel for their backward; what remains is
+proportional to the pixels (images, per-pixel gradients).
 
 Mitsuba needs ``pip install mitsuba`` (the ``pathtrace`` extra) and an LLVM >= 16 shared library
 (Debian: ``apt-get install libllvm19``); the benchmark points ``DRJIT_LIBLLVM_PATH`` at it when it

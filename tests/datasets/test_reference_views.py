@@ -166,3 +166,26 @@ def test_datamodule_wires_reference_views(monkeypatch):
     )
     with pytest.raises(ValueError, match="^num_workers: "):
         on_cuda.setup("fit")
+
+
+def test_train_resolution_applies_to_the_training_split_only(monkeypatch):
+    from dmtrec.datasets import datamodule
+
+    monkeypatch.setattr(datamodule, "load_reference_scene", lambda *args, **kwargs: CameraPositionScene())
+    dm = datamodule.ReconDataModule(
+        kind="reference_mesh",
+        mesh="m.obj",
+        probe="p.hdr",
+        resolution=(6, 8),
+        train_resolution=(3, 4),
+        views=4,
+        test_views=2,
+        batch_size=2,
+        render_device="cpu",
+    )
+    dm.setup("fit")
+    assert next(iter(dm.train_dataloader()))["img"].shape == (2, 3, 4, 4)
+    assert next(iter(dm.val_dataloader()))["img"].shape == (1, 6, 8, 4)
+    assert next(iter(dm.test_dataloader()))["img"].shape == (1, 6, 8, 4)
+    with pytest.raises(ValueError, match="^train_resolution: "):
+        datamodule.ReconDataModule(kind="nerf_synthetic", path="x", train_resolution=(3, 4))

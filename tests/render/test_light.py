@@ -235,3 +235,19 @@ def pyramid_of(base: torch.Tensor) -> list:
     while pyramid[-1].shape[1] > EnvironmentLight.MIN_RES:
         pyramid.append(light_mod._downsample(pyramid[-1]))
     return pyramid
+
+
+def test_dense_filter_product_and_its_gradient_match_the_matrix():
+    # The dense filters multiply channels-first (a faster layout for MKL); the result and the
+    # gradient must still be matrix @ texels and matrix^T @ grad.
+    filt = light_mod._diffuse_filter(16, "cpu")
+    assert filt.matrix_t is None
+    torch.manual_seed(0)
+    cube = torch.rand(6, 16, 16, 3, requires_grad=True)
+    weights = torch.randn(6, 16, 16, 3)
+    (filt(cube) * weights).sum().backward()
+    matrix = filt.matrix.double()
+    expected = (matrix @ cube.detach().double().reshape(-1, 3)).reshape(cube.shape)
+    torch.testing.assert_close(filt(cube.detach()).double(), expected, rtol=1e-5, atol=1e-6)
+    expected_grad = (matrix.T @ weights.double().reshape(-1, 3)).reshape(cube.shape)
+    torch.testing.assert_close(cube.grad.double(), expected_grad, rtol=1e-5, atol=1e-6)

@@ -108,3 +108,33 @@ def test_volumetric_gradients_reach_the_hash_table():
             down = (material.evaluate(pos) * weights).sum().item()
             table[row, 1] += 1e-6
         assert (up - down) / 2e-6 == pytest.approx(grad[row, 1].item(), rel=1e-5, abs=1e-10)
+
+
+def test_frozen_texture_reuses_its_mips_until_the_texels_change(rasterizer):
+    torch.manual_seed(0)
+    tex = Texture2D(torch.rand(16, 16, 3))
+    uv = torch.rand(1, 8, 8, 2)
+    uv_da = torch.full((1, 8, 8, 4), 0.3)
+
+    def reference():  # the lookup building its own pyramid, as with gradients
+        uv_tex = torch.stack([uv[..., 0], 1.0 - uv[..., 1]], -1).contiguous()  # image rows, as sample()
+        return rasterizer.texture(
+            tex.data.detach(),
+            uv_tex,
+            (uv_da * torch.tensor([1.0, 1.0, -1.0, -1.0])).contiguous(),
+            filter_mode="linear-mipmap-linear",
+            boundary_mode="wrap",
+            max_mip_level=tex.max_mip_level,
+        )
+
+    with torch.no_grad():
+        first = tex.sample(uv, uv_da, rasterizer)
+        assert tex._mip_cache is not None
+        torch.testing.assert_close(first, reference(), rtol=0, atol=0)
+        torch.testing.assert_close(tex.sample(uv, uv_da, rasterizer), first, rtol=0, atol=0)
+        tex.data.mul_(0.5)  # an in-place change (an optimizer step) must rebuild the pyramid
+        torch.testing.assert_close(tex.sample(uv, uv_da, rasterizer), reference(), rtol=0, atol=0)
+        torch.testing.assert_close(tex.sample(uv, uv_da, rasterizer), first * 0.5, rtol=1e-6, atol=1e-7)
+    # With gradients the lookup builds the pyramid itself, so that they reach the texels.
+    tex.sample(uv, uv_da, rasterizer).sum().backward()
+    assert tex.data.grad is not None and tex.data.grad.abs().sum() > 0

@@ -7,7 +7,7 @@ from dmtrec.geometry import Mesh
 from dmtrec.render.cubemap import cube_directions
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial, VolumetricMaterial
-from dmtrec.render.render_mesh import render_mesh
+from dmtrec.render.render_mesh import _TOPOLOGY_HASHES, _topology_hash, render_mesh
 
 RADIANCE = 0.8
 
@@ -209,3 +209,21 @@ def test_empty_or_invisible_mesh_gives_background_and_backpropagates(where, rast
     loss.backward()
     assert light.base.grad is not None and (light.base.grad == 0).all()
     assert material.encoding.table.grad is not None
+
+
+def test_antialias_topology_is_built_once_per_unchanged_face_tensor(rasterizer, sphere, make_camera):
+    first = _topology_hash(rasterizer, sphere)
+    assert _topology_hash(rasterizer, sphere) is first
+    again = Mesh(v_pos=sphere.v_pos, t_pos_idx=sphere.t_pos_idx.clone())  # same faces, another tensor
+    assert _topology_hash(rasterizer, again) is not first
+    faces = sphere.t_pos_idx.clone()
+    mesh = Mesh(v_pos=sphere.v_pos, t_pos_idx=faces)
+    before = _topology_hash(rasterizer, mesh)
+    faces[[0, 1]] = faces[[1, 0]]  # an in-place edit must not reuse the old structure
+    assert _topology_hash(rasterizer, mesh) is not before
+    # Renders with the kept structure match renders that build their own.
+    material, light, cams = _white_textured(), EnvironmentLight.constant(1.0, base_res=32), make_camera()
+    shaded = render_mesh(sphere, material, light, cams, rasterizer)["shaded"]
+    assert _topology_hash(rasterizer, sphere) is first  # the render reused it
+    _TOPOLOGY_HASHES.clear()
+    torch.testing.assert_close(render_mesh(sphere, material, light, cams, rasterizer)["shaded"], shaded, rtol=0, atol=0)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dmtrec.systems.components import build_dmtet, build_volumetric_material
@@ -11,3 +12,10 @@ def test_volumetric_material_covers_the_whole_grid_not_the_initial_surface():
     material = build_volumetric_material(MaterialConfig(volumetric={"n_levels": 2, "log2_table_size": 8}), geometry)
     assert torch.allclose(material.aabb, torch.tensor([[-1.0] * 3, [1.0] * 3]))
     assert bool((surface_hi - surface_lo < 1.9).all())
+
+
+def test_sdf_clean_up_options_are_checked():
+    with pytest.raises(ValueError, match="^model.dmtet.morphology: "):
+        DMTetConfig(morphology="dilate")
+    with pytest.raises(ValueError, match="^model.dmtet.morphology_every: "):
+        DMTetConfig(morphology_every=-1)

@@ -216,3 +216,90 @@ def test_bad_arguments_name_the_option():
         ReconstructionSystem(passes="three")
     with pytest.raises(ValueError, match="model.loss"):
         ReconstructionSystem(loss="l5")
+
+
+def test_logged_training_values_reach_the_logger_at_every_logging_step(toy_scene, tmp_path):
+    # The module logs its per-term values only in the steps whose logs Lightning writes; the
+    # logger must still get every value at every logging step (and the last), from that step.
+    import csv
+
+    system = make_system()
+    seen = {}
+    original = system.loss_terms
+
+    def spy(batch):
+        terms, buffers = original(batch)
+        seen[system.iteration + 1] = {k: float(v.detach()) for k, v in terms.items()}
+        return terms, buffers
+
+    system.loss_terms = spy
+    logger = pl.loggers.CSVLogger(str(tmp_path), name="log", version=0)
+    trainer = pl.Trainer(
+        default_root_dir=str(tmp_path),
+        max_epochs=-1,
+        logger=logger,
+        log_every_n_steps=4,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    trainer.fit(system, datamodule=ToyData())
+    with open(tmp_path / "log" / "version_0" / "metrics.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("train/iteration")]
+    iterations = [int(float(row["train/iteration"])) for row in rows]
+    assert iterations == [4, 8, 12]  # every 4th step; 12 is also the last
+    for row, it in zip(rows, iterations):
+        assert int(row["step"]) == it - 1
+        stage = "dmtet" if it <= 7 else "mesh"
+        for k, v in seen[it].items():
+            assert float(row[f"train/{k}"]) == pytest.approx(v, rel=1e-6), (it, k)
+        assert float(row["loss"]) == pytest.approx(sum(seen[it].values()), rel=1e-5)
+        assert float(row["pass"]) == (1.0 if stage == "dmtet" else 2.0)
+        assert {"lr/geometry", "lr/material", "lr/light"} <= {k for k, v in row.items() if v}
+
+
+def test_multi_tensor_adam_steps_like_the_per_parameter_loop(toy_scene):
+    system = make_system()
+    optimizer = system._make_optimizer()
+    assert all(group["foreach"] for group in optimizer.param_groups)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    twins = [p.detach().clone().requires_grad_() for p in params]
+    groups = [
+        dict(group, params=twins[i : i + len(group["params"])], foreach=False) for i, group in _offsets(optimizer)
+    ]
+    loop = torch.optim.Adam(groups)
+    torch.manual_seed(0)
+    for _ in range(3):
+        for p, twin in zip(params, twins):
+            p.grad = torch.randn_like(p)
+            twin.grad = p.grad.clone()
+        optimizer.step()
+        loop.step()
+    for p, twin in zip(params, twins):
+        assert torch.equal(p.detach(), twin.detach())
+
+
+def _offsets(optimizer):
+    start = 0
+    for group in optimizer.param_groups:
+        yield start, group
+        start += len(group["params"])
+
+
+@pytest.mark.parametrize("dmtet, expected", [({}, []), ({"morphology": "open", "morphology_every": 3}, [3, 6, 7])])
+def test_sdf_clean_ups_run_every_n_pass_one_iterations_and_before_the_bake(
+    toy_scene, monkeypatch, tmp_path, dmtet, expected
+):
+    system = make_system(dmtet=dmtet)
+    calls = []
+
+    def spy(geometry, mode, steps):
+        if mode != "none":
+            calls.append((system.stage, system.iteration, mode))
+
+    monkeypatch.setattr(components, "clean_sdf", spy)
+    make_trainer(tmp_path).fit(system, datamodule=ToyData())
+    # before the batches of pass-1 iterations 3 and 6, and at the bake after iteration 7
+    assert calls == [("dmtet", i, "open") for i in expected]

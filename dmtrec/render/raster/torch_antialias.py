@@ -14,6 +14,7 @@ pass (``1 / (dy + 1e-3 sign(dy))``, no position gradient where the blend saturat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List, Tuple
 
 import torch
 from torch import Tensor
@@ -116,19 +117,25 @@ def antialias(
     dtype = color.dtype
     ids = rast[..., 3].detach()
     depth = rast[..., 2].detach().reshape(-1)
-    flat_ids = float_to_tri_id(ids).reshape(-1) - 1
+    flat_ids = ids.reshape(-1)
 
-    # Work items: pixel pairs (p0, p1) with p1 right of (d = 0) or below (d = 1) p0.
-    right = (ids[:, :, :-1] != ids[:, :, 1:]).nonzero()
-    down = (ids[:, :-1, :] != ids[:, 1:, :]).nonzero()
-    b, y, x = torch.cat([right, down]).unbind(1)
-    vertical = torch.cat(
-        [torch.zeros_like(right[:, 0], dtype=torch.bool), torch.ones_like(down[:, 0], dtype=torch.bool)]
-    )
-    pix0 = (b * height + y) * width + x
+    # Work items: pixel pairs (p0, p1) with p1 right of (d = 0) or below (d = 1) p0, all horizontal
+    # pairs first, each kind in row-major order. Found as flat indices of one mask (a 1D nonzero
+    # costs far less than a 3D one's coordinates); ids are decoded at the pairs only.
+    num_pixels = batch * height * width
+    split = torch.zeros(2, batch, height, width, dtype=torch.bool, device=ids.device)
+    torch.ne(ids[:, :, :-1], ids[:, :, 1:], out=split[0, :, :, :-1])
+    torch.ne(ids[:, :-1, :], ids[:, 1:, :], out=split[1, :, :-1, :])
+    pairs = split.view(-1).nonzero().squeeze(1)
+    vertical = pairs >= num_pixels
+    pix0 = torch.where(vertical, pairs - num_pixels, pairs)
     pix1 = pix0 + torch.where(vertical, width, 1)
+    b = torch.div(pix0, height * width, rounding_mode="floor")
+    y = torch.div(pix0 - b * (height * width), width, rounding_mode="floor")
+    x = pix0 - (b * height + y) * width
 
-    tri0, tri1 = flat_ids[pix0], flat_ids[pix1]
+    tri0 = float_to_tri_id(flat_ids.index_select(0, pix0)) - 1
+    tri1 = float_to_tri_id(flat_ids.index_select(0, pix1)) - 1
     face = torch.where(tri0 >= 0, tri0, tri1)
     both = (tri0 >= 0) & (tri1 >= 0)
     face = torch.where(both, torch.where(depth[pix0] < depth[pix1], tri0, tri1), face)
@@ -144,44 +151,58 @@ def antialias(
     vidx = tri.long()[face] + vert_base  # [n, 3]
     across = topology.opposite[face]
     oidx = torch.where(across < 0, vidx, across + vert_base)
-    flat_pos = pos.detach().reshape(-1, 4).to(dtype)
+    # Per corner k, contiguous [n] columns: arithmetic on [n, 3] views with index lists costs a
+    # gather per operand. The float operations are the same.
+    columns = pos.detach().reshape(-1, 4).to(dtype).t()
+    columns = [columns[c].contiguous() for c in (0, 1, 3)]
     half_w, half_h = 0.5 * width, 0.5 * height
     cx = x.to(dtype) + 0.5 - half_w
     cy = y.to(dtype) + 0.5 - half_h
 
-    def to_pixels(idx: Tensor):
-        p = flat_pos.index_select(0, idx.reshape(-1)).view(-1, 3, 4)
-        inv_w = 1.0 / p[..., 3]
-        return (p[..., 0] * inv_w * half_w - cx.unsqueeze(1), p[..., 1] * inv_w * half_h - cy.unsqueeze(1))
+    def to_pixels(idx: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
+        px, py = [], []
+        for k in range(3):
+            corner = idx[:, k]
+            inv_w = 1.0 / columns[2].index_select(0, corner)
+            px.append(columns[0].index_select(0, corner) * inv_w * half_w - cx)
+            py.append(columns[1].index_select(0, corner) * inv_w * half_h - cy)
+        return px, py
 
     (vx, vy), (ox, oy) = to_pixels(vidx), to_pixels(oidx)
     i, j = [1, 2, 0], [2, 0, 1]
-    own_area = (vx[:, 1] - vx[:, 0]) * (vy[:, 2] - vy[:, 0]) - (vx[:, 2] - vx[:, 0]) * (vy[:, 1] - vy[:, 0])
-    wing_area = (vx[:, i] - ox) * (vy[:, j] - oy) - (vx[:, j] - ox) * (vy[:, i] - oy)  # [n, 3]
-    silhouette = _same_sign(wing_area, own_area.unsqueeze(1))
+    own_area = (vx[1] - vx[0]) * (vy[2] - vy[0]) - (vx[2] - vx[0]) * (vy[1] - vy[0])
+    silhouette = [
+        _same_sign((vx[i[k]] - ox[k]) * (vy[j[k]] - oy[k]) - (vx[j[k]] - ox[k]) * (vy[i[k]] - oy[k]), own_area)
+        for k in range(3)
+    ]
 
     # Along the pair's axis: swap x and y for vertical pairs.
-    flip = vertical.unsqueeze(1)
-    vx, vy = torch.where(flip, vy, vx), torch.where(flip, vx, vy)
-    ex, ey = vx[:, j] - vx[:, i], vy[:, j] - vy[:, i]
+    vx, vy = (
+        [torch.where(vertical, b, a) for a, b in zip(vx, vy)],
+        [torch.where(vertical, a, b) for a, b in zip(vx, vy)],
+    )
+    ex = [vx[j[k]] - vx[i[k]] for k in range(3)]
+    ey = [vy[j[k]] - vy[i[k]] for k in range(3)]
     direction = torch.where(from_second, -1.0, 1.0).to(dtype)
-    reach = direction.unsqueeze(1) * (vx[:, i] * ey - vy[:, i] * ex)  # crossing * ey, towards the other pixel
-    no_cross = _same_sign(vy[:, i], vy[:, j])
-    reach = torch.where(no_cross, _NO_EDGE, reach)
-    ey = torch.where(no_cross, 1.0, ey)
+    reach = [direction * (vx[i[k]] * ey[k] - vy[i[k]] * ex[k]) for k in range(3)]  # crossing * ey, to the other pixel
+    for k in range(3):
+        no_cross = _same_sign(vy[i[k]], vy[j[k]])
+        reach[k] = torch.where(no_cross, _NO_EDGE, reach[k])
+        ey[k] = torch.where(no_cross, 1.0, ey[k])
 
-    g10 = _greater_ratio(reach[:, 1], reach[:, 0], ey[:, 1], ey[:, 0])
-    g20 = _greater_ratio(reach[:, 2], reach[:, 0], ey[:, 2], ey[:, 0])
-    g21 = _greater_ratio(reach[:, 2], reach[:, 1], ey[:, 2], ey[:, 1])
-    edge = torch.where(g20 & g21, 2, torch.where(g10, 1, 0)).unsqueeze(1)
+    g10 = _greater_ratio(reach[1], reach[0], ey[1], ey[0])
+    g20 = _greater_ratio(reach[2], reach[0], ey[2], ey[0])
+    g21 = _greater_ratio(reach[2], reach[1], ey[2], ey[1])
+    third = g20 & g21
+    edge = torch.where(third, 2, torch.where(g10, 1, 0))
 
-    def pick(t: Tensor) -> Tensor:  # the chosen edge's entry
-        return t.gather(1, edge).squeeze(1)
+    def pick(t: List[Tensor]) -> Tensor:  # the chosen edge's entry
+        return torch.where(third, t[2], torch.where(g10, t[1], t[0]))
 
     usable = pick(silhouette) & (pick(ey).abs() >= pick(ex).abs())
     crossing = torch.where(usable, pick(reach) / pick(ey), _NO_EDGE)
     hit = ((crossing > -CROSSING_TOLERANCE) & (crossing < 1.0 + CROSSING_TOLERANCE)).nonzero().squeeze(1)
-    crossing, direction, edge = crossing[hit], direction[hit], edge[hit].squeeze(1)
+    crossing, direction, edge = crossing[hit], direction[hit], edge[hit]
     alpha = direction * (0.5 - crossing.clamp(0.0, 1.0))
 
     # Position gradients flow through the crossing point of unsaturated blends only.

@@ -48,3 +48,8 @@ def value_with_grad_of(value: Tensor, surrogate: Tensor) -> Tensor:
     if not surrogate.requires_grad:
         return value
     return _ValueWithGradOf.apply(value.detach(), surrogate)
+
+
+# Samples per chunk in the per-pixel custom autograd Functions: their temporaries (a few dozen
+# vectors of this length) stay in the CPU's caches instead of streaming through main memory.
+CHUNK = 1 << 16

@@ -33,10 +33,13 @@ How the work is laid out, so that its cost grows with the pixels actually tested
 * Per image, triangles are culled in chunks before any setup: outside one frustum plane, or
   (snapped) with no pixel centre in their pixel box, which drops most sub-pixel triangles of a
   dense mesh. Back faces are kept: nvdiffrast draws both facings.
-* Snapped triangles are set up (edge functions, depth plane) and binned by the power-of-two size
-  of their pixel box; each well-filled bin up to 64 x 64 pixels is tested as a dense grid per
-  triangle with broadcast integer arithmetic, without per-pixel gathers or divisions. Larger
-  boxes, thin bins and clipped triangles go through lists of (triangle, pixel) candidates.
+* Snapped triangles are set up (edge functions, depth plane) in float64, which holds every
+  integer edge value exactly and, unlike int64, multiplies in vector registers. A triangle whose
+  box is one pixel is tested there first: the misses (most sub-pixel triangles) skip the rest.
+* Triangles are binned by the power-of-two size of their pixel box; each well-filled bin up to
+  64 x 64 pixels is tested as a dense grid per triangle with broadcast arithmetic, without
+  per-pixel gathers or divisions. Larger boxes, thin bins and clipped triangles go through lists
+  of (triangle, pixel) candidates.
 * Depth resolution is one ``scatter_reduce(amin)`` of (depth, id) keys per batch of fragments.
 
 Peak memory is bounded by the chunk sizes (``TRIANGLES_PER_CHUNK`` triangles set up,
@@ -53,11 +56,12 @@ from torch import Tensor
 from .torch_common import tri_id_to_float, value_with_grad_of
 
 SUBPIXELS = 16  # cudaraster snaps to 1/16 pixel
+SUBPIXEL_BITS = 4  # log2(SUBPIXELS)
 GUARD_BAND = 32767  # snapped coordinates beyond +-2**15 go through cudaraster's clipper
 TRIANGLES_PER_CHUNK = 1 << 18  # (batch item, triangle) pairs set up at once
 CANDIDATES_PER_CHUNK = 1 << 20  # (triangle, pixel) pairs tested at once
 GRID_CLASSES = 6  # boxes up to 2**6 = 64 pixels a side are tested as dense grids
-GRID_MIN_PAIRS = 1 << 14  # ... when their size class has at least this many (triangle, pixel) pairs
+GRID_MIN_PAIRS = 1 << 12  # ... when their size class has at least this many (triangle, pixel) pairs
 BARY_GRAD_EPS = 1e-6  # nvdiffrast's epsilon on the barycentric denominator in backward
 _EMPTY = torch.iinfo(torch.int64).max
 _OUTSIDE_BITS, _DEPTH_BIT = 0x3F, 0x40  # vertex flags, see _project_vertices
@@ -125,7 +129,8 @@ def nearest_fragments(pos: Tensor, tri: Tensor, height: int, width: int) -> Tens
             fast = (~culled & in_guard_band & (bw > 0) & (bh > 0)).nonzero().squeeze(1)
             slow = (~culled & ~in_guard_band).nonzero().squeeze(1)
             if fast.numel():
-                selected = [t.index_select(0, fast) for t in (sx, sy, x0, bw, y0, bh)]
+                corners = xy.view(-1, 6).index_select(0, fast).view(-1, 3, 2)  # one gather of both coordinates
+                selected = [corners[..., 0], corners[..., 1]] + [t.index_select(0, fast) for t in (x0, bw, y0, bh)]
                 zw = depth.index_select(0, vidx.index_select(0, fast).view(-1)).view(-1, 3)
                 pending.append(selected + [torch.full_like(fast, base), fast + start, zw])
                 num_pending += fast.numel()
@@ -143,7 +148,7 @@ def nearest_fragments(pos: Tensor, tri: Tensor, height: int, width: int) -> Tens
 def _draw_pending(keys: Tensor, pending: List[List[Tensor]], height: int, width: int) -> None:
     """:func:`_draw_snapped` of the triangles collected in ``pending`` (each entry: its arguments)."""
     parts = [torch.cat(column) if len(pending) > 1 else column[0] for column in zip(*pending)]
-    _draw_snapped(keys, *(t.long() for t in parts[:6]), *parts[6:], height, width)
+    _draw_snapped(keys, *parts[:2], *(t.long() for t in parts[2:6]), *parts[6:], height, width)
 
 
 def _min3(t: Tensor) -> Tensor:
@@ -184,8 +189,9 @@ def _project_vertices(verts: Tensor, height: int, width: int) -> Tuple[Tensor, T
 def _pixel_box(lo: Tensor, hi: Tensor, size: int) -> Tuple[Tensor, Tensor]:
     """First pixel and pixel count along one axis whose sample lies in snapped ``[lo, hi]``."""
     offset = (size - 1) * SUBPIXELS // 2  # sample of pixel p sits at 16 p - offset
-    first = torch.div(lo + offset + SUBPIXELS - 1, SUBPIXELS, rounding_mode="floor").clamp(min=0)
-    last = torch.div(hi + offset, SUBPIXELS, rounding_mode="floor").clamp(max=size - 1)
+    # Floor division by 16 as an arithmetic shift (integer division is not vectorized).
+    first = ((lo + (offset + SUBPIXELS - 1)) >> SUBPIXEL_BITS).clamp(min=0)
+    last = ((hi + offset) >> SUBPIXEL_BITS).clamp(max=size - 1)
     return first, (last - first + 1).clamp(min=0)
 
 
@@ -206,34 +212,55 @@ def _draw_snapped(
     """Integer edge-function rasterization of guard-band triangles, as cudaraster's fine raster.
 
     ``sx, sy, zw [m, 3]`` are the snapped corners and their ``z/w``; ``x0, bw, y0, bh`` the
-    non-empty pixel box; ``base`` their image's first pixel in ``keys``."""
-    area = (sx[:, 1] - sx[:, 0]) * (sy[:, 2] - sy[:, 0]) - (sy[:, 1] - sy[:, 0]) * (sx[:, 2] - sx[:, 0])
+    non-empty pixel box; ``base`` their image's first pixel in ``keys``.
+
+    The edge functions are evaluated in float64, which holds all their values exactly (guard-band
+    coordinates and their differences are below 2**16, so edge values at any pixel of a box stay
+    below 2**40) and, unlike int64, multiplies in vector registers."""
+    px = [sx[:, k].double() for k in range(3)]
+    py = [sy[:, k].double() for k in range(3)]
+    zs = [zw[:, k] for k in range(3)]
+    area = (px[1] - px[0]) * (py[2] - py[0]) - (py[1] - py[0]) * (px[2] - px[0])
     keep = (area != 0).nonzero().squeeze(1)
-    sx, sy, area, zw, x0, bw, y0, bh, base, face = (
-        t.index_select(0, keep) for t in (sx, sy, area, zw, x0, bw, y0, bh, base, face)
-    )
-    sample_x = SUBPIXELS * x0 - (width - 1) * SUBPIXELS // 2
-    sample_y = SUBPIXELS * y0 - (height - 1) * SUBPIXELS // 2
+    if keep.numel() < area.numel():
+        px, py, zs = ([t.index_select(0, keep) for t in column] for column in (px, py, zs))
+        area, x0, bw, y0, bh, base, face = (t.index_select(0, keep) for t in (area, x0, bw, y0, bh, base, face))
+    sample_x = (SUBPIXELS * x0 - (width - 1) * SUBPIXELS // 2).double()
+    sample_y = (SUBPIXELS * y0 - (height - 1) * SUBPIXELS // 2).double()
     sign = area.sign()
-    inv_area = 1.0 / area.abs().double()
 
     # Edge k runs from vertex k+1 to vertex k+2 (opposite vertex k), oriented so the inside is >= 0;
-    # its value at the box's first pixel and its steps per pixel in x and y.
-    columns, plane = [], torch.zeros(3, sx.shape[0], dtype=torch.float64, device=sx.device)
+    # its value at the box's first pixel (tie rule applied) and its steps per pixel in x and y.
+    dx, dy, at_corner, first = [], [], [], []
     for k in range(3):
         i, j = (k + 1) % 3, (k + 2) % 3
-        dx, dy = sign * (sx[:, j] - sx[:, i]), sign * (sy[:, j] - sy[:, i])
-        at_corner = (sx[:, i] - sample_x) * dy - (sy[:, i] - sample_y) * dx
-        step_x, step_y = -SUBPIXELS * dy, SUBPIXELS * dx
+        dx.append(sign * (px[j] - px[i]))
+        dy.append(sign * (py[j] - py[i]))
+        at_corner.append((px[i] - sample_x) * dy[k] - (py[i] - sample_y) * dx[k])
         # Tie rule: a sample exactly on the edge is the triangle's unless the oriented edge heads
         # +y, or is horizontal heading -x.
-        exclusive = (dy > 0) | ((dy == 0) & (dx <= 0))
-        columns += [at_corner - exclusive.long(), step_x, step_y]
+        exclusive = (dy[k] > 0) | ((dy[k] == 0) & (dx[k] <= 0))
+        first.append(at_corner[k] - exclusive.double())
+    # Most triangles of a dense mesh have a one-pixel box: that pixel is their only test, done here,
+    # so that the misses (most of them) skip the rest of the setup.
+    miss = (bw == 1) & (bh == 1) & ((first[0] < 0) | (first[1] < 0) | (first[2] < 0))
+    if bool(miss.any()):
+        keep = (~miss).nonzero().squeeze(1)
+        dx, dy, at_corner, first, zs = ([t.index_select(0, keep) for t in c] for c in (dx, dy, at_corner, first, zs))
+        area, x0, bw, y0, bh, base, face = (t.index_select(0, keep) for t in (area, x0, bw, y0, bh, base, face))
+    inv_area = 1.0 / area.abs()
+
+    rows, plane = [], torch.zeros(3, area.shape[0], dtype=torch.float64, device=area.device)
+    for k in range(3):
+        step_x, step_y = -SUBPIXELS * dy[k], SUBPIXELS * dx[k]
+        rows += [first[k], step_x, step_y]
         # z/w is affine in screen space; edge k / |area| is vertex k's screen-space weight.
-        weight = zw[:, k].double() * inv_area
-        plane += torch.stack([at_corner, step_x, step_y]).double() * weight
-    setup = torch.stack(columns + [bw, base + y0 * width + x0, face, bh])  # [13, m], rows contiguous
-    plane = plane.float()
+        weight = zs[k].double() * inv_area
+        for row, term in zip(plane, (at_corner[k], step_x, step_y)):
+            row += term * weight
+    setup = rows + [bw.double(), bh.double()]  # 11 rows [m]: 1D gathers are the fastest layout
+    ints = [base + y0 * width + x0, face]  # first pixel, triangle index
+    plane = list(plane.float())
 
     # Boxes up to 2**GRID_CLASSES pixels a side are tested as dense power-of-two grids, one size
     # class at a time (broadcast arithmetic, no per-pair gathers or divisions); larger ones pair
@@ -247,53 +274,68 @@ def _draw_snapped(
         side_x, side_y = 1 << (c % (GRID_CLASSES + 1)), 1 << (c // (GRID_CLASSES + 1))
         if count * side_x * side_y >= GRID_MIN_PAIRS or (count and side_x * side_y == 1):
             members = (cls == c).nonzero().squeeze(1)
-            _draw_grid(keys, setup, plane, members, side_x, side_y, width)
+            _draw_grid(keys, setup, ints, plane, members, side_x, side_y, width)
             gridded.append(c)
     in_grid = torch.zeros(len(counts) + 1, dtype=torch.bool, device=cls.device)
     in_grid[[c + 1 for c in gridded]] = True
     listed = ~in_grid[cls + 1]  # class -1 (boxes beyond the grids) is never gridded
     if bool(listed.any()):
         large = listed.nonzero().squeeze(1)
-        setup, plane, bw, bh = setup.index_select(1, large), plane.index_select(1, large), bw[large], bh[large]
+        setup, ints, plane = ([row.index_select(0, large) for row in rows] for rows in (setup, ints, plane))
+        bw, bh = bw[large], bh[large]
         for tri_idx, local in _candidates(bw * bh):
-            rows = [row.index_select(0, tri_idx) for row in setup[:10]]  # 1D gathers: fastest layout
-            ly = torch.div(local, rows[9], rounding_mode="floor")
-            lx = local - ly * rows[9]
-            inside = (rows[0] + rows[1] * lx + rows[2] * ly) >= 0
-            inside &= (rows[3] + rows[4] * lx + rows[5] * ly) >= 0
-            inside &= (rows[6] + rows[7] * lx + rows[8] * ly) >= 0
+            rows = [row.index_select(0, tri_idx) for row in setup[:9]]  # 1D gathers: fastest layout
+            box_w = bw.index_select(0, tri_idx)
+            ly = torch.div(local, box_w, rounding_mode="floor")
+            lx = local - ly * box_w
+            fx, fy = lx.double(), ly.double()
+            inside = (rows[0] + rows[1] * fx + rows[2] * fy) >= 0
+            inside &= (rows[3] + rows[4] * fx + rows[5] * fy) >= 0
+            inside &= (rows[6] + rows[7] * fx + rows[8] * fy) >= 0
             hit = inside.nonzero().squeeze(1)
             tri_idx, lx, ly = tri_idx.index_select(0, hit), lx.index_select(0, hit), ly.index_select(0, hit)
-            z0, zx, zy, pixel0, tri_face = (row.index_select(0, tri_idx) for row in (*plane, setup[10], setup[11]))
+            z0, zx, zy, pixel0, tri_face = (row.index_select(0, tri_idx) for row in (*plane, *ints))
             _resolve(keys, pixel0 + ly * width + lx, z0 + zx * lx + zy * ly, tri_face)
 
 
 def _size_class(extent: Tensor) -> Tensor:
-    """``ceil(log2(extent))`` of extents >= 1: the power-of-two grid side that holds them."""
-    return torch.frexp((extent - 1).float())[1].long()
+    """``ceil(log2(extent))`` of extents >= 1 up to ``2**GRID_CLASSES``, ``GRID_CLASSES + 1`` above: the
+    power-of-two grid side that holds them (comparisons: frexp is not vectorized)."""
+    extent = extent.int()
+    cls = (extent > 1).int()
+    for c in range(1, GRID_CLASSES + 1):
+        cls += extent > (1 << c)
+    return cls
 
 
 def _draw_grid(
-    keys: Tensor, setup: Tensor, plane: Tensor, members: Tensor, side_x: int, side_y: int, width: int
+    keys: Tensor,
+    setup: List[Tensor],
+    ints: List[Tensor],
+    plane: List[Tensor],
+    members: Tensor,
+    side_x: int,
+    side_y: int,
+    width: int,
 ) -> None:
     """Test triangles ``members`` (boxes within ``side_x x side_y``) at every pixel of that grid."""
     cells = side_x * side_y
-    lx = torch.arange(side_x, device=setup.device)
-    ly = torch.arange(side_y, device=setup.device).unsqueeze(1)  # [side_y, 1]
+    lx = torch.arange(side_x, dtype=setup[0].dtype, device=members.device)
+    ly = torch.arange(side_y, dtype=setup[0].dtype, device=members.device).unsqueeze(1)  # [side_y, 1]
     shift_x, shift_cells = side_x.bit_length() - 1, cells.bit_length() - 1
     per_chunk = max(1, CANDIDATES_PER_CHUNK // cells)
     for m0 in range(0, members.numel(), per_chunk):
         chunk = members[m0 : m0 + per_chunk]
-        rows = setup.index_select(1, chunk).unsqueeze(2)  # [13, m, 1]
+        rows = [row.index_select(0, chunk).unsqueeze(1) for row in setup]  # [m, 1] each
         # Inside the clipped box, then inside all three edges: [m, side_y, side_x].
-        inside = (lx < rows[9]).unsqueeze(1) & (ly < rows[12].unsqueeze(1))
+        inside = (lx < rows[9]).unsqueeze(1) & (ly < rows[10].unsqueeze(1))
         for k in range(3):
             along_x = (rows[3 * k] + rows[3 * k + 1] * lx).unsqueeze(1)  # [m, 1, side_x]
             inside &= (along_x + rows[3 * k + 2].unsqueeze(1) * ly) >= 0
         hit = inside.view(-1).nonzero().squeeze(1)
         tri_idx = chunk.index_select(0, hit >> shift_cells)
         hx, hy = hit & (side_x - 1), (hit >> shift_x) & (side_y - 1)
-        z0, zx, zy, pixel0, tri_face = (row.index_select(0, tri_idx) for row in (*plane, setup[10], setup[11]))
+        z0, zx, zy, pixel0, tri_face = (row.index_select(0, tri_idx) for row in (*plane, *ints))
         _resolve(keys, pixel0 + hy * width + hx, z0 + zx * hx + zy * hy, tri_face)
 
 

@@ -39,6 +39,7 @@ from .torch_texture_mip import (
     footprint_lod,
     select_mip_levels,
 )
+from .torch_texture_taps import sample_2d
 
 __all__ = ["texture", "construct_mip"]
 
@@ -103,24 +104,19 @@ def texture(
     batch, height, width = uv.shape[:3]
     n = batch * height * width
     coords = uv.reshape(n, uv.shape[-1])
-    if tex.shape[0] == 1:
-        plane = torch.zeros(n, dtype=torch.long, device=uv.device)
-    else:
-        plane = torch.arange(n, device=uv.device) // (height * width)
+    plane = None if tex.shape[0] == 1 else torch.arange(n, device=uv.device) // (height * width)
     face = valid = None
     if cube:
         face, coords, valid = cube_face_coords(coords)
-        plane = plane * 6 + face
+        plane = face if plane is None else plane * 6 + face
 
     tex_h, tex_w, channels = tex.shape[-3], tex.shape[-2], tex.shape[-1]
+    levels, level, frac = [tex], None, None
     if filter_mode == "nearest":
+        plane = torch.zeros(n, dtype=torch.long, device=uv.device) if plane is None else plane
         out = _sample_nearest(tex.reshape(-1, channels), coords.detach(), plane, tex_h, tex_w, boundary_mode)
-    elif not mipmapped:
-        if _use_quads(boundary_mode, tex.numel() // channels, n):
-            out = _sample_bilinear_wrap(_quad_table([tex]), coords, plane, 0, tex_h, tex_w)
-        else:
-            out = _sample_bilinear(tex.reshape(-1, channels), coords, plane, face, 0, tex_h, tex_w, boundary_mode)
-    else:
+        return out.reshape(batch, height, width, channels)
+    if mipmapped:
         if uv_da is not None:
             _check_pixels(uv_da, "uv_da", tex, 6 if cube else 4, reference=uv)
         if mip_level_bias is not None:
@@ -134,25 +130,24 @@ def texture(
                 footprint = uv_da.reshape(n, uv_da.shape[-1])
                 if cube:
                     footprint = cube_face_derivatives(uv.reshape(n, 3), footprint)
-                scale = torch.tensor([tex_w, tex_w, tex_h, tex_h], dtype=footprint.dtype, device=footprint.device)
-                lod = footprint_lod(footprint * scale)
+                lod = footprint_lod(footprint, texels=(tex_w, tex_h))
             bias = None if mip_level_bias is None else mip_level_bias.reshape(n)
             level0, level1, frac = select_mip_levels(lod, bias, len(levels) - 1, blend)
-
-        level = torch.stack([level0, level1]) if blend else level0
-        if _use_quads(boundary_mode, sum(t.numel() for t in levels) // channels, level.numel()):
-            _, base, level_h, level_w = _level_extents(levels)
-            table = _quad_table(levels)
-            out = _sample_bilinear_wrap(table, coords, plane, base[level], level_h[level], level_w[level])
-        else:
-            table, base, level_h, level_w = _stack_levels(levels)
-            sizes = (base[level], level_h[level], level_w[level])
-            out = _sample_bilinear(table, coords, plane, face, *sizes, boundary_mode)
-        if blend:
-            out = out[0] + frac[:, None] * (out[1] - out[0])
+        level = torch.stack([level0, level1]) if blend else level0.unsqueeze(0)
 
     if cube:
+        table, base, level_h, level_w = _stack_levels(levels)
+        sizes = (0, tex_h, tex_w) if level is None else (base[level], level_h[level], level_w[level])
+        out = _sample_bilinear(table, coords, plane, face, *sizes, frac)
         out = torch.where(valid[:, None], out, 0.0)
+    elif _use_quads(boundary_mode, sum(t.numel() for t in levels) // channels, n if level is None else level.numel()):
+        _, base, level_h, level_w = _level_extents(levels)
+        out = _sample_bilinear_wrap(
+            _quad_table(levels), coords, plane, level, torch.stack([base, level_h, level_w]), frac
+        )
+    else:
+        table, base, level_h, level_w = _stack_levels(levels)
+        out = sample_2d(table, coords, frac, level, plane, torch.stack([base, level_h, level_w]), boundary_mode, False)
     return out.reshape(batch, height, width, channels)
 
 
@@ -261,73 +256,40 @@ def _sample_nearest(table: Tensor, coords: Tensor, plane: Tensor, h: int, w: int
     return _fetch(table, index, inside)
 
 
-def _axis_taps(
-    u: Tensor, size: Size, boundary: str
-) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
-    """The two bilinear taps along one axis of a 2D texture.
-
-    Returns ``i0, i1`` (long texel indices), ``frac`` (weight of ``i1``) and, in zero mode,
-    whether each tap lies inside the texture.
-    """
-    if boundary == "wrap":
-        u = _wrap_unit(u)
-    x = u * size - 0.5
-    held = None
-    if boundary == "clamp":
-        x = torch.clamp(x.clamp(min=0.0), max=size - 1)
-        # On an edge texel centre both taps read that texel, so the uv gradient is zero
-        # there, as in nvdiffrast.
-        held = (x == 0) | (x == size - 1)
-    x0 = torch.floor(x.detach())
-    frac = x - x0
-    i0 = x0.long()
-    i1 = i0 + 1 if held is None else i0 + (~held).long()
-    if boundary == "wrap":
-        i0 = torch.where(i0 < 0, i0 + size, i0)
-        i1 = torch.where(i1 >= size, i1 - size, i1)
-    if boundary == "zero":
-        return i0, i1, frac, (i0 >= 0) & (i0 < size), (i1 >= 0) & (i1 < size)
-    return i0, i1, frac, None, None
-
-
 def _sample_bilinear(
-    table: Tensor, coords: Tensor, plane: Tensor, face: Optional[Tensor], base: Size, h: Size, w: Size, boundary: str
+    table: Tensor, coords: Tensor, plane: Tensor, face: Tensor, base: Size, h: Size, w: Size, frac: Optional[Tensor]
 ) -> Tensor:
-    """Bilinear samples from one or more levels per sample.
+    """Bilinear samples of a cube map from one or more levels per sample (2D textures go through
+    :func:`~.torch_texture_taps.sample_2d`).
 
     Args:
         table: ``[texels, C]`` all levels (:func:`_stack_levels`) or the base level alone.
-        coords: ``[N, 2]`` uv (2D) or face coordinates (cube).
-        plane: ``[N]`` image of the level the sample reads: its texture batch entry
-            (2D), times 6 plus its face (cube).
-        face: ``[N]`` cube face, None for 2D textures.
+        coords: ``[N, 2]`` face coordinates.
+        plane: ``[N]`` image of the level the sample reads: its texture batch entry times 6
+            plus its face.
+        face: ``[N]`` cube face.
         base, h, w: first row of the level in ``table`` and its extent: ints, or long
-            ``[L, N]`` for ``L`` levels per sample.
+            ``[L, N]`` for ``L`` levels per sample (``L = 2`` with ``frac``).
+        frac: ``[N]`` weight of the second level, or None.
 
     Returns:
-        ``[N, C]``, or ``[L, N, C]`` for per-sample levels.
+        ``[N, C]``.
     """
-    if face is None:
-        ix0, ix1, fx, in_x0, in_x1 = _axis_taps(coords[:, 0], w, boundary)
-        iy0, iy1, fy, in_y0, in_y1 = _axis_taps(coords[:, 1], h, boundary)
-        ix, iy = torch.stack([ix0, ix1, ix0, ix1]), torch.stack([iy0, iy0, iy1, iy1])
-        inside = None if in_x0 is None else torch.stack([in_x0 & in_y0, in_x1 & in_y0, in_x0 & in_y1, in_x1 & in_y1])
-        tap_plane = plane
-    else:
-        x = coords[:, 0] * w - 0.5
-        y = coords[:, 1] * h - 0.5
-        x0, y0 = torch.floor(x.detach()), torch.floor(y.detach())
-        fx, fy = x - x0, y - y0
-        ix0, iy0 = x0.long(), y0.long()
-        ix, iy = torch.stack([ix0, ix0 + 1, ix0, ix0 + 1]), torch.stack([iy0, iy0, iy0 + 1, iy0 + 1])
-        tap_face, ix, iy, corner = cube_texel_remap(face, ix, iy, w)
-        tap_plane = plane - face + tap_face
-        inside = ~corner
-    taps = _fetch(table, base + (tap_plane * h + iy) * w + ix, inside)  # [4, ..., C]
-    if face is not None:
-        # Three texels meet at a cube corner: the missing fourth tap is their mean.
-        taps = torch.where(corner[..., None], taps.sum(0) * (1.0 / 3.0), taps)
-    return _blend_taps(*taps.unbind(0), fx, fy)
+    x = coords[:, 0] * w - 0.5
+    y = coords[:, 1] * h - 0.5
+    x0, y0 = torch.floor(x.detach()), torch.floor(y.detach())
+    fx, fy = x - x0, y - y0
+    ix0, iy0 = x0.long(), y0.long()
+    ix, iy = torch.stack([ix0, ix0 + 1, ix0, ix0 + 1]), torch.stack([iy0, iy0, iy0 + 1, iy0 + 1])
+    tap_face, ix, iy, corner = cube_texel_remap(face, ix, iy, w)
+    tap_plane = plane - face + tap_face
+    taps = _fetch(table, base + (tap_plane * h + iy) * w + ix, ~corner)  # [4, ..., C]
+    # Three texels meet at a cube corner: the missing fourth tap is their mean.
+    taps = torch.where(corner[..., None], taps.sum(0) * (1.0 / 3.0), taps)
+    out = _blend_taps(*taps.unbind(0), fx, fy)
+    if frac is not None:
+        return out[0] + frac[:, None] * (out[1] - out[0])
+    return out.view(coords.shape[0], -1)
 
 
 def _blend_taps(a00: Tensor, a10: Tensor, a01: Tensor, a11: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
@@ -338,20 +300,9 @@ def _blend_taps(a00: Tensor, a10: Tensor, a01: Tensor, a11: Tensor, fx: Tensor, 
     return top + fy * (bottom - top)
 
 
-def _sample_bilinear_wrap(quads: Tensor, coords: Tensor, plane: Tensor, base: Size, h: Size, w: Size) -> Tensor:
-    """:func:`_sample_bilinear` of a wrapped 2D texture from its :func:`_quad_table`: the same taps
-    and arithmetic, so the same values, with one index and one gather per sample."""
-    u = _wrap_unit(coords[:, 0])
-    v = _wrap_unit(coords[:, 1])
-    x, y = u * w - 0.5, v * h - 0.5
-    x0, y0 = torch.floor(x.detach()), torch.floor(y.detach())
-    fx, fy = x - x0, y - y0
-    # The first tap, wrapped: floor(x) is -1 only left of the first texel centre.
-    ix = x0.long()
-    ix = torch.where(ix < 0, ix + w, ix)
-    iy = y0.long()
-    iy = torch.where(iy < 0, iy + h, iy)
-    index = (base + (plane * h + iy) * w + ix).reshape(-1)
-    # Non-finite coordinates give arbitrary indices; keep them in range (the sample is NaN).
-    rows = quads.index_select(0, index.clamp(0, quads.shape[0] - 1)).view(x.shape + (4, -1))
-    return _blend_taps(*rows.unbind(-2), fx, fy)
+def _sample_bilinear_wrap(
+    quads: Tensor, coords: Tensor, plane: Optional[Tensor], level: Optional[Tensor], extents: Tensor, frac
+) -> Tensor:
+    """:func:`~.torch_texture_taps.sample_2d` of a wrapped 2D texture from its :func:`_quad_table`: the
+    same taps and arithmetic, so the same values, with one index per sample and level."""
+    return sample_2d(quads, coords, frac, level, plane, extents, "wrap", True)

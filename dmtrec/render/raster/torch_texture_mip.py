@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .torch_common import CHUNK
 
 
 def mip_level_shapes(height: int, width: int, max_mip_level: Optional[int] = None) -> List[Tuple[int, int]]:
@@ -103,37 +106,88 @@ def construct_mip(tex: Tensor, max_mip_level: Optional[int] = None, cube_mode: b
     return levels
 
 
-def _footprint_terms(d: Tensor) -> Tuple[Tensor, Tensor]:
-    dsdx, dsdy, dtdx, dtdy = d.unbind(-1)
+def _terms(dsdx: Tensor, dsdy: Tensor, dtdx: Tensor, dtdy: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Half-sum and squared half-difference of the footprint's squared axis lengths, and the
+    squared lengths ``a, b`` and cross term ``c`` they come from."""
     a = dsdx * dsdx + dtdx * dtdx
     b = dsdy * dsdy + dtdy * dtdy
     c = dsdx * dsdy + dtdx * dtdy
-    # Half-sum and squared half-difference of the footprint's squared axis lengths.
-    return 0.5 * (a + b), 0.25 * (a - b) * (a - b) + c * c
+    return 0.5 * (a + b), 0.25 * (a - b) * (a - b) + c * c, a, b, c
 
 
-def footprint_lod(footprint: Tensor) -> Tensor:
+def footprint_lod(footprint: Tensor, texels: Tuple[float, float] = (1.0, 1.0)) -> Tensor:
     """Level of detail ``log2(major axis length)`` of pixel footprints, before bias and clamping.
 
     Args:
-        footprint: ``[N, 4]`` = (ds/dX, ds/dY, dt/dX, dt/dY) in base-level texels per pixel.
+        footprint: ``[N, 4]`` = (ds/dX, ds/dY, dt/dX, dt/dY), in base-level texels per pixel
+            once multiplied by ``texels``.
+        texels: (width, height) factors of the (s, t) columns, e.g. the base level's extent
+            for a footprint in uv units.
 
     Returns:
         ``[N]`` levels (``-inf`` for a zero footprint). The gradient is the analytic one,
         except where it is not finite: at isotropic footprints (the major-axis length is not
         differentiable there) and on overflow it is zero, as nvdiffrast makes it.
     """
-    with torch.no_grad():
-        half_sum, half_diff_sq = _footprint_terms(footprint)
-        length_sq = half_sum + half_diff_sq.sqrt()
-        lod = 0.5 * torch.log2(length_sq)
-        smooth = (half_diff_sq > 0) & torch.isfinite(length_sq)
-        anisotropic = torch.tensor([1.0, 0.0, 0.0, 2.0], dtype=footprint.dtype, device=footprint.device)
-    # Differentiate only where the gradient is finite; elsewhere a placeholder footprint
-    # keeps NaNs out of the backward pass.
-    half_sum, half_diff_sq = _footprint_terms(torch.where(smooth[:, None], footprint, anisotropic))
-    lod_smooth = 0.5 * torch.log2(half_sum + half_diff_sq.sqrt())
-    return torch.where(smooth, lod_smooth, lod)
+    return _FootprintLod.apply(footprint, float(texels[0]), float(texels[1]))
+
+
+def _scaled_columns(footprint: Tensor, s: int, e: int, scale_s: float, scale_t: float) -> List[Tensor]:
+    rows = footprint[s:e]
+    return [rows[:, 0] * scale_s, rows[:, 1] * scale_s, rows[:, 2] * scale_t, rows[:, 3] * scale_t]
+
+
+def _sqrt(t: Tensor) -> Tensor:
+    """``t.sqrt()`` of ``t >= 0``, avoiding sqrt's slow path for zeros (isotropic and empty footprints)."""
+    positive = t > 0
+    return torch.where(positive, torch.where(positive, t, 1.0).sqrt(), t)
+
+
+class _FootprintLod(torch.autograd.Function):
+    """:func:`footprint_lod` in cache-sized chunks of contiguous columns, with its analytic backward."""
+
+    @staticmethod
+    def forward(ctx, footprint: Tensor, scale_s: float, scale_t: float) -> Tensor:
+        n = footprint.shape[0]
+        lod = footprint.new_empty(n)
+        for s in range(0, n, CHUNK):
+            e = min(s + CHUNK, n)
+            half_sum, half_diff_sq = _terms(*_scaled_columns(footprint, s, e, scale_s, scale_t))[:2]
+            length_sq = half_sum + _sqrt(half_diff_sq)
+            # log2 of 0 (empty pixels) takes a slow path: it is -inf.
+            positive = length_sq > 0
+            lod[s:e] = torch.where(positive, 0.5 * torch.log2(torch.where(positive, length_sq, 1.0)), -math.inf)
+        ctx.save_for_backward(footprint)
+        ctx.scales = (scale_s, scale_t)
+        return lod
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (footprint,) = ctx.saved_tensors
+        scale_s, scale_t = ctx.scales
+        n = footprint.shape[0]
+        out = torch.empty_like(footprint)
+        for s in range(0, n, CHUNK):
+            e = min(s + CHUNK, n)
+            dsdx, dsdy, dtdx, dtdy = _scaled_columns(footprint, s, e, scale_s, scale_t)
+            half_sum, half_diff_sq, a, b, c = _terms(dsdx, dsdy, dtdx, dtdy)
+            root = _sqrt(half_diff_sq)
+            length_sq = half_sum + root
+            # Not differentiable where the axes are equal (root 0), nor finite on overflow: zero there.
+            smooth = (half_diff_sq > 0) & torch.isfinite(length_sq)
+            g = grad[s:e] * 0.5 / (length_sq * math.log(2.0))
+            q = 0.25 * (a - b) / root
+            ga, gb, gc = g * (0.5 + q), g * (0.5 - q), g * c / root
+            # a = dsdx^2 + dtdx^2, b = dsdy^2 + dtdy^2, c = dsdx dsdy + dtdx dtdy.
+            columns = (
+                (2 * dsdx * ga + dsdy * gc) * scale_s,
+                (2 * dsdy * gb + dsdx * gc) * scale_s,
+                (2 * dtdx * ga + dtdy * gc) * scale_t,
+                (2 * dtdy * gb + dtdx * gc) * scale_t,
+            )
+            for k, column in enumerate(columns):
+                out[s:e, k] = torch.where(smooth, column, 0.0)
+        return out, None, None
 
 
 def select_mip_levels(
