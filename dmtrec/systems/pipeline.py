@@ -34,6 +34,7 @@ from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig
 from .grids import image_grid, log_grid, save_grid
 from .losses import IMAGE_LOSSES, over_background, reconstruction_loss
 from .mesh_geometry import MeshGeometry
+from .progress import describe
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,15 @@ class ReconstructionSystem(pl.LightningModule):
     def about_to_bake(self) -> bool:
         """Pass 1 has run its iterations and pass 2 follows: the next batch starts with the bake."""
         return self.stage == "dmtet" and self.passes == "both" and self.iteration >= self.iters_dmtet
+
+    @property
+    def pending_work(self) -> Optional[str]:
+        """What the next batch does before its step (the progress bar's line), or None."""
+        return "bake: UV unwrap + texture bake (pass 1 -> 2)" if self.about_to_bake else None
+
+    @property
+    def progress_label(self) -> str:
+        return describe(self.stage, self.passes, self.pass_iteration, self.pass_length)
 
     @property
     def pass_number(self) -> int:
