@@ -32,12 +32,9 @@ import warnings
 from pathlib import Path
 from typing import Any, List, Optional
 
-import torch
 import yaml
-from pytorch_lightning.accelerators import CPUAccelerator
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from jsonargparse import ActionConfigFile
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from dmtrec import commands
 from dmtrec.core.atomic import atomic_path
@@ -47,7 +44,17 @@ from dmtrec.systems.checkpoints import SafeCheckpointIO
 from dmtrec.systems.inspect_log import LogInspection
 from dmtrec.systems.pipeline import NonFiniteLossError, ReconstructionSystem
 from dmtrec.systems.progress import PipelineProgressBar
-from dmtrec.systems.run import RunConfig, resolve_run, start_fit
+from dmtrec.systems.run import (
+    RunConfig,
+    deterministic_on_cpu,
+    deterministic_restored,
+    finish_wandb,
+    ignore_manual_checkpoint_warning,
+    resolve_run,
+    run_checkpoint,
+    run_logger,
+    start_fit,
+)
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 OTHER_COMMANDS = tuple(commands.COMMANDS)
@@ -177,26 +184,8 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
             self._open_run()
             config = self.config[self.subcommand] if self.subcommand else self.config
             run, paths = config["run"], self.run_paths
-            if run["wandb"] == "disabled":
-                logger = CSVLogger(save_dir=str(paths.root), name="", version="csv")
-            else:
-                os.environ["WANDB_MODE"] = run["wandb"]
-                logger = WandbLogger(
-                    name=paths.name,
-                    id=paths.wandb_id,
-                    save_dir=str(paths.root),
-                    project=run["project"],
-                    offline=run["wandb"] == "offline",
-                    resume="allow",
-                )
-            checkpoint = ModelCheckpoint(
-                dirpath=str(paths.checkpoints),
-                save_last=True,
-                save_top_k=0,
-                every_n_train_steps=run["checkpoint_every"],
-                # Always last.ckpt: the run folder has one writer (run.lock), never a last-v1.ckpt.
-                enable_version_counter=False,
-            )
+            logger = run_logger(paths, run["wandb"], run["project"])
+            checkpoint = run_checkpoint(paths, run["checkpoint_every"])
             configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
             configured = configured if isinstance(configured, list) else [configured]
             kwargs["callbacks"] = configured + [
@@ -212,7 +201,7 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
             plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
             kwargs["plugins"] = (plugins if isinstance(plugins, list) else [plugins]) + [SafeCheckpointIO()]
             trainer = super().instantiate_trainer(logger=logger, default_root_dir=str(paths.root), **kwargs)
-            _deterministic_on_cpu(trainer, self._get(self.config_init, "trainer", default={}).get("deterministic"))
+            deterministic_on_cpu(trainer, self._get(self.config_init, "trainer", default={}).get("deterministic"))
             return trainer
 
     return DmtrecCLI(
@@ -226,32 +215,15 @@ def _build_cli(argv: List[str], config_name: Optional[str], session: Optional[_S
     )
 
 
-def _deterministic_on_cpu(trainer, configured: Any) -> None:
-    """Same config, seed and machine give the same run: on CPU the backward of advanced indexing
-    (``index_put_`` with accumulate, behind every gather) sums in a thread-dependent order, so
-    CPU fits use torch's deterministic algorithms unless ``trainer.deterministic`` is set. GPUs
-    keep torch's defaults (``--trainer.deterministic true`` asks for it there)."""
-
-    if configured is None and isinstance(trainer.accelerator, CPUAccelerator):
-        torch.use_deterministic_algorithms(True)
-
-
 def _run_lightning(argv: List[str]) -> int:
 
     # main() always hands LightningCLI its arguments explicitly (after expanding the config
     # files), which LightningCLI flags as a possible mistake when sys.argv is also set.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    # Checkpoints hold the state after the step together with the iteration that state belongs
-    # to (the pipeline's own counter), which is what resuming needs; the warning does not apply.
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    ignore_manual_checkpoint_warning()
 
-    # A process-wide switch (trainer.deterministic, _deterministic_on_cpu): restored afterwards
-    # for whatever runs next in this process (tests, notebooks).
-    deterministic = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    with tempfile.TemporaryDirectory(prefix="dmtrec-cfg-") as scratch:
+    # trainer.deterministic (deterministic_on_cpu) is process-wide: restored afterwards.
+    with tempfile.TemporaryDirectory(prefix="dmtrec-cfg-") as scratch, deterministic_restored():
         config_name = _first_config_name(argv)
         expanded = _expand_config_files(argv, Path(scratch))
         failed = True
@@ -260,26 +232,32 @@ def _run_lightning(argv: List[str]) -> int:
             _build_cli(expanded, config_name, session)
             failed = False
         finally:
-            _finish_wandb(failed)
+            finish_wandb(failed)
             if session.start is not None:
                 session.start.finish(failed)
-            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
     return 0
-
-
-def _finish_wandb(failed: bool) -> None:
-    """Close the wandb run Lightning leaves open, so that the next command in this process
-    (tests, notebooks) starts its own run instead of silently logging into this one."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)
 
 
 def _run_other(command: str, argv: List[str]) -> int:
     module = commands.load(command)
+    if getattr(module, "CONFIG_FILES", False):
+        return _run_configurable(command, module, argv)
     parser = argparse.ArgumentParser(prog=f"dmtrec {command}", description=module.HELP)
     module.add_arguments(parser)
     return module.main(parser.parse_args(argv)) or 0
+
+
+def _run_configurable(command: str, module, argv: List[str]) -> int:
+    """A command whose options may come from YAML config files too, parsed as ``fit``'s are: LightningCLI's
+    parser (``-c/--config`` repeated to override, ``--print_config``), ``${DMTREC_DATA}`` and other
+    environment variables expanded, YAML syntax errors reported as one line naming the file."""
+    with tempfile.TemporaryDirectory(prefix="dmtrec-cfg-") as scratch:
+        expanded = _expand_config_files(argv, Path(scratch))
+        parser = LightningArgumentParser(prog=f"dmtrec {command}", description=module.HELP)
+        parser.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config file (repeat to override)")
+        module.add_arguments(parser)
+        args = parser.parse_args(expanded)
+    return module.main(args) or 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -30,7 +30,8 @@ def test_print_config_merges_repeated_configs_overrides_and_env(capsys, monkeypa
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["iters_dmtet"] == 160  # from the second -c
     assert config["model"]["iters_mesh"] == 7  # dotted override wins
-    assert config["model"]["dmtet"]["resolution"] == 32  # from quickstart, untouched
+    assert config["model"]["dmtet"]["resolution"] == 32  # tiny_spot's, over quickstart's 48
+    assert config["model"]["dmtet"]["scale"] == 2.4  # from quickstart, untouched
     assert config["model"]["reference_mesh"] == "/data/here/meshes/spot/spot.obj"
     assert config["run"] == {
         "name": "tiny_spot",

@@ -1,10 +1,22 @@
 """``dmtrec lod --mesh HIGH.(obj|glb) --probe P.hdr --levels 0.25 0.05 0.01 --out DIR``: appearance-driven
 levels of detail (see :mod:`dmtrec.assets.lod` for the method and its defaults).
 
-Writes into ``DIR`` (atomically: a failed run leaves no folder that looks finished):
-``lodN.glb`` and ``lodN/mesh.obj`` per level (finest first), ``lods.glb`` (all levels, glTF
-``MSFT_lod`` with screen-coverage hints), ``report.json`` and ``contact_sheet.png`` (rows: levels;
-columns: original | QEM-only | optimised, one held-out view).
+Options may also come from YAML config files, as ``dmtrec fit``'s do (``-c lod.yaml``, repeated to
+override, ``--print_config``, ``${DMTREC_DATA}`` expanded): the keys are the options' names with
+underscores (``mesh``, ``levels``, ``min_res``, ..., and a ``run:`` section), e.g.
+``experiments/configs/lod_spot.yaml``.
+
+``DIR`` is the run folder, as a fit's (:mod:`dmtrec.systems.run`): the optimisation runs under a
+Lightning Trainer with the fit's progress bar, wandb logger (offline by default, ``--run.wandb``)
+and checkpoints (``DIR/checkpoints/last.ckpt`` every ``--run.checkpoint_every`` steps). Run the same
+command again after an interruption and it resumes the level it was on, skipping finished levels;
+a different configuration on the same ``DIR`` is refused unless ``--run.overwrite true``.
+
+Writes into ``DIR``: ``lodN.glb`` and ``lodN/mesh.obj`` per level (finest first), ``lods.glb`` (all
+levels, glTF ``MSFT_lod`` with screen-coverage hints), ``contact_sheet.png`` (rows: levels; columns:
+original | QEM-only | optimised, one held-out view) and, last, ``report.json``: each file atomically,
+so a folder without ``report.json`` is an unfinished run. Bad inputs are reported before ``DIR`` is
+created.
 """
 
 from __future__ import annotations
@@ -14,18 +26,41 @@ import logging
 import math
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Optional, Sequence
 
-from dmtrec.assets.lod import LodSettings, contact_sheet, level_budgets, load_lod_inputs, settings_dict
-from dmtrec.core.atomic import atomic_folder, write_json
+import pytorch_lightning as pl
+import yaml
+
+from dmtrec.assets.lod import TRAINABLE, LodSettings, contact_sheet, level_budgets, load_lod_inputs
+from dmtrec.core.atomic import atomic_path, write_json, write_text_atomic
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_lod import write_lod_glb
 from dmtrec.io.obj import write_obj
-from dmtrec.systems.lod import build_levels
+from dmtrec.systems.callbacks import save_final_checkpoint
+from dmtrec.systems.checkpoints import SafeCheckpointIO
+from dmtrec.systems.lod import LodSystem
+from dmtrec.systems.progress import PipelineProgressBar
+from dmtrec.systems.run import (
+    RunConfig,
+    RunFolderError,
+    deterministic_on_cpu,
+    deterministic_restored,
+    finish_wandb,
+    ignore_manual_checkpoint_warning,
+    run_checkpoint,
+    run_logger,
+    start_fit,
+)
 
 log = logging.getLogger(__name__)
 
 HELP = "levels of detail of a PBR asset, optimised to look like it (--mesh M --probe P --levels F... --out DIR)"
+CONFIG_FILES = True
+"""Parsed by the CLI with LightningCLI's parser (``-c`` config files, ``--print_config``)."""
+RUN_FIELDS = ("wandb", "project", "checkpoint_every", "overwrite")
+"""The fit's ``run:`` options that apply to lod (the folder itself is ``--out``)."""
 
 
 # (option, LodSettings field, type, help); "nargs" options take one value per level.
@@ -44,38 +79,108 @@ _SETTINGS_OPTIONS = (
     ("--heldout-views", "heldout_views", int, "held-out views for the metrics"),
     ("--probe-res", "probe_res", int, "probe cube-map face size"),
     ("--seed", "seed", int, "seed of the views and backgrounds"),
+    ("--skip-train", "skip_train", str, "parameters kept as transferred (nargs; of position normal kd ks)"),
 )
+_LIST_OPTIONS = ("level_res", "skip_train")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The :class:`LodSettings` options (shared with experiments/benchmarks/lod.py)."""
     defaults = LodSettings()
     for option, name, kind, text in _SETTINGS_OPTIONS:
-        extra = {"nargs": "+"} if name == "level_res" else {}
+        extra = {"nargs": "+"} if name in _LIST_OPTIONS else {}
         parser.add_argument(
             option, type=kind, default=getattr(defaults, name), help=f"{text} (default %(default)s)", **extra
         )
     parser.add_argument("--no-flip", action="store_true", help="skip FLIP even when flip-evaluator is installed")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser) -> None:
+    """Options of ``dmtrec lod``; ``parser`` is the CLI's LightningArgumentParser (jsonargparse)."""
     parser.add_argument("--mesh", required=True, help="high-poly asset: .obj (with MTL and textures) or .glb")
     parser.add_argument("--probe", required=True, help="HDR environment probe (.hdr, equirectangular)")
-    budget = parser.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--levels", type=float, nargs="+", help="triangle budgets as fractions, e.g. 0.25 0.05 0.01")
-    budget.add_argument("--faces", type=int, nargs="+", help="triangle budgets as counts, e.g. 20000 4000 800")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--levels", type=float, nargs="+", help="triangle budgets as fractions, e.g. 0.25 0.05 0.01")
+    parser.add_argument("--faces", type=int, nargs="+", help="triangle budgets as counts, e.g. 20000 4000 800")
+    parser.add_argument("--out", required=True, help="output (run) folder")
     add_settings_arguments(parser)
+    parser.add_class_arguments(RunConfig, "run", skip={"name", "output_root", "export_frame"})
 
 
-def settings_from_args(args: argparse.Namespace) -> LodSettings:
+def settings_from_args(args) -> LodSettings:
     values = {name: getattr(args, name) for _, name, _, _ in _SETTINGS_OPTIONS}
+    values["skip_train"] = list(values["skip_train"] or [])
+    unknown = sorted(set(values["skip_train"]) - set(TRAINABLE))
+    if unknown:
+        raise ValueError(f"--skip-train: unknown parameter {unknown[0]!r}; choose from {', '.join(TRAINABLE)}")
     return LodSettings(**values, flip=not args.no_flip)
 
 
-def run_lod(mesh_path, probe_path, out, settings: LodSettings, levels=None, faces=None) -> dict:
-    """Check the inputs, build every level and write the output folder; returns the report."""
-    start = time.perf_counter()
+def _resolved_config(mesh_path, probe_path, levels, faces, settings: LodSettings) -> dict:
+    """What decides a lod run's result; a rerun on the same folder must match it to resume."""
+    return {
+        "mesh": str(Path(mesh_path).resolve()),
+        "probe": str(Path(probe_path).resolve()),
+        "levels": list(levels) if levels is not None else None,
+        "faces": list(faces) if faces is not None else None,
+        "settings": asdict(settings),
+    }
+
+
+def _resume_or_refuse(out: Path, config: dict, run: RunConfig) -> Optional[str]:
+    """``"last"`` when ``out`` holds an unfinished or finished run of the same config (resume it),
+    None for a new run; a run of another config is refused unless ``run.overwrite``."""
+    saved = out / "config.yaml"
+    if run.overwrite or not saved.is_file():
+        return None
+    previous = yaml.safe_load(saved.read_text())
+    if previous != config:
+        changed = sorted(k for k in set(previous or {}) | set(config) if (previous or {}).get(k) != config.get(k)) + [
+            f"settings.{k}"
+            for k in sorted(config["settings"])
+            if ((previous or {}).get("settings") or {}).get(k) != config["settings"][k]
+        ]
+        raise RunFolderError(
+            f"{out}: holds a lod run of another configuration ({', '.join(c for c in changed if c != 'settings')} "
+            "differ); rerun it with the same options to resume, or start again with --run.overwrite true"
+        )
+    return "last"
+
+
+def _trainer(start, run: RunConfig, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
+    """A Trainer with the fit's run pieces: logger, checkpoints, progress bar, crash-safe checkpoint files."""
+    paths = start.paths
+    trainer = pl.Trainer(
+        accelerator="cpu",  # the asset, probe and level preparation (QEM, xatlas, KD-tree) are CPU-side
+        devices=1,
+        max_epochs=-1,
+        logger=run_logger(paths, run.wandb, run.project),
+        callbacks=[run_checkpoint(paths, run.checkpoint_every), PipelineProgressBar(), start, *callbacks],
+        plugins=[SafeCheckpointIO()],
+        default_root_dir=str(paths.root),
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    deterministic_on_cpu(trainer)
+    ignore_manual_checkpoint_warning()
+    return trainer
+
+
+def run_lod(
+    mesh_path,
+    probe_path,
+    out,
+    settings: LodSettings,
+    levels=None,
+    faces=None,
+    run: Optional[RunConfig] = None,
+    callbacks: Sequence[pl.Callback] = (),
+) -> dict:
+    """Check the inputs, open (or resume) the run folder ``out``, build every level and write the
+    outputs; returns the report. ``callbacks`` join the Trainer's (tests interrupt runs with one)."""
+    start_time = time.perf_counter()
+    out = Path(out)
+    run = run or RunConfig()
     for value, name in (
         (settings.spp, "--spp"),
         (settings.iterations + 1, "--iterations"),
@@ -87,37 +192,64 @@ def run_lod(mesh_path, probe_path, out, settings: LodSettings, levels=None, face
     budgets = level_budgets(mesh.num_faces, levels, faces, mesh_path)
     if settings.level_res and len(settings.level_res) != len(budgets):
         raise ValueError(f"--level-res: {len(settings.level_res)} values for {len(budgets)} levels")
-    built, extra = build_levels(mesh, material, light, budgets, settings)
-    report = {
-        "mesh": str(mesh_path),
-        "probe": str(probe_path),
-        "input": {"triangles": mesh.num_faces, "genus": topology["genus"]},
-        "notes": notes,
-        "settings": settings_dict(settings),
-        "levels": [level.report for level in built],
-        "screen_coverage": [level.fraction for level in built],
-        "contact_sheet": "rows: levels (finest first); columns: original | QEM-only | optimised (held-out view 0)",
-        "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0),
-    }
-    with atomic_folder(out) as tmp:
-        for level in built:
-            textures = level.material.to_tensors()
-            write_glb(tmp / f"lod{level.index}.glb", level.mesh, textures, occlusion=False)
-            write_obj(tmp / f"lod{level.index}", level.mesh, textures, name="mesh")
-        # A level of fraction f is made for an asset covering about f of the screen's area; switch
-        # to the next one half-way (geometrically) to its design coverage; never cull the last.
-        coverage = [math.sqrt(a.fraction * b.fraction) for a, b in zip(built, built[1:])] + [0.0]
-        write_lod_glb(tmp / "lods.glb", [(lv.mesh, lv.material.to_tensors()) for lv in built], coverage)
-        contact_sheet(tmp / "contact_sheet.png", built, extra["reference_images"])
-        report["screen_coverage"] = coverage
-        report["seconds"] = time.perf_counter() - start
-        write_json(tmp / "report.json", report)
+    config = _resolved_config(mesh_path, probe_path, levels, faces, settings)
+    ckpt_path = _resume_or_refuse(out, config, run)
+    run = RunConfig(**{**asdict(run), "name": out.name, "output_root": str(out.parent)})
+    start = start_fit(run, None, ckpt_path)
+    failed = True
+    try:
+        write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        system = LodSystem(mesh, material, light, budgets, settings)
+        trainer = _trainer(start, run, callbacks)
+        with deterministic_restored():  # deterministic_on_cpu's switch is process-wide
+            trainer.fit(system, ckpt_path=start.ckpt_path)
+        if not system.finished:
+            raise ValueError(
+                f"{out}: interrupted at level {system.level_index + 1}/{len(budgets)}, iteration {system.iteration}; "
+                "run the same command again to resume"
+            )
+        save_final_checkpoint(trainer)
+        report = _write_outputs(out, system, mesh_path, probe_path, mesh.num_faces, topology, notes, settings)
+        report["seconds_this_session"] = time.perf_counter() - start_time
+        failed = False
+    finally:
+        finish_wandb(failed)
+        start.finish(failed)
     return report
 
 
-def main(args: argparse.Namespace) -> int:
+def _write_outputs(out: Path, system: LodSystem, mesh_path, probe_path, faces, topology, notes, settings) -> dict:
+    """Each file atomically, ``report.json`` last (its presence marks a finished run)."""
+    built = system.levels()
+    for level in built:
+        textures = level.material.to_tensors()
+        write_glb(out / f"lod{level.index}.glb", level.mesh, textures, occlusion=False)
+        write_obj(out / f"lod{level.index}", level.mesh, textures, name="mesh")
+    # A level of fraction f is made for an asset covering about f of the screen's area; switch
+    # to the next one half-way (geometrically) to its design coverage; never cull the last.
+    coverage = [math.sqrt(a.fraction * b.fraction) for a, b in zip(built, built[1:])] + [0.0]
+    write_lod_glb(out / "lods.glb", [(lv.mesh, lv.material.to_tensors()) for lv in built], coverage)
+    with atomic_path(out / "contact_sheet.png") as tmp:
+        contact_sheet(tmp, built, system.reference_images())
+    report = {
+        "mesh": str(mesh_path),
+        "probe": str(probe_path),
+        "input": {"triangles": faces, "genus": topology["genus"]},
+        "notes": notes,
+        "settings": asdict(settings),
+        "levels": [level.report for level in built],
+        "screen_coverage": coverage,
+        "contact_sheet": "rows: levels (finest first); columns: original | QEM-only | optimised (held-out view 0)",
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0),
+    }
+    write_json(out / "report.json", report)
+    return report
+
+
+def main(args) -> int:
+    run = RunConfig(**{name: getattr(args.run, name) for name in RUN_FIELDS})
     report = run_lod(
-        Path(args.mesh), Path(args.probe), Path(args.out), settings_from_args(args), args.levels, args.faces
+        Path(args.mesh), Path(args.probe), Path(args.out), settings_from_args(args), args.levels, args.faces, run
     )
     for index, level in enumerate(report["levels"]):
         print(

@@ -6,7 +6,8 @@ Sign convention: ``sdf > 0`` is inside (nvdiffrec's), see :mod:`.marching_tets`.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +113,18 @@ class SDFGridGeometry(nn.Module):
     def sdf_reg_loss(self) -> Tensor:
         """:func:`sdf_reg_loss` over the grid's edges."""
         return sdf_reg_loss(self.sdf, self.edges)
+
+    @contextmanager
+    def sdf_replaced(self, sdf: Tensor) -> Iterator[None]:
+        """Within the block, :meth:`mesh` and :meth:`surface_points` extract ``sdf`` ``[V]``
+        instead of the learned values, which come back unchanged afterwards (for a cleaned-up
+        copy of the field at export, without touching the parameter or its optimizer state)."""
+        saved = self.sdf.data
+        self.sdf.data = sdf.to(saved)
+        try:
+            yield
+        finally:
+            self.sdf.data = saved
 
     @torch.no_grad()
     def aabb(self) -> tuple[Tensor, Tensor]:

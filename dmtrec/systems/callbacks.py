@@ -19,6 +19,13 @@ from dmtrec.systems.outputs import EXPORT_FRAMES, export_frame_info, write_outpu
 log = logging.getLogger(__name__)
 
 
+def save_final_checkpoint(trainer: pl.Trainer) -> None:
+    """Save the final state as ``last.ckpt``, whatever ``checkpoint_every``: a resume of a finished
+    run is then a no-op. Every rank calls it (it ends in a barrier); rank 0 writes."""
+    if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
+        trainer.save_checkpoint(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
+
+
 class FinalizeRun(pl.Callback):
     """When the pipeline has run all its iterations: evaluate the held-out (test) views and,
     with a reference mesh, the geometry; write the outputs (:mod:`dmtrec.systems.outputs`) and
@@ -40,10 +47,7 @@ class FinalizeRun(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not getattr(pl_module, "finished", False):
             return
-        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
-            # The final state, whatever checkpoint_every: a resume of a finished run is a no-op.
-            # Every rank calls it (it ends in a barrier); rank 0 writes.
-            trainer.save_checkpoint(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
+        save_final_checkpoint(trainer)
         if trainer.global_rank != 0:
             return
         pl_module.eval()

@@ -62,6 +62,11 @@ class DMTetConfig:
         min_component_fraction: at the end of pass 1, drop vertex-connected pieces with fewer
             faces than this fraction of the largest piece's before unwrapping and baking (floaters);
             0 keeps everything (nvdiffrec).
+        fill_hidden_views: at the end of pass 1 (the surface that is baked, exported and scored),
+            grid vertices outside the surface that none of this many cameras spread around the
+            grid sees are set inside: pockets and tunnels within the shell, which no image
+            constrains, would otherwise stay as interior sheets joined to the shell by handles;
+            0 keeps them (nvdiffrec).
         dev_reg: FlexiCubes only: weight of its L_dev regularizer (nvdiffrec 0.25).
         morphology: at the end of pass 1, before extracting the surface to bake: ``"close"``
             (fill tunnels and gaps about two grid edges wide), ``"open"`` (cut bridges that thin),
@@ -82,6 +87,7 @@ class DMTetConfig:
     sdf_reg_ramp: float = 0.25
     offset_bound: Optional[float] = None
     min_component_fraction: float = 0.0
+    fill_hidden_views: int = 0
     dev_reg: float = 0.25
     morphology: str = "none"
     morphology_steps: int = 1
@@ -97,6 +103,7 @@ class DMTetConfig:
                 "sdf_reg_end": (self.sdf_reg_end, "non-negative"),
                 "sdf_reg_ramp": (self.sdf_reg_ramp, "non-negative"),
                 "dev_reg": (self.dev_reg, "non-negative"),
+                "fill_hidden_views": (self.fill_hidden_views, "non-negative"),
                 "morphology_steps": (self.morphology_steps, "positive"),
                 "morphology_every": (self.morphology_every, "non-negative"),
             },

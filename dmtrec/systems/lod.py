@@ -1,18 +1,29 @@
-"""The optimisation half of ``dmtrec lod``: appearance-driven refinement of a level of detail, its
-held-out evaluation and the per-level pipeline (the method and its defaults: :mod:`dmtrec.assets.lod`).
+"""The optimisation half of ``dmtrec lod`` as a LightningModule: appearance-driven refinement of
+every level of detail in turn, with its held-out evaluation (the method and its defaults:
+:mod:`dmtrec.assets.lod`).
 
-It lives in ``systems`` because it trains: it reuses the fit's image losses
-(:func:`dmtrec.systems.losses.reconstruction_loss`, log-L1 after nvdiffrec's tonemap) and the
-relative Laplacian of :mod:`dmtrec.geometry.regularizers`.
+:class:`LodSystem` runs the whole chain of levels as one run, the way the fit's
+:class:`~dmtrec.systems.pipeline.ReconstructionSystem` runs its two passes: its own iteration
+counter (``settings.iterations`` per level), the next level prepared (decimated, unwrapped, its
+textures transferred and the QEM-only baseline scored) at the batch where it starts, with a fresh
+optimizer. Its state travels in the checkpoint (finished levels with their results, the current
+level's parameters and Adam state), so an interrupted run resumes the level it was on and skips
+finished ones; every random choice is seeded by (seed, level, iteration), so a resumed run gives
+the same result as an uninterrupted one. The command drives it with the fit's trainer pieces
+(run folder, wandb logger, checkpoints, progress bar: :mod:`dmtrec.systems.run`).
+
+It reuses the fit's image losses (:func:`dmtrec.systems.losses.reconstruction_loss`, log-L1
+after nvdiffrec's tonemap) and the relative Laplacian of :mod:`dmtrec.geometry.regularizers`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
@@ -26,70 +37,375 @@ from dmtrec.metrics.image import image_metrics
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.raster import get_rasterizer
 
+from .grids import log_grid
 from .losses import over_background, reconstruction_loss
 
 log = logging.getLogger(__name__)
 
+LAPLACE_SHARE = 0.05
+"""The relative Laplacian's automatic weight makes it start at this share of the image loss if the
+initial Laplacian loss were the displacement's (nvdiffmodeling: 0.25; see :mod:`dmtrec.assets.lod`)."""
 
-def heldout_loss(scene: LodScene, mesh: Mesh, material: TexturedMaterial, resolution: int) -> float:
-    """The training objective's image term on the held-out views over a mid-grey background."""
-    cams, ref = scene.views(resolution)["heldout"]
+
+def heldout_loss(
+    scene: LodScene, mesh: Mesh, material: TexturedMaterial, resolution: int, split: str = "heldout"
+) -> float:
+    """The training objective's image term on the held-out (or ``"train"``) views over a mid-grey background."""
+    cams, ref = scene.views(resolution)[split]
     with torch.no_grad():
         bg = torch.full((cams.batch_size, resolution, resolution, 3), 0.5)
         parts = reconstruction_loss(scene.render(mesh, material, cams, bg), over_background(ref, bg))
     return float(parts["alpha"] + parts["color"])
 
 
-def optimise_level(
-    scene: LodScene, mesh: Mesh, material: TexturedMaterial, resolution: int, iterations: Optional[int] = None
-) -> tuple[Mesh, TexturedMaterial, list]:
-    """Optimise positions, normal map, kd and ks of a level against the original's renders.
+def _mesh_state(mesh: Mesh) -> Dict[str, Tensor]:
+    return {
+        "v_pos": mesh.v_pos.detach().clone(),
+        "t_pos_idx": mesh.t_pos_idx.clone(),
+        "v_tex": mesh.v_tex.detach().clone(),
+        "t_tex_idx": mesh.t_tex_idx.clone(),
+    }
 
-    Returns the optimised mesh (normals and tangents dropped: recomputed from the positions),
-    its material and the per-iteration training losses.
+
+def _mesh(state: Dict[str, Tensor], v_pos: Optional[Tensor] = None) -> Mesh:
+    v_pos = state["v_pos"] if v_pos is None else v_pos
+    return Mesh(v_pos, state["t_pos_idx"], v_tex=state["v_tex"], t_tex_idx=state["t_tex_idx"])
+
+
+def _frozen(textures: Dict[str, Tensor]) -> TexturedMaterial:
+    material = TexturedMaterial.from_tensors(**{k: v.detach().clone() for k, v in textures.items()})
+    material.requires_grad_(False)
+    return material
+
+
+class LodSystem(pl.LightningModule):
+    """Every level of detail of one asset, optimised in turn (module docstring).
+
+    Args:
+        mesh, material, light: the original asset (with UVs) and the probe's light.
+        budgets: triangle budgets, finest first (:func:`dmtrec.assets.lod.level_budgets`).
+        settings: :class:`dmtrec.assets.lod.LodSettings`.
+        rasterizer: a rasterizer for the mesh's device (default: ``get_rasterizer("auto")``).
+
+    After a run, :meth:`levels` holds the levels (optimised mesh and material, images, report).
     """
-    s = scene.settings
-    iterations = s.iterations if iterations is None else iterations
-    cams, ref = scene.views(resolution)["train"]
-    generator = torch.Generator().manual_seed(s.seed + 1)
-    material = TexturedMaterial.from_tensors(**{k: v.detach().clone() for k, v in material.to_tensors().items()})
-    v0 = mesh.v_pos.detach().clone()
-    offset = torch.zeros_like(v0, requires_grad=True)  # in units of the bounding radius
-    texture_lr = s.lr if s.texture_lr is None else s.texture_lr
-    optimizer = torch.optim.Adam([{"params": [offset]}, {"params": material.parameters(), "lr": texture_lr}], lr=s.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 10 ** (-0.0002 * it))
-    faces = mesh.t_pos_idx
-    laplace_weight = s.laplace_weight
-    if laplace_weight is None:
-        laplace_weight = 0.25 * 0.1 / max(float(laplacian_loss(v0 / scene.radius, faces)), 1e-12)
-    losses = []
-    start = time.perf_counter()
-    for it in range(iterations):
+
+    def __init__(
+        self,
+        mesh: Mesh,
+        material: TexturedMaterial,
+        light,
+        budgets: Sequence[int],
+        settings: LodSettings,
+        rasterizer=None,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.settings = settings
+        self.budgets = [int(b) for b in budgets]
+        self.original_faces = mesh.num_faces
+        # A plain attribute, not a submodule: the original's textures stay out of the checkpoints.
+        self.scene = LodScene(mesh, material, light, rasterizer or get_rasterizer("auto", mesh.device), settings)
+        self.iteration = 0
+        self.level_index = 0
+        self.current: Optional[Dict[str, Any]] = None  # the level being optimised (or just finished)
+        self.results: List[Dict[str, Any]] = []  # finished levels
+        self.offset: Optional[torch.nn.Parameter] = None  # displacement, in bounding-radius units
+        self.material: Optional[TexturedMaterial] = None
+
+    # ------------------------------------------------------------------ chain state
+    @property
+    def total_iters(self) -> int:
+        return self.settings.iterations * len(self.budgets)
+
+    @property
+    def finished(self) -> bool:
+        return len(self.results) == len(self.budgets)
+
+    @property
+    def level_iteration(self) -> int:
+        return self.iteration - self.level_index * self.settings.iterations
+
+    @property
+    def _next_level(self) -> Optional[int]:
+        """Index of the level the next batch must prepare first, or None."""
+        if self.finished:
+            return None
+        if self.current is None:
+            return 0
+        return self.level_index + 1 if self.current["done"] else None
+
+    @property
+    def progress_label(self) -> str:
+        faces = self.current["qem"]["t_pos_idx"].shape[0] if self.current is not None else self.budgets[0]
+        return (
+            f"level {self.level_index + 1}/{len(self.budgets)} ({faces} triangles) "
+            f"{self.level_iteration}/{self.settings.iterations}"
+        )
+
+    @property
+    def pending_work(self) -> Optional[str]:
+        index = self._next_level
+        if index is None:
+            return None
+        return f"level {index + 1}/{len(self.budgets)}: decimate, UV unwrap, texture transfer, QEM-only scores"
+
+    def current_mesh(self) -> Mesh:
+        """The current level's mesh at its optimised positions (detached)."""
+        state = self.current["qem"]
+        return _mesh(state, state["v_pos"] + self.offset.detach() * self.scene.radius)
+
+    def _advance(self) -> bool:
+        """Finish a level whose iterations are done and prepare the next; True if a level started."""
+        started = False
+        while not self.finished:
+            index = self._next_level
+            if index is not None:
+                self._start_level(index)
+                started = True
+            elif self.level_iteration >= self.settings.iterations:
+                self._finish_level()
+            else:
+                break
+        return started
+
+    def _start_level(self, index: int) -> None:
+        s, scene = self.settings, self.scene
+        start, cpu_start = time.perf_counter(), time.process_time()
+        budget = self.budgets[index]
+        fraction = budget / self.original_faces
+        resolution = level_resolution(fraction, s, index)
+        unwrap = uv_unwrap(decimate(scene.mesh, budget), timeout_s=s.xatlas_timeout, texture_res=s.texture_res)
+        qem = unwrap.mesh
+        textures = transfer_textures(scene.mesh, scene.material, qem, s.texture_res, scene.rasterizer)
+        qem_material = _frozen(textures)
+        t_prep = time.perf_counter() - start
+        views_start = time.perf_counter()
+        scene.views(resolution)
+        t_views = time.perf_counter() - views_start
+        qem_eval = evaluate(scene, qem, qem_material, resolution, s.flip)
+        images = qem_eval.pop("images")
+        qem_eval["heldout_loss"] = heldout_loss(scene, qem, qem_material, resolution)
+        laplace_weight = s.laplace_weight
+        if laplace_weight is None:  # nvdiffmodeling's rule with the measured image loss (assets.lod)
+            image = heldout_loss(scene, qem, qem_material, resolution, "train")
+            laplace_weight = (
+                LAPLACE_SHARE * image / max(float(laplacian_loss(qem.v_pos / scene.radius, qem.t_pos_idx)), 1e-12)
+            )
+        self.level_index = index
+        self.current = {
+            "index": index,
+            "budget": budget,
+            "fraction": fraction,
+            "resolution": resolution,
+            "uv_method": unwrap.method,
+            "laplace_weight": float(laplace_weight),
+            "qem": _mesh_state(qem),
+            "qem_textures": {k: v.clone() for k, v in textures.items()},
+            "qem_metrics": qem_eval,
+            "qem_images": images,
+            "seconds": {"decimate_unwrap_transfer": t_prep, "reference_views": t_views, "optimise": 0.0},
+            "cpu": time.process_time() - cpu_start,
+            "done": False,
+        }
+        self._make_parameters()
+        log.info(
+            "level %d/%d: %d triangles (budget %d) at %d px; QEM-only PSNR %.2f dB",
+            index + 1,
+            len(self.budgets),
+            qem.num_faces,
+            budget,
+            resolution,
+            qem_eval["psnr"],
+        )
+
+    def _make_parameters(self) -> None:
+        """The current level's parameters: the displacement (zero) and its textures (the QEM-only ones)."""
+        self.offset = torch.nn.Parameter(torch.zeros_like(self.current["qem"]["v_pos"]))
+        self.material = TexturedMaterial.from_tensors(**{k: v.clone() for k, v in self.current["qem_textures"].items()})
+
+    def _finish_level(self) -> None:
+        cur, scene, s = self.current, self.scene, self.settings
+        start, cpu_start = time.perf_counter(), time.process_time()
+        mesh = self.current_mesh()
+        textures = {k: v.clone() for k, v in self.material.to_tensors().items()}
+        material = _frozen(textures)
+        opt_eval = evaluate(scene, mesh, material, cur["resolution"], s.flip)
+        images = {"qem": cur["qem_images"], "optimised": opt_eval.pop("images")}
+        opt_eval["heldout_loss"] = heldout_loss(scene, mesh, material, cur["resolution"])
+        seconds = dict(cur["seconds"], evaluate=time.perf_counter() - start)
+        seconds["total"] = sum(seconds.values())
+        # CPU time of all threads: wall time on an idle machine is about this / threads.
+        seconds["cpu"] = cur["cpu"] + time.process_time() - cpu_start
+        report = {
+            "budget": cur["budget"],
+            "fraction": cur["fraction"],
+            "triangles": int(mesh.num_faces),
+            "resolution": cur["resolution"],
+            "uv_method": cur["uv_method"],
+            "laplace_weight": cur["laplace_weight"],
+            "qem_only": cur["qem_metrics"],
+            "optimised": opt_eval,
+            "train_loss": {"first": cur.get("first_loss"), "last": cur.get("last_loss")},
+            "seconds": seconds,
+        }
+        self.results.append({"report": report, "mesh": _mesh_state(mesh), "textures": textures, "images": images})
+        cur["done"] = True
+        log.info(
+            "level %d/%d: %d triangles, held-out PSNR %.2f dB (QEM-only %.2f dB)",
+            cur["index"] + 1,
+            len(self.budgets),
+            mesh.num_faces,
+            opt_eval["psnr"],
+            cur["qem_metrics"]["psnr"],
+        )
+        self._log_level(report, images)
+
+    def _log_level(self, report: Dict[str, Any], images: Dict[str, Tensor]) -> None:
+        if self._trainer is None:
+            return
+        index = self.current["index"]
+        metrics = {
+            f"level{index}/{kind}_{name}": float(value)
+            for kind, key in (("qem", "qem_only"), ("opt", "optimised"))
+            for name, value in report[key].items()
+        }
+        metrics[f"level{index}/triangles"] = float(report["triangles"])
+        reference = over_background(self.scene.views(report["resolution"])["heldout"][1][:1], torch.ones(1))
+        row = torch.cat([reference[0, ..., :3], images["qem"][0], images["optimised"][0]], dim=1)
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.global_step)
+            log_grid(logger, f"level{index}/original_qem_optimised", linear_to_srgb(row.clamp(0, 1)), self.global_step)
+
+    def levels(self) -> List[Level]:
+        """The finished levels, finest first."""
+        out = []
+        for index, result in enumerate(self.results):
+            report = result["report"]
+            level = Level(
+                index,
+                report["budget"],
+                report["fraction"],
+                report["resolution"],
+                _mesh(result["mesh"]),
+                _frozen(result["textures"]),
+            )
+            level.report, level.images = report, result["images"]
+            out.append(level)
+        return out
+
+    def reference_images(self) -> Dict[int, Tensor]:
+        """``{resolution: [B, H, W, 3]}``: the original's held-out views over white, per level resolution."""
+        return {
+            r["report"]["resolution"]: over_background(
+                self.scene.views(r["report"]["resolution"])["heldout"][1], torch.ones(1)
+            )[..., :3]
+            for r in self.results
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["dmtrec_lod"] = {
+            "budgets": self.budgets,
+            "iteration": self.iteration,
+            "level_index": self.level_index,
+            "current": self.current,
+            "results": self.results,
+        }
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        state = checkpoint.get("dmtrec_lod")
+        if state is None:
+            raise ValueError("checkpoint has no dmtrec lod state (not written by dmtrec lod)")
+        if list(state["budgets"]) != self.budgets:
+            raise ValueError(f"checkpoint is of the budgets {state['budgets']}, not {self.budgets}")
+        self.iteration, self.level_index = int(state["iteration"]), int(state["level_index"])
+        self.current, self.results = state["current"], list(state["results"])
+        if self.current is not None:
+            self._make_parameters()  # of the saved shapes; load_state_dict fills them
+
+    # ------------------------------------------------------------------ optimisation
+    def train_dataloader(self):
+        # The batches only pace the loop: every view and background comes from the module's own
+        # seeded draw (resume-exact), so the loader yields step numbers.
+        return torch.utils.data.DataLoader(range(max(1, self.total_iters)), batch_size=None)
+
+    def configure_optimizers(self):
+        if self.current is None:
+            self._advance()  # a fresh run: level 0 (a resumed one has its level from the checkpoint)
+        return self._make_optimizer()
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam over the trained parameters (all but ``settings.skip_train``), one group each."""
+        s = self.settings
+        texture_lr = s.lr if s.texture_lr is None else s.texture_lr
+        trained = {
+            "position": (self.offset, s.lr),
+            "normal": (self.material.normal.data if self.material.normal is not None else None, texture_lr),
+            "kd": (self.material.kd.data, texture_lr),
+            "ks": (self.material.ks.data, texture_lr),
+        }
+        groups = []
+        for name, (param, lr) in trained.items():
+            if param is None:
+                continue
+            param.requires_grad_(name not in s.skip_train)
+            if param.requires_grad:
+                groups.append({"name": name, "params": [param], "lr": lr, "base_lr": lr})
+        return torch.optim.Adam(groups)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Here rather than in training_step: Lightning hooks its step counter into the optimizers
+        # in use when the batch starts, so a new level's optimizer must exist by then.
+        if self._advance():
+            self.trainer.strategy.optimizers = [self._make_optimizer()]
+
+    def training_step(self, batch: Any, batch_idx: int) -> Optional[Tensor]:
+        if self.finished:
+            self.trainer.should_stop = True
+            return None
+        start, cpu_start = time.perf_counter(), time.process_time()
+        s, scene, cur = self.settings, self.scene, self.current
+        it, resolution = self.level_iteration, cur["resolution"]
+        optimizer = self.optimizers()
+        factor = 10 ** (-0.0002 * it)  # nvdiffmodeling's LambdaLR
+        for group in optimizer.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        cams, ref = scene.views(resolution)["train"]
+        generator = torch.Generator().manual_seed(s.seed + 1 + 7919 * cur["index"] + 104729 * it)
         pick = torch.randint(0, cams.batch_size, (min(s.batch, cams.batch_size),), generator=generator)
         bg = torch.rand(pick.numel(), resolution, resolution, 3, generator=generator)
-        current = Mesh(v0 + offset * scene.radius, faces, v_tex=mesh.v_tex, t_tex_idx=mesh.t_tex_idx)
-        render = scene.render(current, material, cams[pick], bg)
-        parts = reconstruction_loss(render, over_background(ref[pick], bg))
-        lap = laplacian_loss(offset, faces)  # the Laplacian of the displacement: nvdiffmodeling's relative form
-        loss = parts["color"] + parts["alpha"] + laplace_weight * lap
+        faces = cur["qem"]["t_pos_idx"]
+        mesh = _mesh(cur["qem"], cur["qem"]["v_pos"] + self.offset * scene.radius)
+        parts = reconstruction_loss(scene.render(mesh, self.material, cams[pick], bg), over_background(ref[pick], bg))
+        lap = laplacian_loss(self.offset, faces)  # the Laplacian of the displacement: nvdiffmodeling's relative form
+        loss = parts["color"] + parts["alpha"] + cur["laplace_weight"] * lap
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.manual_backward(loss)
         optimizer.step()
-        schedule.step()
-        material.clamp_()
-        losses.append(float(loss.detach()))
-        if s.log_every and (it % s.log_every == 0 or it == iterations - 1):
-            log.info(
-                "lod %d faces: iteration %d/%d loss %.5f (%.1f s)",
-                faces.shape[0],
-                it + 1,
-                iterations,
-                losses[-1],
-                time.perf_counter() - start,
-            )
-    final = Mesh((v0 + offset.detach() * scene.radius), faces, v_tex=mesh.v_tex, t_tex_idx=mesh.t_tex_idx)
-    material.requires_grad_(False)
-    return final, material, losses
+        self.material.clamp_()
+        self.iteration += 1
+        value = float(loss.detach())
+        cur.setdefault("first_loss", value)
+        cur["last_loss"] = value
+        cur["seconds"]["optimise"] += time.perf_counter() - start
+        cur["cpu"] += time.process_time() - cpu_start
+        self.log("loss", value, prog_bar=True, batch_size=1)
+        self.log_dict(
+            {
+                "level": float(cur["index"]),
+                "train/color": float(parts["color"].detach()),
+                "train/alpha": float(parts["alpha"].detach()),
+                "train/laplace": float(lap.detach()),
+                "lr": optimizer.optimizer.param_groups[0]["lr"] / optimizer.optimizer.param_groups[0]["base_lr"],
+            },
+            batch_size=1,
+        )
+        if self.level_iteration >= s.iterations:
+            self._finish_level()
+        if self.finished:
+            self.trainer.should_stop = True
+        return loss.detach()
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -130,66 +446,3 @@ def flip_score(pred: Tensor, ref: Tensor) -> Optional[float]:
         )
         scores.append(float(mean))
     return float(np.mean(scores))
-
-
-def build_levels(
-    mesh: Mesh, material: TexturedMaterial, light, budgets: Sequence[int], settings: LodSettings
-) -> tuple[list[Level], dict]:
-    """Decimate, unwrap, transfer, optimise and evaluate every level (finest first)."""
-    rasterizer = get_rasterizer("auto", mesh.device)
-    scene = LodScene(mesh, material, light, rasterizer, settings)
-    original_faces = mesh.num_faces
-    levels = []
-    for index, budget in enumerate(budgets):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        fraction = budget / original_faces
-        resolution = level_resolution(fraction, settings, index)
-        decimated = decimate(mesh, budget)
-        unwrap = uv_unwrap(decimated, timeout_s=settings.xatlas_timeout, texture_res=settings.texture_res)
-        qem = unwrap.mesh
-        textures = transfer_textures(mesh, material, qem, settings.texture_res, rasterizer)
-        qem_material = TexturedMaterial.from_tensors(**textures)
-        qem_material.requires_grad_(False)
-        t_prep = time.perf_counter() - start
-        views_start = time.perf_counter()
-        scene.views(resolution)
-        t_views = time.perf_counter() - views_start
-        qem_heldout = heldout_loss(scene, qem, qem_material, resolution)
-        opt_start = time.perf_counter()
-        opt_mesh, opt_material, losses = optimise_level(scene, qem, qem_material, resolution)
-        t_opt = time.perf_counter() - opt_start
-        qem_eval = evaluate(scene, qem, qem_material, resolution, settings.flip)
-        opt_eval = evaluate(scene, opt_mesh, opt_material, resolution, settings.flip)
-        level = Level(index, budget, fraction, resolution, opt_mesh, opt_material, qem, qem_material)
-        level.images = {"qem": qem_eval.pop("images"), "optimised": opt_eval.pop("images")}
-        level.report = {
-            "budget": budget,
-            "fraction": fraction,
-            "triangles": opt_mesh.num_faces,
-            "resolution": resolution,
-            "uv_method": unwrap.method,
-            "qem_only": {**qem_eval, "heldout_loss": qem_heldout},
-            "optimised": {**opt_eval, "heldout_loss": heldout_loss(scene, opt_mesh, opt_material, resolution)},
-            "train_loss": {"first": losses[0] if losses else None, "last": losses[-1] if losses else None},
-            "seconds": {
-                "decimate_unwrap_transfer": t_prep,
-                "reference_views": t_views,
-                "optimise": t_opt,
-                "total": time.perf_counter() - start,
-                # CPU time of all threads: wall time on an idle machine is about this / threads.
-                "cpu": time.process_time() - cpu_start,
-            },
-        }
-        log.info(
-            "level %d: %d triangles, PSNR %.2f dB (QEM-only %.2f dB)",
-            index,
-            opt_mesh.num_faces,
-            opt_eval["psnr"],
-            qem_eval["psnr"],
-        )
-        levels.append(level)
-    reference_images = {
-        level.resolution: over_background(scene.views(level.resolution)["heldout"][1], torch.ones(1))[..., :3]
-        for level in levels
-    }
-    return levels, {"reference_images": reference_images, "radius": scene.radius}

@@ -34,6 +34,7 @@ from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig
 from .grids import image_grid, log_grid, save_grid
 from .losses import IMAGE_LOSSES, over_background, reconstruction_loss
 from .mesh_geometry import MeshGeometry
+from .progress import describe
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,15 @@ class ReconstructionSystem(pl.LightningModule):
         return self.stage == "dmtet" and self.passes == "both" and self.iteration >= self.iters_dmtet
 
     @property
+    def pending_work(self) -> Optional[str]:
+        """What the next batch does before its step (the progress bar's line), or None."""
+        return "bake: UV unwrap + texture bake (pass 1 -> 2)" if self.about_to_bake else None
+
+    @property
+    def progress_label(self) -> str:
+        return describe(self.stage, self.passes, self.pass_iteration, self.pass_length)
+
+    @property
     def pass_number(self) -> int:
         return 1 if self.stage == "dmtet" else 2
 
@@ -212,6 +222,22 @@ class ReconstructionSystem(pl.LightningModule):
         self._update_light_trainable()
 
     @torch.no_grad()
+    def pass_one_surface(self) -> Mesh:
+        """Pass 1's surface as it is baked (positions and faces): hidden pockets filled
+        (``dmtet.fill_hidden_views``), then floaters dropped (``dmtet.min_component_fraction``)."""
+        if self.dmtet_cfg.fill_hidden_views > 0:
+            cfg = self.dmtet_cfg
+            sdf = components.filled_sdf(
+                self.geometry, self.rasterizer, int(cfg.fill_hidden_views), cfg.min_component_fraction
+            )
+            with self.geometry.sdf_replaced(sdf):
+                mesh = self.geometry.mesh(with_uv=False)
+        else:
+            mesh = self.geometry.mesh(with_uv=False)
+        mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
+        return components.drop_small_components(mesh, self.dmtet_cfg.min_component_fraction)
+
+    @torch.no_grad()
     def bake_mesh(self) -> Tuple[Mesh, Dict[str, Tensor]]:
         """The current surface with UVs and 2D textures: pass 1's surface is extracted (FlexiCubes:
         2 triangles per quad, as without gradients), unwrapped and its volumetric material baked;
@@ -219,9 +245,7 @@ class ReconstructionSystem(pl.LightningModule):
         if self.stage == "mesh":
             return self.geometry.mesh(), components.material_textures(self.material)
         components.clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
-        mesh = self.geometry.mesh()
-        mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
-        mesh = components.drop_small_components(mesh, self.dmtet_cfg.min_component_fraction)
+        mesh = self.pass_one_surface()
         if mesh.is_empty:
             raise RuntimeError(
                 f"pass 1 ended at iteration {self.iteration} with an empty surface "
@@ -485,6 +509,9 @@ class ReconstructionSystem(pl.LightningModule):
     @torch.no_grad()
     def reference_metrics(self, reference: Mesh) -> Dict[str, Any]:
         """Geometry report (Chamfer, F-score, ...) of the current surface against ``reference``."""
-        mesh = self.geometry.mesh()
-        pred = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
+        if self.stage == "dmtet":
+            pred = self.pass_one_surface()  # the surface that is exported
+        else:
+            mesh = self.geometry.mesh()
+            pred = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
         return geometry_report(pred, reference.to(pred.device), n_samples=self.metric_samples)

@@ -1,4 +1,4 @@
-"""The progress bar of ``dmtrec fit``: the pipeline's own iterations, not Lightning's epochs.
+"""The progress bar of ``dmtrec fit`` and ``dmtrec lod``: the pipeline's own iterations, not Lightning's epochs.
 
 Lightning's default bar counts epochs of the training dataloader (``Epoch 11: 17/40``), which
 says nothing about a run whose length is ``iters_dmtet + iters_mesh`` pipeline iterations. This
@@ -30,8 +30,10 @@ def describe(stage: str, passes: str, pass_iteration: int, pass_length: int) -> 
 
 
 class PipelineProgressBar(ProgressBar):
-    """A tqdm bar over ``pl_module.total_iters`` pipeline iterations (rate and ETA are the whole
-    run's); its label is :func:`describe` of the module's stage, plus the loss."""
+    """A tqdm bar over ``pl_module.total_iters`` iterations (rate and ETA are the whole run's),
+    counting ``pl_module.iteration``; its label is the module's ``progress_label`` (the fit:
+    :func:`describe` of its stage) plus the loss, replaced by ``pending_work`` (a line, or None)
+    while the work between two stages runs. Used by ``dmtrec fit`` and ``dmtrec lod``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,9 +63,11 @@ class PipelineProgressBar(ProgressBar):
         self._bar.set_description_str(self._label(pl_module))
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
-        # Callbacks run before the module's own hook, where the pass switch bakes the mesh.
-        if self._bar is not None and getattr(pl_module, "about_to_bake", False):
-            self._bar.set_description_str("bake: UV unwrap + texture bake (pass 1 -> 2)")
+        # Callbacks run before the module's own hook, where the work between stages runs (the
+        # fit's bake at the pass switch, the next level's decimation in lod).
+        work = getattr(pl_module, "pending_work", None) if self._bar is not None else None
+        if work:
+            self._bar.set_description_str(work)
             self._bar.refresh()
 
     def on_train_batch_end(
@@ -85,4 +89,4 @@ class PipelineProgressBar(ProgressBar):
 
     @staticmethod
     def _label(pl_module: pl.LightningModule) -> str:
-        return describe(pl_module.stage, pl_module.passes, pl_module.pass_iteration, pl_module.pass_length)
+        return pl_module.progress_label

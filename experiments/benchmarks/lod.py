@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from dmtrec.assets.procedural import write_procedural_asset  # noqa: E402
 from dmtrec.commands.lod import add_settings_arguments, run_lod, settings_from_args  # noqa: E402
+from dmtrec.systems.run import RunConfig  # noqa: E402
 
 ASSETS = {
     "spot": REPO / "data" / "meshes" / "spot" / "spot.obj",
@@ -55,21 +56,25 @@ def main() -> int:
     out_root = Path(args.out)
     print(f"settings: {json.dumps({k: v for k, v in vars(args).items() if k not in ('assets', 'out')})}")
     columns = ["asset", "f", "triangles", "res", "PSNR QEM", "PSNR opt", "SSIM QEM", "SSIM opt"]
-    columns += ["FLIP QEM", "FLIP opt", "s", "cpu s"]
+    columns += ["FLIP QEM", "FLIP opt", "s", "cpu s", "load"]
     rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name in args.assets:
         path = ASSETS[name]
         if path is None:
             path = write_procedural_asset(out_root / "torus_asset")
         start = time.perf_counter()
-        report = run_lod(path, PROBE, out_root / name, settings, levels=args.levels)
+        # A fresh run each time (overwrite), CSV log instead of wandb: the benchmark measures the method.
+        run = RunConfig(wandb="disabled", overwrite=True)
+        report = run_lod(path, PROBE, out_root / name, settings, levels=args.levels, run=run)
+        load = os.getloadavg()[0]
         for level in report["levels"]:
             q, o = level["qem_only"], level["optimised"]
             flip = (f"{q['flip']:.4f}", f"{o['flip']:.4f}") if "flip" in q else ("-", "-")
             rows.append(
                 f"| {name} | {level['fraction']:.3f} | {level['triangles']} / {level['budget']} | "
                 f"{level['resolution']} | {q['psnr']:.2f} | {o['psnr']:.2f} | {q['ssim']:.4f} | {o['ssim']:.4f} | "
-                f"{flip[0]} | {flip[1]} | {level['seconds']['total']:.0f} | {level['seconds']['cpu']:.0f} |"
+                f"{flip[0]} | {flip[1]} | {level['seconds']['total']:.0f} | {level['seconds']['cpu']:.0f} | "
+                f"{load:.1f} |"
             )
         print(f"{name}: {time.perf_counter() - start:.0f} s, load average {os.getloadavg()}", flush=True)
     print("\n".join(rows))
