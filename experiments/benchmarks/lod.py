@@ -11,8 +11,25 @@ QEM-only is the decimated mesh with its xatlas atlas and the textures transferre
 original (closest-surface lookup, normal map baked): the optimisation's starting point. Metrics
 are on held-out views (never optimised on) at the level's resolution, sRGB over white.
 
-    OMP_NUM_THREADS=2 python experiments/benchmarks/lod.py --assets spot bob torus --levels 0.05 0.01
-    python experiments/benchmarks/lod.py --assets torus --levels 0.01 --level-res 256 --iterations 60
+    python experiments/benchmarks/lod.py --assets spot bob torus --levels 0.05 0.01
+    python experiments/benchmarks/lod.py --assets torus --levels 0.01 --level-res 256 --spp 1 \
+        --train-views 32 --heldout-views 4 --threads 1
+
+Torus 1 % level at 256^2 (the second line: 400 steps, batch 4, 512^2 textures, one thread),
+measured on the shared 2-core machine at load average 4.5-5.2: 2,048 / 2,048 triangles, held-out
+PSNR 26.08 -> 27.70 dB (+1.62), SSIM 0.9207 -> 0.9409, FLIP 0.0411 -> 0.0335; the level took
+246 s wall (prepare 12 s: decimation + xatlas + transfer 4.9 s, 36 reference views of the
+204,800-triangle original 7.3 s; 400 steps 233 s; evaluation 1.4 s) and 167 CPU s, the whole
+benchmark (imports, generating the torus) 269 s wall.
+
+Threads. Run it with one thread (``--threads 1``, the default unless ``OMP_NUM_THREADS`` is set)
+on a shared machine: a step is a few thousand small tensor ops, and with two OpenMP threads on
+two busy cores every op's barrier waits for a descheduled thread. The same 1 % run with
+``--threads 2`` at load 4-7 took 3.7 CPU s per step (875 CPU s for 235 steps, stopped), with one
+thread 0.42 CPU s per step at load 4.8; a 20-step profile (no Lightning) gave 1-10 s wall per step
+with two threads at load 3-5 and 0.45-0.70 s with one at load 5.3. The reference views were
+rendered once per level already (a pool, not per step); the step itself is the level's render
+and its backward (about 0.3 s each), the Laplacian and Adam are negligible.
 """
 
 from __future__ import annotations
