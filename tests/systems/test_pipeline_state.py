@@ -25,7 +25,7 @@ class ToyGeometry(nn.Module):
         super().__init__()
         self.size = nn.Parameter(torch.tensor(0.3))
 
-    def mesh(self):
+    def mesh(self, with_uv: bool = True):
         v = torch.tensor([[-1.0, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]]) * self.size
         return Mesh(v_pos=v, t_pos_idx=torch.tensor([[0, 1, 2], [0, 2, 3]]))
 
