@@ -25,7 +25,9 @@ benchmark (imports, generating the torus) 269 s wall.
 Torus at the defaults (the first line, torus only, one thread, load 4.5-5.3): 5 % (10,240 / 10,240
 triangles, 114^2) QEM-only 34.04 dB / FLIP 0.0186, optimised 32.41 dB / FLIP 0.0224 (worse: the
 issue's 5 % target is not met on the torus), 223 s wall, 153 CPU s; 1 % (2,048 / 2,048, 64^2)
-29.67 -> 31.30 dB (+1.63), FLIP 0.0331 -> 0.0270, 98 s wall, 66 CPU s.
+29.67 -> 31.30 dB (+1.63), FLIP 0.0331 -> 0.0270, 98 s wall, 66 CPU s. At 5 % the positions are
+what hurts: ``--skip-train position`` gives 34.42 dB / FLIP 0.0161 and ``--lr 0.001`` 34.47 dB /
+FLIP 0.0162 (both better than QEM-only, by +0.38 / +0.43 dB, short of 1.5 dB; defaults unchanged).
 
 Threads. Run it with one thread (``--threads 1``, the default unless ``OMP_NUM_THREADS`` is set)
 on a shared machine: a step is a few thousand small tensor ops, and with two OpenMP threads on
