@@ -32,7 +32,8 @@ class SimulatedKill(Exception):
 
 
 def fit(data: Path, output_root: Path, *extra: str) -> int:
-    configs = [QUICKSTART, CONFIGS / "quickstart_flexi.yaml", TINY]
+    # tiny_spot pins DMTet's pass-1 values (grid 32); quickstart_flexi's grid and start come after it.
+    configs = [QUICKSTART, TINY, CONFIGS / "quickstart_flexi.yaml"]
     argv = ["fit"] + [arg for c in configs for arg in ("-c", str(c))]
     argv += ["--data.path", str(data), "--run.output_root", str(output_root), "--run.name", "tiny_flexi"]
     return main(argv + list(extra))
