@@ -21,8 +21,9 @@ a sphere start, 256^2 textures, random light with 32^2 faces, 8 hash levels of 2
 backgrounds). Issue 20's before/after figures (0.11 -> 0.055 s of CPU per pass-1 iteration) were
 measured on the earlier quickstart, grid 32 with a random start; to repeat them, give its settings
 without ``--quickstart``: ``--device cpu --rasterizer torch --res 96 --batch 2 --grid 32 --init random
---texture-res 256 --light-res 32 --light-init random --hash-table 14 --hash-levels 8 --background noise``. Besides wall time it reports the process CPU time per iteration (less sensitive to
-other processes on a shared machine), and ``--profile N`` prints torch.profiler's operator table
+--texture-res 256 --light-res 32 --light-init random --hash-table 14 --hash-levels 8 --background noise``.
+Besides wall time it reports the process CPU time per iteration (less sensitive to other processes
+on a shared machine), and ``--profile N`` prints torch.profiler's operator table
 over N pass-1 iterations after the timed ones.
 """
 
