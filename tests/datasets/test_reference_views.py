@@ -168,7 +168,9 @@ def test_datamodule_wires_reference_views(monkeypatch):
         on_cuda.setup("fit")
 
 
-def test_train_resolution_applies_to_the_training_split_only(monkeypatch):
+def _small_reference_datamodule(monkeypatch, **extra):
+    """A set-up reference-mesh datamodule over :class:`CameraPositionScene`: 6 x 8 views, training
+    renders at 3 x 4, batches of 2; ``extra`` adds constructor arguments."""
     from dmtrec.datasets import datamodule
 
     monkeypatch.setattr(datamodule, "load_reference_scene", lambda *args, **kwargs: CameraPositionScene())
@@ -182,8 +184,16 @@ def test_train_resolution_applies_to_the_training_split_only(monkeypatch):
         test_views=2,
         batch_size=2,
         render_device="cpu",
+        **extra,
     )
     dm.setup("fit")
+    return dm
+
+
+def test_train_resolution_applies_to_the_training_split_only(monkeypatch):
+    from dmtrec.datasets import datamodule
+
+    dm = _small_reference_datamodule(monkeypatch)
     assert next(iter(dm.train_dataloader()))["img"].shape == (2, 3, 4, 4)
     assert next(iter(dm.val_dataloader()))["img"].shape == (1, 6, 8, 4)
     assert next(iter(dm.test_dataloader()))["img"].shape == (1, 6, 8, 4)
@@ -192,22 +202,7 @@ def test_train_resolution_applies_to_the_training_split_only(monkeypatch):
 
 
 def test_train_resolution_mesh_serves_pass_two_only(monkeypatch):
-    from dmtrec.datasets import datamodule
-
-    monkeypatch.setattr(datamodule, "load_reference_scene", lambda *args, **kwargs: CameraPositionScene())
-    dm = datamodule.ReconDataModule(
-        kind="reference_mesh",
-        mesh="m.obj",
-        probe="p.hdr",
-        resolution=(6, 8),
-        train_resolution=(3, 4),
-        train_resolution_mesh=(5, 7),
-        views=4,
-        test_views=2,
-        batch_size=2,
-        render_device="cpu",
-    )
-    dm.setup("fit")
+    dm = _small_reference_datamodule(monkeypatch, train_resolution_mesh=(5, 7))
     loader = dm.train_dataloader()
     assert next(iter(loader))["img"].shape == (2, 3, 4, 4)
     dm.use_pass(2)
