@@ -228,7 +228,7 @@ class ReconDataModule(pl.LightningDataModule):
                     scene,
                     split,
                     views=counts[split],
-                    resolution=(split == "train" and self.train_resolution) or self.resolution or (512, 512),
+                    resolution=self._train_resolution(1) if split == "train" else self.resolution or (512, 512),
                     background=h.background_train if split == "train" else h.background_val,
                     seed=h.seed,
                     fovy=h.fovy,
@@ -251,11 +251,16 @@ class ReconDataModule(pl.LightningDataModule):
         train = self.datasets.get("train")
         if self.train_resolution_mesh is None or not isinstance(train, ReferenceMeshViews):
             return
-        first = self.train_resolution or self.resolution or (512, 512)
-        resolution = self.train_resolution_mesh if pass_number == 2 else first
+        resolution = self._train_resolution(pass_number)
         if tuple(train.resolution) != tuple(resolution):
             log.info("training renders of pass %d: %d x %d", pass_number, *resolution)
         train.resolution = resolution
+
+    def _train_resolution(self, pass_number: int) -> Tuple[int, int]:
+        """``(H, W)`` of pass ``pass_number``'s training renders of a reference mesh."""
+        if pass_number == 2 and self.train_resolution_mesh is not None:
+            return self.train_resolution_mesh
+        return self.train_resolution or self.resolution or (512, 512)
 
     def _image_views(self, split: str) -> ImageViews:
         h = self.hparams

@@ -197,14 +197,13 @@ def filled_sdf(geometry, rasterizer, views: int, min_component_fraction: float =
     grids' 25/64 cubes per resolution step), so the 2-pixel gap filter stays below half a cell.
     """
     sdf = geometry.sdf.detach()
-    if float((sdf > 0).float().mean()) > 0.5:
+    inside = float((sdf > 0).float().mean())
+    if inside > 0.5:
         # A random start (nvdiffrec's, ~90 % inside) leaves most of the grid inside after a short
         # fit: the object is carved out of solid, its outside is a thin air layer that would be
         # "hidden" and filled (a tiny Spot fit went from 17 to 14 dB). Filling needs an outside
         # exterior, e.g. a sphere start.
-        log.warning(
-            "fill_hidden_views: %.0f %% of the grid is inside; not filling", 100 * float((sdf > 0).float().mean())
-        )
+        log.warning("fill_hidden_views: %.0f %% of the grid is inside; not filling", 100 * inside)
         return sdf
     mesh = drop_small_components(geometry.mesh(with_uv=False), min_component_fraction)
     radius = 0.5 * math.sqrt(3.0) * geometry.scale

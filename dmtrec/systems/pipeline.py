@@ -13,6 +13,7 @@ schedules read :attr:`iteration`, never ``global_step``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -225,17 +226,17 @@ class ReconstructionSystem(pl.LightningModule):
     def pass_one_surface(self) -> Mesh:
         """Pass 1's surface as it is baked (positions and faces): hidden pockets filled
         (``dmtet.fill_hidden_views``), then floaters dropped (``dmtet.min_component_fraction``)."""
-        if self.dmtet_cfg.fill_hidden_views > 0:
-            cfg = self.dmtet_cfg
-            sdf = components.filled_sdf(
+        cfg = self.dmtet_cfg
+        field = contextlib.nullcontext()
+        if cfg.fill_hidden_views > 0:
+            filled = components.filled_sdf(
                 self.geometry, self.rasterizer, int(cfg.fill_hidden_views), cfg.min_component_fraction
             )
-            with self.geometry.sdf_replaced(sdf):
-                mesh = self.geometry.mesh(with_uv=False)
-        else:
+            field = self.geometry.sdf_replaced(filled)
+        with field:
             mesh = self.geometry.mesh(with_uv=False)
         mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
-        return components.drop_small_components(mesh, self.dmtet_cfg.min_component_fraction)
+        return components.drop_small_components(mesh, cfg.min_component_fraction)
 
     @torch.no_grad()
     def bake_mesh(self) -> Tuple[Mesh, Dict[str, Tensor]]:
