@@ -257,6 +257,8 @@ class MeshPassConfig:
             start, nvdiffrec's default) or "absolute".
         laplace_scale: Laplacian weight at the start of pass 2, decaying linearly to 0 (10000).
         lock_pos: keep vertex positions fixed (optimize textures and light only).
+        lock_material: keep the textures fixed. With ``lock_pos`` only the light learns: the
+            probe of a known, textured asset is estimated from its photos.
         keep_textures: start from ``init_mesh``'s own textures (default); false starts every
             texture from the middle of its range, as when the materials are unknown (nvdiffrec's
             known-geometry material experiment).
@@ -266,6 +268,7 @@ class MeshPassConfig:
     laplace: str = "relative"
     laplace_scale: float = 10000.0
     lock_pos: bool = False
+    lock_material: bool = False
     keep_textures: bool = True
 
     def __post_init__(self) -> None:

@@ -149,7 +149,7 @@ class ReconstructionSystem(pl.LightningModule):
             build = components.build_flexicubes if geometry == "flexicubes" else components.build_dmtet
             self.geometry = build(self.dmtet_cfg)
             self.material = components.build_volumetric_material(self.material_cfg, self.geometry)
-        self._update_light_trainable()
+        self._update_trainable()
 
     # ------------------------------------------------------------------ pipeline state
     @property
@@ -196,11 +196,13 @@ class ReconstructionSystem(pl.LightningModule):
         under ``light.lock``, nvdiffrec's ``lock_light``)."""
         return self.light_cfg.optimize and not (self.stage == "mesh" and self.light_cfg.lock)
 
-    def _update_light_trainable(self) -> None:
+    def _update_trainable(self) -> None:
         # A frozen light's parameters stop requiring grad, so that its split-sum mips are built
         # once (EnvironmentLight.ensure_mips) instead of at every step, as nvdiffrec's Trainer.
         for param in self.light.parameters():
             param.requires_grad_(self.light_trainable)
+        if self.stage == "mesh":
+            self.material.requires_grad_(not self.mesh_cfg.lock_material)
 
     @property
     def rasterizer(self):
@@ -220,7 +222,7 @@ class ReconstructionSystem(pl.LightningModule):
         self.stage = "mesh"
         self.geometry = MeshGeometry.from_mesh(mesh, lock_pos=self.mesh_cfg.lock_pos)
         self.material = components.build_textured_material(textures, self.material_cfg)
-        self._update_light_trainable()
+        self._update_trainable()
 
     @torch.no_grad()
     def pass_one_surface(self) -> Mesh:
@@ -284,7 +286,7 @@ class ReconstructionSystem(pl.LightningModule):
             self.stage = "mesh"
             self.geometry = MeshGeometry.empty_like_state(sd, "geometry.", lock_pos=self.mesh_cfg.lock_pos)
             self.material = components.textured_material_like_state(sd, "material.", self.material_cfg)
-            self._update_light_trainable()
+            self._update_trainable()
         self.iteration = int(state["iteration"])
 
     # ------------------------------------------------------------------ optimisation
@@ -303,8 +305,9 @@ class ReconstructionSystem(pl.LightningModule):
         encoding = getattr(self.material, "encoding", None)
         table = list(encoding.parameters()) if isinstance(encoding, torch.nn.Module) else []
         table_ids = {id(p) for p in table}
-        groups.append({"name": "material", "params": [p for p in self.material.parameters() if id(p) not in table_ids]})
-        groups[-1]["lr"] = lr_material
+        if not (self.stage == "mesh" and self.mesh_cfg.lock_material):
+            material_params = [p for p in self.material.parameters() if id(p) not in table_ids]
+            groups.append({"name": "material", "params": material_params, "lr": lr_material})
         if table:
             groups.append(
                 {"name": "hashgrid", "params": table, "lr": lr_material, "eps": _EPS / cfg.grad_scale_hashgrid}
@@ -317,6 +320,11 @@ class ReconstructionSystem(pl.LightningModule):
                     "lr": cfg.lr_light if cfg.lr_light is not None else lr_material,
                     "eps": _EPS / cfg.grad_scale_light,
                 }
+            )
+        if not groups:
+            raise ValueError(
+                "pass 2 has nothing to learn: model.mesh_pass.lock_pos and lock_material are set and the light is "
+                "fixed (model.light.optimize false or model.light.lock)"
             )
         for group in groups:
             group["base_lr"] = group["lr"]

@@ -105,6 +105,24 @@ def test_lock_light_freezes_it_in_pass_two_only():
     assert "light_reg" not in terms
 
 
+def test_lock_material_leaves_the_light_alone_in_pass_two():
+    system = tiny_system(mesh_pass={"lock_material": True, "lock_pos": True})
+    # Pass 1 is untouched: the volumetric material learns.
+    assert {"material", "light"} <= {g["name"] for g in system.configure_optimizers().param_groups}
+    system._enter_mesh_stage(*system.bake_mesh())
+    assert [g["name"] for g in system._make_optimizer().param_groups] == ["light"]
+    assert not any(p.requires_grad for p in system.material.parameters())
+    terms, _ = system.loss_terms(views())
+    sum(terms.values()).backward()
+    assert system.light.base.grad is not None and system.light.base.grad.abs().sum() > 0
+    frozen = tiny_system(
+        mesh_pass={"lock_material": True, "lock_pos": True}, light={"init": "constant", "base_res": 32, "lock": True}
+    )
+    frozen._enter_mesh_stage(*frozen.bake_mesh())
+    with pytest.raises(ValueError, match="^pass 2 has nothing to learn: "):
+        frozen._make_optimizer()
+
+
 def test_camera_space_light_turns_with_each_view(monkeypatch):
     seen = []
     monkeypatch.setattr(
