@@ -174,10 +174,27 @@ def cleanup_due(pass_iteration: int, every: int) -> bool:
 
 
 def clean_sdf(geometry, mode: str, steps: int) -> None:
-    """Close / open the pass-1 SDF's inside set in place (spurious handles), ``"none"``: unchanged."""
-    if mode != "none":
-        with torch.no_grad():
-            geometry.sdf.copy_(sdf_morphology(geometry.sdf, geometry.edges, mode, steps))
+    """Close / open the pass-1 SDF's inside set in place (spurious handles), ``"none"``: unchanged.
+    A clean-up that would leave no surface (every vertex on one side) is skipped with a warning:
+    on a grid too coarse for the shape, every part is as thin as the bridges opening cuts (Spot on
+    the quick start's grid 48 opened to nothing), and the fit would end with nothing to bake."""
+    if mode == "none":
+        return
+    with torch.no_grad():
+        cleaned = sdf_morphology(geometry.sdf, geometry.edges, mode, steps)
+        inside = int((cleaned > 0).sum())
+        if 0 < inside < cleaned.numel():
+            geometry.sdf.copy_(cleaned)
+            return
+    before = int((geometry.sdf > 0).sum())
+    log.warning(
+        "model.dmtet.morphology: %s would leave %s of the grid's %d vertices inside (%d before), i.e. no surface: "
+        "skipped (the grid is too coarse for the shape's thinnest parts)",
+        mode,
+        "none" if inside == 0 else "all",
+        cleaned.numel(),
+        before,
+    )
 
 
 def drop_small_components(mesh: Mesh, min_fraction: float) -> Mesh:

@@ -50,6 +50,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--probe-res", type=int, nargs="+", default=[64, 256], help="latlong heights compared")
     parser.add_argument("--out", default=str(REPO / "outputs" / "probe_scales"))
     parser.add_argument("--set", nargs="*", default=[], help="further overrides KEY=VALUE")
+    parser.add_argument(
+        "--only", choices=["scales", "none"], help="run one setting (two processes can then run both at once)"
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -70,6 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = []
     print(f"load average before: {os.getloadavg()}", flush=True)
     for label, (light, hashgrid) in SETTINGS.items():
+        if args.only and (args.only == "scales") != (light != 1.0):
+            continue
         out = Path(args.out) / f"light{light:g}"
         overrides = base + [f"model.optim.grad_scale_light={light}", f"model.optim.grad_scale_hashgrid={hashgrid}"]
         start = time.perf_counter()

@@ -328,3 +328,35 @@ def test_sdf_clean_ups_run_every_n_pass_one_iterations_and_before_the_bake(
     make_trainer(tmp_path).fit(system, datamodule=ToyData())
     # before the batches of pass-1 iterations 3 and 6, and at the bake after iteration 7
     assert calls == [("dmtet", i, "open") for i in expected]
+
+
+def test_an_sdf_clean_up_that_would_leave_no_surface_is_skipped_with_a_warning(caplog):
+    from dmtrec.geometry.dmtet import DMTetGeometry
+
+    geometry = DMTetGeometry(resolution=8, scale=2.0, init="sphere")
+    # A ball one vertex thick: its single inside vertex has outside neighbours, so opening empties it.
+    with torch.no_grad():
+        geometry.sdf.fill_(-1.0)
+        centre = int(geometry.grid_verts.norm(dim=-1).argmin())
+        geometry.sdf[centre] = 1.0
+    before = geometry.sdf.detach().clone()
+    with caplog.at_level("WARNING", logger="dmtrec.systems.components"):
+        components.clean_sdf(geometry, "open", 1)
+    assert torch.equal(geometry.sdf.detach(), before)
+    assert "would leave none of the grid's" in caplog.text and "skipped" in caplog.text
+    # One that leaves a surface applies: a two-ring ball keeps its centre, a lone far vertex goes.
+    edges = geometry.edges.long()
+
+    def ring(ids):
+        touching = torch.isin(edges, ids).any(1)
+        return torch.unique(torch.cat([ids, edges[touching].flatten()]))
+
+    ball = ring(ring(torch.tensor([centre])))
+    lone = int(geometry.grid_verts.norm(dim=-1).argmax())
+    assert lone not in ball.tolist()
+    with torch.no_grad():
+        geometry.sdf.fill_(-1.0)
+        geometry.sdf[ball] = 1.0
+        geometry.sdf[lone] = 1.0
+    components.clean_sdf(geometry, "open", 1)
+    assert geometry.sdf[centre] > 0 and geometry.sdf[lone] < 0
