@@ -305,8 +305,9 @@ class ReconstructionSystem(pl.LightningModule):
         encoding = getattr(self.material, "encoding", None)
         table = list(encoding.parameters()) if isinstance(encoding, torch.nn.Module) else []
         table_ids = {id(p) for p in table}
-        if not (self.stage == "mesh" and self.mesh_cfg.lock_material):
-            material_params = [p for p in self.material.parameters() if id(p) not in table_ids]
+        # Locked parts (lock_pos, lock_material: _update_trainable) stop requiring grad and stay out.
+        material_params = [p for p in self.material.parameters() if p.requires_grad and id(p) not in table_ids]
+        if material_params:
             groups.append({"name": "material", "params": material_params, "lr": lr_material})
         if table:
             groups.append(

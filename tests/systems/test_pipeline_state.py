@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from dmtrec.geometry import Mesh
+from dmtrec.geometry.dmtet import DMTetGeometry
 from dmtrec.systems import components
 from dmtrec.systems.pipeline import NonFiniteLossError, ReconstructionSystem
 
@@ -331,8 +332,6 @@ def test_sdf_clean_ups_run_every_n_pass_one_iterations_and_before_the_bake(
 
 
 def test_an_sdf_clean_up_that_would_leave_no_surface_is_skipped_with_a_warning(caplog):
-    from dmtrec.geometry.dmtet import DMTetGeometry
-
     geometry = DMTetGeometry(resolution=8, scale=2.0, init="sphere")
     # A ball one vertex thick: its single inside vertex has outside neighbours, so opening empties it.
     with torch.no_grad():
