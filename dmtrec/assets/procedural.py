@@ -11,17 +11,14 @@ from the arguments: no randomness.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
-from typing import Union
 
 import torch
 from torch import Tensor
 
 from dmtrec.core.mesh import Mesh
+from dmtrec.core.types import PathLike
 from dmtrec.io.obj import write_obj
-
-PathLike = Union[str, os.PathLike]
 
 
 def _displacement(u: Tensor, v: Tensor, amplitude: float) -> Tensor:

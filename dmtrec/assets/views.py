@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
@@ -27,14 +26,13 @@ import torch
 from torch import Tensor
 
 from dmtrec.core.mesh import Mesh
+from dmtrec.core.types import PathLike
 from dmtrec.datasets.reference_cameras import ORBIT_ELEVATION
 from dmtrec.datasets.reference_mesh import ReferenceScene
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.render.camera import Cameras, orbit_c2w, random_orbit_c2w
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
-
-PathLike = Union[str, os.PathLike]
 
 DISTRIBUTIONS = ("sphere", "hemisphere")
 """Named view distributions; anything else passed as a distribution is a camera-list path."""

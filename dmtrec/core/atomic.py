@@ -12,9 +12,9 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator
 
-PathLike = Union[str, os.PathLike]
+from .types import PathLike
 
 
 @contextmanager

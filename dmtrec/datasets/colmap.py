@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +42,7 @@ from torch import Tensor
 
 from dmtrec.core.atomic import atomic_path
 from dmtrec.core.cache import cache_dir
+from dmtrec.core.types import PathLike
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 
@@ -50,8 +50,6 @@ from .errors import DatasetError
 from .nerd import axes_focus, check_holdout, split_frames
 from .nerf_synthetic import ImageViews, check_view_options, evenly_spaced, load_rgba, read_dataset_image, size_text
 from .samples import check_background
-
-PathLike = Union[str, os.PathLike]
 
 # COLMAP's model ids, names and parameter counts (src/colmap/sensor/models.h).
 CAMERA_MODELS: Dict[int, Tuple[str, int]] = {

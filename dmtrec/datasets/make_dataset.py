@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from dmtrec.core.atomic import atomic_folder
+from dmtrec.core.types import PathLike
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 
@@ -35,8 +35,6 @@ from .samples import (
     make_background,
     sample_generator,
 )
-
-PathLike = Union[str, os.PathLike]
 
 RENDERERS = ("raster", "pathtrace")
 

@@ -19,22 +19,20 @@ Everything is checked when a dataset is built: a broken folder fails before trai
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from dmtrec.core.types import PathLike
 from dmtrec.render.camera import Cameras, perspective
 
 from .errors import DatasetError
 from .nerf_synthetic import ImageViews, check_view_options, evenly_spaced, load_rgba, read_dataset_image, size_text
 from .samples import SPLIT_STREAMS, check_background
-
-PathLike = Union[str, os.PathLike]
 
 POSES_FILE = "poses_bounds.npy"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

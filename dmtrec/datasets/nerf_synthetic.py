@@ -21,13 +21,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from dmtrec.core.types import PathLike
 from dmtrec.io.image import ImageReadError, read_image, srgb_to_linear
 from dmtrec.render.camera import Cameras
 
@@ -41,8 +42,6 @@ from .samples import (
     resize_rgba,
     sample_generator,
 )
-
-PathLike = Union[str, os.PathLike]
 
 WORLD_UPS = ("y", "z")
 # Blender's NeRF-synthetic scenes are Z-up; nvdiffrec turns them Y-up (x rotated by -90 deg)

@@ -17,7 +17,6 @@ reuse for free (what a short CPU run wants).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple, Union
@@ -27,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from dmtrec.core.mesh import Mesh
+from dmtrec.core.types import PathLike
 from dmtrec.io.image import ImageReadError
 from dmtrec.io.obj import ObjReadError, read_obj
 from dmtrec.render.camera import Cameras
@@ -47,8 +47,6 @@ from .samples import (
     make_background,
     sample_generator,
 )
-
-PathLike = Union[str, os.PathLike]
 
 # Test views sit half a step between validation views on the same orbit.
 _ORBIT_PHASE = {"val": 0.0, "test": 0.5}

@@ -10,19 +10,18 @@ reconstruction as a binary model into ``sparse/0``: exactly what the ``colmap`` 
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 from dmtrec.core.atomic import atomic_folder
+from dmtrec.core.types import PathLike
 
 from .colmap import MIN_IMAGES
 from .nerd import IMAGE_SUFFIXES
 
-PathLike = Union[str, os.PathLike]
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 MATCHERS = ("exhaustive", "sequential")
 

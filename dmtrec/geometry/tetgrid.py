@@ -25,7 +25,6 @@ Generated grids are cached under ``$DMTREC_CACHE`` (default ``~/.cache/dmtrec``)
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +36,10 @@ from torch import Tensor
 
 from dmtrec.core.atomic import atomic_path
 from dmtrec.core.cache import cache_dir
+from dmtrec.core.types import PathLike
 
 log = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 # Local edge order of a tet (pairs of its 4 corners); marching tets' tables index into it.
 TET_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))

@@ -24,10 +24,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import struct
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
@@ -35,13 +34,13 @@ from torch import Tensor
 
 from dmtrec.core.atomic import write_bytes_atomic
 from dmtrec.core.mesh import Mesh
+from dmtrec.core.types import PathLike
 
 from ..geometry.normals import compute_normals, compute_tangents
 from .textures import check_textures, texture_from_image_bytes, texture_png_bytes
 
 log = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 _GLB_MAGIC, _JSON_CHUNK, _BIN_CHUNK = 0x46546C67, 0x4E4F534A, 0x004E4942
 _FLOAT, _UINT32 = 5126, 5125

@@ -7,7 +7,6 @@ dmtrec is linear radiance).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Union
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-PathLike = Union[str, os.PathLike]
+from dmtrec.core.types import PathLike
 
 
 class ImageReadError(ValueError):

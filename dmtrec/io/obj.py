@@ -16,9 +16,8 @@ lines tell a consumer what the engine-side conventions are (see :data:`MTL_NOTES
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
@@ -26,13 +25,13 @@ from torch import Tensor
 
 from dmtrec.core.atomic import write_text_atomic
 from dmtrec.core.mesh import Mesh
+from dmtrec.core.types import PathLike
 
 from .image import ImageReadError
 from .textures import check_textures, decode_texture, read_texture, write_texture_png
 
 log = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 _MTL_MAPS = {"map_kd": "kd", "map_ks": "ks", "bump": "normal", "map_bump": "normal", "norm": "normal"}
 _MTL_WRITE = {"kd": "map_Kd", "ks": "map_Ks", "normal": "bump"}

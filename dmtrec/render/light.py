@@ -37,14 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dmtrec.core.types import PathLike
 from dmtrec.io.image import read_hdr, write_hdr
 
 from . import bsdf
 from .cubemap import cube_directions, cube_texel_solid_angles, cubemap_to_latlong, latlong_to_cubemap
 from .dfg import dfg_lut
 from .raster import get_rasterizer
-
-PathLike = Union[str, os.PathLike]
 
 _LOBE_ENERGY = 0.9
 """Fraction of the GGX half-vector distribution whose light directions the specular filter gathers

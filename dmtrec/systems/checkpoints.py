@@ -21,19 +21,19 @@ import pickle
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.core.saving import _load_state
 
 from dmtrec.core.atomic import atomic_path
+from dmtrec.core.types import PathLike
 
 log = logging.getLogger(__name__)
 
 LAST_NAME = "last.ckpt"
 TRUST_ENV = "DMTREC_TRUST_CHECKPOINTS"
-PathLike = Union[str, os.PathLike]
 
 
 class CheckpointError(ValueError):
