@@ -1,97 +1,24 @@
 """Texture transfer from a high-poly asset onto a new mesh by closest-surface lookup.
 
 Every texel of the new mesh's UV atlas maps to a point on the new surface; its value comes from
-the closest point of the original surface: kd and ks are looked up in the original's textures
-at that point's UV, and the normal map holds the original's shading normal (its smooth normal
-perturbed by its own normal map, if any) written in the new mesh's tangent frame, so a
-decimated mesh keeps the look of the geometric detail it lost (a "normal bake").
+the closest point of the original surface (:func:`dmtrec.geometry.closest_point.closest_points`):
+kd and ks are looked up in the original's textures at that point's UV, and the normal map holds
+the original's shading normal (its smooth normal perturbed by its own normal map, if any)
+written in the new mesh's tangent frame, so a decimated mesh keeps the look of the geometric detail it
+lost (a "normal bake").
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from dmtrec.core.mesh import Mesh
+from dmtrec.geometry.closest_point import closest_points
 from dmtrec.geometry.normals import compute_normals, compute_tangents, safe_normalize
 from dmtrec.render.bake import _dilate
 from dmtrec.render.bsdf import perturb_normal
 from dmtrec.render.material import TexturedMaterial
-
-CANDIDATES = 16
-"""Triangles (nearest by centroid) whose exact closest points are compared per query point."""
-
-
-def closest_points(points: np.ndarray, v_pos: np.ndarray, faces: np.ndarray, k: int = CANDIDATES, chunk: int = 1 << 16):
-    """Closest surface points of a triangle mesh.
-
-    The ``k`` triangles with the nearest centroids (a KD-tree) are candidates; of those, the
-    exact point-triangle closest point wins. Exact wherever the closest triangle is among the
-    candidates, which holds for the dense originals this is meant for.
-
-    Args:
-        points: ``[N, 3]`` query points; v_pos ``[V, 3]``; faces ``[F, 3]``.
-    Returns:
-        ``(face [N] int64, barycentric [N, 3] float64, distance [N] float64)``.
-    """
-    from scipy.spatial import cKDTree  # lazy: only lod needs it
-
-    v = np.asarray(v_pos, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    tree = cKDTree(v[f].mean(1))
-    k = int(min(k, f.shape[0]))
-    face_out = np.zeros(points.shape[0], np.int64)
-    bary_out = np.zeros((points.shape[0], 3))
-    dist_out = np.zeros(points.shape[0])
-    for start in range(0, points.shape[0], chunk):
-        p = np.asarray(points[start : start + chunk], dtype=np.float64)
-        _, cand = tree.query(p, k=k)
-        cand = cand.reshape(p.shape[0], k)
-        tri = v[f[cand]]  # [n, k, 3, 3]
-        d2, bary = _point_triangle(p[:, None, :], tri[..., 0, :], tri[..., 1, :], tri[..., 2, :])
-        best = d2.argmin(1)
-        rows = np.arange(p.shape[0])
-        face_out[start : start + chunk] = cand[rows, best]
-        bary_out[start : start + chunk] = bary[rows, best]
-        dist_out[start : start + chunk] = np.sqrt(d2[rows, best])
-    return face_out, bary_out, dist_out
-
-
-def _point_triangle(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray):
-    """Squared distance ``[...]`` and barycentrics ``[..., 3]`` of the closest point of triangles ``abc`` to ``p``.
-
-    Inside the triangle's prism the plane projection is closest; otherwise the closest of the
-    three edge segments (each clamped projection).
-    """
-    e0, e1, ep = b - a, c - a, p - a
-    d00, d01, d11 = (e0 * e0).sum(-1), (e0 * e1).sum(-1), (e1 * e1).sum(-1)
-    d20, d21 = (ep * e0).sum(-1), (ep * e1).sum(-1)
-    den = d00 * d11 - d01 * d01
-    safe = np.where(np.abs(den) > 1e-30, den, 1.0)
-    bv = (d11 * d20 - d01 * d21) / safe
-    bw = (d00 * d21 - d01 * d20) / safe
-    bu = 1.0 - bv - bw
-    inside = (np.abs(den) > 1e-30) & (bu >= 0) & (bv >= 0) & (bw >= 0)
-    plane = a + bv[..., None] * e0 + bw[..., None] * e1
-    best_d2 = np.where(inside, ((p - plane) ** 2).sum(-1), np.inf)
-    best_bary = np.stack([bu, bv, bw], -1)
-    for i, (s, t) in enumerate(((a, b), (b, c), (c, a))):
-        seg = t - s
-        length2 = np.maximum((seg * seg).sum(-1), 1e-30)
-        x = np.clip(((p - s) * seg).sum(-1) / length2, 0.0, 1.0)
-        d2 = ((p - (s + x[..., None] * seg)) ** 2).sum(-1)
-        bary = np.zeros(best_bary.shape)
-        bary[..., i], bary[..., (i + 1) % 3] = 1.0 - x, x
-        better = d2 < best_d2
-        best_d2 = np.where(better, d2, best_d2)
-        best_bary = np.where(better[..., None], bary, best_bary)
-    return best_d2, best_bary
-
-
-def _interpolate(values: Tensor, index: Tensor, face: Tensor, bary: Tensor) -> Tensor:
-    """Per-corner attribute ``values[index[face]]`` blended with barycentrics: ``[N, C]``."""
-    return (values[index[face]] * bary[..., None]).sum(1)
 
 
 @torch.no_grad()
@@ -122,16 +49,15 @@ def transfer_textures(
     # MikkTSpace tangents carry the bitangent's sign in w (-1 where the UVs are mirrored).
     sign, tng = torch.where(tng[:, 3:4] < 0, -1.0, 1.0), safe_normalize(tng[:, :3])
 
-    face, bary, _ = closest_points(pos.cpu().numpy(), source.v_pos.cpu().numpy(), source.t_pos_idx.cpu().numpy())
-    face = torch.from_numpy(face).to(device)
-    bary = torch.from_numpy(bary).to(device=device, dtype=torch.float32)
-    src_uv = _interpolate(source.v_tex.float(), source.t_tex_idx, face, bary)[None, :, None, :]  # [1, N, 1, 2]
+    # float64: the dense originals this reads have small triangles next to big ones.
+    points, _ = closest_points(pos.double(), source.v_pos, source.t_pos_idx, chunk=1 << 16)
+    src_uv = points.interpolate(source.v_tex.float(), source.t_tex_idx)[None, :, None, :]  # [1, N, 1, 2]
     sample = material.sample(None, src_uv, None, rasterizer)
     source = compute_normals(source) if source.v_nrm is None else source
-    world_n = safe_normalize(_interpolate(source.v_nrm, source.t_nrm_idx, face, bary))
+    world_n = safe_normalize(points.interpolate(source.v_nrm, source.t_nrm_idx))
     if sample.perturbation is not None:
         source = compute_tangents(source) if source.v_tng is None else source
-        src_t = _interpolate(source.v_tng, source.t_tng_idx, face, bary)
+        src_t = points.interpolate(source.v_tng, source.t_tng_idx)
         src_t = torch.cat([safe_normalize(src_t[:, :3]), src_t[:, 3:]], -1)
         world_n = perturb_normal(sample.perturbation[0, :, 0], world_n, src_t)
     # The inverse of perturb_normal's frame (tangent, w * (n x tangent), normal) on the target.

@@ -15,12 +15,11 @@ Three bakes of the same look, judged by the renderer's ``unlit`` mode against PB
   optimum, by conjugate gradients on ``A^T W A x = A^T W y`` from that mean.
 
 Targets onto another mesh (``onto``, e.g. a level of detail) find, for every texel or vertex,
-the closest point on the source surface (:func:`closest_points`).
+the closest point on the source surface (:func:`dmtrec.geometry.closest_point.closest_points`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -29,6 +28,7 @@ import torch
 from torch import Tensor
 
 from dmtrec.core.mesh import Mesh
+from dmtrec.geometry.closest_point import SurfacePoints, closest_points
 from dmtrec.geometry.normals import compute_normals, compute_tangents, face_normals
 from dmtrec.io.image import linear_to_srgb
 from dmtrec.metrics.image import psnr, ssim
@@ -52,74 +52,11 @@ radius from the source surface are rejected as not overlapping it."""
 # ---------------------------------------------------------------------------- correspondences
 
 
-@dataclass
-class SurfacePoints:
-    """Points on a mesh's surface: ``face [N]`` (int64) and barycentrics ``bary [N, 3]``."""
-
-    face: Tensor
-    bary: Tensor
-
-    def interpolate(self, values: Tensor, indices: Tensor) -> Tensor:
-        """``[N, C]`` attribute ``values [*, C]`` indexed per corner by ``indices [F, 3]``."""
-        corners = values[indices[self.face]]  # [N, 3, C]
-        return (corners * self.bary[..., None]).sum(1)
-
-
-def closest_points(mesh: Mesh, query: Tensor, candidates: int = 16, chunk: int = 4096) -> Tuple[SurfacePoints, Tensor]:
-    """Closest points on ``mesh`` to ``query [N, 3]`` and their distances ``[N]``.
-
-    The exact closest point on each of the ``candidates`` triangles with the nearest centroids
-    (the plane projection when it falls inside, else the nearest point on an edge); exact when
-    the closest triangle is among them, which holds for well-shaped meshes.
-    """
-    tri = mesh.v_pos[mesh.t_pos_idx]  # [F, 3, 3]
-    centroid = tri.mean(1)
-    k = min(candidates, tri.shape[0])
-    faces, barys, dists = [], [], []
-    for start in range(0, query.shape[0], chunk):
-        q = query[start : start + chunk]
-        cand = torch.cdist(q, centroid).topk(k, largest=False).indices  # [n, k]
-        bary, dist = _closest_on_triangles(q[:, None, :].expand(-1, k, -1), tri[cand])
-        best = dist.argmin(1)
-        rows = torch.arange(q.shape[0], device=q.device)
-        faces.append(cand[rows, best])
-        barys.append(bary[rows, best])
-        dists.append(dist[rows, best])
-    return SurfacePoints(torch.cat(faces), torch.cat(barys)), torch.cat(dists)
-
-
-def _closest_on_triangles(p: Tensor, tri: Tensor) -> Tuple[Tensor, Tensor]:
-    """Barycentrics ``[..., 3]`` of the points of ``tri [..., 3, 3]`` closest to ``p [..., 3]``, and the distances."""
-    a, b, c = tri.unbind(-2)
-    e1, e2 = b - a, c - a
-    n = torch.linalg.cross(e1, e2, dim=-1)
-    nn = (n * n).sum(-1).clamp_min(1e-30)
-    ap = p - a
-    # Barycentrics of the plane projection (Cramer's rule via the normal).
-    v = (torch.linalg.cross(ap, e2, dim=-1) * n).sum(-1) / nn
-    w = (torch.linalg.cross(e1, ap, dim=-1) * n).sum(-1) / nn
-    inside = (v >= 0) & (w >= 0) & (v + w <= 1)
-    best = torch.stack([1 - v - w, v, w], -1)
-    best_d = torch.where(inside, ((ap * n).sum(-1)).abs() / nn.sqrt(), torch.full_like(v, math.inf))
-    # Nearest point on each edge (x0 -> x1), barycentric weights assigned to its two corners.
-    for i, j in ((0, 1), (1, 2), (2, 0)):
-        x0, x1 = tri[..., i, :], tri[..., j, :]
-        d = x1 - x0
-        t = (((p - x0) * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-30)).clamp(0, 1)
-        dist = (x0 + t[..., None] * d - p).norm(dim=-1)
-        better = (dist < best_d) & ~inside
-        edge = torch.zeros_like(best)
-        edge[..., i], edge[..., j] = 1 - t, t
-        best = torch.where(better[..., None], edge, best)
-        best_d = torch.where(better, dist, best_d)
-    return best, best_d
-
-
 def check_overlap(source: Mesh, target: Mesh, name: str) -> float:
     """Median distance of ``target``'s vertices to ``source`` relative to its bounding radius;
     ValueError ``"<name>: ..."`` when above :data:`OVERLAP_TOLERANCE`."""
     _, radius = mesh_bounds(source)
-    _, dist = closest_points(source, target.v_pos)
+    _, dist = closest_points(target.v_pos, source.v_pos, source.t_pos_idx)
     relative = float(dist.median()) / max(radius, 1e-12)
     if relative > OVERLAP_TOLERANCE:
         raise ValueError(
@@ -510,12 +447,13 @@ def bake_unlit(
             points, covered = uv_layout(mesh, texture_res, rasterizer)
         else:
             texel_points, covered = uv_layout(mesh, texture_res, rasterizer)
-            points, _ = closest_points(source, texel_points.interpolate(mesh.v_pos, mesh.t_pos_idx))
+            query = texel_points.interpolate(mesh.v_pos, mesh.t_pos_idx)
+            points, _ = closest_points(query, source.v_pos, source.t_pos_idx)
         values = torch.zeros(texture_res, texture_res, 3, device=source.device)
         values[covered] = shade_points(source, material, light, points, rasterizer)
         point = _dilate(values, covered, 16).clamp(0.0, 1.0)
     else:
-        points, _ = closest_points(source, mesh.v_pos)
+        points, _ = closest_points(mesh.v_pos, source.v_pos, source.t_pos_idx)
         point = shade_points(source, material, light, points, rasterizer).clamp(0.0, 1.0)
     seconds["point_sample"] = time.perf_counter() - start
 

@@ -1,7 +1,9 @@
 """Signed distance functions with dmtrec's sign convention: positive **inside**, negative outside.
 
 Analytic shapes for initialisation, tests and benchmarks, and the SDF of a closed triangle
-mesh (distance to the surface, signed by ray parity) for initialising DMTet from a mesh.
+mesh (distance to the surface, signed by ray parity) for initialising DMTet from a mesh. The
+point-triangle distance is :func:`dmtrec.geometry.closest_point.closest_on_triangles`; the
+candidate triangles here come from a grid of bins (exact near the surface), not from centroids.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import torch
 from torch import Tensor
 
 from dmtrec.core.mesh import Mesh
+
+from .closest_point import closest_on_triangles
 
 
 def sphere_sdf(points: Tensor, radius: float, center: Sequence[float] = (0.0, 0.0, 0.0)) -> Tensor:
@@ -24,41 +28,6 @@ def torus_sdf(points: Tensor, major_radius: float, minor_radius: float) -> Tenso
     """``[N]`` signed distance to a torus around the z axis (positive inside the tube)."""
     ring = points[..., :2].norm(dim=-1) - major_radius
     return minor_radius - torch.sqrt(ring**2 + points[..., 2] ** 2)
-
-
-def point_triangle_distance(p: Tensor, a: Tensor, b: Tensor, c: Tensor, rel_eps: float = 1e-12) -> Tensor:
-    """Euclidean distance from points to triangles, broadcast over leading dims.
-
-    Args:
-        p, a, b, c: ``[..., 3]`` points and triangle corners (broadcastable); use float64
-            where triangles may be nearly degenerate.
-        rel_eps: triangles with ``sin^2`` of the angle at ``a`` below this count as degenerate.
-    Returns:
-        ``[...]`` distances; degenerate triangles fall back to their edges.
-    """
-    p, a, b, c = torch.broadcast_tensors(p, a, b, c)
-    normal = torch.cross(b - a, c - a, dim=-1)
-    # p projects inside the triangle when it lies on the inner side of all three edges.
-    inside = (
-        ((torch.cross(b - a, p - a, dim=-1) * normal).sum(-1) >= 0)
-        & ((torch.cross(c - b, p - b, dim=-1) * normal).sum(-1) >= 0)
-        & ((torch.cross(a - c, p - c, dim=-1) * normal).sum(-1) >= 0)
-    )
-    n2 = (normal * normal).sum(-1)
-    edge = torch.minimum(
-        torch.minimum(_segment_distance(p, a, b), _segment_distance(p, b, c)), _segment_distance(p, c, a)
-    )
-    # Slivers (sin^2 of the corner angle below rel_eps) have a noisy normal: use their edges,
-    # which are within the sliver's width of the true distance.
-    flat = n2 <= rel_eps * ((b - a) ** 2).sum(-1) * ((c - a) ** 2).sum(-1)
-    plane = ((p - a) * normal).sum(-1).abs() / torch.where(flat, torch.ones_like(n2), n2).sqrt()
-    return torch.where(inside & ~flat, plane, edge)
-
-
-def _segment_distance(p: Tensor, u: Tensor, v: Tensor) -> Tensor:
-    d = v - u
-    t = (((p - u) * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-30)).clamp(0.0, 1.0)
-    return (p - (u + t.unsqueeze(-1) * d)).norm(dim=-1)
 
 
 def _segment_starts(count: Tensor) -> Tensor:
@@ -173,7 +142,7 @@ def mesh_distance(points: Tensor, mesh: Mesh, max_samples: int = 2048, seed: int
             p = points[start : start + chunk]
             point_id, cand = bins.pairs(p)
             t = tri[cand]
-            d = point_triangle_distance(p[point_id], t[:, 0], t[:, 1], t[:, 2])
+            _, d = closest_on_triangles(p[point_id], t)
             dist[start : start + chunk] = dist[start : start + chunk].scatter_reduce(0, point_id, d, "amin")
 
         far = torch.nonzero(dist > reach).squeeze(1)

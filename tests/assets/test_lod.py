@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -16,11 +15,10 @@ pytest.importorskip("scipy", reason="dmtrec lod's closest-surface lookup needs s
 
 from dmtrec import cli  # noqa: E402
 from dmtrec.assets.lod import LodSettings, decimate, level_budgets, load_lod_inputs  # noqa: E402
-from dmtrec.assets.lod_transfer import closest_points, transfer_textures  # noqa: E402
+from dmtrec.assets.lod_transfer import transfer_textures  # noqa: E402
 from dmtrec.assets.procedural import displaced_torus, procedural_textures, write_procedural_asset  # noqa: E402
 from dmtrec.assets.views import load_asset, load_probe, render_reference, view_cameras  # noqa: E402
 from dmtrec.core.mesh import Mesh  # noqa: E402
-from dmtrec.geometry.sdf import point_triangle_distance  # noqa: E402
 from dmtrec.geometry.uv_unwrap import uv_unwrap  # noqa: E402
 from dmtrec.io.obj import write_obj  # noqa: E402
 from dmtrec.metrics.image import psnr  # noqa: E402
@@ -57,22 +55,6 @@ def test_budget_errors_are_one_line():
     with pytest.raises(ValueError, match="below the minimum of 4"):
         level_budgets(4000, levels=[0.0005], path="m.obj")
     assert level_budgets(1000, levels=[0.05, 0.25]) == [250, 50]
-
-
-def test_closest_points_match_a_brute_force_search():
-    gen = torch.Generator().manual_seed(3)
-    mesh = displaced_torus(24, 12)
-    points = mesh.v_pos[torch.randint(0, mesh.num_vertices, (300,), generator=gen)]
-    points = points + 0.05 * torch.randn(points.shape, generator=gen)
-    face, bary, dist = closest_points(points.numpy(), mesh.v_pos.numpy(), mesh.t_pos_idx.numpy())
-    tri = mesh.v_pos[mesh.t_pos_idx].double()  # [F, 3, 3]
-    p = points.double()[:, None, :].expand(-1, tri.shape[0], -1)
-    brute = point_triangle_distance(p, *(tri[None, :, k].expand_as(p) for k in range(3))).min(1).values
-    assert np.allclose(dist, brute.numpy(), atol=1e-6)
-    # the barycentric point is on the chosen triangle at that distance
-    q = (tri[torch.from_numpy(face)] * torch.from_numpy(bary)[..., None]).sum(1)
-    assert np.allclose((q - points.double()).norm(dim=-1).numpy(), dist, atol=1e-6)
-    assert (bary >= -1e-9).all() and np.allclose(bary.sum(1), 1.0)
 
 
 @pytest.mark.slow

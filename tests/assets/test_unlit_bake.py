@@ -10,7 +10,6 @@ from dmtrec.assets.unlit_bake import (
     bake_unlit,
     check_overlap,
     closed_form_texture,
-    closest_points,
     premultiplied,
     render_unlit,
     unlit_material,
@@ -137,16 +136,6 @@ def test_optimised_vertex_colours_beat_point_samples_on_a_low_poly_mesh():
     # The point samples all see kd = 0.15; the optimum brightens the vertices towards the
     # pattern's mean (0.15 + 0.7 / 4 = 0.325 as albedo).
     assert float(result.optimised.mean()) > float(result.point.mean()) * 1.3
-
-
-def test_closest_points_on_a_triangle_against_hand_cases():
-    mesh = Mesh(torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), torch.tensor([[0, 1, 2]]))
-    query = torch.tensor([[0.25, 0.25, 2.0], [2.0, -1.0, 0.0], [-1.0, 0.5, 0.0], [1.0, 1.0, 0.0]])
-    points, dist = closest_points(mesh, query)
-    closest = points.interpolate(mesh.v_pos, mesh.t_pos_idx)
-    expected = torch.tensor([[0.25, 0.25, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.5, 0.5, 0.0]])
-    torch.testing.assert_close(closest, expected)
-    torch.testing.assert_close(dist, torch.tensor([2.0, math.sqrt(2.0), 1.0, math.sqrt(0.5)]))
 
 
 def test_uv_layout_maps_each_texel_to_the_surface_point_at_its_centre():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dmtrec.geometry import Mesh, per_triangle_atlas, uv_unwrap
-from dmtrec.geometry.sdf import point_triangle_distance
+from dmtrec.geometry.closest_point import closest_on_triangles
 
 trimesh = pytest.importorskip("trimesh")
 
@@ -80,7 +80,7 @@ def test_per_triangle_atlas_separates_every_triangle_by_the_margin(faces):
     ) / res
     centres3 = torch.cat([centres, torch.zeros(len(centres), 1, dtype=torch.float64)], 1)
     tri3 = torch.cat([v_tex[t_tex_idx].double(), torch.zeros(faces, 3, 1, dtype=torch.float64)], 2)  # [F, 3, 3]
-    near = point_triangle_distance(centres3[:, None], tri3[None, :, 0], tri3[None, :, 1], tri3[None, :, 2])
+    _, near = closest_on_triangles(centres3[:, None], tri3[None])
     owner = (near < 0.999 * margin / res).sum(1)
     assert owner.max() <= 1
     assert owner.sum() > 0.25 * res * res * min(1.0, faces / 2), "the atlas uses the texture"
