@@ -6,8 +6,9 @@ Three bakes of the same look, judged by the renderer's ``unlit`` mode against PB
   source surface point it corresponds to, seen from along that point's shading normal;
 * **optimised**: the texels (through their mip pyramid) or vertex colours whose unlit renders
   best match the PBR renders over the chosen views, by gradient descent from the point sample
-  (L2 in linear space, or log-L1). For vertex colours this differs from the point sample
-  because colours are interpolated across triangles;
+  (L2 in linear space, or L1 of log1p: :func:`dmtrec.metrics.image_losses.masked_pixel_loss`).
+  For vertex colours this differs from the point sample because colours are interpolated
+  across triangles;
 * **closed forms**, checks of the optimiser, from vector-Jacobian products of the (linear)
   unlit render ``A``: for a texture on the source itself, each texel's observed radiance
   averaged over all views, weighted by its footprint (the weight the renderer's filtered lookup
@@ -32,6 +33,7 @@ from dmtrec.geometry.closest_point import SurfacePoints, closest_points
 from dmtrec.geometry.normals import compute_normals, compute_tangents, face_normals
 from dmtrec.io.image import linear_to_srgb
 from dmtrec.metrics.image import psnr, ssim
+from dmtrec.metrics.image_losses import masked_pixel_loss
 from dmtrec.render import bsdf as bsdf_lib
 from dmtrec.render.bake import _dilate
 from dmtrec.render.camera import Cameras
@@ -42,7 +44,6 @@ from dmtrec.render.render_mesh import render_mesh
 from .views import mesh_bounds
 
 TARGETS = ("texture", "vertex")
-LOSSES = ("l2", "logl1")
 
 OVERLAP_TOLERANCE = 0.05
 """``onto`` meshes whose median vertex lies farther than this fraction of the source's bounding
@@ -144,17 +145,6 @@ def premultiplied(rgba: Tensor) -> Tensor:
     return rgba[..., :3] * rgba[..., 3:]
 
 
-def image_loss(pred: Tensor, ref: Tensor, weight: Tensor, loss: str) -> Tensor:
-    """Weighted mean of the per-pixel loss between linear RGB images ``[B, H, W, 3]``."""
-    if loss == "l2":
-        err = (pred - ref) ** 2
-    elif loss == "logl1":  # nvdiffrec's HDR-friendly loss
-        err = (torch.log1p(pred.clamp_min(0)) - torch.log1p(ref.clamp_min(0))).abs()
-    else:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    return (err * weight).sum() / (weight.sum() * 3).clamp_min(1.0)
-
-
 def fit_unlit(
     mesh: Mesh,
     baked,
@@ -191,7 +181,7 @@ def fit_unlit(
     generator = torch.Generator().manual_seed(seed)
     order: List[int] = []
     history = []
-    # The prior term is normalised like image_loss: by the (mean per view) covered pixel count.
+    # The prior term is normalised like masked_pixel_loss: by the (mean per view) covered pixel count.
     pixels = float((references[..., 3] > 0).sum()) * 3.0 or 1.0
     for _ in range(steps):
         if len(order) < batch:
@@ -199,7 +189,7 @@ def fit_unlit(
         views, order = order[:batch], order[batch:]
         ref = references[views]
         pred = render_unlit(mesh, baked, cameras[views], rasterizer)[..., :3]
-        value = image_loss(pred, premultiplied(ref), (ref[..., 3:] > 0).to(pred.dtype), loss)
+        value = masked_pixel_loss(pred, premultiplied(ref), (ref[..., 3:] > 0).to(pred.dtype), loss)
         if prior is not None and prior_weight > 0:
             value = value + prior_weight * ((params[0].reshape(prior.shape) - prior) ** 2).sum() / pixels
         optimizer.zero_grad(set_to_none=True)

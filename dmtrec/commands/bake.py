@@ -25,7 +25,6 @@ from typing import Dict, Tuple
 import torch
 
 from dmtrec.assets.unlit_bake import (
-    LOSSES,
     TARGETS,
     bake_unlit,
     check_overlap,
@@ -43,6 +42,7 @@ from dmtrec.io.image import write_png
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.io.obj import write_obj
 from dmtrec.io.ply import write_ply
+from dmtrec.metrics.image_losses import PIXEL_LOSS_ALIASES, PIXEL_LOSSES, pixel_loss_name
 from dmtrec.render.camera import Cameras
 from dmtrec.render.raster import get_rasterizer
 
@@ -66,7 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--res", type=int, default=256, help="render resolution (default 256)")
     parser.add_argument("--texture-res", type=int, default=256, help="baked texture size (default 256)")
-    parser.add_argument("--loss", choices=LOSSES, default="l2", help="l2 (linear radiance) or logl1 (default l2)")
+    parser.add_argument(
+        "--loss",
+        type=pixel_loss_name,
+        choices=tuple(PIXEL_LOSSES),
+        default="l2",
+        help="l2 (squared error of linear radiance) or log1p_l1 (|log1p(a) - log1p(b)|); "
+        f"old names accepted: {', '.join(f'{k} = {v}' for k, v in PIXEL_LOSS_ALIASES.items())} (default l2)",
+    )
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     parser.add_argument("--lr", type=float, default=0.02, help="Adam learning rate (default 0.02)")
     parser.add_argument("--batch", type=int, default=8, help="views per step (default 8)")

@@ -34,11 +34,11 @@ from dmtrec.geometry.regularizers import laplacian_loss
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.image import linear_to_srgb
 from dmtrec.metrics.image import image_metrics
+from dmtrec.metrics.image_losses import over_background, reconstruction_loss
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.raster import get_rasterizer
 
 from .grids import log_grid
-from .losses import over_background, reconstruction_loss
 
 log = logging.getLogger(__name__)
 

@@ -27,13 +27,13 @@ from dmtrec.geometry import Mesh
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.metrics.geometry import geometry_report
 from dmtrec.metrics.image import image_metrics
+from dmtrec.metrics.image_losses import FIT_LOSSES, over_background, reconstruction_loss
 from dmtrec.render.camera import Cameras
 from dmtrec.render.raster import get_rasterizer
 
 from . import components, distributed, schedules
 from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
 from .grids import image_grid, log_grid, save_grid
-from .losses import IMAGE_LOSSES, over_background, reconstruction_loss
 from .mesh_geometry import MeshGeometry
 from .progress import describe
 
@@ -97,8 +97,8 @@ class ReconstructionSystem(pl.LightningModule):
         super().__init__()
         if passes not in PASSES:
             raise ValueError(f"model.passes: unknown value {passes!r}; choose one of {', '.join(PASSES)}")
-        if loss not in IMAGE_LOSSES:
-            raise ValueError(f"model.loss: unknown image loss {loss!r}; choose one of {', '.join(IMAGE_LOSSES)}")
+        if loss not in FIT_LOSSES:
+            raise ValueError(f"model.loss: unknown image loss {loss!r}; choose one of {', '.join(FIT_LOSSES)}")
         if geometry not in GEOMETRIES:
             raise ValueError(f"model.geometry: unknown value {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
         for name, value in (("iters_dmtet", iters_dmtet), ("iters_mesh", iters_mesh)):

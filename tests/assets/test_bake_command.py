@@ -25,6 +25,17 @@ def _run(tmp_path, *extra, mesh=SPOT_OBJ, probe=PROBE_HDR, target="texture", out
     return bake.run_bake(parser.parse_args(argv + FAST + list(extra)))
 
 
+def test_loss_option_takes_log1p_l1_and_its_old_name():
+    parser = argparse.ArgumentParser()
+    bake.add_arguments(parser)
+    required = ["--mesh", "m", "--probe", "p", "--target", "texture", "--out", "o"]
+    assert parser.parse_args(required + ["--loss", "logl1"]).loss == "log1p_l1"
+    assert parser.parse_args(required + ["--loss", "log1p_l1"]).loss == "log1p_l1"
+    assert parser.parse_args(required).loss == "l2"
+    with pytest.raises(SystemExit):
+        parser.parse_args(required + ["--loss", "smape"])
+
+
 def test_texture_bake_writes_an_unlit_glb_obj_and_report(tmp_path):
     pygltflib = pytest.importorskip("pygltflib")
     trimesh = pytest.importorskip("trimesh")

@@ -1,9 +1,19 @@
+"""Image losses: the fit's (nvdiffrec's names) and the unlit bake's per-pixel ones."""
+
 import math
 
 import pytest
 import torch
 
-from dmtrec.systems.losses import image_loss, over_background, reconstruction_loss, smape, tonemap_log_srgb
+from dmtrec.metrics.image_losses import (
+    image_loss,
+    masked_pixel_loss,
+    over_background,
+    pixel_loss_name,
+    reconstruction_loss,
+    smape,
+    tonemap_log_srgb,
+)
 
 
 def test_tonemap_known_values():
@@ -61,3 +71,28 @@ def test_composite_over_background():
     bg = torch.tensor([[[[0.0, 0.0, 1.0]]]])
     out = over_background(rgba, bg)
     assert torch.allclose(out, torch.tensor([[[[0.25, 0.0, 0.75, 0.25]]]]))
+
+
+def test_the_bakes_log1p_l1_is_not_the_fits_logl1():
+    # One pixel, radiance 3 against 1, full weight: the bake's log1p-L1 is |ln 4 - ln 2| = ln 2
+    # per channel; the fit's logl1 also bends log radiance by the sRGB curve.
+    pred, ref = torch.full((1, 1, 1, 3), 3.0), torch.full((1, 1, 1, 3), 1.0)
+    weight = torch.ones(1, 1, 1, 1)
+    assert masked_pixel_loss(pred, ref, weight, "log1p_l1").item() == pytest.approx(math.log(2.0), rel=1e-6)
+    srgb = [1.055 * math.log(x) ** (1 / 2.4) - 0.055 for x in (4.0, 2.0)]
+    assert image_loss(pred, ref, "logl1").item() == pytest.approx(srgb[0] - srgb[1], rel=1e-6)
+    assert abs(srgb[0] - srgb[1] - math.log(2.0)) > 0.1
+
+
+def test_masked_pixel_loss_averages_over_covered_pixels_only():
+    pred = torch.tensor([[[[1.0, 1.0, 1.0], [9.0, 9.0, 9.0]]]])  # [1, 1, 2, 3]
+    ref = torch.zeros(1, 1, 2, 3)
+    weight = torch.tensor([[[[1.0], [0.0]]]])  # the second pixel is not covered
+    assert masked_pixel_loss(pred, ref, weight, "l2").item() == pytest.approx(1.0)
+
+
+def test_the_bakes_old_logl1_name_is_log1p_l1():
+    assert pixel_loss_name("logl1") == "log1p_l1"
+    assert pixel_loss_name("l2") == "l2"
+    with pytest.raises(ValueError, match="log1p_l1"):
+        pixel_loss_name("logl2")
