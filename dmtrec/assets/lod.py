@@ -30,7 +30,7 @@ Defaults (:class:`LodSettings`) and where they come from (nvdiffmodeling ``train
   (Spot 1 %: +1.94 dB with, +1.59 dB without).
 * log-L1 image loss (``--loss logl1``, its default) on renders composited over random per-pixel
   background colours (``randomBgColor``), plus nvdiffrec's alpha MSE
-  (:func:`dmtrec.systems.losses.reconstruction_loss`).
+  (:func:`dmtrec.metrics.image_losses.reconstruction_loss`).
 * relative Laplacian on the positions (``relative_laplacian``), weighted by nvdiffmodeling's rule
   for its Laplacian when no factor is given, ``share * E / L``, with ``L`` the Laplacian loss of
   the initial positions (bounding-radius units; the relative form itself starts at 0), and two

@@ -12,7 +12,7 @@ finished ones; every random choice is seeded by (seed, level, iteration), so a r
 the same result as an uninterrupted one. The command drives it with the fit's trainer pieces
 (run folder, wandb logger, checkpoints, progress bar: :mod:`dmtrec.systems.run`).
 
-It reuses the fit's image losses (:func:`dmtrec.systems.losses.reconstruction_loss`, log-L1
+It reuses the fit's image losses (:func:`dmtrec.metrics.image_losses.reconstruction_loss`, log-L1
 after nvdiffrec's tonemap) and the relative Laplacian of :mod:`dmtrec.geometry.regularizers`.
 """
 
