@@ -55,12 +55,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from dmtrec.assets.views import load_asset, load_probe, render_reference, view_cameras
 from dmtrec.core.mesh import Mesh
 from dmtrec.geometry.uv_unwrap import uv_unwrap
-from dmtrec.io.image import linear_to_srgb, write_png
+from dmtrec.io.contact_sheet import contact_sheet
+from dmtrec.io.image import linear_to_srgb
 from dmtrec.metrics.topology import mesh_topology
 from dmtrec.render.camera import Cameras
 from dmtrec.render.material import TexturedMaterial
@@ -287,18 +289,15 @@ def load_lod_inputs(mesh_path, probe_path, settings: LodSettings, device="cpu"):
     return mesh, material, light, topology, notes
 
 
-def contact_sheet(path, levels: Sequence[Level], references: dict, view: int = 0, cell: int = 192) -> None:
-    """PNG grid: one row per level, columns original | QEM-only | optimised (held-out view ``view``)."""
-    rows = []
-    for level in levels:
-        images = [references[level.resolution][view], level.images["qem"][view], level.images["optimised"][view]]
-        cells = [
-            torch.nn.functional.interpolate(img.permute(2, 0, 1)[None], size=(cell, cell), mode="nearest")[0]
-            for img in images
-        ]
-        rows.append(torch.cat(cells, 2))
-    sheet = torch.cat(rows, 1).permute(1, 2, 0)
-    write_png(path, linear_to_srgb(sheet.clamp(0, 1)))
+def level_contact_sheet(levels: Sequence[Level], references: dict, view: int = 0, cell: int = 192) -> Image.Image:
+    """One row per level, columns original | QEM-only | optimised (held-out view ``view``),
+    each ``cell`` pixels high (:func:`dmtrec.io.contact_sheet.contact_sheet`)."""
+    tiles = [
+        linear_to_srgb(img.clamp(0, 1))
+        for level in levels
+        for img in (references[level.resolution][view], level.images["qem"][view], level.images["optimised"][view])
+    ]
+    return contact_sheet(tiles, columns=3, tile_height=cell)
 
 
 def settings_dict(settings: LodSettings) -> dict:

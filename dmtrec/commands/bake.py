@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
+from PIL import Image
 
 from dmtrec.assets.unlit_bake import (
     TARGETS,
@@ -37,8 +38,8 @@ from dmtrec.assets.views import DISTRIBUTIONS, load_asset, load_probe, render_re
 from dmtrec.core.atomic import atomic_folder, write_json
 from dmtrec.core.mesh import Mesh
 from dmtrec.geometry.uv_unwrap import uv_unwrap
+from dmtrec.io.contact_sheet import contact_sheet
 from dmtrec.io.gltf import write_glb
-from dmtrec.io.image import write_png
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.io.obj import write_obj
 from dmtrec.io.ply import write_ply
@@ -217,20 +218,16 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
         else:
             write_glb(tmp / "baked.glb", result.mesh, unlit=True, vertex_color=result.optimised)
             write_ply(tmp / "baked.ply", result.mesh, result.optimised)
-        write_png(tmp / "contact_sheet.png", contact_sheet(held_refs, result.renders))
+        bake_contact_sheet(held_refs, result.renders).save(tmp / "contact_sheet.png")
         write_json(tmp / "report.json", report)
     return report
 
 
-def contact_sheet(references: torch.Tensor, renders: Dict[str, torch.Tensor], rows: int = 4) -> torch.Tensor:
-    """``[rows * H, 3 * W, 3]`` sRGB sheet: PBR reference | point-sampled | optimised per held-out view."""
-    columns = [
-        premultiplied(references[:rows]),
-        renders["point_sampled"][:rows, ..., :3],
-        renders["optimised"][:rows, ..., :3],
-    ]
-    sheet = torch.cat([display(c) for c in columns], 2)  # [rows, H, 3W, 3]
-    return sheet.reshape(-1, sheet.shape[2], 3).cpu()
+def bake_contact_sheet(references: torch.Tensor, renders: Dict[str, torch.Tensor], rows: int = 4) -> Image.Image:
+    """PBR reference | point-sampled | optimised, one row per held-out view (``rows`` at most)."""
+    columns = [premultiplied(references), renders["point_sampled"][..., :3], renders["optimised"][..., :3]]
+    tiles = [display(column[view]) for view in range(min(rows, references.shape[0])) for column in columns]
+    return contact_sheet(tiles, columns=3)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
-from dmtrec.assets.lod import TRAINABLE, LodSettings, contact_sheet, level_budgets, load_lod_inputs
+from dmtrec.assets.lod import TRAINABLE, LodSettings, level_budgets, level_contact_sheet, load_lod_inputs
 from dmtrec.core.atomic import atomic_path, write_json, write_text_atomic
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_lod import write_lod_glb
@@ -230,7 +230,7 @@ def _write_outputs(out: Path, system: LodSystem, mesh_path, probe_path, faces, t
     coverage = [math.sqrt(a.fraction * b.fraction) for a, b in zip(built, built[1:])] + [0.0]
     write_lod_glb(out / "lods.glb", [(lv.mesh, lv.material.to_tensors()) for lv in built], coverage)
     with atomic_path(out / "contact_sheet.png") as tmp:
-        contact_sheet(tmp, built, system.reference_images())
+        level_contact_sheet(built, system.reference_images()).save(tmp, format="PNG")
     report = {
         "mesh": str(mesh_path),
         "probe": str(probe_path),

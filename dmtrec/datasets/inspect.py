@@ -10,7 +10,6 @@ dmtrec's own dependencies.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -19,6 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from dmtrec.io.contact_sheet import contact_sheet as layout_sheet
 from dmtrec.io.image import linear_to_srgb
 from dmtrec.render.camera import Cameras
 
@@ -118,29 +118,19 @@ def _rectangle(draw: ImageDraw.ImageDraw, to_px, lo: np.ndarray, hi: np.ndarray,
 
 
 def contact_sheet(images: Sequence[Tensor], names: Sequence[str], tile: int = 160) -> Image.Image:
-    """Images ``[H, W, 4]`` (linear, straight alpha) over a checkerboard beside their masks, in rows of two pairs."""
-    tiles: List[Image.Image] = []
+    """Images ``[H, W, 4]`` (linear, straight alpha) over a checkerboard beside their masks, in rows
+    of two pairs ``tile`` pixels high, captioned (:func:`dmtrec.io.contact_sheet.contact_sheet`)."""
+    pairs = []
     for img in images:
         height, width = img.shape[:2]
-        size = (max(1, round(tile * width / height)), tile)
         rows, cols = np.indices((height, width)) // 8
         checker = ((rows + cols) % 2 * 0.25 + 0.6)[..., None]
         rgb = linear_to_srgb(img[..., :3].clamp(0, 1)).numpy()
         alpha = img[..., 3:].numpy()
         over = rgb * alpha + checker * (1 - alpha)
-        pair = np.concatenate([over, np.repeat(alpha, 3, -1)], axis=1)
-        tiles.append(Image.fromarray((pair * 255 + 0.5).astype(np.uint8)).resize((2 * size[0], size[1])))
-    columns = 2
-    rows = math.ceil(len(tiles) / columns)
-    cell_w = max(t.width for t in tiles) + 8
-    cell_h = tile + 18
-    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (t, name) in enumerate(zip(tiles, names)):
-        x, y = (i % columns) * cell_w, (i // columns) * cell_h
-        sheet.paste(t, (x + 4, y + 16))
-        draw.text((x + 4, y + 2), f"{name} (image | mask)", fill=(0, 0, 0))
-    return sheet
+        pairs.append(np.concatenate([over, np.repeat(alpha, 3, -1)], axis=1))
+    captions = [f"{name} (image | mask)" for name in names]
+    return layout_sheet(pairs, columns=2, tile_height=tile, captions=captions, resample="bicubic")
 
 
 def overview_notes(contents: SceneContents) -> List[str]:
