@@ -1,4 +1,5 @@
-"""Geometry: tet grids, marching tetrahedra, the DMTet module, the Mesh type and its regularizers.
+"""Geometry: tet grids, marching tetrahedra, the DMTet and FlexiCubes modules (pass 1), the
+pass-2 :class:`MeshGeometry`, the Mesh type, closest points, SDFs and regularizers.
 
 Sign convention everywhere: ``sdf > 0`` is inside (occupied), as in nvdiffrec.
 """
@@ -8,6 +9,7 @@ from dmtrec.core.mesh import Mesh
 from .dmtet import DMTetGeometry, sdf_reg_loss
 from .flexicubes import FlexiCubesGeometry
 from .marching_tets import marching_tetrahedra
+from .mesh_geometry import MeshGeometry
 from .normals import compute_normals, compute_tangents, face_normals, vertex_normals
 from .ops import aabb, merge_meshes, normalize_to_unit_cube, transform_mesh
 from .regularizers import cotangent_laplacian, laplacian_loss, uniform_laplacian
@@ -19,6 +21,7 @@ __all__ = [
     "DMTetGeometry",
     "FlexiCubesGeometry",
     "Mesh",
+    "MeshGeometry",
     "TetGrid",
     "UVUnwrapResult",
     "aabb",

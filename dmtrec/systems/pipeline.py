@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from dmtrec.geometry import Mesh
+from dmtrec.geometry.mesh_geometry import MeshGeometry
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.metrics.geometry import geometry_report
 from dmtrec.metrics.image import image_metrics
@@ -34,7 +35,6 @@ from dmtrec.render.raster import get_rasterizer
 from . import components, distributed, schedules
 from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
 from .grids import image_grid, log_grid, save_grid
-from .mesh_geometry import MeshGeometry
 from .progress import describe
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,10 @@
-"""Pass-2 geometry: a triangle mesh with fixed topology and learnable vertex positions."""
+"""Pass-2 geometry: a triangle mesh with fixed topology and learnable vertex positions.
+
+The fit's pass 2 starts from the mesh pass 1 extracted (:class:`dmtrec.geometry.dmtet.DMTetGeometry`
+or :class:`dmtrec.geometry.flexicubes.FlexiCubesGeometry`) or from an input mesh; its state dict
+keys (``v_pos``, ``t_pos_idx``, ``v_tex``, ``t_tex_idx``, ``initial_pos``) are what checkpoints
+hold under ``geometry.``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ from typing import Dict
 import torch
 from torch import Tensor, nn
 
-from dmtrec.geometry import Mesh
-from dmtrec.geometry.normals import compute_normals, compute_tangents
+from dmtrec.core.mesh import Mesh
+
+from .normals import compute_normals, compute_tangents
 
 
 class MeshGeometry(nn.Module):
