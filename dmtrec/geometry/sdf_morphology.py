@@ -5,13 +5,18 @@ across a gap) that no image term removes: each adds one to the genus. Closing (d
 erode) fills tunnels and gaps up to about two grid edges wide; opening (erode, then dilate) cuts
 bridges and spikes of that width. Both work on the sign of the per-vertex SDF (``> 0`` inside,
 as :class:`dmtrec.geometry.dmtet.DMTetGeometry`) over the grid's ``[E, 2]`` edges, and move the
-surface only where a vertex changes side.
+surface only where a vertex changes side. :func:`clean_sdf` applies one to a pass-1 module in
+place, unless it would leave no surface.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 MORPHOLOGY = ("none", "close", "open", "close_open")
 
@@ -50,3 +55,27 @@ def sdf_morphology(sdf: Tensor, edges: Tensor, mode: str, steps: int = 1, eps: f
     new = inside_morphology(inside, edges, mode, steps)
     flipped = new != inside
     return torch.where(flipped, torch.where(new, eps, -eps).to(sdf.dtype), sdf)
+
+
+def clean_sdf(geometry, mode: str, steps: int) -> None:
+    """Close / open the pass-1 SDF's inside set in place (spurious handles), ``"none"``: unchanged.
+    A clean-up that would leave no surface (every vertex on one side) is skipped with a warning:
+    on a grid too coarse for the shape, every part is as thin as the bridges opening cuts (Spot on
+    the quick start's grid 48 opened to nothing), and the fit would end with nothing to bake."""
+    if mode == "none":
+        return
+    with torch.no_grad():
+        cleaned = sdf_morphology(geometry.sdf, geometry.edges, mode, steps)
+        inside = int((cleaned > 0).sum())
+        if 0 < inside < cleaned.numel():
+            geometry.sdf.copy_(cleaned)
+            return
+    before = int((geometry.sdf > 0).sum())
+    log.warning(
+        "model.dmtet.morphology: %s would leave %s of the grid's %d vertices inside (%d before), i.e. no surface: "
+        "skipped (the grid is too coarse for the shape's thinnest parts)",
+        mode,
+        "none" if inside == 0 else "all",
+        cleaned.numel(),
+        before,
+    )

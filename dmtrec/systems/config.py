@@ -1,4 +1,6 @@
-"""Configuration sections of :class:`~dmtrec.systems.pipeline.ReconstructionSystem`.
+"""Configuration sections of :class:`~dmtrec.systems.pipeline.ReconstructionSystem`, and the
+modules each section builds (:meth:`DMTetConfig.build`, :meth:`LightConfig.build`, the
+materials of :class:`MaterialConfig`).
 
 Defaults are nvdiffrec's (``train.py`` FLAGS and its spot/bob/NeRF-synthetic configs) unless
 a comment says otherwise; each section is a ``model.init_args.<section>`` block in YAML.
@@ -8,12 +10,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import torch
+from torch import Tensor
+
+from dmtrec.geometry.dmtet import DMTetGeometry
+from dmtrec.geometry.flexicubes import FlexiCubesGeometry
 from dmtrec.geometry.sdf_morphology import MORPHOLOGY
+from dmtrec.render.light import EnvironmentLight
+from dmtrec.render.material import TexturedMaterial, VolumetricMaterial
 
 PASSES = ("both", "dmtet", "mesh")
 GEOMETRIES = ("dmtet", "flexicubes")  # pass-1 surface representations (``model.geometry``)
+TEXTURE_KEYS = ("kd", "ks", "normal")  # the pass-2 material's maps
 _VOLUMETRIC_SIZES = (
     "n_levels",
     "features_per_level",
@@ -111,6 +122,22 @@ class DMTetConfig:
         if self.morphology not in MORPHOLOGY:
             raise ValueError(f"model.dmtet.morphology: must be one of {', '.join(MORPHOLOGY)}, got {self.morphology!r}")
 
+    def build(self, geometry: str = "dmtet"):
+        """The pass-1 module of ``model.geometry``: DMTet (SDF + offsets on the configured tet
+        grid) or FlexiCubes (SDF, offsets and per-cube weights on a voxel grid)."""
+        if geometry == "flexicubes":
+            if self.grid_file:
+                raise ValueError("model.dmtet.grid_file: a tet grid file does not apply to model.geometry 'flexicubes'")
+            return FlexiCubesGeometry(resolution=self.resolution, scale=self.scale, init=self.init, seed=self.seed)
+        return DMTetGeometry(
+            resolution=self.resolution,
+            scale=self.scale,
+            grid_file=self.grid_file,
+            init=self.init,
+            seed=self.seed,
+            offset_bound=self.offset_bound,
+        )
+
 
 @dataclass
 class MaterialConfig:
@@ -156,6 +183,56 @@ class MaterialConfig:
         kinds = {name: "positive" for name in _VOLUMETRIC_SIZES} | {"mlp_hidden_layers": "non-negative"}
         _check("material.volumetric", {k: (v, kinds[k]) for k, v in self.volumetric.items() if k in kinds})
 
+    def volumetric_material(self, geometry) -> VolumetricMaterial:
+        """The pass-1 volumetric (hash-grid + MLP) material over the pass-1 grid's bounding box."""
+        lo, hi = geometry.grid_aabb()  # the grid's box (nvdiffrec getAABB), not the current surface's
+        return VolumetricMaterial(
+            aabb=torch.stack([lo, hi]),
+            kd_range=(self.kd_min, self.kd_max),
+            ks_range=(self.ks_min, self.ks_max),
+            perturb_normals=self.normal_map,
+            **self.volumetric,
+        )
+
+    def complete_textures(self, textures: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Fill missing kd / ks / normal maps ``[R, R, C]`` of an input mesh: kd the middle of
+        its range; ks occlusion 0, roughness the middle of its range, metallic 0 (nvdiffrec reads
+        a mesh without ks as ks = 0, clamped into the range, and clears occlusion), each clamped
+        into the configured range; the unperturbed normal (0, 0, 1)."""
+        res = self.texture_res
+        out = dict(textures)
+        if "kd" not in out:
+            out["kd"] = (0.5 * (torch.tensor(self.kd_min) + torch.tensor(self.kd_max))).expand(res, res, 3).clone()
+        if "ks" not in out:
+            ks_min, ks_max = torch.tensor(self.ks_min), torch.tensor(self.ks_max)
+            ks = torch.stack([torch.tensor(0.0), 0.5 * (ks_min[1] + ks_max[1]), torch.tensor(0.0)])
+            out["ks"] = torch.minimum(torch.maximum(ks, ks_min), ks_max).expand(res, res, 3).clone()
+        if "normal" not in out and self.normal_map:
+            out["normal"] = torch.tensor([0.0, 0.0, 1.0]).expand(res, res, 3).clone()
+        return out
+
+    def textured_material(self, textures: Dict[str, Tensor]) -> TexturedMaterial:
+        """The pass-2 material: learnable 2D ``textures`` clamped to the configured ranges."""
+        normal = textures.get("normal") if self.normal_map else None
+        return TexturedMaterial.from_tensors(
+            kd=textures["kd"],
+            ks=textures["ks"],
+            normal=normal,
+            kd_range=(self.kd_min, self.kd_max),
+            ks_range=(self.ks_min, self.ks_max),
+        )
+
+    def textured_material_like_state(self, state_dict: Dict[str, Tensor], prefix: str) -> TexturedMaterial:
+        """A pass-2 material with the texture shapes of a saved one (values come from
+        ``load_state_dict``)."""
+        # TexturedMaterial keeps each map as a Texture2D whose texels are the parameter "<key>.data".
+        textures = {
+            key: torch.zeros(state_dict[f"{prefix}{key}.data"].shape[-3:])
+            for key in TEXTURE_KEYS
+            if f"{prefix}{key}.data" in state_dict
+        }
+        return self.textured_material(self.complete_textures(textures))
+
 
 @dataclass
 class LightConfig:
@@ -191,6 +268,17 @@ class LightConfig:
                 "reg": (self.reg, "non-negative"),
             },
         )
+
+    def build(self) -> EnvironmentLight:
+        """The environment light: from an HDR probe file, constant, or random (nvdiffrec)."""
+        if self.init == "random":
+            return EnvironmentLight.random(base_res=self.base_res, scale=0.5 * self.scale, bias=0.25 * self.scale)
+        if self.init == "constant":
+            return EnvironmentLight.constant(0.5 * self.scale, base_res=self.base_res)
+        path = Path(self.init)
+        if path.suffix.lower() != ".hdr":
+            raise ValueError(f"model.light.init: expected 'random', 'constant' or a .hdr probe file, got {self.init!r}")
+        return EnvironmentLight.from_hdr(path, base_res=self.base_res, scale=self.scale)
 
 
 @dataclass

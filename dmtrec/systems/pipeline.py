@@ -25,14 +25,21 @@ from torch import Tensor
 
 from dmtrec.geometry import Mesh
 from dmtrec.geometry.mesh_geometry import MeshGeometry
+from dmtrec.geometry.ops import drop_small_components
+from dmtrec.geometry.regularizers import laplacian_loss
+from dmtrec.geometry.sdf_morphology import clean_sdf
+from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.metrics.geometry import geometry_report
 from dmtrec.metrics.image import image_metrics
 from dmtrec.metrics.image_losses import FIT_LOSSES, over_background, reconstruction_loss
+from dmtrec.render.bake import bake_volumetric
 from dmtrec.render.camera import Cameras
 from dmtrec.render.raster import get_rasterizer
+from dmtrec.render.render_mesh import render_mesh
+from dmtrec.render.visibility import filled_sdf
 
-from . import components, distributed, schedules
+from . import distributed, schedules
 from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
 from .grids import image_grid, log_grid, save_grid
 from .progress import describe
@@ -44,6 +51,11 @@ _EPS = 1e-8  # torch's (and nvdiffrec's) Adam eps
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf; the message names the iteration and every loss term."""
+
+
+def _textures(material) -> Dict[str, Tensor]:
+    """A textured material's maps as plain ``[H, W, C]`` tensors (kd, ks and, if any, normal)."""
+    return {k: v for k, v in material.to_tensors().items() if v is not None}
 
 
 def _as_config(value: Any, cls: type) -> Any:
@@ -139,16 +151,15 @@ class ReconstructionSystem(pl.LightningModule):
             raise ValueError("model.mesh_pass.init_mesh: passes 'mesh' needs an input mesh file to refine")
 
         self.iteration = 0
-        self.light = components.build_light(self.light_cfg)
+        self.light = self.light_cfg.build()
         self.stage = "dmtet"
         if passes == "mesh":
             mesh, textures = read_mesh(self.mesh_cfg.init_mesh)
             textures = textures if self.mesh_cfg.keep_textures else None
             self._enter_mesh_stage(*self._prepare_input_mesh(mesh, textures))
         else:
-            build = components.build_flexicubes if geometry == "flexicubes" else components.build_dmtet
-            self.geometry = build(self.dmtet_cfg)
-            self.material = components.build_volumetric_material(self.material_cfg, self.geometry)
+            self.geometry = self.dmtet_cfg.build(geometry)
+            self.material = self.material_cfg.volumetric_material(self.geometry)
         self._update_trainable()
 
     # ------------------------------------------------------------------ pipeline state
@@ -214,14 +225,14 @@ class ReconstructionSystem(pl.LightningModule):
         """UVs and textures for a pass-2 input mesh: unwrap when it has no UVs, and start
         missing textures from the middle of their configured ranges."""
         if mesh.v_tex is None or mesh.t_tex_idx is None:
-            mesh = components.unwrap(mesh)
+            mesh = uv_unwrap(mesh).mesh
             textures = None
-        return mesh, components.complete_textures(textures or {}, self.material_cfg)
+        return mesh, self.material_cfg.complete_textures(textures or {})
 
     def _enter_mesh_stage(self, mesh: Mesh, textures: Dict[str, Tensor]) -> None:
         self.stage = "mesh"
         self.geometry = MeshGeometry.from_mesh(mesh, lock_pos=self.mesh_cfg.lock_pos)
-        self.material = components.build_textured_material(textures, self.material_cfg)
+        self.material = self.material_cfg.textured_material(textures)
         self._update_trainable()
 
     @torch.no_grad()
@@ -231,14 +242,12 @@ class ReconstructionSystem(pl.LightningModule):
         cfg = self.dmtet_cfg
         field = contextlib.nullcontext()
         if cfg.fill_hidden_views > 0:
-            filled = components.filled_sdf(
-                self.geometry, self.rasterizer, int(cfg.fill_hidden_views), cfg.min_component_fraction
-            )
+            filled = filled_sdf(self.geometry, self.rasterizer, int(cfg.fill_hidden_views), cfg.min_component_fraction)
             field = self.geometry.sdf_replaced(filled)
         with field:
             mesh = self.geometry.mesh(with_uv=False)
         mesh = Mesh(v_pos=mesh.v_pos.detach(), t_pos_idx=mesh.t_pos_idx)
-        return components.drop_small_components(mesh, cfg.min_component_fraction)
+        return drop_small_components(mesh, cfg.min_component_fraction)
 
     @torch.no_grad()
     def bake_mesh(self) -> Tuple[Mesh, Dict[str, Tensor]]:
@@ -246,16 +255,16 @@ class ReconstructionSystem(pl.LightningModule):
         2 triangles per quad, as without gradients), unwrapped and its volumetric material baked;
         pass 2's mesh and textures as they are."""
         if self.stage == "mesh":
-            return self.geometry.mesh(), components.material_textures(self.material)
-        components.clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
+            return self.geometry.mesh(), _textures(self.material)
+        clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
         mesh = self.pass_one_surface()
         if mesh.is_empty:
             raise RuntimeError(
                 f"pass 1 ended at iteration {self.iteration} with an empty surface "
                 "(all SDF values have one sign): nothing to bake"
             )
-        mesh = components.unwrap(mesh)
-        textures = components.bake(mesh, self.material, self.rasterizer, self.material_cfg.texture_res)
+        mesh = uv_unwrap(mesh).mesh
+        textures = _textures(bake_volumetric(mesh, self.material, self.rasterizer, self.material_cfg.texture_res))
         return mesh, textures
 
     def _start_mesh_pass(self) -> None:
@@ -285,7 +294,7 @@ class ReconstructionSystem(pl.LightningModule):
             sd = checkpoint["state_dict"]
             self.stage = "mesh"
             self.geometry = MeshGeometry.empty_like_state(sd, "geometry.", lock_pos=self.mesh_cfg.lock_pos)
-            self.material = components.textured_material_like_state(sd, "material.", self.material_cfg)
+            self.material = self.material_cfg.textured_material_like_state(sd, "material.")
             self._update_trainable()
         self.iteration = int(state["iteration"])
 
@@ -354,20 +363,21 @@ class ReconstructionSystem(pl.LightningModule):
         """Render the current surface for the batch's cameras over its background.
 
         Returns the mesh and the renderer's buffers (``"shaded" [B, H, W, 4]`` and the
-        material buffers, see :func:`dmtrec.systems.components.render`).
+        material buffers, see :func:`dmtrec.render.render_mesh.render_mesh`; with ``with_smoothness``
+        also ``"kd_grad" [B, H, W, 1]``, the kd change under a lookup jitter).
         """
         mesh = self.geometry.mesh()
         if self.light_cfg.camera_space:
             # nvdiffrec's light.xfm(mv): the light is fixed relative to each camera.
             self.light.xfm(torch.linalg.inv(batch["c2w"]))
-        buffers = components.render(
+        buffers = render_mesh(
             mesh,
             self.material,
             self.light,
             self.cameras(batch),
             self.rasterizer,
-            batch["background"],
-            with_smoothness=with_smoothness,
+            background=batch["background"],
+            smoothness=with_smoothness,
         )
         return mesh, buffers
 
@@ -382,14 +392,15 @@ class ReconstructionSystem(pl.LightningModule):
             weight = schedules.sdf_reg_weight(
                 progress, self.dmtet_cfg.sdf_reg, self.dmtet_cfg.sdf_reg_end, self.dmtet_cfg.sdf_reg_ramp
             )
-            terms["sdf_reg"] = components.sdf_regularizer(self.geometry) * weight
+            terms["sdf_reg"] = self.geometry.sdf_reg_loss() * weight
             if self.geometry_kind == "flexicubes" and self.dmtet_cfg.dev_reg > 0:
-                terms["flexicubes_dev"] = components.flexicubes_regularizer(self.geometry) * self.dmtet_cfg.dev_reg
+                terms["flexicubes_dev"] = self.geometry.dev_loss() * self.dmtet_cfg.dev_reg
         else:
             weight = schedules.laplace_weight(progress, self.mesh_cfg.laplace_scale)
             if weight > 0 and self.geometry.v_pos.requires_grad:
                 offset = self.geometry.initial_pos if self.mesh_cfg.laplace == "relative" else None
-                terms["laplace"] = components.laplacian(mesh, offset) * weight
+                laplace = laplacian_loss(mesh.v_pos, mesh.t_pos_idx, kind="uniform", reference=offset)
+                terms["laplace"] = laplace * weight
         ramp = schedules.ramp_up(it, self.material_cfg.smoothness_ramp)
         if self.material_cfg.smoothness > 0 and "kd_grad" in buffers:
             terms["material_smooth"] = buffers["kd_grad"].mean() * self.material_cfg.smoothness * ramp
@@ -398,7 +409,7 @@ class ReconstructionSystem(pl.LightningModule):
             # multiplied by the coverage.
             terms["occlusion_reg"] = buffers["ks"][..., 0:1].mean() * self.material_cfg.occlusion_reg * ramp
         if self.light_trainable and self.light_cfg.reg > 0:
-            terms["light_reg"] = components.light_regularizer(self.light) * self.light_cfg.reg
+            terms["light_reg"] = self.light.regularizer() * self.light_cfg.reg
         return terms, buffers
 
     def _check_finite(self, total: Tensor, terms: Dict[str, Tensor]) -> None:
@@ -424,14 +435,19 @@ class ReconstructionSystem(pl.LightningModule):
         if use_pass is not None:
             use_pass(self.pass_number)
 
+    def _cleanup_due(self) -> bool:
+        """Whether pass 1 cleans its SDF before this iteration (every ``morphology_every``; 0: never)."""
+        every, it = self.dmtet_cfg.morphology_every, self.pass_iteration
+        return every > 0 and it > 0 and it % every == 0
+
     def on_train_batch_start(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
         # Here rather than in training_step: Lightning hooks its step counter into the
         # optimizers in use when the batch starts, so the new optimizer must exist by then.
         if self.about_to_bake:
             self._start_mesh_pass()
             self._data_use_pass()
-        elif self.stage == "dmtet" and components.cleanup_due(self.pass_iteration, self.dmtet_cfg.morphology_every):
-            components.clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
+        elif self.stage == "dmtet" and self._cleanup_due():
+            clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
 
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Optional[Tensor]:
         if self.finished:
@@ -445,7 +461,10 @@ class ReconstructionSystem(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(total)
         optimizer.step()
-        components.after_step(self.material, self.light, clamp_light=self.light_trainable)
+        with torch.no_grad():  # nvdiffrec's projections: textures back into their ranges, light non-negative
+            self.material.clamp_()
+            if self.light_trainable:
+                self.light.clamp_(min=0.0)
         self.iteration += 1
 
         if self.finished:

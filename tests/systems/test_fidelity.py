@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dmtrec.render.light import EnvironmentLight
-from dmtrec.systems import components
+from dmtrec.systems import pipeline
 from dmtrec.systems.config import MaterialConfig
 from dmtrec.systems.pipeline import ReconstructionSystem
 
@@ -126,7 +126,7 @@ def test_lock_material_leaves_the_light_alone_in_pass_two():
 def test_camera_space_light_turns_with_each_view(monkeypatch):
     seen = []
     monkeypatch.setattr(
-        components, "render", lambda mesh, mat, light, *a, **k: seen.append(light.rotation) or {"shaded": None}
+        pipeline, "render_mesh", lambda mesh, mat, light, *a, **k: seen.append(light.rotation) or {"shaded": None}
     )
     batch = views(2)
     tiny_system(light={"init": "constant", "base_res": 32, "camera_space": True}).render(batch)
@@ -139,9 +139,9 @@ def test_camera_space_light_turns_with_each_view(monkeypatch):
 def test_missing_ks_starts_unoccluded_and_dielectric():
     """nvdiffrec reads a mesh without ks as ks = 0 clamped into the range, occlusion cleared."""
     cfg = MaterialConfig(ks_min=[0.0, 0.1, 0.0], ks_max=[1.0, 0.9, 1.0], texture_res=2)
-    ks = components.complete_textures({}, cfg)["ks"]
+    ks = cfg.complete_textures({})["ks"]
     assert ks.shape == (2, 2, 3)
     assert torch.equal(ks[..., 0], torch.zeros(2, 2)) and torch.equal(ks[..., 2], torch.zeros(2, 2))
     assert ks[..., 1].eq(0.5).all()  # roughness: the middle of its range
     raised = MaterialConfig(ks_min=[0.0, 0.1, 0.2], texture_res=2)
-    assert components.complete_textures({}, raised)["ks"][..., 2].eq(0.2).all()  # clamped into the range
+    assert raised.complete_textures({})["ks"][..., 2].eq(0.2).all()  # clamped into the range

@@ -9,8 +9,7 @@ from dmtrec.geometry import DMTetGeometry
 from dmtrec.geometry.sdf import sphere_sdf, torus_sdf
 from dmtrec.metrics.topology import mesh_topology
 from dmtrec.render.raster import get_rasterizer
-from dmtrec.render.visibility import fibonacci_directions, hidden_points
-from dmtrec.systems import components
+from dmtrec.render.visibility import fibonacci_directions, filled_sdf, hidden_points
 from dmtrec.systems.config import DMTetConfig
 
 SCALE, OUTER, INNER = 2.4, 0.9, 0.45
@@ -67,7 +66,7 @@ def test_filled_sdf_closes_the_cavity_and_keeps_the_visible_surface(rasterizer):
     before = geo.sdf.detach().clone()
     assert mesh_topology(*_faces(geo.mesh(with_uv=False)))["components"] == 2  # shell + cavity wall
 
-    sdf = components.filled_sdf(geo, rasterizer, views=16)
+    sdf = filled_sdf(geo, rasterizer, views=16)
     r = geo.grid_verts.norm(dim=1)
     assert (sdf[r < INNER] > 0).all(), "the cavity was not filled"
     outer = r > 0.5 * (OUTER + INNER)
@@ -83,7 +82,7 @@ def test_filled_sdf_closes_the_cavity_and_keeps_the_visible_surface(rasterizer):
 
 def test_filled_sdf_keeps_a_visible_handle(rasterizer):
     geo = torus()
-    sdf = components.filled_sdf(geo, rasterizer, views=16)
+    sdf = filled_sdf(geo, rasterizer, views=16)
     with geo.sdf_replaced(sdf):
         topo = mesh_topology(*_faces(geo.mesh(with_uv=False)))
     assert topo["components"] == 1 and topo["genus"] == 1
@@ -97,7 +96,7 @@ def test_filled_sdf_leaves_a_mostly_inside_grid_alone(rasterizer):
     # nvdiffrec's random start (~90 % inside): the object is carved out of solid and its outside is
     # a thin air layer that every camera sees only through gaps; filling it would erase the surface.
     geo = DMTetGeometry(resolution=32, scale=SCALE, init="random", seed=0)
-    assert torch.equal(components.filled_sdf(geo, rasterizer, views=16), geo.sdf.detach())
+    assert torch.equal(filled_sdf(geo, rasterizer, views=16), geo.sdf.detach())
 
 
 @pytest.mark.parametrize("views, components_expected", [(0, 2), (16, 1)])

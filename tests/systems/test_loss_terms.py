@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmtrec.systems import components
+from dmtrec.systems import pipeline
 from dmtrec.systems.pipeline import ReconstructionSystem
 
 H = W = 3
@@ -39,7 +39,7 @@ def fixed_buffers(monkeypatch):
         "ks": torch.rand(1, H, W, 3, generator=g),
         "kd_grad": torch.rand(1, H, W, 1, generator=g),
     }
-    monkeypatch.setattr(components, "render", lambda *a, **k: buffers)
+    monkeypatch.setattr(pipeline, "render_mesh", lambda *a, **k: buffers)
     return buffers
 
 

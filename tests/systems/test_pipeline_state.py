@@ -6,6 +6,7 @@ NaN/Inf guard. The real stack is exercised by test_fit_end_to_end.py."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -15,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from dmtrec.geometry import Mesh
 from dmtrec.geometry.dmtet import DMTetGeometry
-from dmtrec.systems import components
+from dmtrec.geometry.sdf_morphology import clean_sdf
+from dmtrec.systems import pipeline
+from dmtrec.systems.config import DMTetConfig, LightConfig, MaterialConfig
 from dmtrec.systems.pipeline import NonFiniteLossError, ReconstructionSystem
 
 H = W = 4
@@ -58,7 +61,7 @@ class ToyLight(nn.Module):
         self.radiance.clamp_(min=min)
 
 
-def toy_render(mesh, material, light, cameras, rasterizer, background, with_smoothness=False):
+def toy_render(mesh, material, light, cameras, rasterizer, background, smoothness=False):
     b = cameras.batch_size
     coverage = (mesh.v_pos[:, 0].abs().mean() * 2).clamp(0, 1)
     colour = material.kd.reshape(-1, 3).mean(0) * light.radiance
@@ -68,24 +71,30 @@ def toy_render(mesh, material, light, cameras, rasterizer, background, with_smoo
 
 @pytest.fixture
 def toy_scene(monkeypatch):
-    monkeypatch.setattr(components, "build_dmtet", lambda cfg: ToyGeometry())
-    monkeypatch.setattr(components, "build_volumetric_material", lambda cfg, g: ToyMaterial(torch.full((1, 1, 3), 0.2)))
-    monkeypatch.setattr(components, "build_light", lambda cfg: ToyLight())
-    monkeypatch.setattr(components, "render", toy_render)
+    monkeypatch.setattr(DMTetConfig, "build", lambda self, geometry="dmtet": ToyGeometry())
+    monkeypatch.setattr(MaterialConfig, "volumetric_material", lambda self, g: ToyMaterial(torch.full((1, 1, 3), 0.2)))
+    monkeypatch.setattr(LightConfig, "build", lambda self: ToyLight())
+    monkeypatch.setattr(pipeline, "render_mesh", toy_render)
     monkeypatch.setattr(
-        components, "unwrap", lambda mesh: mesh.copy(v_tex=mesh.v_pos[:, :2] * 0.5 + 0.5, t_tex_idx=mesh.t_pos_idx)
+        pipeline,
+        "uv_unwrap",
+        lambda mesh, **k: SimpleNamespace(
+            mesh=mesh.copy(v_tex=mesh.v_pos[:, :2] * 0.5 + 0.5, t_tex_idx=mesh.t_pos_idx)
+        ),
     )
     monkeypatch.setattr(
-        components, "bake", lambda mesh, mat, r, res: {"kd": mat.kd.detach().expand(res, res, 3).clone()}
+        pipeline, "bake_volumetric", lambda mesh, mat, r, res: ToyMaterial(mat.kd.detach().expand(res, res, 3))
     )
-    monkeypatch.setattr(components, "build_textured_material", lambda tex, cfg: ToyMaterial(tex["kd"]))
+    monkeypatch.setattr(MaterialConfig, "textured_material", lambda self, tex: ToyMaterial(tex["kd"]))
     monkeypatch.setattr(
-        components,
+        MaterialConfig,
         "textured_material_like_state",
-        lambda sd, prefix, cfg: ToyMaterial(torch.zeros_like(sd[prefix + "kd"])),
+        lambda self, sd, prefix: ToyMaterial(torch.zeros_like(sd[prefix + "kd"])),
     )
     monkeypatch.setattr(
-        components, "laplacian", lambda mesh, ref: ((mesh.v_pos - (0 if ref is None else ref)) ** 2).mean()
+        pipeline,
+        "laplacian_loss",
+        lambda v_pos, t_pos_idx, kind, reference: ((v_pos - (0 if reference is None else reference)) ** 2).mean(),
     )
 
 
@@ -325,7 +334,7 @@ def test_sdf_clean_ups_run_every_n_pass_one_iterations_and_before_the_bake(
         if mode != "none":
             calls.append((system.stage, system.iteration, mode))
 
-    monkeypatch.setattr(components, "clean_sdf", spy)
+    monkeypatch.setattr(pipeline, "clean_sdf", spy)
     make_trainer(tmp_path).fit(system, datamodule=ToyData())
     # before the batches of pass-1 iterations 3 and 6, and at the bake after iteration 7
     assert calls == [("dmtet", i, "open") for i in expected]
@@ -339,8 +348,8 @@ def test_an_sdf_clean_up_that_would_leave_no_surface_is_skipped_with_a_warning(c
         centre = int(geometry.grid_verts.norm(dim=-1).argmin())
         geometry.sdf[centre] = 1.0
     before = geometry.sdf.detach().clone()
-    with caplog.at_level("WARNING", logger="dmtrec.systems.components"):
-        components.clean_sdf(geometry, "open", 1)
+    with caplog.at_level("WARNING", logger="dmtrec.geometry.sdf_morphology"):
+        clean_sdf(geometry, "open", 1)
     assert torch.equal(geometry.sdf.detach(), before)
     assert "would leave none of the grid's" in caplog.text and "skipped" in caplog.text
     # One that leaves a surface applies: a two-ring ball keeps its centre, a lone far vertex goes.
@@ -357,5 +366,5 @@ def test_an_sdf_clean_up_that_would_leave_no_surface_is_skipped_with_a_warning(c
         geometry.sdf.fill_(-1.0)
         geometry.sdf[ball] = 1.0
         geometry.sdf[lone] = 1.0
-    components.clean_sdf(geometry, "open", 1)
+    clean_sdf(geometry, "open", 1)
     assert geometry.sdf[centre] > 0 and geometry.sdf[lone] < 0
