@@ -23,35 +23,32 @@ def _dot(u, v):
     return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
 
 
+def _along(origin, direction, t):
+    return [origin[i] + t * direction[i] for i in range(3)]
+
+
 def _ericson(p, a, b, c):
-    """Closest point of triangle ``abc`` to ``p`` by Voronoi regions (vertex, edge, face)."""
-    ab, ac, ap = _sub(b, a), _sub(c, a), _sub(p, a)
-    d1, d2 = _dot(ab, ap), _dot(ac, ap)
+    """Closest point of triangle ``abc`` to ``p`` by Voronoi regions (vertex, edge, face); the
+    regions are disjoint, so the order of the tests does not matter."""
+    ab, ac = _sub(b, a), _sub(c, a)
+    d1, d2 = _dot(ab, _sub(p, a)), _dot(ac, _sub(p, a))
+    d3, d4 = _dot(ab, _sub(p, b)), _dot(ac, _sub(p, b))
+    d5, d6 = _dot(ab, _sub(p, c)), _dot(ac, _sub(p, c))
+    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
     if d1 <= 0 and d2 <= 0:
         return a
-    bp = _sub(p, b)
-    d3, d4 = _dot(ab, bp), _dot(ac, bp)
     if d3 >= 0 and d4 <= d3:
         return b
-    vc = d1 * d4 - d3 * d2
-    if vc <= 0 and d1 >= 0 and d3 <= 0:
-        t = d1 / (d1 - d3)
-        return [a[i] + t * ab[i] for i in range(3)]
-    cp = _sub(p, c)
-    d5, d6 = _dot(ab, cp), _dot(ac, cp)
     if d6 >= 0 and d5 <= d6:
         return c
-    vb = d5 * d2 - d1 * d6
+    if vc <= 0 and d1 >= 0 and d3 <= 0:
+        return _along(a, ab, d1 / (d1 - d3))
     if vb <= 0 and d2 >= 0 and d6 <= 0:
-        t = d2 / (d2 - d6)
-        return [a[i] + t * ac[i] for i in range(3)]
-    va = d3 * d6 - d5 * d4
+        return _along(a, ac, d2 / (d2 - d6))
     if va <= 0 and (d4 - d3) >= 0 and (d5 - d6) >= 0:
-        t = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-        return [b[i] + t * (c[i] - b[i]) for i in range(3)]
+        return _along(b, _sub(c, b), (d4 - d3) / ((d4 - d3) + (d5 - d6)))
     denom = 1.0 / (va + vb + vc)
-    v, w = vb * denom, vc * denom
-    return [a[i] + ab[i] * v + ac[i] * w for i in range(3)]
+    return _along(_along(a, ab, vb * denom), ac, vc * denom)
 
 
 def _brute_force(query: torch.Tensor, v_pos: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
