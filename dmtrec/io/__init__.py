@@ -1,4 +1,4 @@
-"""File IO: images (PNG/HDR, sRGB <-> linear) and meshes (OBJ/MTL, GLB)."""
+"""File IO: images (PNG/HDR, sRGB <-> linear), contact sheets and meshes (OBJ/MTL, GLB)."""
 
 from .gltf import GltfReadError, read_glb, write_glb
 from .image import ImageReadError, linear_to_srgb, read_hdr, read_image, srgb_to_linear, write_hdr, write_png

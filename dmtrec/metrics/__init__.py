@@ -1,4 +1,5 @@
-"""Metrics: image (PSNR, SSIM, LPIPS when installed) and geometry (Chamfer, F-score, ...)."""
+"""Metrics: image (PSNR, SSIM, LPIPS when installed), geometry (Chamfer, F-score, ...) and the
+image losses the fit and the bakes optimise (:mod:`dmtrec.metrics.image_losses`)."""
 
 from .geometry import chamfer, f_score, geometry_report, nearest_neighbors, normal_consistency, sample_surface
 from .image import image_metrics, load_lpips, psnr, ssim

@@ -1,4 +1,5 @@
-"""Rendering: rasterizer backends, cameras, light, BSDF, materials and ``render_mesh``."""
+"""Rendering: rasterizer backends, cameras, light, BSDF, materials, ``render_mesh`` and visibility
+(which grid points a ring of cameras sees: hidden-pocket filling of a pass-1 SDF)."""
 
 from .bake import bake_volumetric
 from .camera import Cameras, look_at, orbit_c2w, perspective, random_orbit_c2w
