@@ -279,7 +279,7 @@ def load_lod_inputs(mesh_path, probe_path, settings: LodSettings, device="cpu"):
     topology = check_closed_manifold(mesh, mesh_path)
     if mesh.v_tex is None:
         notes.append("the mesh had no UVs: unwrapped, material taken as constant factors")
-        mesh = uv_unwrap(mesh, timeout_s=settings.xatlas_timeout).mesh
+        mesh = uv_unwrap(mesh, timeout_s=settings.xatlas_timeout, texture_res=settings.texture_res).mesh
         textures = material.to_tensors()
         material = TexturedMaterial.from_tensors(
             kd=textures["kd"].mean((0, 1), keepdim=True), ks=textures["ks"].mean((0, 1), keepdim=True)

@@ -225,7 +225,7 @@ class ReconstructionSystem(pl.LightningModule):
         """UVs and textures for a pass-2 input mesh: unwrap when it has no UVs, and start
         missing textures from the middle of their configured ranges."""
         if mesh.v_tex is None or mesh.t_tex_idx is None:
-            mesh = uv_unwrap(mesh).mesh
+            mesh = uv_unwrap(mesh, texture_res=self.material_cfg.texture_res).mesh
             textures = None
         return mesh, self.material_cfg.complete_textures(textures or {})
 
@@ -263,7 +263,8 @@ class ReconstructionSystem(pl.LightningModule):
                 f"pass 1 ended at iteration {self.iteration} with an empty surface "
                 "(all SDF values have one sign): nothing to bake"
             )
-        mesh = uv_unwrap(mesh).mesh
+        # texture_res: the fallback atlas's margins are sized for the texture it will be baked into.
+        mesh = uv_unwrap(mesh, texture_res=self.material_cfg.texture_res).mesh
         textures = _textures(bake_volumetric(mesh, self.material, self.rasterizer, self.material_cfg.texture_res))
         return mesh, textures
 

@@ -14,6 +14,7 @@ pytest.importorskip("fast_simplification", reason="dmtrec lod needs the 'lod' ex
 pytest.importorskip("scipy", reason="dmtrec lod's closest-surface lookup needs scipy")
 
 from dmtrec import cli  # noqa: E402
+from dmtrec.assets import lod as lod_module  # noqa: E402
 from dmtrec.assets.lod import LodSettings, decimate, level_budgets, load_lod_inputs  # noqa: E402
 from dmtrec.assets.lod_transfer import transfer_textures  # noqa: E402
 from dmtrec.assets.procedural import displaced_torus, procedural_textures, write_procedural_asset  # noqa: E402
@@ -198,9 +199,17 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(case, tmp_path, capsys)
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
-def test_mesh_without_uvs_or_textures_is_unwrapped_and_uses_factors(tmp_path):
+def test_mesh_without_uvs_or_textures_is_unwrapped_and_uses_factors(tmp_path, monkeypatch):
     mesh = displaced_torus(12, 8)
     path = _write(tmp_path, "plain", Mesh(mesh.v_pos, mesh.t_pos_idx))  # no UVs, no maps: Kd/Ks factors
-    loaded, material, _, topology, notes = load_lod_inputs(path, PROBE_HDR, LodSettings(probe_res=32))
+    seen = []
+
+    def spy(mesh, **kw):  # the settings' texture size reaches the unwrap (its fallback's margins)
+        seen.append(kw.get("texture_res"))
+        return uv_unwrap(mesh, **kw)
+
+    monkeypatch.setattr(lod_module, "uv_unwrap", spy)
+    loaded, material, _, topology, notes = load_lod_inputs(path, PROBE_HDR, LodSettings(probe_res=32, texture_res=64))
+    assert seen == [64]
     assert loaded.v_tex is not None and loaded.t_tex_idx.shape == loaded.t_pos_idx.shape
     assert material.kd.data.shape[1:3] == (1, 1) and notes and topology["genus"] == 1

@@ -143,6 +143,22 @@ def make_system(**kw):
     return ReconstructionSystem(**args)
 
 
+def test_the_configured_texture_res_reaches_both_uv_unwraps(toy_scene, monkeypatch):
+    """model.material.texture_res sizes the fallback atlas's margins: pass 1's bake and an input
+    mesh without UVs unwrap for it, not for uv_unwrap's default of 1024."""
+    seen = []
+
+    def spy(mesh, **kw):
+        seen.append(kw.get("texture_res"))
+        return SimpleNamespace(mesh=mesh.copy(v_tex=mesh.v_pos[:, :2] * 0.5 + 0.5, t_tex_idx=mesh.t_pos_idx))
+
+    monkeypatch.setattr(pipeline, "uv_unwrap", spy)
+    system = make_system(material={"texture_res": 64, "smoothness": 0.0})
+    system.bake_mesh()
+    system._prepare_input_mesh(ToyGeometry().mesh(), None)
+    assert seen == [64, 64]
+
+
 def test_two_passes_switch_modules_and_optimizer(toy_scene, tmp_path):
     system, trainer = make_system(), make_trainer(tmp_path)
     kd_pass1 = system.material.kd.detach().clone()
