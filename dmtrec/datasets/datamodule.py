@@ -34,9 +34,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from dmtrec.core.mesh import Mesh
 
+from .base import ImageViews
 from .colmap import ColmapViews
 from .nerd import NeRDViews
-from .nerf_synthetic import Z_UP_TO_Y_UP, ImageViews, NeRFSyntheticViews
+from .nerf_synthetic import Z_UP_TO_Y_UP, NeRFSyntheticViews
 from .reference_mesh import ReferenceMeshViews, load_reference_scene
 from .samples import DrawSampler, RedrawnBackgrounds, as_resolution, check_background, collate_views
 

@@ -22,10 +22,11 @@ import torch
 
 from dmtrec.core.atomic import atomic_folder
 from dmtrec.core.types import PathLike
+from dmtrec.io.colmap_model import ColmapCamera, ColmapImage, ColmapPoints, world_to_camera, write_model_text
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 
-from .colmap import ColmapCamera, ColmapImage, ColmapPoints, distort_image, world_to_camera, write_model_text
+from .colmap_undistort import distort_image
 from .reference_mesh import PathTracedScene, ReferenceMeshViews, load_reference_scene, with_constant_ks
 from .samples import (
     SPLIT_STREAMS,

@@ -15,16 +15,12 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from dmtrec.datasets.colmap import (
-    ColmapCamera,
-    ColmapViews,
-    camera_to_world,
-    estimate_object_sphere,
-    read_model,
-    undistort_image,
-)
+from dmtrec.datasets.colmap import ColmapViews
+from dmtrec.datasets.colmap_normalize import estimate_object_sphere
+from dmtrec.datasets.colmap_undistort import undistort_image
 from dmtrec.datasets.datamodule import ReconDataModule
 from dmtrec.datasets.errors import DatasetError
+from dmtrec.io.colmap_model import ColmapCamera, camera_to_world, read_model
 from dmtrec.io.image import write_png
 
 # Two cameras, three images (one without 2D points), two points with tracks.

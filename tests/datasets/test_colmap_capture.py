@@ -16,8 +16,9 @@ import torch
 from common import PROBE_HDR, SPOT_OBJ
 
 from dmtrec.cli import main as cli_main
-from dmtrec.datasets.colmap import ColmapViews, read_model
+from dmtrec.datasets.colmap import ColmapViews
 from dmtrec.datasets.make_dataset import make_colmap_dataset
+from dmtrec.io.colmap_model import camera_to_world, read_model
 from dmtrec.io.image import read_image, write_png
 from dmtrec.io.obj import read_obj
 
@@ -172,8 +173,6 @@ def alignment_errors(truth, estimate):
     """Per registered image: rotation error (degrees) and centre error relative to the camera's
     distance from the cameras' centroid, after the least-squares similarity (Umeyama) taking the
     estimated centres onto the true ones."""
-    from dmtrec.datasets.colmap import camera_to_world
-
     by_name = {image.name: image for image in truth.images.values()}
     pairs = [(camera_to_world(by_name[e.name]), camera_to_world(e)) for e in estimate.images.values()]
     true_c2w, est_c2w = (np.stack(x) for x in zip(*pairs))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from dmtrec.datasets.nerf_synthetic import NeRFSyntheticViews, load_rgba
+from dmtrec.datasets.base import load_rgba
+from dmtrec.datasets.nerf_synthetic import NeRFSyntheticViews
 from dmtrec.datasets.samples import resize_rgba
 from dmtrec.io.image import srgb_to_linear, write_png
 from dmtrec.render.camera import Cameras
