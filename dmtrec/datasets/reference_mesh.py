@@ -30,6 +30,7 @@ from dmtrec.core.types import PathLike
 from dmtrec.io.image import ImageReadError
 from dmtrec.io.obj import ObjReadError, read_obj
 from dmtrec.render.camera import Cameras
+from dmtrec.render.camera_distributions import orbit_view_c2w, random_view_c2w
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.pathtrace import fovy_of, pathtrace, probe_latlong
@@ -37,7 +38,6 @@ from dmtrec.render.raster import get_rasterizer
 from dmtrec.render.render_mesh import render_mesh
 
 from .errors import DatasetError
-from .reference_cameras import orbit_view_c2w, random_view_c2w
 from .samples import (
     SPLIT_STREAMS,
     STREAM_BACKGROUND,

@@ -86,36 +86,6 @@ def look_at(eye: Tensor, target: Tensor, up: Optional[Tensor] = None) -> Tensor:
     return c2w
 
 
-def orbit_c2w(
-    azimuth: Tensor, elevation: Tensor, radius: Union[float, Tensor], target: Optional[Tensor] = None
-) -> Tensor:
-    """Cameras on a sphere around ``target`` looking at it: ``[N, 4, 4]`` from ``[N]`` angles in radians.
-
-    Azimuth turns about +Y starting from +Z; elevation lifts towards +Y.
-    """
-    azimuth = torch.as_tensor(azimuth, dtype=torch.float32)
-    elevation = torch.as_tensor(elevation, dtype=torch.float32, device=azimuth.device)
-    direction = torch.stack(
-        [torch.cos(elevation) * torch.sin(azimuth), torch.sin(elevation), torch.cos(elevation) * torch.cos(azimuth)], -1
-    )
-    target = torch.zeros(3, device=azimuth.device) if target is None else torch.as_tensor(target, dtype=torch.float32)
-    return look_at(target + direction * radius, target)
-
-
-def random_orbit_c2w(
-    n: int,
-    radius: float,
-    generator: torch.Generator,
-    elevation_range: Tuple[float, float] = (-math.pi / 2, math.pi / 2),
-) -> Tensor:
-    """``n`` cameras uniformly distributed over the sphere's area (within ``elevation_range``) looking at the origin."""
-    lo, hi = (math.sin(e) for e in elevation_range)
-    u = torch.rand(n, 2, generator=generator)
-    elevation = torch.asin(lo + (hi - lo) * u[:, 0])
-    azimuth = 2 * math.pi * u[:, 1]
-    return orbit_c2w(azimuth, elevation, radius)
-
-
 @dataclass
 class Cameras:
     """A batch of pinhole cameras sharing one image resolution.
