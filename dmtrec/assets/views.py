@@ -12,7 +12,9 @@ HDR probe. The views it is judged from follow one of three distributions:
 
 The cameras look at the centre of the mesh's bounding box from a distance that fits its
 bounding sphere into the field of view (:func:`fit_radius`), unless a radius is given.
-Reference renders reuse :class:`dmtrec.datasets.reference_mesh.ReferenceScene` (straight
+Assets and probes are read by :func:`dmtrec.datasets.reference_mesh.load_asset` and
+:func:`~dmtrec.datasets.reference_mesh.load_probe` and
+reference renders reuse :class:`~dmtrec.datasets.reference_mesh.ReferenceScene` (straight
 alpha, linear radiance).
 """
 
@@ -29,7 +31,6 @@ from torch import Tensor
 from dmtrec.core.mesh import Mesh
 from dmtrec.core.types import PathLike
 from dmtrec.datasets.reference_mesh import ReferenceScene
-from dmtrec.io.mesh_files import read_mesh
 from dmtrec.render.camera import Cameras
 from dmtrec.render.camera_distributions import DISTRIBUTIONS, sample_cameras, size_hw
 from dmtrec.render.light import EnvironmentLight
@@ -111,51 +112,6 @@ def view_cameras(
     return sample_cameras(n, distribution, radius, fovy, resolution, seed, target=centre.tolist())
 
 
-def load_asset(path: PathLike, device: Union[str, torch.device] = "cpu") -> Tuple[Mesh, TexturedMaterial]:
-    """``(mesh, material)`` of an OBJ or GLB asset, ready for :func:`render_reference`.
-
-    As for nvdiffrec's reference meshes, a missing ks is a rough dielectric and ks's occlusion
-    channel is cleared (the asset is lit by the probe alone). The mesh may lack UVs (then the
-    material is the constant kd the file gives, if any) or be empty; callers check.
-
-    Raises:
-        FileNotFoundError / ValueError: one line ``"<file>: <problem>"``.
-    """
-    path = Path(path)
-    try:
-        mesh, textures = read_mesh(path)
-    except (FileNotFoundError, ValueError):
-        raise
-    except Exception as exc:  # a reader failure that is not already a one-line error
-        raise ValueError(f"{path}: unreadable mesh ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
-    kd = textures.get("kd", torch.full((1, 1, 3), 0.5))
-    ks = textures.get("ks", torch.tensor([[[0.0, 1.0, 0.0]]])).clone()
-    ks[..., 0] = 0.0
-    material = TexturedMaterial.from_tensors(
-        kd=kd.to(device), ks=ks.to(device), normal=textures["normal"].to(device) if "normal" in textures else None
-    )
-    material.requires_grad_(False)
-    return mesh.to(device), material
-
-
-def load_probe(
-    path: PathLike, probe_res: int = 128, scale: float = 1.0, device: Union[str, torch.device] = "cpu"
-) -> EnvironmentLight:
-    """The environment light of an ``.hdr`` probe (``probe_res`` per cube face, a power of two >= 32).
-
-    Raises:
-        FileNotFoundError / ValueError: one line ``"<file>: <problem>"``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: probe file not found")
-    try:
-        light = EnvironmentLight.from_hdr(path, base_res=probe_res, scale=scale)
-    except Exception as exc:  # whatever the HDR reader or resampler rejects
-        raise ValueError(f"{path}: unreadable probe ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
-    return light.to(device).requires_grad_(False)
-
-
 @torch.no_grad()
 def render_reference(
     mesh: Mesh,
@@ -170,6 +126,6 @@ def render_reference(
 
     ``spp`` supersamples ``spp x spp`` per pixel; views are rendered ``chunk`` at a time.
     """
-    scene = ReferenceScene(mesh, material, light, rasterizer, Path(), Path())
+    scene = ReferenceScene(mesh, material, light, rasterizer)
     out = [scene.render(cameras[start : start + chunk], spp) for start in range(0, cameras.batch_size, chunk)]
     return torch.cat(out, 0)

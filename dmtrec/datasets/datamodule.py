@@ -38,7 +38,7 @@ from .base import ImageViews
 from .colmap import ColmapViews
 from .nerd import NeRDViews
 from .nerf_synthetic import Z_UP_TO_Y_UP, NeRFSyntheticViews
-from .reference_mesh import ReferenceMeshViews, load_reference_scene
+from .reference_mesh import ReferenceMeshViews, ReferenceRender, load_reference_scene
 from .samples import DrawSampler, RedrawnBackgrounds, as_resolution, check_background, collate_views
 
 log = logging.getLogger(__name__)
@@ -212,17 +212,19 @@ class ReconDataModule(pl.LightningDataModule):
         if h.kind in IMAGE_KINDS:
             self.datasets = {split: self._image_views(split) for split in SPLITS}
         else:
-            device = h.render_device or ("cuda" if torch.cuda.is_available() else "cpu")
-            if torch.device(device).type == "cuda" and h.num_workers > 0:
-                raise ValueError("num_workers: must be 0 when reference views render on CUDA (render_device)")
-            scene = load_reference_scene(
-                h.mesh,
-                h.probe,
+            render = ReferenceRender(
+                fovy=h.fovy,
+                cam_radius=h.cam_radius,
+                translation_jitter=h.translation_jitter,
+                spp=h.spp,
                 env_scale=h.env_scale,
                 probe_res=h.probe_res,
-                device=device,
                 rasterizer=h.render_rasterizer,
+                device=h.render_device,
             )
+            if torch.device(render.render_device).type == "cuda" and h.num_workers > 0:
+                raise ValueError("num_workers: must be 0 when reference views render on CUDA (render_device)")
+            scene = load_reference_scene(h.mesh, h.probe, render)
             counts = {"train": h.views or 1000, "val": h.val_views or 8, "test": h.test_views or 8}
             self.datasets = {
                 split: ReferenceMeshViews(
@@ -232,12 +234,9 @@ class ReconDataModule(pl.LightningDataModule):
                     resolution=self._train_resolution(1) if split == "train" else self.resolution or (512, 512),
                     background=h.background_train if split == "train" else h.background_val,
                     seed=h.seed,
-                    fovy=h.fovy,
-                    cam_radius=h.cam_radius,
-                    translation_jitter=h.translation_jitter,
+                    render=render,
                     near=h.near,
                     far=h.far,
-                    spp=h.spp,
                 )
                 for split in SPLITS
             }

@@ -84,6 +84,7 @@ def triangle_quality(v: torch.Tensor, f: torch.Tensor) -> dict:
 
 def make_data(name: str, out: Path, res: int, views: int) -> Path:
     from dmtrec.datasets.make_dataset import make_dataset
+    from dmtrec.datasets.reference_mesh import ReferenceRender
 
     mesh, _ = MESHES[name]
     return make_dataset(
@@ -95,9 +96,7 @@ def make_data(name: str, out: Path, res: int, views: int) -> Path:
         seed=0,
         val_views=2,
         test_views=4,
-        probe_res=64,
-        device="cpu",
-        rasterizer="torch",
+        render=ReferenceRender(probe_res=64, device="cpu", rasterizer="torch"),
     )
 
 

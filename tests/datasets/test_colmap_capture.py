@@ -17,7 +17,8 @@ from common import PROBE_HDR, SPOT_OBJ
 
 from dmtrec.cli import main as cli_main
 from dmtrec.datasets.colmap import ColmapViews
-from dmtrec.datasets.make_dataset import make_colmap_dataset
+from dmtrec.datasets.make_dataset import ColmapCapture, make_colmap_dataset
+from dmtrec.datasets.reference_mesh import ReferenceRender
 from dmtrec.io.colmap_model import camera_to_world, read_model
 from dmtrec.io.image import read_image, write_png
 from dmtrec.io.obj import read_obj
@@ -28,7 +29,13 @@ FOVY = 45.0
 
 def make(out, **kwargs):
     return make_colmap_dataset(
-        SPOT_OBJ, PROBE_HDR, 4, RES, out, probe_res=32, fovy=FOVY, device="cpu", rasterizer="torch", **kwargs
+        SPOT_OBJ,
+        PROBE_HDR,
+        4,
+        RES,
+        out,
+        render=ReferenceRender(fovy=FOVY, probe_res=32, device="cpu", rasterizer="torch"),
+        capture=ColmapCapture(**kwargs),
     )
 
 
@@ -159,8 +166,9 @@ def test_poses_recovers_synthetic_cameras(tmp_path):
     from dmtrec.datasets.sfm import run_sfm
 
     truth = make_colmap_dataset(
-        noisy_spot(tmp_path / "spot"), PROBE_HDR, 30, 320, tmp_path / "truth", probe_res=32,
-        principal_offset=(0.0, 0.0), device="cpu", rasterizer="torch",
+        noisy_spot(tmp_path / "spot"), PROBE_HDR, 30, 320, tmp_path / "truth",
+        render=ReferenceRender(probe_res=32, device="cpu", rasterizer="torch"),
+        capture=ColmapCapture(principal_offset=(0.0, 0.0)),
     )  # fmt: skip
     summary = run_sfm(truth / "images", tmp_path / "sfm", deterministic=True)
     assert summary.registered >= 15, summary.text()  # 30 views over the whole sphere are sparse: 21 in our runs
