@@ -26,7 +26,7 @@ QUIET_ENV = {"WANDB_SILENT": "true", "WANDB_CONSOLE": "off", "WANDB_MODE": "offl
 def tiny_fit_args(data: Path, output_root: Path, *extra: str) -> list:
     """``dmtrec fit`` arguments of the tiny Spot run (quickstart + tiny_spot overlay) on the
     NeRF-synthetic folder ``data``, writing under ``output_root``; ``extra`` overrides follow."""
-    return ["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(data),
+    return ["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.nerf_synthetic.path", str(data),
             "--run.output_root", str(output_root), *extra]  # fmt: skip
 
 

@@ -3,7 +3,12 @@
 :class:`ReferenceScene` holds the textured mesh, its light and a rasterizer and renders
 straight-alpha linear RGBA for any cameras. :class:`ReferenceMeshViews` is a dataset of such
 renders: a fresh random camera per training index, a fixed orbit for validation and test,
-all derived from the seed (see :mod:`dmtrec.datasets.reference_cameras`).
+all derived from the seed (see :mod:`dmtrec.render.camera_distributions`), rendered as a
+:class:`ReferenceRender` says.
+
+Assets (OBJ or GLB) and probes are read here for every user, the asset commands included:
+:func:`read_asset`, :func:`asset_material` (the one home of nvdiffrec's ks rule),
+:func:`load_asset`, :func:`load_probe`; every failure is a one-line :class:`DatasetError`.
 
 By default views render on demand, a batch at a time (``__getitems__``), on the scene's
 device: nvdiffrec draws a fresh training view every iteration, so the training set may be far

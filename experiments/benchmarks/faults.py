@@ -64,7 +64,7 @@ class Settings:
             str(CONFIGS / "quickstart.yaml"),
             "-c",
             str(CONFIGS / "tests" / "tiny_spot.yaml"),
-            "--data.path",
+            "--data.nerf_synthetic.path",
             str(self.data),
             "--data.val_views",
             "1",

@@ -108,7 +108,7 @@ def run_fit(name: str, geometry: str, grid: int, data: Path, out: Path, iters: i
     mesh_path, scale = MESHES[name]
     run_name = f"{name}_{geometry}_{grid}"
     argv = ["fit", "-c", str(REPO / "experiments/configs/quickstart.yaml")]
-    argv += ["--data.kind", "nerf_synthetic", "--data.path", str(data), "--data.mesh", "null", "--data.probe", "null"]
+    argv += ["--data.kind", "nerf_synthetic", "--data.reference_mesh", "null", "--data.nerf_synthetic.path", str(data)]
     argv += ["--data.resolution", "null", "--data.views", "null", "--data.val_views", "2", "--data.test_views", "4"]
     argv += ["--run.output_root", str(out), "--run.name", run_name, "--run.wandb", "disabled"]
     argv += ["--model.passes", "dmtet", "--model.iters_dmtet", str(iters), "--model.geometry", geometry]
