@@ -29,7 +29,6 @@ import torch
 from torch import Tensor
 
 from dmtrec.core.atomic import atomic_path
-from dmtrec.core.types import PathLike
 from dmtrec.io.colmap_model import (
     ColmapCamera,
     ColmapImage,
@@ -53,6 +52,7 @@ from .base import (
 )
 from .colmap_normalize import normalization, points_in_masks
 from .colmap_undistort import undistort_image, undistorted_cache_path
+from .config import ColmapData
 from .errors import DatasetError
 from .samples import check_background
 
@@ -95,14 +95,14 @@ class ColmapViews(ImageViews):
     channel) or else the photo's alpha as straight alpha.
 
     Args:
-        folder: the capture folder (``images/``, ``sparse/0/``, optional ``masks/``).
-        split, downscale, resolution, background, seed, length, max_frames, holdout, near,
-            far, preload: as :class:`dmtrec.datasets.nerd.NeRDViews`; frames are the registered
-            images sorted by name.
-        require_alpha: an image with neither a mask file nor an alpha channel is an error
-            (else it is treated as opaque: only sensible where the object fills the frame).
-        center, radius: the object's sphere in the model's units, overriding the estimate
-            (see :func:`normalization`).
+        data: the capture folder (``path``: ``images/``, ``sparse/0/``, optional ``masks/``) and
+            its options, as :class:`~dmtrec.datasets.config.ColmapData`: ``downscale``,
+            ``holdout``, ``preload`` as for NeRD; ``require_alpha``: an image with neither a mask
+            file nor an alpha channel is an error (else it is treated as opaque: only sensible
+            where the object fills the frame); ``center``, ``radius``: the object's sphere in the
+            model's units, overriding the estimate (see :func:`normalization`).
+        split, resolution, background, seed, length, max_frames, near, far: as
+            :class:`dmtrec.datasets.nerd.NeRDViews`; frames are the registered images sorted by name.
 
     Attributes:
         model: the :class:`ColmapModel`; ``normalization``: the :class:`Normalization` applied;
@@ -111,22 +111,18 @@ class ColmapViews(ImageViews):
 
     def __init__(
         self,
-        folder: PathLike,
+        data: ColmapData,
         split: str = "train",
-        downscale: int = 1,
         resolution: Optional[Sequence[int]] = None,
         background: str = "white",
         seed: int = 0,
         length: Optional[int] = None,
         max_frames: Optional[int] = None,
-        holdout: int = 0,
         near: float = 0.1,
         far: float = 1000.0,
-        preload: bool = True,
-        require_alpha: bool = True,
-        center: Optional[Sequence[float]] = None,
-        radius: Optional[float] = None,
     ):
+        folder, downscale, preload, holdout = data.path, data.downscale, data.preload, data.holdout
+        require_alpha, center, radius = data.require_alpha, data.center, data.radius
         check_view_options(downscale, resolution, length, max_frames)
         check_holdout(holdout)
         folder = Path(folder)

@@ -247,7 +247,6 @@ class ReconDataModule(pl.LightningDataModule):
     def _image_views(self, split: str) -> ImageViews:
         h = self.hparams
         common = dict(
-            downscale=h.downscale,
             resolution=self.resolution,
             background=h.background_train if split == "train" else h.background_val,
             seed=h.seed,
@@ -255,21 +254,9 @@ class ReconDataModule(pl.LightningDataModule):
             max_frames={"train": None, "val": h.val_views, "test": h.test_views}[split],
             near=h.near,
             far=h.far,
-            preload=h.preload,
         )
-        if h.kind == "nerd":
-            return NeRDViews(h.path, split, holdout=h.holdout, **common)
-        if h.kind == "colmap":
-            return ColmapViews(
-                h.path,
-                split,
-                holdout=h.holdout,
-                require_alpha=h.require_alpha,
-                center=h.center,
-                radius=h.radius,
-                **common,
-            )
-        return NeRFSyntheticViews(h.path, split, require_alpha=h.require_alpha, world_up=h.world_up, **common)
+        views = {"nerf_synthetic": NeRFSyntheticViews, "nerd": NeRDViews, "colmap": ColmapViews}[h.kind]
+        return views(self.source, split, **common)
 
     def setup(self, stage: Optional[str] = None) -> None:
         # Every split, whatever the stage: a broken test split should stop a run before

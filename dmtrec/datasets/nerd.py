@@ -42,6 +42,7 @@ from .base import (
     size_text,
     split_frames,
 )
+from .config import NeRDData
 from .errors import DatasetError
 from .samples import check_background
 
@@ -124,19 +125,18 @@ class NeRDViews(ImageViews):
     to any ``resolution``.
 
     Args:
-        folder: the scene folder.
+        data: the scene folder (``path``) and its options (``downscale``: integer factor to shrink
+            images by, area averaging; ``holdout``: 0, every split holds all frames as in
+            nvdiffrec, or k >= 2, every k-th frame is held out of training and forms val and
+            test; ``preload``), as :class:`~dmtrec.datasets.config.NeRDData`.
         split: ``"train"``, ``"val"`` or ``"test"`` (see :func:`split_frames`).
-        downscale: integer factor to shrink images by (area averaging).
         resolution: ``(H, W)`` working resolution instead of ``downscale``.
         background: see :func:`dmtrec.datasets.samples.make_background`.
         seed: seeds the random backgrounds.
         length: samples per epoch; frames repeat cyclically (default: one per frame).
         max_frames: use only this many evenly spaced frames of the split (default all);
             the others are located but not decoded.
-        holdout: 0 (every split holds all frames, as nvdiffrec) or k >= 2 (every k-th frame
-            is held out of training and forms val and test).
         near, far: clip planes of the projection.
-        preload: keep the decoded images in memory (else decode on every access).
 
     Samples follow :mod:`dmtrec.datasets.samples`; ``index`` is the frame's row in
     ``poses_bounds.npy`` (its position in the sorted folders). ``fovy`` is ``[len(frames)]``
@@ -145,19 +145,17 @@ class NeRDViews(ImageViews):
 
     def __init__(
         self,
-        folder: PathLike,
+        data: NeRDData,
         split: str = "train",
-        downscale: int = 1,
         resolution: Optional[Sequence[int]] = None,
         background: str = "white",
         seed: int = 0,
         length: Optional[int] = None,
         max_frames: Optional[int] = None,
-        holdout: int = 0,
         near: float = 0.1,
         far: float = 1000.0,
-        preload: bool = True,
     ):
+        folder, downscale, preload, holdout = data.path, data.downscale, data.preload, data.holdout
         check_view_options(downscale, resolution, length, max_frames)
         check_holdout(holdout)
         folder = Path(folder)

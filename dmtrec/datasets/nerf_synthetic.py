@@ -31,6 +31,7 @@ from dmtrec.core.types import PathLike
 from dmtrec.render.camera import Cameras
 
 from .base import ImageViews, check_view_options, evenly_spaced, load_rgba
+from .config import NeRFSyntheticData
 from .errors import DatasetError
 from .samples import (
     SPLIT_STREAMS,
@@ -156,9 +157,10 @@ class NeRFSyntheticViews(ImageViews):
     first image; any problem is a :class:`DatasetError`.
 
     Args:
-        folder: the dataset folder.
+        data: the folder (``path``) and its options (``downscale``: integer factor to shrink
+            images by, area averaging; ``require_alpha``; ``preload``; ``world_up``), as
+            :class:`~dmtrec.datasets.config.NeRFSyntheticData`.
         split: ``"train"``, ``"val"`` or ``"test"`` (see :func:`transforms_path`).
-        downscale: integer factor to shrink images by (area averaging).
         resolution: ``(H, W)`` working resolution instead of ``downscale``; same aspect as the images.
         background: see :func:`dmtrec.datasets.samples.make_background`.
         seed: seeds the random backgrounds.
@@ -166,18 +168,14 @@ class NeRFSyntheticViews(ImageViews):
         max_frames: use only this many evenly spaced frames of the split (default all);
             the others are located but not decoded.
         near, far: clip planes of the projection.
-        require_alpha: images without alpha are an error (else opaque).
-        preload: keep the decoded images in memory (else decode on every access).
-        world_up: ``"y"``, or ``"z"`` to rotate a Z-up (Blender) scene Y-up as nvdiffrec does.
 
     Samples follow :mod:`dmtrec.datasets.samples`.
     """
 
     def __init__(
         self,
-        folder: PathLike,
+        data: NeRFSyntheticData,
         split: str = "train",
-        downscale: int = 1,
         resolution: Optional[Sequence[int]] = None,
         background: str = "white",
         seed: int = 0,
@@ -185,10 +183,9 @@ class NeRFSyntheticViews(ImageViews):
         max_frames: Optional[int] = None,
         near: float = 0.1,
         far: float = 1000.0,
-        require_alpha: bool = True,
-        preload: bool = True,
-        world_up: str = "y",
     ):
+        folder, downscale, preload = data.path, data.downscale, data.preload
+        require_alpha, world_up = data.require_alpha, data.world_up
         check_view_options(downscale, resolution, length, max_frames)
         if world_up not in WORLD_UPS:
             raise ValueError(f"world_up: must be one of {', '.join(WORLD_UPS)}, got {world_up!r}")

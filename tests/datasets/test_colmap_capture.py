@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from common import PROBE_HDR, SPOT_OBJ
+from common import PROBE_HDR, SPOT_OBJ, image_views
 
 from dmtrec.cli import main as cli_main
 from dmtrec.datasets.colmap import ColmapViews
@@ -60,7 +60,7 @@ def test_round_trip_cameras_land_the_mesh_on_its_masks(captures):
     camera = model.cameras[1]
     assert camera.model == "PINHOLE" and camera.intrinsics[:2] == pytest.approx((focal, focal))
     assert abs(camera.intrinsics[2] - RES[1] / 2) > 2.0  # off centre: a reader ignoring cx would fail below
-    views = ColmapViews(folder)
+    views = image_views(ColmapViews, folder)
     vertices = read_obj(SPOT_OBJ)[0].v_pos.double().numpy()
     pixels = projected_pixels(views, vertices)
     for slot in range(len(views)):
@@ -84,7 +84,7 @@ def test_distorted_capture_undistorts_to_the_pinhole_one(captures, tmp_path, mon
     """Radial distortion (k1 > 0) magnifies off-axis: the distorted masks cover more pixels than the
     pinhole renders of the same views; undistorted, they cover the same (resampling keeps coverage)."""
     monkeypatch.setenv("DMTREC_CACHE", str(tmp_path / "cache"))
-    pinhole, distorted = ColmapViews(captures[0]), ColmapViews(captures[1])
+    pinhole, distorted = image_views(ColmapViews, captures[0]), image_views(ColmapViews, captures[1])
     for slot in range(len(pinhole)):
         reference = float(pinhole.image(slot)[..., 3].sum())
         before = float(read_image(distorted.mask_paths[slot])[..., 0].sum())

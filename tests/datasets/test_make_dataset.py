@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from common import image_views
 
 from dmtrec.commands.make_dataset import add_arguments, main
 from dmtrec.datasets import make_dataset as make_dataset_module
@@ -46,7 +47,7 @@ def test_written_folder_reads_back_as_the_reference_views(shared_data, tmp_path)
         shared_data / SPOT, shared_data / PROBE, ReferenceRender(probe_res=32, rasterizer="torch")
     )
     for split, count in (("train", 3), ("val", 2), ("test", 1)):
-        loaded = NeRFSyntheticViews(out, split)
+        loaded = image_views(NeRFSyntheticViews, out, split)
         reference = ReferenceMeshViews(scene, split, views=count, resolution=(12, 16), seed=4)
         assert len(loaded) == count and loaded.resolution == (12, 16)
         # the projection from camera_angle_x is the reference views' (fovy 45 deg, 16:12 aspect)

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from common import PROBE_HDR, SPOT_OBJ
+from common import PROBE_HDR, SPOT_OBJ, image_views
 
 from dmtrec.datasets.make_dataset import make_dataset
 from dmtrec.datasets.nerf_synthetic import NeRFSyntheticViews
@@ -33,8 +33,8 @@ def test_pathtraced_dataset_matches_the_rasterized_layout_and_cameras(tmp_path):
     recipe = json.loads((traced / "dataset.json").read_text())
     assert recipe["renderer"] == "pathtrace" and recipe["spp"] == 16
 
-    views_r = NeRFSyntheticViews(raster, "train")
-    views_t = NeRFSyntheticViews(traced, "train")
+    views_r = image_views(NeRFSyntheticViews, raster, "train")
+    views_t = image_views(NeRFSyntheticViews, traced, "train")
     for i in range(3):
         a, b = views_r.load(i), views_t.load(i)
         cover_a, cover_b = a[..., 3] > 0.5, b[..., 3] > 0.5
@@ -57,7 +57,7 @@ def test_bad_renderer_and_material_values(tmp_path):
 def test_constant_ks_reaches_the_renders(tmp_path):
     plastic = make_dataset(SPOT_OBJ, PROBE_HDR, out=tmp_path / "p", render=RENDER, constant_ks=(0.25, 0.0), **SMALL)
     metal = make_dataset(SPOT_OBJ, PROBE_HDR, out=tmp_path / "m", render=RENDER, constant_ks=(0.25, 1.0), **SMALL)
-    a = NeRFSyntheticViews(plastic, "test").load(0)
-    b = NeRFSyntheticViews(metal, "test").load(0)
+    a = image_views(NeRFSyntheticViews, plastic, "test").load(0)
+    b = image_views(NeRFSyntheticViews, metal, "test").load(0)
     assert torch.equal(a[..., 3], b[..., 3])
     assert (a[..., :3] - b[..., :3]).abs().max() > 0.1  # metal tints reflections by kd, drops the diffuse
