@@ -2,7 +2,8 @@
 
 A camera-to-world matrix ``c2w [4, 4]`` places the camera; it looks down its local -Z axis with
 +Y up. The projection is OpenGL's with the y axis flipped, so that image row 0 (clip-space
-y = -1, where nvdiffrast starts) is the *top* of the picture, as in image files.
+y = -1, where nvdiffrast starts) is the *top* of the picture, as in image files. Where cameras
+are placed (orbits, random views, the reference-mesh cameras) is :mod:`.camera_distributions`.
 """
 
 from __future__ import annotations
