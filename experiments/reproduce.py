@@ -113,6 +113,12 @@ def read_config(scene: str) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def data_path(scene: str) -> str:
+    """The dataset folder of the scene's config as written (its kind's ``data.<kind>.path``)."""
+    data = read_config(scene)["data"]
+    return data[data["kind"]]["path"]
+
+
 def planned_iterations(scene: str) -> int:
     model = read_config(scene).get("model", {})
     passes = model.get("passes", "both")
@@ -127,7 +133,7 @@ def dataset_skip_reason(scene: str, env: Dict[str, str]) -> Optional[str]:
         return None
     if not env.get(var):
         return f"dataset root not set: export {var} or pass --{var[7:].lower().replace('_', '-')}"
-    path = Path(env[var]) / read_config(scene)["data"]["path"].rsplit("/", 1)[-1]
+    path = Path(env[var]) / data_path(scene).rsplit("/", 1)[-1]
     if not path.is_dir():
         return f"dataset folder {path} not found"
     return None

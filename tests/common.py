@@ -26,7 +26,7 @@ QUIET_ENV = {"WANDB_SILENT": "true", "WANDB_CONSOLE": "off", "WANDB_MODE": "offl
 def tiny_fit_args(data: Path, output_root: Path, *extra: str) -> list:
     """``dmtrec fit`` arguments of the tiny Spot run (quickstart + tiny_spot overlay) on the
     NeRF-synthetic folder ``data``, writing under ``output_root``; ``extra`` overrides follow."""
-    return ["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.path", str(data),
+    return ["fit", "-c", str(QUICKSTART), "-c", str(TINY), "--data.nerf_synthetic.path", str(data),
             "--run.output_root", str(output_root), *extra]  # fmt: skip
 
 
@@ -40,3 +40,15 @@ def subprocess_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     env.update(QUIET_ENV, **extra)
     return env
+
+
+def image_views(views, folder, split: str = "train", **kwargs):
+    """``views`` (NeRFSyntheticViews, NeRDViews or ColmapViews) of ``folder``: the keyword
+    arguments of the kind's data section (downscale, holdout, ...) go into it, the rest to ``views``."""
+    import dataclasses
+    import typing
+
+    section = typing.get_type_hints(views.__init__)["data"]
+    names = {f.name for f in dataclasses.fields(section)}
+    options = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+    return views(section(path=str(folder), **options), split, **kwargs)

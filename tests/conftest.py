@@ -59,6 +59,7 @@ def spot_dataset(tmp_path_factory):
         key = (views, res, val_views, test_views, probe_res)
         if key not in made:
             from dmtrec.datasets.make_dataset import make_dataset
+            from dmtrec.datasets.reference_mesh import ReferenceRender
 
             out = tmp_path_factory.mktemp("spot") / f"spot{res}"
             made[key] = make_dataset(
@@ -70,9 +71,7 @@ def spot_dataset(tmp_path_factory):
                 seed=0,
                 val_views=val_views,
                 test_views=test_views,
-                probe_res=probe_res,
-                device="cpu",
-                rasterizer="torch",
+                render=ReferenceRender(probe_res=probe_res, device="cpu", rasterizer="torch"),
             )
         return made[key]
 

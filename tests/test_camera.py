@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from dmtrec.render.camera import Cameras, look_at, orbit_c2w, perspective, random_orbit_c2w
+from dmtrec.render.camera import Cameras, look_at, perspective
+from dmtrec.render.camera_distributions import orbit_c2w, random_orbit_c2w
 
 
 def test_look_at_points_minus_z_at_target_with_y_up():

@@ -48,7 +48,9 @@ def test_data_path_defaults_to_the_repository_data(capsys, monkeypatch):
     monkeypatch.delenv("DMTREC_DATA", raising=False)
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(QUICKSTART), "--print_config"])
-    assert yaml.safe_load(capsys.readouterr().out)["data"]["probe"] == str(DATA / "envmaps" / "mud_road_puresky_1k.hdr")
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["reference_mesh"]["probe"] == str(
+        DATA / "envmaps" / "mud_road_puresky_1k.hdr"
+    )
 
 
 def test_missing_config_file_is_one_line(capsys, tmp_path):

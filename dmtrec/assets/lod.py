@@ -58,8 +58,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from dmtrec.assets.views import load_asset, load_probe, render_reference, view_cameras
+from dmtrec.assets.views import render_reference, view_cameras
 from dmtrec.core.mesh import Mesh
+from dmtrec.datasets.reference_mesh import load_asset, load_probe
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.contact_sheet import contact_sheet
 from dmtrec.io.image import linear_to_srgb

@@ -4,14 +4,17 @@ An *asset* is a mesh file (OBJ with MTL and textures, or GLB) with a PBR materia
 HDR probe. The views it is judged from follow one of three distributions:
 
 * ``"sphere"``: cameras uniformly distributed over the full sphere around the asset;
-* ``"hemisphere"``: only the upper half (elevation >= 0, +Y up), e.g. a prop standing on the ground;
+* ``"hemisphere"``: only the upper half (elevation >= 0, +Y up), e.g. a prop standing on the ground
+  (both drawn by :func:`dmtrec.render.camera_distributions.sample_cameras`);
 * a camera list: a JSON file in the NeRF-synthetic ``transforms.json`` layout
   (``camera_angle_x`` in radians or ``fovy`` in degrees, ``frames[*].transform_matrix``
   camera-to-world, optional ``w`` / ``h``), e.g. the views a game actually uses.
 
 The cameras look at the centre of the mesh's bounding box from a distance that fits its
 bounding sphere into the field of view (:func:`fit_radius`), unless a radius is given.
-Reference renders reuse :class:`dmtrec.datasets.reference_mesh.ReferenceScene` (straight
+Assets and probes are read by :func:`dmtrec.datasets.reference_mesh.load_asset` and
+:func:`~dmtrec.datasets.reference_mesh.load_probe` and
+reference renders reuse :class:`~dmtrec.datasets.reference_mesh.ReferenceScene` (straight
 alpha, linear radiance).
 """
 
@@ -27,17 +30,11 @@ from torch import Tensor
 
 from dmtrec.core.mesh import Mesh
 from dmtrec.core.types import PathLike
-from dmtrec.datasets.reference_cameras import ORBIT_ELEVATION
 from dmtrec.datasets.reference_mesh import ReferenceScene
-from dmtrec.io.mesh_files import read_mesh
-from dmtrec.render.camera import Cameras, orbit_c2w, random_orbit_c2w
+from dmtrec.render.camera import Cameras
+from dmtrec.render.camera_distributions import DISTRIBUTIONS, sample_cameras, size_hw
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
-
-DISTRIBUTIONS = ("sphere", "hemisphere")
-"""Named view distributions; anything else passed as a distribution is a camera-list path."""
-
-_ELEVATIONS = {"sphere": (-math.pi / 2, math.pi / 2), "hemisphere": (0.0, math.pi / 2)}
 
 
 def mesh_bounds(mesh: Mesh) -> Tuple[Tensor, float]:
@@ -53,57 +50,6 @@ def fit_radius(mesh: Mesh, fovy: float = 45.0, margin: float = 1.1) -> float:
     """Camera distance at which the mesh's bounding sphere (times ``margin``) fits a ``fovy``-degree view."""
     _, radius = mesh_bounds(mesh)
     return max(radius, 1e-6) * margin / math.sin(math.radians(fovy) / 2)
-
-
-def sample_cameras(
-    n: int,
-    distribution: str = "sphere",
-    radius: float = 3.0,
-    fovy: float = 45.0,
-    resolution: Union[int, Sequence[int]] = 256,
-    seed: int = 0,
-    target: Optional[Sequence[float]] = None,
-    near: float = 0.1,
-    far: float = 1000.0,
-) -> Cameras:
-    """``n`` cameras drawn from a named distribution, looking at ``target`` (default the origin).
-
-    Args:
-        n: number of views (>= 1).
-        distribution: ``"sphere"`` (uniform over the sphere's area) or ``"hemisphere"`` (upper half).
-        radius: distance from ``target``.
-        fovy: vertical field of view in **degrees**.
-        resolution: ``H = W`` or ``(H, W)``.
-        seed: the same seed gives the same cameras; use different seeds for held-out views.
-        target: ``[3]`` point the cameras look at (e.g. :func:`mesh_bounds`'s centre).
-
-    Returns:
-        :class:`Cameras` with ``c2w [n, 4, 4]``.
-    """
-    if distribution not in _ELEVATIONS:
-        raise ValueError(f"sample_cameras: unknown distribution {distribution!r}; choose one of {DISTRIBUTIONS}")
-    if n < 1:
-        raise ValueError(f"sample_cameras: n must be >= 1, got {n}")
-    generator = torch.Generator().manual_seed(int(seed))
-    c2w = random_orbit_c2w(int(n), float(radius), generator, _ELEVATIONS[distribution])
-    if target is not None:
-        c2w[:, :3, 3] += torch.as_tensor(target, dtype=torch.float32)
-    return Cameras.from_fov(c2w, math.radians(fovy), _resolution(resolution), near, far)
-
-
-def orbit_cameras(
-    n: int,
-    radius: float = 3.0,
-    fovy: float = 45.0,
-    resolution: Union[int, Sequence[int]] = 256,
-    target: Optional[Sequence[float]] = None,
-    elevation: float = ORBIT_ELEVATION,
-) -> Cameras:
-    """``n`` cameras evenly spaced on an orbit at ``elevation`` radians (for figures and turntables)."""
-    azimuth = -2.0 * math.pi * torch.arange(n, dtype=torch.float32) / n
-    target_t = None if target is None else torch.as_tensor(target, dtype=torch.float32)
-    c2w = orbit_c2w(azimuth, torch.full_like(azimuth, elevation), float(radius), target_t)
-    return Cameras.from_fov(c2w, math.radians(fovy), _resolution(resolution))
 
 
 def load_camera_list(
@@ -136,7 +82,7 @@ def load_camera_list(
         raise ValueError(f"{path}: transform_matrix must be finite 4x4, got {tuple(c2w.shape[1:])}")
     if resolution is None:
         resolution = (int(doc.get("h", 256)), int(doc.get("w", 256)))
-    size = _resolution(resolution)
+    size = size_hw(resolution)
     if "fovy" in doc:
         fovy = math.radians(float(doc["fovy"]))
     elif "camera_angle_x" in doc:
@@ -166,51 +112,6 @@ def view_cameras(
     return sample_cameras(n, distribution, radius, fovy, resolution, seed, target=centre.tolist())
 
 
-def load_asset(path: PathLike, device: Union[str, torch.device] = "cpu") -> Tuple[Mesh, TexturedMaterial]:
-    """``(mesh, material)`` of an OBJ or GLB asset, ready for :func:`render_reference`.
-
-    As for nvdiffrec's reference meshes, a missing ks is a rough dielectric and ks's occlusion
-    channel is cleared (the asset is lit by the probe alone). The mesh may lack UVs (then the
-    material is the constant kd the file gives, if any) or be empty; callers check.
-
-    Raises:
-        FileNotFoundError / ValueError: one line ``"<file>: <problem>"``.
-    """
-    path = Path(path)
-    try:
-        mesh, textures = read_mesh(path)
-    except (FileNotFoundError, ValueError):
-        raise
-    except Exception as exc:  # a reader failure that is not already a one-line error
-        raise ValueError(f"{path}: unreadable mesh ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
-    kd = textures.get("kd", torch.full((1, 1, 3), 0.5))
-    ks = textures.get("ks", torch.tensor([[[0.0, 1.0, 0.0]]])).clone()
-    ks[..., 0] = 0.0
-    material = TexturedMaterial.from_tensors(
-        kd=kd.to(device), ks=ks.to(device), normal=textures["normal"].to(device) if "normal" in textures else None
-    )
-    material.requires_grad_(False)
-    return mesh.to(device), material
-
-
-def load_probe(
-    path: PathLike, probe_res: int = 128, scale: float = 1.0, device: Union[str, torch.device] = "cpu"
-) -> EnvironmentLight:
-    """The environment light of an ``.hdr`` probe (``probe_res`` per cube face, a power of two >= 32).
-
-    Raises:
-        FileNotFoundError / ValueError: one line ``"<file>: <problem>"``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: probe file not found")
-    try:
-        light = EnvironmentLight.from_hdr(path, base_res=probe_res, scale=scale)
-    except Exception as exc:  # whatever the HDR reader or resampler rejects
-        raise ValueError(f"{path}: unreadable probe ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
-    return light.to(device).requires_grad_(False)
-
-
 @torch.no_grad()
 def render_reference(
     mesh: Mesh,
@@ -225,13 +126,6 @@ def render_reference(
 
     ``spp`` supersamples ``spp x spp`` per pixel; views are rendered ``chunk`` at a time.
     """
-    scene = ReferenceScene(mesh, material, light, rasterizer, Path(), Path())
+    scene = ReferenceScene(mesh, material, light, rasterizer)
     out = [scene.render(cameras[start : start + chunk], spp) for start in range(0, cameras.batch_size, chunk)]
     return torch.cat(out, 0)
-
-
-def _resolution(resolution: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    if isinstance(resolution, int):
-        return resolution, resolution
-    height, width = (int(r) for r in resolution)
-    return height, width

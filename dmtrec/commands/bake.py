@@ -34,9 +34,10 @@ from dmtrec.assets.unlit_bake import (
     view_averaged_ceiling,
     with_render_frame,
 )
-from dmtrec.assets.views import DISTRIBUTIONS, load_asset, load_probe, render_reference, view_cameras
+from dmtrec.assets.views import render_reference, view_cameras
 from dmtrec.core.atomic import atomic_folder, write_json
 from dmtrec.core.mesh import Mesh
+from dmtrec.datasets.reference_mesh import load_asset, load_probe
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.contact_sheet import contact_sheet
 from dmtrec.io.gltf import write_glb
@@ -45,6 +46,7 @@ from dmtrec.io.obj import write_obj
 from dmtrec.io.ply import write_ply
 from dmtrec.metrics.image_losses import PIXEL_LOSS_ALIASES, PIXEL_LOSSES, pixel_loss_name
 from dmtrec.render.camera import Cameras
+from dmtrec.render.camera_distributions import DISTRIBUTIONS
 from dmtrec.render.raster import get_rasterizer
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Dict
 import torch
 import yaml
 
-from dmtrec.datasets.datamodule import train_from_world
+from dmtrec.datasets.datamodule import config_train_from_world
 from dmtrec.systems.checkpoints import load_module
 from dmtrec.systems.outputs import EXPORT_FRAMES, write_outputs
 from dmtrec.systems.pipeline import ReconstructionSystem
@@ -28,7 +28,7 @@ def run_train_from_world(ckpt_path: Path) -> torch.Tensor:
     if not config_path.is_file():
         return torch.eye(4)
     data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
-    return train_from_world(data.get("kind", "nerf_synthetic"), data.get("world_up", "y"))
+    return config_train_from_world(data)
 
 
 def export_checkpoint(ckpt_path: Path, out_dir: Path, device: str = "cpu", frame: str = "dataset") -> Dict[str, Path]:

@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"{data}: no transforms_*.json, poses_bounds.npy or COLMAP model found; pass --kind or a config"
             )
-        options, scale = {"kind": kind, "path": str(data)}, None
+        options, scale = {"kind": kind, kind: {"path": str(data)}}, None
     else:
         raise FileNotFoundError(f"{data}: dataset folder or config not found")
     scale = args.scale or scale or DEFAULT_SCALE

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import argparse
 
-from dmtrec.datasets.make_dataset import COLMAP_MODELS, PRINCIPAL_OFFSET, RENDERERS, make_colmap_dataset, make_dataset
+from dmtrec.datasets.make_dataset import (
+    COLMAP_MODELS,
+    PRINCIPAL_OFFSET,
+    RENDERERS,
+    ColmapCapture,
+    make_colmap_dataset,
+    make_dataset,
+)
+from dmtrec.datasets.reference_mesh import ReferenceRender
 
 HELP = "render a reference mesh into a NeRF-synthetic dataset folder (or a COLMAP capture: --format colmap)"
 
@@ -80,20 +88,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``dmtrec make-dataset`` with parsed ``args``; errors raise ValueError (one line)."""
+    roughness, metallic = args.roughness, args.metallic
     common = dict(
         seed=args.seed,
-        fovy=args.fovy,
-        cam_radius=args.cam_radius,
-        translation_jitter=args.jitter,
-        spp=args.spp if args.spp is not None else (64 if args.renderer == "pathtrace" else 1),
+        render=ReferenceRender(
+            fovy=args.fovy,
+            cam_radius=args.cam_radius,
+            translation_jitter=args.jitter,
+            spp=args.spp if args.spp is not None else (64 if args.renderer == "pathtrace" else 1),
+            env_scale=args.env_scale,
+            probe_res=args.probe_res,
+            rasterizer=args.rasterizer,
+            device=args.device,
+        ),
         renderer=args.renderer,
-        roughness=args.roughness,
-        metallic=args.metallic,
-        env_scale=args.env_scale,
-        probe_res=args.probe_res,
+        # Either one alone replaces ks too, the other at a rough dielectric's value.
+        constant_ks=None
+        if roughness is None and metallic is None
+        else (1.0 if roughness is None else roughness, metallic or 0.0),
         overwrite=args.overwrite,
-        device=args.device,
-        rasterizer=args.rasterizer,
     )
     if args.format == "colmap":
         out = make_colmap_dataset(
@@ -102,10 +115,7 @@ def main(args: argparse.Namespace) -> int:
             args.views,
             args.res,
             args.out,
-            camera_model=args.camera_model,
-            distortion=args.distortion,
-            background=args.background,
-            principal_offset=args.principal_offset,
+            capture=ColmapCapture(args.camera_model, args.distortion, args.background, tuple(args.principal_offset)),
             **common,
         )
         print(f"dmtrec make-dataset: wrote {args.views} views ({args.camera_model}) as a COLMAP capture to {out}")

@@ -19,12 +19,14 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from dmtrec.io.contact_sheet import contact_sheet as layout_sheet
+from dmtrec.io.colmap_model import MODEL_DIRS
 from dmtrec.io.image import linear_to_srgb
 from dmtrec.render.camera import Cameras
 
-from .colmap import MODEL_DIRS, NORMALIZED_RADIUS, ColmapViews
+from .base import ImageViews
+from .colmap import ColmapViews
+from .colmap_normalize import NORMALIZED_RADIUS
 from .nerd import POSES_FILE
-from .nerf_synthetic import ImageViews
 from .reference_mesh import ReferenceMeshViews
 
 _PANEL = 480

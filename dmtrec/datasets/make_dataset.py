@@ -14,19 +14,21 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from dmtrec.core.atomic import atomic_folder
 from dmtrec.core.types import PathLike
+from dmtrec.io.colmap_model import ColmapCamera, ColmapImage, ColmapPoints, world_to_camera, write_model_text
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 
-from .colmap import ColmapCamera, ColmapImage, ColmapPoints, distort_image, world_to_camera, write_model_text
-from .reference_mesh import PathTracedScene, ReferenceMeshViews, load_reference_scene, with_constant_ks
+from .colmap_undistort import distort_image
+from .reference_mesh import PathTracedScene, ReferenceMeshViews, ReferenceRender, load_reference_scene, with_constant_ks
 from .samples import (
     SPLIT_STREAMS,
     STREAM_BACKGROUND,
@@ -52,18 +54,10 @@ def make_dataset(
     seed: int = 0,
     val_views: int = 8,
     test_views: int = 8,
-    fovy: float = 45.0,
-    cam_radius: float = 3.0,
-    translation_jitter: float = 0.25,
-    spp: int = 1,
-    env_scale: float = 1.0,
-    probe_res: int = 512,
-    overwrite: bool = False,
-    device: Optional[str] = None,
-    rasterizer: str = "auto",
+    render: ReferenceRender = ReferenceRender(),
     renderer: str = "raster",
-    roughness: Optional[float] = None,
-    metallic: Optional[float] = None,
+    constant_ks: Optional[Tuple[float, float]] = None,
+    overwrite: bool = False,
 ) -> Path:
     """Render ``mesh`` lit by ``probe`` into the NeRF-synthetic folder ``out``; returns ``out``.
 
@@ -75,24 +69,23 @@ def make_dataset(
         out: the dataset folder to create.
         seed: seeds the training cameras; the same seed always gives the same dataset.
         val_views, test_views: views on the fixed validation orbit (test between val views).
-        fovy, cam_radius, translation_jitter, spp, env_scale, probe_res: as :class:`ReconDataModule`.
-        overwrite: replace ``out`` if it exists (else that is an error).
-        device: where to render (default CUDA if available); ``rasterizer``: backend.
-        renderer: ``"raster"`` (dmtrec's rasterizer, split-sum shading; ``spp`` is supersampling
-            per axis) or ``"pathtrace"`` (Mitsuba 3, :mod:`dmtrec.render.pathtrace`: shadows and
-            interreflections; ``spp`` is samples per pixel).
-        roughness, metallic: replace the mesh's ks with this one value (occlusion 0), e.g. the
+        render: cameras, supersampling, probe and backend, as the ``reference_mesh`` data kind.
+        renderer: ``"raster"`` (dmtrec's rasterizer, split-sum shading; ``render.spp`` is
+            supersampling per axis) or ``"pathtrace"`` (Mitsuba 3, :mod:`dmtrec.render.pathtrace`:
+            shadows and interreflections; ``render.spp`` is samples per pixel).
+        constant_ks: ``(roughness, metallic)`` replacing the mesh's ks (occlusion 0), e.g. the
             plastic and metal variants of nvdiffrec's known-geometry experiment.
+        overwrite: replace ``out`` if it exists (else that is an error).
     """
     out = Path(out)
     resolution = as_resolution(res, "res")
-    for name, value in (("views", views), ("val_views", val_views), ("test_views", test_views), ("spp", spp)):
+    for name, value in (("views", views), ("val_views", val_views), ("test_views", test_views)):
         if value < 1:
             raise ValueError(f"{name}: must be >= 1, got {value}")
     if out.exists() and not overwrite:
         raise ValueError(f"{out}: output folder exists (pass --overwrite, or overwrite=True, to replace it)")
-    scene, spp = _scene(mesh, probe, env_scale, probe_res, device, rasterizer, renderer, roughness, metallic, spp, seed)
-    fovx = 2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) * resolution[1] / resolution[0])
+    scene, view_render = _scene(mesh, probe, render, renderer, constant_ks, seed)
+    fovx = 2.0 * math.atan(math.tan(math.radians(render.fovy) / 2.0) * resolution[1] / resolution[0])
 
     with atomic_folder(out) as tmp:
         for split, count in (("train", views), ("val", val_views), ("test", test_views)):
@@ -102,10 +95,7 @@ def make_dataset(
                 views=count,
                 resolution=resolution,
                 seed=seed,
-                fovy=fovy,
-                cam_radius=cam_radius,
-                translation_jitter=translation_jitter,
-                spp=spp,
+                render=view_render,
             )
             frames = []
             for index, img in dataset.renders(_RENDER_CHUNK):
@@ -125,39 +115,67 @@ def make_dataset(
             "views": {"train": views, "val": val_views, "test": test_views},
             "resolution": list(resolution),
             "seed": seed,
-            "fovy_degrees": fovy,
-            "cam_radius": cam_radius,
-            "translation_jitter": translation_jitter,
+            "fovy_degrees": render.fovy,
+            "cam_radius": render.cam_radius,
+            "translation_jitter": render.translation_jitter,
             "renderer": renderer,
-            "spp": scene.samples if renderer == "pathtrace" else spp,
-            "ks_override": None if roughness is None and metallic is None else [0.0, roughness, metallic],
-            "env_scale": env_scale,
-            "probe_res": probe_res,
+            "spp": render.spp,
+            "ks_override": None if constant_ks is None else [0.0, *constant_ks],
+            "env_scale": render.env_scale,
+            "probe_res": render.probe_res,
         }
         (tmp / "dataset.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return out
 
 
-def _scene(mesh, probe, env_scale, probe_res, device, rasterizer, renderer, roughness, metallic, spp, seed):
-    """``(scene, spp of the views)``: the reference scene to render, rasterized or path traced, with ks replaced."""
+def _scene(
+    mesh: PathLike,
+    probe: PathLike,
+    render: ReferenceRender,
+    renderer: str,
+    constant_ks: Optional[Tuple[float, float]],
+    seed: int,
+):
+    """``(scene, view settings)``: the reference scene to render, rasterized or path traced, with
+    ks replaced, and ``render`` as the views use it."""
     if renderer not in RENDERERS:
         raise ValueError(f"renderer: must be one of {', '.join(RENDERERS)}, got {renderer!r}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    scene = load_reference_scene(
-        mesh, probe, env_scale=env_scale, probe_res=probe_res, device=device, rasterizer=rasterizer
-    )
-    if roughness is not None or metallic is not None:
-        scene = with_constant_ks(scene, 1.0 if roughness is None else roughness, metallic or 0.0)
+    scene = load_reference_scene(mesh, probe, render)
+    if constant_ks is not None:
+        scene = with_constant_ks(scene, *constant_ks)
     if renderer == "pathtrace":
-        scene = PathTracedScene(scene, samples=spp, seed=seed, env_scale=env_scale)
-        spp = 1  # the views' supersampling: the path tracer's samples already filter each pixel
-    return scene, spp
+        scene = PathTracedScene(scene, samples=render.spp, seed=seed, env_scale=render.env_scale)
+        # The views' supersampling: the path tracer's samples already filter each pixel.
+        return scene, replace(render, spp=1)
+    return scene, render
 
 
 COLMAP_MODELS = ("PINHOLE", "SIMPLE_RADIAL", "OPENCV")
 # Principal point offset of the synthetic COLMAP cameras, as fractions of the image size: off
 # centre by default, so that a reader ignoring cx, cy fails the round trip.
 PRINCIPAL_OFFSET = (0.03, -0.02)
+
+
+@dataclass(frozen=True)
+class ColmapCapture:
+    """The synthetic COLMAP camera and photos of :func:`make_colmap_dataset`.
+
+    Attributes:
+        camera_model: one of :data:`COLMAP_MODELS`.
+        distortion: SIMPLE_RADIAL ``k``; OPENCV ``k1`` (plus small ``k2, p1, p2``); the photos are
+            distorted to match.
+        background: what the opaque photos show behind the object (default one random colour per
+            image; see :func:`dmtrec.datasets.samples.make_background`).
+        principal_offset: principal point off centre, as fractions of the width and height. SfM
+            assumes a centred one, so use ``(0, 0)`` to benchmark it.
+    """
+
+    camera_model: str = "PINHOLE"
+    distortion: float = 0.05
+    background: str = "random"
+    principal_offset: Tuple[float, float] = PRINCIPAL_OFFSET
+
+
 _MAX_POINTS = 2000
 
 
@@ -168,65 +186,48 @@ def make_colmap_dataset(
     res: Union[int, Sequence[int]],
     out: PathLike,
     seed: int = 0,
-    fovy: float = 45.0,
-    cam_radius: float = 3.0,
-    translation_jitter: float = 0.25,
-    spp: int = 1,
-    env_scale: float = 1.0,
-    probe_res: int = 512,
+    render: ReferenceRender = ReferenceRender(),
     renderer: str = "raster",
-    roughness: Optional[float] = None,
-    metallic: Optional[float] = None,
-    camera_model: str = "PINHOLE",
-    distortion: float = 0.05,
-    background: str = "random",
-    principal_offset: Sequence[float] = PRINCIPAL_OFFSET,
+    constant_ks: Optional[Tuple[float, float]] = None,
+    capture: ColmapCapture = ColmapCapture(),
     overwrite: bool = False,
-    device: Optional[str] = None,
-    rasterizer: str = "auto",
 ) -> Path:
     """Render ``mesh`` lit by ``probe`` into a COLMAP capture folder ``out`` with the true poses; returns ``out``.
 
-    ``out/images/r_NNN.png`` are opaque photos (the render over a ``background``, by default
-    one random colour per image), ``out/masks/r_NNN.png.png`` their coverage masks and
-    ``out/sparse/0/{cameras,images,points3D}.txt`` the model: one camera of ``camera_model``
-    (focal length from ``fovy``, principal point ``principal_offset`` (fractions of the width and
-    height) off centre: SfM assumes a centred one, so use ``(0, 0)`` to benchmark it; SIMPLE_RADIAL ``k = distortion``,
-    OPENCV ``k1 = distortion`` plus small ``k2, p1, p2``: the photos are distorted to match),
-    the views' true poses, and up to 2000 mesh vertices as points. Cameras are the random
-    training views of the ``reference_mesh`` kind with the same seed; other arguments as
-    :func:`make_dataset`.
+    ``out/images/r_NNN.png`` are opaque photos (the render over ``capture.background``, by
+    default one random colour per image), ``out/masks/r_NNN.png.png`` their coverage masks and
+    ``out/sparse/0/{cameras,images,points3D}.txt`` the model: one camera as :class:`ColmapCapture`
+    says (focal length from ``render.fovy``), the views' true poses, and up to 2000 mesh vertices
+    as points. Cameras are the random training views of the ``reference_mesh`` kind with the same
+    seed; other arguments as :func:`make_dataset`.
     """
     out = Path(out)
     resolution = as_resolution(res, "res")
+    camera_model, distortion, principal_offset = capture.camera_model, capture.distortion, capture.principal_offset
     if camera_model not in COLMAP_MODELS:
         raise ValueError(f"camera_model: must be one of {', '.join(COLMAP_MODELS)}, got {camera_model!r}")
-    for name, value in (("views", views), ("spp", spp)):
-        if value < 1:
-            raise ValueError(f"{name}: must be >= 1, got {value}")
+    if views < 1:
+        raise ValueError(f"views: must be >= 1, got {views}")
     if out.exists() and not overwrite:
         raise ValueError(f"{out}: output folder exists (pass --overwrite, or overwrite=True, to replace it)")
-    background = check_background(background, "background")
-    scene, spp = _scene(mesh, probe, env_scale, probe_res, device, rasterizer, renderer, roughness, metallic, spp, seed)
+    background = check_background(capture.background, "background")
+    scene, view_render = _scene(mesh, probe, render, renderer, constant_ks, seed)
     height, width = resolution
-    focal = 0.5 * height / math.tan(math.radians(fovy) / 2.0)
+    focal = 0.5 * height / math.tan(math.radians(render.fovy) / 2.0)
     cx, cy = width * (0.5 + principal_offset[0]), height * (0.5 + principal_offset[1])
     extra = {"PINHOLE": (), "SIMPLE_RADIAL": (distortion,), "OPENCV": (distortion, -0.2 * distortion, 1e-3, -1e-3)}
     params = (focal, focal, cx, cy) if camera_model != "SIMPLE_RADIAL" else (focal, cx, cy)
     camera = ColmapCamera(1, camera_model, width, height, params + extra[camera_model])
     proj = perspective_from_intrinsics(focal, focal, cx, cy, width, height)
 
-    views_ds = ReferenceMeshViews(
-        scene, "train", views=views, resolution=resolution, seed=seed, fovy=fovy, cam_radius=cam_radius,
-        translation_jitter=translation_jitter, spp=spp,
-    )  # fmt: skip
+    views_ds = ReferenceMeshViews(scene, "train", views=views, resolution=resolution, seed=seed, render=view_render)
     with atomic_folder(out) as tmp:
         images = []
         for start in range(0, views, _RENDER_CHUNK):
             indices = list(range(start, min(start + _RENDER_CHUNK, views)))
             c2w = torch.stack([views_ds.c2w(i) for i in indices])
             cameras = Cameras(c2w, proj[None].expand(len(indices), 4, 4).contiguous(), resolution)
-            for index, img, pose in zip(indices, scene.render(cameras, spp).cpu(), c2w):
+            for index, img, pose in zip(indices, scene.render(cameras, view_render.spp).cpu(), c2w):
                 if camera.distorted:
                     img = distort_image(img, camera)
                 generator = sample_generator(seed, STREAM_BACKGROUND, SPLIT_STREAMS["train"], index)
@@ -253,17 +254,17 @@ def make_colmap_dataset(
             "views": views,
             "resolution": list(resolution),
             "seed": seed,
-            "fovy_degrees": fovy,
-            "cam_radius": cam_radius,
-            "translation_jitter": translation_jitter,
+            "fovy_degrees": render.fovy,
+            "cam_radius": render.cam_radius,
+            "translation_jitter": render.translation_jitter,
             "camera": {"model": camera.model, "params": list(camera.params)},
             "background": background,
             "principal_offset": list(principal_offset),
             "renderer": renderer,
-            "spp": scene.samples if renderer == "pathtrace" else spp,
-            "ks_override": None if roughness is None and metallic is None else [0.0, roughness, metallic],
-            "env_scale": env_scale,
-            "probe_res": probe_res,
+            "spp": render.spp,
+            "ks_override": None if constant_ks is None else [0.0, *constant_ks],
+            "env_scale": render.env_scale,
+            "probe_res": render.probe_res,
         }
         (tmp / "dataset.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return out

@@ -30,12 +30,23 @@ from torch import Tensor
 from dmtrec.core.types import PathLike
 from dmtrec.render.camera import Cameras, perspective
 
+from .base import (
+    IMAGE_SUFFIXES,
+    ImageViews,
+    axes_focus,
+    check_holdout,
+    check_view_options,
+    evenly_spaced,
+    load_rgba,
+    read_dataset_image,
+    size_text,
+    split_frames,
+)
+from .config import NeRDData
 from .errors import DatasetError
-from .nerf_synthetic import ImageViews, check_view_options, evenly_spaced, load_rgba, read_dataset_image, size_text
-from .samples import SPLIT_STREAMS, check_background
+from .samples import check_background
 
 POSES_FILE = "poses_bounds.npy"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # LLFF stores the camera axes as [down, right, back]; OpenGL's are [right, up, back]:
 # right = LLFF column 1, up = -LLFF column 0, back = LLFF column 2.
 _LLFF_TO_OPENGL_AXES = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -88,17 +99,6 @@ def read_poses_bounds(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
     return c2w, hwf
 
 
-def axes_focus(origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """The point ``[3]`` nearest (least squares) to the lines ``origins[i] + t * directions[i]``.
-
-    Where the lines do not pin it down (all parallel), the least-norm solution.
-    """
-    d = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
-    # Each line contributes the projector onto its normal plane: sum_i P_i p = sum_i P_i o_i.
-    projectors = np.eye(3) - d[:, :, None] * d[:, None, :]
-    return np.linalg.pinv(projectors.sum(0)) @ (projectors @ origins[:, :, None]).sum(0)[:, 0]
-
-
 def image_files(folder: Path, count: int) -> List[Path]:
     """The ``count`` images of ``folder`` (``.png``, ``.jpg``, ``.jpeg``) sorted by name."""
     if not folder.is_dir():
@@ -107,24 +107,6 @@ def image_files(folder: Path, count: int) -> List[Path]:
     if len(files) != count:
         raise DatasetError(folder, f"holds {len(files)} images (.png/.jpg/.jpeg) but {POSES_FILE} has {count} poses")
     return files
-
-
-def check_holdout(holdout: int) -> None:
-    """ValueError unless ``holdout`` is 0 or an integer >= 2 (see :func:`split_frames`)."""
-    if not isinstance(holdout, int) or isinstance(holdout, bool) or holdout < 0 or holdout == 1:
-        raise ValueError(f"holdout: must be 0 (no held-out frames) or an integer >= 2, got {holdout!r}")
-
-
-def split_frames(total: int, split: str, holdout: int) -> List[int]:
-    """Frames of ``split``: all of them where ``holdout`` is 0 (nvdiffrec validates on its
-    training views), else every ``holdout``-th frame (0, k, 2k, ...) for val/test and the rest
-    for training (NeRF's ``llffhold``)."""
-    if split not in SPLIT_STREAMS:
-        raise ValueError(f"split: unknown split {split!r}; choose one of {', '.join(SPLIT_STREAMS)}")
-    if holdout == 0:
-        return list(range(total))
-    held = set(range(0, total, holdout))
-    return sorted(held) if split != "train" else [f for f in range(total) if f not in held]
 
 
 class NeRDViews(ImageViews):
@@ -143,19 +125,18 @@ class NeRDViews(ImageViews):
     to any ``resolution``.
 
     Args:
-        folder: the scene folder.
+        data: the scene folder (``path``) and its options (``downscale``: integer factor to shrink
+            images by, area averaging; ``holdout``: 0, every split holds all frames as in
+            nvdiffrec, or k >= 2, every k-th frame is held out of training and forms val and
+            test; ``preload``), as :class:`~dmtrec.datasets.config.NeRDData`.
         split: ``"train"``, ``"val"`` or ``"test"`` (see :func:`split_frames`).
-        downscale: integer factor to shrink images by (area averaging).
         resolution: ``(H, W)`` working resolution instead of ``downscale``.
         background: see :func:`dmtrec.datasets.samples.make_background`.
         seed: seeds the random backgrounds.
         length: samples per epoch; frames repeat cyclically (default: one per frame).
         max_frames: use only this many evenly spaced frames of the split (default all);
             the others are located but not decoded.
-        holdout: 0 (every split holds all frames, as nvdiffrec) or k >= 2 (every k-th frame
-            is held out of training and forms val and test).
         near, far: clip planes of the projection.
-        preload: keep the decoded images in memory (else decode on every access).
 
     Samples follow :mod:`dmtrec.datasets.samples`; ``index`` is the frame's row in
     ``poses_bounds.npy`` (its position in the sorted folders). ``fovy`` is ``[len(frames)]``
@@ -164,19 +145,17 @@ class NeRDViews(ImageViews):
 
     def __init__(
         self,
-        folder: PathLike,
+        data: NeRDData,
         split: str = "train",
-        downscale: int = 1,
         resolution: Optional[Sequence[int]] = None,
         background: str = "white",
         seed: int = 0,
         length: Optional[int] = None,
         max_frames: Optional[int] = None,
-        holdout: int = 0,
         near: float = 0.1,
         far: float = 1000.0,
-        preload: bool = True,
     ):
+        folder, downscale, preload, holdout = data.path, data.downscale, data.preload, data.holdout
         check_view_options(downscale, resolution, length, max_frames)
         check_holdout(holdout)
         folder = Path(folder)

@@ -3,7 +3,12 @@
 :class:`ReferenceScene` holds the textured mesh, its light and a rasterizer and renders
 straight-alpha linear RGBA for any cameras. :class:`ReferenceMeshViews` is a dataset of such
 renders: a fresh random camera per training index, a fixed orbit for validation and test,
-all derived from the seed (see :mod:`dmtrec.datasets.reference_cameras`).
+all derived from the seed (see :mod:`dmtrec.render.camera_distributions`), rendered as a
+:class:`ReferenceRender` says.
+
+Assets (OBJ or GLB) and probes are read here for every user, the asset commands included:
+:func:`read_asset`, :func:`asset_material` (the one home of nvdiffrec's ks rule),
+:func:`load_asset`, :func:`load_probe`; every failure is a one-line :class:`DatasetError`.
 
 By default views render on demand, a batch at a time (``__getitems__``), on the scene's
 device: nvdiffrec draws a fresh training view every iteration, so the training set may be far
@@ -19,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -28,8 +33,10 @@ from torch.utils.data import Dataset
 from dmtrec.core.mesh import Mesh
 from dmtrec.core.types import PathLike
 from dmtrec.io.image import ImageReadError
-from dmtrec.io.obj import ObjReadError, read_obj
+from dmtrec.io.mesh_files import read_mesh
+from dmtrec.io.obj import ObjReadError
 from dmtrec.render.camera import Cameras
+from dmtrec.render.camera_distributions import orbit_view_c2w, random_view_c2w
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.pathtrace import fovy_of, pathtrace, probe_latlong
@@ -37,7 +44,6 @@ from dmtrec.render.raster import get_rasterizer
 from dmtrec.render.render_mesh import render_mesh
 
 from .errors import DatasetError
-from .reference_cameras import orbit_view_c2w, random_view_c2w
 from .samples import (
     SPLIT_STREAMS,
     STREAM_BACKGROUND,
@@ -61,15 +67,15 @@ class ReferenceScene:
         material: its textured material.
         light: the environment light built from the probe.
         rasterizer: the backend rendering it.
-        mesh_path, probe_path: where they came from.
+        mesh_path, probe_path: where they came from (None for a scene built in memory).
     """
 
     mesh: Mesh
     material: Any
     light: Any
     rasterizer: Any
-    mesh_path: Path
-    probe_path: Path
+    mesh_path: Optional[Path] = None
+    probe_path: Optional[Path] = None
 
     @property
     def device(self) -> torch.device:
@@ -91,54 +97,121 @@ class ReferenceScene:
         return torch.cat([rgb, alpha], dim=-1)
 
 
-def load_reference_scene(
-    mesh: PathLike,
-    probe: PathLike,
-    env_scale: float = 1.0,
-    probe_res: int = 512,
-    device: Union[str, torch.device] = "cpu",
-    rasterizer: str = "auto",
-) -> ReferenceScene:
-    """Read the mesh (OBJ with MTL and textures) and the probe (``.hdr``); errors are :class:`DatasetError`.
+@dataclass
+class ReferenceRender:
+    """How reference views of a mesh are rendered: the settings the ``reference_mesh`` data kind,
+    ``dmtrec make-dataset`` and its COLMAP variant share.
 
-    ``probe_res`` is the light's cube-map face size (nvdiffrec: 512); its split-sum
+    Attributes:
+        fovy: vertical field of view in degrees (nvdiffrec: 45).
+        cam_radius: camera distance from the object (nvdiffrec: 3).
+        translation_jitter: training views shift the object uniformly in ``[-j, j]^3``.
+        spp: supersampling per axis.
+        env_scale: multiplies the probe's radiance.
+        probe_res: cube-map face size of the probe's light (nvdiffrec: 512; 64-128 keeps CPU runs
+            quick, since prefiltering it dominates setup).
+        rasterizer: backend (``auto``, ``nvdiffrast``, ``torch``).
+        device: where to render (None: CUDA if available).
+    """
+
+    fovy: float = 45.0
+    cam_radius: float = 3.0
+    translation_jitter: float = 0.25
+    spp: int = 1
+    env_scale: float = 1.0
+    probe_res: int = 512
+    rasterizer: str = "auto"
+    device: Optional[str] = None
+
+    def __post_init__(self):
+        if not 0.0 < self.fovy < 180.0:
+            raise ValueError(f"fovy: must be in (0, 180) degrees, got {self.fovy}")
+        if self.cam_radius <= 0.0:
+            raise ValueError(f"cam_radius: must be > 0, got {self.cam_radius}")
+        if self.spp < 1:
+            raise ValueError(f"spp: must be >= 1, got {self.spp}")
+
+    @property
+    def render_device(self) -> str:
+        """:attr:`device`, or CUDA where available."""
+        return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def read_asset(path: PathLike) -> Tuple[Mesh, Dict[str, Tensor]]:
+    """``(mesh, textures)`` of an OBJ (with MTL and textures) or GLB file; every failure is a
+    one-line :class:`DatasetError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "mesh file not found")
+    try:
+        return read_mesh(path)
+    except Exception as exc:  # any reader failure, e.g. a malformed line or an unreadable texture
+        raise _file_error(exc, path, "unreadable mesh") from None
+
+
+def asset_material(textures: Dict[str, Tensor], device: Union[str, torch.device] = "cpu") -> TexturedMaterial:
+    """The frozen material of an asset's ``textures`` (a missing kd is constant grey 0.5).
+
+    Like nvdiffrec's reference loading: a missing ks is a rough dielectric, and the ORM
+    occlusion channel is cleared, since the asset must be lit by the probe alone.
+    """
+    kd = textures.get("kd", torch.full((1, 1, 3), 0.5))
+    ks = textures.get("ks", torch.tensor([[[0.0, 1.0, 0.0]]])).clone()
+    ks[..., 0] = 0.0
+    material = TexturedMaterial.from_tensors(
+        kd=kd.to(device), ks=ks.to(device), normal=textures["normal"].to(device) if "normal" in textures else None
+    )
+    return material.requires_grad_(False)
+
+
+def load_asset(path: PathLike, device: Union[str, torch.device] = "cpu") -> Tuple[Mesh, TexturedMaterial]:
+    """``(mesh, material)`` of an OBJ or GLB asset (:func:`read_asset`, :func:`asset_material`).
+
+    The mesh may lack UVs (then the material is the constant kd the file gives, if any) or be
+    empty; callers check.
+    """
+    mesh, textures = read_asset(path)
+    return mesh.to(device), asset_material(textures, device)
+
+
+def load_probe(
+    path: PathLike, probe_res: int = 128, scale: float = 1.0, device: Union[str, torch.device] = "cpu"
+) -> EnvironmentLight:
+    """The frozen environment light of an ``.hdr`` probe (``probe_res`` per cube face, a power
+    of two >= 32, radiance times ``scale``); every failure is a one-line :class:`DatasetError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "probe file not found")
+    try:
+        light = EnvironmentLight.from_hdr(path, base_res=probe_res, scale=scale)
+    except Exception as exc:  # whatever the HDR reader or resampler rejects
+        message = " ".join(str(exc).split())
+        raise DatasetError(path, f"unreadable probe ({type(exc).__name__}: {message})") from None
+    return light.to(device).requires_grad_(False)
+
+
+def load_reference_scene(
+    mesh: PathLike, probe: PathLike, render: ReferenceRender = ReferenceRender()
+) -> ReferenceScene:
+    """The mesh (OBJ or GLB, :func:`read_asset`) under the probe (``.hdr``, :func:`load_probe`),
+    on ``render.device`` with ``render.rasterizer``; errors are :class:`DatasetError`.
+
+    ``render.probe_res`` is the light's cube-map face size (nvdiffrec: 512); its split-sum
     prefiltering dominates the first render on a CPU (minutes at 512, seconds at 64).
     """
     mesh_path, probe_path = Path(mesh), Path(probe)
-    if not mesh_path.is_file():
-        raise DatasetError(mesh_path, "reference mesh file not found")
-    if not probe_path.is_file():
-        raise DatasetError(probe_path, "probe file not found")
-    try:
-        reference, textures = read_obj(mesh_path)
-    except Exception as exc:  # any reader failure, e.g. a malformed line or an unreadable texture
-        raise _file_error(exc, mesh_path, "unreadable mesh") from None
+    reference, textures = read_asset(mesh_path)
     if reference.is_empty:
         raise DatasetError(mesh_path, "mesh has no triangles")
     if "kd" not in textures:
         raise DatasetError(mesh_path, "mesh has no diffuse (Kd / map_Kd) material to render")
-    try:
-        light = EnvironmentLight.from_hdr(probe_path, base_res=probe_res, scale=env_scale)
-    except Exception as exc:
-        raise _file_error(exc, probe_path, "unreadable probe") from None
-
-    device = torch.device(device)
-    # Like nvdiffrec's reference loading: a missing Ks is a rough dielectric, and the ORM
-    # occlusion channel is cleared, since the reference must be lit by the probe alone.
-    ks = textures.get("ks", torch.tensor([[[0.0, 1.0, 0.0]]])).clone()
-    ks[..., 0] = 0.0
-    material = TexturedMaterial.from_tensors(
-        kd=textures["kd"].to(device),
-        ks=ks.to(device),
-        normal=textures["normal"].to(device) if "normal" in textures else None,
-    )
-    material.requires_grad_(False)
-    light = light.to(device).requires_grad_(False)
-    backend = get_rasterizer(rasterizer, device)
+    device = torch.device(render.render_device)
+    light = load_probe(probe_path, render.probe_res, render.env_scale, device)
+    backend = get_rasterizer(render.rasterizer, device)
     # Prefilter now: before training, and once for all DataLoader workers (they fork after this).
     with torch.no_grad():
         light.ensure_mips(backend)
-    return ReferenceScene(reference.to(device), material, light, backend, mesh_path, probe_path)
+    return ReferenceScene(reference.to(device), asset_material(textures, device), light, backend, mesh_path, probe_path)
 
 
 def with_constant_ks(scene: ReferenceScene, roughness: float, metallic: float) -> ReferenceScene:
@@ -199,10 +272,12 @@ def _file_error(exc: Exception, path: Path, what: str) -> DatasetError:
     """One-line DatasetError for a reader's failure on ``path``.
 
     The image and OBJ readers already say ``"<file>[:line]: <problem>"`` (the file may be a
-    texture the mesh names), so that location is kept; other failures are put on ``path``.
+    texture the mesh names), as do the other readers' one-line errors about ``path`` itself, so
+    that location is kept; other failures are put on ``path``.
     """
     message = " ".join(str(exc).split())
-    if isinstance(exc, (ImageReadError, ObjReadError)) and ": " in message:
+    own = isinstance(exc, ValueError) and message.startswith(f"{path}: ")
+    if (own or isinstance(exc, (ImageReadError, ObjReadError))) and ": " in message:
         location, problem = message.split(": ", 1)
         return DatasetError(location, problem)
     return DatasetError(path, f"{what} ({type(exc).__name__}: {message})")
@@ -218,11 +293,9 @@ class ReferenceMeshViews(Dataset):
         resolution: ``(H, W)`` of the renders.
         background: see :func:`dmtrec.datasets.samples.make_background`.
         seed: seeds cameras and backgrounds.
-        fovy: vertical field of view in degrees (nvdiffrec: 45).
-        cam_radius: camera distance from the object (nvdiffrec: 3).
-        translation_jitter: training views shift the object uniformly in ``[-j, j]^3``.
+        render: cameras (``fovy``, ``cam_radius``, ``translation_jitter``) and supersampling
+            (``spp``); its scene settings were used by :func:`load_reference_scene`.
         near, far: clip planes.
-        spp: supersampling per axis.
 
     Samples follow :mod:`dmtrec.datasets.samples`, with tensors on the scene's device.
     """
@@ -235,32 +308,25 @@ class ReferenceMeshViews(Dataset):
         resolution: Sequence[int] = (512, 512),
         background: str = "white",
         seed: int = 0,
-        fovy: float = 45.0,
-        cam_radius: float = 3.0,
-        translation_jitter: float = 0.25,
+        render: ReferenceRender = ReferenceRender(),
         near: float = 0.1,
         far: float = 1000.0,
-        spp: int = 1,
     ):
         if split not in SPLIT_STREAMS:
             raise ValueError(f"split: unknown split {split!r}; choose one of {', '.join(SPLIT_STREAMS)}")
         if views < 1:
             raise ValueError(f"views: must be >= 1, got {views}")
-        if not 0.0 < fovy < 180.0:
-            raise ValueError(f"fovy: must be in (0, 180) degrees, got {fovy}")
-        if cam_radius <= 0.0:
-            raise ValueError(f"cam_radius: must be > 0, got {cam_radius}")
         self.scene = scene
         self.split = split
         self.views = int(views)
         self.resolution = as_resolution(resolution, "resolution")
         self.background = check_background(background, "background")
         self.seed = int(seed)
-        self.fovy = math.radians(fovy)
-        self.cam_radius = float(cam_radius)
-        self.translation_jitter = float(translation_jitter)
+        self.fovy = math.radians(render.fovy)
+        self.cam_radius = float(render.cam_radius)
+        self.translation_jitter = float(render.translation_jitter)
         self.near, self.far = float(near), float(far)
-        self.spp = int(spp)
+        self.spp = int(render.spp)
         self._orbit = None if split == "train" else orbit_view_c2w(self.views, self.cam_radius, _ORBIT_PHASE[split])
         self._cache: Dict[int, Tensor] = {}
 

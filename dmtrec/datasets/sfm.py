@@ -18,9 +18,9 @@ from typing import Optional
 
 from dmtrec.core.atomic import atomic_folder
 from dmtrec.core.types import PathLike
+from dmtrec.io.colmap_model import MIN_IMAGES
 
-from .colmap import MIN_IMAGES
-from .nerd import IMAGE_SUFFIXES
+from .base import IMAGE_SUFFIXES
 
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 MATCHERS = ("exhaustive", "sequential")

@@ -1,4 +1,5 @@
-"""File IO: images (PNG/HDR, sRGB <-> linear), contact sheets and meshes (OBJ/MTL, GLB)."""
+"""File IO: images (PNG/HDR, sRGB <-> linear), contact sheets, meshes (OBJ/MTL, GLB) and COLMAP sparse
+models (:mod:`.colmap_model`, imported from there: only COLMAP captures need it)."""
 
 from .gltf import GltfReadError, read_glb, write_glb
 from .image import ImageReadError, linear_to_srgb, read_hdr, read_image, srgb_to_linear, write_hdr, write_png

@@ -2,7 +2,8 @@
 (which grid points a ring of cameras sees: hidden-pocket filling of a pass-1 SDF)."""
 
 from .bake import bake_volumetric
-from .camera import Cameras, look_at, orbit_c2w, perspective, random_orbit_c2w
+from .camera import Cameras, look_at, perspective
+from .camera_distributions import orbit_c2w, random_orbit_c2w
 from .light import EnvironmentLight
 from .material import Material, Texture2D, TexturedMaterial, VolumetricMaterial
 from .raster import Rasterizer, get_rasterizer, nvdiffrast_available

@@ -2,7 +2,8 @@
 
 A camera-to-world matrix ``c2w [4, 4]`` places the camera; it looks down its local -Z axis with
 +Y up. The projection is OpenGL's with the y axis flipped, so that image row 0 (clip-space
-y = -1, where nvdiffrast starts) is the *top* of the picture, as in image files.
+y = -1, where nvdiffrast starts) is the *top* of the picture, as in image files. Where cameras
+are placed (orbits, random views, the reference-mesh cameras) is :mod:`.camera_distributions`.
 """
 
 from __future__ import annotations
@@ -84,36 +85,6 @@ def look_at(eye: Tensor, target: Tensor, up: Optional[Tensor] = None) -> Tensor:
     c2w[..., :3, 0], c2w[..., :3, 1], c2w[..., :3, 2], c2w[..., :3, 3] = right, true_up, back, eye
     c2w[..., 3, 3] = 1.0
     return c2w
-
-
-def orbit_c2w(
-    azimuth: Tensor, elevation: Tensor, radius: Union[float, Tensor], target: Optional[Tensor] = None
-) -> Tensor:
-    """Cameras on a sphere around ``target`` looking at it: ``[N, 4, 4]`` from ``[N]`` angles in radians.
-
-    Azimuth turns about +Y starting from +Z; elevation lifts towards +Y.
-    """
-    azimuth = torch.as_tensor(azimuth, dtype=torch.float32)
-    elevation = torch.as_tensor(elevation, dtype=torch.float32, device=azimuth.device)
-    direction = torch.stack(
-        [torch.cos(elevation) * torch.sin(azimuth), torch.sin(elevation), torch.cos(elevation) * torch.cos(azimuth)], -1
-    )
-    target = torch.zeros(3, device=azimuth.device) if target is None else torch.as_tensor(target, dtype=torch.float32)
-    return look_at(target + direction * radius, target)
-
-
-def random_orbit_c2w(
-    n: int,
-    radius: float,
-    generator: torch.Generator,
-    elevation_range: Tuple[float, float] = (-math.pi / 2, math.pi / 2),
-) -> Tensor:
-    """``n`` cameras uniformly distributed over the sphere's area (within ``elevation_range``) looking at the origin."""
-    lo, hi = (math.sin(e) for e in elevation_range)
-    u = torch.rand(n, 2, generator=generator)
-    elevation = torch.asin(lo + (hi - lo) * u[:, 0])
-    azimuth = 2 * math.pi * u[:, 1]
-    return orbit_c2w(azimuth, elevation, radius)
 
 
 @dataclass

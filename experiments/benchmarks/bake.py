@@ -28,8 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from dmtrec.assets.unlit_bake import bake_unlit, view_averaged_ceiling, with_render_frame  # noqa: E402
-from dmtrec.assets.views import load_asset, load_probe, render_reference, view_cameras  # noqa: E402
+from dmtrec.assets.views import render_reference, view_cameras  # noqa: E402
 from dmtrec.core.mesh import Mesh  # noqa: E402
+from dmtrec.datasets.reference_mesh import load_asset, load_probe  # noqa: E402
 from dmtrec.geometry.uv_unwrap import uv_unwrap  # noqa: E402
 from dmtrec.render.raster import get_rasterizer  # noqa: E402
 

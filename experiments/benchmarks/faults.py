@@ -64,7 +64,7 @@ class Settings:
             str(CONFIGS / "quickstart.yaml"),
             "-c",
             str(CONFIGS / "tests" / "tiny_spot.yaml"),
-            "--data.path",
+            "--data.nerf_synthetic.path",
             str(self.data),
             "--data.val_views",
             "1",
@@ -249,6 +249,7 @@ def pick_faults(settings: Settings, kills: int, seed: int) -> List[str]:
 
 def make_data(folder: Path) -> Path:
     from dmtrec.datasets.make_dataset import make_dataset
+    from dmtrec.datasets.reference_mesh import ReferenceRender
 
     return make_dataset(
         REPO / "data" / "meshes" / "spot" / "spot.obj",
@@ -259,9 +260,7 @@ def make_data(folder: Path) -> Path:
         seed=0,
         val_views=1,
         test_views=2,
-        probe_res=32,
-        device="cpu",
-        rasterizer="torch",
+        render=ReferenceRender(probe_res=32, device="cpu", rasterizer="torch"),
     )
 
 

@@ -222,18 +222,20 @@ def measure(args: argparse.Namespace) -> dict:
     )
     data = ReconDataModule(
         kind="reference_mesh",
-        mesh=str(Path(args.data) / "meshes" / "spot" / "spot.obj"),
-        probe=str(Path(args.data) / "envmaps" / "mud_road_puresky_1k.hdr"),
-        probe_res=args.probe_res,
+        reference_mesh={
+            "mesh": str(Path(args.data) / "meshes" / "spot" / "spot.obj"),
+            "probe": str(Path(args.data) / "envmaps" / "mud_road_puresky_1k.hdr"),
+            "probe_res": args.probe_res,
+            "device": str(device),
+            "rasterizer": args.rasterizer,
+            "prerender": True,
+        },
         resolution=(args.res, args.res),
         views=args.views,
         val_views=1,
         test_views=1,
         batch_size=args.batch,
-        background_train=args.background,
-        render_device=str(device),
-        render_rasterizer=args.rasterizer,
-        prerender=True,
+        shared={"background_train": args.background},
     )
     data.setup("fit")
     tets = int(model.geometry.tets.shape[0])

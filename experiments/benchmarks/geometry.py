@@ -84,6 +84,7 @@ def triangle_quality(v: torch.Tensor, f: torch.Tensor) -> dict:
 
 def make_data(name: str, out: Path, res: int, views: int) -> Path:
     from dmtrec.datasets.make_dataset import make_dataset
+    from dmtrec.datasets.reference_mesh import ReferenceRender
 
     mesh, _ = MESHES[name]
     return make_dataset(
@@ -95,9 +96,7 @@ def make_data(name: str, out: Path, res: int, views: int) -> Path:
         seed=0,
         val_views=2,
         test_views=4,
-        probe_res=64,
-        device="cpu",
-        rasterizer="torch",
+        render=ReferenceRender(probe_res=64, device="cpu", rasterizer="torch"),
     )
 
 
@@ -109,7 +108,7 @@ def run_fit(name: str, geometry: str, grid: int, data: Path, out: Path, iters: i
     mesh_path, scale = MESHES[name]
     run_name = f"{name}_{geometry}_{grid}"
     argv = ["fit", "-c", str(REPO / "experiments/configs/quickstart.yaml")]
-    argv += ["--data.kind", "nerf_synthetic", "--data.path", str(data), "--data.mesh", "null", "--data.probe", "null"]
+    argv += ["--data.kind", "nerf_synthetic", "--data.reference_mesh", "null", "--data.nerf_synthetic.path", str(data)]
     argv += ["--data.resolution", "null", "--data.views", "null", "--data.val_views", "2", "--data.test_views", "4"]
     argv += ["--run.output_root", str(out), "--run.name", run_name, "--run.wandb", "disabled"]
     argv += ["--model.passes", "dmtet", "--model.iters_dmtet", str(iters), "--model.geometry", geometry]

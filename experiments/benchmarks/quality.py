@@ -112,15 +112,23 @@ def fit_scene(config: List[str], scene: str, seed: int, out_root: Path, override
     for c in config:
         argv += ["-c", c]
     argv += ["--run.name", name, "--run.output_root", str(out_root), "--run.wandb", "disabled"]
-    argv += ["--seed_everything", str(seed), "--model.dmtet.seed", str(seed), "--data.seed", str(seed)]
+    argv += ["--seed_everything", str(seed), "--model.dmtet.seed", str(seed), "--data.shared.seed", str(seed)]
     if scene in SCENES:
         spec = SCENES[scene]
-        argv += ["--data.kind", "reference_mesh", "--data.mesh", str(spec["mesh"]), "--data.probe", str(spec["probe"])]
-        argv += ["--data.env_scale", str(spec["env_scale"])]
+        argv += ["--data.kind", "reference_mesh", "--data.reference_mesh.mesh", str(spec["mesh"])]
+        argv += ["--data.reference_mesh.probe", str(spec["probe"])]
+        argv += ["--data.reference_mesh.env_scale", str(spec["env_scale"])]
     else:
         folder = make_nerf_dataset(scene, work, 128)
-        argv += ["--data.kind", "nerf_synthetic", "--data.path", str(folder), "--data.mesh", "null"]
-        argv += ["--data.probe", "null", "--data.resolution", "null", "--data.views", "null"]
+        argv += [
+            "--data.kind",
+            "nerf_synthetic",
+            "--data.reference_mesh",
+            "null",
+            "--data.nerf_synthetic.path",
+            str(folder),
+        ]
+        argv += ["--data.resolution", "null", "--data.views", "null"]
         argv += ["--model.reference_mesh", str(SCENES[NERF[scene]]["mesh"])]
     for item in overrides:
         key, _, value = item.partition("=")

@@ -30,7 +30,8 @@ import torch
 
 from dmtrec.geometry import DMTetGeometry
 from dmtrec.io.mesh_files import read_mesh
-from dmtrec.render.camera import Cameras, random_orbit_c2w
+from dmtrec.render.camera import Cameras
+from dmtrec.render.camera_distributions import random_orbit_c2w
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import VolumetricMaterial
 from dmtrec.render.raster import get_rasterizer, nvdiffrast_available

@@ -57,7 +57,7 @@ if (( dry )); then
         --texture-res 64 --light-res 32 --hash-table 12 --iters 1 --warmup 1 --views 4 --probe-res 32 --rasterizer torch
     step fit_spot 300 python3 -m dmtrec.cli fit -c experiments/configs/quickstart.yaml --run.output_root "$out/runs" \
         --run.wandb disabled --model.iters_dmtet 4 --model.iters_mesh 2 --data.resolution "[32, 32]" \
-        --model.material.texture_res 32 --data.probe_res 32 --model.metric_samples 500 --trainer.enable_progress_bar false \
+        --model.material.texture_res 32 --data.reference_mesh.probe_res 32 --model.metric_samples 500 --trainer.enable_progress_bar false \
         --data.val_views 1 --data.test_views 1 --data.val_batch_size 1
 else
     site="$(mktemp -d /tmp/dmtrec-site.XXXX)"
@@ -75,8 +75,8 @@ print(f'nvdiffrast plugin ready in {time.time() - t:.1f} s')"
     step bench_fit_speed 120 python3 experiments/benchmarks/fit_speed.py --device cuda --res 800 --batch 8 --grid 128 \
         --iters 10 --warmup 3 --rasterizer nvdiffrast
     step fit_spot 120 python3 -m dmtrec.cli fit -c experiments/configs/quickstart.yaml --run.output_root "$out/runs" \
-        --run.wandb disabled --trainer.accelerator gpu --model.rasterizer nvdiffrast --data.render_rasterizer nvdiffrast \
-        --data.render_device cuda --trainer.enable_progress_bar false
+        --run.wandb disabled --trainer.accelerator gpu --model.rasterizer nvdiffrast --data.reference_mesh.rasterizer nvdiffrast \
+        --data.reference_mesh.device cuda --trainer.enable_progress_bar false
 fi
 python3 experiments/gpu/report.py "$out" $( (( dry )) && echo --dry-run )
 echo "report: $out/gpu_report.md"

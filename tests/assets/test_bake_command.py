@@ -10,9 +10,9 @@ import pytest
 import torch
 from common import PROBE_HDR, REPO, SPOT_OBJ, subprocess_env
 
-from dmtrec.assets.views import orbit_cameras
 from dmtrec.commands import bake
 from dmtrec.io.gltf import read_glb
+from dmtrec.render.camera_distributions import orbit_cameras
 
 FAST = ["--views", "4", "--held-out", "2", "--res", "32", "--steps", "3", "--probe-res", "32", "--texture-res", "32"]
 

@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
-from dmtrec.assets.views import fit_radius, load_camera_list, mesh_bounds, sample_cameras, view_cameras
+from dmtrec.assets.views import fit_radius, load_camera_list, mesh_bounds, view_cameras
 from dmtrec.core.mesh import Mesh
 from dmtrec.render.camera import look_at
+from dmtrec.render.camera_distributions import sample_cameras
 
 
 def _box(offset=(0.0, 0.0, 0.0)):

@@ -18,8 +18,9 @@ from dmtrec.assets import lod as lod_module  # noqa: E402
 from dmtrec.assets.lod import LodSettings, decimate, level_budgets, load_lod_inputs  # noqa: E402
 from dmtrec.assets.lod_transfer import transfer_textures  # noqa: E402
 from dmtrec.assets.procedural import displaced_torus, procedural_textures, write_procedural_asset  # noqa: E402
-from dmtrec.assets.views import load_asset, load_probe, render_reference, view_cameras  # noqa: E402
+from dmtrec.assets.views import render_reference, view_cameras  # noqa: E402
 from dmtrec.core.mesh import Mesh  # noqa: E402
+from dmtrec.datasets.reference_mesh import load_asset, load_probe  # noqa: E402
 from dmtrec.geometry.uv_unwrap import uv_unwrap  # noqa: E402
 from dmtrec.io.obj import write_obj  # noqa: E402
 from dmtrec.metrics.image import psnr  # noqa: E402

@@ -16,8 +16,10 @@ from dmtrec.assets.unlit_bake import (
     uv_layout,
     with_render_frame,
 )
-from dmtrec.assets.views import load_asset, load_probe, render_reference, sample_cameras, view_cameras
+from dmtrec.assets.views import render_reference, view_cameras
 from dmtrec.core.mesh import Mesh
+from dmtrec.datasets.reference_mesh import load_asset, load_probe
+from dmtrec.render.camera_distributions import sample_cameras
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.raster import get_rasterizer

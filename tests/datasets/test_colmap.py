@@ -13,18 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from common import image_views
 from scipy.spatial.transform import Rotation
 
-from dmtrec.datasets.colmap import (
-    ColmapCamera,
-    ColmapViews,
-    camera_to_world,
-    estimate_object_sphere,
-    read_model,
-    undistort_image,
-)
+from dmtrec.datasets.colmap import ColmapViews
+from dmtrec.datasets.colmap_normalize import estimate_object_sphere
+from dmtrec.datasets.colmap_undistort import undistort_image
 from dmtrec.datasets.datamodule import ReconDataModule
 from dmtrec.datasets.errors import DatasetError
+from dmtrec.io.colmap_model import ColmapCamera, camera_to_world, read_model
 from dmtrec.io.image import write_png
 
 # Two cameras, three images (one without 2D points), two points with tracks.
@@ -210,7 +207,7 @@ def test_projection_honours_per_image_intrinsics_and_pose(tmp_path):
     """World points project where COLMAP's pinhole formula u = fx X/Z + cx, v = fy Y/Z + cy puts them,
     with X = R(q) x + t, for an off-centre principal point and fx != fy, after any normalisation."""
     write_capture(tmp_path / "cap", count=4)
-    views = ColmapViews(tmp_path / "cap")
+    views = image_views(ColmapViews, tmp_path / "cap")
     world = np.random.default_rng(1).uniform(-0.5, 0.5, (20, 3))
     for slot, entry in enumerate(views.entries):
         qw, qx, qy, qz = entry.qvec
@@ -224,7 +221,7 @@ def test_projection_honours_per_image_intrinsics_and_pose(tmp_path):
 def test_projection_agrees_with_pycolmap(tmp_path):
     pycolmap = pytest.importorskip("pycolmap", reason="pycolmap (extra 'colmap') not installed")
     write_capture(tmp_path / "cap", count=3, camera_line="1 SIMPLE_PINHOLE 16 12 15.0 7.5 6.5")
-    views = ColmapViews(tmp_path / "cap")
+    views = image_views(ColmapViews, tmp_path / "cap")
     rec = pycolmap.Reconstruction(str(tmp_path / "cap" / "sparse" / "0"))
     world = np.random.default_rng(2).uniform(-0.5, 0.5, (10, 3))
     for slot, entry in enumerate(views.entries):
@@ -271,7 +268,7 @@ def test_undistortion_samples_the_analytic_distorted_position(model, params, coe
 def test_distorted_photos_are_undistorted_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DMTREC_CACHE", str(tmp_path / "cache"))
     write_capture(tmp_path / "cap", count=3, camera_line="1 RADIAL 16 12 14.0 8.0 6.0 0.1 0.01")
-    views = ColmapViews(tmp_path / "cap", preload=False)
+    views = image_views(ColmapViews, tmp_path / "cap", preload=False)
     cached = sorted((tmp_path / "cache" / "colmap").glob("*.png"))
     assert len(cached) == 3
     first = views.image(1)
@@ -280,7 +277,7 @@ def test_distorted_photos_are_undistorted_once_into_the_cache(tmp_path, monkeypa
         raise AssertionError("undistorted again instead of read from the cache")
 
     monkeypatch.setattr("dmtrec.datasets.colmap.undistort_image", fail)
-    again = ColmapViews(tmp_path / "cap", preload=False)
+    again = image_views(ColmapViews, tmp_path / "cap", preload=False)
     torch.testing.assert_close(again.image(1), first)
 
 
@@ -315,7 +312,7 @@ def test_normalised_capture_and_overrides(tmp_path):
     target = (2.0, -1.0, 0.5)
     ball = np.random.default_rng(4).uniform(-0.3, 0.3, (200, 3)) + np.asarray(target)
     write_capture(tmp_path / "cap", count=5, target=target, points=ball.tolist())
-    views = ColmapViews(tmp_path / "cap")
+    views = image_views(ColmapViews, tmp_path / "cap")
     centres = views.cameras.campos.double().numpy()
     distance = np.linalg.norm(centres, axis=-1)
     # The cameras were 4 * sqrt(1 + 0.3^2) from the target; the estimated radius is the sparse points'.
@@ -325,7 +322,7 @@ def test_normalised_capture_and_overrides(tmp_path):
     # Cameras were upright (world +Y up, small roll): their mean up becomes +Y.
     up = views.cameras.c2w[:, :3, 1].double().mean(0).numpy()
     assert up[1] / np.linalg.norm(up) > 0.999
-    override = ColmapViews(tmp_path / "cap", center=[2.0, -1.0, 0.5], radius=2.0)
+    override = image_views(ColmapViews, tmp_path / "cap", center=[2.0, -1.0, 0.5], radius=2.0)
     np.testing.assert_allclose(override.cameras.campos.double().norm(dim=-1).numpy(), 2 * math.sqrt(1.09), rtol=1e-4)
 
 
@@ -341,7 +338,7 @@ def test_points_outside_the_masks_do_not_inflate_the_radius(tmp_path):
         tmp_path / "cap", count=8, camera_line="1 PINHOLE 160 120 140.0 140.0 80.0 60.0", size=(120, 160),
         points=points, object_radius=0.4,
     )  # fmt: skip
-    views = ColmapViews(tmp_path / "cap")
+    views = image_views(ColmapViews, tmp_path / "cap")
     assert views.normalization.radius == pytest.approx(np.percentile(np.linalg.norm(ball, axis=-1), 95), rel=0.1)
     c2w = np.stack([camera_to_world(image) for image in views.model.images.values()])
     unmasked = estimate_object_sphere(c2w, np.asarray(points))[1]
@@ -353,7 +350,7 @@ def test_points_outside_the_masks_do_not_inflate_the_radius(tmp_path):
 
 def error_line(tmp_path, **kwargs) -> str:
     with pytest.raises(DatasetError) as info:
-        ColmapViews(tmp_path / "cap", **kwargs)
+        image_views(ColmapViews, tmp_path / "cap", **kwargs)
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -397,23 +394,25 @@ def test_fewer_than_three_registered_images_is_one_line(tmp_path):
 def test_images_without_masks_are_rejected_or_opaque(tmp_path):
     write_capture(tmp_path / "cap", masks=False)
     assert "no mask (masks/img0.jpg.png) and no alpha channel" in error_line(tmp_path)
-    views = ColmapViews(tmp_path / "cap", require_alpha=False)
+    views = image_views(ColmapViews, tmp_path / "cap", require_alpha=False)
     assert float(views.image(0)[..., 3].min()) == 1.0
 
 
 def test_alpha_serves_as_mask_and_stem_named_masks(tmp_path):
     images = write_capture(tmp_path / "alpha", masks=False, alpha=True)
-    views = ColmapViews(tmp_path / "alpha")
+    views = image_views(ColmapViews, tmp_path / "alpha")
     np.testing.assert_allclose(views.image(0)[..., 3].numpy(), images[0][..., 3], atol=1e-6)
     write_capture(tmp_path / "stem", masks=False)
     for i in range(4):
         write_png(tmp_path / "stem" / "masks" / f"img{i}.png", np.full((12, 16, 1), 0.4, np.float32))
-    assert ColmapViews(tmp_path / "stem").image(2)[..., 3].mean() == pytest.approx(102 / 255, abs=1e-6)
+    assert image_views(ColmapViews, tmp_path / "stem").image(2)[..., 3].mean() == pytest.approx(102 / 255, abs=1e-6)
 
 
 def test_datamodule_colmap_kind_with_holdout(tmp_path):
     write_capture(tmp_path / "cap", count=6)
-    module = ReconDataModule(kind="colmap", path=str(tmp_path / "cap"), holdout=3, center=[0, 0, 0], radius=1.0)
+    module = ReconDataModule(
+        kind="colmap", colmap={"path": str(tmp_path / "cap"), "holdout": 3, "center": [0, 0, 0], "radius": 1.0}
+    )
     module.setup()
     assert [len(module.datasets[s]) for s in ("train", "val", "test")] == [4, 2, 2]
     batch = next(iter(module.train_dataloader()))

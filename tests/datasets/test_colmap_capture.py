@@ -13,11 +13,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from common import PROBE_HDR, SPOT_OBJ
+from common import PROBE_HDR, SPOT_OBJ, image_views
 
 from dmtrec.cli import main as cli_main
-from dmtrec.datasets.colmap import ColmapViews, read_model
-from dmtrec.datasets.make_dataset import make_colmap_dataset
+from dmtrec.datasets.colmap import ColmapViews
+from dmtrec.datasets.make_dataset import ColmapCapture, make_colmap_dataset
+from dmtrec.datasets.reference_mesh import ReferenceRender
+from dmtrec.io.colmap_model import camera_to_world, read_model
 from dmtrec.io.image import read_image, write_png
 from dmtrec.io.obj import read_obj
 
@@ -27,7 +29,13 @@ FOVY = 45.0
 
 def make(out, **kwargs):
     return make_colmap_dataset(
-        SPOT_OBJ, PROBE_HDR, 4, RES, out, probe_res=32, fovy=FOVY, device="cpu", rasterizer="torch", **kwargs
+        SPOT_OBJ,
+        PROBE_HDR,
+        4,
+        RES,
+        out,
+        render=ReferenceRender(fovy=FOVY, probe_res=32, device="cpu", rasterizer="torch"),
+        capture=ColmapCapture(**kwargs),
     )
 
 
@@ -52,7 +60,7 @@ def test_round_trip_cameras_land_the_mesh_on_its_masks(captures):
     camera = model.cameras[1]
     assert camera.model == "PINHOLE" and camera.intrinsics[:2] == pytest.approx((focal, focal))
     assert abs(camera.intrinsics[2] - RES[1] / 2) > 2.0  # off centre: a reader ignoring cx would fail below
-    views = ColmapViews(folder)
+    views = image_views(ColmapViews, folder)
     vertices = read_obj(SPOT_OBJ)[0].v_pos.double().numpy()
     pixels = projected_pixels(views, vertices)
     for slot in range(len(views)):
@@ -76,7 +84,7 @@ def test_distorted_capture_undistorts_to_the_pinhole_one(captures, tmp_path, mon
     """Radial distortion (k1 > 0) magnifies off-axis: the distorted masks cover more pixels than the
     pinhole renders of the same views; undistorted, they cover the same (resampling keeps coverage)."""
     monkeypatch.setenv("DMTREC_CACHE", str(tmp_path / "cache"))
-    pinhole, distorted = ColmapViews(captures[0]), ColmapViews(captures[1])
+    pinhole, distorted = image_views(ColmapViews, captures[0]), image_views(ColmapViews, captures[1])
     for slot in range(len(pinhole)):
         reference = float(pinhole.image(slot)[..., 3].sum())
         before = float(read_image(distorted.mask_paths[slot])[..., 0].sum())
@@ -158,8 +166,9 @@ def test_poses_recovers_synthetic_cameras(tmp_path):
     from dmtrec.datasets.sfm import run_sfm
 
     truth = make_colmap_dataset(
-        noisy_spot(tmp_path / "spot"), PROBE_HDR, 30, 320, tmp_path / "truth", probe_res=32,
-        principal_offset=(0.0, 0.0), device="cpu", rasterizer="torch",
+        noisy_spot(tmp_path / "spot"), PROBE_HDR, 30, 320, tmp_path / "truth",
+        render=ReferenceRender(probe_res=32, device="cpu", rasterizer="torch"),
+        capture=ColmapCapture(principal_offset=(0.0, 0.0)),
     )  # fmt: skip
     summary = run_sfm(truth / "images", tmp_path / "sfm", deterministic=True)
     assert summary.registered >= 15, summary.text()  # 30 views over the whole sphere are sparse: 21 in our runs
@@ -172,8 +181,6 @@ def alignment_errors(truth, estimate):
     """Per registered image: rotation error (degrees) and centre error relative to the camera's
     distance from the cameras' centroid, after the least-squares similarity (Umeyama) taking the
     estimated centres onto the true ones."""
-    from dmtrec.datasets.colmap import camera_to_world
-
     by_name = {image.name: image for image in truth.images.values()}
     pairs = [(camera_to_world(by_name[e.name]), camera_to_world(e)) for e in estimate.images.values()]
     true_c2w, est_c2w = (np.stack(x) for x in zip(*pairs))

@@ -12,7 +12,7 @@ def batches(loader):
 
 def test_batches_follow_the_contract(make_nerf):
     folder, _ = make_nerf(splits={"train": 5, "val": 2, "test": 3})
-    dm = ReconDataModule(path=str(folder), downscale=2, batch_size=2, seed=1)
+    dm = ReconDataModule(nerf_synthetic={"path": str(folder), "downscale": 2}, batch_size=2, shared={"seed": 1})
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"c2w", "proj", "img", "background", "index", "resolution"}
@@ -33,7 +33,12 @@ def test_same_seed_same_batches_and_workers_do_not_change_them(make_nerf):
     folder, _ = make_nerf(splits={"train": 4, "test": 1})
 
     def run(seed, workers):
-        dm = ReconDataModule(path=str(folder), batch_size=2, seed=seed, views=8, num_workers=workers)
+        dm = ReconDataModule(
+            nerf_synthetic={"path": str(folder)},
+            batch_size=2,
+            views=8,
+            shared={"seed": seed, "num_workers": workers},
+        )
         dm.setup("fit")
         return batches(dm.train_dataloader())
 
@@ -49,29 +54,38 @@ def test_same_seed_same_batches_and_workers_do_not_change_them(make_nerf):
 def test_setup_checks_every_split_before_training(make_nerf):
     folder, _ = make_nerf(splits={"train": 2, "val": 1, "test": 1})
     (folder / "test" / "r_0.png").write_bytes(b"garbage")
-    dm = ReconDataModule(path=str(folder))
+    dm = ReconDataModule(nerf_synthetic={"path": str(folder)})
     with pytest.raises(DatasetError, match="test/r_0.png: not a readable image"):
         dm.setup("fit")
     with pytest.raises(RuntimeError, match="setup"):
-        ReconDataModule(path=str(folder)).train_dataloader()
+        ReconDataModule(nerf_synthetic={"path": str(folder)}).train_dataloader()
+
+
+NERF = {"kind": "nerf_synthetic", "nerf_synthetic": {"path": "x"}}
+MESH = {"mesh": "m.obj", "probe": "p.hdr"}
 
 
 @pytest.mark.parametrize(
     "kwargs, argument",
     [
-        ({}, "path"),
-        ({"kind": "reference_mesh", "probe": "p.hdr"}, "mesh"),
-        ({"kind": "reference_mesh", "mesh": "m.obj"}, "probe"),
+        ({}, "nerf_synthetic.path"),
+        ({"kind": "reference_mesh", "reference_mesh": {"probe": "p.hdr"}}, "reference_mesh.mesh"),
+        ({"kind": "reference_mesh", "reference_mesh": {"mesh": "m.obj"}}, "reference_mesh.probe"),
+        ({"kind": "reference_mesh", "reference_mesh": {**MESH, "downscale": 2}}, "reference_mesh.downscale"),
+        ({"kind": "reference_mesh", "reference_mesh": MESH, "nerd": {"path": "x"}}, "nerd"),
+        ({"kind": "photos", "nerf_synthetic": {"path": "x"}}, "kind"),
+        ({**NERF, "shared": {"background_train": "pink"}}, "background_train"),
+        ({**NERF, "shared": {"background_val": "pink"}}, "background_val"),
+        ({**NERF, "shared": {"colour": "pink"}}, "shared.colour"),
+        ({**NERF, "batch_size": 0}, "batch_size"),
+        ({**NERF, "views": 0}, "views"),
+        ({**NERF, "shared": {"num_workers": -1}}, "num_workers"),
+        ({**NERF, "shared": {"seed": -1}}, "seed"),
+        ({**NERF, "shared": {"near": 2.0, "far": 1.0}}, "near"),
+        ({**NERF, "resolution": (0, 4)}, "resolution"),
+        # The flat form of earlier releases, upgraded: its checks name the flat option.
         ({"kind": "reference_mesh", "mesh": "m.obj", "probe": "p.hdr", "downscale": 2}, "downscale"),
-        ({"kind": "photos", "path": "x"}, "kind"),
-        ({"path": "x", "background_train": "pink"}, "background_train"),
-        ({"path": "x", "background_val": "pink"}, "background_val"),
         ({"path": "x", "batch_size": 0}, "batch_size"),
-        ({"path": "x", "views": 0}, "views"),
-        ({"path": "x", "num_workers": -1}, "num_workers"),
-        ({"path": "x", "seed": -1}, "seed"),
-        ({"path": "x", "near": 2.0, "far": 1.0}, "near"),
-        ({"path": "x", "resolution": (0, 4)}, "resolution"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, argument):
@@ -85,7 +99,12 @@ def test_configurable_from_yaml_like_lightning_cli(make_nerf):
 
     folder, _ = make_nerf(splits={"train": 2, "test": 2})
     config = {
-        "data": {"path": str(folder), "resolution": [4, 4], "background_val": "black", "test_views": 1, "seed": 3}
+        "data": {
+            "nerf_synthetic": {"path": str(folder)},
+            "resolution": [4, 4],
+            "test_views": 1,
+            "shared": {"background_val": "black", "seed": 3},
+        }
     }
     parser = ArgumentParser()
     parser.add_class_arguments(ReconDataModule, "data")
@@ -104,7 +123,7 @@ def test_training_backgrounds_are_fresh_per_pixel_noise_every_draw(make_nerf):
     folder, _ = make_nerf(splits={"train": 3, "val": 1, "test": 1})
 
     def epochs(seed, count):
-        dm = ReconDataModule(path=str(folder), batch_size=3, seed=seed)
+        dm = ReconDataModule(nerf_synthetic={"path": str(folder)}, batch_size=3, shared={"seed": seed})
         dm.setup("fit")
         loader = dm.train_dataloader()
         out = []
@@ -124,7 +143,7 @@ def test_training_backgrounds_are_fresh_per_pixel_noise_every_draw(make_nerf):
     again = epochs(1, 2)
     assert all(torch.equal(a["background"], b["background"]) for a, b in zip([first, second], again))
     # a resumed run (set_epoch(1) first) draws what the uninterrupted one drew in epoch 1
-    dm = ReconDataModule(path=str(folder), batch_size=3, seed=1)
+    dm = ReconDataModule(nerf_synthetic={"path": str(folder)}, batch_size=3, shared={"seed": 1})
     dm.setup("fit")
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(1)

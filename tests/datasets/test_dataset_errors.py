@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from common import image_views
 
 from dmtrec.datasets.errors import DatasetError
 from dmtrec.datasets.nerf_synthetic import NeRFSyntheticViews
@@ -14,7 +15,7 @@ from dmtrec.io.image import write_png
 def expect_error(folder, path, *words, split="train", **kwargs):
     """Building ``split`` fails with one line that starts with ``path`` and mentions ``words``."""
     with pytest.raises(DatasetError) as info:
-        NeRFSyntheticViews(folder, split, **kwargs)
+        image_views(NeRFSyntheticViews, folder, split, **kwargs)
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{path}: "), message
@@ -138,7 +139,7 @@ def test_no_alpha_where_masks_are_required(make_nerf):
     folder, _ = make_nerf()
     write_png(folder / "train" / "r_1.png", np.ones((8, 8, 3), dtype=np.float32))
     expect_error(folder, folder / "train" / "r_1.png", "no alpha channel", "require_alpha")
-    assert len(NeRFSyntheticViews(folder, "train", require_alpha=False)) == 3
+    assert len(image_views(NeRFSyntheticViews, folder, "train", require_alpha=False)) == 3
 
 
 def test_broken_test_split_is_reported_too(make_nerf):
@@ -152,6 +153,6 @@ def test_resolution_and_downscale_that_do_not_fit_the_images(make_nerf):
     expect_error(folder, folder / "train" / "r_0.png", "aspect ratio", resolution=(4, 8))
     expect_error(folder, folder / "train" / "r_0.png", "downscale 16", downscale=16)
     with pytest.raises(ValueError, match="^downscale: "):
-        NeRFSyntheticViews(folder, "train", downscale=0)
+        image_views(NeRFSyntheticViews, folder, "train", downscale=0)
     with pytest.raises(ValueError, match="^downscale: .*not both"):
-        NeRFSyntheticViews(folder, "train", downscale=2, resolution=(4, 4))
+        image_views(NeRFSyntheticViews, folder, "train", downscale=2, resolution=(4, 4))

@@ -4,16 +4,23 @@ import math
 
 import pytest
 import torch
+from common import image_views
 
 from dmtrec.commands.make_dataset import add_arguments, main
 from dmtrec.datasets import make_dataset as make_dataset_module
 from dmtrec.datasets.make_dataset import make_dataset
 from dmtrec.datasets.nerf_synthetic import NeRFSyntheticViews
-from dmtrec.datasets.reference_mesh import ReferenceMeshViews, load_reference_scene
+from dmtrec.datasets.reference_mesh import ReferenceMeshViews, ReferenceRender, load_reference_scene
 from dmtrec.io.image import linear_to_srgb, srgb_to_linear
 
 SPOT, PROBE = "meshes/spot/spot.obj", "envmaps/mud_road_puresky_1k.hdr"
-SMALL = dict(views=3, res=(12, 16), val_views=2, test_views=1, probe_res=32, device="cpu", rasterizer="torch")
+SMALL = dict(
+    views=3,
+    res=(12, 16),
+    val_views=2,
+    test_views=1,
+    render=ReferenceRender(probe_res=32, device="cpu", rasterizer="torch"),
+)
 
 
 def make(shared, out, **kwargs):
@@ -36,9 +43,11 @@ def test_written_folder_reads_back_as_the_reference_views(shared_data, tmp_path)
     recipe = json.loads((out / "dataset.json").read_text())
     assert recipe["seed"] == 4 and recipe["views"] == {"train": 3, "val": 2, "test": 1}
 
-    scene = load_reference_scene(shared_data / SPOT, shared_data / PROBE, probe_res=32, rasterizer="torch")
+    scene = load_reference_scene(
+        shared_data / SPOT, shared_data / PROBE, ReferenceRender(probe_res=32, rasterizer="torch")
+    )
     for split, count in (("train", 3), ("val", 2), ("test", 1)):
-        loaded = NeRFSyntheticViews(out, split)
+        loaded = image_views(NeRFSyntheticViews, out, split)
         reference = ReferenceMeshViews(scene, split, views=count, resolution=(12, 16), seed=4)
         assert len(loaded) == count and loaded.resolution == (12, 16)
         # the projection from camera_angle_x is the reference views' (fovy 45 deg, 16:12 aspect)

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from common import image_views
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -74,7 +75,7 @@ def scene(tmp_path):
 
 def test_poses_convert_from_llff_axes_and_recentre_on_the_common_focus(scene):
     folder, cameras, _, _ = scene
-    ds = NeRDViews(folder)
+    ds = image_views(NeRDViews, folder)
     assert ds.frames == [0, 1, 2, 3]
     for i, c2w in enumerate(cameras):
         expected = c2w.copy()
@@ -89,7 +90,7 @@ def test_fovy_from_focal_and_projection_follow_the_intrinsics_not_the_file_size(
     # Photos solved at 400 x 300 (W x H) with focal 500, stored squashed to 8 x 8 as nvdiffrec's resize does.
     folder = tmp_path / "wide"
     cameras, _, _ = write_llff(folder, frames=3, hwf=(300.0, 400.0, 500.0))
-    ds = NeRDViews(folder)
+    ds = image_views(NeRDViews, folder)
     assert torch.allclose(ds.fovy, torch.full((3,), 2 * math.atan(150.0 / 500.0)))
     # A camera-space point lands where the pinhole (focal 500 px, centre (200, 150)) puts it.
     point_cam = torch.tensor([0.2, -0.1, -2.0, 1.0])
@@ -101,7 +102,7 @@ def test_fovy_from_focal_and_projection_follow_the_intrinsics_not_the_file_size(
 
 def test_img_is_srgb_decoded_photo_with_the_linear_mask_as_alpha(scene):
     folder, _, images, masks = scene
-    ds = NeRDViews(folder, preload=False)
+    ds = image_views(NeRDViews, folder, preload=False)
     for i in range(4):
         img = ds[i]["img"].numpy()
         assert img.shape == (8, 8, 4) and img.dtype == np.float32
@@ -116,7 +117,7 @@ def test_rgb_masks_use_channel_0_and_photo_alpha_is_ignored(scene):
     mask = np.zeros((8, 8, 3), np.float32)
     mask[..., 0], mask[..., 1:] = 0.6, 1.0
     write_png(folder / "masks" / "IMG_0001.png", mask)
-    img = NeRDViews(folder)[1]["img"]
+    img = image_views(NeRDViews, folder)[1]["img"]
     assert torch.allclose(img[..., :3], torch.from_numpy(srgb_decode(images[1])).float(), atol=1e-6)
     assert torch.allclose(img[..., 3], torch.full((8, 8), 0.6), atol=1 / 255)
 
@@ -126,7 +127,7 @@ def test_images_and_masks_pair_with_poses_by_sorted_name_and_other_files_are_ign
     cameras, images, masks = write_llff(folder, frames=3, names=["c", "a", "B"])  # sorted: B, a, c
     (folder / "images" / "notes.txt").write_text("not an image")
     (folder / "masks" / "thumbs.db").write_bytes(b"\0")
-    ds = NeRDViews(folder)
+    ds = image_views(NeRDViews, folder)
     assert [p.name for p in ds.image_paths] == ["B.png", "a.png", "c.png"]
     for i in range(3):
         assert np.allclose(ds[i]["img"][..., 3].numpy(), masks[i][..., 0], atol=1e-6)
@@ -142,30 +143,30 @@ def test_jpeg_files_with_upper_case_suffixes_are_read(tmp_path):
                 png.with_suffix(".JPG")
             )
             png.unlink()
-    img = NeRDViews(folder)[1]["img"]
+    img = image_views(NeRDViews, folder)[1]["img"]
     assert torch.allclose(img[..., :3], torch.full((8, 8, 3), float(srgb_decode(128 / 255))), atol=0.01)
     assert torch.allclose(img[..., 3], torch.ones(8, 8), atol=0.01)
 
 
 def test_every_split_holds_all_frames_by_default_as_nvdiffrec(scene):
     folder = scene[0]
-    train, val, test = (NeRDViews(folder, split) for split in ("train", "val", "test"))
+    train, val, test = (image_views(NeRDViews, folder, split) for split in ("train", "val", "test"))
     assert train.frames == val.frames == test.frames == [0, 1, 2, 3]
-    assert NeRDViews(folder, "val", max_frames=2).frames == [0, 3]
+    assert image_views(NeRDViews, folder, "val", max_frames=2).frames == [0, 3]
 
 
 def test_holdout_gives_every_kth_frame_to_val_and_test_in_the_same_world(tmp_path):
     folder = tmp_path / "seven"
     write_llff(folder, frames=7)
-    train, test = NeRDViews(folder, "train", holdout=3), NeRDViews(folder, "test", holdout=3)
+    train, test = image_views(NeRDViews, folder, "train", holdout=3), image_views(NeRDViews, folder, "test", holdout=3)
     assert train.frames == [1, 2, 4, 5] and test.frames == [0, 3, 6]
-    assert NeRDViews(folder, "val", holdout=3).frames == [0, 3, 6]
+    assert image_views(NeRDViews, folder, "val", holdout=3).frames == [0, 3, 6]
     assert [int(train[k]["index"]) for k in range(4)] == [1, 2, 4, 5]
-    everything = NeRDViews(folder)
+    everything = image_views(NeRDViews, folder)
     # Recentred on all frames, whatever the split: the same frame has the same camera.
     assert torch.equal(test[1]["c2w"], everything[3]["c2w"]) and torch.equal(train[2]["c2w"], everything[4]["c2w"])
     with pytest.raises(ValueError, match="^holdout: "):
-        NeRDViews(folder, holdout=1)
+        image_views(NeRDViews, folder, holdout=1)
 
 
 def test_holdout_that_leaves_a_split_empty(tmp_path):
@@ -176,7 +177,7 @@ def test_holdout_that_leaves_a_split_empty(tmp_path):
 
 def test_batches_follow_the_contract_at_the_working_resolution(scene):
     folder, _, images, masks = scene
-    ds = NeRDViews(folder, downscale=2, background="random", length=6, seed=1)
+    ds = image_views(NeRDViews, folder, downscale=2, background="random", length=6, seed=1)
     batch = next(iter(DataLoader(ds, batch_size=6, collate_fn=collate_views)))
     assert batch["c2w"].shape == (6, 4, 4) and batch["proj"].shape == (6, 4, 4)
     assert batch["img"].shape == (6, 4, 4, 4) and batch["background"].shape == (6, 4, 4, 3)
@@ -187,22 +188,24 @@ def test_batches_follow_the_contract_at_the_working_resolution(scene):
     expected_alpha = masks[0][..., 0].reshape(4, 2, 4, 2).mean(axis=(1, 3))
     assert np.allclose(batch["img"][0, ..., 3].numpy(), expected_alpha, atol=1e-6)
     # Any resolution is fine (the projection comes from the intrinsics, not the pixels).
-    squashed = NeRDViews(folder, resolution=(4, 6))
-    assert squashed[0]["img"].shape == (4, 6, 4) and torch.equal(squashed[0]["proj"], NeRDViews(folder)[0]["proj"])
+    squashed = image_views(NeRDViews, folder, resolution=(4, 6))
+    assert squashed[0]["img"].shape == (4, 6, 4) and torch.equal(
+        squashed[0]["proj"], image_views(NeRDViews, folder)[0]["proj"]
+    )
 
 
 def test_datamodule_kind_nerd(scene):
     folder = scene[0]
-    dm = ReconDataModule(kind="nerd", path=str(folder), holdout=2, val_views=1, batch_size=2, views=5)
+    dm = ReconDataModule(kind="nerd", nerd={"path": str(folder), "holdout": 2}, val_views=1, batch_size=2, views=5)
     dm.setup("fit")
     assert isinstance(dm.train_dataset, NeRDViews) and len(dm.train_dataset) == 5
     assert dm.train_dataset.frames == [1, 3] and dm.val_dataset.frames == [0] and dm.test_dataset.frames == [0, 2]
     batch = next(iter(dm.train_dataloader()))
     assert batch["img"].shape == (2, 8, 8, 4)
-    with pytest.raises(ValueError, match="^path: "):
+    with pytest.raises(ValueError, match="^nerd.path: "):
         ReconDataModule(kind="nerd")
-    with pytest.raises(ValueError, match="^holdout: "):
-        ReconDataModule(path=str(folder), holdout=8)
+    with pytest.raises(ValueError, match="^nerf_synthetic.holdout: "):
+        ReconDataModule(nerf_synthetic={"path": str(folder), "holdout": 8})
 
 
 # --- bad input: one DatasetError line that starts with the offending file ---------------------
@@ -210,7 +213,7 @@ def test_datamodule_kind_nerd(scene):
 
 def expect_error(folder, path, *words, **kwargs):
     with pytest.raises(DatasetError) as info:
-        NeRDViews(folder, **kwargs)
+        image_views(NeRDViews, folder, **kwargs)
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"{path}: "), message
     for word in words:

@@ -4,8 +4,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from common import image_views
 
-from dmtrec.datasets.nerf_synthetic import NeRFSyntheticViews, load_rgba
+from dmtrec.datasets.base import load_rgba
+from dmtrec.datasets.nerf_synthetic import NeRFSyntheticViews
 from dmtrec.datasets.samples import resize_rgba
 from dmtrec.io.image import srgb_to_linear, write_png
 from dmtrec.render.camera import Cameras
@@ -13,7 +15,7 @@ from dmtrec.render.camera import Cameras
 
 def test_views_decode_srgb_keep_straight_alpha_and_cameras_from_the_json(make_nerf):
     folder, written = make_nerf(splits={"train": 3, "val": 1})
-    ds = NeRFSyntheticViews(folder, "train")
+    ds = image_views(NeRFSyntheticViews, folder, "train")
     transforms = json.loads((folder / "transforms_train.json").read_text())
     assert len(ds) == 3 and ds.resolution == (8, 8)
     for i in range(3):
@@ -32,14 +34,14 @@ def test_views_decode_srgb_keep_straight_alpha_and_cameras_from_the_json(make_ne
 
 def test_file_path_with_extension_and_the_val_split_falling_back_to_test(make_nerf):
     folder, written = make_nerf(splits={"train": 2, "test": 2}, with_extension=True)
-    val = NeRFSyntheticViews(folder, "val")
+    val = image_views(NeRFSyntheticViews, folder, "val")
     assert val.transforms.path.name == "transforms_test.json"
     assert torch.allclose(val[1]["img"][..., 3], torch.from_numpy(written["test"][1][..., 3]))
 
 
 def test_aspect_of_non_square_images_sets_fovy_from_camera_angle_x(make_nerf):
     folder, _ = make_nerf(splits={"train": 1, "test": 1}, size=(6, 12))
-    ds = NeRFSyntheticViews(folder, "train")
+    ds = image_views(NeRFSyntheticViews, folder, "train")
     fovx = json.loads((folder / "transforms_train.json").read_text())["camera_angle_x"]
     # the projection's x scale must give back the stored horizontal fov
     assert abs(2 * math.atan(1.0 / ds[0]["proj"][0, 0].item()) - fovx) < 1e-5
@@ -61,9 +63,9 @@ def test_downscale_averages_premultiplied_linear_colour(tmp_path):
 
 def test_dataset_downscale_matches_resize_of_the_decoded_image(make_nerf):
     folder, _ = make_nerf(splits={"train": 2, "test": 1})
-    full = NeRFSyntheticViews(folder, "train")
-    half = NeRFSyntheticViews(folder, "train", downscale=2)
-    by_resolution = NeRFSyntheticViews(folder, "train", resolution=(4, 4))
+    full = image_views(NeRFSyntheticViews, folder, "train")
+    half = image_views(NeRFSyntheticViews, folder, "train", downscale=2)
+    by_resolution = image_views(NeRFSyntheticViews, folder, "train", resolution=(4, 4))
     assert half.resolution == (4, 4)
     assert torch.allclose(half[1]["img"], resize_rgba(full[1]["img"], (4, 4)))
     assert torch.equal(by_resolution[1]["img"], half[1]["img"])
@@ -73,8 +75,8 @@ def test_dataset_downscale_matches_resize_of_the_decoded_image(make_nerf):
 
 def test_lazy_loading_gives_the_cached_images(make_nerf):
     folder, _ = make_nerf(splits={"train": 2, "test": 1})
-    cached = NeRFSyntheticViews(folder, "train", downscale=2)
-    lazy = NeRFSyntheticViews(folder, "train", downscale=2, preload=False)
+    cached = image_views(NeRFSyntheticViews, folder, "train", downscale=2)
+    lazy = image_views(NeRFSyntheticViews, folder, "train", downscale=2, preload=False)
     for i in range(2):
         assert torch.equal(cached[i]["img"], lazy[i]["img"])
 
@@ -83,7 +85,7 @@ def test_lazy_loading_gives_the_cached_images(make_nerf):
 def test_grayscale_and_alpha_less_images(channels, make_nerf):
     folder, written = make_nerf(splits={"train": 1, "test": 1}, channels=channels)
     has_alpha = channels == 2
-    ds = NeRFSyntheticViews(folder, "train", require_alpha=has_alpha)
+    ds = image_views(NeRFSyntheticViews, folder, "train", require_alpha=has_alpha)
     img = ds[0]["img"]
     src = torch.from_numpy(written["train"][0])
     colour = src[..., :1].expand(-1, -1, 3) if channels <= 2 else src
@@ -102,13 +104,15 @@ def test_hdr_images_are_already_linear(tmp_path):
 
 def test_backgrounds_are_seeded_per_index(make_nerf):
     folder, _ = make_nerf(splits={"train": 3, "test": 1})
-    white = NeRFSyntheticViews(folder, "train")[0]["background"]
+    white = image_views(NeRFSyntheticViews, folder, "train")[0]["background"]
     assert torch.equal(white, torch.ones(8, 8, 3))
-    assert torch.equal(NeRFSyntheticViews(folder, "train", background="black")[0]["background"], torch.zeros(8, 8, 3))
+    assert torch.equal(
+        image_views(NeRFSyntheticViews, folder, "train", background="black")[0]["background"], torch.zeros(8, 8, 3)
+    )
 
-    rand = NeRFSyntheticViews(folder, "train", background="random", seed=3, length=6)
-    again = NeRFSyntheticViews(folder, "train", background="random", seed=3, length=6)
-    other_seed = NeRFSyntheticViews(folder, "train", background="random", seed=4, length=6)
+    rand = image_views(NeRFSyntheticViews, folder, "train", background="random", seed=3, length=6)
+    again = image_views(NeRFSyntheticViews, folder, "train", background="random", seed=3, length=6)
+    other_seed = image_views(NeRFSyntheticViews, folder, "train", background="random", seed=4, length=6)
     colours = torch.stack([rand[i]["background"][0, 0] for i in range(6)])
     bg = rand[2]["background"]
     assert torch.equal(bg, bg[:1, :1].expand_as(bg))  # one colour per image
@@ -118,14 +122,14 @@ def test_backgrounds_are_seeded_per_index(make_nerf):
     assert torch.equal(rand[5]["img"], rand[2]["img"])  # frames cycle
     assert int(rand[5]["index"]) == 2
 
-    noise = NeRFSyntheticViews(folder, "train", background="noise")[0]["background"]
+    noise = image_views(NeRFSyntheticViews, folder, "train", background="noise")[0]["background"]
     assert torch.unique(noise.reshape(-1, 3), dim=0).shape[0] == 64
     assert 0.0 <= noise.min() and noise.max() <= 1.0
 
 
 def test_max_frames_takes_evenly_spaced_frames(make_nerf):
     folder, written = make_nerf(splits={"train": 1, "test": 5})
-    ds = NeRFSyntheticViews(folder, "test", max_frames=3)
+    ds = image_views(NeRFSyntheticViews, folder, "test", max_frames=3)
     assert ds.frames == [0, 2, 4] and len(ds) == 3
     assert [int(ds[i]["index"]) for i in range(3)] == [0, 2, 4]
     assert torch.equal(ds[2]["img"][..., 3], torch.from_numpy(written["test"][4][..., 3]))
@@ -138,7 +142,7 @@ def test_world_up_z_turns_blender_scenes_y_up(tmp_path):
     frames = [{"file_path": "train/a.png", "transform_matrix": above.tolist()}]
     for split in ("train", "test"):
         (tmp_path / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": frames}))
-    c2w = NeRFSyntheticViews(tmp_path, "train", world_up="z")[0]["c2w"]
+    c2w = image_views(NeRFSyntheticViews, tmp_path, "train", world_up="z")[0]["c2w"]
     assert torch.allclose(c2w[:3, 3], torch.tensor([0.0, 5.0, 0.0]))  # above is +Y now
     assert torch.allclose(c2w[:3, 2], torch.tensor([0.0, 1.0, 0.0]))  # still looking down at the origin
     assert torch.allclose(torch.det(c2w[:3, :3]), torch.tensor(1.0))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dmtrec.datasets.errors import DatasetError
-from dmtrec.datasets.reference_mesh import ReferenceMeshViews, load_reference_scene
+from dmtrec.datasets.reference_mesh import ReferenceMeshViews, ReferenceRender, load_reference_scene
 from dmtrec.render.render_mesh import render_mesh
 
 PROBE = "envmaps/mud_road_puresky_1k.hdr"
@@ -16,7 +16,7 @@ PROBE = "envmaps/mud_road_puresky_1k.hdr"
 def load_spot(shared):
     # a 32^2 cube map keeps the light's prefiltering to a fraction of a second on a CPU
     return load_reference_scene(
-        shared / "meshes/spot/spot.obj", shared / PROBE, probe_res=32, device="cpu", rasterizer="torch"
+        shared / "meshes/spot/spot.obj", shared / PROBE, ReferenceRender(probe_res=32, device="cpu", rasterizer="torch")
     )
 
 
@@ -49,7 +49,7 @@ def test_renders_are_straight_alpha_that_composite_like_the_renderer(spot):
 
 def test_supersampling_keeps_the_picture(spot):
     plain = ReferenceMeshViews(spot, "val", views=4, resolution=(16, 16)).render([1])
-    fine = ReferenceMeshViews(spot, "val", views=4, resolution=(16, 16), spp=2).render([1])
+    fine = ReferenceMeshViews(spot, "val", views=4, resolution=(16, 16), render=ReferenceRender(spp=2)).render([1])
     assert fine.shape == plain.shape
     assert (fine[..., 3] - plain[..., 3]).abs().mean() < 0.05
     assert ((fine[..., 3] > 0) & (fine[..., 3] < 1)).sum() >= ((plain[..., 3] > 0) & (plain[..., 3] < 1)).sum()
@@ -67,7 +67,7 @@ TRIANGLE = "v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\n"
 
 def expect_error(path, *words, mesh=None, probe=None):
     with pytest.raises(DatasetError) as info:
-        load_reference_scene(mesh, probe, probe_res=32, rasterizer="torch")
+        load_reference_scene(mesh, probe, ReferenceRender(probe_res=32, rasterizer="torch"))
     message = str(info.value)
     assert "\n" not in message and message.startswith(str(path)), message
     for word in words:
@@ -114,7 +114,7 @@ def test_bad_meshes_and_probes(tmp_path, shared_data):
     (tmp_path / "short.hdr").write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 8 +X 8\n" + bytes(10))
     expect_error(tmp_path / "short.hdr", "truncated", mesh=constant, probe=tmp_path / "short.hdr")
     # and a good constant-colour mesh with a good probe loads
-    scene = load_reference_scene(constant, probe, probe_res=32, rasterizer="torch")
+    scene = load_reference_scene(constant, probe, ReferenceRender(probe_res=32, rasterizer="torch"))
     assert scene.mesh.num_faces == 1 and scene.probe_path == probe
 
 
@@ -152,7 +152,9 @@ def test_reference_views_render_on_cuda_as_on_the_cpu(shared_data):
     from dmtrec.datasets.datamodule import ReconDataModule
 
     cuda = load_reference_scene(
-        shared_data / "meshes/spot/spot.obj", shared_data / PROBE, probe_res=32, device="cuda", rasterizer="nvdiffrast"
+        shared_data / "meshes/spot/spot.obj",
+        shared_data / PROBE,
+        ReferenceRender(probe_res=32, device="cuda", rasterizer="nvdiffrast"),
     )
     on_gpu = ReferenceMeshViews(cuda, "val", views=4, resolution=(32, 32)).render([0, 1])
     on_cpu = ReferenceMeshViews(load_spot(shared_data), "val", views=4, resolution=(32, 32)).render([0, 1])

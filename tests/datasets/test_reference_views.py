@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from dmtrec.datasets.reference_mesh import ReferenceMeshViews
+from dmtrec.datasets.reference_mesh import ReferenceMeshViews, ReferenceRender
 from dmtrec.datasets.samples import collate_views
 from dmtrec.render.camera import perspective
 
@@ -59,7 +59,7 @@ def test_training_cameras_are_fresh_per_index_and_fixed_by_the_seed():
 
 
 def test_validation_views_orbit_and_are_rendered_once():
-    val = views("val", views=4, cam_radius=2.0)
+    val = views("val", views=4, render=ReferenceRender(cam_radius=2.0))
     for i in range(4):
         campos = val.c2w(i)[:3, 3]
         assert abs(campos.norm().item() - 2.0) < 1e-5
@@ -68,7 +68,7 @@ def test_validation_views_orbit_and_are_rendered_once():
     again = [val[i]["img"] for i in range(4)]
     assert val.scene.calls == 4  # cached after the first render
     assert all(torch.equal(x, y) for x, y in zip(first, again))
-    test = views("test", views=4, cam_radius=2.0)
+    test = views("test", views=4, render=ReferenceRender(cam_radius=2.0))
     assert not torch.allclose(test.c2w(0), val.c2w(0))
 
     train = views()
@@ -106,8 +106,6 @@ def test_a_batch_renders_in_one_call_and_matches_single_samples():
     "kwargs, argument",
     [
         ({"views": 0}, "views"),
-        ({"fovy": 180.0}, "fovy"),
-        ({"cam_radius": 0.0}, "cam_radius"),
         ({"background": "grey"}, "background"),
         ({"resolution": (0, 3)}, "resolution"),
     ],
@@ -117,6 +115,12 @@ def test_bad_arguments(kwargs, argument):
         views(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [{"fovy": 180.0}, {"cam_radius": 0.0}, {"spp": 0}])
+def test_bad_render_settings(kwargs):
+    with pytest.raises(ValueError, match=f"^{next(iter(kwargs))}: "):
+        ReferenceRender(**kwargs)
+
+
 def test_datamodule_wires_reference_views(monkeypatch):
     from dmtrec.datasets import datamodule
 
@@ -124,8 +128,15 @@ def test_datamodule_wires_reference_views(monkeypatch):
     scene.mesh = "the reference mesh"
     loaded = {}
 
-    def fake_load(mesh, probe, **kwargs):
-        loaded.update(mesh=mesh, probe=probe, **kwargs)
+    def fake_load(mesh, probe, render):
+        loaded.update(
+            mesh=mesh,
+            probe=probe,
+            env_scale=render.env_scale,
+            probe_res=render.probe_res,
+            device=render.render_device,
+            rasterizer=render.rasterizer,
+        )
         return scene
 
     monkeypatch.setattr(datamodule, "load_reference_scene", fake_load)

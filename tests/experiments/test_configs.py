@@ -2,6 +2,7 @@
 datamodule and trainer, without training and without reading absent datasets (no setup())."""
 
 import contextlib
+import dataclasses
 import io
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 from common import CONFIGS, REPO
 
 from dmtrec import cli
+from dmtrec.datasets.config import SharedData
 from dmtrec.datasets.datamodule import KINDS, ReconDataModule
 from dmtrec.systems.pipeline import ReconstructionSystem
 from dmtrec.systems.run import RunConfig
@@ -23,7 +25,7 @@ ALL_CONFIGS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*
 OVERLAYS = {
     "refine_spot.yaml": (["quickstart.yaml"], []),
     "quickstart_flexi.yaml": (["quickstart.yaml"], []),
-    "tests/tiny_spot.yaml": (["quickstart.yaml"], ["--data.path", "absent/nerf_synthetic/spot"]),
+    "tests/tiny_spot.yaml": (["quickstart.yaml"], ["--data.nerf_synthetic.path", "absent/nerf_synthetic/spot"]),
 }
 
 
@@ -129,7 +131,7 @@ def test_paper_configs_name_their_run_folder_like_the_cluster_templates(scene):
 @pytest.mark.parametrize("scene", reproduce.NERF_SYNTHETIC + reproduce.NERD)
 def test_dataset_paths_come_from_the_environment(scene):
     group = reproduce.group_of(scene)
-    path = reproduce.read_config(scene)["data"]["path"]
+    path = reproduce.data_path(scene)
     assert path.startswith("${" + reproduce.DATASET_ENV[group] + "}/")
 
 
@@ -142,10 +144,16 @@ def test_nvdiffrec_values_reach_the_parsed_config(monkeypatch):
     assert model["dmtet"]["resolution"] == 128 and model["dmtet"]["scale"] == 2.4  # dmtet_grid, mesh_scale
     assert model["material"]["ks_min"] == [0.0, 0.1, 0.0] and model["material"]["texture_res"] == 2048
     assert model["mesh_pass"] == {**model["mesh_pass"], "laplace": "absolute", "laplace_scale": 3000.0}
-    assert data["path"] == "/datasets/nerf_synthetic/materials" and data["batch_size"] == 8
-    assert data["resolution"] is None and data["downscale"] == 1 and data["background_train"] == "noise"
+    assert data["nerf_synthetic"]["path"] == "/datasets/nerf_synthetic/materials" and data["batch_size"] == 8
+    assert data["resolution"] is None and data["nerf_synthetic"]["downscale"] == 1
+    assert data["shared"]["background_train"] == "noise"
     bob = print_config("bob.yaml")
-    assert (bob["model"]["iters_dmtet"], bob["data"]["batch_size"], bob["data"]["env_scale"]) == (1000, 4, 2.0)
+    bob_data = bob["data"]
+    assert (bob["model"]["iters_dmtet"], bob_data["batch_size"], bob_data["reference_mesh"]["env_scale"]) == (
+        1000,
+        4,
+        2.0,
+    )
     assert bob["model"]["material"]["ks_min"] == [0.0, 0.25, 0.0]
     flexi = print_config("bob_flexi.yaml")["model"]  # nvdiffrec configs/bob_flexi.json
     assert flexi["geometry"] == "flexicubes" and flexi["dmtet"]["resolution"] == 48
@@ -156,12 +164,10 @@ def test_nvdiffrec_values_reach_the_parsed_config(monkeypatch):
 def test_reproduction_configs_train_on_fresh_noise_and_carry_no_missing_fields(scene):
     """nvdiffrec trains every iteration over per-pixel noise (``prepare_batch(target, 'random')``);
     its ``background`` setting is for validation only. A constant training background fails."""
-    import inspect
-
     text = (CONFIGS / f"{scene}.yaml").read_text()
-    data = reproduce.read_config(scene)["data"]
-    default = inspect.signature(ReconDataModule).parameters["background_train"].default
-    assert data.get("background_train", default) == "noise"
+    shared = reproduce.read_config(scene)["data"].get("shared") or {}
+    default = {f.name: f.default for f in dataclasses.fields(SharedData)}["background_train"]
+    assert shared.get("background_train", default) == "noise"
     assert "no equivalent yet" not in text or not re.search(r"lock_light|camera_space_light", text)
 
 

@@ -6,7 +6,8 @@ import torch
 
 from dmtrec.io.image import linear_to_srgb, read_image, write_png
 from dmtrec.io.obj import read_obj
-from dmtrec.render.camera import Cameras, orbit_c2w
+from dmtrec.render.camera import Cameras
+from dmtrec.render.camera_distributions import orbit_c2w
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.render_mesh import render_mesh

@@ -117,7 +117,7 @@ def test_test_command_evaluates_the_checkpoint(finished_run, spot_views, capsys)
                 str(QUICKSTART),
                 "-c",
                 str(TINY),
-                "--data.path",
+                "--data.nerf_synthetic.path",
                 str(spot_views),
                 "--run.output_root",
                 str(finished_run.parent),

@@ -35,7 +35,7 @@ def fit(data: Path, output_root: Path, *extra: str) -> int:
     # tiny_spot pins DMTet's pass-1 values (grid 32); quickstart_flexi's grid and start come after it.
     configs = [QUICKSTART, TINY, CONFIGS / "quickstart_flexi.yaml"]
     argv = ["fit"] + [arg for c in configs for arg in ("-c", str(c))]
-    argv += ["--data.path", str(data), "--run.output_root", str(output_root), "--run.name", "tiny_flexi"]
+    argv += ["--data.nerf_synthetic.path", str(data), "--run.output_root", str(output_root), "--run.name", "tiny_flexi"]
     return main(argv + list(extra))
 
 

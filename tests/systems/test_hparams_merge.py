@@ -11,7 +11,7 @@ from dmtrec.systems.pipeline import ReconstructionSystem
 
 def test_model_and_data_backends_can_differ(tmp_path):
     model = ReconstructionSystem(rasterizer="torch")
-    data = ReconDataModule(kind="nerf_synthetic", path=str(tmp_path), render_rasterizer="auto")
+    data = ReconDataModule(nerf_synthetic={"path": str(tmp_path)})
     trainer = Trainer(logger=CSVLogger(tmp_path), accelerator="cpu", devices=1, enable_progress_bar=False)
     trainer.strategy.connect(model)
     trainer._data_connector.attach_datamodule(model, datamodule=data)
@@ -20,5 +20,5 @@ def test_model_and_data_backends_can_differ(tmp_path):
 
 def test_no_hyperparameter_name_is_shared():
     model = ReconstructionSystem()
-    data = ReconDataModule(kind="reference_mesh", mesh="m.obj", probe="p.hdr")
+    data = ReconDataModule(kind="reference_mesh", reference_mesh={"mesh": "m.obj", "probe": "p.hdr"})
     assert not (model.hparams_initial.keys() & data.hparams_initial.keys())

@@ -11,7 +11,7 @@ from dmtrec.systems.inspect_log import write_inspection
 
 def test_write_inspection_draws_the_training_split(spot_dataset, tmp_path):
     data = spot_dataset(views=8, res=32, val_views=1, test_views=2, probe_res=32)
-    module = ReconDataModule(kind="nerf_synthetic", path=str(data))
+    module = ReconDataModule(nerf_synthetic={"path": str(data)})
     module.setup("fit")
     paths = write_inspection(module, grid_scale=2.4, out_dir=tmp_path)
     for path in paths.values():

@@ -1,7 +1,7 @@
 """What a user watches and gets: the pipeline progress bar, and the exported mesh's frame.
 
 One tiny fit (8 + 4 iterations on a 32 x 32 Spot dataset) read as a Z-up scene
-(``--data.world_up z``), so that training runs in a frame turned from the dataset's.
+(``--data.nerf_synthetic.world_up z``), so that training runs in a frame turned from the dataset's.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def z_up_run(tmp_path_factory, spot_dataset):
         for key, value in QUIET_ENV.items():
             mp.setenv(key, value)
         mp.setattr("sys.stderr", err)
-        code = main(tiny_fit_args(data, root, "--data.world_up", "z", "--run.wandb", "disabled",
+        code = main(tiny_fit_args(data, root, "--data.nerf_synthetic.world_up", "z", "--run.wandb", "disabled",
                      "--model.iters_dmtet", str(ITERS[0]), "--model.iters_mesh", str(ITERS[1]),
                      "--model.metric_samples", "500", "--model.material.texture_res", "16",
                      "--data.val_batch_size", "2"))  # fmt: skip

@@ -32,7 +32,7 @@ def fit(data: Path, root: Path, *extra: str) -> int:
             str(QUICKSTART),
             "-c",
             str(TINY),
-            "--data.path",
+            "--data.nerf_synthetic.path",
             str(data),
             "--data.val_batch_size",
             "2",

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from dmtrec.datasets.reference_cameras import orbit_view_c2w, random_rotation, random_view_c2w
+from dmtrec.render.camera_distributions import orbit_view_c2w, random_rotation, random_view_c2w
 
 
 def rotate_x(a):
