@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from dmtrec.io.contact_sheet import contact_sheet as layout_sheet
 from dmtrec.io.colmap_model import MODEL_DIRS
+from dmtrec.io.contact_sheet import contact_sheet as layout_sheet
 from dmtrec.io.image import linear_to_srgb
 from dmtrec.render.camera import Cameras
 
