@@ -35,7 +35,6 @@ from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig
 from .grids import image_grid, log_grid, save_grid
 from .losses import IMAGE_LOSSES, over_background, reconstruction_loss
 from .mesh_geometry import MeshGeometry
-from .progress import describe
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,13 @@ _EPS = 1e-8  # torch's (and nvdiffrec's) Adam eps
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf; the message names the iteration and every loss term."""
+
+
+def describe(stage: str, passes: str, pass_iteration: int, pass_length: int) -> str:
+    """The progress bar's label: ``pass 1/2 dmtet 312/600`` (``pass 1/1`` when one pass runs alone)."""
+    total_passes = 2 if passes == "both" else 1
+    number = 1 if (stage == "dmtet" or passes == "mesh") else 2
+    return f"pass {number}/{total_passes} {stage} {pass_iteration}/{pass_length}"
 
 
 def _as_config(value: Any, cls: type) -> Any:
@@ -68,8 +74,8 @@ class ReconstructionSystem(pl.LightningModule):
             both read the ``dmtet`` section.
         dmtet, material, light, optim, mesh_pass: the config sections (:mod:`dmtrec.systems.config`).
         rasterizer: "auto", "torch" or "nvdiffrast".
-        reference_mesh: mesh file for the final Chamfer report (also taken from the datamodule's
-            ``reference_mesh`` attribute when it has one).
+        reference_mesh: mesh file for the final Chamfer report (without one, the run's finaliser
+            uses the mesh a reference-mesh dataset renders, :class:`dmtrec.runs.callbacks.FinalizeRun`).
         metric_samples: surface samples per mesh for the Chamfer report.
         grid_views: views shown per validation image grid.
 
@@ -178,6 +184,8 @@ class ReconstructionSystem(pl.LightningModule):
 
     @property
     def pass_number(self) -> int:
+        """1 (DMTet) or 2 (mesh): the pass that trains now. The fit tells the datamodule when it
+        changes (:class:`dmtrec.runs.callbacks.TrainingPassToData`)."""
         return 1 if self.stage == "dmtet" else 2
 
     @property
@@ -411,25 +419,11 @@ class ReconstructionSystem(pl.LightningModule):
             "checkpoint is kept (resume with --ckpt_path last after fixing the cause, e.g. lower learning rates)."
         )
 
-    def on_train_start(self) -> None:
-        # A run resumed in pass 2 trains on pass 2's renders from its first batch on.
-        self._data_use_pass()
-
-    def _data_use_pass(self) -> None:
-        """Tell the datamodule which pass trains now (pass-specific training resolutions,
-        ``data.train_resolution_mesh``); the batch already drawn keeps its size, which the
-        cameras follow (:meth:`cameras`)."""
-        # Any datamodule with a use_pass(pass_number) method (ReconDataModule's) is told.
-        use_pass = getattr(getattr(self.trainer, "datamodule", None), "use_pass", None)
-        if use_pass is not None:
-            use_pass(self.pass_number)
-
     def on_train_batch_start(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
         # Here rather than in training_step: Lightning hooks its step counter into the
         # optimizers in use when the batch starts, so the new optimizer must exist by then.
         if self.about_to_bake:
             self._start_mesh_pass()
-            self._data_use_pass()
         elif self.stage == "dmtet" and components.cleanup_due(self.pass_iteration, self.dmtet_cfg.morphology_every):
             components.clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
 
