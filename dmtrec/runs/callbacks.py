@@ -36,7 +36,8 @@ class TrainingPassToData(pl.Callback):
     batch on) and at the end of the batch in which the pass changed. The pass switches in the
     model's ``on_train_batch_start``, after the batch was drawn; no batch is drawn between that
     and this batch's end, so the renders drawn next are the new pass's
-    (``data.train_resolution_mesh``), as if the model had said so itself."""
+    (``data.train_resolution_mesh``). A batch drawn before keeps its size, which the model's
+    cameras follow (:meth:`~dmtrec.systems.pipeline.ReconstructionSystem.cameras`)."""
 
     def __init__(self, datamodule: ReconDataModule):
         self.datamodule = datamodule
