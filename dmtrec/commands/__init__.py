@@ -1,6 +1,8 @@
-"""The ``dmtrec`` commands other than Lightning's ``fit | validate | test``: one module each.
+"""The ``dmtrec`` commands: one module each. ``fit | validate | test`` are LightningCLI's
+(:mod:`dmtrec.commands.fit`); :mod:`dmtrec.commands.config_files` reads the ``-c`` config files
+of ``fit`` and of the commands with ``CONFIG_FILES``.
 
-Every command module defines
+Every other command module defines
 
 * ``HELP``: one line for ``dmtrec --help``;
 * ``add_arguments(parser: argparse.ArgumentParser) -> None``: its options;

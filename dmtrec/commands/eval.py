@@ -2,7 +2,7 @@
 
 * ``dmtrec eval RUN_DIR [--data D] [--reference MESH] [--ckpt C] [--out DIR]``: render the run's
   test split and write image metrics, per-view images, a comparison grid and the geometry report
-  (:func:`dmtrec.systems.evaluation.evaluate_run`).
+  (:func:`dmtrec.runs.evaluation.evaluate_run`).
 * ``dmtrec eval --mesh M --ref R``: the geometry report of a mesh file against a reference file.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from dmtrec.core.atomic import write_text_atomic
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.metrics.geometry import NORMALIZATIONS, geometry_report
-from dmtrec.systems.evaluation import evaluate_run
+from dmtrec.runs.evaluation import evaluate_run
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from dmtrec.datasets.datamodule import config_train_from_world
-from dmtrec.systems.checkpoints import load_module
-from dmtrec.systems.outputs import EXPORT_FRAMES, write_outputs
+from dmtrec.runs.checkpoints import load_module
+from dmtrec.runs.outputs import EXPORT_FRAMES, write_outputs
 from dmtrec.systems.pipeline import ReconstructionSystem
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,12 @@ override, ``--print_config``, ``${DMTREC_DATA}`` expanded): the keys are the opt
 underscores (``mesh``, ``levels``, ``min_res``, ..., and a ``run:`` section), e.g.
 ``experiments/configs/lod_spot.yaml``.
 
-``DIR`` is the run folder, as a fit's (:mod:`dmtrec.systems.run`): the optimisation runs under a
-Lightning Trainer with the fit's progress bar, wandb logger (offline by default, ``--run.wandb``)
-and checkpoints (``DIR/checkpoints/last.ckpt`` every ``--run.checkpoint_every`` steps). Run the same
-command again after an interruption and it resumes the level it was on, skipping finished levels;
-a different configuration on the same ``DIR`` is refused unless ``--run.overwrite true``.
+``DIR`` is the run folder, as a fit's (:mod:`dmtrec.runs.folder`): the optimisation runs under the
+fit's Trainer (:class:`dmtrec.runs.trainer.RunSession`: progress bar, wandb logger, offline by
+default, ``--run.wandb``, and checkpoints, ``DIR/checkpoints/last.ckpt`` every
+``--run.checkpoint_every`` steps). Run the same command again after an interruption and it resumes
+the level it was on, skipping finished levels; a different configuration on the same ``DIR`` is
+refused unless ``--run.overwrite true``.
 
 Writes into ``DIR``: ``lodN.glb`` and ``lodN/mesh.obj`` per level (finest first), ``lods.glb`` (all
 levels, glTF ``MSFT_lod`` with screen-coverage hints), ``contact_sheet.png`` (rows: levels; columns:
@@ -38,21 +39,10 @@ from dmtrec.core.atomic import atomic_path, write_json, write_text_atomic
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_lod import write_lod_glb
 from dmtrec.io.obj import write_obj
-from dmtrec.systems.callbacks import save_final_checkpoint
-from dmtrec.systems.checkpoints import SafeCheckpointIO
+from dmtrec.runs.callbacks import save_final_checkpoint
+from dmtrec.runs.folder import RunConfig, RunFolderError
+from dmtrec.runs.trainer import RunSession, deterministic_restored
 from dmtrec.systems.lod import LodSystem
-from dmtrec.systems.progress import PipelineProgressBar
-from dmtrec.systems.run import (
-    RunConfig,
-    RunFolderError,
-    deterministic_on_cpu,
-    deterministic_restored,
-    finish_wandb,
-    ignore_manual_checkpoint_warning,
-    run_checkpoint,
-    run_logger,
-    start_fit,
-)
 
 log = logging.getLogger(__name__)
 
@@ -146,26 +136,6 @@ def _resume_or_refuse(out: Path, config: dict, run: RunConfig) -> Optional[str]:
     return "last"
 
 
-def _trainer(start, run: RunConfig, callbacks: Sequence[pl.Callback]) -> pl.Trainer:
-    """A Trainer with the fit's run pieces: logger, checkpoints, progress bar, crash-safe checkpoint files."""
-    paths = start.paths
-    trainer = pl.Trainer(
-        accelerator="cpu",  # the asset, probe and level preparation (QEM, xatlas, KD-tree) are CPU-side
-        devices=1,
-        max_epochs=-1,
-        logger=run_logger(paths, run.wandb, run.project),
-        callbacks=[run_checkpoint(paths, run.checkpoint_every), PipelineProgressBar(), start, *callbacks],
-        plugins=[SafeCheckpointIO()],
-        default_root_dir=str(paths.root),
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-    )
-    deterministic_on_cpu(trainer)
-    ignore_manual_checkpoint_warning()
-    return trainer
-
-
 def run_lod(
     mesh_path,
     probe_path,
@@ -195,14 +165,22 @@ def run_lod(
     config = _resolved_config(mesh_path, probe_path, levels, faces, settings)
     ckpt_path = _resume_or_refuse(out, config, run)
     run = RunConfig(**{**asdict(run), "name": out.name, "output_root": str(out.parent)})
-    start = start_fit(run, None, ckpt_path)
-    failed = True
-    try:
+    with RunSession() as session:
+        ckpt_path = session.start(run, None, ckpt_path)
         write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         system = LodSystem(mesh, material, light, budgets, settings)
-        trainer = _trainer(start, run, callbacks)
+        trainer = session.trainer(
+            run,
+            callbacks=callbacks,
+            accelerator="cpu",  # the asset, probe and level preparation (QEM, xatlas, KD-tree) are CPU-side
+            devices=1,
+            max_epochs=-1,
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            log_every_n_steps=1,
+        )
         with deterministic_restored():  # deterministic_on_cpu's switch is process-wide
-            trainer.fit(system, ckpt_path=start.ckpt_path)
+            trainer.fit(system, ckpt_path=ckpt_path)
         if not system.finished:
             raise ValueError(
                 f"{out}: interrupted at level {system.level_index + 1}/{len(budgets)}, iteration {system.iteration}; "
@@ -211,10 +189,6 @@ def run_lod(
         save_final_checkpoint(trainer)
         report = _write_outputs(out, system, mesh_path, probe_path, mesh.num_faces, topology, notes, settings)
         report["seconds_this_session"] = time.perf_counter() - start_time
-        failed = False
-    finally:
-        finish_wandb(failed)
-        start.finish(failed)
     return report
 
 

@@ -23,8 +23,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from dmtrec.io.gltf import read_glb
-from dmtrec.systems.evaluation import build_datamodule, read_run_config
-from dmtrec.systems.outputs import GLB_NAME, PROBE_NAME
+from dmtrec.runs.evaluation import build_datamodule, read_run_config
+from dmtrec.runs.outputs import GLB_NAME, PROBE_NAME
 
 log = logging.getLogger(__name__)
 

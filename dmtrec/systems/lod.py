@@ -10,7 +10,7 @@ optimizer. Its state travels in the checkpoint (finished levels with their resul
 level's parameters and Adam state), so an interrupted run resumes the level it was on and skips
 finished ones; every random choice is seeded by (seed, level, iteration), so a resumed run gives
 the same result as an uninterrupted one. The command drives it with the fit's trainer pieces
-(run folder, wandb logger, checkpoints, progress bar: :mod:`dmtrec.systems.run`).
+(run folder, wandb logger, checkpoints, progress bar: :mod:`dmtrec.runs.trainer`).
 
 It reuses the fit's image losses (:func:`dmtrec.metrics.image_losses.reconstruction_loss`, log-L1
 after nvdiffrec's tonemap) and the relative Laplacian of :mod:`dmtrec.geometry.regularizers`.

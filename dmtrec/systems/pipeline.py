@@ -42,7 +42,6 @@ from dmtrec.render.visibility import filled_sdf
 from . import distributed, schedules
 from .config import GEOMETRIES, PASSES, DMTetConfig, LightConfig, MaterialConfig, MeshPassConfig, OptimConfig
 from .grids import image_grid, log_grid, save_grid
-from .progress import describe
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,13 @@ class NonFiniteLossError(RuntimeError):
 def _textures(material) -> Dict[str, Tensor]:
     """A textured material's maps as plain ``[H, W, C]`` tensors (kd, ks and, if any, normal)."""
     return {k: v for k, v in material.to_tensors().items() if v is not None}
+
+
+def describe(stage: str, passes: str, pass_iteration: int, pass_length: int) -> str:
+    """The progress bar's label: ``pass 1/2 dmtet 312/600`` (``pass 1/1`` when one pass runs alone)."""
+    total_passes = 2 if passes == "both" else 1
+    number = 1 if (stage == "dmtet" or passes == "mesh") else 2
+    return f"pass {number}/{total_passes} {stage} {pass_iteration}/{pass_length}"
 
 
 def _as_config(value: Any, cls: type) -> Any:
@@ -80,8 +86,8 @@ class ReconstructionSystem(pl.LightningModule):
             both read the ``dmtet`` section.
         dmtet, material, light, optim, mesh_pass: the config sections (:mod:`dmtrec.systems.config`).
         rasterizer: "auto", "torch" or "nvdiffrast".
-        reference_mesh: mesh file for the final Chamfer report (also taken from the datamodule's
-            ``reference_mesh`` attribute when it has one).
+        reference_mesh: mesh file for the final Chamfer report (without one, the run's finaliser
+            uses the mesh a reference-mesh dataset renders, :class:`dmtrec.runs.callbacks.FinalizeRun`).
         metric_samples: surface samples per mesh for the Chamfer report.
         grid_views: views shown per validation image grid.
 
@@ -189,6 +195,8 @@ class ReconstructionSystem(pl.LightningModule):
 
     @property
     def pass_number(self) -> int:
+        """1 (DMTet) or 2 (mesh): the pass that trains now. The fit tells the datamodule when it
+        changes (:class:`dmtrec.runs.callbacks.TrainingPassToData`)."""
         return 1 if self.stage == "dmtet" else 2
 
     @property
@@ -423,19 +431,6 @@ class ReconstructionSystem(pl.LightningModule):
             "checkpoint is kept (resume with --ckpt_path last after fixing the cause, e.g. lower learning rates)."
         )
 
-    def on_train_start(self) -> None:
-        # A run resumed in pass 2 trains on pass 2's renders from its first batch on.
-        self._data_use_pass()
-
-    def _data_use_pass(self) -> None:
-        """Tell the datamodule which pass trains now (pass-specific training resolutions,
-        ``data.train_resolution_mesh``); the batch already drawn keeps its size, which the
-        cameras follow (:meth:`cameras`)."""
-        # Any datamodule with a use_pass(pass_number) method (ReconDataModule's) is told.
-        use_pass = getattr(getattr(self.trainer, "datamodule", None), "use_pass", None)
-        if use_pass is not None:
-            use_pass(self.pass_number)
-
     def _cleanup_due(self) -> bool:
         """Whether pass 1 cleans its SDF before this iteration (every ``morphology_every``; 0: never)."""
         every, it = self.dmtet_cfg.morphology_every, self.pass_iteration
@@ -446,7 +441,6 @@ class ReconstructionSystem(pl.LightningModule):
         # optimizers in use when the batch starts, so the new optimizer must exist by then.
         if self.about_to_bake:
             self._start_mesh_pass()
-            self._data_use_pass()
         elif self.stage == "dmtet" and self._cleanup_due():
             clean_sdf(self.geometry, self.dmtet_cfg.morphology, self.dmtet_cfg.morphology_steps)
 

@@ -133,7 +133,7 @@ def install_fault(fault: str) -> None:
 
         ReconstructionSystem.training_step = step
     elif kind == "checkpoint":
-        from dmtrec.systems import checkpoints
+        from dmtrec.runs import checkpoints
 
         real_save = checkpoints.torch.save
 
@@ -208,7 +208,7 @@ def uninterrupted(settings: Settings, root: Path, name: str, seed: int = 0) -> T
 
 
 def kill_and_resume(settings: Settings, root: Path, name: str, fault: str) -> Trial:
-    from dmtrec.systems.checkpoints import CheckpointError, load_checkpoint_file, resume_checkpoint
+    from dmtrec.runs.checkpoints import CheckpointError, load_checkpoint_file, resume_checkpoint
 
     trial = Trial(fault=fault)
     argv = settings.argv(root, name)

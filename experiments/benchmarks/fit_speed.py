@@ -202,6 +202,7 @@ def measure(args: argparse.Namespace) -> dict:
     import pytorch_lightning as pl
 
     from dmtrec.datasets.datamodule import ReconDataModule
+    from dmtrec.runs.callbacks import TrainingPassToData
     from dmtrec.systems.pipeline import ReconstructionSystem
 
     device = torch.device(args.device)
@@ -252,7 +253,8 @@ def measure(args: argparse.Namespace) -> dict:
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        callbacks=[timer] + ([profiler] if args.profile else []),
+        # The datamodule hears of the pass switch, as in `dmtrec fit`.
+        callbacks=[timer, TrainingPassToData(data)] + ([profiler] if args.profile else []),
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

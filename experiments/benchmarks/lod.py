@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from dmtrec.assets.procedural import write_procedural_asset  # noqa: E402
 from dmtrec.commands.lod import add_settings_arguments, run_lod, settings_from_args  # noqa: E402
-from dmtrec.systems.run import RunConfig  # noqa: E402
+from dmtrec.runs.folder import RunConfig  # noqa: E402
 
 ASSETS = {
     "spot": REPO / "data" / "meshes" / "spot" / "spot.obj",

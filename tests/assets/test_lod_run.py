@@ -19,8 +19,8 @@ from dmtrec import cli  # noqa: E402
 from dmtrec.assets.procedural import write_procedural_asset  # noqa: E402
 from dmtrec.commands import lod  # noqa: E402
 from dmtrec.commands.lod import run_lod, settings_from_args  # noqa: E402
-from dmtrec.systems.checkpoints import load_checkpoint_file  # noqa: E402
-from dmtrec.systems.run import RunConfig  # noqa: E402
+from dmtrec.runs.checkpoints import load_checkpoint_file  # noqa: E402
+from dmtrec.runs.folder import RunConfig  # noqa: E402
 
 ITERATIONS = 4
 # (flag, config key, value): the same run as flags and as a config file.

@@ -12,7 +12,7 @@ from dmtrec.commands.view import camera_json, find_three, make_server, serve_in_
 from dmtrec.geometry import Mesh
 from dmtrec.render.camera import Cameras, look_at
 from dmtrec.render.light import EnvironmentLight
-from dmtrec.systems.outputs import write_outputs
+from dmtrec.runs.outputs import write_outputs
 
 
 def test_camera_json_recovers_the_projection():

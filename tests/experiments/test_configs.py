@@ -15,8 +15,8 @@ from common import CONFIGS, REPO
 from dmtrec import cli
 from dmtrec.datasets.config import SharedData
 from dmtrec.datasets.datamodule import KINDS, ReconDataModule
+from dmtrec.runs.folder import RunConfig
 from dmtrec.systems.pipeline import ReconstructionSystem
-from dmtrec.systems.run import RunConfig
 
 # lod/ holds `dmtrec lod` configs (tests/assets/test_lod_run.py parses them), not fit configs.
 ALL_CONFIGS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml") if p.parent.name != "lod")

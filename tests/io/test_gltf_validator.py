@@ -11,7 +11,7 @@ from node_tools import validate_glb
 from dmtrec.geometry import Mesh
 from dmtrec.io.gltf import write_glb
 from dmtrec.render.light import EnvironmentLight
-from dmtrec.systems.outputs import write_outputs
+from dmtrec.runs.outputs import write_outputs
 
 trimesh = pytest.importorskip("trimesh")
 

@@ -1,4 +1,4 @@
-"""A run's exported GLB and OBJ (systems.outputs) render the same image through dmtrec's renderer."""
+"""A run's exported GLB and OBJ (runs.outputs) render the same image through dmtrec's renderer."""
 
 import torch
 from common import PROBE_HDR
@@ -9,7 +9,7 @@ from dmtrec.io.textures import decode_texture, encode_texture
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.render_mesh import render_mesh
-from dmtrec.systems.outputs import write_outputs
+from dmtrec.runs.outputs import write_outputs
 
 
 def _textures(seed: int = 0) -> dict:

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from dmtrec.geometry import Mesh
 from dmtrec.geometry.dmtet import DMTetGeometry
 from dmtrec.geometry.sdf_morphology import clean_sdf
+from dmtrec.runs.callbacks import TrainingPassToData
 from dmtrec.systems import pipeline
 from dmtrec.systems.config import DMTetConfig, LightConfig, MaterialConfig
 from dmtrec.systems.pipeline import NonFiniteLossError, ReconstructionSystem
@@ -115,7 +116,7 @@ class ToyData(pl.LightningDataModule):
         return DataLoader(Views(), batch_size=2)
 
 
-def make_trainer(root: Path, every: int = 3):
+def make_trainer(root: Path, every: int = 3, callbacks=()):
     ckpt = pl.callbacks.ModelCheckpoint(
         dirpath=str(root / "ckpt"), save_last=True, save_top_k=0, every_n_train_steps=every
     )
@@ -123,7 +124,7 @@ def make_trainer(root: Path, every: int = 3):
         default_root_dir=str(root),
         max_epochs=-1,
         logger=False,
-        callbacks=[ckpt],
+        callbacks=[*callbacks, ckpt],
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -174,27 +175,45 @@ def test_two_passes_switch_modules_and_optimizer(toy_scene, tmp_path):
 
 
 class PassAwareData(ToyData):
-    """Records when the system tells it which pass trains (ReconDataModule.use_pass's protocol)."""
+    """Records when it is told which pass trains (ReconDataModule.use_pass's protocol) and, in
+    the same list, every training view drawn with the pass the system was in."""
 
     def __init__(self):
         super().__init__()
-        self.calls = []
+        self.calls, self.events = [], []
         self.system = None
 
     def use_pass(self, pass_number):
         self.calls.append((pass_number, self.system.stage, self.system.iteration))
+        self.events.append(("told", pass_number))
+
+    def train_dataloader(self):
+        data = self
+
+        class Recorded(Views):
+            def __getitem__(self, i):
+                data.events.append(("drawn", data.system.pass_number))
+                return super().__getitem__(i)
+
+        return DataLoader(Recorded(), batch_size=2)
 
 
 def test_the_datamodule_hears_of_each_pass_when_it_starts(toy_scene, tmp_path):
     system, data = make_system(), PassAwareData()
     data.system = system
-    make_trainer(tmp_path).fit(system, datamodule=data)
-    # at the start of training (pass 1), then right after the bake, before pass 2's first step
-    assert data.calls == [(1, "dmtet", 0), (2, "mesh", 7)]
+    make_trainer(tmp_path, callbacks=[TrainingPassToData(data)]).fit(system, datamodule=data)
+    # At the start of training (pass 1), then at the end of the batch whose start baked (its step
+    # made iteration 8), not again while the pass stays.
+    assert data.calls == [(1, "dmtet", 0), (2, "mesh", 8)]
+    # What matters: no view is drawn in pass 2 before the datamodule heard of it (a view drawn then
+    # would have pass 1's resolution); the batch drawn before the bake keeps its own.
+    told = data.events.index(("told", 2))
+    assert ("drawn", 2) not in data.events[:told] and ("drawn", 2) in data.events[told:]
     # A run resumed in pass 2 starts on pass 2's data.
     resumed, data = make_system(), PassAwareData()
     data.system = resumed
-    make_trainer(tmp_path / "resumed").fit(resumed, datamodule=data, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    trainer = make_trainer(tmp_path / "resumed", callbacks=[TrainingPassToData(data)])
+    trainer.fit(resumed, datamodule=data, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert data.calls[0][:2] == (2, "mesh")
 
 

@@ -7,10 +7,11 @@ stored in it (``wandb_id``), so a restart with ``--ckpt_path last`` logs into th
 and finds the same ``last.ckpt``.
 
 :func:`start_fit` is how ``dmtrec fit`` opens the folder: it takes the folder's lock
-(:mod:`dmtrec.systems.run_lock`), refuses to train over a previous run unless told to resume
+(:mod:`dmtrec.runs.lock`), refuses to train over a previous run unless told to resume
 (``--ckpt_path last``) or to start again (``run.overwrite``), resolves ``last`` to a checkpoint
-that loads (:func:`dmtrec.systems.checkpoints.resume_checkpoint`) and turns file-system errors
+that loads (:func:`dmtrec.runs.checkpoints.resume_checkpoint`) and turns file-system errors
 into one line. A start that fails before training removes the folder it created.
+``dmtrec lod`` opens its folder the same way; both go through :class:`dmtrec.runs.trainer.RunSession`.
 """
 
 from __future__ import annotations
@@ -20,22 +21,15 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import pytorch_lightning as pl
-import torch
-from pytorch_lightning.accelerators import CPUAccelerator
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
 from .checkpoints import resume_checkpoint
-from .run_lock import LOCK_NAME, RunLock, acquire
+from .lock import LOCK_NAME, RunLock, acquire
 
 log = logging.getLogger(__name__)
 
@@ -171,70 +165,6 @@ class RunStart(pl.Callback):
             self.lock = None
         if failed and self.created and not self.training_started:
             shutil.rmtree(self.paths.root, ignore_errors=True)
-
-
-def run_logger(paths: RunPaths, wandb: str, project: str) -> Logger:
-    """The run's logger: wandb (``offline`` by default, into ``<run>/wandb``, resuming the run's
-    wandb id) or, with ``wandb: disabled``, a CSV log in ``<run>/csv``."""
-    if wandb == "disabled":
-        return CSVLogger(save_dir=str(paths.root), name="", version="csv")
-    os.environ["WANDB_MODE"] = wandb
-    return WandbLogger(
-        name=paths.name,
-        id=paths.wandb_id,
-        save_dir=str(paths.root),
-        project=project,
-        offline=wandb == "offline",
-        resume="allow",
-    )
-
-
-def run_checkpoint(paths: RunPaths, every: int) -> ModelCheckpoint:
-    """``<run>/checkpoints/last.ckpt`` every ``every`` optimizer steps (what ``--ckpt_path last`` resumes)."""
-    return ModelCheckpoint(
-        dirpath=str(paths.checkpoints),
-        save_last=True,
-        save_top_k=0,
-        every_n_train_steps=every,
-        # Always last.ckpt: the run folder has one writer (run.lock), never a last-v1.ckpt.
-        enable_version_counter=False,
-    )
-
-
-def deterministic_on_cpu(trainer: pl.Trainer, configured=None) -> None:
-    """Same config, seed and machine give the same run: on CPU the backward of advanced indexing
-    (``index_put_`` with accumulate, behind every gather) sums in a thread-dependent order, so
-    CPU runs use torch's deterministic algorithms unless ``trainer.deterministic`` is set
-    (``configured``). GPUs keep torch's defaults (``--trainer.deterministic true`` asks for it there)."""
-
-    if configured is None and isinstance(trainer.accelerator, CPUAccelerator):
-        torch.use_deterministic_algorithms(True)
-
-
-def ignore_manual_checkpoint_warning() -> None:
-    """Checkpoints of dmtrec's manually optimised modules hold the state after the step together
-    with the iteration that state belongs to (the module's own counter), which is what resuming
-    needs; Lightning's warning about manual optimization does not apply."""
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-
-
-@contextmanager
-def deterministic_restored() -> Iterator[None]:
-    """Restore torch's process-wide deterministic switch (set by :func:`deterministic_on_cpu`)
-    afterwards, for whatever runs next in this process (tests, notebooks)."""
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-
-
-def finish_wandb(failed: bool) -> None:
-    """Close the wandb run Lightning leaves open, so that the next command in this process
-    (tests, notebooks) starts its own run instead of silently logging into this one."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)
 
 
 def _storage_error(path: Path, exc: OSError) -> RunFolderError:

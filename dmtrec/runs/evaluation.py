@@ -34,10 +34,10 @@ from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.io.mesh_files import read_mesh
 from dmtrec.metrics.geometry import geometry_report
 from dmtrec.metrics.image import composite, image_metrics, load_lpips
+from dmtrec.systems.grids import image_grid, save_grid
+from dmtrec.systems.pipeline import ReconstructionSystem
 
 from .checkpoints import load_module
-from .grids import image_grid, save_grid
-from .pipeline import ReconstructionSystem
 
 log = logging.getLogger(__name__)
 
@@ -143,15 +143,16 @@ def mean_metrics(per_view: List[Dict[str, Any]]) -> Dict[str, Any]:
     return means
 
 
-def reference_surface(reference: Optional[str], system, datamodule) -> Tuple[Optional[Mesh], Optional[str]]:
+def reference_surface(
+    reference: Optional[str], system, data_mesh: Optional[Mesh]
+) -> Tuple[Optional[Mesh], Optional[str]]:
     """The reference surface and where it came from: ``reference`` (a file), the model's
-    ``reference_mesh``, or the mesh a reference-mesh datamodule renders; ``(None, None)`` for
-    image datasets without one."""
+    ``reference_mesh``, or ``data_mesh`` (the mesh a reference-mesh datamodule renders, its
+    ``reference_mesh``); ``(None, None)`` for image datasets without one."""
     for path in (reference, system.reference_mesh_path):
         if path:
             return read_mesh(path)[0], str(path)
-    mesh = getattr(datamodule, "reference_mesh", None)
-    return (mesh, "datamodule") if mesh is not None else (None, None)
+    return (data_mesh, "datamodule") if data_mesh is not None else (None, None)
 
 
 def _render_test_views(system, loader, lpips_fn, views_dir: Path, grid_views: int) -> _Views:
@@ -273,7 +274,7 @@ def evaluate_run(
         **mean_metrics(views.per_view),
         "per_view": views.per_view,
     }
-    ref_mesh, ref_source = reference_surface(reference, system, datamodule)
+    ref_mesh, ref_source = reference_surface(reference, system, datamodule.reference_mesh)
     if ref_mesh is not None:
         with torch.no_grad():
             surface = system.geometry.mesh()

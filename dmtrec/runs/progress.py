@@ -7,7 +7,7 @@ bar shows one line for the whole run::
     pass 1/2 dmtet 312/600 | loss 0.0412 | 3.1 it/s | 04:12 left (whole run)
 
 and names the steps between iterations (the bake at the pass switch) while they run. The
-export at the end logs its own steps (:class:`dmtrec.systems.callbacks.FinalizeRun`).
+export at the end logs its own steps (:class:`dmtrec.runs.callbacks.FinalizeRun`).
 """
 
 from __future__ import annotations
@@ -19,20 +19,11 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks.progress import ProgressBar
 from tqdm import tqdm
 
-PASS_NAMES = {"dmtet": "dmtet", "mesh": "mesh"}
-
-
-def describe(stage: str, passes: str, pass_iteration: int, pass_length: int) -> str:
-    """The bar's label: ``pass 1/2 dmtet 312/600`` (``pass 1/1`` when one pass runs alone)."""
-    total_passes = 2 if passes == "both" else 1
-    number = 1 if (stage == "dmtet" or passes == "mesh") else 2
-    return f"pass {number}/{total_passes} {PASS_NAMES[stage]} {pass_iteration}/{pass_length}"
-
 
 class PipelineProgressBar(ProgressBar):
     """A tqdm bar over ``pl_module.total_iters`` iterations (rate and ETA are the whole run's),
     counting ``pl_module.iteration``; its label is the module's ``progress_label`` (the fit:
-    :func:`describe` of its stage) plus the loss, replaced by ``pending_work`` (a line, or None)
+    :func:`dmtrec.systems.pipeline.describe` of its stage) plus the loss, replaced by ``pending_work`` (a line, or None)
     while the work between two stages runs. Used by ``dmtrec fit`` and ``dmtrec lod``."""
 
     def __init__(self) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from dmtrec.datasets import ReconDataModule
-from dmtrec.systems.inspect_log import write_inspection
+from dmtrec.runs.inspection import write_inspection
 
 
 def test_write_inspection_draws_the_training_split(spot_dataset, tmp_path):

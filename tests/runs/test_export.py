@@ -10,7 +10,7 @@ import torch
 from dmtrec.geometry import Mesh
 from dmtrec.io.image import read_hdr
 from dmtrec.render.light import EnvironmentLight
-from dmtrec.systems.outputs import write_outputs
+from dmtrec.runs.outputs import write_outputs
 
 
 def quad_with_uvs() -> Mesh:

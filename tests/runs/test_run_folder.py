@@ -1,7 +1,7 @@
 import pytest
 
 from dmtrec.core.atomic import atomic_folder, atomic_path, write_json
-from dmtrec.systems.run import RunConfig, resolve_run
+from dmtrec.runs.folder import RunConfig, resolve_run
 
 
 def test_run_folder_and_wandb_id_are_stable(tmp_path):

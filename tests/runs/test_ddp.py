@@ -124,7 +124,7 @@ def test_tiny_fit_on_two_processes_matches_one(tmp_path, spot_views):
 def _average_on_rank(rank: int, init_file: str) -> None:
     import torch.distributed as dist
 
-    from dmtrec.systems.distributed import average_gradients
+    from dmtrec.runs.ddp import average_gradients
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:

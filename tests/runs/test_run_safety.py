@@ -18,17 +18,18 @@ import torch
 from common import QUICKSTART
 
 from dmtrec.cli import main
-from dmtrec.systems import checkpoints, run_lock
-from dmtrec.systems.checkpoints import (
+from dmtrec.runs import checkpoints
+from dmtrec.runs import lock as run_lock
+from dmtrec.runs.checkpoints import (
     CheckpointError,
     load_checkpoint_file,
     previous_path,
     resume_checkpoint,
     save_checkpoint_file,
 )
+from dmtrec.runs.folder import RunConfig, RunFolderError, start_fit
+from dmtrec.runs.lock import LOCK_NAME, RunFolderBusy, acquire
 from dmtrec.systems.config import DMTetConfig, MaterialConfig, OptimConfig
-from dmtrec.systems.run import RunConfig, RunFolderError, start_fit
-from dmtrec.systems.run_lock import LOCK_NAME, RunFolderBusy, acquire
 
 
 def _ckpt(iteration: int) -> dict:

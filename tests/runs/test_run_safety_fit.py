@@ -11,7 +11,7 @@ import torch
 from common import QUICKSTART, REPO, TINY
 
 from dmtrec.cli import main
-from dmtrec.systems.checkpoints import load_checkpoint_file
+from dmtrec.runs.checkpoints import load_checkpoint_file
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from common import QUIET_ENV, tiny_fit_args
 from dmtrec.cli import main
 from dmtrec.io.gltf import read_glb
 from dmtrec.io.obj import read_obj
-from dmtrec.systems.progress import describe
+from dmtrec.systems.pipeline import describe
 
 ITERS = (8, 4)
 
@@ -86,7 +86,7 @@ def test_obj_is_in_the_dataset_frame_and_glb_is_y_up(z_up_run, tmp_path):
 
 
 def test_export_frame_option_is_checked(tmp_path):
-    from dmtrec.systems.callbacks import FinalizeRun
+    from dmtrec.runs.callbacks import FinalizeRun
 
     with pytest.raises(ValueError, match="run.export_frame"):
         FinalizeRun(Path(tmp_path), export_frame="world")
