@@ -29,7 +29,7 @@ def test_quickstart_preset_matches_the_quickstart_config():
         "light_init": model["light"]["init"],
         "hash_table": model["material"]["volumetric"]["log2_table_size"],
         "hash_levels": model["material"]["volumetric"]["n_levels"],
-        "background": data["background_train"],
+        "background": data["shared"]["background_train"],
     }
     assert data["resolution"][0] == data["resolution"][1]
 
