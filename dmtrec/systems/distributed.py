@@ -16,6 +16,7 @@ Use it with ``--trainer.strategy dmtrec_ddp --trainer.devices N`` (gloo on CPU, 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Dict, List
 
 import pytorch_lightning as pl
@@ -86,8 +87,8 @@ def _to_cpu(obj: Any) -> Any:
         return {k: _to_cpu(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
-    if isinstance(obj, Mesh):
-        return obj.to("cpu")
+    if isinstance(obj, Mesh):  # detached like the other tensors, so no rank receives a graph
+        return Mesh(**{f.name: _to_cpu(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
     return obj
 
 
