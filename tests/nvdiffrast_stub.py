@@ -225,16 +225,9 @@ class StubNvdiffrast(types.ModuleType):
             for level in mip:
                 _tensor(op, "mip level", level, torch.float32, (tex.dim(),), tex.device)
         self.calls.append((op, dict(filter_mode=mode, boundary_mode=boundary_mode, mip=type(mip).__name__)))
-        return TorchRasterizer(tex.device).texture(
-            tex,
-            uv,
-            uv_da=uv_da,
-            mip_level_bias=mip_level_bias,
-            mip=inner_mip,
-            filter_mode=filter_mode,
-            boundary_mode=boundary_mode,
-            max_mip_level=max_mip_level,
-        )
+        modes = dict(filter_mode=filter_mode, boundary_mode=boundary_mode, max_mip_level=max_mip_level)
+        torch_backend = TorchRasterizer(tex.device)
+        return torch_backend.texture(tex, uv, uv_da=uv_da, mip_level_bias=mip_level_bias, mip=inner_mip, **modes)
 
     def antialias_construct_topology_hash(self, tri):
         op = "antialias_construct_topology_hash"
