@@ -154,6 +154,14 @@ def _point_chunks(n: int, levels: int) -> List[slice]:
     return [slice(start, min(start + step, n)) for start in range(0, n, step)] or [slice(0, 0)]
 
 
+def _narrow_rows(device: torch.device, table_rows: int) -> bool:
+    """Whether the corner rows saved for the backward pass are kept as int32: off CPUs (int32
+    halves their memory there, where CPU scatters with int32 indices are an order of magnitude
+    slower) and only while every row index fits in int32. The one CUDA-only decision of the
+    lookup, as a function so that the CPU tests can force it (tests/render/test_hashgrid_cuda_branch.py)."""
+    return device.type != "cpu" and table_rows < 1 << 31
+
+
 class _HashGridLookup(torch.autograd.Function):
     """Gather-and-interpolate over all levels at once, points along the last dimension (in
     chunks of :data:`CHUNK_CORNERS` lookups) and the table read feature-major (``[F, T]``: one
@@ -167,7 +175,7 @@ class _HashGridLookup(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, table: Tensor, encoding: HashGridEncoding) -> Tensor:
         table_t = table.t().contiguous()  # [F, T]
-        narrow = x.device.type != "cpu" and table.shape[0] < 1 << 31
+        narrow = _narrow_rows(x.device, table.shape[0])
         outs, kept = [], []
         for part in _point_chunks(x.shape[0], encoding.n_levels):
             rows, frac = encoding._corners(x[part])  # [L, 8, n], [L, 3, n]

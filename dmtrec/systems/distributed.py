@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import pytorch_lightning as pl
@@ -20,8 +21,8 @@ def _to_cpu(obj: Any) -> Any:
         return {k: _to_cpu(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
-    if isinstance(obj, Mesh):
-        return obj.to("cpu")
+    if isinstance(obj, Mesh):  # detached like the other tensors, so no rank receives a graph
+        return Mesh(**{f.name: _to_cpu(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
     return obj
 
 

@@ -7,10 +7,23 @@
 #
 #   bash experiments/gpu/run_all.sh OUT_DIR              # on the GPU machine (.whl/ beside the repo root)
 #   bash experiments/gpu/run_all.sh OUT_DIR --dry-run    # every step on the CPU, tiny settings (CI)
+#
+# Arguments in either order; anything else (an unknown option, a second or a missing OUT_DIR)
+# prints the usage line and exits 2 before any step runs or any folder is made.
 set -uo pipefail
-out="${1:?usage: run_all.sh OUT_DIR [--dry-run]}"
+usage="usage: run_all.sh OUT_DIR [--dry-run]"
+refuse() { echo "run_all.sh: $1" >&2; echo "$usage" >&2; exit 2; }
+out=""
 dry=0
-[[ "${2:-}" == "--dry-run" ]] && dry=1
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run) dry=1 ;;
+        -h|--help) echo "$usage"; exit 0 ;;
+        -*) refuse "unknown option '$arg'" ;;
+        *) [[ -n "$out" ]] && refuse "one OUT_DIR only, got '$out' and '$arg'"; out="$arg" ;;
+    esac
+done
+[[ -n "$out" ]] || refuse "OUT_DIR missing"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"

@@ -99,19 +99,20 @@ class NvdiffrastRasterizer(Rasterizer):
         boundary_mode: str = "wrap",
         max_mip_level: Optional[int] = None,
     ) -> Tensor:
+        # nvdiffrast needs every input tensor contiguous (its C++ checks), the optional ones too.
         return _dr().texture(
             tex.contiguous(),
             uv.contiguous(),
-            uv_da=uv_da,
-            mip_level_bias=mip_level_bias,
-            mip=mip,
+            uv_da=None if uv_da is None else uv_da.contiguous(),
+            mip_level_bias=None if mip_level_bias is None else mip_level_bias.contiguous(),
+            mip=[level.contiguous() for level in mip] if isinstance(mip, (list, tuple)) else mip,
             filter_mode=filter_mode,
             boundary_mode=boundary_mode,
             max_mip_level=max_mip_level,
         )
 
     def construct_mip(self, tex: Tensor, max_mip_level: Optional[int] = None, cube_mode: bool = False) -> object:
-        return _dr().texture_construct_mip(tex.contiguous(), max_mip_level=max_mip_level, cube_mode=cube_mode)
+        return _dr().texture_construct_mip(tex.contiguous(), max_mip_level=max_mip_level, cube_mode=bool(cube_mode))
 
     def antialias(
         self,

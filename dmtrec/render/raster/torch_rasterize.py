@@ -113,7 +113,7 @@ def nearest_fragments(pos: Tensor, tri: Tensor, height: int, width: int) -> Tens
         base = item * height * width
         for start in range(0, num_tris, TRIANGLES_PER_CHUNK):
             vidx = tri[start : start + TRIANGLES_PER_CHUNK] + item * num_verts  # [n, 3]
-            flat_vidx = vidx.view(-1)
+            flat_vidx = vidx.reshape(-1)
             xy = packed_xy.index_select(0, flat_vidx).view(torch.int32).view(-1, 3, 2)
             sx, sy = xy[..., 0], xy[..., 1]
             f = flags.index_select(0, flat_vidx).view(-1, 3)
