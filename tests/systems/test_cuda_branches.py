@@ -11,6 +11,7 @@ import torch
 from pytorch_lightning.accelerators import CPUAccelerator
 
 from dmtrec.datasets import datamodule, make_dataset
+from dmtrec.datasets.reference_mesh import ReferenceRender
 from dmtrec.render.raster.torch_backend import TorchRasterizer
 from dmtrec.runs.trainer import deterministic_on_cpu, deterministic_restored
 from dmtrec.systems import pipeline
@@ -24,7 +25,8 @@ def _record_device(monkeypatch, module) -> list:
     devices = []
 
     def load(*args, device=None, **kwargs):
-        devices.append(device)
+        render = next((a for a in args if hasattr(a, "render_device")), None)
+        devices.append(device if render is None else render.render_device)
         raise _Loaded
 
     monkeypatch.setattr(module, "load_reference_scene", load)
@@ -63,11 +65,10 @@ def test_workers_are_refused_when_the_default_device_is_cuda(monkeypatch):
 def test_make_dataset_renders_on_cuda_by_default_where_present(cuda, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     devices = _record_device(monkeypatch, make_dataset)
-    args = dict(env_scale=1.0, probe_res=32, rasterizer="auto", renderer="raster", roughness=None, metallic=None)
-    with pytest.raises(_Loaded):
-        make_dataset._scene("m.obj", "p.hdr", device=None, spp=1, seed=0, **args)
-    with pytest.raises(_Loaded):
-        make_dataset._scene("m.obj", "p.hdr", device="cpu", spp=1, seed=0, **args)
+    for device in (None, "cpu"):
+        render = ReferenceRender(probe_res=32, device=device)
+        with pytest.raises(_Loaded):
+            make_dataset._scene("m.obj", "p.hdr", render, renderer="raster", constant_ks=None, seed=0)
     assert devices == ["cuda" if cuda else "cpu", "cpu"]
 
 
