@@ -16,6 +16,8 @@ import yaml
 from jsonargparse import ActionConfigFile
 from pytorch_lightning.cli import LightningArgumentParser
 
+from dmtrec.datasets.config import typed_option, upgrade_data_config
+
 # The CC0 assets the quickstart and tests need ship in the repository's data/ folder.
 DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "data")
 
@@ -29,7 +31,7 @@ def expand_config_files(argv: List[str], scratch: Path) -> List[str]:
     ``-c/--config`` files, writing the expanded copies under ``scratch``."""
     env = dict(os.environ)
     env.setdefault("DMTREC_DATA", DEFAULT_DATA)
-    out, i = [], 0
+    out, i, kind = [], 0, _DEFAULT_KIND
     while i < len(argv):
         arg = argv[i]
         value = None
@@ -38,14 +40,16 @@ def expand_config_files(argv: List[str], scratch: Path) -> List[str]:
         elif arg.startswith("--config="):
             value = arg.split("=", 1)[1]
         if value is None:
-            out.append(arg)
+            kind = _kind_override(arg, argv[i + 1] if i + 1 < len(argv) else None, kind)
+            out += _typed_data_override(arg, kind)
         else:
             path = Path(value)
             if not path.is_file():
                 raise CommandError(f"{value}: config file not found")
             text = path.read_text()
             expanded = _expand(text, env)
-            _check_yaml(value, expanded)
+            config = _check_yaml(value, expanded)
+            kind, expanded = _typed_data_section(value, config, kind, expanded)
             if expanded != text:
                 scratch.mkdir(parents=True, exist_ok=True)
                 copy = scratch / f"{len(out)}_{path.name}"
@@ -56,12 +60,58 @@ def expand_config_files(argv: List[str], scratch: Path) -> List[str]:
     return out
 
 
-def _check_yaml(name: str, text: str) -> None:
+# Data kinds before typed configs defaulted to nerf_synthetic (ReconDataModule's default kind).
+_DEFAULT_KIND = "nerf_synthetic"
+
+
+def _typed_data_section(name: str, config, kind: str, text: str):
+    """``(kind, text)``: the data kind the config file sets (else ``kind``, from earlier files), and
+    its text with a flat ``data:`` section of earlier releases in the typed form (one deprecation
+    line, :func:`dmtrec.datasets.config.upgrade_data_config`)."""
+    data = config.get("data") if isinstance(config, dict) else None
+    if not isinstance(data, dict):
+        return kind, text
+    kind = data.get("kind", kind)
+    if not any(typed_option(kind, key) for key in data):
+        return kind, text
+    try:
+        upgraded = upgrade_data_config({"kind": kind, **data})
+    except ValueError as exc:
+        raise CommandError(f"{name}: data.{exc}") from None
+    if "kind" not in data:  # the kind came from an earlier file: keep this file an overlay
+        upgraded.pop("kind")
+    return kind, yaml.safe_dump({**config, "data": upgraded}, sort_keys=False)
+
+
+def _kind_override(arg: str, following: Optional[str], kind: str) -> str:
+    if arg == "--data.kind" and following:
+        return following
+    return arg.split("=", 1)[1] if arg.startswith("--data.kind=") else kind
+
+
+def _typed_data_override(arg: str, kind: str) -> List[str]:
+    """A flat ``--data.X`` override of earlier releases as its typed name (``--data.path`` ->
+    ``--data.nerf_synthetic.path``), with the same deprecation line as a flat config file."""
+    if not arg.startswith("--data."):
+        return [arg]
+    option, sep, value = arg[len("--data.") :].partition("=")
+    typed = typed_option(kind, option)
+    if typed is None:
+        return [arg]
+    upgrade_data_config({"kind": kind, option: _FLAT_PLACEHOLDER})  # the deprecation line, once
+    return [f"--data.{typed}{sep}{value}"]
+
+
+# Stands for an override's value in the deprecation line (the value is parsed by the CLI later).
+_FLAT_PLACEHOLDER = "..."
+
+
+def _check_yaml(name: str, text: str):
     """Parse a config file here so that a syntax error names the file, line and column
-    (jsonargparse reports ``<unicode string>``)."""
+    (jsonargparse reports ``<unicode string>``); returns the parsed YAML."""
 
     try:
-        yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name

@@ -289,3 +289,18 @@ def _warn_once(kind: str, upgraded: Dict[str, Any]) -> None:
         "write data: %s (dmtrec fit --print_config shows the whole section)",
         json.dumps(shown, default=str),
     )
+
+
+def typed_option(kind: str, name: str) -> Optional[str]:
+    """Where an earlier release's flat ``data.<name>`` lives now, relative to ``data``
+    (``reference_mesh.rasterizer`` for ``render_rasterizer`` of kind reference_mesh,
+    ``shared.seed``); None for the options that kept their place (:data:`TOP_LEVEL`) or that do not
+    apply to ``kind``."""
+    if name in TOP_LEVEL or kind not in SECTIONS:
+        return None
+    if name in {f.name for f in fields(SharedData)}:
+        return f"shared.{name}"
+    target = _RENAMED.get(name, name)
+    if target in {f.name for f in fields(SECTIONS[kind])} and (name not in _RENAMED or kind == "reference_mesh"):
+        return f"{kind}.{target}"
+    return None

@@ -122,3 +122,45 @@ def test_print_config_of_the_quickstart_shows_only_reference_mesh_options():
     # No image-folder option anywhere in the section.
     keys = set(data) | set(data["reference_mesh"]) | set(data["shared"])
     assert not keys & {"path", "downscale", "holdout", "world_up", "require_alpha", "center", "preload"}
+
+
+def _printed_data(capsys, argv) -> dict:
+    """``dmtrec fit ... --print_config``'s ``data:`` section."""
+    import yaml
+
+    from dmtrec.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", *argv, "--print_config"])
+    assert stop.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)["data"]
+
+
+def test_a_flat_config_file_of_an_earlier_release_still_fits(tmp_path, capsys, caplog):
+    # Issue 27: old flat configs keep working for one release, with one line showing the new form.
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "data:\n  kind: reference_mesh\n  mesh: ${DMTREC_DATA}/meshes/spot/spot.obj\n"
+        "  probe: ${DMTREC_DATA}/envmaps/mud_road_puresky_1k.hdr\n  probe_res: 64\n  render_rasterizer: torch\n"
+        "  seed: 5\n  resolution: [32, 32]\n"
+    )
+    with caplog.at_level("WARNING"):
+        data = _printed_data(capsys, ["-c", str(CONFIGS / "quickstart.yaml"), "-c", str(old)])
+    assert data["kind"] == "reference_mesh" and data["resolution"] == [32, 32]
+    assert data["reference_mesh"]["probe_res"] == 64 and data["reference_mesh"]["rasterizer"] == "torch"
+    assert data["reference_mesh"]["mesh"].endswith("spot.obj") and data["shared"]["seed"] == 5
+    warnings = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(warnings) <= 1 and all('"reference_mesh": {' in w and "\n" not in w for w in warnings)
+
+
+def test_flat_dotted_overrides_reach_the_kinds_section(capsys):
+    data = _printed_data(
+        capsys,
+        ["-c", str(CONFIGS / "quickstart.yaml"), "--data.kind", "nerf_synthetic", "--data.path", "/somewhere",
+         "--data.seed=7", "--data.resolution", "[64, 64]"],
+    )  # fmt: skip
+    assert data["kind"] == "nerf_synthetic" and data["nerf_synthetic"]["path"] == "/somewhere"
+    assert data["shared"]["seed"] == 7 and data["resolution"] == [64, 64]
+    # The reference-mesh kind's renamed option lands in its section under the new name.
+    data = _printed_data(capsys, ["-c", str(CONFIGS / "quickstart.yaml"), "--data.render_rasterizer", "auto"])
+    assert data["reference_mesh"]["rasterizer"] == "auto"
