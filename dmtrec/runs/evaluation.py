@@ -16,7 +16,6 @@ id, offline: evaluation never touches the network.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import yaml
 from torch import Tensor
 
 from dmtrec.core.atomic import atomic_folder, write_json
+from dmtrec.datasets.config import TOP_LEVEL, upgrade_data_config
 from dmtrec.datasets.datamodule import ReconDataModule
 from dmtrec.geometry import Mesh
 from dmtrec.io.image import linear_to_srgb, write_png
@@ -80,22 +80,27 @@ def read_run_config(run_dir: Path) -> Dict[str, Any]:
 
 
 def build_datamodule(config: Dict[str, Any], config_path: Path, data_path: Optional[str] = None):
-    """The run's :class:`ReconDataModule`, set up; ``data_path`` replaces ``data.path``."""
-    data = dict(config["data"])
-    if data_path is not None:
-        data["path"] = str(data_path)
-    known = set(inspect.signature(ReconDataModule.__init__).parameters) - {"self"}
-    unknown = sorted(set(data) - known)
+    """The run's :class:`ReconDataModule`, set up; ``data_path`` replaces the dataset folder. A
+    run's ``config.yaml`` of an earlier release (flat ``data:``) is read in the typed form."""
+    try:
+        data = upgrade_data_config(dict(config["data"]))
+    except ValueError as exc:
+        raise ValueError(f"{config_path}: data.{exc}") from None
+    kind = data.get("kind", "nerf_synthetic")
+    unknown = sorted(set(data) - set(TOP_LEVEL))
     if unknown:
         raise ValueError(f"{config_path}: data.{unknown[0]} is not an option of this dmtrec version's datamodule")
+    section = dict(data.get(kind) or {})
+    if data_path is not None:
+        section["path"] = str(data_path)
     for key in ("path", "mesh", "probe"):
-        if data.get(key) and not Path(data[key]).exists():
+        if section.get(key) and not Path(section[key]).exists():
             hint = " (pass --data DIR)" if key == "path" else ""
-            raise FileNotFoundError(f"{data[key]}: data.{key} of {config_path} not found{hint}")
+            raise FileNotFoundError(f"{section[key]}: data.{kind}.{key} of {config_path} not found{hint}")
     # Evaluation reads each test view once: keeping every split's decoded images in memory or
     # pre-rendering the training pool would only cost memory and time.
-    data.update(preload=False, prerender=False)
-    datamodule = ReconDataModule(**data)
+    section.update({"preload": False} if kind != "reference_mesh" else {"prerender": False})
+    datamodule = ReconDataModule(**{**data, kind: section})
     datamodule.setup("test")
     return datamodule
 

@@ -159,7 +159,7 @@ def _copy_run(run_dir: Path, tmp_path: Path) -> Path:
         ("no_config", "no config.yaml"),
         ("no_checkpoint", "checkpoint not found"),
         ("damaged_checkpoint", "last.ckpt: damaged checkpoint"),
-        ("data_missing", "data.path"),
+        ("data_missing", "data.nerf_synthetic.path"),
         ("no_target", "give RUN_DIR"),
         ("run_and_mesh", "--mesh/--ref compare two mesh files"),
     ],
