@@ -160,11 +160,11 @@ def level_budgets(
     Raises ``ValueError`` for a budget above the input's count or below :data:`MIN_BUDGET`.
     """
     if (levels is None) == (faces is None):
-        raise ValueError(f"{path}: give either level fractions or face counts")
+        raise ValueError(f"{path}: give either level fractions (--levels) or face counts (--faces)")
     if levels is not None:
         bad = [f for f in levels if not 0.0 < f <= 1.0]
         if bad:
-            raise ValueError(f"{path}: level fractions must be in (0, 1], got {bad[0]}")
+            raise ValueError(f"--levels: fractions must be in (0, 1], got {bad[0]}")
         budgets = [int(math.floor(f * num_faces)) for f in levels]
     else:
         budgets = [int(f) for f in faces]

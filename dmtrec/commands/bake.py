@@ -37,6 +37,7 @@ from dmtrec.assets.unlit_bake import (
 from dmtrec.assets.views import render_reference, view_cameras
 from dmtrec.core.atomic import atomic_folder, write_json
 from dmtrec.core.mesh import Mesh
+from dmtrec.core.output_folder import check_output_folder
 from dmtrec.datasets.reference_mesh import load_asset, load_probe
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.contact_sheet import contact_sheet
@@ -49,6 +50,8 @@ from dmtrec.render.camera import Cameras
 from dmtrec.render.camera_distributions import DISTRIBUTIONS
 from dmtrec.render.raster import get_rasterizer
 
+from . import options
+
 log = logging.getLogger(__name__)
 
 HELP = "bake a PBR asset's look under a probe into an unlit texture or vertex colours (--mesh --probe --target --out)"
@@ -58,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", required=True, help="the PBR asset: OBJ (with MTL and textures) or GLB")
     parser.add_argument("--probe", required=True, help="HDR environment probe (.hdr, equirectangular)")
     parser.add_argument("--target", required=True, choices=TARGETS, help="bake into a texture or vertex colours")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, help="output folder (an existing non-empty one needs --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
     parser.add_argument("--onto", help="bake onto this mesh instead (e.g. a level from `dmtrec lod`); OBJ or GLB")
     parser.add_argument("--views", type=int, default=64, help="training views (default 64)")
     parser.add_argument("--held-out", type=int, default=8, help="held-out views the scores use (default 8)")
@@ -121,10 +125,15 @@ def _split_views(cameras: Cameras, held_out: int, path: str) -> Tuple[Cameras, C
 def run_bake(args: argparse.Namespace) -> Dict[str, object]:
     """Validate everything, bake, and write the outputs; returns the report."""
     torch.manual_seed(args.seed)
-    if args.views < 1 or args.held_out < 1 or args.res < 16 or args.texture_res < 4 or args.steps < 0:
-        raise ValueError("--views, --held-out >= 1, --res >= 16, --texture-res >= 4 and --steps >= 0 are required")
+    options.at_least((("--views", args.views), ("--held-out", args.held_out), ("--batch", args.batch)), 1)
+    options.at_least((("--res", args.res),), 16)
+    options.at_least((("--texture-res", args.texture_res),), 4)
+    options.at_least((("--steps", args.steps), ("--prior-weight", args.prior_weight)), 0)
+    options.at_least((("--spp", args.spp),), 1)
+    options.probe_res(args.probe_res)
+    out = check_output_folder(args.out, args.overwrite)
     device = torch.device(args.device)
-    mesh_path, out = Path(args.mesh), Path(args.out)
+    mesh_path = Path(args.mesh)
     # Every input is read and checked before anything is written.
     source, material = load_asset(mesh_path, device)
     if source.num_vertices == 0 or source.is_empty:

@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"surface samples per mesh (default: the run's metric_samples; mesh files {MESH_MODE_SAMPLES})",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--overwrite", action="store_true", help="RUN_DIR: replace an existing non-empty --out folder")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -81,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
             device=args.device,
             grid_views=args.grid_views,
             wandb_mode=args.wandb,
+            overwrite=args.overwrite,
         )
         print(json.dumps({k: v for k, v in metrics.items() if k != "per_view"}, indent=1))
         return 0

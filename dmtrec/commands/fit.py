@@ -73,7 +73,12 @@ class DmtrecCLI(LightningCLI):
         configured = trainer_config.get("callbacks") or []
         plugins = trainer_config.get("plugins") or []
         callbacks = [
-            FinalizeRun(self.session.paths.root, export_frame=run.export_frame, datamodule=self.datamodule),
+            FinalizeRun(
+                self.session.paths.root,
+                export_frame=run.export_frame,
+                datamodule=self.datamodule,
+                run_name=self.session.paths.name,
+            ),
             LogInspection(self.session.paths.root),
             TrainingPassToData(self.datamodule),
         ]

@@ -36,6 +36,7 @@ import yaml
 
 from dmtrec.assets.lod import TRAINABLE, LodSettings, level_budgets, level_contact_sheet, load_lod_inputs
 from dmtrec.core.atomic import atomic_path, write_json, write_text_atomic
+from dmtrec.core.output_folder import check_output_folder
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_lod import write_lod_glb
 from dmtrec.io.obj import write_obj
@@ -43,6 +44,8 @@ from dmtrec.runs.callbacks import save_final_checkpoint
 from dmtrec.runs.folder import RunConfig, RunFolderError
 from dmtrec.runs.trainer import RunSession, deterministic_restored
 from dmtrec.systems.lod import LodSystem
+
+from . import options
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,36 @@ def settings_from_args(args) -> LodSettings:
     return LodSettings(**values, flip=not args.no_flip)
 
 
+def check_settings(settings: LodSettings) -> None:
+    """Every option in its range, before any work (one line naming the option)."""
+    options.at_least(
+        (
+            ("--spp", settings.spp),
+            ("--batch", settings.batch),
+            ("--train-views", settings.train_views),
+            ("--heldout-views", settings.heldout_views),
+        ),
+        1,
+    )
+    options.at_least((("--iterations", settings.iterations),), 0)
+    options.at_least((("--res", settings.res), ("--min-res", settings.min_res)), 8)
+    options.at_least((("--level-res", min(settings.level_res)),) if settings.level_res else (), 8)
+    options.at_least((("--texture-res", settings.texture_res),), 4)
+    options.at_least(
+        (("--lr", settings.lr), ("--texture-lr", settings.texture_lr), ("--laplace-weight", settings.laplace_weight)), 0
+    )
+    options.probe_res(settings.probe_res)
+
+
+def _check_out(out: Path, run: RunConfig) -> None:
+    """``--out``: a folder; when it holds files, they are a lod run's (resumed or, with
+    ``--run.overwrite``, replaced), never a user's folder taken over."""
+    if (out / "config.yaml").is_file():
+        check_output_folder(out, overwrite=True)  # a lod run's folder: resumed or refused below
+    else:
+        check_output_folder(out, run.overwrite, flag="--run.overwrite true")
+
+
 def _resolved_config(mesh_path, probe_path, levels, faces, settings: LodSettings) -> dict:
     """What decides a lod run's result; a rerun on the same folder must match it to resume."""
     return {
@@ -151,13 +184,8 @@ def run_lod(
     start_time = time.perf_counter()
     out = Path(out)
     run = run or RunConfig()
-    for value, name in (
-        (settings.spp, "--spp"),
-        (settings.iterations + 1, "--iterations"),
-        (settings.batch, "--batch"),
-    ):
-        if value < 1:
-            raise ValueError(f"{name}: must be positive")
+    check_settings(settings)
+    _check_out(out, run)
     mesh, material, light, topology, notes = load_lod_inputs(mesh_path, probe_path, settings)
     budgets = level_budgets(mesh.num_faces, levels, faces, mesh_path)
     if settings.level_res and len(settings.level_res) != len(budgets):

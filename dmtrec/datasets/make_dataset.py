@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from dmtrec.core.atomic import atomic_folder
+from dmtrec.core.output_folder import check_output_folder
 from dmtrec.core.types import PathLike
 from dmtrec.io.colmap_model import ColmapCamera, ColmapImage, ColmapPoints, world_to_camera, write_model_text
 from dmtrec.io.image import linear_to_srgb, write_png
@@ -82,8 +83,7 @@ def make_dataset(
     for name, value in (("views", views), ("val_views", val_views), ("test_views", test_views)):
         if value < 1:
             raise ValueError(f"{name}: must be >= 1, got {value}")
-    if out.exists() and not overwrite:
-        raise ValueError(f"{out}: output folder exists (pass --overwrite, or overwrite=True, to replace it)")
+    out = check_output_folder(out, overwrite)
     scene, view_render = _scene(mesh, probe, render, renderer, constant_ks, seed)
     fovx = 2.0 * math.atan(math.tan(math.radians(render.fovy) / 2.0) * resolution[1] / resolution[0])
 
@@ -208,8 +208,7 @@ def make_colmap_dataset(
         raise ValueError(f"camera_model: must be one of {', '.join(COLMAP_MODELS)}, got {camera_model!r}")
     if views < 1:
         raise ValueError(f"views: must be >= 1, got {views}")
-    if out.exists() and not overwrite:
-        raise ValueError(f"{out}: output folder exists (pass --overwrite, or overwrite=True, to replace it)")
+    out = check_output_folder(out, overwrite)
     background = check_background(capture.background, "background")
     scene, view_render = _scene(mesh, probe, render, renderer, constant_ks, seed)
     height, width = resolution

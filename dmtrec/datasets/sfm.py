@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from dmtrec.core.atomic import atomic_folder
+from dmtrec.core.output_folder import check_output_folder
 from dmtrec.core.types import PathLike
 from dmtrec.io.colmap_model import MIN_IMAGES
 
@@ -108,8 +109,7 @@ def run_sfm(
         )
     if masks is not None and not Path(masks).is_dir():
         raise FileNotFoundError(f"{masks}: mask folder not found")
-    if out.exists() and not overwrite:
-        raise ValueError(f"{out}: output folder exists (pass --overwrite to replace it)")
+    out = check_output_folder(out, overwrite)
     pycolmap = import_pycolmap()
     pycolmap.logging.minloglevel = 0 if verbose else 1  # glog levels: 0 info, 1 warning
     threads = 1 if deterministic else -1

@@ -59,19 +59,26 @@ class FinalizeRun(pl.Callback):
     """When the pipeline has run all its iterations: evaluate the held-out (test) views of
     ``datamodule`` and, with a reference mesh (the model's ``reference_mesh`` file, else the mesh a
     reference-mesh dataset renders), the geometry; write the outputs (:mod:`dmtrec.runs.outputs`)
-    and ``metrics.json`` into ``out_dir``, the OBJ in the frame ``export_frame`` (the dataset's
-    world frame is the datamodule's ``train_from_world`` undone); log the metrics and the GLB to
-    the logger.
+    and ``metrics.json`` (with ``run_name`` and its folder) into ``out_dir``, the OBJ in the frame
+    ``export_frame`` (the dataset's world frame is the datamodule's ``train_from_world`` undone);
+    log the metrics and the GLB to the logger.
 
     A run that stops early (interrupted, failed) writes nothing here: its checkpoint resumes it.
     """
 
-    def __init__(self, out_dir: Path, export_frame: str = "dataset", datamodule: Optional[ReconDataModule] = None):
+    def __init__(
+        self,
+        out_dir: Path,
+        export_frame: str = "dataset",
+        datamodule: Optional[ReconDataModule] = None,
+        run_name: Optional[str] = None,
+    ):
         if export_frame not in EXPORT_FRAMES:
             raise ValueError(f"run.export_frame: expected one of {', '.join(EXPORT_FRAMES)}, got {export_frame!r}")
         self.out_dir = Path(out_dir)
         self.export_frame = export_frame
         self.datamodule = datamodule
+        self.run_name = run_name
         self._started = time.monotonic()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -88,6 +95,9 @@ class FinalizeRun(pl.Callback):
             "iterations": pl_module.iteration,
             "passes": pl_module.passes,
             "fit_seconds_this_session": round(time.monotonic() - self._started, 2),
+            # The run's name and the folder it maps to (dmtrec.runs.folder.run_folder_name).
+            "run_name": self.run_name,
+            "run_folder": self.out_dir.name,
         }
         datamodule = self.datamodule
         if datamodule is not None:

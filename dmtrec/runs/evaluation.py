@@ -27,6 +27,7 @@ import yaml
 from torch import Tensor
 
 from dmtrec.core.atomic import atomic_folder, write_json
+from dmtrec.core.output_folder import check_output_folder
 from dmtrec.datasets.config import TOP_LEVEL, upgrade_data_config
 from dmtrec.datasets.datamodule import ReconDataModule
 from dmtrec.geometry import Mesh
@@ -156,8 +157,16 @@ def reference_surface(
     ``reference_mesh``); ``(None, None)`` for image datasets without one."""
     for path in (reference, system.reference_mesh_path):
         if path:
-            return read_mesh(path)[0], str(path)
+            return read_reference(path), str(path)
     return (data_mesh, "datamodule") if data_mesh is not None else (None, None)
+
+
+def read_reference(path: str) -> Mesh:
+    """A reference mesh file with triangles; every failure is one line naming the file."""
+    mesh = read_mesh(path)[0]
+    if mesh.is_empty:
+        raise ValueError(f"{path}: the reference mesh has no triangles")
+    return mesh
 
 
 def _render_test_views(system, loader, lpips_fn, views_dir: Path, grid_views: int) -> _Views:
@@ -181,7 +190,9 @@ def _render_test_views(system, loader, lpips_fn, views_dir: Path, grid_views: in
     return views
 
 
-def _log_wandb(run_dir: Path, config: Dict[str, Any], out_dir: Path, views: _Views, summary: Dict[str, Any]) -> None:
+def _log_wandb(
+    run_dir: Path, config: Dict[str, Any], out_dir: Path, per_view: List[dict], summary: Dict[str, Any]
+) -> None:
     """Log the per-view table and the grid into the run's wandb id, offline."""
     import wandb
 
@@ -203,7 +214,7 @@ def _log_wandb(run_dir: Path, config: Dict[str, Any], out_dir: Path, views: _Vie
     failed = True
     try:
         table = wandb.Table(columns=["index", "psnr", "ssim", "reference", "render"])
-        for row in views.per_view:
+        for row in per_view:
             images = [
                 wandb.Image(str(out_dir / VIEWS_FOLDER / f"{row['index']:03d}_{kind}.png"))
                 for kind in ("reference", "render")
@@ -226,6 +237,7 @@ def evaluate_run(
     device: str = "cpu",
     grid_views: int = 8,
     wandb_mode: str = "offline",
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """Render ``run_dir``'s test split with its checkpoint and write the evaluation (module docstring).
 
@@ -235,7 +247,8 @@ def evaluate_run(
         reference: reference mesh file for the geometry report (default: the model's
             ``reference_mesh``, else the reference-mesh datamodule's mesh, else none).
         ckpt: checkpoint (default ``run_dir/checkpoints/last.ckpt``).
-        out: output folder (default ``run_dir/eval``).
+        out: output folder (default ``run_dir/eval``, replaced by each evaluation); an existing
+            non-empty ``out`` is refused unless ``overwrite``.
         samples: surface samples per mesh for the geometry report (default: the model's
             ``metric_samples``, what the fit reported with).
         device: torch device for rendering and metrics.
@@ -254,24 +267,39 @@ def evaluate_run(
     ckpt = Path(ckpt) if ckpt is not None else run_dir / DEFAULT_CKPT
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found (pass --ckpt)")
-    out = Path(out) if out is not None else run_dir / DEFAULT_OUT
+    # The default folder is the run's own, replaced by every evaluation; a folder the user names
+    # follows the output rule (dmtrec.core.output_folder).
+    out = check_output_folder(out, overwrite) if out is not None else run_dir / DEFAULT_OUT
     datamodule = build_datamodule(config, run_dir / CONFIG_NAME, data)
+    if len(datamodule.test_dataset) == 0:
+        raise ValueError(f"{run_dir / CONFIG_NAME}: the test split has no views")
+    if reference:  # read before the rendering: a bad file stops the evaluation with nothing written
+        read_reference(reference)
 
     system = load_module(ReconstructionSystem, ckpt, map_location=device)
     system.to(device).eval()
     lpips_fn = load_lpips(device=device)
-    with atomic_folder(out / VIEWS_FOLDER) as views_dir:
-        views = _render_test_views(system, datamodule.test_dataloader(), lpips_fn, views_dir, grid_views)
-    if not views.per_view:
-        raise ValueError(f"{run_dir / CONFIG_NAME}: the test split has no views")
+    # Views, grid and metrics are published together, or the previous evaluation stays as it was.
+    with atomic_folder(out) as staging:
+        metrics = _evaluate_into(staging, system, datamodule, lpips_fn, grid_views, reference, samples)
+        metrics.update(run_dir=str(run_dir), checkpoint=str(ckpt))
+        write_json(staging / METRICS_NAME, metrics)
+    log.info("evaluation of %s (%d test views) written to %s", run_dir, len(metrics["per_view"]), out)
+    if wandb_mode == "offline":
+        _log_wandb(run_dir, config, out, metrics["per_view"], {k: v for k, v in metrics.items() if k != "per_view"})
+    return metrics
+
+
+def _evaluate_into(out: Path, system, datamodule, lpips_fn, grid_views: int, reference, samples) -> Dict[str, Any]:
+    """Render the test views into ``out`` (views, grid) and return the metrics."""
+    (out / VIEWS_FOLDER).mkdir()
+    views = _render_test_views(system, datamodule.test_dataloader(), lpips_fn, out / VIEWS_FOLDER, grid_views)
     grid = image_grid(
         torch.cat(views.grid_refs), {k: torch.cat(v) for k, v in views.grid_buffers.items()}, max_views=grid_views
     )
     save_grid(out / GRID_NAME, grid)
 
     metrics: Dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "checkpoint": str(ckpt),
         "stage": system.stage,
         "iteration": system.iteration,
         "data_path": datamodule.hparams.path,
@@ -287,8 +315,4 @@ def evaluate_run(
         report = geometry_report(pred, ref_mesh.to(pred.device), n_samples=samples or system.metric_samples)
         metrics["reference"] = ref_source
         metrics.update({f"geometry_{k}": _finite_or_none(v) for k, v in report.items()})
-    write_json(out / METRICS_NAME, metrics)
-    log.info("evaluation of %s (%d test views) written to %s", run_dir, len(views.per_view), out)
-    if wandb_mode == "offline":
-        _log_wandb(run_dir, config, out, views, {k: v for k, v in metrics.items() if k != "per_view"})
     return metrics

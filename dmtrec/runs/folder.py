@@ -21,10 +21,12 @@ import logging
 import os
 import re
 import shutil
+import sys
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import pytorch_lightning as pl
 
@@ -91,7 +93,39 @@ class RunPaths:
 
 
 def _slug(text: str) -> str:
+    """ASCII letters, digits, ``_.-``: what a wandb run id may hold."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "run"
+
+
+# A run folder name keeps Unicode letters and digits (``\w``), ``.`` and ``-``. '@' never
+# survives that cleaning, so a mapped name (``readable@digest``) never equals a kept one.
+_FOLDER_UNSAFE = re.compile(r"[^\w.-]+")
+_FOLDER_MAX_BYTES = 160  # well under the 255 bytes most file systems allow, digest included
+
+
+def run_folder_name(name: str) -> str:
+    """The folder a run named ``name`` lives in: ``name`` itself when it is a safe file name on
+    this file system (any script: ``试验一`` stays ``试验一``), else a readable form plus a digest
+    of the original (``my run`` -> ``my-run@1a2b3c4d``), so that two different names never share
+    a folder. ``metrics.json`` records both (``run_name``, ``run_folder``)."""
+    kept = _FOLDER_UNSAFE.sub("-", name).strip("-.")
+    if kept == name and _fits_file_system(name):
+        return name
+    readable = kept if _fits_file_system(kept) else _slug(unicodedata.normalize("NFKD", name))
+    while len(readable.encode("utf-8")) > _FOLDER_MAX_BYTES:
+        readable = readable[:-1]
+    digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{readable.strip('-.') or 'run'}@{digest}"
+
+
+def _fits_file_system(name: str) -> bool:
+    if not name or len(name.encode("utf-8", "surrogatepass")) > _FOLDER_MAX_BYTES:
+        return False
+    try:
+        name.encode(sys.getfilesystemencoding())
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def plan_run(config: RunConfig, config_file: Optional[str] = None) -> RunPaths:
@@ -106,7 +140,7 @@ def plan_run(config: RunConfig, config_file: Optional[str] = None) -> RunPaths:
     if isinstance(config.checkpoint_every, bool) or config.checkpoint_every < 1:
         raise ValueError(f"run.checkpoint_every: must be >= 1, got {config.checkpoint_every!r}")
     name = config.name or (Path(config_file).stem if config_file else "dmtrec")
-    root = Path(config.output_root).expanduser() / _slug(name)
+    root = Path(config.output_root).expanduser() / run_folder_name(name)
     id_file = root / "wandb_id"
     wandb_id = id_file.read_text().strip() if id_file.is_file() else ""
     return RunPaths(name=name, root=root, wandb_id=wandb_id)
@@ -140,6 +174,17 @@ def resolve_run(config: RunConfig, config_file: Optional[str] = None) -> RunPath
 
 def has_previous_fit(root: Path) -> bool:
     return any((root / marker).exists() for marker in FIT_MARKERS)
+
+
+# What a run folder holds before its first checkpoint (a start that stopped early).
+_RUN_ENTRIES = frozenset({LOCK_NAME, "wandb_id", "wandb", "csv"})
+
+
+def _foreign_entries(root: Path) -> List[str]:
+    """Names in ``root`` that no run put there (temporaries of atomic writes aside)."""
+    if not root.is_dir():
+        return []
+    return sorted(e.name for e in root.iterdir() if e.name not in _RUN_ENTRIES and not e.name.startswith("."))
 
 
 def is_rank_zero() -> bool:
@@ -191,6 +236,15 @@ def start_fit(config: RunConfig, config_file: Optional[str], ckpt_path: Optional
         raise RunFolderError(
             f"{root}: run.overwrite starts the run again and --ckpt_path {ckpt_path} resumes it; give one of them"
         )
+    if root.exists() and not root.is_dir():
+        raise RunFolderError(f"{root}: the run folder of run {paths.name!r} is a file; choose another --run.name")
+    if ckpt_path is None and not config.overwrite and not has_previous_fit(root):
+        foreign = _foreign_entries(root)
+        if foreign:
+            raise RunFolderError(
+                f"{root}: holds files that are not a run's ({foreign[0]}); choose another --run.name or "
+                "pass --run.overwrite true to replace the folder"
+            )
     created = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -202,3 +202,39 @@ def test_eval_on_cuda_agrees_with_cpu(evaluated, run_dir, tmp_path):
     for row_cuda, row_cpu in zip(cuda["per_view"], cpu["per_view"]):
         assert row_cuda["psnr"] == pytest.approx(row_cpu["psnr"], abs=0.5)
     assert 0.0 < cuda["geometry_chamfer_l1"] < 1.0
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("reference", ["random_bytes", "no_faces"])
+def test_a_bad_reference_leaves_the_previous_evaluation_untouched(reference, evaluated, run_dir, tmp_path, capsys):
+    # Issue 32: the error was one line, but views/ and grid.png were already rewritten beside the
+    # older metrics.json. Now the reference is read first and the folder is published whole.
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("wandb"))
+    before = _tree(copy / "eval")
+    assert before and "metrics.json" in before and "grid.png" in before
+    bad = tmp_path / ("noise.obj" if reference == "random_bytes" else "empty.obj")
+    if reference == "random_bytes":
+        bad.write_bytes(bytes(range(256)) * 40)
+    else:
+        bad.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
+    assert main(["eval", str(copy), "--reference", str(bad), "--wandb", "disabled"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dmtrec eval: error:") and str(bad) in err and "\n" not in err, err
+    assert _tree(copy / "eval") == before
+    assert not [p.name for p in copy.iterdir() if p.name.startswith(".")]
+
+
+def test_an_explicit_out_folder_is_not_taken_over(run_dir, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    assert main(["eval", str(run_dir), "--out", str(out), "--wandb", "disabled"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--out" in err and "--overwrite" in err and "\n" not in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert main(["eval", str(run_dir), "--out", str(out), "--wandb", "disabled", "--overwrite"]) == 0
+    assert (out / "metrics.json").is_file() and not (out / "notes.txt").exists()
