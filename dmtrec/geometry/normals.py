@@ -11,8 +11,9 @@ _FALLBACK_NORMAL = (0.0, 0.0, 1.0)
 
 
 def safe_normalize(x: Tensor, eps: float = 1e-20) -> Tensor:
-    """``x / |x|`` along the last dim, with a finite value and gradient where ``|x| = 0``."""
-    return x / torch.sqrt((x * x).sum(-1, keepdim=True).clamp_min(eps))
+    """Unit vectors ``[..., C]``: ``x / |x|`` along the last dim, with a finite value and gradient
+    where ``|x| = 0`` (zero vectors stay zero). The one normalisation of geometry and shading alike."""
+    return x * torch.rsqrt((x * x).sum(-1, keepdim=True).clamp_min(eps))
 
 
 def face_normals(v_pos: Tensor, t_pos_idx: Tensor, unit: bool = True) -> Tensor:

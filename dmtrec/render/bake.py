@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .bsdf import safe_normalize
+from dmtrec.geometry.normals import safe_normalize
+
 from .material import TexturedMaterial, VolumetricMaterial
 
 

@@ -18,6 +18,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from dmtrec.geometry.normals import safe_normalize
+
 MIN_ROUGHNESS = 0.08
 """Roughness floor (nvdiffrec's): GGX with a smaller alpha is numerically too peaked."""
 
@@ -34,11 +36,6 @@ _BEND_THRESHOLD = 0.1
 def dot(x: Tensor, y: Tensor) -> Tensor:
     """``[..., 3] x [..., 3] -> [..., 1]``."""
     return (x * y).sum(-1, keepdim=True)
-
-
-def safe_normalize(x: Tensor, eps: float = 1e-20) -> Tensor:
-    """Unit vectors ``[..., 3]``; zero vectors stay finite (and zero)."""
-    return x * torch.rsqrt((x * x).sum(-1, keepdim=True).clamp_min(eps))
 
 
 def reflect(wo: Tensor, n: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from .bsdf import safe_normalize
+from dmtrec.geometry.normals import safe_normalize
 
 
 def _face_grid(res: int, device, dtype) -> tuple:
