@@ -131,3 +131,12 @@ def test_main_light_recovers_a_directional_light_over_a_constant_sky():
     # light's own DC share removed).
     up = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
     assert torch.allclose(sh_irradiance(ambient, up)[0], math.pi * sky, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_every_builtin_has_a_glsl_twin_with_a_uniform_per_parameter(name):
+    model = BUILTINS[name]()
+    text = model.glsl_source()
+    assert "vec3 shade()" in text
+    for param in model.params:
+        assert f" {param.name};" in text or f" {param.name}[" in text, param.name
