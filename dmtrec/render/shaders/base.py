@@ -172,14 +172,17 @@ class ShadingModel:
 
     def glsl_source(self) -> Optional[str]:
         """The GLSL twin's text, or None."""
-        if self.glsl is None:
-            return None
-        from importlib.resources import files
-
-        return files(__package__).joinpath(self.glsl).read_text()
+        return None if self.glsl is None else read_glsl(self.glsl)
 
     def describe(self) -> str:
         return f"{self.source or self.name}"
+
+
+def read_glsl(filename: str) -> str:
+    """A GLSL file of this package (``common.glsl``, the built-ins' twins)."""
+    from importlib.resources import files
+
+    return files(__package__).joinpath(filename).read_text()
 
 
 def shade_checked(model: ShadingModel, g: GBuffer, p: Dict[str, Tensor], nan_check: bool = False) -> Tensor:
