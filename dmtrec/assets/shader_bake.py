@@ -39,7 +39,7 @@ from dmtrec.render.shaders import ShaderMaterial, ShadingModel
 from dmtrec.render.shaders.base import read_glsl
 from dmtrec.render.shaders.sh import probe_lighting
 
-from .unlit_bake import display, image_loss, image_scores, premultiplied, shade_points, uv_layout
+from .unlit_bake import display, fit_to_views, image_scores, premultiplied, shade_points, uv_layout
 
 
 def flip_available() -> bool:
@@ -82,46 +82,17 @@ def render_shader(mesh: Mesh, values: ShaderMaterial, light, cameras: Cameras, r
     return render_mesh(mesh, values, light, cameras, rasterizer, smoothness=False, shader=values.model)["shaded"]
 
 
-def fit_shader(
-    mesh: Mesh,
-    values: ShaderMaterial,
-    light,
-    cameras: Cameras,
-    references: Tensor,
-    rasterizer,
-    steps: int = 200,
-    lr: float = 0.02,
-    batch: int = 8,
-    loss: str = "l2",
-    seed: int = 0,
-) -> List[float]:
+def fit_shader(mesh: Mesh, values: ShaderMaterial, light, cameras: Cameras, references: Tensor, rasterizer, **fit):
     """Optimise ``values`` in place so that the model's renders match ``references [B, H, W, 4]``
-    (straight alpha); Adam over ``batch`` views per step, the learning rate decaying by 10x over
-    the run, values clamped to their ranges after each step. Returns the loss per step."""
+    (straight alpha): :func:`~dmtrec.assets.unlit_bake.fit_to_views` (Adam, the learning rate
+    decaying by 10x; ``fit``: its ``steps``, ``lr``, ``batch``, ``loss``, ``seed``), the values
+    clamped to their declared ranges after each step. Returns the loss per step."""
     params = [p for name, p in values.named_parameters() if not name.startswith("normal.")]
-    for p in params:
-        p.requires_grad_(True)
-    optimizer = torch.optim.Adam(params, lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.1 ** (i / max(steps, 1)))
-    generator = torch.Generator().manual_seed(seed)
-    order: List[int] = []
-    history = []
-    for _ in range(steps):
-        if len(order) < batch:
-            order += torch.randperm(cameras.batch_size, generator=generator).tolist()
-        views, order = order[:batch], order[batch:]
-        ref = references[views]
-        pred = render_shader(mesh, values, light, cameras[views], rasterizer)[..., :3]
-        value = image_loss(pred, premultiplied(ref), (ref[..., 3:] > 0).to(pred.dtype), loss)
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        optimizer.step()
-        scheduler.step()
-        values.clamp_()
-        history.append(float(value.detach()))
-    for p in params:
-        p.requires_grad_(False)
-    return history
+
+    def render(views: Cameras) -> Tensor:
+        return render_shader(mesh, values, light, views, rasterizer)
+
+    return fit_to_views(params, render, cameras, references, values.clamp_, **fit)
 
 
 @dataclass
@@ -165,14 +136,11 @@ def bake_shader(
     held_out_references: Tensor,
     rasterizer,
     texture_res: int = 256,
-    steps: int = 200,
-    lr: float = 0.02,
-    batch: int = 8,
-    loss: str = "l2",
-    seed: int = 0,
+    **fit,
 ) -> ShaderBakeResult:
     """Start, fit and score ``model`` on ``source`` (with UVs, normals and tangents where its
-    material has a normal map, which the model's G-buffer keeps); see the module notes."""
+    material has a normal map, which the model's G-buffer keeps); see the module notes.
+    ``fit``: :func:`fit_shader`'s ``steps``, ``lr``, ``batch``, ``loss``, ``seed``."""
     seconds: Dict[str, float] = {}
     start_time = time.perf_counter()
     values = initial_values(model, source, material, light, texture_res, rasterizer)
@@ -187,15 +155,15 @@ def bake_shader(
     seconds["start"] = time.perf_counter() - start_time
     fitted = make(values)
     start_time = time.perf_counter()
-    losses = fit_shader(source, fitted, light, cameras, references, rasterizer, steps, lr, batch, loss, seed)
+    losses = fit_shader(source, fitted, light, cameras, references, rasterizer, **fit)
     seconds["fit"] = time.perf_counter() - start_time
     result = ShaderBakeResult(model, source, start, fitted, light, losses=losses, seconds=seconds)
     with torch.no_grad():
         for name, made in (("initial", start), ("fitted", fitted)):
             render = torch.cat(
                 [
-                    render_shader(source, made, light, held_out[i : i + batch], rasterizer)
-                    for i in range(0, held_out.batch_size, batch)
+                    render_shader(source, made, light, held_out[i : i + 8], rasterizer)
+                    for i in range(0, held_out.batch_size, 8)
                 ]
             )
             result.renders[name] = render
