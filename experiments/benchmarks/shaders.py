@@ -2,7 +2,8 @@
 
 For each asset (Spot, Bob) renders the PBR asset under the probe from ``--views`` views of the
 full sphere (the bake's references), then for every built-in game model (and the toon model
-with plain autograd through its step instead of the surrogate) starts its values as
+with plain autograd through its step instead of the surrogate, ``toon_autograd``; both from
+``--toon-thresholds`` if given) starts its values as
 ``dmtrec bake --shader`` does, fits them with Adam, and scores start and fit on ``--held-out``
 other views (sRGB PSNR over black, as the bake's report). Prints one table.
 
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument(
+        "--toon-thresholds", nargs=2, type=float, help="start the toon ramp's thresholds here (default: the model's)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
@@ -63,7 +67,10 @@ def main() -> None:
         refs = render_reference(mesh, material, light, cameras, rasterizer)
         held_refs = render_reference(mesh, material, light, held_out, rasterizer)
         for name in args.models:
-            model = Toon(surrogate=False) if name == "toon_autograd" else BUILTINS[name]()
+            if name.startswith("toon"):
+                model = Toon(surrogate=name == "toon", thresholds=args.toon_thresholds)
+            else:
+                model = BUILTINS[name]()
             start = time.perf_counter()
             result = bake_shader(
                 mesh, material, light, model, cameras, refs, held_out, held_refs, rasterizer,

@@ -120,3 +120,32 @@ def test_shader_check_command_checks_every_builtin(capsys):
     assert main(["shader-check", "all", "--gbuffers", "1"]) == 0
     out = capsys.readouterr().out
     assert all(f"{name}:" in out for name in BUILTINS)
+
+
+def _fit_thresholds(model, steps=150):
+    """Fit the toon thresholds (only) to renders of the same model with other thresholds, on a
+    random G-buffer; returns the (start, fitted, target) thresholds."""
+    from dmtrec.render.shaders.check import random_gbuffer, random_values
+
+    gbuffer = random_gbuffer(512, seed=3, dtype=torch.float32)
+    values = random_values(model, gbuffer, seed=3)
+    target = torch.tensor([-0.3, 0.4])
+    with torch.no_grad():
+        reference = model.shade(gbuffer, {**values, "thresholds": target})
+    thresholds = torch.tensor([0.1, 0.7], requires_grad=True)
+    optimizer = torch.optim.Adam([thresholds], lr=0.01)
+    for _ in range(steps):
+        loss = ((model.shade(gbuffer, {**values, "thresholds": thresholds}) - reference) ** 2).mean()
+        if not loss.requires_grad:  # plain autograd: the step cuts the thresholds out of the graph
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return thresholds.detach(), target
+
+
+def test_the_surrogate_is_what_lets_the_thresholds_converge():
+    fitted, target = _fit_thresholds(Toon(surrogate=True))
+    assert torch.allclose(fitted, target, atol=0.03), fitted
+    stuck, _ = _fit_thresholds(Toon(surrogate=False))
+    assert torch.equal(stuck, torch.tensor([0.1, 0.7]))  # plain autograd: no gradient, no move

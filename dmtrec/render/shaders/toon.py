@@ -61,16 +61,18 @@ class Toon(ShadingModel):
         bands: number of ramp levels (``bands - 1`` thresholds).
         width: the surrogate's smoothing width ``w`` (in units of n.l).
         surrogate: False uses plain autograd through the step (no threshold gradients).
+        thresholds: the thresholds' start (``bands - 1`` values of n.l; default evenly from -0.2 to 0.5).
     """
 
     name = "toon"
     glsl = "toon.glsl"
 
-    def __init__(self, bands: int = 3, width: float = 0.05, surrogate: bool = True):
+    def __init__(self, bands: int = 3, width: float = 0.05, surrogate: bool = True, thresholds=None):
         if bands < 2:
             raise ValueError(f"Toon: needs at least 2 bands, got {bands}")
         self.bands, self.width, self.surrogate = bands, float(width), surrogate
-        thresholds = [-0.2 + 0.7 * k / max(bands - 2, 1) for k in range(bands - 1)]
+        if thresholds is None:
+            thresholds = [-0.2 + 0.7 * k / max(bands - 2, 1) for k in range(bands - 1)]
         levels = [0.15 + 0.85 * k / (bands - 1) for k in range(bands)]
         self.params = (
             Param("albedo", "texture", 3, 0.0, 1.0, "kd", color=True),
