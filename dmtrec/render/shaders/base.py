@@ -280,7 +280,10 @@ class ShaderMaterial(Material):
             else:
                 params[param.name] = self.constants[param.name]
         first = next((params[p.name] for p in self.model.params if p.kind == "texture"), None)
-        kd = torch.zeros_like(pos) if first is None else first[..., :3].expand_as(pos)
+        if first is None:
+            kd = torch.zeros_like(pos)
+        else:  # the "kd" buffer shows the first texture: its colour, or the mean of fewer channels
+            kd = first[..., :3] if first.shape[-1] >= 3 else first.mean(-1, keepdim=True).expand_as(pos)
         perturbation = None if self.normal is None else self.normal.sample(uv, uv_da, rasterizer)
         kd_grad = torch.zeros_like(pos[..., :1]) if smoothness else None
         return ShaderSample(kd=kd, ks=torch.zeros_like(pos), perturbation=perturbation, kd_grad=kd_grad, params=params)
