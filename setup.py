@@ -9,7 +9,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["dmtrec", "dmtrec.*"]),
     include_package_data=True,
-    package_data={"dmtrec.commands": ["view_page/*"]},  # the page `dmtrec view` serves
+    # the page `dmtrec view` serves; the shading models' GLSL twins
+    package_data={"dmtrec.commands": ["view_page/*"], "dmtrec.render.shaders": ["*.glsl"]},
     install_requires=[
         "torch>=2.6",  # weights-only checkpoint loading by default
         "pytorch-lightning>=2.2",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -174,6 +174,42 @@ def fit_unlit(
         The loss per step.
     """
     params = [baked] if isinstance(baked, Tensor) else [baked.kd.data]
+    # The prior term is normalised like masked_pixel_loss: by the (mean per view) covered pixel count.
+    pixels = float((references[..., 3] > 0).sum()) * 3.0 or 1.0
+
+    def penalty() -> Optional[Tensor]:
+        if prior is None or prior_weight <= 0:
+            return None
+        return prior_weight * ((params[0].reshape(prior.shape) - prior) ** 2).sum() / pixels
+
+    @torch.no_grad()
+    def project() -> None:
+        for p in params:
+            p.clamp_(0.0, 1.0)
+
+    def render(views: Cameras) -> Tensor:
+        return render_unlit(mesh, baked, views, rasterizer)
+
+    return fit_to_views(params, render, cameras, references, project, penalty, steps, lr, batch, loss, seed)
+
+
+def fit_to_views(
+    params: List[Tensor],
+    render: Callable[[Cameras], Tensor],
+    cameras: Cameras,
+    references: Tensor,
+    project: Callable[[], None],
+    penalty: Optional[Callable[[], Optional[Tensor]]] = None,
+    steps: int = 200,
+    lr: float = 0.02,
+    batch: int = 8,
+    loss: str = "l2",
+    seed: int = 0,
+) -> List[float]:
+    """Adam on ``params`` so that ``render(cameras) [B, H, W, 3+]`` (premultiplied over black)
+    matches ``references [B, H, W, 4]`` (straight alpha) where they are covered: ``batch`` views
+    per step in shuffled epochs, the learning rate decaying by 10x over the run, ``penalty()``
+    (if not None) added to the loss and ``project()`` after each step. Returns the loss per step."""
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -181,24 +217,21 @@ def fit_unlit(
     generator = torch.Generator().manual_seed(seed)
     order: List[int] = []
     history = []
-    # The prior term is normalised like masked_pixel_loss: by the (mean per view) covered pixel count.
-    pixels = float((references[..., 3] > 0).sum()) * 3.0 or 1.0
     for _ in range(steps):
         if len(order) < batch:
             order += torch.randperm(cameras.batch_size, generator=generator).tolist()
         views, order = order[:batch], order[batch:]
         ref = references[views]
-        pred = render_unlit(mesh, baked, cameras[views], rasterizer)[..., :3]
+        pred = render(cameras[views])[..., :3]
         value = masked_pixel_loss(pred, premultiplied(ref), (ref[..., 3:] > 0).to(pred.dtype), loss)
-        if prior is not None and prior_weight > 0:
-            value = value + prior_weight * ((params[0].reshape(prior.shape) - prior) ** 2).sum() / pixels
+        extra = None if penalty is None else penalty()
+        if extra is not None:
+            value = value + extra
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
         scheduler.step()
-        with torch.no_grad():
-            for p in params:
-                p.clamp_(0.0, 1.0)
+        project()
         history.append(float(value.detach()))
     for p in params:
         p.requires_grad_(False)

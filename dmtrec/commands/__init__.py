@@ -28,6 +28,7 @@ COMMANDS = {
     "eval": "eval",
     "lod": "lod",
     "bake": "bake",
+    "shader-check": "shader_check",
     "poses": "poses",
     "inspect-data": "inspect_data",
     "view": "view",

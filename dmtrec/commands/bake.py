@@ -60,9 +60,16 @@ HELP = "bake a PBR asset's look under a probe into an unlit texture or vertex co
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", required=True, help="the PBR asset: OBJ (with MTL and textures) or GLB")
     parser.add_argument("--probe", required=True, help="HDR environment probe (.hdr, equirectangular)")
-    parser.add_argument("--target", required=True, choices=TARGETS, help="bake into a texture or vertex colours")
+    parser.add_argument(
+        "--target", choices=TARGETS, help="bake into a texture or vertex colours (required without --shader)"
+    )
     parser.add_argument("--out", required=True, help="output folder (an existing non-empty one needs --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
+    parser.add_argument(
+        "--shader",
+        help="fit this shading model's textures and constants instead of an unlit bake: a built-in name "
+        "(simple_lit, lambert_vc, matcap, toon, unlit) or FILE.py:ClassName",
+    )
     parser.add_argument("--onto", help="bake onto this mesh instead (e.g. a level from `dmtrec lod`); OBJ or GLB")
     parser.add_argument("--views", type=int, default=64, help="training views (default 64)")
     parser.add_argument("--held-out", type=int, default=8, help="held-out views the scores use (default 8)")
@@ -132,6 +139,7 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
     options.at_least((("--spp", args.spp),), 1)
     options.probe_res(args.probe_res)
     out = check_output_folder(args.out, args.overwrite)
+    model = _check_shader_args(args)
     device = torch.device(args.device)
     mesh_path = Path(args.mesh)
     # Every input is read and checked before anything is written.
@@ -167,6 +175,9 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
     references = render_reference(source, material, light, cameras, rasterizer, args.spp)
     held_refs = render_reference(source, material, light, held_out, rasterizer, args.spp)
     reference_seconds = time.perf_counter() - start
+    if model is not None:
+        seconds = {"reference": reference_seconds}
+        return _run_shader_bake(args, model, source, material, light, cameras, references, held_out, held_refs, seconds)
     result = bake_unlit(
         source,
         material,
@@ -234,6 +245,59 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
     return report
 
 
+def _check_shader_args(args: argparse.Namespace):
+    """The ``--shader`` model (None without), after checking the options that go with it."""
+    if not getattr(args, "shader", None):
+        if args.target is None:
+            raise ValueError("--target texture|vertex is required (or --shader NAME_OR_FILE)")
+        return None
+    if args.onto or args.target == "vertex":
+        raise ValueError("--shader fits textures on the asset's own UVs: --onto and --target vertex do not apply")
+    args.target = "texture"
+    from dmtrec.render.shaders import load_shader
+
+    return load_shader(args.shader)
+
+
+def _run_shader_bake(args, model, source, material, light, cameras, references, held_out, held_refs, seconds):
+    """``bake --shader``: fit the model (:mod:`dmtrec.assets.shader_bake`), write its outputs and report."""
+    from dmtrec.assets.shader_bake import bake_shader, write_shader_bake
+
+    rasterizer = get_rasterizer("auto", source.device)
+    result = bake_shader(
+        source, material, light, model, cameras, references, held_out, held_refs, rasterizer,
+        texture_res=args.texture_res, steps=args.steps, lr=args.lr, batch=args.batch, loss=args.loss, seed=args.seed,
+    )  # fmt: skip
+    result.seconds.update(seconds)
+    scores = result.scores
+    report = {
+        "mesh": str(args.mesh),
+        "probe": str(args.probe),
+        "shader": args.shader,
+        "model": model.name,
+        "distribution": args.distribution,
+        "views": cameras.batch_size,
+        "held_out_views": held_out.batch_size,
+        "resolution": args.res,
+        "texture_res": args.texture_res,
+        "loss": args.loss,
+        "steps": args.steps,
+        "scores_held_out": scores,
+        "gain_db": scores["fitted"]["psnr"] - scores["initial"]["psnr"],
+        "flip": "flip_evaluator" if scores["fitted"]["flip"] is not None else "not installed: skipped",
+        "loss_first_last": [result.losses[0], result.losses[-1]] if result.losses else None,
+        "seconds": result.seconds,
+        "threads": torch.get_num_threads(),
+        "loadavg": list(os.getloadavg()),
+    }
+    with atomic_folder(check_output_folder(args.out, args.overwrite)) as tmp:
+        write_shader_bake(tmp, result)
+        renders = {"point_sampled": result.renders["initial"], "optimised": result.renders["fitted"]}
+        bake_contact_sheet(held_refs, renders).save(tmp / "contact_sheet.png")
+        write_json(tmp / "report.json", report)
+    return report
+
+
 def bake_contact_sheet(references: torch.Tensor, renders: Dict[str, torch.Tensor], rows: int = 4) -> Image.Image:
     """PBR reference | point-sampled | optimised, one row per held-out view (``rows`` at most)."""
     columns = [premultiplied(references), renders["point_sampled"][..., :3], renders["optimised"][..., :3]]
@@ -245,8 +309,9 @@ def main(args: argparse.Namespace) -> int:
     report = run_bake(args)
     scores = report["scores_held_out"]
     for name, score in scores.items():
-        print(f"{name}: PSNR {score['psnr']:.2f} dB, SSIM {score['ssim']:.4f} (held-out)")
-    if report["view_averaged_ceiling"] is not None:
+        flip = f", FLIP {score['flip']:.4f}" if score.get("flip") is not None else ""
+        print(f"{name}: PSNR {score['psnr']:.2f} dB, SSIM {score['ssim']:.4f}{flip} (held-out)")
+    if report.get("view_averaged_ceiling") is not None:
         print(f"view-averaged ceiling: PSNR {report['view_averaged_ceiling']['psnr']:.2f} dB")
     print(f"wrote {args.out}")
     return 0

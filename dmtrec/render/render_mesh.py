@@ -44,6 +44,7 @@ def render_mesh(
     spp: int = 1,
     smoothness: bool = True,
     vertex_color: Optional[Tensor] = None,
+    shader=None,
 ) -> Dict[str, Tensor]:
     """Render ``mesh`` with ``material`` under ``light`` from each camera.
 
@@ -62,7 +63,12 @@ def render_mesh(
         spp: supersampling factor: render at ``spp`` times the resolution, then box-filter down.
         smoothness: compute ``kd_grad`` (doubles the kd lookups); zeros otherwise.
         vertex_color: ``[V, 3]`` linear colours per position vertex (``mesh.v_pos``), interpolated
-            across triangles; only for ``bsdf="unlit"``, where they replace kd.
+            across triangles; only for ``bsdf="unlit"``, where they replace kd, or a ``shader``
+            (its G-buffer's vertex colour).
+        shader: a :class:`~dmtrec.render.shaders.ShadingModel` that computes the colour instead
+            of ``bsdf`` (which is then ignored); ``material`` a
+            :class:`~dmtrec.render.shaders.ShaderMaterial` of it, or (for the built-in ``pbr``
+            and ``unlit`` models, which read ``kd`` and ``ks``) any material.
 
     Returns:
         A dict of ``[B, H, W, C]`` float32 buffers:
@@ -92,16 +98,17 @@ def render_mesh(
         )
     if int(spp) != spp or spp < 1:
         raise ValueError(f"render_mesh: spp must be a positive integer, got {spp!r}")
-    if vertex_color is not None and (bsdf != "unlit" or tuple(vertex_color.shape) != (mesh.v_pos.shape[0], 3)):
+    vertex_ok = bsdf == "unlit" or shader is not None
+    if vertex_color is not None and (not vertex_ok or tuple(vertex_color.shape) != (mesh.v_pos.shape[0], 3)):
         raise ValueError(
             f"render_mesh: vertex_color must be [V={mesh.v_pos.shape[0]}, 3] with bsdf 'unlit', got "
             f"{tuple(vertex_color.shape)} with {bsdf!r}"
         )
     if material is None and vertex_color is None:
         raise ValueError("render_mesh: a material is needed unless vertex colours are given")
-    needs_light = bsdf in ("pbr", "diffuse", "white")
+    needs_light = bsdf in ("pbr", "diffuse", "white") if shader is None else shader.needs_light
     if needs_light and light is None:
-        raise ValueError(f"render_mesh: bsdf {bsdf!r} needs a light")
+        raise ValueError(f"render_mesh: {bsdf if shader is None else shader.name!r} needs a light")
     batch, (height, width) = cameras.batch_size, cameras.resolution
     device = mesh.v_pos.device
     background = _check_background(background, batch, height, width, device)
@@ -113,9 +120,9 @@ def render_mesh(
     if not mesh.is_empty:
         if needs_light:
             light.ensure_mips(rasterizer)
-        mesh = _with_shading_frame(mesh, material)
+        mesh = _with_shading_frame(mesh, material, shader is not None and shader.uses_tangents)
         buffers = _render_layer(
-            mesh, material, light, cameras, rasterizer, background, bsdf, full, smoothness, vertex_color
+            mesh, material, light, cameras, rasterizer, background, bsdf, full, smoothness, vertex_color, shader
         )
     if buffers is None:  # empty mesh, or nothing in view
         buffers = _empty_buffers(mesh, material, light, background, vertex_color)
@@ -139,10 +146,12 @@ def _check_background(background: Optional[Tensor], batch: int, height: int, wid
     return background.to(device=device, dtype=torch.float32).expand(batch, -1, -1, -1)
 
 
-def _with_shading_frame(mesh, material: Optional[Material]):
-    """The mesh with vertex normals, and tangents where the material needs them."""
+def _with_shading_frame(mesh, material: Optional[Material], shader_tangents: bool = False):
+    """The mesh with vertex normals, and tangents where the material (or the shader) needs them."""
     if mesh.v_nrm is None or mesh.t_nrm_idx is None:
         mesh = compute_normals(mesh)
+    if shader_tangents and mesh.v_tex is not None and (mesh.v_tng is None or mesh.t_tng_idx is None):
+        mesh = compute_tangents(mesh)
     if material is None:
         return mesh
     if material.perturbs_normals and (mesh.v_tng is None or mesh.t_tng_idx is None):
@@ -168,6 +177,7 @@ def _render_layer(
     resolution,
     smoothness: bool,
     vertex_color: Optional[Tensor] = None,
+    shader=None,
 ) -> Optional[Dict[str, Tensor]]:
     """Buffers at ``resolution``, or None when no pixel is covered."""
     clip = cameras.project(mesh.v_pos)
@@ -190,7 +200,7 @@ def _render_layer(
     smooth_normal, _ = rasterizer.interpolate(mesh.v_nrm, frag, mesh.t_nrm_idx.int())
     geometric_normal = face_normals(mesh.v_pos, mesh.t_pos_idx)[frag[..., 3].long() - 1]
     tangent = None
-    if material is not None and material.perturbs_normals:
+    if (material is not None and material.perturbs_normals) or (shader is not None and mesh.v_tng is not None):
         tangent, _ = rasterizer.interpolate(mesh.v_tng, frag, mesh.t_tng_idx.int())
     uv = uv_da = None
     if material is not None and material.uses_uv:
@@ -205,7 +215,13 @@ def _render_layer(
         pos, view_pos, smooth_normal, geometric_normal, sample.perturbation, tangent, two_sided=True
     )
     kd, ks = sample.kd, sample.ks
-    if bsdf == "pbr":
+    if shader is not None:
+        colors = None if vertex_color is None else rasterizer.interpolate(vertex_color, frag, tri)[0]
+        c2w = cameras.c2w[pixel_batch, :3, :3].reshape(1, n, 1, 3, 3)
+        color = _shade(
+            shader, sample, pos, normal, geometric_normal, view_pos, tangent, uv, light, rasterizer, c2w, colors
+        )
+    elif bsdf == "pbr":
         color = light.shade(pos, normal, kd, ks, view_pos, rasterizer, specular=True)
     elif bsdf == "diffuse":
         color = light.shade(pos, normal, kd, ks, view_pos, rasterizer, specular=False)
@@ -247,6 +263,33 @@ def _render_layer(
         "depth": unpack(depth * alpha),
         "kd_grad": unpack(kd_grad * alpha),
     }
+
+
+def _shade(shader, sample, pos, normal, geometric_normal, view_pos, tangent, uv, light, rasterizer, c2w, vertex_color):
+    """``[1, N, 1, 3]`` colour of the packed fragments by a shading model (see :mod:`.shaders`)."""
+    from .shaders.base import GBuffer, ShaderSample, shade_checked
+    from .shaders.sh import probe_lighting
+
+    bitangent = None
+    if tangent is not None:  # the mesh's tangent frame, orthonormalised against the shading normal
+        tangent = bsdf_lib.safe_normalize(tangent - normal * bsdf_lib.dot(tangent, normal))
+        bitangent = torch.linalg.cross(normal, tangent, dim=-1)
+    gbuffer = GBuffer(
+        pos=pos,
+        normal=normal,
+        geometric_normal=geometric_normal,
+        view_pos=view_pos,
+        view_dir=bsdf_lib.safe_normalize(view_pos - pos),
+        world_to_view=c2w.transpose(-1, -2),
+        uv=uv,
+        tangent=tangent,
+        bitangent=bitangent,
+        vertex_color=vertex_color,
+        light=probe_lighting(light) if shader.needs_light else None,
+        rasterizer=rasterizer,
+    )
+    params = sample.params if isinstance(sample, ShaderSample) else {"kd": sample.kd, "ks": sample.ks}
+    return shade_checked(shader, gbuffer, params)
 
 
 _TOPOLOGY_HASHES: Dict[int, tuple] = {}

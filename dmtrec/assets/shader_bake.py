@@ -1,0 +1,215 @@
+"""Fit a game shading model's textures and constants to an asset's PBR look under a probe.
+
+``dmtrec bake --shader NAME_OR_FILE``: the model (:mod:`dmtrec.render.shaders`) renders the
+asset's own mesh and UVs through ``render_mesh(shader=...)``; its declared values start from
+their initial values (``kd``: the asset's base colour resampled; ``radiance``: the PBR radiance
+point-sampled per texel, the unlit bake's start; numbers: as declared) and are fitted by Adam so
+that the renders match the PBR references over the training views (the loss of
+:func:`~dmtrec.assets.unlit_bake.fit_unlit`), each value clamped to its declared range after
+every step. Scores on held-out views compare the start and the fit (PSNR, SSIM, and FLIP when
+``flip_evaluator`` is installed).
+
+Export (:func:`write_shader_bake`): one PNG per texture (colours as sRGB, other values as
+stored; tables scaled into [0, 1] with the scale in ``material.json``), ``material.json`` with
+the constants, the textures' files and ranges and the probe's main light and ambient SH (the
+GLSL uniforms), and the model's GLSL (``common.glsl`` + its twin) as ``<name>.glsl``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dmtrec.core.mesh import Mesh
+from dmtrec.io.image import linear_to_srgb, write_png
+from dmtrec.io.obj import write_obj
+from dmtrec.render.bake import _dilate
+from dmtrec.render.camera import Cameras
+from dmtrec.render.light import EnvironmentLight
+from dmtrec.render.material import TexturedMaterial
+from dmtrec.render.render_mesh import render_mesh
+from dmtrec.render.shaders import ShaderMaterial, ShadingModel
+from dmtrec.render.shaders.base import read_glsl
+from dmtrec.render.shaders.sh import probe_lighting
+
+from .unlit_bake import display, fit_to_views, image_scores, premultiplied, shade_points, uv_layout
+
+
+def flip_available() -> bool:
+    try:
+        import flip_evaluator  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def initial_values(
+    model: ShadingModel, source: Mesh, material: TexturedMaterial, light: EnvironmentLight, texture_res: int, rasterizer
+) -> Dict[str, Tensor]:
+    """``[T, T, C]`` starts of the model's textures declared to start from the source (``kd`` or
+    ``radiance``); the others take their declared numbers in :class:`ShaderMaterial`."""
+    out: Dict[str, Tensor] = {}
+    radiance = None
+    for param in model.params:
+        if param.init == "kd":
+            kd = material.kd.data[0, ..., :3].permute(2, 0, 1)[None]
+            value = F.interpolate(kd, (texture_res, texture_res), mode="bilinear", antialias=True, align_corners=False)
+            value = value[0].permute(1, 2, 0)
+        elif param.init == "radiance":
+            if radiance is None:
+                points, covered = uv_layout(source, texture_res, rasterizer)
+                values = torch.zeros(texture_res, texture_res, 3, device=source.device)
+                values[covered] = shade_points(source, material, light, points, rasterizer)
+                radiance = _dilate(values, covered, 16)
+            value = radiance
+        else:
+            continue
+        value = value.mean(-1, keepdim=True) if param.channels == 1 else value[..., : param.channels]
+        lower, upper = value.new_tensor(param.lower), value.new_tensor(param.upper)
+        out[param.name] = torch.maximum(torch.minimum(value, upper), lower).contiguous()
+    return out
+
+
+def render_shader(mesh: Mesh, values: ShaderMaterial, light, cameras: Cameras, rasterizer) -> Tensor:
+    """Premultiplied (over black) renders ``[B, H, W, 4]`` of ``mesh`` by ``values.model``."""
+    return render_mesh(mesh, values, light, cameras, rasterizer, smoothness=False, shader=values.model)["shaded"]
+
+
+def fit_shader(mesh: Mesh, values: ShaderMaterial, light, cameras: Cameras, references: Tensor, rasterizer, **fit):
+    """Optimise ``values`` in place so that the model's renders match ``references [B, H, W, 4]``
+    (straight alpha): :func:`~dmtrec.assets.unlit_bake.fit_to_views` (Adam, the learning rate
+    decaying by 10x; ``fit``: its ``steps``, ``lr``, ``batch``, ``loss``, ``seed``), the values
+    clamped to their declared ranges after each step. Returns the loss per step."""
+    params = [p for name, p in values.named_parameters() if not name.startswith("normal.")]
+
+    def render(views: Cameras) -> Tensor:
+        return render_shader(mesh, values, light, views, rasterizer)
+
+    return fit_to_views(params, render, cameras, references, values.clamp_, **fit)
+
+
+@dataclass
+class ShaderBakeResult:
+    """The model's start and fitted values, held-out scores (``initial``, ``fitted``), renders
+    of the held-out views, the loss per step and timings."""
+
+    model: ShadingModel
+    mesh: Mesh
+    start: ShaderMaterial
+    fitted: ShaderMaterial
+    light: EnvironmentLight
+    scores: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    renders: Dict[str, Tensor] = field(default_factory=dict)
+    losses: List[float] = field(default_factory=list)
+    seconds: Dict[str, float] = field(default_factory=dict)
+
+
+def _scores(render: Tensor, references: Tensor) -> Dict[str, float]:
+    scores = image_scores(render, references)
+    scores["flip"] = None
+    if flip_available():  # NVIDIA's FLIP (lower is better), sRGB images over black
+        import flip_evaluator
+
+        values = []
+        for pred, ref in zip(display(render[..., :3]), display(premultiplied(references))):
+            error, mean, _ = flip_evaluator.evaluate(ref.cpu().numpy(), pred.cpu().numpy(), "LDR")
+            values.append(float(mean))
+        scores["flip"] = sum(values) / len(values)
+    return scores
+
+
+def bake_shader(
+    source: Mesh,
+    material: TexturedMaterial,
+    light: EnvironmentLight,
+    model: ShadingModel,
+    cameras: Cameras,
+    references: Tensor,
+    held_out: Cameras,
+    held_out_references: Tensor,
+    rasterizer,
+    texture_res: int = 256,
+    **fit,
+) -> ShaderBakeResult:
+    """Start, fit and score ``model`` on ``source`` (with UVs, normals and tangents where its
+    material has a normal map, which the model's G-buffer keeps); see the module notes.
+    ``fit``: :func:`fit_shader`'s ``steps``, ``lr``, ``batch``, ``loss``, ``seed``."""
+    seconds: Dict[str, float] = {}
+    start_time = time.perf_counter()
+    values = initial_values(model, source, material, light, texture_res, rasterizer)
+    normal = material.normal
+
+    def make(initial: Dict[str, Tensor]) -> ShaderMaterial:
+        made = ShaderMaterial(model, dict(initial), texture_res, normal, device=source.device)
+        made.requires_grad_(False)
+        return made
+
+    start = make(values)
+    seconds["start"] = time.perf_counter() - start_time
+    fitted = make(values)
+    start_time = time.perf_counter()
+    losses = fit_shader(source, fitted, light, cameras, references, rasterizer, **fit)
+    seconds["fit"] = time.perf_counter() - start_time
+    result = ShaderBakeResult(model, source, start, fitted, light, losses=losses, seconds=seconds)
+    with torch.no_grad():
+        for name, made in (("initial", start), ("fitted", fitted)):
+            render = torch.cat(
+                [
+                    render_shader(source, made, light, held_out[i : i + 8], rasterizer)
+                    for i in range(0, held_out.batch_size, 8)
+                ]
+            )
+            result.renders[name] = render
+            result.scores[name] = _scores(render, held_out_references)
+    return result
+
+
+def write_shader_bake(folder: Path, result: ShaderBakeResult, texture_names: Optional[Dict[str, str]] = None) -> None:
+    """Write the fitted textures (PNG), ``material.json``, ``<model>.glsl`` and ``mesh.obj`` into ``folder``."""
+    folder = Path(folder)
+    model, values = result.model, result.fitted.to_tensors()
+    lighting = probe_lighting(result.light)
+    textures, constants = {}, {}
+    for param in model.params:
+        value = values[param.name]
+        if param.kind == "constant":
+            constants[param.name] = [round(float(v), 6) for v in value]
+            continue
+        scale = max(1.0, float(max(param.upper)))
+        image = (value / scale).clamp(0.0, 1.0)
+        image = linear_to_srgb(image) if param.color else image
+        file = f"{param.name}.png"
+        write_png(folder / file, image)
+        textures[param.name] = {
+            "file": file,
+            "kind": param.kind,
+            "encoding": "srgb" if param.color else "linear",
+            "scale": scale,
+            "range": [list(param.lower), list(param.upper)],
+        }
+    glsl = model.glsl_source()
+    if glsl is not None:
+        common = read_glsl("common.glsl")
+        (folder / f"{model.name}.glsl").write_text(common + "\n" + glsl)
+    colour = next((values[p.name] for p in model.params if p.kind == "texture" and p.channels == 3), None)
+    write_obj(folder, result.mesh, None if colour is None else {"kd": colour}, name="mesh")
+    document = {
+        "model": model.name,
+        "source": model.source or None,
+        "glsl": f"{model.name}.glsl" if glsl is not None else None,
+        "constants": constants,
+        "textures": textures,
+        "light": {
+            "main_dir": lighting.main_dir.tolist(),
+            "main_color": lighting.main_color.tolist(),
+            "ambient_sh": lighting.ambient_sh.tolist(),
+        },
+    }
+    (folder / "material.json").write_text(json.dumps(document, indent=2) + "\n")

@@ -1,0 +1,102 @@
+"""Game shading models fitted to the PBR look: held-out PSNR of each model's start and its fit.
+
+For each asset (Spot, Bob) renders the PBR asset under the probe from ``--views`` views of the
+full sphere (the bake's references), then for every built-in game model (and the toon model
+with plain autograd through its step instead of the surrogate, ``toon_autograd``; both from
+``--toon-thresholds`` if given) starts its values as
+``dmtrec bake --shader`` does, fits them with Adam, and scores start and fit on ``--held-out``
+other views (sRGB PSNR over black, as the bake's report). Prints one table.
+
+    OMP_NUM_THREADS=1 python experiments/benchmarks/shaders.py              # small CPU settings
+    python experiments/benchmarks/shaders.py --res 256 --views 64 --steps 300 --texture-res 256 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from dmtrec.assets.shader_bake import bake_shader  # noqa: E402
+from dmtrec.assets.unlit_bake import with_render_frame  # noqa: E402
+from dmtrec.assets.views import load_asset, load_probe, render_reference, view_cameras  # noqa: E402
+from dmtrec.render.raster import get_rasterizer  # noqa: E402
+from dmtrec.render.shaders import BUILTINS, GAME_MODELS  # noqa: E402
+from dmtrec.render.shaders.toon import Toon  # noqa: E402
+
+DATA = REPO / "data"
+ASSETS = {"spot": DATA / "meshes/spot/spot.obj", "bob": DATA / "meshes/bob/bob_tri.obj"}
+PROBE = DATA / "envmaps/mud_road_puresky_1k.hdr"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--assets", nargs="+", default=list(ASSETS), choices=list(ASSETS))
+    parser.add_argument("--models", nargs="+", default=[*GAME_MODELS, "toon_autograd"])
+    parser.add_argument("--views", type=int, default=16)
+    parser.add_argument("--held-out", type=int, default=4)
+    parser.add_argument("--res", type=int, default=64)
+    parser.add_argument("--texture-res", type=int, default=64)
+    parser.add_argument("--probe-res", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument(
+        "--toon-thresholds", nargs=2, type=float, help="start the toon ramp's thresholds here (default: the model's)"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    rasterizer = get_rasterizer("auto", device)
+    light = load_probe(PROBE, args.probe_res, device=device)
+    rows = []
+    for asset in args.assets:
+        mesh, material = load_asset(ASSETS[asset], device)
+        mesh = with_render_frame(mesh, material)
+        cameras = view_cameras("sphere", args.views, mesh, resolution=args.res, seed=0).to(device)
+        held_out = view_cameras("sphere", args.held_out, mesh, resolution=args.res, seed=1).to(device)
+        refs = render_reference(mesh, material, light, cameras, rasterizer)
+        held_refs = render_reference(mesh, material, light, held_out, rasterizer)
+        for name in args.models:
+            if name.startswith("toon"):
+                model = Toon(surrogate=name == "toon", thresholds=args.toon_thresholds)
+            else:
+                model = BUILTINS[name]()
+            start = time.perf_counter()
+            result = bake_shader(
+                mesh, material, light, model, cameras, refs, held_out, held_refs, rasterizer,
+                texture_res=args.texture_res, steps=args.steps, lr=args.lr, batch=args.batch,
+            )  # fmt: skip
+            row = {
+                "asset": asset,
+                "model": name,
+                "start_psnr": result.scores["initial"]["psnr"],
+                "fit_psnr": result.scores["fitted"]["psnr"],
+                "seconds": time.perf_counter() - start,
+            }
+            rows.append(row)
+            print(
+                f"{asset:<5} {name:<14} start {row['start_psnr']:6.2f} dB  fit {row['fit_psnr']:6.2f} dB  "
+                f"gain {row['fit_psnr'] - row['start_psnr']:+5.2f} dB  ({row['seconds']:.0f} s)",
+                flush=True,
+            )
+    print(f"\nthreads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}, settings {vars(args)}")
+    print("| asset | model | start (dB) | fit (dB) | gain (dB) |\n|---|---|---|---|---|")
+    for row in rows:
+        gain = row["fit_psnr"] - row["start_psnr"]
+        print(f"| {row['asset']} | {row['model']} | {row['start_psnr']:.2f} | {row['fit_psnr']:.2f} | {gain:+.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
