@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO))
 
 from dmtrec.assets.shader_bake import bake_shader  # noqa: E402
 from dmtrec.assets.unlit_bake import with_render_frame  # noqa: E402
-from dmtrec.assets.views import load_asset, load_probe, render_reference, view_cameras  # noqa: E402
+from dmtrec.assets.views import render_reference, view_cameras  # noqa: E402
+from dmtrec.datasets.reference_mesh import load_asset, load_probe  # noqa: E402
 from dmtrec.render.raster import get_rasterizer  # noqa: E402
 from dmtrec.render.shaders import BUILTINS, GAME_MODELS  # noqa: E402
 from dmtrec.render.shaders.toon import Toon  # noqa: E402

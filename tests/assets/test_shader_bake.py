@@ -10,9 +10,9 @@ from common import PROBE_HDR, REPO, SPOT_OBJ
 from PIL import Image
 
 from dmtrec.assets.shader_bake import initial_values
-from dmtrec.assets.views import load_asset, load_probe
 from dmtrec.cli import main
 from dmtrec.commands import bake
+from dmtrec.datasets.reference_mesh import load_asset, load_probe
 from dmtrec.io.image import linear_to_srgb
 from dmtrec.render.raster import get_rasterizer
 from dmtrec.render.shaders import BUILTINS

@@ -7,7 +7,8 @@ import pytest
 import torch
 from common import PROBE_HDR, SPOT_OBJ
 
-from dmtrec.assets.views import load_asset, load_probe, view_cameras
+from dmtrec.assets.views import view_cameras
+from dmtrec.datasets.reference_mesh import load_asset, load_probe
 from dmtrec.render.cubemap import cube_directions
 from dmtrec.render.raster import get_rasterizer
 from dmtrec.render.render_mesh import render_mesh
