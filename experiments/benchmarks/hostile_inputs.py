@@ -74,8 +74,12 @@ def _a_file(tmp: Path, name: str) -> Path:
     return tmp / name
 
 
+def _bake_from(mesh: Path, probe: Path, out: Path, *extra: str) -> List[str]:
+    return ["bake", "--mesh", str(mesh), "--probe", str(probe), "--target", "vertex", "--out", str(out), *extra]
+
+
 def _bake(out: Path, *extra: str) -> List[str]:
-    return ["bake", "--mesh", str(SPOT), "--probe", str(PROBE), "--target", "vertex", "--out", str(out), *extra]
+    return _bake_from(SPOT, PROBE, out, *extra)
 
 
 def _lod(out: Path, *extra: str) -> List[str]:
@@ -166,67 +170,32 @@ def cases() -> List[Case]:
             lambda t: ["export", "--ckpt", str(_a_file(t, "x.ckpt")), "--out", str(_users_folder(t))],
             ["--overwrite"],
             keep=["mine"],
-        ),  # fmt: skip
+        ),
         Case(
             "export --ckpt missing",
             lambda t: ["export", "--ckpt", str(t / "gone.ckpt"), "--out", str(t / "o")],
             ["gone.ckpt", "not found"],
             absent=["o"],
-        ),  # fmt: skip
+        ),
         Case(
             "export --ckpt random bytes",
             lambda t: ["export", "--ckpt", str(_noise_file(t, "n.ckpt")), "--out", str(t / "o")],
             ["n.ckpt"],
             absent=["o"],
-        ),  # fmt: skip
-        Case(
-            "bake --mesh missing",
-            lambda t: [
-                "bake",
-                "--mesh",
-                str(t / "gone.obj"),
-                "--probe",
-                str(PROBE),
-                "--target",
-                "vertex",
-                "--out",
-                str(t / "o"),
-            ],
-            ["gone.obj"],
-            absent=["o"],
-        ),  # fmt: skip
+        ),
+        Case("bake --mesh missing", lambda t: _bake_from(t / "gone.obj", PROBE, t / "o"), ["gone.obj"], absent=["o"]),
         Case(
             "bake --mesh random bytes",
-            lambda t: [
-                "bake",
-                "--mesh",
-                str(_noise_file(t, "n.obj")),
-                "--probe",
-                str(PROBE),
-                "--target",
-                "vertex",
-                "--out",
-                str(t / "o"),
-            ],
+            lambda t: _bake_from(_noise_file(t, "n.obj"), PROBE, t / "o"),
             ["n.obj"],
             absent=["o"],
-        ),  # fmt: skip
+        ),
         Case(
             "bake --probe random bytes",
-            lambda t: [
-                "bake",
-                "--mesh",
-                str(SPOT),
-                "--probe",
-                str(_noise_file(t, "n.hdr")),
-                "--target",
-                "vertex",
-                "--out",
-                str(t / "o"),
-            ],
+            lambda t: _bake_from(SPOT, _noise_file(t, "n.hdr"), t / "o"),
             ["n.hdr"],
             absent=["o"],
-        ),  # fmt: skip
+        ),
         Case("bake --res 8", lambda t: _bake(t / "o", "--res", "8"), ["--res"], absent=["o"]),
         Case("bake --views 0", lambda t: _bake(t / "o", "--views", "0"), ["--views"], absent=["o"]),
         Case(
@@ -234,7 +203,7 @@ def cases() -> List[Case]:
             lambda t: _lod(_users_folder(t)),
             ["--run.overwrite"],
             keep=["mine"],
-        ),  # fmt: skip
+        ),
         Case("lod --out an existing file", lambda t: _lod(_a_file(t, "lodfile")), ["is a file"], keep=["lodfile"]),
         Case("lod --levels 2", lambda t: _lod(t / "lod", "--levels", "2"), ["--levels"], absent=["lod"]),
         Case(
@@ -252,19 +221,19 @@ def cases() -> List[Case]:
             ],
             ["faceless.obj"],
             absent=["lod"],
-        ),  # fmt: skip
+        ),
         Case(
             "make-dataset --out an existing file",
             lambda t: ["make-dataset", "--mesh", str(SPOT), "--probe", str(PROBE), "--out", str(_a_file(t, "ds"))],
             ["is a file"],
             keep=["ds"],
-        ),  # fmt: skip
+        ),
         Case(
             "make-dataset --out a folder of the user's files",
             lambda t: ["make-dataset", "--mesh", str(SPOT), "--probe", str(PROBE), "--out", str(_users_folder(t))],
             ["--overwrite"],
             keep=["mine"],
-        ),  # fmt: skip
+        ),
         Case(
             "make-dataset --views 0",
             lambda t: [
@@ -280,56 +249,56 @@ def cases() -> List[Case]:
             ],
             ["views"],
             absent=["ds"],
-        ),  # fmt: skip
+        ),
         Case("fit -c a missing config", lambda t: ["fit", "-c", str(t / "gone.yaml")], ["gone.yaml", "not found"]),
         Case(
             "fit -c a YAML syntax error",
             lambda t: ["fit", "-c", str(_yaml(t, "bad.yaml", "model: [1, 2\n"))],
             ["bad.yaml:2", "YAML"],
-        ),  # fmt: skip
+        ),
         Case(
             "fit: a run folder that is a file", _fit_into_a_file, ["is a file"], keep=["outputs/taken"], needs_run=True
-        ),  # fmt: skip
+        ),
         Case(
             "fit: a run folder of the user's files",
             _fit_into_users_folder,
             ["--run.overwrite true"],
             keep=["outputs/mine"],
             needs_run=True,
-        ),  # fmt: skip
+        ),
         Case(
             "fit --data.nerf_synthetic.path missing",
             lambda t: _fit(t, "--data.nerf_synthetic.path", str(t / "gone")),
             ["gone"],
             absent=["outputs/tiny_spot"],
-        ),  # fmt: skip
+        ),
         Case(
             "eval: a run folder without config.yaml",
             lambda t: ["eval", str(_users_folder(t))],
             ["config.yaml"],
             keep=["mine"],
-        ),  # fmt: skip
+        ),
         Case(
             "eval RUN --out a folder of the user's files",
             lambda t: ["eval", str(t / "run"), "--out", str(_users_folder(t)), "--wandb", "disabled"],
             ["--overwrite"],
             keep=["mine", "run/eval"],
             needs_run=True,
-        ),  # fmt: skip
+        ),
         Case(
             "eval RUN --grid-views 0",
             lambda t: ["eval", str(t / "run"), "--grid-views", "0", "--wandb", "disabled"],
             ["--grid-views"],
             keep=["run/eval"],
             needs_run=True,
-        ),  # fmt: skip
+        ),
         Case(
             "eval RUN: a truncated checkpoint",
             lambda t: ["eval", str(_truncate_ckpt(t)), "--wandb", "disabled"],
             ["damaged checkpoint"],
             keep=["run/eval"],
             needs_run=True,
-        ),  # fmt: skip
+        ),
         Case("an unknown command", lambda t: ["frobnicate"], ["unknown command"], status=2),
     ]
 
