@@ -148,15 +148,15 @@ def install_fault(fault: str) -> None:
 
         checkpoints.torch.save = save
     elif kind == "bake":
-        from dmtrec.systems import components
+        from dmtrec.systems import pipeline
 
-        real_bake = components.bake
+        real_bake = pipeline.bake_volumetric
 
-        def bake(*args, **kwargs):
+        def bake(*args, **kwargs):  # the first bake is the pass switch's
             real_bake(*args, **kwargs)
             _die()
 
-        components.bake = bake
+        pipeline.bake_volumetric = bake
     elif kind == "outputs":
         from dmtrec.io import gltf
 

@@ -8,7 +8,9 @@ def test_run_folder_and_wandb_id_are_stable(tmp_path):
     cfg = RunConfig(output_root=str(tmp_path))
     first = resolve_run(cfg, "experiments/configs/quick start.yaml")
     again = resolve_run(cfg, "experiments/configs/quick start.yaml")
-    assert first.root == tmp_path / "quick-start" and first.root.is_dir()
+    # A name with a space maps to a readable folder plus a digest of the name (issue 32).
+    assert first.root.parent == tmp_path and first.root.name.startswith("quick-start@") and first.root.is_dir()
+    assert first.root == again.root
     assert first.wandb_id == again.wandb_id and first.wandb_id.startswith("quick-start-")
     assert (first.root / "wandb_id").read_text().strip() == first.wandb_id
     other = resolve_run(RunConfig(name="other", output_root=str(tmp_path)))
