@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 from torch import Tensor
 
 from dmtrec.core.mesh import Mesh
+
+from .topology import cached
 
 _FALLBACK_NORMAL = (0.0, 0.0, 1.0)
 
@@ -111,12 +115,10 @@ def compute_tangents(mesh: Mesh) -> Mesh:
     e_prev, e_next = project(pos.roll(1, dims=1) - pos), project(pos.roll(-1, dims=1) - pos)
     # The angle between the projected edges (atan2 keeps the gradient finite, unlike acos).
     angle = torch.atan2(torch.linalg.cross(e_prev, e_next, dim=-1).norm(dim=-1), (e_prev * e_next).sum(-1))
-    idx = mesh.t_pos_idx
-    degenerate = (idx[:, 0] == idx[:, 1]) | (idx[:, 1] == idx[:, 2]) | (idx[:, 0] == idx[:, 2])
+    degenerate = cached("degenerate_faces", (mesh.t_pos_idx,), lambda: _degenerate(mesh.t_pos_idx))
     weight = torch.where(degenerate[:, None], torch.zeros_like(angle), angle)
 
-    t_tng_idx = _corner_groups(mesh, orient, degenerate)
-    groups = int(t_tng_idx.max()) + 1 if t_tng_idx.numel() else 0
+    t_tng_idx, groups = _tangent_groups(mesh, orient, degenerate)
     acc = torch.zeros(groups, 3, dtype=pos.dtype, device=pos.device).index_add(
         0, t_tng_idx, (corner_t * weight[..., None]).reshape(-1, 3)
     )
@@ -132,6 +134,27 @@ def compute_tangents(mesh: Mesh) -> Mesh:
     fallback = safe_normalize(torch.linalg.cross(n, axis, dim=-1))
     acc = torch.where((acc.detach() ** 2).sum(-1, keepdim=True) > _TINY, safe_normalize(acc), fallback)
     return mesh.copy(v_tng=torch.cat([acc, sign], -1), t_tng_idx=t_tng_idx.reshape(-1, 3))
+
+
+def _degenerate(t_pos_idx: Tensor) -> Tensor:
+    """``[F]`` True where a face repeats a position index."""
+    idx = t_pos_idx
+    return (idx[:, 0] == idx[:, 1]) | (idx[:, 1] == idx[:, 2]) | (idx[:, 0] == idx[:, 2])
+
+
+def _tangent_groups(mesh: Mesh, orient: Tensor, degenerate: Tensor) -> Tuple[Tensor, int]:
+    """``(t_tng_idx [3F], G)``: :func:`_corner_groups` and the number of groups, reused while the
+    index tensors are unchanged and the faces' UV orientations are the same as when they were
+    built. The orientation is the one input that is not topology alone: it follows the UVs and,
+    on faces without a usable UV frame, the positions (``_orientation``), so it is compared (one
+    O(F) check) rather than trusted."""
+    memo = cached("tangent_groups", (mesh.t_pos_idx, mesh.t_nrm_idx, mesh.t_tex_idx), dict)
+    if "orient" not in memo or not torch.equal(memo["orient"], orient):
+        t_tng_idx = _corner_groups(mesh, orient, degenerate)
+        memo.update(
+            orient=orient.clone(), t_tng_idx=t_tng_idx, groups=int(t_tng_idx.max()) + 1 if t_tng_idx.numel() else 0
+        )
+    return memo["t_tng_idx"], memo["groups"]
 
 
 # MikkTSpace's NotZero (|x| > FLT_MIN) in float32; squared lengths use the same floor.

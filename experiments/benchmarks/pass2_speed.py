@@ -1,0 +1,107 @@
+"""Pass-2 step time with and without the per-mesh topology cache (issue 28), in one run.
+
+A pass-2 step is what ``ReconstructionSystem.training_step`` computes in the mesh stage: the
+geometry (``MeshGeometry.mesh()``: smooth normals and MikkTSpace tangents), the render of a
+batch, the image loss, the Laplacian regulariser, and the backward pass (the optimizer step
+is left out: it does not depend on the cache). The system is built from a config's ``model``
+section and enters pass 2 on Spot's mesh (its own UVs, which have seams) with textures at the
+middle of their ranges, so pass 1 and the bake are not run; the targets are random images
+(the step's cost does not depend on them). "before" rebuilds everything that depends only on
+the faces every step (``dmtrec.geometry.topology_cache(False)``), "after" reuses it; the two are
+timed alternately (median of each) so that a changing machine load hits both alike.
+
+    OMP_NUM_THREADS=1 python experiments/benchmarks/pass2_speed.py
+    OMP_NUM_THREADS=1 python experiments/benchmarks/pass2_speed.py --configs quickstart --steps 20 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from dmtrec.core.mesh import Mesh  # noqa: E402
+from dmtrec.geometry import topology_cache  # noqa: E402
+from dmtrec.io.mesh_files import read_mesh  # noqa: E402
+from dmtrec.render.camera import Cameras  # noqa: E402
+from dmtrec.render.camera_distributions import orbit_view_c2w  # noqa: E402
+from dmtrec.systems.pipeline import ReconstructionSystem  # noqa: E402
+
+
+def build(config: str, mesh: Mesh) -> tuple:
+    """The config's system in pass 2 on ``mesh``, and one training batch ``[B, H, W, .]``."""
+    cfg = yaml.safe_load((REPO / "experiments" / "configs" / f"{config}.yaml").read_text())
+    model = {k: v for k, v in cfg["model"].items() if k not in ("reference_mesh",)}
+    system = ReconstructionSystem(**model)
+    system._enter_mesh_stage(mesh, system.material_cfg.complete_textures({}))
+    batch_size, (height, width) = cfg["data"]["batch_size"], cfg["data"]["resolution"]
+    c2w = orbit_view_c2w(batch_size, 2.5)
+    cams = Cameras.from_fov(c2w, math.radians(45.0), (height, width))
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        "c2w": cams.c2w,
+        "proj": cams.proj,
+        "img": torch.rand(batch_size, height, width, 4, generator=generator),
+        "background": torch.rand(batch_size, height, width, 3, generator=generator),
+    }
+    return system, batch
+
+
+def step(system: ReconstructionSystem, batch: dict) -> float:
+    """Seconds of one forward + backward of the pass-2 loss."""
+    start = time.perf_counter()
+    terms, _ = system.loss_terms(batch)
+    sum(terms.values()).backward()
+    elapsed = time.perf_counter() - start
+    for p in system.parameters():
+        p.grad = None
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=["quickstart", "spot_cpu"])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (after 2 warm-up steps)")
+    parser.add_argument("--mesh", default=str(REPO / "data" / "meshes" / "spot" / "spot.obj"))
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's table of one step per variant")
+    args = parser.parse_args()
+    mesh, _ = read_mesh(args.mesh)
+    print(
+        f"mesh: {args.mesh} ({mesh.num_faces} triangles), torch threads {torch.get_num_threads()}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'config':<12} {'res':>9} {'batch':>5} {'before ms':>10} {'after ms':>10} {'ratio':>6}")
+    for config in args.configs:
+        system, batch = build(config, mesh)
+        times = {False: [], True: []}
+        for cached in (False, True):  # warm-up (and the cache's one build)
+            with topology_cache(cached):
+                step(system, batch), step(system, batch)
+        for _ in range(args.steps):
+            for cached in (False, True):
+                with topology_cache(cached):
+                    times[cached].append(step(system, batch))
+        before, after = (statistics.median(times[c]) * 1e3 for c in (False, True))
+        res = "x".join(str(s) for s in batch["img"].shape[1:3])
+        print(f"{config:<12} {res:>9} {batch['img'].shape[0]:>5} {before:>10.1f} {after:>10.1f} {before / after:>6.2f}")
+        if args.profile:
+            for cached in (False, True):
+                with topology_cache(cached), torch.profiler.profile() as prof:
+                    step(system, batch)
+                print(f"--- {config}, cache {'on' if cached else 'off'}")
+                print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    print(f"load after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
