@@ -38,6 +38,37 @@ from dmtrec.render.camera_distributions import orbit_view_c2w  # noqa: E402
 from dmtrec.systems.pipeline import ReconstructionSystem  # noqa: E402
 
 
+def _split_edges(values: torch.Tensor, faces: torch.Tensor) -> tuple:
+    """Midpoint subdivision of one attribute: ``(values with edge midpoints appended, [4F, 3] faces)``."""
+    corners = [faces[:, k] for k in range(3)]
+    lo = torch.stack([torch.minimum(corners[k], corners[(k + 1) % 3]) for k in range(3)], 1)
+    hi = torch.stack([torch.maximum(corners[k], corners[(k + 1) % 3]) for k in range(3)], 1)
+    keys, edge = torch.unique(lo * values.shape[0] + hi, return_inverse=True)
+    a, b = keys // values.shape[0], keys % values.shape[0]
+    mid = edge + values.shape[0]  # [F, 3]: midpoint of edge (k, k+1)
+    out = torch.cat([values, 0.5 * (values[a] + values[b])])
+    m01, m12, m20 = mid[:, 0], mid[:, 1], mid[:, 2]
+    new = torch.cat(
+        [
+            torch.stack([corners[0], m01, m20], 1),
+            torch.stack([m01, corners[1], m12], 1),
+            torch.stack([m20, m12, corners[2]], 1),
+            torch.stack([m01, m12, m20], 1),
+        ]
+    )
+    return out, new
+
+
+def subdivide(mesh: Mesh, times: int) -> Mesh:
+    """``mesh`` with every triangle split into 4, ``times`` times (positions and UVs alike, so
+    the UV seams stay where they were)."""
+    for _ in range(times):
+        v_pos, t_pos = _split_edges(mesh.v_pos, mesh.t_pos_idx)
+        v_tex, t_tex = _split_edges(mesh.v_tex, mesh.t_tex_idx)
+        mesh = Mesh(v_pos=v_pos, t_pos_idx=t_pos, v_tex=v_tex, t_tex_idx=t_tex)
+    return mesh
+
+
 def build(config: str, mesh: Mesh) -> tuple:
     """The config's system in pass 2 on ``mesh``, and one training batch ``[B, H, W, .]``."""
     cfg = yaml.safe_load((REPO / "experiments" / "configs" / f"{config}.yaml").read_text())
@@ -73,9 +104,10 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["quickstart", "spot_cpu"])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (after 2 warm-up steps)")
     parser.add_argument("--mesh", default=str(REPO / "data" / "meshes" / "spot" / "spot.obj"))
+    parser.add_argument("--subdivide", type=int, default=0, help="split each triangle into 4 this many times")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table of one step per variant")
     args = parser.parse_args()
-    mesh, _ = read_mesh(args.mesh)
+    mesh = subdivide(read_mesh(args.mesh)[0], args.subdivide)
     print(
         f"mesh: {args.mesh} ({mesh.num_faces} triangles), torch threads {torch.get_num_threads()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load {os.getloadavg()[0]:.1f}"
