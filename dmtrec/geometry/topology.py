@@ -5,7 +5,9 @@ groups, degenerate-face masks and edge lists are the same every step.
 An entry is keyed on the *identity* and in-place *version* of its index tensors (plus a small
 hashable extra key), so a new face tensor, or one modified in place (``load_state_dict``'s
 ``copy_``), rebuilds it; nothing is hashed per call. Only index-derived values (no autograd
-graph) may be cached here.
+graph) may be cached here, and what it returns is shared: callers must not modify it in place.
+At most ``_KEPT`` entries are held (oldest dropped first); entries of freed index tensors go at
+the next build.
 """
 
 from __future__ import annotations
