@@ -22,7 +22,7 @@ def safe_normalize(x: Tensor, eps: float = 1e-20) -> Tensor:
 
 def face_normals(v_pos: Tensor, t_pos_idx: Tensor, unit: bool = True) -> Tensor:
     """``[F, 3]`` face normals ``(p1 - p0) x (p2 - p0)``; unnormalized, their length is twice the area."""
-    p0, p1, p2 = (v_pos[t_pos_idx[:, i]] for i in range(3))
+    p0, p1, p2 = (v_pos.index_select(0, t_pos_idx[:, i]) for i in range(3))  # backward: index_add, not index_put
     n = torch.cross(p1 - p0, p2 - p0, dim=-1)
     return safe_normalize(n) if unit else n
 

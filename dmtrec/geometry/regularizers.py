@@ -26,7 +26,7 @@ def uniform_laplacian(v_pos: Tensor, t_pos_idx: Tensor) -> Tensor:
         lambda: _umbrella(v_pos.detach(), t_pos_idx),
         (v_pos.shape[0], v_pos.dtype, v_pos.device),
     )
-    summed = torch.zeros_like(v_pos).index_add(0, i, v_pos[j]).index_add(0, j, v_pos[i])
+    summed = torch.zeros_like(v_pos).index_add(0, i, v_pos.index_select(0, j)).index_add(0, j, v_pos.index_select(0, i))
     return torch.where(degree[:, None] > 0, summed / degree.clamp_min(1)[:, None] - v_pos, torch.zeros_like(v_pos))
 
 
