@@ -6,12 +6,15 @@ batch, the image loss, the Laplacian regulariser, and the backward pass (the opt
 is left out: it does not depend on the cache). The system is built from a config's ``model``
 section and enters pass 2 on Spot's mesh (its own UVs, which have seams) with textures at the
 middle of their ranges, so pass 1 and the bake are not run; the targets are random images
-(the step's cost does not depend on them). "before" rebuilds everything that depends only on
-the faces every step (``dmtrec.geometry.topology_cache(False)``), "after" reuses it; the two are
-timed alternately (median of each) so that a changing machine load hits both alike. "floor" is
-a step whose geometry costs nothing at all (normals and tangents held from the first step), the
-bound on what any pass-2 geometry speed-up can give ("max ratio" = before / floor). The
-antialias edge structure is reused in all three, as it was before issue 28.
+(the step's cost does not depend on them). Three variants, timed alternately (median of each) so
+that a changing machine load hits them alike: "before" runs the geometry code of the commit
+before this work (``--base``: normals, tangents and Laplacian rebuilt from the faces every
+step), "no cache" today's code with ``dmtrec.geometry.topology_cache(False)``, "after" today's
+code (topology reused); ratio = before / after. "floor" is a step whose geometry costs nothing
+at all (normals and tangents held from the first step), the bound on what any pass-2 geometry
+speed-up can give ("max ratio" = before / floor). The antialias edge structure is reused in
+all of them, as it was before. ``--subdivide N`` splits each triangle into 4, N times (Spot has
+5,856 triangles; pass-2 meshes of the issue had 11,900 and 82,000).
 
     OMP_NUM_THREADS=1 python experiments/benchmarks/pass2_speed.py
     OMP_NUM_THREADS=1 python experiments/benchmarks/pass2_speed.py --configs quickstart --steps 20 --profile
@@ -20,11 +23,15 @@ antialias edge structure is reused in all three, as it was before issue 28.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -34,10 +41,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from dmtrec.core.mesh import Mesh  # noqa: E402
-from dmtrec.geometry import topology_cache  # noqa: E402
+from dmtrec.geometry import mesh_geometry, topology_cache  # noqa: E402
 from dmtrec.io.mesh_files import read_mesh  # noqa: E402
 from dmtrec.render.camera import Cameras  # noqa: E402
 from dmtrec.render.camera_distributions import orbit_view_c2w  # noqa: E402
+from dmtrec.systems import pipeline  # noqa: E402
 from dmtrec.systems.pipeline import ReconstructionSystem  # noqa: E402
 
 
@@ -116,12 +124,52 @@ def _geometry_free(system: ReconstructionSystem, batch: dict, steps: int) -> flo
         del system.geometry.mesh
 
 
+render_mesh = importlib.import_module("dmtrec.render.render_mesh")  # the module (the package exports the function)
+
+BASE = "d3d144c"
+"""The commit before issue 28's pass-2 work: "before" runs its geometry code."""
+
+
+def _base_module(name: str, path: str, rev: str):
+    """``path`` as it was at ``rev``, imported as a module named ``name``."""
+    source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True, text=True)
+    module = types.ModuleType(name)
+    exec(compile(source.stdout, f"{rev}:{path}", "exec"), module.__dict__)
+    return module
+
+
+@contextlib.contextmanager
+def base_geometry(rev: str):
+    """Pass 2's geometry code of ``rev``: normals, tangents and the Laplacian rebuilt from the
+    faces every step, gathers by advanced indexing, index tensors converted every render (the
+    antialias edge structure was cached there too, and stays cached)."""
+    normals = _base_module("base_normals", "dmtrec/geometry/normals.py", rev)
+    regularizers = _base_module("base_regularizers", "dmtrec/geometry/regularizers.py", rev)
+    patches = [
+        (mesh_geometry, "compute_normals", normals.compute_normals),
+        (mesh_geometry, "compute_tangents", normals.compute_tangents),
+        (render_mesh, "face_normals", normals.face_normals),
+        (render_mesh, "_int32", lambda index: index.int()),
+        (pipeline, "laplacian_loss", regularizers.laplacian_loss),
+    ]
+    saved = [(module, attr, getattr(module, attr)) for module, attr, _ in patches]
+    try:
+        for module, attr, value in patches:
+            setattr(module, attr, value)
+        with topology_cache(False):
+            yield
+    finally:
+        for module, attr, value in saved:
+            setattr(module, attr, value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["quickstart", "spot_cpu"])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (after 2 warm-up steps)")
     parser.add_argument("--mesh", default=str(REPO / "data" / "meshes" / "spot" / "spot.obj"))
     parser.add_argument("--subdivide", type=int, default=0, help="split each triangle into 4 this many times")
+    parser.add_argument("--base", default=BASE, help="the commit whose geometry code 'before' runs")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table of one step per variant")
     args = parser.parse_args()
     mesh = subdivide(read_mesh(args.mesh)[0], args.subdivide)
@@ -129,32 +177,39 @@ def main() -> None:
         f"mesh: {args.mesh} ({mesh.num_faces} triangles), torch threads {torch.get_num_threads()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load {os.getloadavg()[0]:.1f}"
     )
+    variants = {
+        "before": lambda: base_geometry(args.base),
+        "no cache": lambda: topology_cache(False),
+        "after": contextlib.nullcontext,
+    }
     print(
-        f"{'config':<12} {'res':>9} {'batch':>5} {'before ms':>10} {'after ms':>10} {'ratio':>6}"
-        f" {'floor ms':>9} {'max ratio':>9}"
+        f"{'config':<12} {'res':>9} {'batch':>5} "
+        + " ".join(f"{name + ' ms':>11}" for name in variants)
+        + f" {'ratio':>6} {'floor ms':>9} {'max ratio':>9}"
     )
     for config in args.configs:
         system, batch = build(config, mesh)
-        times = {False: [], True: []}
-        for cached in (False, True):  # warm-up (and the cache's one build)
-            with topology_cache(cached):
+        times = {name: [] for name in variants}
+        for variant in variants.values():  # warm-up (and the cache's one build)
+            with variant():
                 step(system, batch), step(system, batch)
         for _ in range(args.steps):
-            for cached in (False, True):
-                with topology_cache(cached):
-                    times[cached].append(step(system, batch))
+            for name, variant in variants.items():
+                with variant():
+                    times[name].append(step(system, batch))
         floor = _geometry_free(system, batch, args.steps)
-        before, after = (statistics.median(times[c]) * 1e3 for c in (False, True))
+        ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
         res = "x".join(str(s) for s in batch["img"].shape[1:3])
         print(
-            f"{config:<12} {res:>9} {batch['img'].shape[0]:>5} {before:>10.1f} {after:>10.1f} {before / after:>6.2f}"
-            f" {floor:>9.1f} {before / floor:>9.2f}"
+            f"{config:<12} {res:>9} {batch['img'].shape[0]:>5} "
+            + " ".join(f"{value:>11.1f}" for value in ms.values())
+            + f" {ms['before'] / ms['after']:>6.2f} {floor:>9.1f} {ms['before'] / floor:>9.2f}"
         )
         if args.profile:
-            for cached in (False, True):
-                with topology_cache(cached), torch.profiler.profile() as prof:
+            for name, variant in variants.items():
+                with variant(), torch.profiler.profile() as prof:
                     step(system, batch)
-                print(f"--- {config}, cache {'on' if cached else 'off'}")
+                print(f"--- {config}, {name}")
                 print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     print(f"load after: {os.getloadavg()[0]:.1f}")
 
