@@ -25,8 +25,8 @@ _ENABLED = [True]
 
 @contextlib.contextmanager
 def topology_cache(enabled: bool) -> Iterator[None]:
-    """Turn the cache on or off inside the block (off: every call rebuilds, today's behaviour
-    before issue 28; for benchmarks and tests)."""
+    """Turn the cache on or off inside the block (off: every call rebuilds what issue 28 made
+    reusable; for benchmarks and tests)."""
     previous = _ENABLED[0]
     _ENABLED[0] = bool(enabled)
     try:
@@ -39,8 +39,8 @@ def cached(
     name: str, tensors: Sequence[Tensor], build: Callable[[], Any], extra: Hashable = None, always: bool = False
 ) -> Any:
     """``build()``, or its earlier result for the same ``name``, index ``tensors`` (same objects,
-    unmodified since) and ``extra``. ``always``: cached under ``topology_cache(False)`` too (what
-    was cached before issue 28, so that "off" measures the code before it)."""
+    unmodified since) and ``extra``. ``always``: cached under ``topology_cache(False)`` too (the
+    antialias edge structure, which was cached before issue 28)."""
     if not (_ENABLED[0] or always):
         return build()
     key = (name, tuple(id(t) for t in tensors), extra)
