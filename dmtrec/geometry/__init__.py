@@ -15,6 +15,7 @@ from .ops import aabb, merge_meshes, normalize_to_unit_cube, transform_mesh
 from .regularizers import cotangent_laplacian, laplacian_loss, uniform_laplacian
 from .sdf import mesh_distance, mesh_sdf, sphere_sdf, torus_sdf
 from .tetgrid import TetGrid, generate_tet_grid, load_tet_grid, tet_grid
+from .topology import topology_cache
 from .uv_unwrap import UVUnwrapResult, per_triangle_atlas, uv_unwrap
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "sdf_reg_loss",
     "sphere_sdf",
     "tet_grid",
+    "topology_cache",
     "torus_sdf",
     "transform_mesh",
     "uniform_laplacian",

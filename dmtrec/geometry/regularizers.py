@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .topology import cached
 
 
 def unique_edges(t_pos_idx: Tensor, num_vertices: int) -> Tensor:
@@ -18,15 +20,27 @@ def unique_edges(t_pos_idx: Tensor, num_vertices: int) -> Tensor:
 
 def uniform_laplacian(v_pos: Tensor, t_pos_idx: Tensor) -> Tensor:
     """``[V, 3]`` umbrella operator: mean of the edge neighbours minus the vertex (0 if isolated)."""
+    i, j, degree = cached(
+        "umbrella",
+        (t_pos_idx,),
+        lambda: _umbrella(v_pos.detach(), t_pos_idx),
+        (v_pos.shape[0], v_pos.dtype, v_pos.device),
+    )
+    summed = torch.zeros_like(v_pos).index_add(0, i, v_pos.index_select(0, j)).index_add(0, j, v_pos.index_select(0, i))
+    return torch.where(degree[:, None] > 0, summed / degree.clamp_min(1)[:, None] - v_pos, torch.zeros_like(v_pos))
+
+
+def _umbrella(v_pos: Tensor, t_pos_idx: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """The topology of :func:`uniform_laplacian`: edge ends ``i, j`` ``[E]`` and the degree ``[V]``
+    (in ``v_pos``'s dtype; ``v_pos`` gives only the size, dtype and device)."""
     edges = unique_edges(t_pos_idx, v_pos.shape[0])
     i, j = edges[:, 0], edges[:, 1]
-    summed = torch.zeros_like(v_pos).index_add(0, i, v_pos[j]).index_add(0, j, v_pos[i])
     degree = (
         torch.zeros_like(v_pos[:, 0])
         .index_add(0, i, torch.ones_like(i, dtype=v_pos.dtype))
         .index_add(0, j, torch.ones_like(j, dtype=v_pos.dtype))
     )
-    return torch.where(degree[:, None] > 0, summed / degree.clamp_min(1)[:, None] - v_pos, torch.zeros_like(v_pos))
+    return i, j, degree
 
 
 def cotangent_laplacian(v_pos: Tensor, t_pos_idx: Tensor, field: Optional[Tensor] = None, eps: float = 1e-12) -> Tensor:

@@ -10,7 +10,6 @@ packed into ``[1, N, 1, C]`` tensors, which the rasterizer's ops take like any i
 
 from __future__ import annotations
 
-import weakref
 from typing import Dict, Optional
 
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dmtrec.geometry.normals import compute_normals, compute_tangents, face_normals
+from dmtrec.geometry.topology import cached
 
 from . import bsdf as bsdf_lib
 from .camera import Cameras
@@ -181,7 +181,7 @@ def _render_layer(
 ) -> Optional[Dict[str, Tensor]]:
     """Buffers at ``resolution``, or None when no pixel is covered."""
     clip = cameras.project(mesh.v_pos)
-    tri = mesh.t_pos_idx.int()
+    tri = _int32(mesh.t_pos_idx)
     rast, rast_db = rasterizer.rasterize(clip, tri, resolution)
 
     # Pack the covered pixels into a [1, N, 1, C] "image".
@@ -197,14 +197,14 @@ def _render_layer(
     frag, frag_db = pack(rast), pack(rast_db)
     pixel_batch = sel // (resolution[0] * resolution[1])
     pos, _ = rasterizer.interpolate(mesh.v_pos, frag, tri)
-    smooth_normal, _ = rasterizer.interpolate(mesh.v_nrm, frag, mesh.t_nrm_idx.int())
+    smooth_normal, _ = rasterizer.interpolate(mesh.v_nrm, frag, _int32(mesh.t_nrm_idx))
     geometric_normal = face_normals(mesh.v_pos, mesh.t_pos_idx)[frag[..., 3].long() - 1]
     tangent = None
     if (material is not None and material.perturbs_normals) or (shader is not None and mesh.v_tng is not None):
-        tangent, _ = rasterizer.interpolate(mesh.v_tng, frag, mesh.t_tng_idx.int())
+        tangent, _ = rasterizer.interpolate(mesh.v_tng, frag, _int32(mesh.t_tng_idx))
     uv = uv_da = None
     if material is not None and material.uses_uv:
-        uv, uv_da = rasterizer.interpolate(mesh.v_tex, frag, mesh.t_tex_idx.int(), rast_db=frag_db, diff_attrs="all")
+        uv, uv_da = rasterizer.interpolate(mesh.v_tex, frag, _int32(mesh.t_tex_idx), rast_db=frag_db, diff_attrs="all")
 
     if material is not None:
         sample = material.sample(pos, uv, uv_da, rasterizer, smoothness=smoothness)
@@ -292,26 +292,18 @@ def _shade(shader, sample, pos, normal, geometric_normal, view_pos, tangent, uv,
     return shade_checked(shader, gbuffer, params)
 
 
-_TOPOLOGY_HASHES: Dict[int, tuple] = {}
-_TOPOLOGY_HASHES_KEPT = 8
-
-
 def _topology_hash(rasterizer, mesh):
     """The antialias edge structure of ``mesh.t_pos_idx``, built once per face tensor (and
     rasterizer kind) while it is unchanged: fixed-topology meshes (pass 2, the reference scene
     of a dataset) render many times. None when the backend builds none."""
     faces = mesh.t_pos_idx
-    key = id(faces)
-    entry = _TOPOLOGY_HASHES.get(key)
-    if entry is not None and entry[0]() is faces and entry[1:3] == (faces._version, type(rasterizer)):
-        return entry[3]
-    value = rasterizer.construct_topology_hash(faces.int())
-    for stale in [k for k, e in _TOPOLOGY_HASHES.items() if e[0]() is None]:
-        del _TOPOLOGY_HASHES[stale]
-    while len(_TOPOLOGY_HASHES) >= _TOPOLOGY_HASHES_KEPT:
-        del _TOPOLOGY_HASHES[next(iter(_TOPOLOGY_HASHES))]  # the oldest
-    _TOPOLOGY_HASHES[key] = (weakref.ref(faces), faces._version, type(rasterizer), value)
-    return value
+    build = lambda: rasterizer.construct_topology_hash(_int32(faces))  # noqa: E731
+    return cached("antialias_topology", (faces,), build, extra=type(rasterizer), always=True)
+
+
+def _int32(index: Tensor) -> Tensor:
+    """``index`` as int32 (the rasterizer's index type), converted once per index tensor."""
+    return cached("int32", (index,), index.int)
 
 
 def _empty_buffers(

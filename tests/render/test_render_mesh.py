@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from dmtrec.geometry import Mesh
+from dmtrec.geometry import Mesh, MeshGeometry, topology, topology_cache
 from dmtrec.render.cubemap import cube_directions
 from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial, VolumetricMaterial
-from dmtrec.render.render_mesh import _TOPOLOGY_HASHES, _topology_hash, render_mesh
+from dmtrec.render.render_mesh import _topology_hash, render_mesh
 
 RADIANCE = 0.8
 
@@ -225,5 +225,34 @@ def test_antialias_topology_is_built_once_per_unchanged_face_tensor(rasterizer, 
     material, light, cams = _white_textured(), EnvironmentLight.constant(1.0, base_res=32), make_camera()
     shaded = render_mesh(sphere, material, light, cams, rasterizer)["shaded"]
     assert _topology_hash(rasterizer, sphere) is first  # the render reused it
-    _TOPOLOGY_HASHES.clear()
+    topology._ENTRIES.clear()
     torch.testing.assert_close(render_mesh(sphere, material, light, cams, rasterizer)["shaded"], shaded, rtol=0, atol=0)
+
+
+def test_pass2_renders_are_the_same_with_and_without_the_topology_cache(rasterizer, sphere, make_camera):
+    """Pass 2's geometry (normals, MikkTSpace tangents) under a normal map, with UVs mirrored on
+    one side: the cached path renders the same image with the same gradients."""
+    v_tex = sphere.v_tex.clone()
+    v_tex[:, 0] = 1.0 - (2.0 * v_tex[:, 0] - 1.0).abs()
+    geometry = MeshGeometry(sphere.v_pos, sphere.t_pos_idx, v_tex, sphere.t_tex_idx)
+    gen = torch.Generator().manual_seed(0)
+    normal = torch.nn.functional.normalize(
+        torch.randn(16, 16, 3, generator=gen) * 0.3 + torch.tensor([0.0, 0.0, 1.0]), dim=-1
+    )
+    material = TexturedMaterial.from_tensors(torch.full((1, 1, 3), 0.7), torch.tensor([[[0.0, 0.4, 0.0]]]), normal)
+    light, cams = EnvironmentLight.constant(1.0, base_res=32), make_camera((48, 48))
+
+    def render():
+        geometry.v_pos.grad = None
+        shaded = render_mesh(geometry.mesh(), material, light, cams, rasterizer)["shaded"]
+        (shaded * torch.linspace(0.0, 1.0, shaded.numel()).reshape(shaded.shape)).sum().backward()
+        return shaded.detach(), geometry.v_pos.grad.clone()
+
+    with topology_cache(False):
+        image, grad = render()
+    with topology_cache(True):
+        render()  # builds the cache
+        cached_image, cached_grad = render()
+    assert (grad != 0).any()
+    torch.testing.assert_close(cached_image, image, rtol=0, atol=0)
+    torch.testing.assert_close(cached_grad, grad, rtol=1e-6, atol=1e-6 * grad.abs().max().item())
