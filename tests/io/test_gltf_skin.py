@@ -301,3 +301,30 @@ def test_static_glb_has_no_skin(tmp_path):
     path = write_glb(tmp_path / "static.glb", _tube())
     assert not has_skin(path)
     assert read_skinned_glb(path)[2:] == (None, [])
+
+
+def test_skinned_lod_chain_validates_and_reads_back(tmp_path):
+    from dmtrec.io.gltf_lod import write_lod_glb
+
+    fine, coarse = _tube(8, 7), _tube(6, 4)
+    skins = [_skin(fine), _skin(coarse)]
+    path = write_lod_glb(
+        tmp_path / "lods.glb",
+        [(fine, {"kd": torch.rand(4, 4, 3)}), (coarse, {"kd": torch.rand(4, 4, 3)})],
+        screen_coverage=[0.5, 0.0],
+        skins=skins,
+        animations=_animations(),
+    )
+    issues = validate_glb(path)["issues"]
+    messages = [(m["code"], m["severity"], m.get("pointer")) for m in issues["messages"] if m["severity"] <= 1]
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, messages
+    gltf = pygltflib.GLTF2().load(str(path))
+    # Both levels skinned by the one skeleton: two skins over the same joint nodes.
+    assert [n.skin for n in gltf.nodes[:2]] == [0, 1] and gltf.skins[0].joints == gltf.skins[1].joints
+    assert gltf.nodes[0].extensions["MSFT_lod"]["ids"] == [1]
+    mesh, _, skin, animations = read_skinned_glb(path)  # viewers without MSFT_lod: level 0
+    assert torch.equal(mesh.v_pos, fine.v_pos)
+    _assert_skins_equal(skins[0], skin)
+    assert [a.name for a in animations] == ["bend", "stretch"]
+    with pytest.raises(ValueError, match="2 levels but 1 skins"):
+        write_lod_glb(tmp_path / "x.glb", [(fine, None), (coarse, None)], [0.5, 0.0], skins=skins[:1])
