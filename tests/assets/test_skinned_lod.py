@@ -134,3 +134,33 @@ def test_fit_with_everything_locked_scores_as_the_baseline(limb_scene):
     c = evaluate(scene, fitted.mesh, fitted.joints, fitted.weights, fitted.material)
     # Only the pruning of the logits' 1e-4 floor separates them.
     assert abs(a["psnr"] - c["psnr"]) < 0.05 and a["worst_pose"] == c["worst_pose"]
+
+
+def test_lod_command_detects_the_skin_and_writes_skinned_levels(tmp_path, capsys):
+    from node_tools import validate_glb
+
+    from dmtrec import cli
+    from dmtrec.assets.procedural_skinned import write_skinned_asset
+    from dmtrec.io.gltf_skin import read_skinned_glb
+
+    asset = write_skinned_asset(tmp_path / "limb.glb", "limb", texture_res=32, around=12, rings=20)
+    out = tmp_path / "out"
+    argv = ["lod", "--mesh", str(asset), "--probe", str(PROBE_HDR), "--levels", "0.5", "0.2", "--out", str(out),
+            "--iterations", "2", "--res", "48", "--min-res", "32", "--spp", "1", "--texture-res", "32",
+            "--heldout-views", "1", "--poses", "3", "--animation", "bend_twist", "--probe-res", "32"]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err[-3000:]
+    printed = capsys.readouterr().out
+    assert "lod1: " in printed and "bind-pose QEM" in printed
+    report = (out / "report.json").read_text()
+    assert '"skinned": true' in report and '"worst_pose"' in report
+    for index, fraction in enumerate((0.5, 0.2)):
+        mesh, _, skin, animations = read_skinned_glb(out / f"lod{index}.glb")
+        assert mesh.num_faces <= fraction * 480 and skin.num_joints == 4 and animations[0].name == "bend_twist"
+        assert torch.allclose(
+            skin.weights.double().sum(1), torch.ones(mesh.num_vertices, dtype=torch.float64), atol=1e-6
+        )
+    issues = validate_glb(out / "lods.glb")["issues"]
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:5]
+    assert (out / "contact_sheet.png").is_file()
+    assert cli.main(argv) != 0  # a finished folder is not overwritten: one line naming it
+    assert f"{out}: holds a finished lod run" in capsys.readouterr().err
