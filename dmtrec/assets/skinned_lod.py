@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmtrec.assets.lod import decimate
+from dmtrec.assets.lod import LodScene, decimate
 from dmtrec.assets.lod_transfer import closest_points, transfer_textures
 from dmtrec.assets.views import render_reference, sample_cameras
 from dmtrec.core.mesh import Mesh
@@ -45,7 +45,6 @@ from dmtrec.io.gltf_skin import Animation, Skin, check_influences, quaternion_to
 from dmtrec.metrics.image import image_metrics
 from dmtrec.render.camera import Cameras
 from dmtrec.render.material import TexturedMaterial
-from dmtrec.render.render_mesh import render_mesh
 from dmtrec.render.skinning import (
     axis_angle_to_matrix,
     simplex_weights,
@@ -276,17 +275,9 @@ class SkinnedScene:
         posed = self.mesh.copy(v_pos=self.posed(self.mesh.v_pos, self.skin.joints, self.skin.weights, m))
         return render_reference(posed, self.material, self.light, cameras, self.rasterizer, self.settings.spp)
 
-    def render(self, mesh: Mesh, material, cameras: Cameras, background: Tensor) -> Tensor:
-        return render_mesh(
-            mesh,
-            material,
-            self.light,
-            cameras,
-            self.rasterizer,
-            background=background,
-            spp=self.settings.spp,
-            smoothness=False,
-        )["shaded"]
+    # ``[B, H, W, 4]`` PBR render of a (posed) level over ``background``: the static lod's, which
+    # reads the same attributes (light, rasterizer, settings.spp).
+    render = LodScene.render
 
 
 # ----------------------------------------------------------------------------- one level
