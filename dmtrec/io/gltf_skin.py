@@ -346,8 +346,8 @@ def _read_skin(
     parents, above = [], {}
     for node in joint_nodes:
         p = parent_of.get(node)
-        if p is None or p in slot:
-            parents.append(-1 if p is None else slot[p])
+        if p in slot:
+            parents.append(slot[p])
             continue
         world = np.eye(4)  # non-joint ancestors: allowed above the roots only
         while p is not None:
