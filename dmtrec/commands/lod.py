@@ -39,6 +39,7 @@ from dmtrec.core.atomic import atomic_path, write_json, write_text_atomic
 from dmtrec.core.output_folder import check_output_folder
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_lod import write_lod_glb
+from dmtrec.io.gltf_skin import has_skin
 from dmtrec.io.obj import write_obj
 from dmtrec.runs.callbacks import save_final_checkpoint
 from dmtrec.runs.folder import RunConfig, RunFolderError
@@ -95,6 +96,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--levels", type=float, nargs="+", help="triangle budgets as fractions, e.g. 0.25 0.05 0.01")
     parser.add_argument("--faces", type=int, nargs="+", help="triangle budgets as counts, e.g. 20000 4000 800")
     parser.add_argument("--out", required=True, help="output (run) folder")
+    parser.add_argument(
+        "--poses", type=int, help="skinned .glb: training poses (default 256; dmtrec.commands.lod_skinned)"
+    )
+    parser.add_argument("--animation", help="skinned .glb: the animation the poses come from (default: all)")
     add_settings_arguments(parser)
     parser.add_class_arguments(RunConfig, "run", skip={"name", "output_root", "export_frame"})
 
@@ -251,6 +256,23 @@ def _write_outputs(out: Path, system: LodSystem, mesh_path, probe_path, faces, t
 
 def main(args) -> int:
     run = RunConfig(**{name: getattr(args.run, name) for name in RUN_FIELDS})
+    if Path(args.mesh).suffix.lower() == ".glb" and Path(args.mesh).is_file() and has_skin(args.mesh):
+        from dmtrec.commands.lod_skinned import print_report, run_skinned_lod  # skinned assets fit over poses
+
+        settings = settings_from_args(args)
+        report = run_skinned_lod(
+            args.mesh,
+            args.probe,
+            args.out,
+            settings,
+            args.levels,
+            args.faces,
+            args.poses,
+            args.animation,
+            run.overwrite,
+        )
+        print_report(report, args.out)
+        return 0
     report = run_lod(
         Path(args.mesh), Path(args.probe), Path(args.out), settings_from_args(args), args.levels, args.faces, run
     )

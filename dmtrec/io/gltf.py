@@ -60,6 +60,8 @@ def write_glb(
     occlusion: bool = True,
     unlit: bool = False,
     vertex_color: Optional[Tensor] = None,
+    skin=None,
+    animations=(),
 ) -> Path:
     """Write ``mesh`` and its PBR maps as a self-contained ``.glb`` file (atomically).
 
@@ -73,13 +75,20 @@ def write_glb(
         unlit: mark the material ``KHR_materials_unlit`` (viewers show the base colour as is).
         vertex_color: ``[V, 3]`` linear colours per position vertex, written as ``COLOR_0``
             (glTF multiplies them into the base colour).
+        skin: a :class:`dmtrec.io.gltf_skin.Skin` of the mesh's position vertices: its joints,
+            ``JOINTS_0`` / ``WEIGHTS_0`` and ``animations`` (:class:`~dmtrec.io.gltf_skin.Animation`) are written too.
     Returns:
         ``path`` as a :class:`Path`.
     """
     textures = check_textures(textures or {}, "write_glb")
     mesh = primitive_mesh(mesh, textures, "write_glb")
     builder = _GlbBuilder()
-    attributes, indices = _vertex_streams(mesh, vertex_color)
+    per_vertex = None
+    if skin is not None:
+        from .gltf_skin import influence_attributes  # lazy: gltf_skin builds on this module
+
+        per_vertex = influence_attributes(skin)
+    attributes, indices = _vertex_streams(mesh, vertex_color, per_vertex)
     primitive = {
         "attributes": {
             name: builder.accessor(data, _ARRAY_BUFFER, with_bounds=name == "POSITION")
@@ -99,6 +108,10 @@ def write_glb(
     builder.doc["nodes"] = [{"name": "mesh", "mesh": 0}]
     builder.doc["scenes"] = [{"nodes": [0]}]
     builder.doc["scene"] = 0
+    if skin is not None:
+        from .gltf_skin import add_skin
+
+        add_skin(builder, skin, animations, mesh_nodes=[0])
     path = Path(path)
     write_bytes_atomic(path, builder.glb())
     return path
@@ -120,7 +133,11 @@ def primitive_mesh(mesh: Mesh, textures: dict[str, Tensor], where: str) -> Mesh:
     return mesh if "normal" in textures else mesh.copy(v_tng=None, t_tng_idx=None)
 
 
-def _vertex_streams(mesh: Mesh, vertex_color: Optional[Tensor] = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _vertex_streams(
+    mesh: Mesh, vertex_color: Optional[Tensor] = None, per_vertex: Optional[dict[str, np.ndarray]] = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """glTF vertex attributes (one vertex per distinct corner) and ``[3F]`` indices; ``per_vertex``
+    holds extra ``[V, C]`` attributes of the position vertices (skin influences)."""
     pairs = [
         (name, v, idx)
         for name, v, idx in (
@@ -150,6 +167,8 @@ def _vertex_streams(mesh: Mesh, vertex_color: Optional[Tensor] = None) -> tuple[
                 f"write_glb: vertex_color must be [{mesh.num_vertices}, 3], got {tuple(vertex_color.shape)}"
             )
         attributes["COLOR_0"] = vertex_color.detach().cpu().float().clamp(0, 1).numpy()[keys[:, 0]]
+    for name, values in (per_vertex or {}).items():
+        attributes[name] = values[keys[:, 0]]
     return attributes, inverse.reshape(-1).astype(np.uint32)
 
 
@@ -206,7 +225,7 @@ class _GlbBuilder:
         width = 1 if data.ndim == 1 else data.shape[1]
         acc = {
             "bufferView": self.view(data.tobytes(), target),
-            "componentType": _UINT32 if data.dtype == np.uint32 else _FLOAT,
+            "componentType": {np.uint32: _UINT32, np.uint16: 5123, np.uint8: 5121}.get(data.dtype.type, _FLOAT),
             "count": int(data.shape[0]),
             "type": {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}[width],
         }
@@ -363,8 +382,8 @@ def _mesh_instances(doc: dict) -> list[tuple[int, Optional[np.ndarray]]]:
     def visit(index: int, parent: np.ndarray) -> None:
         node = nodes[index]
         world = parent @ _node_matrix(node)
-        if "mesh" in node:
-            out.append((node["mesh"], None if np.array_equal(world, np.eye(4)) else world))
+        if "mesh" in node:  # glTF ignores a skinned mesh's node transform: its joints place it
+            out.append((node["mesh"], None if "skin" in node or np.array_equal(world, np.eye(4)) else world))
         for child in node.get("children", []):
             visit(child, world)
 

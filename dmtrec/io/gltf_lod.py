@@ -36,6 +36,8 @@ def write_lod_glb(
     levels: Sequence[tuple[Mesh, Optional[dict[str, Tensor]]]],
     screen_coverage: Sequence[float],
     occlusion: bool = False,
+    skins: Optional[Sequence] = None,
+    animations: Sequence = (),
 ) -> Path:
     """Write ``levels`` (finest first, each ``(mesh, textures)``) as one ``MSFT_lod`` ``.glb`` (atomically).
 
@@ -44,18 +46,28 @@ def write_lod_glb(
         levels: meshes with their optional ``kd`` / ``ks`` / ``normal`` maps (need UVs).
         screen_coverage: one threshold per level, decreasing (see the module docstring).
         occlusion: bind ks's R channel as occlusion (off by default: lod clears it).
+        skins: one :class:`dmtrec.io.gltf_skin.Skin` per level (the same skeleton, each with its
+            level's influences): every level's node is skinned by the one set of joints, which
+            ``animations`` drive.
     """
     if not levels:
         raise ValueError("write_lod_glb: no levels")
     if len(screen_coverage) != len(levels):
         raise ValueError(f"write_lod_glb: {len(levels)} levels but {len(screen_coverage)} screen-coverage values")
+    if skins is not None and len(skins) != len(levels):
+        raise ValueError(f"write_lod_glb: {len(levels)} levels but {len(skins)} skins")
     builder = _GlbBuilder()
     meshes, materials, nodes = [], [], []
     for index, (mesh, textures) in enumerate(levels):
         where = f"write_lod_glb level {index}"
         textures = check_textures(textures or {}, where)
         mesh = primitive_mesh(mesh, textures, where)
-        attributes, indices = _vertex_streams(mesh)
+        per_vertex = None
+        if skins is not None:
+            from .gltf_skin import influence_attributes  # lazy: gltf_skin builds on gltf
+
+            per_vertex = influence_attributes(skins[index])
+        attributes, indices = _vertex_streams(mesh, None, per_vertex)
         primitive = {
             "attributes": {
                 name: builder.accessor(data, _ARRAY_BUFFER, with_bounds=name == "POSITION")
@@ -74,6 +86,10 @@ def write_lod_glb(
     nodes[0]["extras"] = {"MSFT_screencoverage": [float(c) for c in screen_coverage]}
     builder.doc.update(meshes=meshes, materials=materials, nodes=nodes, scenes=[{"nodes": [0]}], scene=0)
     builder.doc["extensionsUsed"] = ["MSFT_lod"]
+    if skins is not None:
+        from .gltf_skin import add_skin
+
+        add_skin(builder, skins[0], animations, mesh_nodes=range(len(levels)))
     path = Path(path)
     write_bytes_atomic(path, builder.glb())
     return path

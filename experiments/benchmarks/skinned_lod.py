@@ -1,0 +1,104 @@
+"""Skinned levels of detail: bind-pose QEM + transferred weights (a) vs pose-fitted (c).
+
+Generates the procedural skinned assets (:mod:`dmtrec.assets.procedural_skinned`: the limb and the
+walking figure) as GLB files in the output folder, reads them back, and for each level runs
+:func:`dmtrec.assets.skinned_lod.skinned_lod`. Prints one Markdown row per (asset, level): triangles,
+held-out poses x held-out views PSNR of (a) and (c), and the worst held-out pose's PSNR of each;
+writes ``report.json`` and, per level, ``ASSET_LEVEL.png`` (rows: original | (a) | (c) in (c)'s
+worst held-out pose, its held-out views).
+
+    OMP_NUM_THREADS=1 python experiments/benchmarks/skinned_lod.py --out /tmp/skinned_bench \\
+        --assets limb figure --levels 0.05 0.01 --iterations 150 --res 96
+
+The command above, measured on the shared 2-core machine (one thread, load average 4-17; 6 held-out
+poses x 4 held-out views), total 541 s:
+
+| asset | level | triangles | (a) PSNR | (c) PSNR | (a) worst pose | (c) worst pose | seconds |
+|---|---|---|---|---|---|---|---|
+| limb | 0.05 | 1536 | 39.68 | 40.73 | 38.65 (bend_twist@0.545s) | 40.23 (bend_twist@0.516s) | 118 |
+| limb | 0.01 | 306 | 35.62 | 37.12 | 35.25 (bend_twist@0.545s) | 36.40 (bend_twist@0.545s) | 139 |
+| figure | 0.05 | 4608 | 38.20 | 38.37 | 37.36 (walk@0.319s) | 37.83 (walk@0.258s) | 162 |
+| figure | 0.01 | 920 | 33.20 | 34.56 | 32.58 (walk@0.258s) | 34.21 (walk@0.272s) | 71 |
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from dmtrec.assets.procedural_skinned import write_skinned_asset
+from dmtrec.assets.skinned_lod import SkinnedLodSettings, SkinnedScene, posed_mesh, skinned_lod
+from dmtrec.assets.views import load_asset, load_probe
+from dmtrec.io.gltf_skin import read_skinned_glb
+from dmtrec.io.image import linear_to_srgb, write_png
+from dmtrec.render.raster import get_rasterizer
+
+REPO = Path(__file__).resolve().parents[2]
+PROBE = REPO / "data" / "envmaps" / "mud_road_puresky_1k.hdr"
+
+
+def _sheet(path: Path, scene: SkinnedScene, baseline, fitted) -> None:
+    pose = fitted.report["worst_index"]
+    cams = scene.cameras["heldout"]
+    white = torch.ones(cams.batch_size, *cams.resolution, 3)
+    with torch.no_grad():
+        ref = scene.references["heldout"][pose]
+        rows = [torch.lerp(white, ref[..., :3], ref[..., 3:4])]
+        for level in (baseline, fitted):
+            rows.append(scene.render(posed_mesh(scene, level, "heldout", pose), level.material, cams, white)[..., :3])
+    grid = torch.cat([torch.cat(list(r), 1) for r in rows], 0)
+    write_png(path, linear_to_srgb(grid.clamp(0, 1)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--assets", nargs="+", default=["limb", "figure"], choices=["limb", "figure"])
+    parser.add_argument("--levels", nargs="+", type=float, default=[0.05, 0.01])
+    parser.add_argument("--iterations", type=int, default=150)
+    parser.add_argument("--res", type=int, default=96)
+    parser.add_argument("--spp", type=int, default=2)
+    parser.add_argument("--poses", choices=["animation", "random"], default="animation")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report, start_all = {}, time.perf_counter()
+    print("| asset | level | triangles | (a) PSNR | (c) PSNR | (a) worst pose | (c) worst pose | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in args.assets:
+        path = write_skinned_asset(args.out / f"{kind}.glb", kind, texture_res=512)
+        mesh, _, skin, animations = read_skinned_glb(path)
+        _, material = load_asset(path)
+        settings = SkinnedLodSettings(iterations=args.iterations, res=args.res, spp=args.spp, poses=args.poses)
+        light = load_probe(PROBE, settings.probe_res)
+        start = time.perf_counter()
+        scene = SkinnedScene(mesh, material, skin, animations, light, get_rasterizer("auto", "cpu"), settings)
+        report[kind] = {
+            "triangles": mesh.num_faces,
+            "joints": skin.num_joints,
+            "scene_seconds": time.perf_counter() - start,
+        }
+        for fraction in args.levels:
+            start = time.perf_counter()
+            ((baseline, fitted),) = skinned_lod(scene, [int(fraction * mesh.num_faces)])
+            seconds = time.perf_counter() - start
+            a, c = baseline.report, fitted.report
+            report[kind][str(fraction)] = {"a": a, "c": {k: v for k, v in c.items()}, "seconds": seconds}
+            print(
+                f"| {kind} | {fraction:g} | {a['triangles']} | {a['psnr']:.2f} | {c['psnr']:.2f} "
+                f"| {a['worst_pose_psnr']:.2f} ({a['worst_pose']}) | {c['worst_pose_psnr']:.2f} ({c['worst_pose']}) "
+                f"| {seconds:.0f} |",
+                flush=True,
+            )
+            _sheet(args.out / f"{kind}_{fraction:g}.png", scene, baseline, fitted)
+            (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"total {time.perf_counter() - start_all:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
