@@ -36,9 +36,10 @@ import torch
 from torch import Tensor
 
 from dmtrec.assets.lod import LodScene, decimate
-from dmtrec.assets.lod_transfer import closest_points, transfer_textures
+from dmtrec.assets.lod_transfer import transfer_textures
 from dmtrec.assets.views import render_reference, sample_cameras
 from dmtrec.core.mesh import Mesh
+from dmtrec.geometry.closest_point import closest_points
 from dmtrec.geometry.regularizers import laplacian_loss
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.gltf_skin import Animation, Skin, check_influences, quaternion_to_matrix, sample_animation
@@ -211,11 +212,11 @@ def make_poses(
 def transfer_weights(source: Mesh, skin: Skin, points: Tensor) -> tuple[Tensor, Tensor]:
     """``(joints [N, 4], weights [N, 4])`` at ``points`` ``[N, 3]`` from the closest point of ``source``:
     the barycentric blend of its triangle's corner influences, the 4 largest kept, renormalised."""
-    face, bary, _ = closest_points(
-        points.detach().cpu().double().numpy(), source.v_pos.cpu().numpy(), source.t_pos_idx.cpu().numpy()
+    surface, _ = closest_points(
+        points.detach().cpu().double(), source.v_pos.cpu(), source.t_pos_idx.cpu(), chunk=1 << 16
     )
-    corners = source.t_pos_idx.cpu()[torch.from_numpy(face)]  # [N, 3]
-    bary = torch.from_numpy(bary)
+    corners = source.t_pos_idx.cpu()[surface.face]  # [N, 3]
+    bary = surface.bary
     dense = torch.zeros(points.shape[0], skin.num_joints, dtype=torch.float64)
     for c in range(3):
         dense.scatter_add_(1, skin.joints[corners[:, c]], bary[:, c : c + 1] * skin.weights[corners[:, c]].double())

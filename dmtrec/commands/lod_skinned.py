@@ -26,8 +26,8 @@ import torch
 
 from dmtrec.assets.lod import LodSettings, level_budgets, level_resolution
 from dmtrec.assets.skinned_lod import SkinnedLodSettings, SkinnedScene, level_skin, posed_mesh, skinned_lod
-from dmtrec.assets.views import load_asset, load_probe
 from dmtrec.core.atomic import atomic_path, write_json
+from dmtrec.datasets.reference_mesh import load_asset, load_probe
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_lod import write_lod_glb
 from dmtrec.io.gltf_skin import read_skinned_glb

@@ -32,7 +32,7 @@ import torch
 
 from dmtrec.assets.procedural_skinned import write_skinned_asset
 from dmtrec.assets.skinned_lod import SkinnedLodSettings, SkinnedScene, posed_mesh, skinned_lod
-from dmtrec.assets.views import load_asset, load_probe
+from dmtrec.datasets.reference_mesh import load_asset, load_probe
 from dmtrec.io.gltf_skin import read_skinned_glb
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.raster import get_rasterizer

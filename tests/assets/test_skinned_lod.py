@@ -24,7 +24,7 @@ from dmtrec.assets.skinned_lod import (  # noqa: E402
     random_poses,
     transfer_weights,
 )
-from dmtrec.assets.views import load_probe  # noqa: E402
+from dmtrec.datasets.reference_mesh import load_probe  # noqa: E402
 from dmtrec.io.gltf_skin import quaternion_to_matrix, sample_animation  # noqa: E402
 from dmtrec.render.material import TexturedMaterial  # noqa: E402
 from dmtrec.render.raster import get_rasterizer  # noqa: E402
