@@ -43,8 +43,14 @@ def cached(
     antialias edge structure, which was cached before issue 28)."""
     if not (_ENABLED[0] or always):
         return build()
+    inference = any(t.is_inference() for t in tensors)
+    if inference and not always:
+        # Tensors made under torch.inference_mode (Lightning's test loop) keep no version
+        # counter, so an in-place edit would go unseen: built afresh (they render once anyway).
+        return build()
     key = (name, tuple(id(t) for t in tensors), extra)
-    versions = tuple(t._version for t in tensors)
+    # The antialias structure of inference tensors is keyed on identity alone, as before issue 28.
+    versions = tuple(-1 if t.is_inference() else t._version for t in tensors)
     entry = _ENTRIES.get(key)
     if entry is not None and all(r() is t for r, t in zip(entry[0], tensors)) and entry[1] == versions:
         return entry[2]

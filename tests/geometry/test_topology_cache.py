@@ -118,3 +118,19 @@ def test_cached_laplacian_equals_the_uncached_one_and_follows_face_edits():
     with topology_cache(False):
         assert_same(edited, loss_and_grad())
     assert not torch.equal(edited[0], fresh[0])
+
+
+def test_inference_tensors_are_built_afresh():
+    # Lightning's test loop renders under torch.inference_mode: its tensors keep no version counter.
+    import torch
+
+    from dmtrec.geometry.topology import cached
+
+    with torch.inference_mode():
+        faces = torch.tensor([[0, 1, 2]], dtype=torch.int64)
+    builds = []
+    for _ in range(2):
+        assert cached("inference_probe", [faces], lambda: builds.append(1) or len(builds)) == len(builds)
+    assert len(builds) == 2
+    assert cached("inference_probe_kept", [faces], lambda: "once", always=True) == "once"
+    assert cached("inference_probe_kept", [faces], lambda: "again", always=True) == "once"
