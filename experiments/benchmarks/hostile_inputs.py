@@ -20,6 +20,7 @@ suite runs the fast cases (tests/experiments/test_hostile_inputs.py); the next a
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -421,7 +422,7 @@ def run_case(case: Case, tmp: Path, run: Optional[Path]) -> Outcome:
         outcome.problems.append(f"error does not name {missing}")
     if case.args is _second_unicode_run and result.returncode == 0:
         metrics = tmp / "outputs" / "试验二" / "metrics.json"
-        if not metrics.is_file() or '"run_name": "试验二"' not in metrics.read_text():
+        if not metrics.is_file() or json.loads(metrics.read_text()).get("run_name") != "试验二":
             outcome.problems.append("the second run has no folder of its own, or metrics.json lacks its name")
     if _snapshot(tmp, case.keep) != before:
         outcome.problems.append("the user's files changed")
