@@ -101,6 +101,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fovy", type=float, default=45.0, help="vertical field of view in degrees (default 45)")
     parser.add_argument("--probe-res", type=int, default=128, help="cube-map face size of the probe (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the views and the optimiser")
+    parser.add_argument(
+        "--check-optimum",
+        action="store_true",
+        help="also compute the closed forms that check the optimiser (footprint mean, least-squares optimum by "
+        "conjugate gradients; each CG iteration renders every view: minutes on a CPU)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
@@ -196,6 +202,7 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
         loss=args.loss,
         seed=args.seed,
         prior_weight=args.prior_weight,
+        closed_form=args.check_optimum,
     )
     ceiling = None
     if source_has_uvs:  # the source's own view-averaged radiance, a texture over its UVs at twice the size

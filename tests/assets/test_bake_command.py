@@ -39,7 +39,7 @@ def test_loss_option_takes_log1p_l1_and_its_old_name():
 def test_texture_bake_writes_an_unlit_glb_obj_and_report(tmp_path):
     pygltflib = pytest.importorskip("pygltflib")
     trimesh = pytest.importorskip("trimesh")
-    report = _run(tmp_path)
+    report = _run(tmp_path, "--check-optimum")
     out = tmp_path / "out"
     assert {"baked.glb", "baked.obj", "baked.mtl", "baked_kd.png", "report.json", "contact_sheet.png"} <= {
         p.name for p in out.iterdir()
@@ -139,3 +139,11 @@ def test_cli_prints_the_error_line_without_a_traceback(tmp_path):
     )
     assert proc.returncode != 0
     assert "x.hdr: probe file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_optimum_check_is_opt_in(tmp_path):
+    # Issue 30: the least-squares optimum (CG, every view rendered per iteration) was computed on
+    # every bake; it is a check of the optimiser, now asked for with --check-optimum.
+    report = _run(tmp_path, target="vertex")
+    assert set(report["scores_held_out"]) == {"point_sampled", "optimised"}
+    assert report["cg_residuals"] is None and "closed_form" not in report["seconds"]
