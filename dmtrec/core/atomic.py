@@ -58,7 +58,7 @@ def atomic_folder(path: PathLike) -> Iterator[Path]:
     if path.exists() and not path.is_dir():
         # Checked before the caller's work too (dmtrec.core.output_folder); here so that a file is
         # never swapped for a folder and no ``.old`` folder is left behind.
-        raise IsADirectoryError(f"{path}: is a file, not a folder")
+        raise NotADirectoryError(f"{path}: is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:

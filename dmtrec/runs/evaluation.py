@@ -273,15 +273,15 @@ def evaluate_run(
     datamodule = build_datamodule(config, run_dir / CONFIG_NAME, data)
     if len(datamodule.test_dataset) == 0:
         raise ValueError(f"{run_dir / CONFIG_NAME}: the test split has no views")
-    if reference:  # read before the rendering: a bad file stops the evaluation with nothing written
-        read_reference(reference)
 
     system = load_module(ReconstructionSystem, ckpt, map_location=device)
     system.to(device).eval()
+    # Read once, before the rendering: a bad file stops the evaluation with nothing written.
+    surface = reference_surface(reference, system, datamodule.reference_mesh)
     lpips_fn = load_lpips(device=device)
     # Views, grid and metrics are published together, or the previous evaluation stays as it was.
     with atomic_folder(out) as staging:
-        metrics = _evaluate_into(staging, system, datamodule, lpips_fn, grid_views, reference, samples)
+        metrics = _evaluate_into(staging, system, datamodule, lpips_fn, grid_views, surface, samples)
         metrics.update(run_dir=str(run_dir), checkpoint=str(ckpt))
         write_json(staging / METRICS_NAME, metrics)
     log.info("evaluation of %s (%d test views) written to %s", run_dir, len(metrics["per_view"]), out)
@@ -290,8 +290,9 @@ def evaluate_run(
     return metrics
 
 
-def _evaluate_into(out: Path, system, datamodule, lpips_fn, grid_views: int, reference, samples) -> Dict[str, Any]:
-    """Render the test views into ``out`` (views, grid) and return the metrics."""
+def _evaluate_into(out: Path, system, datamodule, lpips_fn, grid_views: int, surface, samples) -> Dict[str, Any]:
+    """Render the test views into ``out`` (views, grid) and return the metrics; ``surface`` is
+    :func:`reference_surface`'s ``(mesh, source)``."""
     (out / VIEWS_FOLDER).mkdir()
     views = _render_test_views(system, datamodule.test_dataloader(), lpips_fn, out / VIEWS_FOLDER, grid_views)
     grid = image_grid(
@@ -307,7 +308,7 @@ def _evaluate_into(out: Path, system, datamodule, lpips_fn, grid_views: int, ref
         **mean_metrics(views.per_view),
         "per_view": views.per_view,
     }
-    ref_mesh, ref_source = reference_surface(reference, system, datamodule.reference_mesh)
+    ref_mesh, ref_source = surface
     if ref_mesh is not None:
         with torch.no_grad():
             surface = system.geometry.mesh()
