@@ -18,7 +18,7 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -121,6 +121,20 @@ def make_server(
     }
     roots = {"/three/": three, "/run/": run_dir}
     files = {"/": PAGE / "index.html", "/index.html": PAGE / "index.html", "/viewer.js": PAGE / "viewer.js"}
+    files["/info.json"] = json.dumps(info).encode()
+    return static_server(host, port, files, roots, on_capture)
+
+
+def static_server(
+    host: str,
+    port: int,
+    files: Dict[str, Union[Path, bytes]],
+    roots: Dict[str, Path],
+    on_capture: Optional[Callable[[str, bytes], None]] = None,
+) -> ThreadingHTTPServer:
+    """An HTTP server (not yet serving) of ``files`` (URL path -> file or bytes; ``.json`` paths
+    served as JSON) and of the folders ``roots`` (URL prefix -> folder, no ``../`` escapes);
+    ``POST /capture/<name>`` calls ``on_capture(name, body)`` (refused without it)."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):  # quiet: the page loads dozens of modules
@@ -128,9 +142,10 @@ def make_server(
 
         def do_GET(self):
             path = self.path.split("?", 1)[0]
-            if path == "/info.json":
-                return self._send(200, json.dumps(info).encode(), "application/json")
             target = files.get(path)
+            if isinstance(target, bytes):
+                kind = "application/json" if path.endswith(".json") else "application/octet-stream"
+                return self._send(200, target, kind)
             for prefix, root in roots.items():
                 if target is None and path.startswith(prefix):
                     candidate = (root / path[len(prefix) :]).resolve()

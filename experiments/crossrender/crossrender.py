@@ -18,89 +18,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from dmtrec.commands.view import find_three, make_server, serve_in_background, test_cameras
-from dmtrec.io.gltf import read_glb
-from dmtrec.io.image import linear_to_srgb, write_png
-from dmtrec.metrics.image import image_metrics, psnr
-from dmtrec.render.camera import Cameras, perspective
-from dmtrec.render.light import EnvironmentLight
-from dmtrec.render.material import TexturedMaterial
-from dmtrec.render.raster import get_rasterizer
-from dmtrec.render.render_mesh import render_mesh
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # WebGL without a GPU: Chromium's software rasterizer (SwiftShader through ANGLE).
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
+from browser import Captures, compare_renders, dmtrec_cameras, find_chromium, float_rgba, run_page  # noqa: E402
+
+from dmtrec.commands.view import find_three, make_server, serve_in_background, test_cameras  # noqa: E402
+from dmtrec.io.gltf import read_glb  # noqa: E402
+from dmtrec.render.light import EnvironmentLight  # noqa: E402
+from dmtrec.render.material import TexturedMaterial  # noqa: E402
+from dmtrec.render.raster import get_rasterizer  # noqa: E402
+from dmtrec.render.render_mesh import render_mesh  # noqa: E402
 
 
 def capture_three(
     run_dir: Path, cameras: list, env_rotation: float, chromium: str, timeout: float = 300, debug: str = ""
 ) -> list:
     """``[H, W, 4]`` linear float renders of three.js, one per camera (rows top to bottom)."""
-    captures: dict = {}
-    done = threading.Event()
-
-    def on_capture(name: str, body: bytes) -> None:
-        if name == "done":
-            done.set()
-        else:
-            captures[int(name)] = body
-
-    server = make_server(run_dir, "127.0.0.1", 0, find_three(), cameras=cameras, on_capture=on_capture)
+    captures = Captures()
+    server = make_server(run_dir, "127.0.0.1", 0, find_three(), cameras=cameras, on_capture=captures)
     serve_in_background(server)
     port = server.server_address[1]
     url = f"http://127.0.0.1:{port}/?capture=1&env_rotation={env_rotation:g}&debug={debug}"
-    with tempfile.TemporaryDirectory() as profile:
-        process = subprocess.Popen(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", url],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            if not done.wait(timeout):
-                raise RuntimeError(f"three.js page did not finish within {timeout:.0f} s ({len(captures)} views)")
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            server.shutdown()
-    out = []
-    for i, cam in enumerate(cameras):
-        pixels = np.frombuffer(captures[i], dtype=np.float32).reshape(cam["height"], cam["width"], 4)
-        out.append(torch.from_numpy(pixels[::-1].copy()))  # readPixels starts at the bottom row
-    return out
-
-
-def dmtrec_cameras(cameras: list) -> Cameras:
-    c2w = torch.tensor([c["c2w_column_major"] for c in cameras], dtype=torch.float32).reshape(-1, 4, 4)
-    c2w = c2w.transpose(1, 2)
-    first = cameras[0]
-    proj = torch.stack(
-        [perspective(np.radians(c["fovy_deg"]), c["width"] / c["height"], c["near"], c["far"]) for c in cameras]
-    )
-    return Cameras(c2w=c2w, proj=proj, resolution=(first["height"], first["width"]))
+    try:
+        run_page(url, captures, chromium, timeout)
+    finally:
+        server.shutdown()
+    return [float_rgba(captures.posts[str(i)], cam["height"], cam["width"]) for i, cam in enumerate(cameras)]
 
 
 def render_dmtrec(run_dir: Path, cameras: list, probe_res: int, bsdf: str = "pbr") -> torch.Tensor:
@@ -117,11 +66,6 @@ def render_dmtrec(run_dir: Path, cameras: list, probe_res: int, bsdf: str = "pbr
     return torch.stack(out)
 
 
-def over_white(rgba: torch.Tensor) -> torch.Tensor:
-    """Premultiplied (over black) linear RGBA -> linear RGB over white."""
-    return rgba[..., :3] + (1.0 - rgba[..., 3:4].clamp(0, 1))
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
@@ -134,7 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--debug", choices=("", "kd"), default="", help="kd: unlit base colour in both (UVs, colour spaces)"
     )
-    parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    parser.add_argument("--chromium", default=find_chromium() or "chromium")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
@@ -145,33 +89,11 @@ def main(argv=None) -> int:
     three = torch.stack(capture_three(args.run_dir, cameras, args.env_rotation, args.chromium, debug=args.debug))
     three_s = time.time() - start
     ours = render_dmtrec(args.run_dir, cameras, args.probe_res, bsdf=args.debug or "pbr")
-    metrics = image_metrics(over_white(three), over_white(ours))
-    # PSNR where either renderer covers the pixel (the white background inflates whole-image PSNR).
-    covered = (three[..., 3:4] > 0) | (ours[..., 3:4] > 0)
-    a, b = linear_to_srgb(over_white(three)).clamp(0, 1), linear_to_srgb(over_white(ours)).clamp(0, 1)
-    masked = [
-        float(psnr(a[i][covered[i, ..., 0]][None, :, None], b[i][covered[i, ..., 0]][None, :, None]))
-        for i in range(len(cameras))
-    ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    strips = []
-    for i in range(len(cameras)):
-        diff = ((a[i] - b[i]).abs() * args.diff_gain).clamp(0, 1)
-        write_png(args.out / f"view{i:02d}_three.png", a[i])
-        write_png(args.out / f"view{i:02d}_dmtrec.png", b[i])
-        write_png(args.out / f"view{i:02d}_diff.png", diff)
-        strips.append(torch.cat([a[i], b[i], diff], 1))
-    write_png(args.out / "strip.png", torch.cat(strips, 0))
+    scores = compare_renders(three, ours, args.out, args.diff_gain)
     report = {
         "run_dir": str(args.run_dir),
         "env_rotation_deg": args.env_rotation,
-        "resolution": [cameras[0]["height"], cameras[0]["width"]],
-        "psnr": [float(x) for x in metrics["psnr"]],
-        "ssim": [float(x) for x in metrics["ssim"]],
-        "psnr_covered": masked,
-        "mean_psnr": float(metrics["psnr"].mean()),
-        "mean_ssim": float(metrics["ssim"].mean()),
-        "mean_psnr_covered": float(np.mean(masked)),
+        **scores,
         "three_capture_s": round(three_s, 1),
         "loadavg": os.getloadavg(),
     }
