@@ -2,7 +2,9 @@
 
 :func:`gltf_tools` installs them once per session with ``npm ci --prefix tools/gltf`` (the
 versions pinned in its package-lock.json) when node and npm exist, and skips the calling test
-with the reason otherwise (no node, or no registry reachable).
+with the reason otherwise (no node, or no registry reachable). :func:`chromium_and_three` does
+the same for the cross-render harnesses (``experiments/crossrender``): Chromium must already be
+installed, three.js comes from ``npm ci --prefix tools/viewer``.
 """
 
 from __future__ import annotations
@@ -57,3 +59,37 @@ def run_node(script: str, *args: str, stdin: str = "") -> str:
 def validate_glb(path: Path) -> dict:
     """The Khronos glTF Validator's report (``issues.numErrors``, ``numWarnings``, ``messages``)."""
     return json.loads(run_node("validate.cjs", str(path)))
+
+
+VIEWER = REPO / "tools" / "viewer"
+_browser: dict = {}
+
+
+def chromium_and_three() -> str:
+    """The Chromium executable, with three.js installed in ``tools/viewer`` (``npm ci``, once per
+    session), or ``pytest.skip`` with the reason: CI has node but no Chromium, and no test
+    installs a browser."""
+    if "error" not in _browser:
+        _browser["error"] = _install_three()
+    if _browser["error"]:
+        pytest.skip(_browser["error"])
+    return _browser["chromium"]
+
+
+def _install_three() -> str:
+    chromium = next(
+        (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
+    )
+    if chromium is None:
+        return "chromium is not installed (apt-get install chromium)"
+    _browser["chromium"] = chromium
+    if (VIEWER / "node_modules" / "three" / "build" / "three.module.js").is_file():
+        return ""
+    if shutil.which("npm") is None:
+        return "npm is not installed (three.js comes from npm ci --prefix tools/viewer)"
+    done = subprocess.run(
+        ["npm", "ci", "--prefix", str(VIEWER), "--no-audit", "--no-fund"], capture_output=True, text=True, timeout=300
+    )
+    if done.returncode:
+        return f"npm ci --prefix tools/viewer failed: {done.stderr.strip()[-300:]}"
+    return ""

@@ -1,0 +1,80 @@
+"""The three.js cross-checks of experiments/crossrender, run where Chromium is installed (skipped
+otherwise, e.g. on CI): dmtrec's LBS against three.js's skinning of the same GLB, and each game
+model's exported GLSL in three.js against dmtrec's torch render of the same bake."""
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+from common import PROBE_HDR, REPO, SPOT_OBJ
+from node_tools import chromium_and_three
+
+from dmtrec.render.shaders import GAME_MODELS
+
+HARNESS = REPO / "experiments" / "crossrender"
+
+
+def harness(name: str):
+    if str(HARNESS) not in sys.path:
+        sys.path.insert(0, str(HARNESS))  # the harnesses import their shared browser.py
+    spec = importlib.util.spec_from_file_location(f"crossrender_{name}", HARNESS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_matching_by_bind_position_finds_every_copy_and_refuses_a_stranger():
+    match_vertices = harness("skinning").match_vertices
+    welded = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float32)
+    bind = np.array([[0, 1, 0], [0, 0, 0], [0, 1, 0]], dtype=np.float32)  # a seam copy of vertex 2
+    assert match_vertices(bind, welded).tolist() == [2, 0, 2]
+    with pytest.raises(ValueError, match="1 three.js vertices"):
+        match_vertices(np.array([[0.5, 0, 0]], dtype=np.float32), welded)
+
+
+@pytest.mark.parametrize("kind", ["limb", "figure"])
+def test_three_js_skins_the_procedural_asset_like_dmtrec(tmp_path, kind):
+    chromium = chromium_and_three()
+    from dmtrec.assets.procedural_skinned import write_skinned_asset
+
+    skinning = harness("skinning")
+    shape = {"around": 16, "rings": 24} if kind == "limb" else {"detail": 6}
+    glb = write_skinned_asset(tmp_path / f"{kind}.glb", kind, texture_res=32, **shape)
+    animation, times = ("bend_twist", [0.26, 1.3]) if kind == "limb" else ("walk", [0.13, 0.61])
+    result = skinning.compare(glb, animation, times, chromium, timeout=120)
+    assert result["vertices_three"] > result["vertices_dmtrec"]  # UV seams: every copy was compared
+    assert max(result["max_abs_error"]) <= 1e-4
+    assert min(result["max_displacement_from_bind"]) > 0.3  # the frames are far from the bind pose
+    # The check can fail: three.js's pose at one time against dmtrec's at another.
+    bind, three, _ = skinning.three_poses(glb, animation, times[:1], chromium, timeout=120)
+    mesh, other = skinning.dmtrec_poses(glb, animation, times[1:])
+    index = skinning.match_vertices(bind, mesh.v_pos.numpy())
+    assert float(np.abs(three[0] - other[0][index]).max()) > 0.05
+
+
+@pytest.fixture(scope="module")
+def spot_bakes(tmp_path_factory):
+    chromium_and_three()
+    from dmtrec import cli
+
+    root = tmp_path_factory.mktemp("bakes")
+    for name in GAME_MODELS:
+        argv = ["bake", "--mesh", str(SPOT_OBJ), "--probe", str(PROBE_HDR), "--shader", name, "--out",
+                str(root / name), "--views", "2", "--held-out", "1", "--res", "32", "--texture-res", "64",
+                "--steps", "2", "--batch", "2", "--probe-res", "32"]  # fmt: skip
+        assert cli.main(argv) == 0
+    return root
+
+
+@pytest.mark.parametrize("name", GAME_MODELS)
+def test_exported_glsl_in_three_js_renders_like_dmtrec(spot_bakes, tmp_path, name):
+    chromium = chromium_and_three()
+    shaders = harness("shaders")
+    argv = [str(spot_bakes / name), "--out", str(tmp_path), "--views", "2", "--res", "160", "--probe-res", "32",
+            "--chromium", chromium, "--timeout", "120"]  # fmt: skip
+    assert shaders.main(argv) == 0
+    row = json.loads((tmp_path / "shaders.json").read_text())["rows"][0]
+    assert row["model"] == name and row["vertex_colors"] == (name == "lambert_vc")
+    assert row["mean_psnr"] >= 35.0 and row["mean_psnr_interior"] >= 40.0, row
