@@ -10,7 +10,7 @@ setup(
     packages=find_packages(include=["dmtrec", "dmtrec.*"]),
     include_package_data=True,
     # the page `dmtrec view` serves; the shading models' GLSL twins
-    package_data={"dmtrec.commands": ["view_page/*"], "dmtrec.render.shaders": ["*.glsl"]},
+    package_data={"dmtrec.commands": ["view_page/*"], "dmtrec.render.shaders": ["*.glsl", "*.hlsl"]},
     install_requires=[
         "torch>=2.6",  # weights-only checkpoint loading by default
         "pytorch-lightning>=2.2",

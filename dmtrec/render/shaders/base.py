@@ -174,15 +174,26 @@ class ShadingModel:
         """The GLSL twin's text, or None."""
         return None if self.glsl is None else read_glsl(self.glsl)
 
+    def hlsl_source(self) -> Optional[str]:
+        """The HLSL twin's text (the file beside the GLSL twin, ``<name>.hlsl``), or None."""
+        if self.glsl is None:
+            return None
+        name = self.glsl.rsplit(".", 1)[0] + ".hlsl"
+        return read_glsl(name) if _package_file(name).is_file() else None
+
     def describe(self) -> str:
         return f"{self.source or self.name}"
 
 
 def read_glsl(filename: str) -> str:
-    """A GLSL file of this package (``common.glsl``, the built-ins' twins)."""
+    """A shader file of this package (``common.glsl``/``.hlsl``, the built-ins' twins)."""
+    return _package_file(filename).read_text()
+
+
+def _package_file(filename: str):
     from importlib.resources import files
 
-    return files(__package__).joinpath(filename).read_text()
+    return files(__package__).joinpath(filename)
 
 
 def shade_checked(model: ShadingModel, g: GBuffer, p: Dict[str, Tensor], nan_check: bool = False) -> Tensor:
