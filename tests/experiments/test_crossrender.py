@@ -68,6 +68,7 @@ def spot_bakes(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # five small bakes of Spot, then Chromium per model
 @pytest.mark.parametrize("name", GAME_MODELS)
 def test_exported_glsl_in_three_js_renders_like_dmtrec(spot_bakes, tmp_path, name):
     chromium = chromium_and_three()
