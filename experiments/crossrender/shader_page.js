@@ -5,6 +5,7 @@
 // sRGB by the GPU, flipY = false as common.glsl's tex() expects, mipmaps and repeat wrap like
 // dmtrec's textures; look-up tables bilinear, clamped, no mipmaps); no tone mapping, no output
 // encoding (the GLSL's shade() is linear radiance); both faces drawn (shadingNormal() flips).
+// With scene.translated the fragment shader is the HLSL twin translated by shaders.py instead.
 import * as THREE from "three";
 
 const post = (name, body) => fetch(`/capture/${name}`, { method: "POST", body });
@@ -21,6 +22,28 @@ void main() {
   vNormal = mat3(modelMatrix) * normal;
   vUv = uv;
   vColor = vcolor;
+  gl_Position = projectionMatrix * viewMatrix * world;
+}`;
+
+// The HLSL twin, translated to GLSL ES 3.00 (shaders.py --language hlsl): interpolants f_*.
+const rawVertexShader = `
+in vec3 position;
+in vec3 normal;
+in vec2 uv;
+in vec3 vcolor;
+uniform mat4 modelMatrix;
+uniform mat4 viewMatrix;
+uniform mat4 projectionMatrix;
+out vec3 f_worldPos;
+out vec3 f_normal;
+out vec2 f_uv;
+out vec3 f_color;
+void main() {
+  vec4 world = modelMatrix * vec4(position, 1.0);
+  f_worldPos = world.xyz;
+  f_normal = mat3(modelMatrix) * normal;
+  f_uv = uv;
+  f_color = vcolor;
   gl_Position = projectionMatrix * viewMatrix * world;
 }`;
 
@@ -64,12 +87,20 @@ async function main() {
   for (const [name, value] of Object.entries(scene.constants)) {
     uniforms[name] = { value: value.length === 1 ? value[0] : value };
   }
-  const material = new THREE.ShaderMaterial({
-    uniforms,
-    vertexShader,
-    fragmentShader: `${glsl}\nvoid main() { gl_FragColor = vec4(shade(), 1.0); }\n`,
-    side: THREE.DoubleSide,
-  });
+  const material = scene.translated
+    ? new THREE.RawShaderMaterial({
+      uniforms,
+      vertexShader: rawVertexShader,
+      fragmentShader: await (await fetch("/translated.frag")).text(),
+      glslVersion: THREE.GLSL3,
+      side: THREE.DoubleSide,
+    })
+    : new THREE.ShaderMaterial({
+      uniforms,
+      vertexShader,
+      fragmentShader: `${glsl}\nvoid main() { gl_FragColor = vec4(shade(), 1.0); }\n`,
+      side: THREE.DoubleSide,
+    });
   const world = new THREE.Scene();
   world.add(new THREE.Mesh(geometry, material));
 
@@ -89,7 +120,9 @@ async function main() {
     camera.updateProjectionMatrix();
     camera.updateMatrixWorld();
     uniforms.uCameraPos.value.copy(camera.position);
-    uniforms.uWorldToView.value.fromArray(view.world_to_view_column_major);
+    // GLSL: mat3 column-major (columns of R^T). HLSL: the rows of its row_major float3x3, which
+    // the translation reads as the columns of a mat3 it multiplies from the left (v * M).
+    uniforms.uWorldToView.value.fromArray(scene.translated ? view.world_to_view_rows : view.world_to_view_column_major);
     const target = new THREE.WebGLRenderTarget(view.width, view.height, { type: THREE.FloatType, samples: 0 });
     renderer.setRenderTarget(target);
     renderer.setClearColor(0x000000, 0);

@@ -15,6 +15,14 @@ and encodings, the probe's main light and ambient SH), the texture PNGs and ``<m
   under the bake's probe (``--probe-res`` must be the bake's: the main light and SH derived
   from it are checked against ``material.json``).
 
+``--language hlsl`` renders the HLSL twin instead (the bake folder's ``<model>.hlsl``, or the
+package's twin as ``dmtrec.render.shaders.export.write_twins`` writes it): compiled to SPIR-V by
+``glslangValidator -D`` (Debian ``glslang-tools``) and translated to GLSL ES 3.00 by
+``spirv-cross``; the only edits are mechanical (:func:`plain_uniforms`): the ``$Globals``
+uniform block becomes plain uniforms of the same names, the combined samplers take the
+texture's name, highp floats. ``uWorldToView`` is then set from the rows an engine uploads for
+the HLSL's ``row_major float3x3`` (the camera's axes), which checks that documented layout.
+
 With ``--vertex-colors`` (default for ``lambert_vc``) both get the same smooth per-vertex
 colours, so that the vertex colour input is exercised. Cameras: ``--views`` views of the
 sphere around the mesh (``dmtrec bake``'s held-out distribution with ``--seed``).
@@ -27,7 +35,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +58,7 @@ from dmtrec.io.obj import read_obj  # noqa: E402
 from dmtrec.render.raster import get_rasterizer  # noqa: E402
 from dmtrec.render.render_mesh import render_mesh  # noqa: E402
 from dmtrec.render.shaders import ShaderMaterial, load_shader  # noqa: E402
+from dmtrec.render.shaders.export import twin_sources  # noqa: E402
 from dmtrec.render.shaders.sh import probe_lighting  # noqa: E402
 
 REPO = HERE.parents[1]
@@ -85,6 +97,39 @@ def corner_buffer(mesh, colors: torch.Tensor) -> bytes:
     return torch.cat(parts, -1).reshape(-1, 11).float().numpy().astype(np.float32).tobytes()
 
 
+HLSL_MAIN = "\nfloat4 main(DmtrecFragment f) : SV_Target { return float4(shade(f), 1.0); }\n"
+
+
+def hlsl_to_glsl(hlsl: str) -> str:
+    """GLSL ES 3.00 of an HLSL twin (with an entry point appended): glslangValidator, spirv-cross,
+    :func:`plain_uniforms`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source, spirv = Path(tmp) / "shader.hlsl", Path(tmp) / "shader.spv"
+        source.write_text(hlsl + HLSL_MAIN)
+        for command in (
+            ["glslangValidator", "-D", "-S", "frag", "-e", "main", "-V", "-o", str(spirv), str(source)],
+            ["spirv-cross", str(spirv), "--version", "300", "--es", "--output", str(Path(tmp) / "shader.frag")],
+        ):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            if done.returncode:
+                raise SystemExit(f"{command[0]} failed: {(done.stdout + done.stderr).strip()[-2000:]}")
+        return plain_uniforms((Path(tmp) / "shader.frag").read_text())
+
+
+def plain_uniforms(glsl: str) -> str:
+    """spirv-cross's GLSL with its uniform block as plain uniforms (three.js sets those by name),
+    ``SPIRV_Cross_Combined<tex><tex>_sampler`` as ``<tex>``, no ``#version`` line, highp floats."""
+    block = re.search(r"layout\(std140\) uniform \w+\s*\{(.*?)\}\s*(\w+);", glsl, re.S)
+    if block:
+        members = [line.strip() for line in block.group(1).splitlines() if line.strip()]
+        uniforms = "\n".join(f"uniform {member}" for member in members)
+        glsl = glsl[: block.start()] + uniforms + glsl[block.end() :]
+        glsl = glsl.replace(f"{block.group(2)}.", "")
+    glsl = re.sub(r"SPIRV_Cross_Combined(\w+?)\1_sampler", r"\1", glsl)
+    glsl = glsl.replace("precision mediump float;", "precision highp float;")
+    return re.sub(r"^#version .*\n", "", glsl)
+
+
 def check_light(document: dict, light) -> float:
     """Largest difference between ``material.json``'s light and the one dmtrec derives from ``light``."""
     lighting = probe_lighting(light)
@@ -105,8 +150,9 @@ def render_torch(model, values, mesh, light, cameras, colors) -> torch.Tensor:
         )
 
 
-def capture(folder: Path, scene: dict, corners: bytes, chromium: str, timeout: float) -> list:
-    """``[H, W, 4]`` linear float renders of three.js, one per camera of ``scene``."""
+def capture(folder: Path, scene: dict, corners: bytes, chromium: str, timeout: float, translated=None) -> list:
+    """``[H, W, 4]`` linear float renders of three.js, one per camera of ``scene``; ``translated``:
+    the GLSL ES 3.00 of an HLSL twin (:func:`hlsl_to_glsl`) to render instead of the GLSL twin."""
     captures = Captures()
     files = {
         "/": PAGE_HTML,
@@ -114,6 +160,8 @@ def capture(folder: Path, scene: dict, corners: bytes, chromium: str, timeout: f
         "/scene.json": json.dumps(scene).encode(),
         "/mesh.bin": corners,
     }
+    if translated is not None:
+        files["/translated.frag"] = translated.encode()
     server = static_server("127.0.0.1", 0, files, {"/three/": find_three(), "/asset/": folder}, captures)
     serve_in_background(server)
     try:
@@ -144,6 +192,7 @@ def cross_render(folder: Path, out: Path, args) -> dict:
     ]
     for record, c2w in zip(records, cameras.c2w):
         record["world_to_view_column_major"] = c2w[:3, :3].reshape(-1).tolist()  # (R^T) column-major = R row-major
+        record["world_to_view_rows"] = c2w[:3, :3].T.reshape(-1).tolist()  # rows of R^T: the camera's axes
     scene = {
         "glsl": document["glsl"],
         "textures": document["textures"],
@@ -151,14 +200,22 @@ def cross_render(folder: Path, out: Path, args) -> dict:
         "light": document["light"],
         "use_vertex_color": bool(use_colors) and model.name == "unlit",
         "cameras": records,
+        "translated": args.language == "hlsl",
     }
+    translated = None
+    if args.language == "hlsl":
+        exported = folder / f"{model.name}.hlsl"
+        translated = hlsl_to_glsl(exported.read_text() if exported.is_file() else twin_sources(model)["hlsl"])
+        (out / model.name).mkdir(parents=True, exist_ok=True)
+        (out / model.name / "translated.frag").write_text(translated)
     start = time.time()
-    three = torch.stack(capture(folder, scene, corner_buffer(mesh, colors), args.chromium, args.timeout))
+    three = torch.stack(capture(folder, scene, corner_buffer(mesh, colors), args.chromium, args.timeout, translated))
     seconds = time.time() - start
     ours = render_torch(model, values, mesh, light, dmtrec_cameras(records), colors if use_colors else None)
     scores = compare_renders(three, ours, out / model.name, args.diff_gain)
     return {
         "model": model.name,
+        "language": args.language,
         "bake": str(folder),
         "vertex_colors": bool(use_colors),
         "light_max_diff": light_error,
@@ -179,6 +236,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--vertex-colors", action=argparse.BooleanOptionalAction, default=None, help="default: lambert_vc only"
     )
+    parser.add_argument("--language", choices=("glsl", "hlsl"), default="glsl", help="which twin three.js renders")
     parser.add_argument("--diff-gain", type=float, default=4.0)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--chromium", default=find_chromium() or "chromium")
