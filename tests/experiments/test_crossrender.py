@@ -1,9 +1,11 @@
 """The three.js cross-checks of experiments/crossrender, run where Chromium is installed (skipped
 otherwise, e.g. on CI): dmtrec's LBS against three.js's skinning of the same GLB, and each game
-model's exported GLSL in three.js against dmtrec's torch render of the same bake."""
+model's exported GLSL (and its HLSL twin, translated through SPIR-V where glslangValidator and
+spirv-cross exist) in three.js against dmtrec's torch render of the same bake."""
 
 import importlib.util
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -68,13 +70,16 @@ def spot_bakes(tmp_path_factory):
     return root
 
 
-@pytest.mark.slow  # five small bakes of Spot, then Chromium per model
+@pytest.mark.slow  # five small bakes of Spot, then Chromium per model and language
+@pytest.mark.parametrize("language", ["glsl", "hlsl"])
 @pytest.mark.parametrize("name", GAME_MODELS)
-def test_exported_glsl_in_three_js_renders_like_dmtrec(spot_bakes, tmp_path, name):
+def test_exported_twin_in_three_js_renders_like_dmtrec(spot_bakes, tmp_path, name, language):
     chromium = chromium_and_three()
+    if language == "hlsl" and not (shutil.which("glslangValidator") and shutil.which("spirv-cross")):
+        pytest.skip("the HLSL twin needs glslangValidator and spirv-cross (glslang-tools, spirv-cross)")
     shaders = harness("shaders")
     argv = [str(spot_bakes / name), "--out", str(tmp_path), "--views", "2", "--res", "160", "--probe-res", "32",
-            "--chromium", chromium, "--timeout", "120"]  # fmt: skip
+            "--chromium", chromium, "--timeout", "120", "--language", language]  # fmt: skip
     assert shaders.main(argv) == 0
     row = json.loads((tmp_path / "shaders.json").read_text())["rows"][0]
     assert row["model"] == name and row["vertex_colors"] == (name == "lambert_vc")
