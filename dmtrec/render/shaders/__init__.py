@@ -3,7 +3,8 @@
 See :mod:`.base` for the interface (:class:`ShadingModel`, :class:`Param`, :class:`GBuffer`,
 :class:`ShaderMaterial`), :mod:`.sh` for the probe's SH ambient and main light, and
 :mod:`.check` for the finite-difference check of a model's derivatives. Each built-in has a
-GLSL twin (``<name>.glsl`` in this package).
+GLSL twin (``<name>.glsl`` in this package), the game models an HLSL twin (``<name>.hlsl``);
+:mod:`.export` writes them for an engine.
 """
 
 from .base import GBuffer, Lighting, Param, ShaderMaterial, ShadingModel, shade_checked, surrogate_forward
