@@ -84,3 +84,32 @@ def test_exported_twin_in_three_js_renders_like_dmtrec(spot_bakes, tmp_path, nam
     row = json.loads((tmp_path / "shaders.json").read_text())["rows"][0]
     assert row["model"] == name and row["vertex_colors"] == (name == "lambert_vc")
     assert row["mean_psnr"] >= 35.0 and row["mean_psnr_interior"] >= 40.0, row
+
+
+def test_plain_uniforms_unpacks_spirv_cross_block_and_renames_combined_samplers():
+    translated = """#version 300 es
+precision mediump float;
+precision highp int;
+
+layout(std140) uniform _Global
+{
+    highp vec3 uCameraPos;
+    highp float thresholds[2];
+    uint uUseVertexColor;
+} _51;
+
+uniform highp sampler2D SPIRV_Cross_Combinedalbedoalbedo_sampler;
+
+void main()
+{
+    _entryPointOutput = vec4(texture(SPIRV_Cross_Combinedalbedoalbedo_sampler, f_uv).xyz * _51.thresholds[1]
+        + _51.uCameraPos * float(_51.uUseVertexColor != 0u), 1.0);
+}
+"""
+    out = harness("shaders").plain_uniforms(translated)
+    assert "#version" not in out and "precision highp float;" in out and "mediump" not in out
+    for declaration in ("uniform highp vec3 uCameraPos;", "uniform highp float thresholds[2];",
+                        "uniform uint uUseVertexColor;", "uniform highp sampler2D albedo;"):  # fmt: skip
+        assert declaration in out, declaration
+    assert "_51" not in out and "SPIRV_Cross" not in out and "_Global" not in out
+    assert "texture(albedo, f_uv).xyz * thresholds[1]" in out
