@@ -33,15 +33,20 @@ def gltf_tools() -> Path:
 def _install() -> str:
     if shutil.which("node") is None:
         return "node is not installed (apt-get install nodejs npm)"
-    if all((TOOLS / "node_modules" / name / "package.json").is_file() for name in ("gltf-validator", "mikktspace")):
+    return _npm_ci(TOOLS, ("gltf-validator/package.json", "mikktspace/package.json"))
+
+
+def _npm_ci(folder: Path, needed: tuple) -> str:
+    """``npm ci --prefix folder`` unless ``node_modules`` holds every ``needed`` file; the error, or ""."""
+    if all((folder / "node_modules" / name).is_file() for name in needed):
         return ""
     if shutil.which("npm") is None:
-        return "npm is not installed"
+        return f"npm is not installed (npm ci --prefix {folder.relative_to(REPO)})"
     done = subprocess.run(
-        ["npm", "ci", "--prefix", str(TOOLS), "--no-audit", "--no-fund"], capture_output=True, text=True, timeout=300
+        ["npm", "ci", "--prefix", str(folder), "--no-audit", "--no-fund"], capture_output=True, text=True, timeout=300
     )
     if done.returncode:
-        return f"npm ci --prefix tools/gltf failed: {done.stderr.strip()[-300:]}"
+        return f"npm ci --prefix {folder.relative_to(REPO)} failed: {done.stderr.strip()[-300:]}"
     return ""
 
 
@@ -77,19 +82,9 @@ def chromium_and_three() -> str:
 
 
 def _install_three() -> str:
-    chromium = next(
-        (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
-    )
+    names = ("chromium", "chromium-browser", "google-chrome")
+    chromium = next((shutil.which(n) for n in names if shutil.which(n)), None)
     if chromium is None:
         return "chromium is not installed (apt-get install chromium)"
     _browser["chromium"] = chromium
-    if (VIEWER / "node_modules" / "three" / "build" / "three.module.js").is_file():
-        return ""
-    if shutil.which("npm") is None:
-        return "npm is not installed (three.js comes from npm ci --prefix tools/viewer)"
-    done = subprocess.run(
-        ["npm", "ci", "--prefix", str(VIEWER), "--no-audit", "--no-fund"], capture_output=True, text=True, timeout=300
-    )
-    if done.returncode:
-        return f"npm ci --prefix tools/viewer failed: {done.stderr.strip()[-300:]}"
-    return ""
+    return _npm_ci(VIEWER, ("three/build/three.module.js",))

@@ -121,6 +121,7 @@ def make_server(
     }
     roots = {"/three/": three, "/run/": run_dir}
     files = {"/": PAGE / "index.html", "/index.html": PAGE / "index.html", "/viewer.js": PAGE / "viewer.js"}
+    files["/capture.js"] = PAGE / "capture.js"
     files["/info.json"] = json.dumps(info).encode()
     return static_server(host, port, files, roots, on_capture)
 

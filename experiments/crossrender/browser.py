@@ -28,6 +28,15 @@ HERE = Path(__file__).resolve().parent
 PAGE_HTML = HERE / "page.html"
 """A bare page with three.js's import map that runs ``/page.js`` (each harness maps its own)."""
 
+
+def page_files(script: str) -> Dict[str, Path]:
+    """The served files of a harness page running ``script`` (a file of this folder), with the
+    ``/capture.js`` module it shares with the page ``dmtrec view`` serves."""
+    from dmtrec.commands.view import PAGE
+
+    return {"/": PAGE_HTML, "/page.js": HERE / script, "/capture.js": PAGE / "capture.js"}
+
+
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

@@ -7,43 +7,24 @@
 // encoding (the GLSL's shade() is linear radiance); both faces drawn (shadingNormal() flips).
 // With scene.translated the fragment shader is the HLSL twin translated by shaders.py instead.
 import * as THREE from "three";
+import { renderFloat, setView } from "/capture.js";
 
 const post = (name, body) => fetch(`/capture/${name}`, { method: "POST", body });
 
-const vertexShader = `
+// Fills the interpolants of the twin: the GLSL twin's varyings, or the translated HLSL's f_* (its
+// DmtrecFragment fields): world position, world normal, UV, vertex colour.
+const vertexShader = ([pos, normal, uv, color]) => `
 attribute vec3 vcolor;
-varying vec3 vWorldPos;
-varying vec3 vNormal;
-varying vec2 vUv;
-varying vec3 vColor;
+varying vec3 ${pos};
+varying vec3 ${normal};
+varying vec2 ${uv};
+varying vec3 ${color};
 void main() {
   vec4 world = modelMatrix * vec4(position, 1.0);
-  vWorldPos = world.xyz;
-  vNormal = mat3(modelMatrix) * normal;
-  vUv = uv;
-  vColor = vcolor;
-  gl_Position = projectionMatrix * viewMatrix * world;
-}`;
-
-// The HLSL twin, translated to GLSL ES 3.00 (shaders.py --language hlsl): interpolants f_*.
-const rawVertexShader = `
-in vec3 position;
-in vec3 normal;
-in vec2 uv;
-in vec3 vcolor;
-uniform mat4 modelMatrix;
-uniform mat4 viewMatrix;
-uniform mat4 projectionMatrix;
-out vec3 f_worldPos;
-out vec3 f_normal;
-out vec2 f_uv;
-out vec3 f_color;
-void main() {
-  vec4 world = modelMatrix * vec4(position, 1.0);
-  f_worldPos = world.xyz;
-  f_normal = mat3(modelMatrix) * normal;
-  f_uv = uv;
-  f_color = vcolor;
+  ${pos} = world.xyz;
+  ${normal} = mat3(modelMatrix) * normal;
+  ${uv} = uv;
+  ${color} = vcolor;
   gl_Position = projectionMatrix * viewMatrix * world;
 }`;
 
@@ -87,20 +68,19 @@ async function main() {
   for (const [name, value] of Object.entries(scene.constants)) {
     uniforms[name] = { value: value.length === 1 ? value[0] : value };
   }
-  const material = scene.translated
-    ? new THREE.RawShaderMaterial({
-      uniforms,
-      vertexShader: rawVertexShader,
-      fragmentShader: await (await fetch("/translated.frag")).text(),
-      glslVersion: THREE.GLSL3,
-      side: THREE.DoubleSide,
-    })
-    : new THREE.ShaderMaterial({
-      uniforms,
-      vertexShader,
-      fragmentShader: `${glsl}\nvoid main() { gl_FragColor = vec4(shade(), 1.0); }\n`,
-      side: THREE.DoubleSide,
-    });
+  // The translated HLSL is GLSL ES 3.00 with its own output (glslVersion GLSL3: three.js adds
+  // its declarations but no gl_FragColor); the GLSL twin is GLSL ES 1.00 with a main appended.
+  const material = new THREE.ShaderMaterial({
+    uniforms,
+    vertexShader: vertexShader(
+      scene.translated ? ["f_worldPos", "f_normal", "f_uv", "f_color"] : ["vWorldPos", "vNormal", "vUv", "vColor"],
+    ),
+    fragmentShader: scene.translated
+      ? await (await fetch("/translated.frag")).text()
+      : `${glsl}\nvoid main() { gl_FragColor = vec4(shade(), 1.0); }\n`,
+    glslVersion: scene.translated ? THREE.GLSL3 : null,
+    side: THREE.DoubleSide,
+  });
   const world = new THREE.Scene();
   world.add(new THREE.Mesh(geometry, material));
 
@@ -112,26 +92,12 @@ async function main() {
   const camera = new THREE.PerspectiveCamera();
   for (let i = 0; i < scene.cameras.length; i++) {
     const view = scene.cameras[i];
-    new THREE.Matrix4().fromArray(view.c2w_column_major).decompose(camera.position, camera.quaternion, camera.scale);
-    camera.fov = view.fovy_deg;
-    camera.aspect = view.width / view.height;
-    camera.near = view.near;
-    camera.far = view.far;
-    camera.updateProjectionMatrix();
-    camera.updateMatrixWorld();
+    setView(camera, view);
     uniforms.uCameraPos.value.copy(camera.position);
     // GLSL: mat3 column-major (columns of R^T). HLSL: the rows of its row_major float3x3, which
     // the translation reads as the columns of a mat3 it multiplies from the left (v * M).
     uniforms.uWorldToView.value.fromArray(scene.translated ? view.world_to_view_rows : view.world_to_view_column_major);
-    const target = new THREE.WebGLRenderTarget(view.width, view.height, { type: THREE.FloatType, samples: 0 });
-    renderer.setRenderTarget(target);
-    renderer.setClearColor(0x000000, 0);
-    renderer.clear();
-    renderer.render(world, camera);
-    const pixels = new Float32Array(view.width * view.height * 4);
-    renderer.readRenderTargetPixels(target, 0, 0, view.width, view.height, pixels);
-    renderer.setRenderTarget(null);
-    target.dispose();
+    const pixels = renderFloat(renderer, world, camera, view);
     await post(String(i), pixels);
   }
   await post("done", "");

@@ -47,7 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from browser import HERE, PAGE_HTML, Captures, compare_renders, dmtrec_cameras, find_chromium, float_rgba, run_page  # noqa: E402,I001
+from browser import HERE, Captures, compare_renders, dmtrec_cameras, find_chromium, float_rgba, page_files, run_page  # noqa: E402,I001
 
 from dmtrec.assets.unlit_bake import with_render_frame  # noqa: E402
 from dmtrec.assets.views import view_cameras  # noqa: E402
@@ -154,12 +154,7 @@ def capture(folder: Path, scene: dict, corners: bytes, chromium: str, timeout: f
     """``[H, W, 4]`` linear float renders of three.js, one per camera of ``scene``; ``translated``:
     the GLSL ES 3.00 of an HLSL twin (:func:`hlsl_to_glsl`) to render instead of the GLSL twin."""
     captures = Captures()
-    files = {
-        "/": PAGE_HTML,
-        "/page.js": HERE / "shader_page.js",
-        "/scene.json": json.dumps(scene).encode(),
-        "/mesh.bin": corners,
-    }
+    files = {**page_files("shader_page.js"), "/scene.json": json.dumps(scene).encode(), "/mesh.bin": corners}
     if translated is not None:
         files["/translated.frag"] = translated.encode()
     server = static_server("127.0.0.1", 0, files, {"/three/": find_three(), "/asset/": folder}, captures)

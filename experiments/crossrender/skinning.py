@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from browser import HERE, PAGE_HTML, Captures, find_chromium, run_page  # noqa: E402
+from browser import Captures, find_chromium, page_files, run_page  # noqa: E402
 
 from dmtrec.assets.procedural_skinned import write_skinned_asset  # noqa: E402
 from dmtrec.commands.view import find_three, serve_in_background, static_server  # noqa: E402
@@ -45,7 +45,7 @@ def three_poses(glb: Path, animation: str, times, chromium: str, shot=None, time
     if shot is not None:
         scene.update(shot_time=shot[0], shot_width=shot[1], shot_height=shot[2])
     captures = Captures()
-    files = {"/": PAGE_HTML, "/page.js": HERE / "skinning_page.js", "/scene.json": json.dumps(scene).encode()}
+    files = {**page_files("skinning_page.js"), "/scene.json": json.dumps(scene).encode()}
     files["/asset/asset.glb"] = glb.read_bytes()
     server = static_server("127.0.0.1", 0, files, {"/three/": find_three()}, captures)
     serve_in_background(server)

@@ -17,6 +17,7 @@ import * as THREE from "three";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 import { HDRLoader } from "three/addons/loaders/HDRLoader.js";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
+import { renderFloat, setView } from "/capture.js";
 
 const params = new URLSearchParams(location.search);
 const capture = params.get("capture") === "1";
@@ -49,29 +50,12 @@ async function main() {
 
   const cameras = info.cameras;
   const camera = new THREE.PerspectiveCamera(45, 1, 0.1, 1000);
-  const setView = (view) => {
-    new THREE.Matrix4().fromArray(view.c2w_column_major).decompose(camera.position, camera.quaternion, camera.scale);
-    camera.fov = view.fovy_deg;
-    camera.aspect = view.width / view.height;
-    camera.near = view.near;
-    camera.far = view.far;
-    camera.updateProjectionMatrix();
-  };
-
   if (capture) {
     for (let i = 0; i < cameras.length; i++) {
       const view = cameras[i];
-      setView(view);
+      setView(camera, view);
       renderer.setSize(view.width, view.height, false);
-      const target = new THREE.WebGLRenderTarget(view.width, view.height, { type: THREE.FloatType, samples: 0 });
-      renderer.setRenderTarget(target);
-      renderer.setClearColor(0x000000, 0);
-      renderer.clear();
-      renderer.render(scene, camera);
-      const pixels = new Float32Array(view.width * view.height * 4);
-      renderer.readRenderTargetPixels(target, 0, 0, view.width, view.height, pixels);
-      renderer.setRenderTarget(null);
-      target.dispose();
+      const pixels = renderFloat(renderer, scene, camera, view);
       await fetch(`/capture/${i}`, { method: "POST", body: pixels });
     }
     await fetch("/capture/done", { method: "POST", body: "" });
@@ -95,7 +79,7 @@ async function main() {
     const index = parseInt(select.value);
     if (index < 0) { controls.enabled = true; return; }
     controls.enabled = false;
-    setView(cameras[index]);
+    setView(camera, cameras[index]);
     resize();
   };
   camera.position.set(0, 0, 3);
