@@ -30,12 +30,25 @@ from pathlib import Path
 
 import torch
 
+from dmtrec.assets.lod import LodSettings
+from dmtrec.assets.procedural import procedural_textures
 from dmtrec.assets.procedural_skinned import write_skinned_asset
-from dmtrec.assets.skinned_lod import SkinnedLodSettings, SkinnedScene, posed_mesh, skinned_lod
+from dmtrec.assets.skinned_lod import (
+    SkinnedLevel,
+    SkinnedLodSettings,
+    SkinnedScene,
+    evaluate,
+    posed_mesh,
+    skinned_lod,
+    transfer_weights,
+)
+from dmtrec.commands.lod import run_lod
 from dmtrec.datasets.reference_mesh import load_asset, load_probe
+from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_skin import read_skinned_glb
 from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.raster import get_rasterizer
+from dmtrec.runs.folder import RunConfig
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = REPO / "data" / "envmaps" / "mud_road_puresky_1k.hdr"
@@ -54,6 +67,31 @@ def _sheet(path: Path, scene: SkinnedScene, baseline, fitted) -> None:
     write_png(path, linear_to_srgb(grid.clamp(0, 1)))
 
 
+def static_level(scene: SkinnedScene, static_glb: Path, out: Path, fraction: float, batch: int) -> SkinnedLevel:
+    """Variant (b): the static ``dmtrec lod`` level of the bind pose (its own code path, at the
+    skinned fit's resolution, steps, views per step and texture size), skinned with weights
+    transferred from the original as for (a)."""
+    s = scene.settings
+    settings = LodSettings(
+        level_res=[s.res],
+        spp=s.spp,
+        iterations=s.iterations,
+        batch=batch,
+        texture_res=s.texture_res,
+        probe_res=s.probe_res,
+        seed=s.seed,
+        flip=False,
+    )
+    run_lod(static_glb, PROBE, out, settings, levels=[fraction], run=RunConfig(wandb="disabled", overwrite=True))
+    mesh, material = load_asset(out / "lod0.glb")
+    joints, weights = transfer_weights(scene.mesh, scene.skin, mesh.v_pos)
+    level = SkinnedLevel(mesh.num_faces, mesh, joints, weights, material)
+    scores = evaluate(scene, mesh, joints, weights, material)
+    level.images = {"worst_pose": scores.pop("images")}
+    level.report = {**scores, "triangles": mesh.num_faces}
+    return level
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -64,17 +102,25 @@ def main() -> None:
     parser.add_argument("--spp", type=int, default=2)
     parser.add_argument("--poses", choices=["animation", "random"], default="animation")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=2, help="views per step of (b) and (c)")
+    parser.add_argument("--no-static", action="store_true", help="skip variant (b), the static lod level")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     report, start_all = {}, time.perf_counter()
-    print("| asset | level | triangles | (a) PSNR | (c) PSNR | (a) worst pose | (c) worst pose | seconds |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| asset | level | triangles | (a) PSNR | (b) PSNR | (c) PSNR | (c) - (a) "
+        "| (a) worst pose | (b) worst pose | (c) worst pose | (c) - (a) worst | seconds (a+c) | seconds (b) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in args.assets:
         path = write_skinned_asset(args.out / f"{kind}.glb", kind, texture_res=512)
         mesh, _, skin, animations = read_skinned_glb(path)
         _, material = load_asset(path)
-        settings = SkinnedLodSettings(iterations=args.iterations, res=args.res, spp=args.spp, poses=args.poses)
+        settings = SkinnedLodSettings(
+            iterations=args.iterations, res=args.res, spp=args.spp, poses=args.poses, batch=args.batch
+        )
+        static_glb = write_glb(args.out / f"{kind}_static.glb", mesh, procedural_textures(512))
         light = load_probe(PROBE, settings.probe_res)
         start = time.perf_counter()
         scene = SkinnedScene(mesh, material, skin, animations, light, get_rasterizer("auto", "cpu"), settings)
@@ -88,11 +134,21 @@ def main() -> None:
             ((baseline, fitted),) = skinned_lod(scene, [int(fraction * mesh.num_faces)])
             seconds = time.perf_counter() - start
             a, c = baseline.report, fitted.report
-            report[kind][str(fraction)] = {"a": a, "c": {k: v for k, v in c.items()}, "seconds": seconds}
+            entry = {"a": a, "c": dict(c), "seconds": seconds}
+            b = {"psnr": float("nan"), "worst_pose_psnr": float("nan"), "worst_pose": "-"}
+            static_seconds = 0.0
+            if not args.no_static:
+                start = time.perf_counter()
+                out = args.out / f"{kind}_{fraction:g}_static"
+                b = static_level(scene, static_glb, out, fraction, args.batch).report
+                static_seconds = time.perf_counter() - start
+                entry.update(b=b, seconds_static=static_seconds)
+            report[kind][str(fraction)] = entry
             print(
-                f"| {kind} | {fraction:g} | {a['triangles']} | {a['psnr']:.2f} | {c['psnr']:.2f} "
-                f"| {a['worst_pose_psnr']:.2f} ({a['worst_pose']}) | {c['worst_pose_psnr']:.2f} ({c['worst_pose']}) "
-                f"| {seconds:.0f} |",
+                f"| {kind} | {fraction:g} | {a['triangles']} | {a['psnr']:.2f} | {b['psnr']:.2f} | {c['psnr']:.2f} "
+                f"| {c['psnr'] - a['psnr']:+.2f} | {a['worst_pose_psnr']:.2f} ({a['worst_pose']}) "
+                f"| {b['worst_pose_psnr']:.2f} ({b['worst_pose']}) | {c['worst_pose_psnr']:.2f} ({c['worst_pose']}) "
+                f"| {c['worst_pose_psnr'] - a['worst_pose_psnr']:+.2f} | {seconds:.0f} | {static_seconds:.0f} |",
                 flush=True,
             )
             _sheet(args.out / f"{kind}_{fraction:g}.png", scene, baseline, fitted)
