@@ -13,7 +13,12 @@ vertex, and every crossed grid edge gives one quad joining the dual vertices of 
   ``(γ_0 γ_2 (v_0 + v_2) / 2 + γ_1 γ_3 (v_1 + v_3) / 2) / (γ_0 γ_2 + γ_1 γ_3)`` (so that γ gets a
   gradient); inference splits it into 2 along the diagonal with the larger γ product.
 - L_dev (the paper's Eq. 8): per (cube, crossed edge), the absolute deviation of the distance
-  crossing -> dual vertex from the patch's mean distance; its mean is the regulariser.
+  from the edge's *plain* crossing (``w = s``, no α) to the dual vertex from the patch's mean
+  distance; its mean is the regulariser. This follows the reference implementations
+  (nv-tlabs/FlexiCubes and kaolin's ``_compute_reg_loss``, fed the unweighted zero crossings): the
+  dual vertex is built from the α-shifted crossings, the deviation is measured to the plain ones,
+  so the regulariser asks for a dual vertex about equidistant from where the SDF crosses 0,
+  whatever α does to it.
 - Weights are unconstrained parameters mapped as in the paper's code: ``β, α = 1 + 0.99 tanh(.)``,
   ``γ = 0.005 + 0.99 sigmoid(.)``.
 
@@ -259,12 +264,12 @@ def flexicubes(
 
     # Crossing points, one per (cube, edge): α slides them along the edge.
     s = sdf[end_verts]  # [P, 2]
-    if alpha is not None:
-        a = _corner_edge_weight(alpha[cube_of_pair[:, None], ends])
-        s = s * a
     x = verts[end_verts]  # [P, 2, 3]
-    # s[:, 0] and s[:, 1] have opposite signs (one > 0, the other <= 0, α > 0): never 0 / 0.
-    u = (s[:, :1] * x[:, 1] - s[:, 1:] * x[:, 0]) / (s[:, :1] - s[:, 1:])
+    plain = _crossing(s, x)  # [P, 3] where the SDF crosses 0 (L_dev measures to these)
+    if alpha is not None:
+        u = _crossing(s * _corner_edge_weight(alpha[cube_of_pair[:, None], ends]), x)
+    else:
+        u = plain
     if beta is not None:
         b = _corner_edge_weight(beta[cube_of_pair, pair_edge])[:, None]
     else:
@@ -272,8 +277,8 @@ def flexicubes(
     dual = torch.zeros(num_dual, 3, dtype=dtype, device=device).index_add(0, pair_dual, b * u)
     dual = dual / torch.zeros(num_dual, 1, dtype=dtype, device=device).index_add(0, pair_dual, b)
 
-    # L_dev: spread of the crossing-to-dual-vertex distances within each patch.
-    dist = (u - dual[pair_dual]).norm(dim=1)
+    # L_dev: spread of the plain-crossing-to-dual-vertex distances within each patch.
+    dist = (plain - dual[pair_dual]).norm(dim=1)
     edges_per_dual = torch.bincount(pair_dual, minlength=num_dual).to(dtype)
     mean_dist = torch.zeros(num_dual, dtype=dtype, device=device).index_add(0, pair_dual, dist) / edges_per_dual
     l_dev = (dist - mean_dist[pair_dual]).abs()
@@ -303,6 +308,12 @@ def flexicubes(
             faces = torch.where(along02, split02, split13).reshape(-1, 3)
     v_pos, faces = _drop_unused(v_pos, faces)
     return FlexiCubesResult(Mesh(v_pos, faces), l_dev, num_dual)
+
+
+def _crossing(w: Tensor, x: Tensor) -> Tensor:
+    """``[P, 3]`` zero crossings of edges with end weights ``w [P, 2]`` (of opposite signs: one
+    ``> 0``, the other ``<= 0``, so never 0 / 0) and end positions ``x [P, 2, 3]``."""
+    return (w[:, :1] * x[:, 1] - w[:, 1:] * x[:, 0]) / (w[:, :1] - w[:, 1:])
 
 
 def _resolve_ambiguity(case: Tensor, surf: Tensor, resolution: int) -> Tensor:
