@@ -11,7 +11,8 @@ vertex, and every crossed grid edge gives one quad joining the dual vertices of 
 - Dual vertex: the β-weighted mean of its patch's crossing points.
 - Quads: training splits each quad into 4 triangles around the centre
   ``(γ_0 γ_2 (v_0 + v_2) / 2 + γ_1 γ_3 (v_1 + v_3) / 2) / (γ_0 γ_2 + γ_1 γ_3)`` (so that γ gets a
-  gradient); inference splits it into 2 along the diagonal with the larger γ product.
+  gradient); inference splits it into 2 along the diagonal with the larger γ product (ties as
+  the reference implementation breaks them, so that uniform weights give its triangles).
 - L_dev (the paper's Eq. 8): per (cube, crossed edge), the absolute deviation of the distance
   from the edge's *plain* crossing (``w = s``, no α) to the dual vertex from the patch's mean
   distance; its mean is the regulariser. This follows the reference implementations
@@ -284,7 +285,7 @@ def flexicubes(
     l_dev = (dist - mean_dist[pair_dual]).abs()
 
     with torch.no_grad():
-        quads = _quads(pair_dual, pair_edge, end_verts[:, 0], occ, n)
+        quads, quad_axis = _quads(pair_dual, pair_edge, end_verts[:, 0], occ, n)
 
     if gamma is not None:
         g = _split_weight(gamma[dual_cube])[quads]  # [Q, 4]
@@ -293,7 +294,9 @@ def flexicubes(
     g02, g13 = g[:, 0] * g[:, 2], g[:, 1] * g[:, 3]
     if training:
         q = dual[quads]  # [Q, 4, 3]
-        centre = (g02[:, None] * (q[:, 0] + q[:, 2]) + g13[:, None] * (q[:, 1] + q[:, 3])) / (2 * (g02 + g13)[:, None])
+        # The reference's 1e-8 guards its sum of products (γ >= 0.005 keeps it >= 5e-5 anyway).
+        weight_sum = 2 * (g02 + g13 + 1e-8)[:, None]
+        centre = (g02[:, None] * (q[:, 0] + q[:, 2]) + g13[:, None] * (q[:, 1] + q[:, 3])) / weight_sum
         v_pos = torch.cat((dual, centre))
         with torch.no_grad():
             c = num_dual + torch.arange(quads.shape[0], device=device)
@@ -302,7 +305,10 @@ def flexicubes(
     else:
         v_pos = dual
         with torch.no_grad():
-            along02 = (g02 > g13)[:, None, None]
+            # Equal products (uniform γ, as at the start of a fit) split as the reference does:
+            # its quads order the cubes so that a tie takes our 0-2 diagonal about x and z
+            # edges and the 1-3 one about y edges (checked on kaolin's published case).
+            along02 = ((g02 > g13) | ((g02 == g13) & (quad_axis != 1)))[:, None, None]
             split02 = quads[:, [[0, 1, 2], [0, 2, 3]]]
             split13 = quads[:, [[0, 1, 3], [1, 2, 3]]]
             faces = torch.where(along02, split02, split13).reshape(-1, 3)
@@ -340,9 +346,9 @@ def _resolve_ambiguity(case: Tensor, surf: Tensor, resolution: int) -> Tensor:
     return case
 
 
-def _quads(pair_dual: Tensor, pair_edge: Tensor, lower: Tensor, occ: Tensor, n: int) -> Tensor:
+def _quads(pair_dual: Tensor, pair_edge: Tensor, lower: Tensor, occ: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """``[Q, 4]`` dual vertices of the quads of interior crossed grid edges, counter-clockwise
-    seen from outside."""
+    seen from outside, and ``[Q]`` the axis of each quad's grid edge."""
     axis = torch.as_tensor(EDGE_AXIS, device=lower.device)[pair_edge]
     slot = torch.as_tensor(EDGE_SLOT, device=lower.device)[pair_edge]
     grid_edge = axis * n**3 + lower
@@ -354,7 +360,7 @@ def _quads(pair_dual: Tensor, pair_edge: Tensor, lower: Tensor, occ: Tensor, n: 
     # Slots run counter-clockwise about +axis, so the quad faces +axis: right when the lower
     # end is inside (the outside lies towards +axis), reversed otherwise.
     flip = ~occ[unique_edges[complete] % n**3]
-    return torch.where(flip[:, None], quads.flip(1), quads)
+    return torch.where(flip[:, None], quads.flip(1), quads), unique_edges[complete] // n**3
 
 
 def _drop_unused(v_pos: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
