@@ -373,6 +373,48 @@ def _drop_unused(v_pos: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
     return v_pos[used], new_index[faces]
 
 
+# ---------------------------------------------------------------------------------------- cost
+# CPU seconds of FlexiCubes' work per fit step, per cube of the grid (R^3), at one thread:
+# extraction, normals, tangents, backward and Adam on its parameters. Measured with
+# experiments/benchmarks/fit_speed.py (--geometry flexicubes, the quick start's rendering, sphere
+# start) and a geometry-only loop (random start), grids 16-64, process CPU time on a 2-core x86
+# CPU at one thread (wall time was useless: load 10-13 from other jobs). A clean surface (sphere
+# start, late pass 1) costs about 1.2e-6 R^3 s more than pass 2 at the same triangles (grid 32:
+# 0.04 s, 48: 0.13 s, 64: 0.36 s); a messy one (random start, early pass 1: surface cubes
+# everywhere) about 1e-5 R^3 s for the geometry alone (grid 26: 0.18 s, 32: 0.27 s, 48: 1.04 s,
+# 64: 2.73 s), before rendering its triangles.
+CLEAN_SECONDS_PER_CUBE = 1.2e-6
+MESSY_SECONDS_PER_CUBE = 1.0e-5
+SLOW_STEP_SECONDS = 0.5  # warn above this many seconds per step
+
+
+def expected_step_seconds(resolution: int) -> tuple[float, float]:
+    """CPU seconds that FlexiCubes adds to a fit step at one thread on grid ``resolution``:
+    ``(clean surface, messy surface)`` (see the measurements above; rendering comes on top)."""
+    cubes = resolution**3
+    return CLEAN_SECONDS_PER_CUBE * cubes, MESSY_SECONDS_PER_CUBE * cubes
+
+
+def warn_if_slow(resolution: int) -> bool:
+    """Log a warning with the expected time per step when grid ``resolution`` makes a CPU fit
+    slow (the messy-surface cost above :data:`SLOW_STEP_SECONDS`); True when it warned."""
+    clean, messy = expected_step_seconds(resolution)
+    if messy <= SLOW_STEP_SECONDS:
+        return False
+    largest = int((SLOW_STEP_SECONDS / MESSY_SECONDS_PER_CUBE) ** (1 / 3))
+    log.warning(
+        "FlexiCubes grid %d on a CPU: about %.2f s per step for its surface while the surface is "
+        "messy (a random start, early pass 1) and %.2f s once it is clean, at one thread, on top of "
+        "rendering; grids up to %d keep it under %.1f s (experiments/configs/quickstart_flexi.yaml: 26)",
+        resolution,
+        messy,
+        clean,
+        largest,
+        SLOW_STEP_SECONDS,
+    )
+    return True
+
+
 # ---------------------------------------------------------------------------------------- module
 class FlexiCubesGeometry(SDFGridGeometry):
     """FlexiCubes geometry with :class:`~dmtrec.geometry.dmtet.DMTetGeometry`'s interface.
@@ -423,6 +465,7 @@ class FlexiCubesGeometry(SDFGridGeometry):
         self.deform = nn.Parameter(torch.zeros_like(self.grid_verts))
         self.weights = nn.Parameter(torch.ones(cubes.shape[0], 21))
         self._dev_loss: Optional[Tensor] = None
+        self._cost_checked = False
 
     def extract(self, training: bool) -> FlexiCubesResult:
         """Run :func:`flexicubes` on the current parameters."""
@@ -448,6 +491,10 @@ class FlexiCubesGeometry(SDFGridGeometry):
         """
         if training is None:
             training = self.training and torch.is_grad_enabled()
+        if not self._cost_checked:  # at the first extraction, when the device is known
+            self._cost_checked = True
+            if self.sdf.device.type == "cpu":
+                warn_if_slow(self.resolution)
         result = self.extract(training)
         self._dev_loss = result.l_dev.mean() if result.l_dev.numel() else self.sdf.sum() * 0.0
         mesh = result.mesh
@@ -470,4 +517,13 @@ class FlexiCubesGeometry(SDFGridGeometry):
         return f"resolution={self.resolution}, scale={self.scale}, vertices={self.grid_verts.shape[0]}"
 
 
-__all__ = ["FlexiCubesGeometry", "FlexiCubesResult", "flexicubes", "grid_edges", "normalize_weights", "voxel_grid"]
+__all__ = [
+    "FlexiCubesGeometry",
+    "FlexiCubesResult",
+    "expected_step_seconds",
+    "flexicubes",
+    "grid_edges",
+    "normalize_weights",
+    "voxel_grid",
+    "warn_if_slow",
+]

@@ -397,3 +397,22 @@ def test_grid_edges_are_the_lattice_edges():
     assert torch.unique(edges, dim=0).shape[0] == edges.shape[0]
     geo = FlexiCubesGeometry(resolution=3, init="sphere")
     assert torch.equal(geo.sdf_reg_loss(), sdf_reg_loss(geo.sdf, edges))
+
+
+# ------------------------------------------------------------------------------------ cost warning
+def test_slow_grids_warn_once_with_the_expected_time_per_step(caplog):
+    from dmtrec.geometry.flexicubes import expected_step_seconds, warn_if_slow
+
+    clean, messy = expected_step_seconds(48)
+    assert clean == pytest.approx(1.2e-6 * 48**3) and messy == pytest.approx(1e-5 * 48**3)
+    with caplog.at_level("WARNING", logger="dmtrec.geometry.flexicubes"):
+        assert not warn_if_slow(26) and not warn_if_slow(36)  # the quick start's grid, and the largest quiet one
+        assert not caplog.records
+        assert warn_if_slow(37)
+        assert "grid 37" in caplog.text and f"{1e-5 * 37**3:.2f} s per step" in caplog.text
+        caplog.clear()
+        geo = FlexiCubesGeometry(resolution=40, init="sphere")
+        with torch.no_grad():
+            geo.mesh(with_uv=False)
+            geo.mesh(with_uv=False)
+    assert len(caplog.records) == 1 and "grid 40" in caplog.text and "0.64 s per step" in caplog.text
