@@ -3,7 +3,9 @@
 ``dmtrec fit | validate | test`` run :mod:`dmtrec.commands.fit`; every other command is a module
 of :mod:`dmtrec.commands` (``dmtrec --help`` lists them, ``dmtrec <command> --help`` their
 options). A user error ends the command with one line, ``dmtrec <command>: error: ...``
-(``DMTREC_DEBUG=1`` shows the traceback instead).
+(``DMTREC_DEBUG=1`` shows the traceback instead). Importing this module first applies
+:mod:`dmtrec.threads`' policy (threads from the free cores, sleeping OpenMP waits) unless
+``OMP_NUM_THREADS`` or ``DMTREC_THREADS`` is set or torch is already loaded.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ import os
 import sys
 from typing import List, Optional
 
-from dmtrec import commands
-from dmtrec.commands import fit
-from dmtrec.commands.config_files import CommandError, parse_with_config_files
-from dmtrec.systems.pipeline import NonFiniteLossError
+from dmtrec.threads import apply_thread_policy
+
+# Before torch loads (the imports below load it): libgomp reads its settings once. Nothing
+# changes when torch is already loaded (dmtrec.cli imported by a program that uses torch).
+THREADS = apply_thread_policy()
+
+from dmtrec import commands  # noqa: E402
+from dmtrec.commands import fit  # noqa: E402
+from dmtrec.commands.config_files import CommandError, parse_with_config_files  # noqa: E402
+from dmtrec.systems.pipeline import NonFiniteLossError  # noqa: E402
 
 LIGHTNING_COMMANDS = fit.COMMANDS
 OTHER_COMMANDS = tuple(commands.COMMANDS)
@@ -57,6 +65,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     # force: bind to the current stderr on every call (main() may run several times in a process).
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    if THREADS.chosen:
+        logging.getLogger("dmtrec.threads").info("threads: %s", THREADS.reason)
 
     try:
         if command in LIGHTNING_COMMANDS:

@@ -12,7 +12,20 @@ from pathlib import Path
 from common import REPO
 
 # Bottom to top. A module may import its own package and any package listed before it.
-LAYERS = ["core", "geometry", "io", "render", "metrics", "datasets", "assets", "systems", "runs", "commands", "cli"]
+LAYERS = [
+    "threads",
+    "core",
+    "geometry",
+    "io",
+    "render",
+    "metrics",
+    "datasets",
+    "assets",
+    "systems",
+    "runs",
+    "commands",
+    "cli",
+]
 PACKAGE_ROOT = REPO / "dmtrec"
 
 

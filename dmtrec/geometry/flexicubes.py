@@ -11,9 +11,15 @@ vertex, and every crossed grid edge gives one quad joining the dual vertices of 
 - Dual vertex: the β-weighted mean of its patch's crossing points.
 - Quads: training splits each quad into 4 triangles around the centre
   ``(γ_0 γ_2 (v_0 + v_2) / 2 + γ_1 γ_3 (v_1 + v_3) / 2) / (γ_0 γ_2 + γ_1 γ_3)`` (so that γ gets a
-  gradient); inference splits it into 2 along the diagonal with the larger γ product.
+  gradient); inference splits it into 2 along the diagonal with the larger γ product (ties as
+  the reference implementation breaks them, so that uniform weights give its triangles).
 - L_dev (the paper's Eq. 8): per (cube, crossed edge), the absolute deviation of the distance
-  crossing -> dual vertex from the patch's mean distance; its mean is the regulariser.
+  from the edge's *plain* crossing (``w = s``, no α) to the dual vertex from the patch's mean
+  distance; its mean is the regulariser. This follows the reference implementations
+  (nv-tlabs/FlexiCubes and kaolin's ``_compute_reg_loss``, fed the unweighted zero crossings): the
+  dual vertex is built from the α-shifted crossings, the deviation is measured to the plain ones,
+  so the regulariser asks for a dual vertex about equidistant from where the SDF crosses 0,
+  whatever α does to it.
 - Weights are unconstrained parameters mapped as in the paper's code: ``β, α = 1 + 0.99 tanh(.)``,
   ``γ = 0.005 + 0.99 sigmoid(.)``.
 
@@ -259,12 +265,12 @@ def flexicubes(
 
     # Crossing points, one per (cube, edge): α slides them along the edge.
     s = sdf[end_verts]  # [P, 2]
-    if alpha is not None:
-        a = _corner_edge_weight(alpha[cube_of_pair[:, None], ends])
-        s = s * a
     x = verts[end_verts]  # [P, 2, 3]
-    # s[:, 0] and s[:, 1] have opposite signs (one > 0, the other <= 0, α > 0): never 0 / 0.
-    u = (s[:, :1] * x[:, 1] - s[:, 1:] * x[:, 0]) / (s[:, :1] - s[:, 1:])
+    plain = _crossing(s, x)  # [P, 3] where the SDF crosses 0 (L_dev measures to these)
+    if alpha is not None:
+        u = _crossing(s * _corner_edge_weight(alpha[cube_of_pair[:, None], ends]), x)
+    else:
+        u = plain
     if beta is not None:
         b = _corner_edge_weight(beta[cube_of_pair, pair_edge])[:, None]
     else:
@@ -272,14 +278,14 @@ def flexicubes(
     dual = torch.zeros(num_dual, 3, dtype=dtype, device=device).index_add(0, pair_dual, b * u)
     dual = dual / torch.zeros(num_dual, 1, dtype=dtype, device=device).index_add(0, pair_dual, b)
 
-    # L_dev: spread of the crossing-to-dual-vertex distances within each patch.
-    dist = (u - dual[pair_dual]).norm(dim=1)
+    # L_dev: spread of the plain-crossing-to-dual-vertex distances within each patch.
+    dist = (plain - dual[pair_dual]).norm(dim=1)
     edges_per_dual = torch.bincount(pair_dual, minlength=num_dual).to(dtype)
     mean_dist = torch.zeros(num_dual, dtype=dtype, device=device).index_add(0, pair_dual, dist) / edges_per_dual
     l_dev = (dist - mean_dist[pair_dual]).abs()
 
     with torch.no_grad():
-        quads = _quads(pair_dual, pair_edge, end_verts[:, 0], occ, n)
+        quads, quad_axis = _quads(pair_dual, pair_edge, end_verts[:, 0], occ, n)
 
     if gamma is not None:
         g = _split_weight(gamma[dual_cube])[quads]  # [Q, 4]
@@ -288,7 +294,9 @@ def flexicubes(
     g02, g13 = g[:, 0] * g[:, 2], g[:, 1] * g[:, 3]
     if training:
         q = dual[quads]  # [Q, 4, 3]
-        centre = (g02[:, None] * (q[:, 0] + q[:, 2]) + g13[:, None] * (q[:, 1] + q[:, 3])) / (2 * (g02 + g13)[:, None])
+        # The reference's 1e-8 guards its sum of products (γ >= 0.005 keeps it >= 5e-5 anyway).
+        weight_sum = 2 * (g02 + g13 + 1e-8)[:, None]
+        centre = (g02[:, None] * (q[:, 0] + q[:, 2]) + g13[:, None] * (q[:, 1] + q[:, 3])) / weight_sum
         v_pos = torch.cat((dual, centre))
         with torch.no_grad():
             c = num_dual + torch.arange(quads.shape[0], device=device)
@@ -297,12 +305,21 @@ def flexicubes(
     else:
         v_pos = dual
         with torch.no_grad():
-            along02 = (g02 > g13)[:, None, None]
+            # Equal products (uniform γ, as at the start of a fit) split as the reference does:
+            # its quads order the cubes so that a tie takes our 0-2 diagonal about x and z
+            # edges and the 1-3 one about y edges (checked on kaolin's published case).
+            along02 = ((g02 > g13) | ((g02 == g13) & (quad_axis != 1)))[:, None, None]
             split02 = quads[:, [[0, 1, 2], [0, 2, 3]]]
             split13 = quads[:, [[0, 1, 3], [1, 2, 3]]]
             faces = torch.where(along02, split02, split13).reshape(-1, 3)
     v_pos, faces = _drop_unused(v_pos, faces)
     return FlexiCubesResult(Mesh(v_pos, faces), l_dev, num_dual)
+
+
+def _crossing(w: Tensor, x: Tensor) -> Tensor:
+    """``[P, 3]`` zero crossings of edges with end weights ``w [P, 2]`` (of opposite signs: one
+    ``> 0``, the other ``<= 0``, so never 0 / 0) and end positions ``x [P, 2, 3]``."""
+    return (w[:, :1] * x[:, 1] - w[:, 1:] * x[:, 0]) / (w[:, :1] - w[:, 1:])
 
 
 def _resolve_ambiguity(case: Tensor, surf: Tensor, resolution: int) -> Tensor:
@@ -329,9 +346,9 @@ def _resolve_ambiguity(case: Tensor, surf: Tensor, resolution: int) -> Tensor:
     return case
 
 
-def _quads(pair_dual: Tensor, pair_edge: Tensor, lower: Tensor, occ: Tensor, n: int) -> Tensor:
+def _quads(pair_dual: Tensor, pair_edge: Tensor, lower: Tensor, occ: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """``[Q, 4]`` dual vertices of the quads of interior crossed grid edges, counter-clockwise
-    seen from outside."""
+    seen from outside, and ``[Q]`` the axis of each quad's grid edge."""
     axis = torch.as_tensor(EDGE_AXIS, device=lower.device)[pair_edge]
     slot = torch.as_tensor(EDGE_SLOT, device=lower.device)[pair_edge]
     grid_edge = axis * n**3 + lower
@@ -343,7 +360,7 @@ def _quads(pair_dual: Tensor, pair_edge: Tensor, lower: Tensor, occ: Tensor, n: 
     # Slots run counter-clockwise about +axis, so the quad faces +axis: right when the lower
     # end is inside (the outside lies towards +axis), reversed otherwise.
     flip = ~occ[unique_edges[complete] % n**3]
-    return torch.where(flip[:, None], quads.flip(1), quads)
+    return torch.where(flip[:, None], quads.flip(1), quads), unique_edges[complete] // n**3
 
 
 def _drop_unused(v_pos: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
@@ -354,6 +371,48 @@ def _drop_unused(v_pos: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
         return v_pos, faces
     new_index = torch.cumsum(used, 0) - 1
     return v_pos[used], new_index[faces]
+
+
+# ---------------------------------------------------------------------------------------- cost
+# CPU seconds of FlexiCubes' work per fit step, per cube of the grid (R^3), at one thread:
+# extraction, normals, tangents, backward and Adam on its parameters. Measured with
+# experiments/benchmarks/fit_speed.py (--geometry flexicubes, the quick start's rendering, sphere
+# start) and a geometry-only loop (random start), grids 16-64, process CPU time on a 2-core x86
+# CPU at one thread (wall time was useless: load 10-13 from other jobs). A clean surface (sphere
+# start, late pass 1) costs about 1.2e-6 R^3 s more than pass 2 at the same triangles (grid 32:
+# 0.04 s, 48: 0.13 s, 64: 0.36 s); a messy one (random start, early pass 1: surface cubes
+# everywhere) about 1e-5 R^3 s for the geometry alone (grid 26: 0.18 s, 32: 0.27 s, 48: 1.04 s,
+# 64: 2.73 s), before rendering its triangles.
+CLEAN_SECONDS_PER_CUBE = 1.2e-6
+MESSY_SECONDS_PER_CUBE = 1.0e-5
+SLOW_STEP_SECONDS = 0.5  # warn above this many seconds per step
+
+
+def expected_step_seconds(resolution: int) -> tuple[float, float]:
+    """CPU seconds that FlexiCubes adds to a fit step at one thread on grid ``resolution``:
+    ``(clean surface, messy surface)`` (see the measurements above; rendering comes on top)."""
+    cubes = resolution**3
+    return CLEAN_SECONDS_PER_CUBE * cubes, MESSY_SECONDS_PER_CUBE * cubes
+
+
+def warn_if_slow(resolution: int) -> bool:
+    """Log a warning with the expected time per step when grid ``resolution`` makes a CPU fit
+    slow (the messy-surface cost above :data:`SLOW_STEP_SECONDS`); True when it warned."""
+    clean, messy = expected_step_seconds(resolution)
+    if messy <= SLOW_STEP_SECONDS:
+        return False
+    largest = int((SLOW_STEP_SECONDS / MESSY_SECONDS_PER_CUBE) ** (1 / 3))
+    log.warning(
+        "FlexiCubes grid %d on a CPU: about %.2f s per step for its surface while the surface is "
+        "messy (a random start, early pass 1) and %.2f s once it is clean, at one thread, on top of "
+        "rendering; grids up to %d keep it under %.1f s (experiments/configs/quickstart_flexi.yaml: 26)",
+        resolution,
+        messy,
+        clean,
+        largest,
+        SLOW_STEP_SECONDS,
+    )
+    return True
 
 
 # ---------------------------------------------------------------------------------------- module
@@ -406,6 +465,7 @@ class FlexiCubesGeometry(SDFGridGeometry):
         self.deform = nn.Parameter(torch.zeros_like(self.grid_verts))
         self.weights = nn.Parameter(torch.ones(cubes.shape[0], 21))
         self._dev_loss: Optional[Tensor] = None
+        self._cost_checked = False
 
     def extract(self, training: bool) -> FlexiCubesResult:
         """Run :func:`flexicubes` on the current parameters."""
@@ -431,6 +491,10 @@ class FlexiCubesGeometry(SDFGridGeometry):
         """
         if training is None:
             training = self.training and torch.is_grad_enabled()
+        if not self._cost_checked:  # at the first extraction, when the device is known
+            self._cost_checked = True
+            if self.sdf.device.type == "cpu":
+                warn_if_slow(self.resolution)
         result = self.extract(training)
         self._dev_loss = result.l_dev.mean() if result.l_dev.numel() else self.sdf.sum() * 0.0
         mesh = result.mesh
@@ -453,4 +517,13 @@ class FlexiCubesGeometry(SDFGridGeometry):
         return f"resolution={self.resolution}, scale={self.scale}, vertices={self.grid_verts.shape[0]}"
 
 
-__all__ = ["FlexiCubesGeometry", "FlexiCubesResult", "flexicubes", "grid_edges", "normalize_weights", "voxel_grid"]
+__all__ = [
+    "FlexiCubesGeometry",
+    "FlexiCubesResult",
+    "expected_step_seconds",
+    "flexicubes",
+    "grid_edges",
+    "normalize_weights",
+    "voxel_grid",
+    "warn_if_slow",
+]

@@ -22,6 +22,8 @@ backgrounds). Issue 20's before/after figures (0.11 -> 0.055 s of CPU per pass-1
 measured on the earlier quickstart, grid 32 with a random start; to repeat them, give its settings
 without ``--quickstart``: ``--device cpu --rasterizer torch --res 96 --batch 2 --grid 32 --init random
 --texture-res 256 --light-res 32 --light-init random --hash-table 14 --hash-levels 8 --background noise``.
+``--geometry flexicubes`` times FlexiCubes in pass 1 instead (``--grid`` is then its cells per side;
+give the quickstart's settings explicitly, as above: ``--quickstart`` sets grid 48).
 Besides wall time it reports the process CPU time per iteration (less sensitive to other processes
 on a shared machine), and ``--profile N`` prints torch.profiler's operator table
 over N pass-1 iterations after the timed ones.
@@ -139,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations at the start of each pass")
     parser.add_argument("--full-iters", type=int, default=5000, help="iterations per pass of the projected run")
     parser.add_argument("--init", choices=("sphere", "random"), default="sphere", help="DMTet SDF start")
+    parser.add_argument(
+        "--geometry",
+        choices=("dmtet", "flexicubes"),
+        default="dmtet",
+        help="pass-1 geometry (model.geometry); --grid is then FlexiCubes' cells per side",
+    )
     parser.add_argument("--rasterizer", default="auto", choices=("auto", "torch", "nvdiffrast"))
     parser.add_argument("--views", type=int, default=16, help="pool of pre-rendered training views")
     parser.add_argument("--probe-res", type=int, default=128, help="reference light faces (dataset only)")
@@ -214,6 +222,7 @@ def measure(args: argparse.Namespace) -> dict:
         iters_dmtet=pass_one,
         iters_mesh=per_pass,
         rasterizer=args.rasterizer,
+        geometry=args.geometry,
         dmtet={"resolution": args.grid, "scale": 2.4, "init": args.init},
         material={
             "texture_res": args.texture_res,
@@ -239,7 +248,8 @@ def measure(args: argparse.Namespace) -> dict:
         shared={"background_train": args.background},
     )
     data.setup("fit")
-    tets = int(model.geometry.tets.shape[0])
+    geo = model.geometry
+    tets = int(geo.tets.shape[0] if args.geometry == "dmtet" else geo.cubes.shape[0])
     setup_seconds = time.perf_counter() - started
     timer = _timer_callback(device)
     profiler = _profiler_callback(per_pass, args.profile)
@@ -281,7 +291,8 @@ def report(args: argparse.Namespace, result: dict) -> str:
     timer, device = result["timer"], torch.device(args.device)
     lines = [
         f"fit_speed on {args.device} ({hardware(device)}), rasterizer {result['backend']}",
-        f"settings: {args.res}x{args.res}, batch {args.batch}, grid {args.grid} ({result['tets']} tets, "
+        f"settings: {args.res}x{args.res}, batch {args.batch}, {args.geometry} grid {args.grid} "
+        f"({result['tets']} {'tets' if args.geometry == 'dmtet' else 'cubes'}, "
         f"init {args.init}), textures {args.texture_res}^2, light faces {args.light_res}^2, "
         f"light init {args.light_init}, hash grid {args.hash_levels} levels of 2^{args.hash_table} entries, "
         f"{args.background} backgrounds; "
@@ -289,7 +300,7 @@ def report(args: argparse.Namespace, result: dict) -> str:
         f"setup (model + {args.views} pre-rendered views): {result['setup_seconds']:.1f} s",
     ]
     per_iter: Dict[str, Optional[float]] = {}
-    for key, title in (("dmtet", "pass 1 (DMTet)"), ("mesh", "pass 2 (mesh) ")):
+    for key, title in (("dmtet", f"pass 1 ({args.geometry})"), ("mesh", "pass 2 (mesh) ")):
         timed = timer.seconds[key][args.warmup : args.warmup + args.iters]
         cpu = timer.cpu_seconds[key][args.warmup : args.warmup + args.iters]
         per_iter[key] = statistics.median(timed) if timed else None

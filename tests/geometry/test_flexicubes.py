@@ -227,34 +227,70 @@ def test_l_dev_is_zero_for_an_axis_plane_and_positive_for_a_tilted_one():
     assert tilted.l_dev.max() > 1e-3
 
 
-def test_l_dev_matches_a_per_patch_loop():
-    verts, cubes = voxel_grid(3)
-    sdf = sphere_sdf(verts, 0.37, center=(0.05, -0.02, 0.03))
-    gen = torch.Generator().manual_seed(3)
-    beta, alpha = torch.randn(27, 12, generator=gen), torch.randn(27, 8, generator=gen)
-    result = flexicubes(verts.double(), sdf.double(), 3, beta.double(), alpha.double(), cubes=cubes)
-    # Independent loop: per cube, per patch, the crossing points and the β-weighted centroid.
-    b_n, a_n, _ = normalize_weights(beta.double(), alpha.double(), torch.zeros(27))
-    expected = []
-    for cube in range(27):
-        occ = [float(sdf[cubes[cube, c]]) > 0 for c in range(8)]
-        case = sum(int(o) << c for c, o in enumerate(occ))
+def reference_l_dev(verts, cubes, sdf, beta, alpha, cases, alpha_shifted_distances=False) -> dict:
+    """L_dev per (cube, crossed edge) in float64, one patch at a time, as the reference
+    implementations define it (nv-tlabs/FlexiCubes and kaolin: ``_compute_reg_loss`` is given the
+    zero crossings interpolated with the plain SDF, the dual vertex the β-weighted mean of the
+    α-weighted crossings). ``cases``: the patch table row of every cube (the topology, which this
+    does not check). ``alpha_shifted_distances`` measures to the α-weighted crossings instead
+    (dmtrec's former definition), to show that the test tells the two apart."""
+    b_n, a_n, _ = normalize_weights(beta.double(), alpha.double(), torch.zeros(cubes.shape[0]))
+    v, f = verts.double().tolist(), sdf.double().tolist()
+
+    def crossing(va, vb, wa, wb):
+        t = wa / (wa - wb)
+        return [pa + t * (pb - pa) for pa, pb in zip(v[va], v[vb])]
+
+    out = {}
+    for cube in range(cubes.shape[0]):
+        corner = cubes[cube].tolist()
+        case = cases[cube]
         for p in range(NUM_PATCHES[case]):
-            pts, ws = [], []
-            for e in range(12):
-                if EDGE_PATCH[case][e] != p:
-                    continue
-                ca, cb = EDGES[e]
-                va, vb = int(cubes[cube, ca]), int(cubes[cube, cb])
-                sa, sb = float(sdf[va]) * float(a_n[cube, ca]), float(sdf[vb]) * float(a_n[cube, cb])
-                t = sa / (sa - sb)
-                pts.append(verts[va].double() + t * (verts[vb].double() - verts[va].double()))
+            edges = [e for e in range(12) if EDGE_PATCH[case][e] == p]
+            shifted, plain, ws = [], [], []
+            for e in edges:
+                ca, cb = (int(c) for c in EDGES[e])
+                va, vb = corner[ca], corner[cb]
+                shifted.append(crossing(va, vb, f[va] * float(a_n[cube, ca]), f[vb] * float(a_n[cube, cb])))
+                plain.append(crossing(va, vb, f[va], f[vb]))
                 ws.append(float(b_n[cube, e]))
-            centre = sum(w * q for w, q in zip(ws, pts)) / sum(ws)
-            d = [float((q - centre).norm()) for q in pts]
+            centre = [sum(w * q[k] for w, q in zip(ws, shifted)) / sum(ws) for k in range(3)]
+            targets = shifted if alpha_shifted_distances else plain
+            d = [math.dist(q, centre) for q in targets]
             mean = sum(d) / len(d)
-            expected += [abs(x - mean) for x in d]
-    assert sorted(result.l_dev.tolist()) == pytest.approx(sorted(expected), abs=1e-12)
+            for e, x in zip(edges, d):
+                out[cube, e] = abs(x - mean)
+    return out
+
+
+def test_l_dev_matches_the_reference_formula_on_random_weights():
+    # A random field on a 4^3 grid: single- and multi-patch cubes, ambiguous faces; random α, β, γ
+    # (γ must not matter) and a deformed grid.
+    res = 4
+    verts, cubes = voxel_grid(res)
+    gen = torch.Generator().manual_seed(3)
+    verts = verts.double() + (torch.rand(verts.shape, generator=gen, dtype=torch.float64) - 0.5) / (2 * res)
+    sdf = torch.rand(verts.shape[0], generator=gen, dtype=torch.float64) * 2 - 1
+    w = torch.randn(res**3, 21, generator=gen, dtype=torch.float64) * 2
+    beta, alpha, gamma = w[:, :12], w[:, 12:20], w[:, 20]
+    result = flexicubes(verts, sdf, res, beta, alpha, gamma, training=True, cubes=cubes)
+    # The patches as dmtrec resolves ambiguous face pairs (the reference flips the same C16/C19
+    # pairs to the complementary case); some cubes here are flipped.
+    occupancy = ((sdf[cubes] > 0).long() << torch.arange(8)).sum(1)
+    all_cubes = torch.arange(res**3)
+    cases = flexicubes_module._resolve_ambiguity(occupancy, all_cubes, res).tolist()
+    assert cases != occupancy.tolist()
+    # dmtrec orders the terms by (surface cube, edge).
+    expected = reference_l_dev(verts, cubes, sdf, beta, alpha, cases)
+    assert len(expected) == result.l_dev.numel() > 100
+    assert result.l_dev.tolist() == pytest.approx([expected[k] for k in sorted(expected)], abs=1e-12)
+    # The α-shifted definition differs by far more than the tolerance: the test discriminates.
+    shifted = reference_l_dev(verts, cubes, sdf, beta, alpha, cases, alpha_shifted_distances=True)
+    assert max(abs(shifted[k] - expected[k]) for k in expected) > 1e-3
+    # Uniform α: both definitions agree (the crossings are the plain ones).
+    uniform = flexicubes(verts, sdf, res, beta, None, gamma, cubes=cubes).l_dev
+    same = reference_l_dev(verts, cubes, sdf, beta, torch.zeros_like(alpha), cases, alpha_shifted_distances=True)
+    assert uniform.tolist() == pytest.approx([same[k] for k in sorted(same)], abs=1e-12)
 
 
 # ------------------------------------------------------------------------------------ gradients
@@ -363,41 +399,20 @@ def test_grid_edges_are_the_lattice_edges():
     assert torch.equal(geo.sdf_reg_loss(), sdf_reg_loss(geo.sdf, edges))
 
 
-# ------------------------------------------------------------------------------------ kaolin
-def test_matches_kaolin_flexicubes_on_random_inputs():
-    kaolin_conversions = pytest.importorskip(
-        "kaolin.ops.conversions", reason="kaolin is not installed (its wheels are not on PyPI)"
-    )
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    res = 6
-    verts, cubes = voxel_grid(res)
-    gen = torch.Generator().manual_seed(0)
-    # A smooth field (no ambiguous faces, where tables may legitimately resolve differently).
-    sdf = sphere_sdf(verts, 0.3, center=(0.02, 0.01, -0.03)) + 0.02 * torch.randn(verts.shape[0], generator=gen)
-    weights = torch.randn(res**3, 21, generator=gen)
-    fc = kaolin_conversions.FlexiCubes(device=device)
-    for training in (False, True):
-        ours = flexicubes(verts, sdf, res, weights[:, :12], weights[:, 12:20], weights[:, 20], training=training).mesh
-        # kaolin: negative inside; same crossing formula (invariant under s -> -s), its own grid order.
-        kv, kf, _ = fc(
-            verts.to(device),
-            -sdf.to(device),
-            cubes.to(device),
-            res,
-            weights[:, :12].to(device),
-            weights[:, 12:20].to(device),
-            weights[:, 20].to(device),
-            training=training,
-        )
-        assert kf.shape[0] == ours.num_faces
-        assert _triangle_set(kv.cpu(), kf.cpu()) == _triangle_set(ours.v_pos, ours.t_pos_idx)
+# ------------------------------------------------------------------------------------ cost warning
+def test_slow_grids_warn_once_with_the_expected_time_per_step(caplog):
+    from dmtrec.geometry.flexicubes import expected_step_seconds, warn_if_slow
 
-
-def _triangle_set(v: torch.Tensor, f: torch.Tensor) -> set:
-    """Triangles as rounded corner coordinates, rotated to start at the smallest corner."""
-    out = set()
-    for tri in torch.round(v[f] * 1e4).long().tolist():
-        corners = [tuple(c) for c in tri]
-        k = corners.index(min(corners))
-        out.add(tuple(corners[k:] + corners[:k]))
-    return out
+    clean, messy = expected_step_seconds(48)
+    assert clean == pytest.approx(1.2e-6 * 48**3) and messy == pytest.approx(1e-5 * 48**3)
+    with caplog.at_level("WARNING", logger="dmtrec.geometry.flexicubes"):
+        assert not warn_if_slow(26) and not warn_if_slow(36)  # the quick start's grid, and the largest quiet one
+        assert not caplog.records
+        assert warn_if_slow(37)
+        assert "grid 37" in caplog.text and f"{1e-5 * 37**3:.2f} s per step" in caplog.text
+        caplog.clear()
+        geo = FlexiCubesGeometry(resolution=40, init="sphere")
+        with torch.no_grad():
+            geo.mesh(with_uv=False)
+            geo.mesh(with_uv=False)
+    assert len(caplog.records) == 1 and "grid 40" in caplog.text and "0.64 s per step" in caplog.text
