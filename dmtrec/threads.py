@@ -11,11 +11,13 @@ with torch's default two threads beside two one-thread jobs on two cores, 0.4 s 
 The policy, applied by the ``dmtrec`` command before torch loads (libgomp reads its settings
 once, when it loads):
 
-- threads: the cores this process may use (``os.sched_getaffinity``) less the 1-minute load
-  average (rounded), at least one. An idle machine gets every core, a machine already running
-  one job per core gets one thread.
-- ``OMP_WAIT_POLICY=PASSIVE``: threads that wait sleep at once instead of spinning, so that a
-  thread count chosen before other jobs start cannot collapse either.
+- threads: the cores this process may use (``os.sched_getaffinity``), whatever the load. A fit's
+  floats depend on its thread count (reductions split per thread), so a count read off the load
+  at start would make the same command give different results on a busy and an idle machine.
+- ``OMP_WAIT_POLICY=PASSIVE``: threads that wait sleep at once instead of spinning. This alone
+  removes the collapse: ``lod`` on Spot at load 10-14, two threads, went from 6.1 s per step
+  spinning to 0.19-0.34 s sleeping, and two such jobs at once ran at 0.08-0.24 s per step each
+  (the measurements are in the README's "Threads on a shared machine").
 
 A user who sets ``OMP_NUM_THREADS`` (or ``DMTREC_THREADS``, which sets it) chooses for
 themselves: the thread count is theirs, and ``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT`` are only
@@ -46,12 +48,6 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def threads_for(cores: int, load: float) -> int:
-    """Threads for a new job on ``cores`` cores with a 1-minute load average of ``load``: the free
-    cores (``cores - load``, rounded to the nearest integer), at least 1 and at most ``cores``."""
-    return max(1, min(cores, int(cores - load + 0.5)))
-
-
 def apply_thread_policy(environ: MutableMapping[str, str] = os.environ) -> ThreadChoice:
     """Choose the thread count and wait policy of this process (see the module docstring).
 
@@ -72,17 +68,12 @@ def apply_thread_policy(environ: MutableMapping[str, str] = os.environ) -> Threa
         value = environ["OMP_NUM_THREADS"]
         threads = int(value) if value.isdigit() else None
         return ThreadChoice(threads, f"{threads or value} threads as OMP_NUM_THREADS says", False)
-    cores = usable_cores()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    threads = threads_for(cores, load)
+    threads = usable_cores()
     environ["OMP_NUM_THREADS"] = str(threads)
     if "GOMP_SPINCOUNT" not in environ:
         environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    reason = (
-        f"{threads} of {cores} cores (1-minute load {load:.1f}; waiting threads sleep); "
-        "set OMP_NUM_THREADS or DMTREC_THREADS to choose"
-    )
+    reason = f"{threads} (every usable core; waiting threads sleep); set OMP_NUM_THREADS or DMTREC_THREADS to choose"
     return ThreadChoice(threads, reason, True)
 
 
-__all__ = ["ThreadChoice", "apply_thread_policy", "threads_for", "usable_cores"]
+__all__ = ["ThreadChoice", "apply_thread_policy", "usable_cores"]
