@@ -31,11 +31,18 @@ from dmtrec.assets.views import render_reference, view_cameras  # noqa: E402
 from dmtrec.datasets.reference_mesh import load_asset, load_probe  # noqa: E402
 from dmtrec.render.raster import get_rasterizer  # noqa: E402
 from dmtrec.render.shaders import BUILTINS, GAME_MODELS  # noqa: E402
+from dmtrec.render.shaders.sh import LUMINANCE, project_cubemap, sh_irradiance, with_sun  # noqa: E402
 from dmtrec.render.shaders.toon import Toon  # noqa: E402
 
 DATA = REPO / "data"
 ASSETS = {"spot": DATA / "meshes/spot/spot.obj", "bob": DATA / "meshes/bob/bob_tri.obj"}
 PROBE = DATA / "envmaps/mud_road_puresky_1k.hdr"
+
+
+def _flip(row) -> str:
+    if row["start_flip"] is None:
+        return "n/a (flip_evaluator not installed)"
+    return f"{row['start_flip']:.4f} -> {row['fit_flip']:.4f}"
 
 
 def main() -> None:
@@ -53,12 +60,21 @@ def main() -> None:
     parser.add_argument(
         "--toon-thresholds", nargs=2, type=float, help="start the toon ramp's thresholds here (default: the model's)"
     )
+    parser.add_argument("--loss", default="l2", help="the fit's pixel loss (l2, log1p_l1)")
+    parser.add_argument(
+        "--sun", type=float, default=0.0, help="add a sun giving this many times the sky's irradiance facing it"
+    )
+    parser.add_argument("--sun-dir", nargs=3, type=float, default=[0.5, 0.6, 0.62], help="towards the sun (world)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     device = torch.device(args.device)
     rasterizer = get_rasterizer("auto", device)
     light = load_probe(PROBE, args.probe_res, device=device)
+    if args.sun > 0:
+        sun = torch.tensor(args.sun_dir, dtype=torch.float64)
+        sky = sh_irradiance(project_cubemap(light.base), (sun / sun.norm()).to(light.base.device))
+        light = with_sun(light, sun, args.sun * float(sky @ sky.new_tensor(LUMINANCE)))
     rows = []
     for asset in args.assets:
         mesh, material = load_asset(ASSETS[asset], device)
@@ -75,26 +91,37 @@ def main() -> None:
             start = time.perf_counter()
             result = bake_shader(
                 mesh, material, light, model, cameras, refs, held_out, held_refs, rasterizer,
-                texture_res=args.texture_res, steps=args.steps, lr=args.lr, batch=args.batch,
+                texture_res=args.texture_res, steps=args.steps, lr=args.lr, batch=args.batch, loss=args.loss,
             )  # fmt: skip
             row = {
                 "asset": asset,
                 "model": name,
                 "start_psnr": result.scores["initial"]["psnr"],
                 "fit_psnr": result.scores["fitted"]["psnr"],
+                "start_flip": result.scores["initial"]["flip"],
+                "fit_flip": result.scores["fitted"]["flip"],
+                "constants": {
+                    p.name: [round(float(v), 3) for v in result.fitted.to_tensors()[p.name]]
+                    for p in model.params
+                    if p.kind == "constant"
+                },
                 "seconds": time.perf_counter() - start,
             }
             rows.append(row)
             print(
                 f"{asset:<5} {name:<14} start {row['start_psnr']:6.2f} dB  fit {row['fit_psnr']:6.2f} dB  "
-                f"gain {row['fit_psnr'] - row['start_psnr']:+5.2f} dB  ({row['seconds']:.0f} s)",
+                f"gain {row['fit_psnr'] - row['start_psnr']:+5.2f} dB  FLIP {_flip(row)}  ({row['seconds']:.0f} s)  "
+                f"{row['constants']}",
                 flush=True,
             )
     print(f"\nthreads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}, settings {vars(args)}")
-    print("| asset | model | start (dB) | fit (dB) | gain (dB) |\n|---|---|---|---|---|")
+    print("| asset | model | start (dB) | fit (dB) | gain (dB) | FLIP start -> fit |\n|---|---|---|---|---|---|")
     for row in rows:
         gain = row["fit_psnr"] - row["start_psnr"]
-        print(f"| {row['asset']} | {row['model']} | {row['start_psnr']:.2f} | {row['fit_psnr']:.2f} | {gain:+.2f} |")
+        print(
+            f"| {row['asset']} | {row['model']} | {row['start_psnr']:.2f} | {row['fit_psnr']:.2f} | {gain:+.2f} "
+            f"| {_flip(row)} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 
