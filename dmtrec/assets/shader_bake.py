@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,12 +112,33 @@ def render_shader(mesh: Mesh, values: ShaderMaterial, light, cameras: Cameras, r
     return render_mesh(mesh, values, light, cameras, rasterizer, smoothness=False, shader=values.model)["shaded"]
 
 
-def fit_shader(mesh: Mesh, values: ShaderMaterial, light, cameras: Cameras, references: Tensor, rasterizer, **fit):
+def fit_shader(
+    mesh: Mesh,
+    values: ShaderMaterial,
+    light,
+    cameras: Cameras,
+    references: Tensor,
+    rasterizer,
+    fixed: Sequence[str] = (),
+    **fit,
+):
     """Optimise ``values`` in place so that the model's renders match ``references [B, H, W, 4]``
     (straight alpha): :func:`~dmtrec.assets.unlit_bake.fit_to_views` (Adam, the learning rate
     decaying by 10x; ``fit``: its ``steps``, ``lr``, ``batch``, ``loss``, ``seed``), the values
-    clamped to their declared ranges after each step. Returns the loss per step."""
-    params = [p for name, p in values.named_parameters() if not name.startswith("normal.")]
+    clamped to their declared ranges after each step, except the declared values named in
+    ``fixed`` (e.g. ``("albedo",)``: an artist's texture kept, only the shader's constants tuned).
+    Returns the loss per step."""
+    declared = {param.name for param in values.model.params}
+    unknown = sorted(set(fixed) - declared)
+    if unknown:
+        raise ValueError(
+            f"{values.model.describe()}: fixed names no parameters {unknown}; it declares {sorted(declared)}"
+        )
+    params = [
+        p
+        for name, p in values.named_parameters()
+        if not name.startswith("normal.") and name.split(".")[1] not in set(fixed)
+    ]
 
     def render(views: Cameras) -> Tensor:
         return render_shader(mesh, values, light, views, rasterizer)
@@ -167,13 +188,14 @@ def bake_shader(
     rasterizer,
     texture_res: int = 256,
     onto: Optional[Mesh] = None,
+    fixed: Sequence[str] = (),
     **fit,
 ) -> ShaderBakeResult:
     """Start, fit and score ``model`` on ``source`` (with UVs, normals and tangents where its
     material has a normal map, which the model's G-buffer keeps), or on ``onto`` (another mesh
     over the same surface with its own UVs, e.g. a level of detail: the source's normal map,
     which lives in the source's UVs, is not carried over); see the module notes.
-    ``fit``: :func:`fit_shader`'s ``steps``, ``lr``, ``batch``, ``loss``, ``seed``."""
+    ``fixed``, ``fit``: :func:`fit_shader`'s (values kept at their start; ``steps``, ``lr``, ...)."""
     seconds: Dict[str, float] = {}
     start_time = time.perf_counter()
     if onto is not None:
@@ -191,7 +213,7 @@ def bake_shader(
     seconds["start"] = time.perf_counter() - start_time
     fitted = make(values)
     start_time = time.perf_counter()
-    losses = fit_shader(mesh, fitted, light, cameras, references, rasterizer, **fit)
+    losses = fit_shader(mesh, fitted, light, cameras, references, rasterizer, fixed, **fit)
     seconds["fit"] = time.perf_counter() - start_time
     result = ShaderBakeResult(model, mesh, start, fitted, light, losses=losses, seconds=seconds)
     with torch.no_grad():

@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=pixel_loss_name,
         choices=tuple(PIXEL_LOSSES),
         default="l2",
-        help="l2 (squared error of linear radiance) or log1p_l1 (|log1p(a) - log1p(b)|); "
+        help="l2 (squared error of linear radiance), log1p_l1 (|log1p(a) - log1p(b)|) or srgb_l2 (squared error of "
+        "the displayed sRGB values, what the held-out PSNR scores); "
         f"old names accepted: {', '.join(f'{k} = {v}' for k, v in PIXEL_LOSS_ALIASES.items())} (default l2)",
     )
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")

@@ -29,6 +29,7 @@ from dmtrec.assets.shader_bake import bake_shader  # noqa: E402
 from dmtrec.assets.unlit_bake import with_render_frame  # noqa: E402
 from dmtrec.assets.views import render_reference, view_cameras  # noqa: E402
 from dmtrec.datasets.reference_mesh import load_asset, load_probe  # noqa: E402
+from dmtrec.render.light import EnvironmentLight  # noqa: E402
 from dmtrec.render.raster import get_rasterizer  # noqa: E402
 from dmtrec.render.shaders import BUILTINS, GAME_MODELS  # noqa: E402
 from dmtrec.render.shaders.sh import LUMINANCE, project_cubemap, sh_irradiance, with_sun  # noqa: E402
@@ -60,11 +61,12 @@ def main() -> None:
     parser.add_argument(
         "--toon-thresholds", nargs=2, type=float, help="start the toon ramp's thresholds here (default: the model's)"
     )
-    parser.add_argument("--loss", default="l2", help="the fit's pixel loss (l2, log1p_l1)")
+    parser.add_argument("--loss", default="srgb_l2", help="the fit's pixel loss (l2, log1p_l1, srgb_l2)")
     parser.add_argument(
         "--sun", type=float, default=0.0, help="add a sun giving this many times the sky's irradiance facing it"
     )
     parser.add_argument("--sun-dir", nargs=3, type=float, default=[0.5, 0.6, 0.62], help="towards the sun (world)")
+    parser.add_argument("--fixed", nargs="*", default=[], help="keep these values at their start (e.g. albedo)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
@@ -75,6 +77,8 @@ def main() -> None:
         sun = torch.tensor(args.sun_dir, dtype=torch.float64)
         sky = sh_irradiance(project_cubemap(light.base), (sun / sun.norm()).to(light.base.device))
         light = with_sun(light, sun, args.sun * float(sky @ sky.new_tensor(LUMINANCE)))
+        # Exposed like the sky alone: a surface facing the sun receives the sky's irradiance there.
+        light = EnvironmentLight(light.base.detach() / (1.0 + args.sun)).to(device).requires_grad_(False)
     rows = []
     for asset in args.assets:
         mesh, material = load_asset(ASSETS[asset], device)
@@ -92,6 +96,7 @@ def main() -> None:
             result = bake_shader(
                 mesh, material, light, model, cameras, refs, held_out, held_refs, rasterizer,
                 texture_res=args.texture_res, steps=args.steps, lr=args.lr, batch=args.batch, loss=args.loss,
+                fixed=[name for name in args.fixed if name in {p.name for p in model.params}],
             )  # fmt: skip
             row = {
                 "asset": asset,
