@@ -175,3 +175,26 @@ def test_shader_bake_reads_a_fit_output_glb_with_its_normal_map(tmp_path):
     first, last = report["loss_first_last"]
     assert last < first
     assert (tmp_path / "out" / "simple_lit.glsl").is_file()
+
+
+def test_fixed_values_keep_their_start_while_the_others_fit():
+    from dmtrec.assets.shader_bake import fit_shader
+    from dmtrec.assets.unlit_bake import with_render_frame
+    from dmtrec.assets.views import render_reference, view_cameras
+    from dmtrec.render.shaders import ShaderMaterial
+
+    mesh, material = load_asset(SPOT_OBJ)
+    mesh = with_render_frame(mesh, material)
+    light, rasterizer = load_probe(PROBE_HDR, 32), get_rasterizer("torch")
+    cameras = view_cameras("sphere", 2, mesh, resolution=32, seed=0)
+    references = render_reference(mesh, material, light, cameras, rasterizer)
+    model = BUILTINS["toon"]()
+    values = ShaderMaterial(model, initial_values(model, mesh, material, light, 16, rasterizer), 16)
+    albedo = values.to_tensors()["albedo"].clone()
+    torch.set_num_threads(1)
+    fit_shader(mesh, values, light, cameras, references, rasterizer, ("albedo",), steps=3, lr=0.05, batch=2)
+    fitted = values.to_tensors()
+    assert torch.equal(fitted["albedo"], albedo)
+    assert not torch.allclose(fitted["levels"], torch.tensor([0.15, 0.575, 1.0]))
+    with pytest.raises(ValueError, match="fixed names no parameters \\['kd'\\]"):
+        fit_shader(mesh, values, light, cameras, references, rasterizer, ("kd",), steps=1)
