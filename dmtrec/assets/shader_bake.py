@@ -9,6 +9,12 @@ that the renders match the PBR references over the training views (the loss of
 every step. Scores on held-out views compare the start and the fit (PSNR, SSIM, and FLIP when
 ``flip_evaluator`` is installed).
 
+The start is what a game tool makes without fitting: the artist's base colour as the model's
+albedo with its constants at their declared defaults, or (unlit) the point-sampled radiance, as
+Blender's "Combined" bake. Onto another mesh (``onto``: a level of detail, a reconstruction)
+every texel of its UV layout starts from the closest source point. ``fixed`` values keep their
+start (e.g. the artist's albedo, only the shader's constants tuned).
+
 Export (:func:`write_shader_bake`): one PNG per texture (colours as sRGB, other values as
 stored; tables scaled into [0, 1] with the scale in ``material.json``), ``material.json`` with
 the constants, the textures' files and ranges and the probe's main light and ambient SH (the

@@ -1,13 +1,20 @@
-"""Game shading models fitted to the PBR look: held-out PSNR of each model's start and its fit.
+"""Game shading models fitted to the PBR look: held-out PSNR / FLIP of each model's start and its fit.
 
 For each asset (Spot, Bob) renders the PBR asset under the probe from ``--views`` views of the
 full sphere (the bake's references), then for every built-in game model (and the toon model
 with plain autograd through its step instead of the surrogate, ``toon_autograd``; both from
-``--toon-thresholds`` if given) starts its values as
-``dmtrec bake --shader`` does, fits them with Adam, and scores start and fit on ``--held-out``
-other views (sRGB PSNR over black, as the bake's report). Prints one table.
+``--toon-thresholds`` if given) starts its values as ``dmtrec bake --shader`` does (the base
+colour as albedo, constants at their defaults; unlit: the point-sampled radiance), fits them
+with Adam (``--loss``, default srgb_l2: the displayed error the scores measure; ``--fixed``
+names values kept at their start), and scores start and fit on ``--held-out`` other views
+(sRGB PSNR over black, and FLIP when flip_evaluator is installed). Prints one table.
+
+``--sun K`` adds a sun (a disc of 3 degrees radius, towards ``--sun-dir``) giving K times the sky's
+irradiance on a surface facing it, and exposes the probe like the sky alone (divided by 1 + K):
+the outdoor scene where the main light dominates and the toon ramp's bands matter.
 
     OMP_NUM_THREADS=1 python experiments/benchmarks/shaders.py              # small CPU settings
+    OMP_NUM_THREADS=1 python experiments/benchmarks/shaders.py --sun 6 --models toon toon_autograd --fixed albedo
     python experiments/benchmarks/shaders.py --res 256 --views 64 --steps 300 --texture-res 256 --device cuda
 """
 
@@ -113,6 +120,8 @@ def main() -> None:
                 "seconds": time.perf_counter() - start,
             }
             rows.append(row)
+            if args.json:  # after every fit, so that an interrupted run keeps its rows
+                Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
             print(
                 f"{asset:<5} {name:<14} start {row['start_psnr']:6.2f} dB  fit {row['fit_psnr']:6.2f} dB  "
                 f"gain {row['fit_psnr'] - row['start_psnr']:+5.2f} dB  FLIP {_flip(row)}  ({row['seconds']:.0f} s)  "
@@ -127,8 +136,6 @@ def main() -> None:
             f"| {row['asset']} | {row['model']} | {row['start_psnr']:.2f} | {row['fit_psnr']:.2f} | {gain:+.2f} "
             f"| {_flip(row)} |"
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
