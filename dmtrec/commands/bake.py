@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=pixel_loss_name,
         choices=tuple(PIXEL_LOSSES),
         default="l2",
-        help="l2 (squared error of linear radiance) or log1p_l1 (|log1p(a) - log1p(b)|); "
+        help="l2 (squared error of linear radiance), log1p_l1 (|log1p(a) - log1p(b)|) or srgb_l2 (squared error of "
+        "the displayed sRGB values, what the held-out PSNR scores); "
         f"old names accepted: {', '.join(f'{k} = {v}' for k, v in PIXEL_LOSS_ALIASES.items())} (default l2)",
     )
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
@@ -183,7 +184,9 @@ def run_bake(args: argparse.Namespace) -> Dict[str, object]:
     reference_seconds = time.perf_counter() - start
     if model is not None:
         seconds = {"reference": reference_seconds}
-        return _run_shader_bake(args, model, source, material, light, cameras, references, held_out, held_refs, seconds)
+        return _run_shader_bake(
+            args, model, source, material, light, cameras, references, held_out, held_refs, seconds, onto, unwrap
+        )
     result = bake_unlit(
         source,
         material,
@@ -258,22 +261,26 @@ def _check_shader_args(args: argparse.Namespace):
         if args.target is None:
             raise ValueError("--target texture|vertex is required (or --shader NAME_OR_FILE)")
         return None
-    if args.onto or args.target == "vertex":
-        raise ValueError("--shader fits textures on the asset's own UVs: --onto and --target vertex do not apply")
+    if args.target == "vertex":
+        raise ValueError("--shader fits textures: --target vertex does not apply")
     args.target = "texture"
     from dmtrec.render.shaders import load_shader
 
     return load_shader(args.shader)
 
 
-def _run_shader_bake(args, model, source, material, light, cameras, references, held_out, held_refs, seconds):
-    """``bake --shader``: fit the model (:mod:`dmtrec.assets.shader_bake`), write its outputs and report."""
+def _run_shader_bake(
+    args, model, source, material, light, cameras, references, held_out, held_refs, seconds, onto=None, unwrap="file"
+):
+    """``bake --shader``: fit the model (:mod:`dmtrec.assets.shader_bake`) on the asset or ``onto``
+    (with ``unwrap``, how its UVs were made), write its outputs and report."""
     from dmtrec.assets.shader_bake import bake_shader, write_shader_bake
 
     rasterizer = get_rasterizer("auto", source.device)
     result = bake_shader(
         source, material, light, model, cameras, references, held_out, held_refs, rasterizer,
-        texture_res=args.texture_res, steps=args.steps, lr=args.lr, batch=args.batch, loss=args.loss, seed=args.seed,
+        texture_res=args.texture_res, onto=onto, steps=args.steps, lr=args.lr, batch=args.batch, loss=args.loss,
+        seed=args.seed,
     )  # fmt: skip
     result.seconds.update(seconds)
     scores = result.scores
@@ -282,6 +289,9 @@ def _run_shader_bake(args, model, source, material, light, cameras, references, 
         "probe": str(args.probe),
         "shader": args.shader,
         "model": model.name,
+        "onto": args.onto,
+        "faces": result.mesh.num_faces,
+        "uvs": unwrap,
         "distribution": args.distribution,
         "views": cameras.batch_size,
         "held_out_views": held_out.batch_size,

@@ -12,7 +12,8 @@ Two families, with distinct config-facing names:
   averaged over covered pixels (:func:`masked_pixel_loss`): "l2" squared linear error and
   "log1p_l1" ``|log1p(a) - log1p(b)|`` (no sRGB curve: a different quantity from the fit's
   "logl1", hence the different name; :data:`PIXEL_LOSS_ALIASES` keeps the bake's old "logl1"
-  working).
+  working), and "srgb_l2", squared error of the displayed sRGB values (clamped to [0, 1]), the
+  quantity the bakes' held-out PSNR scores.
 
 Images are channel-last ``[B, H, W, C]`` linear radiance.
 """
@@ -24,6 +25,8 @@ from typing import Callable, Dict
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from dmtrec.io.image import linear_to_srgb
 
 from .image import composite
 
@@ -111,7 +114,16 @@ def log1p_abs_error(pred: Tensor, ref: Tensor) -> Tensor:
     return (torch.log1p(pred.clamp_min(0)) - torch.log1p(ref.clamp_min(0))).abs()
 
 
-PIXEL_LOSSES: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {"l2": squared_error, "log1p_l1": log1p_abs_error}
+def srgb_squared_error(pred: Tensor, ref: Tensor) -> Tensor:
+    """Per-element ``(srgb(pred) - srgb(ref))^2``, both clamped to [0, 1] as a display shows them."""
+    return (linear_to_srgb(pred) - linear_to_srgb(ref)) ** 2
+
+
+PIXEL_LOSSES: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "l2": squared_error,
+    "log1p_l1": log1p_abs_error,
+    "srgb_l2": srgb_squared_error,
+}
 """``dmtrec bake --loss`` values and the per-element error each selects."""
 
 PIXEL_LOSS_ALIASES = {"logl1": "log1p_l1"}

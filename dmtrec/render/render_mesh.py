@@ -272,8 +272,11 @@ def _shade(shader, sample, pos, normal, geometric_normal, view_pos, tangent, uv,
 
     bitangent = None
     if tangent is not None:  # the mesh's tangent frame, orthonormalised against the shading normal
+        # [..., 4] tangents (glTF's, read from a GLB) carry the bitangent sign in w, as perturb_normal reads it.
+        sign = 1.0 if tangent.shape[-1] == 3 else torch.where(tangent[..., 3:4] < 0, -1.0, 1.0)
+        tangent = tangent[..., :3]
         tangent = bsdf_lib.safe_normalize(tangent - normal * bsdf_lib.dot(tangent, normal))
-        bitangent = torch.linalg.cross(normal, tangent, dim=-1)
+        bitangent = torch.linalg.cross(normal, tangent, dim=-1) * sign
     gbuffer = GBuffer(
         pos=pos,
         normal=normal,

@@ -96,3 +96,13 @@ def test_the_bakes_old_logl1_name_is_log1p_l1():
     assert pixel_loss_name("l2") == "l2"
     with pytest.raises(ValueError, match="log1p_l1"):
         pixel_loss_name("logl2")
+
+
+def test_srgb_l2_is_the_squared_error_of_displayed_values():
+    # IEC 61966-2-1 by hand: srgb(0.5) = 1.055 * 0.5^(1/2.4) - 0.055 = 0.735357, srgb(0.25) = 0.537099;
+    # a pixel at 2.0 against 1.0 both display as white: no error.
+    pred = torch.tensor([0.5, 2.0, 0.0]).reshape(1, 1, 1, 3)
+    ref = torch.tensor([0.25, 1.0, 0.0]).reshape(1, 1, 1, 3)
+    weight = torch.ones(1, 1, 1, 1)
+    expected = (0.735357 - 0.537099) ** 2 / 3.0
+    assert masked_pixel_loss(pred, ref, weight, "srgb_l2").item() == pytest.approx(expected, rel=1e-4)

@@ -141,3 +141,17 @@ def test_every_builtin_has_a_glsl_twin_with_a_uniform_per_parameter(name):
     assert "vec3 shade()" in text
     for param in model.params:
         assert f" {param.name};" in text or f" {param.name}[" in text, param.name
+
+
+def test_with_sun_adds_a_directional_light_of_the_asked_irradiance():
+    # On a black probe the added sun is all there is: Sloan's extraction must find its direction,
+    # and a directional light of irradiance E projects to E * Y_k(d), so its colour is E.
+    from dmtrec.render.light import EnvironmentLight
+    from dmtrec.render.shaders.sh import with_sun
+
+    sun = torch.tensor([0.3, 0.8, -0.52])
+    sun = sun / sun.norm()
+    light = with_sun(EnvironmentLight.constant(0.0, base_res=64), sun, 5.0, radius_deg=3.0)
+    direction, color, _ = main_light(project_cubemap(light.base))
+    assert float(direction.float() @ sun) > math.cos(math.radians(1.0))
+    assert torch.allclose(color.float(), torch.full((3,), 5.0), rtol=0.02)

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ..cubemap import cube_directions, cube_texel_solid_angles
+from ..light import EnvironmentLight
 from .base import Lighting
 
 BAND_OF = torch.tensor([0, 1, 1, 1, 2, 2, 2, 2, 2])
@@ -113,3 +114,28 @@ def probe_lighting(light) -> Lighting:
         del _CACHE[stale]
     _CACHE[id(light)] = (weakref.ref(light), key, lighting)
     return lighting
+
+
+def with_sun(light: EnvironmentLight, direction, irradiance: float, radius_deg: float = 3.0) -> EnvironmentLight:
+    """A copy of ``light`` with a sun added: a disc of ``radius_deg`` (its rim fading linearly
+    over the outer half of the radius, so that coarse cube maps still see it) towards unit
+    ``direction [3]``, white, its radiance scaled so that the irradiance it adds facing it
+    (the sum over texels of radiance x solid angle x cosine) is ``irradiance``.
+
+    Outdoor probes such as ``mud_road_puresky`` are mostly sky: their extracted main light is
+    weak next to the ambient. A clear-sky sun gives 5 to 10 times the sky's irradiance; this
+    makes that scene from any probe, where banded (toon) light and highlights matter."""
+    base = light.base.detach()
+    res = base.shape[1]
+    dirs = cube_directions(res, base.device, torch.float64)
+    area = cube_texel_solid_angles(res, base.device, torch.float64)
+    sun = torch.as_tensor(direction, dtype=torch.float64, device=base.device)
+    sun = sun / sun.norm()
+    cosine = (dirs * sun).sum(-1)
+    angle = torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0)))
+    weight = ((radius_deg - angle) / (0.5 * radius_deg)).clamp(0.0, 1.0)
+    received = float((weight * area * cosine.clamp_min(0.0)).sum())
+    if received <= 0.0:
+        raise ValueError(f"with_sun: a {radius_deg} degree sun covers no texel of a {res}-texel cube map")
+    added = (weight * (irradiance / received))[..., None].expand(*weight.shape, 3)
+    return EnvironmentLight((base.to(torch.float64) + added).to(base.dtype)).to(base.device).requires_grad_(False)
