@@ -18,7 +18,7 @@ start (e.g. the artist's albedo, only the shader's constants tuned).
 Export (:func:`write_shader_bake`): one PNG per texture (colours as sRGB, other values as
 stored; tables scaled into [0, 1] with the scale in ``material.json``), ``material.json`` with
 the constants, the textures' files and ranges and the probe's main light and ambient SH (the
-GLSL uniforms), and the model's GLSL (``common.glsl`` + its twin) as ``<name>.glsl``.
+GLSL uniforms), and the model's GLSL and HLSL twins (``common.*`` + the model's) as ``<name>.glsl`` / ``<name>.hlsl``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from dmtrec.render.light import EnvironmentLight
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.render_mesh import render_mesh
 from dmtrec.render.shaders import ShaderMaterial, ShadingModel
-from dmtrec.render.shaders.base import read_glsl
+from dmtrec.render.shaders.export import write_twins
 from dmtrec.render.shaders.sh import probe_lighting
 
 from .unlit_bake import (
@@ -236,7 +236,7 @@ def bake_shader(
 
 
 def write_shader_bake(folder: Path, result: ShaderBakeResult, texture_names: Optional[Dict[str, str]] = None) -> None:
-    """Write the fitted textures (PNG), ``material.json``, ``<model>.glsl`` and ``mesh.obj`` into ``folder``."""
+    """Write the fitted textures (PNG), ``material.json``, the GLSL and HLSL twins and ``mesh.obj`` into ``folder``."""
     folder = Path(folder)
     model, values = result.model, result.fitted.to_tensors()
     lighting = probe_lighting(result.light)
@@ -258,16 +258,14 @@ def write_shader_bake(folder: Path, result: ShaderBakeResult, texture_names: Opt
             "scale": scale,
             "range": [list(param.lower), list(param.upper)],
         }
-    glsl = model.glsl_source()
-    if glsl is not None:
-        common = read_glsl("common.glsl")
-        (folder / f"{model.name}.glsl").write_text(common + "\n" + glsl)
+    twins = write_twins(model, folder)
     colour = next((values[p.name] for p in model.params if p.kind == "texture" and p.channels == 3), None)
     write_obj(folder, result.mesh, None if colour is None else {"kd": colour}, name="mesh")
     document = {
         "model": model.name,
         "source": model.source or None,
-        "glsl": f"{model.name}.glsl" if glsl is not None else None,
+        "glsl": twins["glsl"],
+        "hlsl": twins["hlsl"],
         "constants": constants,
         "textures": textures,
         "light": {

@@ -53,7 +53,10 @@ def test_a_builtin_model_exports_its_glsl_and_srgb_textures(tmp_path):
     out = tmp_path / "out"
     glsl = (out / "toon.glsl").read_text()
     assert "vec3 ambientSH(vec3 n)" in glsl and "vec3 shade()" in glsl
+    hlsl = (out / "toon.hlsl").read_text()
+    assert "float3 shade(DmtrecFragment f)" in hlsl
     material = json.loads((out / "material.json").read_text())
+    assert material["glsl"] == "toon.glsl" and material["hlsl"] == "toon.hlsl"
     assert set(material["constants"]) == {"thresholds", "levels", "ambient", "rim", "rim_cut"}
     # With no steps the fit is the start, and the albedo PNG is the start's kd in sRGB.
     assert report["scores_held_out"]["fitted"]["psnr"] == pytest.approx(report["scores_held_out"]["initial"]["psnr"])
