@@ -58,9 +58,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from dmtrec.assets.views import render_reference, view_cameras
+from dmtrec.assets.views import fit_radius, mesh_bounds, render_reference, view_cameras
 from dmtrec.core.mesh import Mesh
 from dmtrec.datasets.reference_mesh import load_asset, load_probe
+from dmtrec.geometry.closest_point import closest_points
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.contact_sheet import contact_sheet
 from dmtrec.io.image import linear_to_srgb
@@ -94,6 +95,10 @@ class LodSettings:
             None: nvdiffmodeling's automatic factor with the measured image loss (module docstring).
         texture_res: side of the kd / ks / normal textures of each level.
         train_views, heldout_views: pool of reference views optimised on / held out for metrics.
+        validation_views: views (neither trained on nor reported) on which each level keeps the
+            better of its start and its optimised result (module docstring, "Never worse").
+        freeze_below_px: positions stay as decimated when the start's one-sided Hausdorff distance
+            to the original, in pixels at the level's resolution, is below this (0: never frozen).
         fovy: camera field of view in degrees; views frame the bounding sphere.
         probe_res: cube-map face size of the probe's light.
         seed: the views and the background noise.
@@ -115,6 +120,8 @@ class LodSettings:
     texture_res: int = 512
     train_views: int = 64
     heldout_views: int = 6
+    validation_views: int = 6
+    freeze_below_px: float = 1.0
     fovy: float = 45.0
     probe_res: int = 64
     seed: int = 0
@@ -225,6 +232,42 @@ def _compact(points: np.ndarray, faces: np.ndarray, device) -> Mesh:
     )
 
 
+# ----------------------------------------------------------------------------- geometric error
+
+SURFACE_SAMPLES = torch.tensor(
+    [[1 / 3, 1 / 3, 1 / 3], [2 / 3, 1 / 6, 1 / 6], [1 / 6, 2 / 3, 1 / 6], [1 / 6, 1 / 6, 2 / 3]], dtype=torch.float64
+)
+"""Barycentrics sampled on every triangle of a level (with its vertices and edge midpoints)."""
+
+
+def geometric_error(original: Mesh, level: Mesh) -> dict:
+    """One-sided distance from ``level``'s surface to ``original``'s, in ``original``'s bounding-radius units.
+
+    Points: the level's vertices, edge midpoints and :data:`SURFACE_SAMPLES` of each triangle
+    (a decimated triangle strays furthest from the original inside it, not at its corners).
+    Returns ``{"mean": ..., "max": ...}`` (``max`` is the sampled one-sided Hausdorff distance).
+    """
+    pos = level.v_pos.detach().double().cpu()
+    tri = pos[level.t_pos_idx.cpu()]  # [F, 3, 3]
+    mids = (tri + tri.roll(1, dims=1)) / 2  # [F, 3, 3]
+    inner = torch.einsum("sk,fkc->fsc", SURFACE_SAMPLES, tri)  # [F, S, 3]
+    points = torch.cat([pos, mids.reshape(-1, 3), inner.reshape(-1, 3)])
+    _, dist = closest_points(points, original.v_pos.detach().cpu(), original.t_pos_idx.cpu())
+    _, radius = mesh_bounds(original)
+    return {"mean": float(dist.mean()) / radius, "max": float(dist.max()) / radius}
+
+
+def error_in_pixels(original: Mesh, error: float, resolution: int, fovy: float) -> float:
+    """A distance of ``error`` bounding radii of ``original`` at the centre of a level's views, in pixels.
+
+    The views frame the bounding sphere from the distance ``D`` of
+    :func:`dmtrec.assets.views.fit_radius`, where a pixel spans ``2 D tan(fovy / 2) / resolution``.
+    """
+    _, radius = mesh_bounds(original)
+    distance = fit_radius(original, fovy) / radius
+    return error * resolution / (2 * distance * math.tan(math.radians(fovy) / 2))
+
+
 # ----------------------------------------------------------------------------- optimisation
 
 
@@ -240,11 +283,17 @@ class LodScene:
         self._views: dict = {}
 
     def views(self, resolution: int) -> dict:
-        """``{"train": (cameras, rgba), "heldout": (cameras, rgba)}`` at ``resolution`` (rendered once)."""
+        """``{"train" | "heldout" | "validation": (cameras, rgba [B, H, W, 4])}`` at ``resolution``
+        (rendered once; the three splits are drawn with different seeds)."""
         if resolution not in self._views:
             s = self.settings
             out = {}
-            for split, n, seed in (("train", s.train_views, s.seed), ("heldout", s.heldout_views, s.seed + 7919)):
+            splits = (
+                ("train", s.train_views, s.seed),
+                ("heldout", s.heldout_views, s.seed + 7919),
+                ("validation", s.validation_views, s.seed + 2 * 7919),
+            )
+            for split, n, seed in splits:
                 cams = view_cameras("sphere", n, self.mesh, s.fovy, resolution, seed)
                 out[split] = (
                     cams,
@@ -291,14 +340,19 @@ def load_lod_inputs(mesh_path, probe_path, settings: LodSettings, device="cpu"):
 
 
 def level_contact_sheet(levels: Sequence[Level], references: dict, view: int = 0, cell: int = 192) -> Image.Image:
-    """One row per level, columns original | QEM-only | optimised (held-out view ``view``),
-    each ``cell`` pixels high (:func:`dmtrec.io.contact_sheet.contact_sheet`)."""
+    """One row per level, columns original | QEM-only | optimised | written (the kept one of the two)
+    (held-out view ``view``), each ``cell`` pixels high (:func:`dmtrec.io.contact_sheet.contact_sheet`)."""
     tiles = [
         linear_to_srgb(img.clamp(0, 1))
         for level in levels
-        for img in (references[level.resolution][view], level.images["qem"][view], level.images["optimised"][view])
+        for img in (
+            references[level.resolution][view],
+            level.images["qem"][view],
+            level.images["optimised"][view],
+            level.images["final"][view],
+        )
     ]
-    return contact_sheet(tiles, columns=3, tile_height=cell)
+    return contact_sheet(tiles, columns=4, tile_height=cell)
 
 
 def settings_dict(settings: LodSettings) -> dict:
