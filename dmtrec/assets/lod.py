@@ -120,7 +120,7 @@ class LodSettings:
     texture_res: int = 512
     train_views: int = 64
     heldout_views: int = 6
-    validation_views: int = 6
+    validation_views: int = 8
     freeze_below_px: float = 1.0
     fovy: float = 45.0
     probe_res: int = 64
