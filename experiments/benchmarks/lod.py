@@ -1,4 +1,4 @@
-"""Appearance-driven LODs vs QEM-only: held-out PSNR / SSIM / FLIP, triangle counts and time per level.
+"""Appearance-driven LODs vs their QEM-only start and vs MeshLab: held-out PSNR / SSIM / FLIP, triangle counts, time.
 
 Runs ``dmtrec lod`` (the command's own code path, :func:`dmtrec.commands.lod.run_lod`) on each asset
 and prints one Markdown table row per (asset, level) from the written ``report.json``:
@@ -9,7 +9,16 @@ and prints one Markdown table row per (asset, level) from the written ``report.j
 
 QEM-only is the decimated mesh with its xatlas atlas and the textures transferred from the
 original (closest-surface lookup, normal map baked): the optimisation's starting point. Metrics
-are on held-out views (never optimised on) at the level's resolution, sRGB over white.
+are on held-out views (never optimised on) at the level's resolution, sRGB over white. Each row
+says which of the start and the optimised level was kept (chosen on separate validation views,
+:mod:`dmtrec.assets.lod`), the start's one-sided Hausdorff distance in pixels and whether the
+positions were frozen.
+
+The anchor: MeshLab's texture-preserving quadric edge collapse (``meshlab_anchor.py``, extra
+``benchmark``: ``pip install -e ".[benchmark]"``) at each level's triangle budget, the original's
+UVs and textures kept, scored on the same held-out views (same seed and resolution) with the same
+renderer and metrics; ``--no-meshlab`` skips it. ``OUT/ASSET/meshlab.json`` holds its scores and
+triangle counts.
 
     python experiments/benchmarks/lod.py --assets spot bob torus --levels 0.05 0.01
     python experiments/benchmarks/lod.py --assets torus --levels 0.01 --level-res 256 --spp 1 \
