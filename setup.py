@@ -27,6 +27,9 @@ setup(
         "cuda": ["diffrp-nvdiffrast>=0.3.3"],
         # dmtrec lod: QEM decimation (MIT), closest-surface lookup, FLIP metric (BSD)
         "lod": ["fast-simplification>=0.1.7", "scipy>=1.10", "flip-evaluator>=1.5"],
+        # experiments/benchmarks/lod.py's anchor: MeshLab's texture-preserving quadric edge collapse (GPL, run
+        # in a child process, never imported by dmtrec)
+        "benchmark": ["pymeshlab>=2022.2"],
         "colmap": ["pycolmap>=3.11"],  # `dmtrec poses`: structure-from-motion on the CPU (wheels for py3.9-3.13)
         # Mitsuba 3: path-traced ground-truth datasets (its scalar_rgb variant needs no GPU or LLVM), and
         # the comparison in experiments/benchmarks/raster_scaling.py (llvm_ad_rgb: an LLVM >= 16).

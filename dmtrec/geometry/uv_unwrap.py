@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dmtrec.core.child_process import run_python
 from dmtrec.core.mesh import Mesh
 
 from .ops import connected_components
@@ -219,21 +217,7 @@ def xatlas_unwrap(v_pos: Tensor, t_pos_idx: Tensor, timeout_s: float = 300.0) ->
     with tempfile.TemporaryDirectory(prefix="dmtrec_xatlas_") as folder:
         src, dst = Path(folder) / "mesh.npz", Path(folder) / "atlas.npz"
         np.savez(src, positions=v_pos.detach().cpu().numpy().astype(np.float32), faces=faces.astype(np.uint32))
-        try:
-            proc = subprocess.run(
-                [sys.executable, str(_WORKER), str(src), str(dst)], capture_output=True, timeout=timeout_s
-            )
-        except subprocess.TimeoutExpired:
-            raise XatlasError(f"xatlas timed out after {timeout_s:g} s") from None
-        if proc.returncode < 0:
-            try:
-                name = signal.Signals(-proc.returncode).name
-            except ValueError:
-                name = f"signal {-proc.returncode}"
-            raise XatlasError(f"xatlas crashed ({name})")
-        if proc.returncode != 0:
-            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise XatlasError(f"xatlas failed with exit status {proc.returncode}: {tail[0][:200]}")
+        run_python(_WORKER, [src, dst], timeout_s, "xatlas", XatlasError)
         try:
             with np.load(dst) as data:
                 vmapping, indices, uvs = data["vmapping"], data["indices"].astype(np.int64), data["uvs"]

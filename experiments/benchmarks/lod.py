@@ -1,4 +1,4 @@
-"""Appearance-driven LODs vs QEM-only: held-out PSNR / SSIM / FLIP, triangle counts and time per level.
+"""Appearance-driven LODs vs their QEM-only start and vs MeshLab: held-out PSNR / SSIM / FLIP, triangle counts, time.
 
 Runs ``dmtrec lod`` (the command's own code path, :func:`dmtrec.commands.lod.run_lod`) on each asset
 and prints one Markdown table row per (asset, level) from the written ``report.json``:
@@ -9,7 +9,16 @@ and prints one Markdown table row per (asset, level) from the written ``report.j
 
 QEM-only is the decimated mesh with its xatlas atlas and the textures transferred from the
 original (closest-surface lookup, normal map baked): the optimisation's starting point. Metrics
-are on held-out views (never optimised on) at the level's resolution, sRGB over white.
+are on held-out views (never optimised on) at the level's resolution, sRGB over white. Each row
+says which of the start and the optimised level was kept (chosen on separate validation views,
+:mod:`dmtrec.assets.lod`), the start's one-sided Hausdorff distance in pixels and whether the
+positions were frozen.
+
+The anchor: MeshLab's texture-preserving quadric edge collapse (``meshlab_anchor.py``, extra
+``benchmark``: ``pip install -e ".[benchmark]"``) at each level's triangle budget, the original's
+UVs and textures kept, scored on the same held-out views (same seed and resolution) with the same
+renderer and metrics; ``--no-meshlab`` skips it. ``OUT/ASSET/meshlab.json`` holds its scores and
+triangle counts.
 
     python experiments/benchmarks/lod.py --assets spot bob torus --levels 0.05 0.01
     python experiments/benchmarks/lod.py --assets torus --levels 0.01 --level-res 256 --spp 1 \
@@ -54,9 +63,15 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from dmtrec.assets.lod import LodScene, load_lod_inputs  # noqa: E402
 from dmtrec.assets.procedural import write_procedural_asset  # noqa: E402
 from dmtrec.commands.lod import add_settings_arguments, run_lod, settings_from_args  # noqa: E402
+from dmtrec.render.raster import get_rasterizer  # noqa: E402
 from dmtrec.runs.folder import RunConfig  # noqa: E402
+from dmtrec.systems.lod import evaluate  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from meshlab_anchor import MeshlabError, meshlab_decimate  # noqa: E402
 
 ASSETS = {
     "spot": REPO / "data" / "meshes" / "spot" / "spot.obj",
@@ -66,11 +81,35 @@ ASSETS = {
 PROBE = REPO / "data" / "envmaps" / "mud_road_puresky_1k.hdr"
 
 
+def meshlab_scores(path, report: dict, settings) -> dict:
+    """``{budget: held-out scores of MeshLab's decimation at that budget}`` (or ``{"error": ...}``):
+    the same held-out views (same seed), resolution, renderer and metrics as the level's, the
+    original's material on MeshLab's UVs."""
+    mesh, material, light, _, _ = load_lod_inputs(path, PROBE, settings)
+    scene = LodScene(mesh, material, light, get_rasterizer("auto", mesh.device), settings)
+    out = {}
+    for level in report["levels"]:
+        start = time.perf_counter()
+        try:
+            decimated, info = meshlab_decimate(path, level["budget"])
+        except MeshlabError as exc:
+            print(f"MeshLab at {level['budget']} triangles: {exc}", flush=True)
+            out[level["budget"]] = {"error": "failed"}
+            continue
+        seconds = time.perf_counter() - start
+        scores = evaluate(scene, decimated, material, level["resolution"], settings.flip)
+        scores.pop("images")
+        out[level["budget"]] = {**scores, **info, "seconds": seconds}
+        print(f"MeshLab {level['budget']}: {json.dumps(out[level['budget']])}", flush=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", nargs="+", default=["spot", "bob", "torus"], choices=sorted(ASSETS))
     parser.add_argument("--levels", type=float, nargs="+", default=[0.05, 0.01])
     parser.add_argument("--out", default="outputs/bench_lod")
+    parser.add_argument("--no-meshlab", dest="meshlab", action="store_false", help="skip the MeshLab anchor")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     add_settings_arguments(parser)
     args = parser.parse_args()
@@ -79,8 +118,9 @@ def main() -> int:
     settings = settings_from_args(args)
     out_root = Path(args.out)
     print(f"settings: {json.dumps({k: v for k, v in vars(args).items() if k not in ('assets', 'out')})}")
-    columns = ["asset", "f", "triangles", "res", "PSNR QEM", "PSNR opt", "SSIM QEM", "SSIM opt"]
-    columns += ["FLIP QEM", "FLIP opt", "s", "cpu s", "load"]
+    columns = ["asset", "f", "triangles dmtrec / MeshLab / budget", "res", "Hausdorff px", "positions"]
+    columns += ["PSNR start", "PSNR opt", "kept", "PSNR dmtrec", "PSNR MeshLab", "dmtrec - MeshLab", "dmtrec - start"]
+    columns += ["FLIP start", "FLIP dmtrec", "FLIP MeshLab", "s", "cpu s", "MeshLab s", "load"]
     rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name in args.assets:
         path = ASSETS[name]
@@ -91,14 +131,24 @@ def main() -> int:
         run = RunConfig(wandb="disabled", overwrite=True)
         report = run_lod(path, PROBE, out_root / name, settings, levels=args.levels, run=run)
         load = os.getloadavg()[0]
+        anchors = meshlab_scores(path, report, settings) if args.meshlab else {}
+        (out_root / name / "meshlab.json").write_text(json.dumps(anchors, indent=1) + "\n")
         for level in report["levels"]:
-            q, o = level["qem_only"], level["optimised"]
-            flip = (f"{q['flip']:.4f}", f"{o['flip']:.4f}") if "flip" in q else ("-", "-")
+            q, o, f = level["qem_only"], level["optimised"], level["final"]
+            m = anchors.get(level["budget"], {})
+            flip = lambda d: f"{d['flip']:.4f}" if "flip" in d else "-"  # noqa: E731
+            meshlab = (
+                (f"{m['psnr']:.2f}", f"{f['psnr'] - m['psnr']:+.2f}", m["triangles"], f"{m['seconds']:.0f}")
+                if "psnr" in m
+                else (m.get("error", "-"), "-", "-", "-")
+            )
             rows.append(
-                f"| {name} | {level['fraction']:.3f} | {level['triangles']} / {level['budget']} | "
-                f"{level['resolution']} | {q['psnr']:.2f} | {o['psnr']:.2f} | {q['ssim']:.4f} | {o['ssim']:.4f} | "
-                f"{flip[0]} | {flip[1]} | {level['seconds']['total']:.0f} | {level['seconds']['cpu']:.0f} | "
-                f"{load:.1f} |"
+                f"| {name} | {level['fraction']:.3f} | {level['triangles']} / {meshlab[2]} / {level['budget']} | "
+                f"{level['resolution']} | {level['geometric_error']['max_px']:.2f} | {level['positions']} | "
+                f"{q['psnr']:.2f} | {o['psnr']:.2f} | {level['kept']} | {f['psnr']:.2f} | "
+                f"{meshlab[0]} | {meshlab[1]} | "
+                f"{f['psnr'] - q['psnr']:+.2f} | {flip(q)} | {flip(f)} | {flip(m)} | "
+                f"{level['seconds']['total']:.0f} | {level['seconds']['cpu']:.0f} | {meshlab[3]} | {load:.1f} |"
             )
         print(f"{name}: {time.perf_counter() - start:.0f} s, load average {os.getloadavg()}", flush=True)
     print("\n".join(rows))

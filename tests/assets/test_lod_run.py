@@ -31,6 +31,8 @@ OPTIONS = [
     ("--texture-res", "texture_res", 64),
     ("--train-views", "train_views", 4),
     ("--heldout-views", "heldout_views", 2),
+    ("--validation-views", "validation_views", 2),
+    ("--freeze-below-px", "freeze_below_px", 0.5),
     ("--probe-res", "probe_res", 32),
     ("--batch", "batch", 2),
     ("--spp", "spp", 1),
@@ -53,7 +55,14 @@ def _scores(out):
     report = json.loads((out / "report.json").read_text())
     keys = ("psnr", "ssim", "heldout_loss")
     return [
-        (lv["triangles"], [lv[kind][k] for kind in ("qem_only", "optimised") for k in keys], lv["train_loss"]["last"])
+        (
+            lv["triangles"],
+            [lv[kind][k] for kind in ("qem_only", "optimised", "final") for k in keys],
+            lv["train_loss"]["last"],
+            lv["kept"],
+            lv["validation"],
+            lv["positions"],
+        )
         for lv in report["levels"]
     ]
 
@@ -81,7 +90,7 @@ def flag_run(asset, tmp_path_factory):
 @pytest.mark.slow
 def test_progress_bar_shows_each_level_and_its_steps(flag_run):
     out, err = flag_run
-    counts = [t for t, _, _ in _scores(out)]
+    counts = [score[0] for score in _scores(out)]
     assert f"level 1/2 ({counts[0]} triangles) {ITERATIONS}/{ITERATIONS}" in err
     assert f"level 2/2 ({counts[1]} triangles) {ITERATIONS}/{ITERATIONS}" in err
     assert "level 2/2: decimate, UV unwrap" in err
