@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import yaml
 from common import CONFIGS, PROBE_HDR, SPOT_OBJ
+from interrupt import Crash, Interrupt
 from pytorch_lightning.cli import LightningArgumentParser
 
 pytest.importorskip("fast_simplification", reason="dmtrec lod needs the 'lod' extra (fast-simplification)")
@@ -97,21 +97,6 @@ def test_run_folder_has_offline_wandb_run_config_and_final_checkpoint(flag_run):
     assert saved["faces"] == [400, 100] and saved["settings"]["iterations"] == ITERATIONS
     state = load_checkpoint_file(out / "checkpoints" / "last.ckpt")["dmtrec_lod"]
     assert state["iteration"] == 2 * ITERATIONS and len(state["results"]) == 2
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class Interrupt(pl.Callback):
-    """Stops the run as a crash would, when step ``at`` is about to run."""
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if pl_module.iteration == self.at:
-            raise Crash(f"stopped before step {self.at}")
 
 
 @pytest.mark.slow
