@@ -145,37 +145,10 @@ def premultiplied(rgba: Tensor) -> Tensor:
     return rgba[..., :3] * rgba[..., 3:]
 
 
-def fit_unlit(
-    mesh: Mesh,
-    baked,
-    cameras: Cameras,
-    references: Tensor,
-    rasterizer,
-    steps: int = 200,
-    lr: float = 0.02,
-    batch: int = 8,
-    loss: str = "l2",
-    seed: int = 0,
-    prior: Optional[Tensor] = None,
-    prior_weight: float = 0.0,
-) -> List[float]:
-    """Optimise ``baked`` (an unlit material or a vertex-colour tensor, in place) so that its
-    unlit renders match ``references [B, H, W, 4]`` (straight alpha) under ``cameras``.
-
-    Adam over ``batch`` views per step, its learning rate decaying by 10x over the run; values
-    clamped to [0, 1] after each step. Pixels count where the reference is covered.
-
-    ``prior`` (e.g. the point sample, shaped like the values) with ``prior_weight`` ``λ`` adds
-    ``λ |x - prior|^2`` to the sum of squared pixel errors over all views: each texel or vertex
-    counts as ``λ`` pixels observing its prior, which holds back the ones few pixels see from
-    fitting the view-dependent light of the few views that see them.
-
-    Returns:
-        The loss per step.
-    """
-    return unlit_view_fit(
-        mesh, baked, cameras, references, rasterizer, steps, lr, batch, loss, seed, prior, prior_weight
-    ).run()
+def fit_unlit(mesh: Mesh, baked, cameras: Cameras, references: Tensor, rasterizer, **options) -> List[float]:
+    """:func:`unlit_view_fit` run to its end (``options``: its steps, lr, batch, loss, seed, prior,
+    prior_weight); returns the loss per step."""
+    return unlit_view_fit(mesh, baked, cameras, references, rasterizer, **options).run()
 
 
 def unlit_view_fit(
@@ -192,7 +165,20 @@ def unlit_view_fit(
     prior: Optional[Tensor] = None,
     prior_weight: float = 0.0,
 ) -> "ViewFit":
-    """:func:`fit_unlit`'s optimisation as a :class:`ViewFit` to step (``dmtrec bake`` steps it under a Trainer)."""
+    """Optimise ``baked`` (an unlit material or a vertex-colour tensor, in place) so that its
+    unlit renders match ``references [B, H, W, 4]`` (straight alpha) under ``cameras``.
+
+    Adam over ``batch`` views per step, its learning rate decaying by 10x over the run; values
+    clamped to [0, 1] after each step. Pixels count where the reference is covered.
+
+    ``prior`` (e.g. the point sample, shaped like the values) with ``prior_weight`` ``λ`` adds
+    ``λ |x - prior|^2`` to the sum of squared pixel errors over all views: each texel or vertex
+    counts as ``λ`` pixels observing its prior, which holds back the ones few pixels see from
+    fitting the view-dependent light of the few views that see them.
+
+    Returns:
+        The :class:`ViewFit` to step (``dmtrec bake`` steps it under a Trainer) or run.
+    """
     params = [baked] if isinstance(baked, Tensor) else [baked.kd.data]
     # The prior term is normalised like masked_pixel_loss: by the (mean per view) covered pixel count.
     pixels = float((references[..., 3] > 0).sum()) * 3.0 or 1.0
@@ -213,25 +199,15 @@ def unlit_view_fit(
     return ViewFit(params, render, cameras, references, project, penalty, steps, lr, batch, loss, seed)
 
 
-def fit_to_views(
-    params: List[Tensor],
-    render: Callable[[Cameras], Tensor],
-    cameras: Cameras,
-    references: Tensor,
-    project: Callable[[], None],
-    penalty: Optional[Callable[[], Optional[Tensor]]] = None,
-    steps: int = 200,
-    lr: float = 0.02,
-    batch: int = 8,
-    loss: str = "l2",
-    seed: int = 0,
-) -> List[float]:
+def fit_to_views(*args, **kwargs) -> List[float]:
     """Adam on ``params`` so that ``render(cameras) [B, H, W, 3+]`` (premultiplied over black)
     matches ``references [B, H, W, 4]`` (straight alpha) where they are covered: ``batch`` views
     per step in shuffled epochs, the learning rate decaying by 10x over the run, ``penalty()``
     (if not None) added to the loss and ``project()`` after each step. Returns the loss per step.
-    (:class:`ViewFit` in one go; ``dmtrec bake`` steps it under a Trainer.)"""
-    return ViewFit(params, render, cameras, references, project, penalty, steps, lr, batch, loss, seed).run()
+    Arguments: :class:`ViewFit`'s (``params, render, cameras, references, project, penalty=None,
+    steps=200, lr=0.02, batch=8, loss="l2", seed=0``); this is :class:`ViewFit` in one go.
+    """
+    return ViewFit(*args, **kwargs).run()
 
 
 class ViewFit:
@@ -585,7 +561,10 @@ def bake_unlit(
     seconds = {"point_sample": time.perf_counter() - start}
     start = time.perf_counter()
     baked = as_baked(target, point)
-    losses = fit_unlit(mesh, baked, cameras, references, rasterizer, steps, lr, batch, loss, seed, point, prior_weight)
+    losses = fit_unlit(
+        mesh, baked, cameras, references, rasterizer,
+        steps=steps, lr=lr, batch=batch, loss=loss, seed=seed, prior=point, prior_weight=prior_weight,
+    )  # fmt: skip
     optimised = (baked.kd.data[0] if target == "texture" else baked).detach().clone()
     seconds["optimise"] = time.perf_counter() - start
     result = BakeResult(target, mesh, point, optimised, seconds=seconds, losses=losses)

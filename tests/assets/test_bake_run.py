@@ -4,15 +4,15 @@ config files) and its never-worse rule (the bake kept is the better on the valid
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from common import PROBE_HDR
-from interrupt import Crash, Interrupt
+from common import CONFIGS, PROBE_HDR, SPOT_OBJ
 from pytorch_lightning.cli import LightningArgumentParser
+from run_helpers import Crash, Interrupt, config_file_run, flag_run, printed_config
 
-from dmtrec import cli
 from dmtrec.assets.procedural import write_procedural_asset
 from dmtrec.assets.unlit_bake import BakeResult, finish_bake, point_sample, with_render_frame
 from dmtrec.assets.views import render_reference, view_cameras
@@ -50,20 +50,11 @@ def asset(tmp_path_factory):
     return write_procedural_asset(tmp_path_factory.mktemp("asset"), nu=24, nv=16, texture_res=32)
 
 
-@pytest.fixture(scope="module")
-def flag_run(asset, tmp_path_factory):
+@pytest.fixture(scope="module", name="flag_run")
+def flag_run_fixture(asset, tmp_path_factory):
     """``(out, stderr)`` of an uninterrupted bake given as command-line flags."""
-    out = tmp_path_factory.mktemp("flags") / "bake"
     torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        err_file = out.parent / "stderr.txt"
-        with err_file.open("w") as err:
-            mp.setattr("sys.stderr", err)
-            argv = ["bake", "--mesh", str(asset), "--probe", str(PROBE_HDR), "--out", str(out), *_flags()]
-            code = cli.main(argv + ["--run.checkpoint_every", "2"])
-    text = err_file.read_text()
-    assert code == 0, text[-3000:]
-    return out, text
+    return flag_run("bake", asset, PROBE_HDR, _flags(), tmp_path_factory.mktemp("flags"))
 
 
 def test_progress_bar_counts_the_bake_steps_on_stderr(flag_run):
@@ -82,6 +73,7 @@ def test_run_folder_has_offline_wandb_config_and_final_checkpoint(flag_run):
     assert state["fit"]["iteration"] == STEPS and len(state["losses"]) == STEPS
 
 
+@pytest.mark.slow
 def test_interrupted_bake_resumes_and_matches_the_uninterrupted_one(flag_run, asset, tmp_path):
     reference, _ = flag_run
     parser = LightningArgumentParser()
@@ -111,18 +103,12 @@ def test_interrupted_bake_resumes_and_matches_the_uninterrupted_one(flag_run, as
         bake.run_bake(parser.parse_args([*argv, "--steps", "7"]))
 
 
+@pytest.mark.slow
 def test_config_file_bake_equals_the_flag_bake(flag_run, asset, tmp_path, capsys):
     reference, _ = flag_run
-    config = {key: value for _, key, value in OPTIONS}
-    config.update(mesh=str(asset), probe="${DMTREC_DATA}/envmaps/" + PROBE_HDR.name, out=str(tmp_path / "bake"))
-    path = tmp_path / "bake.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert cli.main(["bake", "-c", str(path)]) == 0, capsys.readouterr().err[-3000:]
-    assert _outcome(tmp_path / "bake") == _outcome(reference)
-    capsys.readouterr()
-    with pytest.raises(SystemExit):
-        cli.main(["bake", "-c", str(path), "--steps", "9", "--print_config"])
-    printed = yaml.safe_load(capsys.readouterr().out)
+    out, path = config_file_run("bake", {key: value for _, key, value in OPTIONS}, asset, PROBE_HDR, tmp_path, capsys)
+    assert _outcome(out) == _outcome(reference)
+    printed = printed_config("bake", ["-c", str(path), "--steps", "9"], capsys)
     assert printed["steps"] == 9 and printed["target"] == "vertex" and printed["run"]["wandb"] == "offline"
 
 
@@ -169,3 +155,9 @@ def test_without_validation_views_the_optimised_bake_is_kept(scene):
     result = BakeResult("vertex", mesh, point, (point * 0.5).clamp(0, 1))
     result = finish_bake(result, True, *views["train"], *views["held"], rasterizer, 32)
     assert result.selection is None and result.kept == "optimised"
+
+
+def test_shipped_config_parses_with_the_data_folder_expanded(capsys):
+    printed = printed_config("bake", ["-c", str(CONFIGS / "bake" / "spot.yaml")], capsys)
+    assert Path(printed["mesh"]) == SPOT_OBJ and Path(printed["probe"]) == PROBE_HDR
+    assert printed["target"] == "texture" and printed["steps"] == 300 and printed["run"]["wandb"] == "offline"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 from common import CONFIGS, PROBE_HDR, SPOT_OBJ
-from interrupt import Crash, Interrupt
 from pytorch_lightning.cli import LightningArgumentParser
+from run_helpers import Crash, Interrupt, config_file_run, flag_run, printed_config
 
 pytest.importorskip("fast_simplification", reason="dmtrec lod needs the 'lod' extra (fast-simplification)")
 pytest.importorskip("scipy", reason="dmtrec lod's closest-surface lookup needs scipy")
@@ -63,19 +63,10 @@ def asset(tmp_path_factory):
     return write_procedural_asset(tmp_path_factory.mktemp("asset"), nu=40, nv=24, texture_res=64)
 
 
-@pytest.fixture(scope="module")
-def flag_run(asset, tmp_path_factory):
-    """``(out, stderr)`` of an uninterrupted run given as command-line flags."""
-    out = tmp_path_factory.mktemp("flags") / "lods"
-    with pytest.MonkeyPatch.context() as mp:
-        err_file = out.parent / "stderr.txt"
-        with err_file.open("w") as err:
-            mp.setattr("sys.stderr", err)
-            argv = ["lod", "--mesh", str(asset), "--probe", str(PROBE_HDR), "--out", str(out), *_flags()]
-            code = cli.main(argv + ["--run.checkpoint_every", "2"])
-    text = err_file.read_text()
-    assert code == 0, text[-3000:]
-    return out, text
+@pytest.fixture(scope="module", name="flag_run")
+def flag_run_fixture(asset, tmp_path_factory):
+    """``(out, stderr)`` of an uninterrupted lod given as command-line flags."""
+    return flag_run("lod", asset, PROBE_HDR, _flags(), tmp_path_factory.mktemp("flags"))
 
 
 @pytest.mark.slow
@@ -127,15 +118,9 @@ def test_interrupted_run_resumes_its_level_and_matches_the_uninterrupted_one(fla
 @pytest.mark.slow
 def test_config_file_run_equals_the_flag_run(flag_run, asset, tmp_path, capsys):
     reference, _ = flag_run
-    config = {key: value for _, key, value in OPTIONS}
-    config.update(mesh=str(asset), probe="${DMTREC_DATA}/envmaps/" + PROBE_HDR.name, out=str(tmp_path / "lods"))
-    path = tmp_path / "lod.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert cli.main(["lod", "-c", str(path)]) == 0, capsys.readouterr().err[-3000:]
-    assert _scores(tmp_path / "lods") == _scores(reference)
-    with pytest.raises(SystemExit):
-        cli.main(["lod", "-c", str(path), "--iterations", "7", "--print_config"])
-    printed = yaml.safe_load(capsys.readouterr().out)
+    out, path = config_file_run("lod", {key: value for _, key, value in OPTIONS}, asset, PROBE_HDR, tmp_path, capsys)
+    assert _scores(out) == _scores(reference)
+    printed = printed_config("lod", ["-c", str(path), "--iterations", "7"], capsys)
     assert printed["iterations"] == 7 and printed["faces"] == [400, 100] and printed["run"]["wandb"] == "offline"
 
 
