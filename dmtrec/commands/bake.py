@@ -212,7 +212,7 @@ def run_bake(args, callbacks: Sequence[pl.Callback] = ()) -> Dict[str, object]:
     out = Path(args.out)
     model = _check_shader_args(args)
     if model is None:
-        check_out(out, run)
+        check_out(out, run, flag="--overwrite")
     else:
         check_output_folder(out, run.overwrite)
     device = torch.device(args.device)

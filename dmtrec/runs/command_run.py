@@ -37,13 +37,13 @@ def run_from_args(args) -> RunConfig:
     return RunConfig(**{name: getattr(args.run, name) for name in RUN_FIELDS})
 
 
-def check_out(out: Path, run: RunConfig) -> None:
+def check_out(out: Path, run: RunConfig, flag: str = "--run.overwrite true") -> None:
     """``--out``: a folder; when it holds files, they are a run's (resumed or, with
-    ``--run.overwrite``, replaced), never a user's folder taken over."""
+    ``--run.overwrite``, replaced), never a user's folder taken over (the refusal names ``flag``)."""
     if (out / "config.yaml").is_file():
         check_output_folder(out, overwrite=True)  # a run's folder: resumed or refused by open_run
     else:
-        check_output_folder(out, run.overwrite, flag="--run.overwrite true")
+        check_output_folder(out, run.overwrite, flag=flag)
 
 
 def _changed(previous: dict, config: dict) -> list:
