@@ -138,7 +138,8 @@ def add_arguments(parser) -> None:
         "PSNR and the view-averaged ceiling",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_class_arguments(RunConfig, "run", skip={"name", "output_root", "export_frame"})
+    if hasattr(parser, "add_class_arguments"):  # the CLI's parser; a plain argparse one runs with RunConfig()
+        parser.add_class_arguments(RunConfig, "run", skip={"name", "output_root", "export_frame"})
 
 
 def _load_target(path: Path, target: str, texture_res: int) -> Tuple[Mesh, str]:
