@@ -145,7 +145,13 @@ def premultiplied(rgba: Tensor) -> Tensor:
     return rgba[..., :3] * rgba[..., 3:]
 
 
-def fit_unlit(
+def fit_unlit(mesh: Mesh, baked, cameras: Cameras, references: Tensor, rasterizer, **options) -> List[float]:
+    """:func:`unlit_view_fit` run to its end (``options``: its steps, lr, batch, loss, seed, prior,
+    prior_weight); returns the loss per step."""
+    return unlit_view_fit(mesh, baked, cameras, references, rasterizer, **options).run()
+
+
+def unlit_view_fit(
     mesh: Mesh,
     baked,
     cameras: Cameras,
@@ -158,7 +164,7 @@ def fit_unlit(
     seed: int = 0,
     prior: Optional[Tensor] = None,
     prior_weight: float = 0.0,
-) -> List[float]:
+) -> "ViewFit":
     """Optimise ``baked`` (an unlit material or a vertex-colour tensor, in place) so that its
     unlit renders match ``references [B, H, W, 4]`` (straight alpha) under ``cameras``.
 
@@ -171,7 +177,7 @@ def fit_unlit(
     fitting the view-dependent light of the few views that see them.
 
     Returns:
-        The loss per step.
+        The :class:`ViewFit` to step (``dmtrec bake`` steps it under a Trainer) or run.
     """
     params = [baked] if isinstance(baked, Tensor) else [baked.kd.data]
     # The prior term is normalised like masked_pixel_loss: by the (mean per view) covered pixel count.
@@ -190,52 +196,97 @@ def fit_unlit(
     def render(views: Cameras) -> Tensor:
         return render_unlit(mesh, baked, views, rasterizer)
 
-    return fit_to_views(params, render, cameras, references, project, penalty, steps, lr, batch, loss, seed)
+    return ViewFit(params, render, cameras, references, project, penalty, steps, lr, batch, loss, seed)
 
 
-def fit_to_views(
-    params: List[Tensor],
-    render: Callable[[Cameras], Tensor],
-    cameras: Cameras,
-    references: Tensor,
-    project: Callable[[], None],
-    penalty: Optional[Callable[[], Optional[Tensor]]] = None,
-    steps: int = 200,
-    lr: float = 0.02,
-    batch: int = 8,
-    loss: str = "l2",
-    seed: int = 0,
-) -> List[float]:
+def fit_to_views(*args, **kwargs) -> List[float]:
     """Adam on ``params`` so that ``render(cameras) [B, H, W, 3+]`` (premultiplied over black)
     matches ``references [B, H, W, 4]`` (straight alpha) where they are covered: ``batch`` views
     per step in shuffled epochs, the learning rate decaying by 10x over the run, ``penalty()``
-    (if not None) added to the loss and ``project()`` after each step. Returns the loss per step."""
-    for p in params:
-        p.requires_grad_(True)
-    optimizer = torch.optim.Adam(params, lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.1 ** (i / max(steps, 1)))
-    generator = torch.Generator().manual_seed(seed)
-    order: List[int] = []
-    history = []
-    for _ in range(steps):
-        if len(order) < batch:
-            order += torch.randperm(cameras.batch_size, generator=generator).tolist()
-        views, order = order[:batch], order[batch:]
-        ref = references[views]
-        pred = render(cameras[views])[..., :3]
-        value = masked_pixel_loss(pred, premultiplied(ref), (ref[..., 3:] > 0).to(pred.dtype), loss)
-        extra = None if penalty is None else penalty()
+    (if not None) added to the loss and ``project()`` after each step. Returns the loss per step.
+    Arguments: :class:`ViewFit`'s (``params, render, cameras, references, project, penalty=None,
+    steps=200, lr=0.02, batch=8, loss="l2", seed=0``); this is :class:`ViewFit` in one go.
+    """
+    return ViewFit(*args, **kwargs).run()
+
+
+class ViewFit:
+    """One step at a time of :func:`fit_to_views` (same arguments), resumable: :meth:`state_dict`
+    holds the view order drawn so far and the generator's state, the optimizer holds its own.
+
+    :meth:`step` takes the optimizer (Adam over ``params`` at ``lr``; a Trainer's wrapped one
+    counts its steps), sets its learning rate for the step (``lr * 0.1 ** (i / steps)``, what a
+    ``LambdaLR`` stepped after each step gives), and returns the step's loss.
+    """
+
+    def __init__(
+        self,
+        params: List[Tensor],
+        render: Callable[[Cameras], Tensor],
+        cameras: Cameras,
+        references: Tensor,
+        project: Callable[[], None],
+        penalty: Optional[Callable[[], Optional[Tensor]]] = None,
+        steps: int = 200,
+        lr: float = 0.02,
+        batch: int = 8,
+        loss: str = "l2",
+        seed: int = 0,
+    ):
+        self.params, self.render, self.cameras, self.references = params, render, cameras, references
+        self.project, self.penalty, self.steps, self.lr, self.batch, self.loss = (
+            project,
+            penalty,
+            steps,
+            lr,
+            batch,
+            loss,
+        )
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order: List[int] = []
+        self.iteration = 0
+        for p in params:
+            p.requires_grad_(True)
+
+    def step(self, optimizer) -> float:
+        if len(self.order) < self.batch:
+            self.order += torch.randperm(self.cameras.batch_size, generator=self.generator).tolist()
+        views, self.order = self.order[: self.batch], self.order[self.batch :]
+        for group in getattr(optimizer, "optimizer", optimizer).param_groups:
+            group["lr"] = self.lr * 0.1 ** (self.iteration / max(self.steps, 1))
+        ref = self.references[views]
+        pred = self.render(self.cameras[views])[..., :3]
+        value = masked_pixel_loss(pred, premultiplied(ref), (ref[..., 3:] > 0).to(pred.dtype), self.loss)
+        extra = None if self.penalty is None else self.penalty()
         if extra is not None:
             value = value + extra
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
-        scheduler.step()
-        project()
-        history.append(float(value.detach()))
-    for p in params:
-        p.requires_grad_(False)
-    return history
+        self.project()
+        self.iteration += 1
+        return float(value.detach())
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.params, lr=self.lr)
+
+    def run(self) -> List[float]:
+        """Every remaining step; the loss per step."""
+        optimizer = self.make_optimizer()
+        history = [self.step(optimizer) for _ in range(self.iteration, self.steps)]
+        self.done()
+        return history
+
+    def done(self) -> None:
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def state_dict(self) -> Dict[str, object]:
+        return {"order": list(self.order), "generator": self.generator.get_state(), "iteration": self.iteration}
+
+    def load_state_dict(self, state: Dict[str, object]) -> None:
+        self.order, self.iteration = list(state["order"]), int(state["iteration"])
+        self.generator.set_state(state["generator"])
 
 
 class _UnlitOperator:
@@ -408,7 +459,10 @@ def image_scores(pred: Tensor, references: Tensor) -> Dict[str, float]:
 @dataclass
 class BakeResult:
     """What :func:`bake_unlit` made: the target mesh (with UVs for textures), the bakes
-    (``[T, T, 3]`` textures or ``[V, 3]`` vertex colours, linear), held-out scores, timings."""
+    (``[T, T, 3]`` textures or ``[V, 3]`` vertex colours, linear), held-out scores, timings.
+
+    ``kept`` names the bake :attr:`final` is: the better of the point sample and the optimised
+    bake on the validation views (``selection`` holds their PSNRs), or "optimised" without any."""
 
     target: str
     mesh: Mesh
@@ -421,6 +475,46 @@ class BakeResult:
     losses: List[float] = field(default_factory=list)
     info: Dict[str, object] = field(default_factory=dict)
     renders: Dict[str, Tensor] = field(default_factory=dict)
+    kept: str = "optimised"
+    selection: Optional[Dict[str, float]] = None
+
+    @property
+    def final(self) -> Tensor:
+        return self.point if self.kept == "point_sampled" else self.optimised
+
+
+def as_baked(target: str, values: Tensor):
+    """Bake values as :func:`render_unlit` takes them: an unlit material (texture) or a copy (vertex colours)."""
+    return unlit_material(values) if target == "texture" else values.clone()
+
+
+def point_sample(
+    source: Mesh,
+    material: TexturedMaterial,
+    light: EnvironmentLight,
+    target_mesh: Optional[Mesh],
+    target: str,
+    rasterizer,
+    texture_res: int = 256,
+) -> Tuple[Mesh, Tensor]:
+    """``(mesh, point)``: the mesh baked onto (``source`` when ``target_mesh`` is None, with its
+    render frame) and the point-sampled bake (:func:`bake_unlit`'s arguments)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
+    same = target_mesh is None
+    mesh = source if same else with_render_frame(target_mesh)
+    if target == "texture":
+        if same:  # every texel is its own surface point
+            points, covered = uv_layout(mesh, texture_res, rasterizer)
+        else:
+            texel_points, covered = uv_layout(mesh, texture_res, rasterizer)
+            query = texel_points.interpolate(mesh.v_pos, mesh.t_pos_idx)
+            points, _ = closest_points(query, source.v_pos, source.t_pos_idx)
+        values = torch.zeros(texture_res, texture_res, 3, device=source.device)
+        values[covered] = shade_points(source, material, light, points, rasterizer)
+        return mesh, _dilate(values, covered, 16).clamp(0.0, 1.0)
+    points, _ = closest_points(mesh.v_pos, source.v_pos, source.t_pos_idx)
+    return mesh, shade_points(source, material, light, points, rasterizer).clamp(0.0, 1.0)
 
 
 def bake_unlit(
@@ -443,6 +537,7 @@ def bake_unlit(
     closed_form: bool = True,
     cg_iterations: int = 30,
     prior_weight: float = 0.0,
+    validation: Optional[Tuple[Cameras, Tensor]] = None,
 ) -> BakeResult:
     """Point-sample, then optimise, an unlit bake of ``source`` with ``material`` under ``light``.
 
@@ -455,45 +550,56 @@ def bake_unlit(
         held_out, held_out_references: the views the scores are measured on.
         closed_form: also compute the closed forms that check the optimiser: the least-squares
             optimum (``cg_iterations`` of CG on the normal equations) and, for a texture on the
-            source itself, the footprint-weighted mean.
+            source itself, the footprint-weighted mean; and every bake's training-view PSNR.
         prior_weight: pull towards the point sample (see :func:`fit_unlit`), for the optimiser and
             the least-squares check alike.
+        validation: ``(cameras, references)`` that choose between the point sample and the
+            optimised bake (:func:`finish_bake`); None keeps the optimised one.
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
-    same = target_mesh is None
-    mesh = source if same else with_render_frame(target_mesh)
-    seconds: Dict[str, float] = {}
     start = time.perf_counter()
-    if target == "texture":
-        if same:  # every texel is its own surface point
-            points, covered = uv_layout(mesh, texture_res, rasterizer)
-        else:
-            texel_points, covered = uv_layout(mesh, texture_res, rasterizer)
-            query = texel_points.interpolate(mesh.v_pos, mesh.t_pos_idx)
-            points, _ = closest_points(query, source.v_pos, source.t_pos_idx)
-        values = torch.zeros(texture_res, texture_res, 3, device=source.device)
-        values[covered] = shade_points(source, material, light, points, rasterizer)
-        point = _dilate(values, covered, 16).clamp(0.0, 1.0)
-    else:
-        points, _ = closest_points(mesh.v_pos, source.v_pos, source.t_pos_idx)
-        point = shade_points(source, material, light, points, rasterizer).clamp(0.0, 1.0)
-    seconds["point_sample"] = time.perf_counter() - start
-
-    def as_baked(values: Tensor):
-        return unlit_material(values) if target == "texture" else values.clone()
-
+    mesh, point = point_sample(source, material, light, target_mesh, target, rasterizer, texture_res)
+    seconds = {"point_sample": time.perf_counter() - start}
     start = time.perf_counter()
-    baked = as_baked(point)
-    losses = fit_unlit(mesh, baked, cameras, references, rasterizer, steps, lr, batch, loss, seed, point, prior_weight)
+    baked = as_baked(target, point)
+    losses = fit_unlit(
+        mesh, baked, cameras, references, rasterizer,
+        steps=steps, lr=lr, batch=batch, loss=loss, seed=seed, prior=point, prior_weight=prior_weight,
+    )  # fmt: skip
     optimised = (baked.kd.data[0] if target == "texture" else baked).detach().clone()
     seconds["optimise"] = time.perf_counter() - start
-
     result = BakeResult(target, mesh, point, optimised, seconds=seconds, losses=losses)
+    return finish_bake(
+        result, target_mesh is None, cameras, references, held_out, held_out_references, rasterizer, texture_res,
+        batch, closed_form, cg_iterations, prior_weight, validation,
+    )  # fmt: skip
+
+
+def finish_bake(
+    result: BakeResult,
+    on_source: bool,
+    cameras: Cameras,
+    references: Tensor,
+    held_out: Cameras,
+    held_out_references: Tensor,
+    rasterizer,
+    texture_res: int,
+    batch: int = 8,
+    closed_form: bool = False,
+    cg_iterations: int = 30,
+    prior_weight: float = 0.0,
+    validation: Optional[Tuple[Cameras, Tensor]] = None,
+) -> BakeResult:
+    """After the optimisation: the closed-form checks (``closed_form``, :func:`bake_unlit`), the
+    held-out scores of every bake, and the bake kept: the better of the point sample and the
+    optimised bake by sRGB PSNR on the ``validation`` views (ties keep the optimised one).
+
+    The validation views are not the held-out views the report scores: choosing on those would
+    make the reported score of the kept bake a maximum of two noisy estimates."""
+    target, mesh, point, seconds = result.target, result.mesh, result.point, result.seconds
     if closed_form:
         start = time.perf_counter()
         if target == "texture":
-            if same:  # the footprint mean is a per-texel optimum only on the source's own surface
+            if on_source:  # the footprint mean is a per-texel optimum only on the source's own surface
                 result.closed_form, _ = closed_form_texture(mesh, texture_res, cameras, references, rasterizer)
             result.least_squares, info = closed_form_texture(
                 mesh,
@@ -511,25 +617,39 @@ def bake_unlit(
             )
         seconds["closed_form"] = time.perf_counter() - start
         result.info["cg_residuals"] = info["residuals"]
+    start = time.perf_counter()
     with torch.no_grad():
-        bakes = {"point_sampled": point, "optimised": optimised}
+        bakes = {"point_sampled": point, "optimised": result.optimised}
         if result.closed_form is not None:
             bakes["closed_form"] = result.closed_form
         if result.least_squares is not None:
             bakes["least_squares"] = result.least_squares
         for name, values in bakes.items():
-            render = render_unlit(mesh, as_baked(values), held_out, rasterizer)
+            render = render_unlit(mesh, as_baked(target, values), held_out, rasterizer)
             result.scores[name] = image_scores(render, held_out_references)
             result.renders[name] = render
-            train = torch.cat(
-                [
-                    render_unlit(mesh, as_baked(values), cameras[i : i + batch], rasterizer)
-                    for i in range(0, cameras.batch_size, batch)
-                ]
-            )
-            result.scores[name]["train_psnr"] = image_scores(train, references)["psnr"]
-    result.info["clipped_fraction"] = float((optimised >= 1.0).float().mean())
+            if closed_form:  # the optimiser's check: does it reach the optimum of the views it fits?
+                result.scores[name]["train_psnr"] = _batched_psnr(
+                    mesh, as_baked(target, values), cameras, references, rasterizer, batch
+                )
+        if validation is not None:
+            result.selection = {
+                name: _batched_psnr(mesh, as_baked(target, bakes[name]), *validation, rasterizer, batch)
+                for name in ("point_sampled", "optimised")
+            }
+            if result.selection["point_sampled"] > result.selection["optimised"]:
+                result.kept = "point_sampled"
+    seconds["evaluate"] = time.perf_counter() - start
+    result.info["clipped_fraction"] = float((result.optimised >= 1.0).float().mean())
     return result
+
+
+def _batched_psnr(mesh: Mesh, baked, cameras: Cameras, references: Tensor, rasterizer, batch: int) -> float:
+    """sRGB PSNR (:func:`image_scores`) of ``baked`` over ``cameras``, rendered ``batch`` views at a time."""
+    renders = torch.cat(
+        [render_unlit(mesh, baked, cameras[i : i + batch], rasterizer) for i in range(0, cameras.batch_size, batch)]
+    )
+    return image_scores(renders, references)["psnr"]
 
 
 def view_averaged_ceiling(

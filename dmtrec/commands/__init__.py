@@ -28,6 +28,7 @@ COMMANDS = {
     "eval": "eval",
     "lod": "lod",
     "bake": "bake",
+    "batch": "batch",
     "shader-check": "shader_check",
     "poses": "poses",
     "inspect-data": "inspect_data",

@@ -32,18 +32,15 @@ from typing import Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
-import yaml
 
 from dmtrec.assets.lod import TRAINABLE, LodSettings, level_budgets, level_contact_sheet, load_lod_inputs
-from dmtrec.core.atomic import atomic_path, write_json, write_text_atomic
-from dmtrec.core.output_folder import check_output_folder
+from dmtrec.core.atomic import atomic_path, write_json
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_lod import write_lod_glb
 from dmtrec.io.gltf_skin import has_skin
 from dmtrec.io.obj import write_obj
-from dmtrec.runs.callbacks import save_final_checkpoint
-from dmtrec.runs.folder import RunConfig, RunFolderError
-from dmtrec.runs.trainer import RunSession, deterministic_restored
+from dmtrec.runs.command_run import check_out, open_run, run_from_args
+from dmtrec.runs.folder import RunConfig
 from dmtrec.systems.lod import LodSystem
 
 from . import options
@@ -53,8 +50,6 @@ log = logging.getLogger(__name__)
 HELP = "levels of detail of a PBR asset, optimised to look like it (--mesh M --probe P --levels F... --out DIR)"
 CONFIG_FILES = True
 """Parsed by the CLI with LightningCLI's parser (``-c`` config files, ``--print_config``)."""
-RUN_FIELDS = ("wandb", "project", "checkpoint_every", "overwrite")
-"""The fit's ``run:`` options that apply to lod (the folder itself is ``--out``)."""
 
 
 # (option, LodSettings field, type, help); "nargs" options take one value per level.
@@ -143,15 +138,6 @@ def check_settings(settings: LodSettings) -> None:
     options.probe_res(settings.probe_res)
 
 
-def _check_out(out: Path, run: RunConfig) -> None:
-    """``--out``: a folder; when it holds files, they are a lod run's (resumed or, with
-    ``--run.overwrite``, replaced), never a user's folder taken over."""
-    if (out / "config.yaml").is_file():
-        check_output_folder(out, overwrite=True)  # a lod run's folder: resumed or refused below
-    else:
-        check_output_folder(out, run.overwrite, flag="--run.overwrite true")
-
-
 def _resolved_config(mesh_path, probe_path, levels, faces, settings: LodSettings) -> dict:
     """What decides a lod run's result; a rerun on the same folder must match it to resume."""
     return {
@@ -161,26 +147,6 @@ def _resolved_config(mesh_path, probe_path, levels, faces, settings: LodSettings
         "faces": list(faces) if faces is not None else None,
         "settings": asdict(settings),
     }
-
-
-def _resume_or_refuse(out: Path, config: dict, run: RunConfig) -> Optional[str]:
-    """``"last"`` when ``out`` holds an unfinished or finished run of the same config (resume it),
-    None for a new run; a run of another config is refused unless ``run.overwrite``."""
-    saved = out / "config.yaml"
-    if run.overwrite or not saved.is_file():
-        return None
-    previous = yaml.safe_load(saved.read_text())
-    if previous != config:
-        changed = sorted(k for k in set(previous or {}) | set(config) if (previous or {}).get(k) != config.get(k)) + [
-            f"settings.{k}"
-            for k in sorted(config["settings"])
-            if ((previous or {}).get("settings") or {}).get(k) != config["settings"][k]
-        ]
-        raise RunFolderError(
-            f"{out}: holds a lod run of another configuration ({', '.join(c for c in changed if c != 'settings')} "
-            "differ); rerun it with the same options to resume, or start again with --run.overwrite true"
-        )
-    return "last"
 
 
 def run_lod(
@@ -199,36 +165,16 @@ def run_lod(
     out = Path(out)
     run = run or RunConfig()
     check_settings(settings)
-    _check_out(out, run)
+    check_out(out, run)
     mesh, material, light, topology, notes = load_lod_inputs(mesh_path, probe_path, settings)
     budgets = level_budgets(mesh.num_faces, levels, faces, mesh_path)
     if settings.level_res and len(settings.level_res) != len(budgets):
         raise ValueError(f"--level-res: {len(settings.level_res)} values for {len(budgets)} levels")
     config = _resolved_config(mesh_path, probe_path, levels, faces, settings)
-    ckpt_path = _resume_or_refuse(out, config, run)
-    run = RunConfig(**{**asdict(run), "name": out.name, "output_root": str(out.parent)})
-    with RunSession() as session:
-        ckpt_path = session.start(run, None, ckpt_path)
-        write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    with open_run(out, run, config, "lod") as fit:
         system = LodSystem(mesh, material, light, budgets, settings)
-        trainer = session.trainer(
-            run,
-            callbacks=callbacks,
-            accelerator="cpu",  # the asset, probe and level preparation (QEM, xatlas, KD-tree) are CPU-side
-            devices=1,
-            max_epochs=-1,
-            num_sanity_val_steps=0,
-            enable_model_summary=False,
-            log_every_n_steps=1,
-        )
-        with deterministic_restored():  # deterministic_on_cpu's switch is process-wide
-            trainer.fit(system, ckpt_path=ckpt_path)
-        if not system.finished:
-            raise ValueError(
-                f"{out}: interrupted at level {system.level_index + 1}/{len(budgets)}, iteration {system.iteration}; "
-                "run the same command again to resume"
-            )
-        save_final_checkpoint(trainer)
+        # The asset, probe and level preparation (QEM, xatlas, KD-tree) are CPU-side.
+        fit(system, callbacks, accelerator="cpu")
         report = _write_outputs(out, system, mesh_path, probe_path, mesh.num_faces, topology, notes, settings)
         report["seconds_this_session"] = time.perf_counter() - start_time
     return report
@@ -265,7 +211,7 @@ def _write_outputs(out: Path, system: LodSystem, mesh_path, probe_path, faces, t
 
 
 def main(args) -> int:
-    run = RunConfig(**{name: getattr(args.run, name) for name in RUN_FIELDS})
+    run = run_from_args(args)
     if Path(args.mesh).suffix.lower() == ".glb" and Path(args.mesh).is_file() and has_skin(args.mesh):
         from dmtrec.commands.lod_skinned import print_report, run_skinned_lod  # skinned assets fit over poses
 

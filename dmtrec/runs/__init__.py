@@ -8,6 +8,8 @@
   logger, checkpoints, progress bar, deterministic CPU algorithms); :mod:`~dmtrec.runs.ddp`, the
   ``dmtrec_ddp`` strategy; :mod:`~dmtrec.runs.logger` (wandb offline, or CSV);
   :mod:`~dmtrec.runs.checkpoints` (crash-safe, weights-only); :mod:`~dmtrec.runs.progress`.
+* :mod:`~dmtrec.runs.command_run`: the run folder of ``dmtrec lod`` and ``dmtrec bake`` (``--out``
+  is the run; the same command resumes it, another configuration is refused).
 * :mod:`~dmtrec.runs.callbacks`: the fit's datamodule told which pass trains, and the final
   evaluation and export (:mod:`~dmtrec.runs.outputs`); :mod:`~dmtrec.runs.inspection`, the
   dataset drawn at fit start; :mod:`~dmtrec.runs.evaluation`, ``dmtrec eval`` of a run folder.

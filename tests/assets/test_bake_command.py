@@ -1,6 +1,5 @@
 """``dmtrec bake``: outputs that viewers load, and one-line errors with nothing written."""
 
-import argparse
 import json
 import subprocess
 import sys
@@ -9,25 +8,32 @@ import numpy as np
 import pytest
 import torch
 from common import PROBE_HDR, REPO, SPOT_OBJ, subprocess_env
+from pytorch_lightning.cli import LightningArgumentParser
 
 from dmtrec.commands import bake
 from dmtrec.io.gltf import read_glb
 from dmtrec.render.camera_distributions import orbit_cameras
 
-FAST = ["--views", "4", "--held-out", "2", "--res", "32", "--steps", "3", "--probe-res", "32", "--texture-res", "32"]
+FAST = [
+    *("--views", "4", "--held-out", "2", "--val-views", "2", "--res", "32", "--steps", "3"),
+    *("--probe-res", "32", "--texture-res", "32", "--run.wandb", "disabled"),
+]
 
 
-def _run(tmp_path, *extra, mesh=SPOT_OBJ, probe=PROBE_HDR, target="texture", out="out"):
-    parser = argparse.ArgumentParser()
+def _parser():
+    parser = LightningArgumentParser()
     bake.add_arguments(parser)
+    return parser
+
+
+def _run(tmp_path, *extra, mesh=SPOT_OBJ, probe=PROBE_HDR, target="texture", out="out", callbacks=()):
     argv = ["--mesh", str(mesh), "--probe", str(probe), "--target", target, "--out", str(tmp_path / out)]
     torch.set_num_threads(1)
-    return bake.run_bake(parser.parse_args(argv + FAST + list(extra)))
+    return bake.run_bake(_parser().parse_args(argv + FAST + list(extra)), callbacks)
 
 
 def test_loss_option_takes_log1p_l1_and_its_old_name():
-    parser = argparse.ArgumentParser()
-    bake.add_arguments(parser)
+    parser = _parser()
     required = ["--mesh", "m", "--probe", "p", "--target", "texture", "--out", "o"]
     assert parser.parse_args(required + ["--loss", "logl1"]).loss == "log1p_l1"
     assert parser.parse_args(required + ["--loss", "log1p_l1"]).loss == "log1p_l1"
@@ -97,7 +103,8 @@ def test_camera_list_distribution_holds_out_every_kth_camera(tmp_path):
     path = tmp_path / "cameras.json"
     path.write_text(json.dumps({"fovy": 45.0, "frames": [{"transform_matrix": m.tolist()} for m in cameras.c2w]}))
     report = _run(tmp_path, "--distribution", str(path), target="vertex")
-    assert (report["views"], report["held_out_views"]) == (4, 2)
+    # 6 cameras: every 3rd held out (2), then a quarter of the other 4 kept for validation (1).
+    assert (report["views"], report["held_out_views"], report["validation_views"]) == (3, 2, 1)
 
 
 def _expect_one_line_error(tmp_path, match, **kwargs):

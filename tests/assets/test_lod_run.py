@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import yaml
 from common import CONFIGS, PROBE_HDR, SPOT_OBJ
 from pytorch_lightning.cli import LightningArgumentParser
+from run_helpers import Crash, Interrupt, config_file_run, flag_run, printed_config
 
 pytest.importorskip("fast_simplification", reason="dmtrec lod needs the 'lod' extra (fast-simplification)")
 pytest.importorskip("scipy", reason="dmtrec lod's closest-surface lookup needs scipy")
@@ -72,19 +72,10 @@ def asset(tmp_path_factory):
     return write_procedural_asset(tmp_path_factory.mktemp("asset"), nu=40, nv=24, texture_res=64)
 
 
-@pytest.fixture(scope="module")
-def flag_run(asset, tmp_path_factory):
-    """``(out, stderr)`` of an uninterrupted run given as command-line flags."""
-    out = tmp_path_factory.mktemp("flags") / "lods"
-    with pytest.MonkeyPatch.context() as mp:
-        err_file = out.parent / "stderr.txt"
-        with err_file.open("w") as err:
-            mp.setattr("sys.stderr", err)
-            argv = ["lod", "--mesh", str(asset), "--probe", str(PROBE_HDR), "--out", str(out), *_flags()]
-            code = cli.main(argv + ["--run.checkpoint_every", "2"])
-    text = err_file.read_text()
-    assert code == 0, text[-3000:]
-    return out, text
+@pytest.fixture(scope="module", name="flag_run")
+def flag_run_fixture(asset, tmp_path_factory):
+    """``(out, stderr)`` of an uninterrupted lod given as command-line flags."""
+    return flag_run("lod", asset, PROBE_HDR, _flags(), tmp_path_factory.mktemp("flags"))
 
 
 @pytest.mark.slow
@@ -106,21 +97,6 @@ def test_run_folder_has_offline_wandb_run_config_and_final_checkpoint(flag_run):
     assert saved["faces"] == [400, 100] and saved["settings"]["iterations"] == ITERATIONS
     state = load_checkpoint_file(out / "checkpoints" / "last.ckpt")["dmtrec_lod"]
     assert state["iteration"] == 2 * ITERATIONS and len(state["results"]) == 2
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class Interrupt(pl.Callback):
-    """Stops the run as a crash would, when step ``at`` is about to run."""
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if pl_module.iteration == self.at:
-            raise Crash(f"stopped before step {self.at}")
 
 
 @pytest.mark.slow
@@ -151,15 +127,9 @@ def test_interrupted_run_resumes_its_level_and_matches_the_uninterrupted_one(fla
 @pytest.mark.slow
 def test_config_file_run_equals_the_flag_run(flag_run, asset, tmp_path, capsys):
     reference, _ = flag_run
-    config = {key: value for _, key, value in OPTIONS}
-    config.update(mesh=str(asset), probe="${DMTREC_DATA}/envmaps/" + PROBE_HDR.name, out=str(tmp_path / "lods"))
-    path = tmp_path / "lod.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert cli.main(["lod", "-c", str(path)]) == 0, capsys.readouterr().err[-3000:]
-    assert _scores(tmp_path / "lods") == _scores(reference)
-    with pytest.raises(SystemExit):
-        cli.main(["lod", "-c", str(path), "--iterations", "7", "--print_config"])
-    printed = yaml.safe_load(capsys.readouterr().out)
+    out, path = config_file_run("lod", {key: value for _, key, value in OPTIONS}, asset, PROBE_HDR, tmp_path, capsys)
+    assert _scores(out) == _scores(reference)
+    printed = printed_config("lod", ["-c", str(path), "--iterations", "7"], capsys)
     assert printed["iterations"] == 7 and printed["faces"] == [400, 100] and printed["run"]["wandb"] == "offline"
 
 

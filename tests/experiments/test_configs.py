@@ -18,8 +18,11 @@ from dmtrec.datasets.datamodule import KINDS, ReconDataModule
 from dmtrec.runs.folder import RunConfig
 from dmtrec.systems.pipeline import ReconstructionSystem
 
-# lod/ holds `dmtrec lod` configs (tests/assets/test_lod_run.py parses them), not fit configs.
-ALL_CONFIGS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml") if p.parent.name != "lod")
+# lod/ and bake/ hold `dmtrec lod` and `dmtrec bake` configs (tests/assets/test_lod_run.py and
+# test_bake_run.py parse them), not fit configs.
+ALL_CONFIGS = sorted(
+    p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml") if p.parent.name not in ("lod", "bake")
+)
 # Configs that are overrides on top of others (their header says so), with the arguments their
 # usage line needs; every other config stands alone.
 OVERLAYS = {
