@@ -43,6 +43,7 @@ from dmtrec.assets.skinned_lod import (
     transfer_weights,
 )
 from dmtrec.commands.lod import run_lod
+from dmtrec.core.mesh import Mesh
 from dmtrec.datasets.reference_mesh import load_asset, load_probe
 from dmtrec.io.gltf import write_glb
 from dmtrec.io.gltf_skin import read_skinned_glb
@@ -84,6 +85,9 @@ def static_level(scene: SkinnedScene, static_glb: Path, out: Path, fraction: flo
     )
     run_lod(static_glb, PROBE, out, settings, levels=[fraction], run=RunConfig(wandb="disabled", overwrite=True))
     mesh, material = load_asset(out / "lod0.glb")
+    # The file's normals and tangents are the bind pose's: dropped, so that the posed level's are
+    # recomputed from its posed positions, as (a)'s and (c)'s are.
+    mesh = Mesh(mesh.v_pos, mesh.t_pos_idx, v_tex=mesh.v_tex, t_tex_idx=mesh.t_tex_idx)
     joints, weights = transfer_weights(scene.mesh, scene.skin, mesh.v_pos)
     level = SkinnedLevel(mesh.num_faces, mesh, joints, weights, material)
     scores = evaluate(scene, mesh, joints, weights, material)
