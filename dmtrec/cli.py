@@ -4,7 +4,7 @@
 of :mod:`dmtrec.commands` (``dmtrec --help`` lists them, ``dmtrec <command> --help`` their
 options). A user error ends the command with one line, ``dmtrec <command>: error: ...``
 (``DMTREC_DEBUG=1`` shows the traceback instead). Importing this module first applies
-:mod:`dmtrec.threads`' policy (every usable core, sleeping OpenMP waits) unless
+:mod:`dmtrec.threads`' policy (every usable core; sleeping OpenMP waits beside running jobs) unless
 ``OMP_NUM_THREADS`` or ``DMTREC_THREADS`` is set or torch is already loaded.
 """
 

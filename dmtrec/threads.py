@@ -14,10 +14,20 @@ once, when it loads):
 - threads: the cores this process may use (``os.sched_getaffinity``), whatever the load. A fit's
   floats depend on its thread count (reductions split per thread), so a count read off the load
   at start would make the same command give different results on a busy and an idle machine.
-- ``OMP_WAIT_POLICY=PASSIVE``: threads that wait sleep at once instead of spinning. This alone
-  removes the collapse: ``lod`` on Spot at load 10-14, two threads, went from 6.1 s per step
-  spinning to 0.19-0.34 s sleeping, and two such jobs at once ran at 0.08-0.24 s per step each
-  (the measurements are in the README's "Threads on a shared machine").
+- the wait: when other processes are running at start (:func:`others_running`: the runnable
+  processes of ``/proc/loadavg`` now, less this one, the median of a few reads) and they and this
+  job's threads want more cores than there are, ``OMP_WAIT_POLICY=PASSIVE``: threads that wait
+  sleep at once instead of spinning. Otherwise libgomp's spinning stays: on an idle machine it is
+  what makes two threads pay (a Spot texture bake step on the idle 2-core machine: 0.26 s
+  spinning, 0.42 s sleeping), and with others running it is what collapses (two such bakes at
+  once: 2.7-2.8 s per step each spinning, 0.39 s sleeping; README "Threads on a shared machine").
+  The instantaneous count, not the 1-minute load average: that one lags (two jobs launched
+  together both see an idle machine) and remembers finished work (``pip install && dmtrec fit``
+  would start sleeping). The wait policy does not change any float: only the thread count does.
+
+A job that starts on an idle machine keeps spinning when others start later; those others sleep,
+which halves the collapse but does not remove it. Set ``OMP_WAIT_POLICY=PASSIVE`` yourself for
+jobs meant to share cores (sweeps, batches).
 
 A user who sets ``OMP_NUM_THREADS`` (or ``DMTREC_THREADS``, which sets it) chooses for
 themselves: the thread count is theirs, and ``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT`` are only
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import MutableMapping, NamedTuple, Optional
 
 
@@ -70,10 +81,28 @@ def apply_thread_policy(environ: MutableMapping[str, str] = os.environ) -> Threa
         return ThreadChoice(threads, f"{threads or value} threads as OMP_NUM_THREADS says", False)
     threads = usable_cores()
     environ["OMP_NUM_THREADS"] = str(threads)
-    if "GOMP_SPINCOUNT" not in environ:
+    others = others_running()
+    busy = threads + others > usable_cores()
+    if busy and "GOMP_SPINCOUNT" not in environ:
         environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    reason = f"{threads} (every usable core; waiting threads sleep); set OMP_NUM_THREADS or DMTREC_THREADS to choose"
+    wait = f"{others} other processes running: waiting threads sleep" if busy else "idle machine: libgomp's spin-wait"
+    reason = f"{threads} (every usable core; {wait}); set OMP_NUM_THREADS or DMTREC_THREADS to choose"
     return ThreadChoice(threads, reason, True)
 
 
-__all__ = ["ThreadChoice", "apply_thread_policy", "usable_cores"]
+def others_running(reads: int = 5, interval: float = 0.01) -> int:
+    """Processes other than this one runnable now: the median of ``reads`` reads of the running
+    count in ``/proc/loadavg`` (fourth field, ``running/total``), less one; 0 where it is missing."""
+    counts = []
+    for i in range(reads):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, IndexError, ValueError):
+            return 0
+        if i + 1 < reads:
+            time.sleep(interval)
+    return max(0, sorted(counts)[len(counts) // 2])
+
+
+__all__ = ["ThreadChoice", "apply_thread_policy", "others_running", "usable_cores"]

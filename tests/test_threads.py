@@ -17,13 +17,16 @@ def before_torch(monkeypatch):
     return monkeypatch
 
 
-def test_policy_takes_every_core_whatever_the_load_and_a_passive_wait(before_torch):
+def test_policy_takes_every_core_and_sleeps_only_beside_other_running_processes(before_torch):
     # The count must not follow the load: a fit's floats depend on it (module docstring).
-    for load in (0.1, 1.3, 12.0):
-        before_torch.setattr(os, "getloadavg", lambda load=load: (load, 0.5, 0.2))
+    before_torch.setattr(threads, "others_running", lambda: 0)
+    env = {}
+    choice = threads.apply_thread_policy(env)
+    assert choice.chosen and choice.threads == 2 and env == {"OMP_NUM_THREADS": "2"}
+    for others in (1, 5):
+        before_torch.setattr(threads, "others_running", lambda others=others: others)
         env = {}
-        choice = threads.apply_thread_policy(env)
-        assert choice.chosen and choice.threads == 2
+        assert threads.apply_thread_policy(env).threads == 2
         assert env == {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
     env = {"OMP_WAIT_POLICY": "ACTIVE"}  # the user's wait policy stays
     assert threads.apply_thread_policy(env).threads == 2
@@ -59,7 +62,25 @@ def test_the_command_applies_it_before_torch_loads():
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     chosen, torch_threads, wait = out.split()
-    assert chosen == torch_threads and int(chosen) == threads.usable_cores() and wait == "PASSIVE"
+    assert chosen == torch_threads and int(chosen) == threads.usable_cores() and wait in ("PASSIVE", "None")
     env["DMTREC_THREADS"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1", "1", "None"]  # the user's count, torch's own wait policy
+
+
+def test_others_running_reads_the_running_count_less_this_process(monkeypatch, tmp_path):
+    import builtins
+
+    real_open = builtins.open
+    counts = iter(["0.50 0.40 0.30 3/200 999\n", "0.50 0.40 0.30 1/200 999\n", "0.50 0.40 0.30 3/200 999\n"])
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/loadavg":
+            file = tmp_path / "loadavg"
+            file.write_text(next(counts))
+            return real_open(file, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    # Median of (2, 0, 2) others: one transient read does not decide.
+    assert threads.others_running(reads=3, interval=0.0) == 2
