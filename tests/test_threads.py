@@ -10,10 +10,12 @@ from dmtrec import threads
 
 
 @pytest.fixture
-def before_torch(monkeypatch):
+def before_torch(monkeypatch, tmp_path):
     """The policy as the dmtrec command meets it: torch not imported yet, a 2-core machine."""
     monkeypatch.delitem(sys.modules, "torch")
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "SETTLE_S", 0.0)
+    monkeypatch.setattr(threads, "jobs_directory", lambda environ=None: tmp_path / "jobs")
     return monkeypatch
 
 
@@ -84,3 +86,64 @@ def test_others_running_reads_the_running_count_less_this_process(monkeypatch, t
     monkeypatch.setattr(builtins, "open", fake_open)
     # Median of (2, 0, 2) others: one transient read does not decide.
     assert threads.others_running(reads=3, interval=0.0) == 2
+
+
+def _spawn_sleeper():
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_register_counts_live_jobs_and_drops_dead_or_reused_pids(tmp_path, monkeypatch):
+    directory = tmp_path / "jobs"
+    monkeypatch.setattr(threads.atexit, "register", lambda *a: None)
+    assert threads.register_job(directory) == directory / str(os.getpid())
+    assert threads.other_jobs(directory) == 0  # this process is not "another" job
+    live = _spawn_sleeper()
+    try:
+        (directory / str(live.pid)).write_text(threads._start_time(live.pid))
+        reused = _spawn_sleeper()  # a live pid whose start time is not the registered one
+        try:
+            (directory / str(reused.pid)).write_text("1")
+            dead = subprocess.run(
+                [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+            )
+            (directory / dead.stdout.strip()).write_text("1")
+            assert threads.other_jobs(directory) == 1
+            assert sorted(p.name for p in directory.iterdir()) == sorted([str(os.getpid()), str(live.pid)])
+        finally:
+            reused.kill()
+    finally:
+        live.kill()
+
+
+def test_a_registered_job_makes_a_new_one_sleep(before_torch, tmp_path):
+    live = _spawn_sleeper()
+    try:
+        (tmp_path / "jobs").mkdir()
+        (tmp_path / "jobs" / str(live.pid)).write_text(threads._start_time(live.pid))
+        before_torch.setattr(threads, "others_running", lambda: 0)
+        env = {}
+        choice = threads.apply_thread_policy(env)
+        assert choice.threads == 2 and env == {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
+        assert "1 other dmtrec job running" in choice.reason
+    finally:
+        live.kill()
+
+
+def test_two_jobs_launched_together_both_sleep(tmp_path):
+    # The case /proc/loadavg misses: both interpreters start on an idle machine at the same moment.
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "DMTREC_THREADS", "OMP_WAIT_POLICY")}
+    env["DMTREC_JOBS_DIR"] = str(tmp_path / "jobs")
+    # The policy as dmtrec.cli applies it, without the cost of importing torch in each interpreter;
+    # /proc/loadavg reads as idle, so only the register can make them sleep; a longer settle keeps
+    # the test independent of how fast a loaded machine starts the second interpreter, and each
+    # stays alive a while after choosing, as a job does.
+    code = (
+        "import os, time, dmtrec.threads as t; t.others_running = lambda: 0; t.SETTLE_S = 1.0; "
+        "t.apply_thread_policy(); print(os.environ.get('OMP_WAIT_POLICY'), flush=True); time.sleep(1.5)"
+    )
+    jobs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    waits = [job.communicate(timeout=120)[0].split() for job in jobs]
+    assert waits == [["PASSIVE"], ["PASSIVE"]]
+    assert list((tmp_path / "jobs").iterdir()) == []  # each removed its file at exit
