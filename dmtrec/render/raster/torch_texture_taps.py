@@ -39,6 +39,7 @@ def sample_2d(
     extents: Tensor,
     boundary: str,
     quads: bool,
+    columns: bool = False,
 ) -> Tensor:
     """Bilinear samples of a stack of 2D levels, blended across two levels when ``frac`` is given.
 
@@ -52,6 +53,8 @@ def sample_2d(
         extents: ``[3, levels]`` long: first row in ``table`` of each level of entry 0, height, width.
         boundary: "wrap", "clamp" or "zero".
         quads: whether ``table`` holds quad rows.
+        columns: ``table`` is given channels-first, ``[C, T]``
+            (:func:`~.torch_texture_mip.mip_columns`); its gradient is then ``[C, T]`` too.
 
     Returns:
         ``[N, C]``, differentiable w.r.t. ``table``, ``uv`` and ``frac``.
@@ -68,7 +71,7 @@ def sample_2d(
                 shared &= frac == 0
             if int(shared.sum()) * SHARED_MIN_FRACTION < uv.shape[0]:
                 shared = None
-    return _Sample2D.apply(table, uv, frac, level, plane, extents, boundary, quads, shared)
+    return _Sample2D.apply(table, uv, frac, level, plane, extents, boundary, quads, shared, columns)
 
 
 def _chunk_taps(
@@ -150,7 +153,7 @@ def _gather_taps(columns: Tensor, rows: List[Tensor], outside, c: int, channels:
 
 class _Sample2D(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, table, uv, frac, level, plane, extents, boundary, quads, shared):
+    def forward(ctx, table, uv, frac, level, plane, extents, boundary, quads, shared, given_columns=False):
         full = uv.shape[0]
         active = None
         if shared is not None:
@@ -162,8 +165,10 @@ class _Sample2D(torch.autograd.Function):
             level = None if level is None else level.index_select(1, subset)
         n = uv.shape[0]
         num_levels = 1 if level is None else level.shape[0]
-        channels = table.shape[1] // 4 if quads else table.shape[1]
-        columns = table.t().contiguous()  # [C or 4 C, T]: a 1D gather per channel and tap
+        # [C or 4 C, T]: a 1D gather per channel and tap
+        columns = table if given_columns else table.t().contiguous()
+        texels = columns.shape[1]
+        channels = columns.shape[0] // 4 if quads else columns.shape[0]
         out = table.new_empty(n, channels)
         need_table, need_uv, need_frac = ctx.needs_input_grad[:3]
         # Saved for the backward instead of recomputed: the taps' rows (int32) and weights for the
@@ -182,7 +187,7 @@ class _Sample2D(torch.autograd.Function):
             e = min(s + CHUNK, n)
             lv = None if level is None else level[:, s:e]
             pl = None if plane is None else plane[s:e]
-            rows, outside, fx, fy, h, w = _chunk_taps(uv[s:e], lv, pl, extents, boundary, quads, table.shape[0])
+            rows, outside, fx, fy, h, w = _chunk_taps(uv[s:e], lv, pl, extents, boundary, quads, texels)
             if need_table:
                 for k, r in enumerate(rows):
                     rows_all[k, :, s:e] = r.view(fx.shape)
@@ -216,7 +221,8 @@ class _Sample2D(torch.autograd.Function):
                     jac_u[c, s:e] = (slope_x * scale_u).sum(0)
                     jac_v[c, s:e] = (step_y * scale_v).sum(0)
         ctx.save_for_backward(rows_all, fx_all, fy_all, outside_all, frac, jac_u, jac_v, jac_frac, shared, active)
-        ctx.num_texels, ctx.quads, ctx.shape = table.shape[0], quads, (num_levels, n, channels)
+        ctx.num_texels, ctx.quads, ctx.shape = texels, quads, (num_levels, n, channels)
+        ctx.given_columns = given_columns
         if shared is None:
             return out
         full_out = out.new_empty(full, channels)
@@ -250,7 +256,7 @@ class _Sample2D(torch.autograd.Function):
             if grad_frac is not None:
                 grad_frac = (full_grad @ jac_frac[:, -1]).index_copy_(0, active, grad_frac[:-1])
         if rows_all is None:
-            return grad_table, grad_uv, grad_frac, None, None, None, None, None, None
+            return grad_table, grad_uv, grad_frac, None, None, None, None, None, None, None
         # Neighbouring samples read the same texels, and a scatter's additions to one address wait
         # for each other: consecutive samples add into SPREAD separate copies of the table.
         grad_columns = grad.new_zeros((4 if quads else 1) * channels, SPREAD * texels)
@@ -272,5 +278,7 @@ class _Sample2D(torch.autograd.Function):
                 for k in range(4):
                     column = grad_columns[k * channels + c if quads else c]
                     column.scatter_add_(0, rows[0 if quads else k], (weights[k] * gc).view(-1))
-        grad_table = grad_columns.view(-1, SPREAD, texels).sum(1).t()
-        return grad_table, grad_uv, grad_frac, None, None, None, None, None, None
+        grad_table = grad_columns.view(-1, SPREAD, texels).sum(1)
+        if not ctx.given_columns:
+            grad_table = grad_table.t()
+        return grad_table, grad_uv, grad_frac, None, None, None, None, None, None, None
