@@ -71,7 +71,7 @@ def sample_2d(
                 shared &= frac == 0
             if int(shared.sum()) * SHARED_MIN_FRACTION < uv.shape[0]:
                 shared = None
-    return _Sample2D.apply(table, uv, frac, level, plane, extents, boundary, quads, shared, columns)
+    return _Sample2D.apply(table, uv, frac, level, plane, extents, boundary, quads, columns, shared)
 
 
 def _chunk_taps(
@@ -153,7 +153,7 @@ def _gather_taps(columns: Tensor, rows: List[Tensor], outside, c: int, channels:
 
 class _Sample2D(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, table, uv, frac, level, plane, extents, boundary, quads, shared, given_columns=False):
+    def forward(ctx, table, uv, frac, level, plane, extents, boundary, quads, given_columns, shared):
         full = uv.shape[0]
         active = None
         if shared is not None:
