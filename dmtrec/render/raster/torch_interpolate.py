@@ -14,7 +14,10 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from . import torch_parallel
 from .torch_common import CHUNK, float_to_tri_id
+
+PARALLEL_MIN = 4096  # pixels per thread below which one thread interpolates them all
 
 
 def interpolate(
@@ -65,9 +68,10 @@ class _Interpolate(torch.autograd.Function):
         columns = attr.t().contiguous()  # [A, V]
         out = attr.new_zeros(num_pixels, num_attrs)
         out_da = attr.new_zeros(num_pixels, 2 * len(diff_attrs)) if diff_attrs else attr.new_zeros(0)
-        for s in range(0, pixels.numel(), CHUNK):
-            at = pixels[s : s + CHUNK]
-            corners = [vidx[s : s + CHUNK, k] for k in range(3)]
+
+        def chunk(s: int, e: int) -> None:
+            at = pixels[s:e]
+            corners = [vidx[s:e, k] for k in range(3)]
             u, v = rast[:, 0].index_select(0, at), rast[:, 1].index_select(0, at)
             w = 1.0 - u - v
             db = [rast_db[:, k].index_select(0, at) for k in range(4)] if diff_attrs else None
@@ -80,6 +84,8 @@ class _Interpolate(torch.autograd.Function):
                 d_du, d_dv = c0 - c2, c1 - c2
                 out_da[:, 2 * j].index_copy_(0, at, db[0] * d_du + db[2] * d_dv)
                 out_da[:, 2 * j + 1].index_copy_(0, at, db[1] * d_du + db[3] * d_dv)
+
+        torch_parallel.parallel_chunks(chunk, pixels.numel(), CHUNK, PARALLEL_MIN)  # disjoint rows: in parallel
         ctx.save_for_backward(attr, rast, rast_db, pixels, vidx)
         ctx.diff_attrs = diff_attrs
         ctx.mark_non_differentiable(*(() if diff_attrs else (out_da,)))

@@ -24,10 +24,12 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from . import torch_parallel
 from .torch_common import CHUNK
 
 SPREAD = 8  # copies of the texel table the backward scatters into (a power of two)
 SHARED_MIN, SHARED_MIN_FRACTION = 1024, 8  # share one sample from 1024 samples on, when 1/8 of them are alike
+PARALLEL_MIN = 4096  # samples per thread below which one thread samples them all
 
 
 def sample_2d(
@@ -183,8 +185,8 @@ class _Sample2D(torch.autograd.Function):
             jac_u, jac_v = uv.new_empty(channels, n), uv.new_empty(channels, n)
         if need_frac:
             jac_frac = uv.new_empty(channels, n)
-        for s in range(0, n, CHUNK):
-            e = min(s + CHUNK, n)
+
+        def chunk(s: int, e: int) -> None:
             lv = None if level is None else level[:, s:e]
             pl = None if plane is None else plane[s:e]
             rows, outside, fx, fy, h, w = _chunk_taps(uv[s:e], lv, pl, extents, boundary, quads, texels)
@@ -220,6 +222,8 @@ class _Sample2D(torch.autograd.Function):
                     slope_x = step_top + fy * (step_bottom - step_top)
                     jac_u[c, s:e] = (slope_x * scale_u).sum(0)
                     jac_v[c, s:e] = (step_y * scale_v).sum(0)
+
+        torch_parallel.parallel_chunks(chunk, n, CHUNK, PARALLEL_MIN)  # disjoint rows: in parallel
         ctx.save_for_backward(rows_all, fx_all, fy_all, outside_all, frac, jac_u, jac_v, jac_frac, shared, active)
         ctx.num_texels, ctx.quads, ctx.shape = texels, quads, (num_levels, n, channels)
         ctx.given_columns = given_columns
@@ -273,11 +277,14 @@ class _Sample2D(torch.autograd.Function):
                 weights = [wt.masked_fill_(outside_all[k, :, s:e], 0.0) for k, wt in enumerate(weights)]
             spread = spread_all[: weights[0].numel()]
             rows = [(r[:, s:e].reshape(-1) + spread).long() for r in rows_all.unbind(0)]
-            for c in range(channels):
+
+            def scatter(c: int) -> None:  # channels scatter into their own columns: in parallel
                 gc = grad[s:e, c]
                 for k in range(4):
                     column = grad_columns[k * channels + c if quads else c]
                     column.scatter_add_(0, rows[0 if quads else k], (weights[k] * gc).view(-1))
+
+            torch_parallel.parallel_map(scatter, range(channels), parallel=n >= PARALLEL_MIN)
         grad_table = grad_columns.view(-1, SPREAD, texels).sum(1)
         if not ctx.given_columns:
             grad_table = grad_table.t()
