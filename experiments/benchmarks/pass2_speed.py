@@ -53,7 +53,6 @@ CODE = Path(sys.argv[sys.argv.index("--child") + 2]) if "--child" in sys.argv el
 sys.path.insert(0, str(CODE))  # a --child times the code it was given
 
 from dmtrec.core.mesh import Mesh  # noqa: E402
-from dmtrec.geometry import mesh_geometry, topology_cache  # noqa: E402
 from dmtrec.io.mesh_files import read_mesh  # noqa: E402
 from dmtrec.render.camera import Cameras  # noqa: E402
 from dmtrec.render.camera_distributions import orbit_view_c2w  # noqa: E402
@@ -155,6 +154,7 @@ def base_geometry(rev: str):
     """Pass 2's geometry code of ``rev``: normals, tangents and the Laplacian rebuilt from the
     faces every step, gathers by advanced indexing, index tensors converted every render (the
     antialias edge structure was cached there too, and stays cached)."""
+    from dmtrec.geometry import mesh_geometry, topology_cache
     normals = _base_module("base_normals", "dmtrec/geometry/normals.py", rev)
     regularizers = _base_module("base_regularizers", "dmtrec/geometry/regularizers.py", rev)
     patches = [
@@ -187,7 +187,7 @@ def training_step(system: ReconstructionSystem, optimizer: torch.optim.Optimizer
         system.material.clamp_()
         if system.light_trainable:
             system.light.clamp_(min=0.0)
-    return float(total)
+    return float(total.detach())
 
 
 def child_main(spec: dict) -> None:
@@ -249,6 +249,7 @@ def compare_versions(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    from dmtrec.geometry import topology_cache  # not in code before issue 28, which a --child may time
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["quickstart", "spot_cpu"])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (after 2 warm-up steps)")
