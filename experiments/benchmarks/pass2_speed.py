@@ -249,7 +249,6 @@ def compare_versions(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    from dmtrec.geometry import topology_cache  # not in code before issue 28, which a --child may time
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["quickstart", "spot_cpu"])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant (after 2 warm-up steps)")
@@ -270,6 +269,7 @@ def main() -> None:
     if args.before:
         compare_versions(args)
         return
+    from dmtrec.geometry import topology_cache  # not in code before issue 28, which a --child may time
     mesh = subdivide(read_mesh(args.mesh)[0], args.subdivide)
     print(
         f"mesh: {args.mesh} ({mesh.num_faces} triangles), torch threads {torch.get_num_threads()}, "
