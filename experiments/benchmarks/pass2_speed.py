@@ -155,6 +155,7 @@ def base_geometry(rev: str):
     faces every step, gathers by advanced indexing, index tensors converted every render (the
     antialias edge structure was cached there too, and stays cached)."""
     from dmtrec.geometry import mesh_geometry, topology_cache
+
     normals = _base_module("base_normals", "dmtrec/geometry/normals.py", rev)
     regularizers = _base_module("base_regularizers", "dmtrec/geometry/regularizers.py", rev)
     patches = [
@@ -270,6 +271,7 @@ def main() -> None:
         compare_versions(args)
         return
     from dmtrec.geometry import topology_cache  # not in code before issue 28, which a --child may time
+
     mesh = subdivide(read_mesh(args.mesh)[0], args.subdivide)
     print(
         f"mesh: {args.mesh} ({mesh.num_faces} triangles), torch threads {torch.get_num_threads()}, "
