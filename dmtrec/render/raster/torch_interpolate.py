@@ -101,9 +101,15 @@ class _Interpolate(torch.autograd.Function):
         grad_attr = attr.new_zeros(num_attrs, attr.shape[0]) if need_attr else None
         grad_rast = torch.zeros_like(rast) if need_rast else None
         grad_db = torch.zeros_like(rast_db) if need_db and diff_attrs else None
-        for s in range(0, pixels.numel(), CHUNK):
-            at = pixels[s : s + CHUNK]
-            corners = [vidx[s : s + CHUNK, k] for k in range(3)]
+        n = pixels.numel()
+        # Per pixel (in parallel over ranges of pixels): the gradients of rast and rast_db, and the
+        # weights of each corner's attribute gradient; then per attribute (in parallel), their
+        # scatters in the serial loop's order (chunk by chunk, corner by corner): the same sums.
+        weights_all = attr.new_empty(num_attrs, 3, n) if need_attr else None
+
+        def chunk(s: int, e: int) -> None:
+            at = pixels[s:e]
+            corners = [vidx[s:e, k] for k in range(3)]
             u, v = rast[:, 0].index_select(0, at), rast[:, 1].index_select(0, at)
             db = [rast_db[:, k].index_select(0, at) for k in range(4)] if diff_attrs else None
             grad_u = grad_v = None
@@ -136,8 +142,8 @@ class _Interpolate(torch.autograd.Function):
                         gx, gy = grad_xy[a]
                         dx0, dx1 = gx * db[0] + gy * db[1], gx * db[2] + gy * db[3]
                         weights = [weights[0] + dx0, weights[1] + dx1, weights[2] - (dx0 + dx1)]
-                    for corner, weight in zip(corners, weights):
-                        grad_attr[a].index_add_(0, corner, weight)
+                    for k, weight in enumerate(weights):
+                        weights_all[a, k, s:e] = weight
             if need_rast and grad_u is not None:
                 grad_rast[:, 0].index_copy_(0, at, grad_u)
                 grad_rast[:, 1].index_copy_(0, at, grad_v)
@@ -145,6 +151,16 @@ class _Interpolate(torch.autograd.Function):
                 for k, t in enumerate(grad_dbs):
                     if t is not None:
                         grad_db[:, k].index_copy_(0, at, t)
+
+        torch_parallel.parallel_chunks(chunk, n, CHUNK, PARALLEL_MIN)
+
+        def scatter(a: int) -> None:
+            for s in range(0, n, CHUNK):
+                for k in range(3):
+                    grad_attr[a].index_add_(0, vidx[s : s + CHUNK, k], weights_all[a, k, s : s + CHUNK])
+
+        if need_attr:
+            torch_parallel.parallel_map(scatter, range(num_attrs), parallel=n >= PARALLEL_MIN)
         if grad_attr is not None:
             grad_attr = grad_attr.t()
         return grad_attr, grad_rast, grad_db, None, None, None
