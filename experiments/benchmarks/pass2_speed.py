@@ -18,6 +18,16 @@ all of them, as it was before. ``--subdivide N`` splits each triangle into 4, N 
 
     OMP_NUM_THREADS=1 python experiments/benchmarks/pass2_speed.py
     OMP_NUM_THREADS=1 python experiments/benchmarks/pass2_speed.py --configs quickstart --steps 20 --profile
+
+``--before DIR`` instead times whole training steps (as ``training_step`` takes them: loss, backward,
+Adam, the texture and light clamps, so the light's mips and the textures' pyramids are rebuilt
+from changed values every step) of the code in DIR (e.g. ``git archive <commit> dmtrec | tar -x -C
+DIR``) against this checkout's: each version builds the system in its own process and the two
+take steps alternately, so that the machine's load hits them alike; process CPU time and wall
+time per step, medians. Both must give the same loss at every step (checked: the steps are the
+same computation).
+
+    OMP_NUM_THREADS=1 python experiments/benchmarks/pass2_speed.py --before /tmp/before --steps 30
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import math
 import os
 import statistics
@@ -38,10 +49,10 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+CODE = Path(sys.argv[sys.argv.index("--child") + 2]) if "--child" in sys.argv else REPO
+sys.path.insert(0, str(CODE))  # a --child times the code it was given
 
 from dmtrec.core.mesh import Mesh  # noqa: E402
-from dmtrec.geometry import mesh_geometry, topology_cache  # noqa: E402
 from dmtrec.io.mesh_files import read_mesh  # noqa: E402
 from dmtrec.render.camera import Cameras  # noqa: E402
 from dmtrec.render.camera_distributions import orbit_view_c2w  # noqa: E402
@@ -143,6 +154,8 @@ def base_geometry(rev: str):
     """Pass 2's geometry code of ``rev``: normals, tangents and the Laplacian rebuilt from the
     faces every step, gathers by advanced indexing, index tensors converted every render (the
     antialias edge structure was cached there too, and stays cached)."""
+    from dmtrec.geometry import mesh_geometry, topology_cache
+
     normals = _base_module("base_normals", "dmtrec/geometry/normals.py", rev)
     regularizers = _base_module("base_regularizers", "dmtrec/geometry/regularizers.py", rev)
     patches = [
@@ -163,6 +176,79 @@ def base_geometry(rev: str):
             setattr(module, attr, value)
 
 
+def training_step(system: ReconstructionSystem, optimizer: torch.optim.Optimizer, batch: dict) -> float:
+    """One training step as ``ReconstructionSystem.training_step`` takes it, without Lightning;
+    returns its loss."""
+    terms, _ = system.loss_terms(batch)
+    total = torch.stack(list(terms.values())).sum()
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    with torch.no_grad():
+        system.material.clamp_()
+        if system.light_trainable:
+            system.light.clamp_(min=0.0)
+    return float(total.detach())
+
+
+def child_main(spec: dict) -> None:
+    """Build the system on the mesh, then answer each "step" line on stdin with the step's loss,
+    process CPU seconds and wall seconds."""
+    torch.manual_seed(0)
+    mesh = subdivide(read_mesh(spec["mesh"])[0], spec["subdivide"])
+    system, batch = build(spec["config"], mesh)
+    optimizer = system._make_optimizer()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        torch.manual_seed(1)  # the smoothness jitter: the same draw in both versions
+        cpu, wall = time.process_time(), time.perf_counter()
+        loss = training_step(system, optimizer, batch)
+        print(f"{loss!r} {time.process_time() - cpu} {time.perf_counter() - wall}", flush=True)
+
+
+def compare_versions(args: argparse.Namespace) -> None:
+    """--before: whole training steps of two code versions, alternately, in two processes."""
+    versions = {"before": args.before.resolve(), "after": REPO}
+    print(
+        f"whole training steps, {args.steps} per version after 3 warm-up, alternating; torch threads "
+        f"{torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'config':<12} {'before ms':>10} {'after ms':>9} {'ratio':>6}   (process CPU; wall: before / after ms)")
+    for config in args.configs:
+        procs = {}
+        for name, code in versions.items():
+            spec = {"config": config, "mesh": args.mesh, "subdivide": args.subdivide}
+            cmd = [sys.executable, __file__, "--child", json.dumps(spec), str(code)]
+            env = dict(os.environ, PYTHONPATH=str(code))
+            procs[name] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            if procs[name].stdout.readline().strip() != "ready":
+                raise SystemExit(f"pass2_speed: the {name} process ({code}) did not start")
+        times = {name: [] for name in versions}
+        for i in range(3 + args.steps):
+            losses = {}
+            for name, proc in procs.items():
+                proc.stdin.write("step\n")
+                proc.stdin.flush()
+                loss, cpu, wall = proc.stdout.readline().split()
+                losses[name] = loss
+                if i >= 3:
+                    times[name].append((float(cpu), float(wall)))
+            if len(set(losses.values())) != 1:
+                print(f"  step {i}: the versions' losses differ: {losses}")
+        for proc in procs.values():
+            proc.stdin.close()
+            proc.wait()
+        cpu = {name: statistics.median(t[0] for t in ts) * 1e3 for name, ts in times.items()}
+        wall = {name: statistics.median(t[1] for t in ts) * 1e3 for name, ts in times.items()}
+        print(
+            f"{config:<12} {cpu['before']:>10.1f} {cpu['after']:>9.1f} {cpu['before'] / cpu['after']:>6.2f}"
+            f"   (wall {wall['before']:.1f} / {wall['after']:.1f}, ratio {wall['before'] / wall['after']:.2f})"
+        )
+    print(f"load after: {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["quickstart", "spot_cpu"])
@@ -171,7 +257,21 @@ def main() -> None:
     parser.add_argument("--subdivide", type=int, default=0, help="split each triangle into 4 this many times")
     parser.add_argument("--base", default=BASE, help="the commit whose geometry code 'before' runs")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table of one step per variant")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--before", type=Path, help="time whole training steps of the code in this folder against this one"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.child:
+        child_main(json.loads(args.child))
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.before:
+        compare_versions(args)
+        return
+    from dmtrec.geometry import topology_cache  # not in code before issue 28, which a --child may time
+
     mesh = subdivide(read_mesh(args.mesh)[0], args.subdivide)
     print(
         f"mesh: {args.mesh} ({mesh.num_faces} triangles), torch threads {torch.get_num_threads()}, "

@@ -19,11 +19,13 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from . import torch_parallel
 from .torch_common import float_to_tri_id, value_with_grad_of
 
 CROSSING_TOLERANCE = 0.0625  # nvdiffrast accepts edges up to 1/16 pixel outside the segment
 CROSSING_GRAD_EPS = 1e-3  # nvdiffrast's epsilon on the edge's pixel extent in backward
 _NO_EDGE = -3.402823466e38  # nvdiffrast's -F32_MAX: "this edge does not cross"
+PARALLEL_MIN_PIXELS = 1 << 14  # pixels of a batch below which one thread antialiases it
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,49 @@ def antialias(
         ``[B, H, W, C]``: ``color`` plus, for each pixel pair split by a silhouette edge,
         ``alpha * (colour of the other pixel - own colour)`` at one of the two pixels.
     """
-    batch, height, width, channels = color.shape
-    num_verts = pos.shape[-2]
+    batch = color.shape[0]
+    groups = [(0, batch)]
+    if pos.dim() == 3 and color[..., 0].numel() >= PARALLEL_MIN_PIXELS:
+        groups = torch_parallel.split(batch, torch_parallel.threads())
+    # Images are independent: with several threads, groups of them find their crossings in
+    # parallel (no autograd there); the differentiable blend is then built here, group by group.
+    # A pixel's blends come from its own image in the same order, and the position gradients
+    # reach that image's own vertices, so every result is the same bit for bit.
     dtype = color.dtype
+
+    def group(t: Tensor, g: Tuple[int, int]) -> Tensor:  # a whole batch stays itself (no slice node)
+        return t if len(groups) == 1 or (t is pos and pos.dim() == 2) else t[g[0] : g[1]]
+
+    def crossings(g: Tuple[int, int]) -> dict:
+        with torch.no_grad():
+            return _crossings(group(rast, g), group(pos, g), tri, topology, dtype)
+
+    found = torch_parallel.parallel_map(crossings, groups)
+    parts = []
+    for g, c in zip(groups, found):
+        alpha, live, group_pos = c["alpha"], c["live"], group(pos, g)
+        if pos.requires_grad and live.numel() > 0:
+            # Position gradients flow through the crossing point of unsaturated blends only.
+            height, width = rast.shape[1:3]
+            surrogate = -pos_gradient_boost * _edge_crossing(
+                group_pos, c["ends"], c["x"], c["y"], c["vertical"], width, height
+            )
+            alpha = alpha.index_copy(0, live, value_with_grad_of(alpha[live], surrogate.to(dtype)))
+        group_color = group(color, g)
+        pix0, pix1 = c["pix0"], c["pix1"]
+        flat_color = group_color.reshape(-1, group_color.shape[-1])
+        blend = alpha.unsqueeze(1) * (flat_color.index_select(0, pix1) - flat_color.index_select(0, pix0))
+        parts.append(flat_color.index_add(0, torch.where(alpha > 0, pix0, pix1), blend).view(group_color.shape))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _crossings(rast: Tensor, pos: Tensor, tri: Tensor, topology: TopologyHash, dtype: torch.dtype) -> dict:
+    """The silhouette crossings of a group of images (no autograd): per blended pixel pair, its two
+    pixels ``pix0, pix1`` (flat in the group), ``alpha`` and, for the unsaturated blends ``live``
+    (indices into those), the edge ``ends [n, 2]`` (vertex rows of ``pos``) and the pair's
+    ``x, y, vertical`` for :func:`_edge_crossing`."""
+    batch, height, width = rast.shape[:3]
+    num_verts = pos.shape[-2]
     ids = rast[..., 3].detach()
     depth = rast[..., 2].detach().reshape(-1)
     flat_ids = ids.reshape(-1)
@@ -205,22 +247,20 @@ def antialias(
     crossing, direction, edge = crossing[hit], direction[hit], edge[hit]
     alpha = direction * (0.5 - crossing.clamp(0.0, 1.0))
 
-    # Position gradients flow through the crossing point of unsaturated blends only.
     live = ((alpha.abs() < 0.5) & (alpha != 0)).nonzero().squeeze(1)
-    if pos.requires_grad and live.numel() > 0:
-        rows = hit[live]
-        first = (edge[live] + 1) % 3
-        ends = torch.stack([first, (first + 1) % 3], 1)
-        surrogate = -pos_gradient_boost * _edge_crossing(
-            pos, vidx[rows].gather(1, ends), x[rows], y[rows], vertical[rows], width, height
-        )
-        alpha = alpha.index_copy(0, live, value_with_grad_of(alpha[live], surrogate.to(dtype)))
-
-    pix0, pix1 = pix0[hit], pix1[hit]
-    flat_color = color.reshape(-1, channels)
-    blend = alpha.unsqueeze(1) * (flat_color.index_select(0, pix1) - flat_color.index_select(0, pix0))
-    out = flat_color.index_add(0, torch.where(alpha > 0, pix0, pix1), blend)
-    return out.view(batch, height, width, channels)
+    rows = hit[live]
+    first = (edge[live] + 1) % 3
+    ends = vidx[rows].gather(1, torch.stack([first, (first + 1) % 3], 1))
+    return {
+        "pix0": pix0[hit],
+        "pix1": pix1[hit],
+        "alpha": alpha,
+        "live": live,
+        "ends": ends,
+        "x": x[rows],
+        "y": y[rows],
+        "vertical": vertical[rows],
+    }
 
 
 def _edge_crossing(

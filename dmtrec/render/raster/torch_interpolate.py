@@ -14,7 +14,10 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from . import torch_parallel
 from .torch_common import CHUNK, float_to_tri_id
+
+PARALLEL_MIN = 4096  # pixels per thread below which one thread interpolates them all
 
 
 def interpolate(
@@ -65,9 +68,10 @@ class _Interpolate(torch.autograd.Function):
         columns = attr.t().contiguous()  # [A, V]
         out = attr.new_zeros(num_pixels, num_attrs)
         out_da = attr.new_zeros(num_pixels, 2 * len(diff_attrs)) if diff_attrs else attr.new_zeros(0)
-        for s in range(0, pixels.numel(), CHUNK):
-            at = pixels[s : s + CHUNK]
-            corners = [vidx[s : s + CHUNK, k] for k in range(3)]
+
+        def chunk(s: int, e: int) -> None:
+            at = pixels[s:e]
+            corners = [vidx[s:e, k] for k in range(3)]
             u, v = rast[:, 0].index_select(0, at), rast[:, 1].index_select(0, at)
             w = 1.0 - u - v
             db = [rast_db[:, k].index_select(0, at) for k in range(4)] if diff_attrs else None
@@ -80,6 +84,8 @@ class _Interpolate(torch.autograd.Function):
                 d_du, d_dv = c0 - c2, c1 - c2
                 out_da[:, 2 * j].index_copy_(0, at, db[0] * d_du + db[2] * d_dv)
                 out_da[:, 2 * j + 1].index_copy_(0, at, db[1] * d_du + db[3] * d_dv)
+
+        torch_parallel.parallel_chunks(chunk, pixels.numel(), CHUNK, PARALLEL_MIN)  # disjoint rows: in parallel
         ctx.save_for_backward(attr, rast, rast_db, pixels, vidx)
         ctx.diff_attrs = diff_attrs
         ctx.mark_non_differentiable(*(() if diff_attrs else (out_da,)))
@@ -95,9 +101,15 @@ class _Interpolate(torch.autograd.Function):
         grad_attr = attr.new_zeros(num_attrs, attr.shape[0]) if need_attr else None
         grad_rast = torch.zeros_like(rast) if need_rast else None
         grad_db = torch.zeros_like(rast_db) if need_db and diff_attrs else None
-        for s in range(0, pixels.numel(), CHUNK):
-            at = pixels[s : s + CHUNK]
-            corners = [vidx[s : s + CHUNK, k] for k in range(3)]
+        n = pixels.numel()
+        # Per pixel (in parallel over ranges of pixels): the gradients of rast and rast_db, and the
+        # weights of each corner's attribute gradient; then per attribute (in parallel), their
+        # scatters in the serial loop's order (chunk by chunk, corner by corner): the same sums.
+        weights_all = attr.new_empty(num_attrs, 3, n) if need_attr else None
+
+        def chunk(s: int, e: int) -> None:
+            at = pixels[s:e]
+            corners = [vidx[s:e, k] for k in range(3)]
             u, v = rast[:, 0].index_select(0, at), rast[:, 1].index_select(0, at)
             db = [rast_db[:, k].index_select(0, at) for k in range(4)] if diff_attrs else None
             grad_u = grad_v = None
@@ -130,8 +142,8 @@ class _Interpolate(torch.autograd.Function):
                         gx, gy = grad_xy[a]
                         dx0, dx1 = gx * db[0] + gy * db[1], gx * db[2] + gy * db[3]
                         weights = [weights[0] + dx0, weights[1] + dx1, weights[2] - (dx0 + dx1)]
-                    for corner, weight in zip(corners, weights):
-                        grad_attr[a].index_add_(0, corner, weight)
+                    for k, weight in enumerate(weights):
+                        weights_all[a, k, s:e] = weight
             if need_rast and grad_u is not None:
                 grad_rast[:, 0].index_copy_(0, at, grad_u)
                 grad_rast[:, 1].index_copy_(0, at, grad_v)
@@ -139,6 +151,16 @@ class _Interpolate(torch.autograd.Function):
                 for k, t in enumerate(grad_dbs):
                     if t is not None:
                         grad_db[:, k].index_copy_(0, at, t)
+
+        torch_parallel.parallel_chunks(chunk, n, CHUNK, PARALLEL_MIN)
+
+        def scatter(a: int) -> None:
+            for s in range(0, n, CHUNK):
+                for k in range(3):
+                    grad_attr[a].index_add_(0, vidx[s : s + CHUNK, k], weights_all[a, k, s : s + CHUNK])
+
+        if need_attr:
+            torch_parallel.parallel_map(scatter, range(num_attrs), parallel=n >= PARALLEL_MIN)
         if grad_attr is not None:
             grad_attr = grad_attr.t()
         return grad_attr, grad_rast, grad_db, None, None, None

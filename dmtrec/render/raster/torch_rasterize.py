@@ -53,6 +53,7 @@ from typing import Iterator, List, Tuple
 import torch
 from torch import Tensor
 
+from . import torch_parallel
 from .torch_common import tri_id_to_float, value_with_grad_of
 
 SUBPIXELS = 16  # cudaraster snaps to 1/16 pixel
@@ -66,6 +67,7 @@ BARY_GRAD_EPS = 1e-6  # nvdiffrast's epsilon on the barycentric denominator in b
 _EMPTY = torch.iinfo(torch.int64).max
 _OUTSIDE_BITS, _DEPTH_BIT = 0x3F, 0x40  # vertex flags, see _project_vertices
 _SNAP_LIMIT = float(1 << 24)
+PARALLEL_MIN_PIXELS = 1 << 14  # pixels of a batch below which one thread rasterizes it
 
 
 def rasterize(pos: Tensor, tri: Tensor, resolution: Tuple[int, int], grad_db: bool = True) -> Tuple[Tensor, Tensor]:
@@ -100,8 +102,20 @@ def nearest_fragments(pos: Tensor, tri: Tensor, height: int, width: int) -> Tens
     """Depth-resolve all triangles: ``[B * H * W]`` int64 keys, ``_EMPTY`` where nothing is drawn.
 
     A key is ``ordered_bits(z/w) << 32 | triangle_index``, so its minimum over the fragments of
-    a pixel is the nearest one, ties broken by the smaller index.
+    a pixel is the nearest one, ties broken by the smaller index. With several torch threads,
+    groups of images are drawn in parallel (:mod:`.torch_parallel`; no autograd here): a pixel's
+    minimum does not depend on the grouping, so the keys are the same.
     """
+    batch = pos.shape[0]
+    groups = torch_parallel.split(batch, torch_parallel.threads())
+    if len(groups) > 1 and batch * height * width >= PARALLEL_MIN_PIXELS:
+        draw = lambda g: _nearest_fragments(pos[g[0] : g[1]], tri, height, width)  # noqa: E731
+        return torch.cat(torch_parallel.parallel_map(draw, groups))
+    return _nearest_fragments(pos, tri, height, width)
+
+
+def _nearest_fragments(pos: Tensor, tri: Tensor, height: int, width: int) -> Tensor:
+    """:func:`nearest_fragments` of one group of images, in the calling thread."""
     batch, num_verts = pos.shape[:2]
     num_tris = tri.shape[0]
     keys = torch.full((batch * height * width,), _EMPTY, dtype=torch.int64, device=pos.device)

@@ -25,6 +25,7 @@ as nvdiffrast does for batch entry 0 and for broadcast cube maps.
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -37,6 +38,8 @@ from .torch_texture_mip import (
     check_texture_shape,
     construct_mip,
     footprint_lod,
+    mip_columns,
+    mip_level_shapes,
     select_mip_levels,
 )
 from .torch_texture_taps import sample_2d
@@ -121,8 +124,18 @@ def texture(
             _check_pixels(uv_da, "uv_da", tex, 6 if cube else 4, reference=uv)
         if mip_level_bias is not None:
             _check_pixels(mip_level_bias, "mip_level_bias", tex, None, reference=uv)
-        below = _check_custom_mip(mip, tex, cube) if mip is not None else construct_mip(tex, max_mip_level, cube)
-        levels = [tex] + below
+        shapes = columns = None
+        if mip is None and not cube:
+            shapes = mip_level_shapes(tex_h, tex_w, max_mip_level)
+            texels = tex.shape[0] * (tex_h * tex_w + sum(h * w for h, w in shapes))
+            lookups = n * (2 if filter_mode == "linear-mipmap-linear" else 1)
+            if not _use_quads(boundary_mode, texels, lookups):
+                # The pyramid as one channels-first table: construct_mip's values and gradients.
+                columns = mip_columns(tex, shapes)
+        if columns is None:
+            below = _check_custom_mip(mip, tex, cube) if mip is not None else construct_mip(tex, max_mip_level, cube)
+            levels = [tex] + below
+        num_levels = len(levels) if columns is None else len(shapes) + 1
         blend = filter_mode == "linear-mipmap-linear"
         with torch.set_grad_enabled(blend and torch.is_grad_enabled()):
             lod = None
@@ -132,8 +145,12 @@ def texture(
                     footprint = cube_face_derivatives(uv.reshape(n, 3), footprint)
                 lod = footprint_lod(footprint, texels=(tex_w, tex_h))
             bias = None if mip_level_bias is None else mip_level_bias.reshape(n)
-            level0, level1, frac = select_mip_levels(lod, bias, len(levels) - 1, blend)
+            level0, level1, frac = select_mip_levels(lod, bias, num_levels - 1, blend)
         level = torch.stack([level0, level1]) if blend else level0.unsqueeze(0)
+        if columns is not None:
+            extents = torch.stack(_shape_extents(tex, [(tex_h, tex_w)] + shapes))
+            out = sample_2d(columns, coords, frac, level, plane, extents, boundary_mode, False, columns=True)
+            return out.reshape(batch, height, width, channels)
 
     if cube:
         table, base, level_h, level_w = _stack_levels(levels)
@@ -203,14 +220,20 @@ def _stack_levels(levels: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]
 
 def _level_extents(levels: List[Tensor]) -> Tuple[List[Tensor], Tensor, Tensor, Tensor]:
     """Each level as ``[texels, C]`` rows, and each level's first row, height and width in their stack."""
-    device = levels[0].device
     channels = levels[0].shape[-1]
     flat = [level.reshape(-1, channels) for level in levels]
-    sizes = torch.tensor([f.shape[0] for f in flat], device=device)
+    return (flat,) + _shape_extents(levels[0], [(level.shape[-3], level.shape[-2]) for level in levels])
+
+
+def _shape_extents(tex: Tensor, shapes: List[Tuple[int, int]]) -> Tuple[Tensor, Tensor, Tensor]:
+    """First row, height and width of levels of ``shapes`` (``(h, w)``, the base level first) of
+    ``tex``'s batch (and faces), stacked as :func:`_stack_levels` stacks them."""
+    device, images = tex.device, math.prod(tex.shape[:-3])
+    sizes = torch.tensor([images * h * w for h, w in shapes], device=device)
     base = torch.cumsum(sizes, 0) - sizes
-    level_h = torch.tensor([level.shape[-3] for level in levels], device=device)
-    level_w = torch.tensor([level.shape[-2] for level in levels], device=device)
-    return flat, base, level_h, level_w
+    level_h = torch.tensor([h for h, _ in shapes], device=device)
+    level_w = torch.tensor([w for _, w in shapes], device=device)
+    return base, level_h, level_w
 
 
 def _use_quads(boundary: str, texels: int, lookups: int) -> bool:

@@ -106,6 +106,72 @@ def construct_mip(tex: Tensor, max_mip_level: Optional[int] = None, cube_mode: b
     return levels
 
 
+def mip_columns(tex: Tensor, shapes: List[Tuple[int, int]]) -> Tensor:
+    """``tex [B, H, W, C]`` and its levels ``shapes`` (:func:`mip_level_shapes`) as one channels-first
+    table ``[C, T]``: column ``t`` is row ``t`` of the levels stacked as ``torch_texture._stack_levels``
+    stacks them (level, batch entry, y, x), the layout :func:`~.torch_texture_taps.sample_2d` gathers
+    from. Values are :func:`construct_mip`'s, bit for bit (the same box-filter arithmetic on each
+    texel); so is the gradient to ``tex`` (each texel's is its own lookups' plus its box weight
+    times its parent's: the same two terms). One autograd node instead of a dozen ops per level:
+    on a CPU the pyramid's strided slices and their backward (a full-size zero tensor each) cost
+    more than the filter, and the table is built channels-first instead of transposed."""
+    return _MipColumns.apply(tex, tex, tuple(shapes))
+
+
+class _MipColumns(torch.autograd.Function):
+    """:func:`mip_columns`. ``tex`` comes in twice: the gradient of the base level's lookups and that
+    of the levels below reach it as two terms, in the order the autograd formulation delivers them
+    (the stacked table's, then the pyramid's), so that a texture read by several lookups (kd and
+    its jittered twin) sums its gradients in the same order, bit for bit."""
+
+    @staticmethod
+    def forward(ctx, tex: Tensor, _same: Tensor, shapes: Tuple[Tuple[int, int], ...]) -> Tensor:
+        batch, height, width, channels = tex.shape
+        level = tex.permute(3, 0, 1, 2).reshape(channels * batch, height, width)  # [C B, H, W]
+        flat = [level.reshape(channels, -1)]
+        for _ in shapes:
+            level = _box_downsample(level)  # dims 1, 2 are y, x here too: the same arithmetic
+            flat.append(level.reshape(channels, -1))
+        ctx.dims = (batch, height, width, channels, shapes)
+        return torch.cat(flat, 1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        batch, height, width, channels, shapes = ctx.dims
+        extents = [(height, width)] + list(shapes)
+        sizes = [batch * h * w for h, w in extents]
+        parts = grad.split(sizes, 1)
+        below = None  # the full gradient of the level under the current one
+        for (h, w), part in zip(extents[:0:-1], parts[:0:-1]):
+            level = part.reshape(channels * batch, h, w)
+            below = level if below is None else _box_upsample_add(level, below)
+        top = parts[0].reshape(channels, batch, height, width).permute(1, 2, 3, 0).contiguous()
+        pyramid = None
+        if below is not None:
+            pyramid = _box_upsample(below, height, width).reshape(channels, batch, height, width)
+            pyramid = pyramid.permute(1, 2, 3, 0).contiguous()
+        return top, pyramid, None
+
+
+def _box_upsample(below: Tensor, h: int, w: int) -> Tensor:
+    """The backward of :func:`_box_downsample` to an ``[N, h, w]`` level: each texel gets its box
+    weight times the gradient ``below`` of its parent (the products autograd forms)."""
+    out = below.new_empty(below.shape[0], h, w)
+    if h > 1 and w > 1:
+        share, offsets = below * 0.25, ((0, 0), (0, 1), (1, 0), (1, 1))
+    else:
+        share, offsets = below * 0.5, (((0, 0), (0, 1)) if w > 1 else ((0, 0), (1, 0)))
+    for dy, dx in offsets:
+        rows = slice(dy, None, 2) if h > 1 else slice(None)
+        out[:, rows, slice(dx, None, 2) if w > 1 else slice(None)] = share
+    return out
+
+
+def _box_upsample_add(level: Tensor, below: Tensor) -> Tensor:
+    """``level [N, h, w]`` (a level's gradient from its own lookups) plus its pyramid term."""
+    return level + _box_upsample(below, level.shape[1], level.shape[2])
+
+
 def _terms(dsdx: Tensor, dsdy: Tensor, dtdx: Tensor, dtdy: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Half-sum and squared half-difference of the footprint's squared axis lengths, and the
     squared lengths ``a, b`` and cross term ``c`` they come from."""

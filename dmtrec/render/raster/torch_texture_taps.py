@@ -24,10 +24,12 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from . import torch_parallel
 from .torch_common import CHUNK
 
 SPREAD = 8  # copies of the texel table the backward scatters into (a power of two)
 SHARED_MIN, SHARED_MIN_FRACTION = 1024, 8  # share one sample from 1024 samples on, when 1/8 of them are alike
+PARALLEL_MIN = 4096  # samples per thread below which one thread samples them all
 
 
 def sample_2d(
@@ -39,6 +41,7 @@ def sample_2d(
     extents: Tensor,
     boundary: str,
     quads: bool,
+    columns: bool = False,
 ) -> Tensor:
     """Bilinear samples of a stack of 2D levels, blended across two levels when ``frac`` is given.
 
@@ -52,6 +55,8 @@ def sample_2d(
         extents: ``[3, levels]`` long: first row in ``table`` of each level of entry 0, height, width.
         boundary: "wrap", "clamp" or "zero".
         quads: whether ``table`` holds quad rows.
+        columns: ``table`` is given channels-first, ``[C, T]``
+            (:func:`~.torch_texture_mip.mip_columns`); its gradient is then ``[C, T]`` too.
 
     Returns:
         ``[N, C]``, differentiable w.r.t. ``table``, ``uv`` and ``frac``.
@@ -68,7 +73,7 @@ def sample_2d(
                 shared &= frac == 0
             if int(shared.sum()) * SHARED_MIN_FRACTION < uv.shape[0]:
                 shared = None
-    return _Sample2D.apply(table, uv, frac, level, plane, extents, boundary, quads, shared)
+    return _Sample2D.apply(table, uv, frac, level, plane, extents, boundary, quads, columns, shared)
 
 
 def _chunk_taps(
@@ -150,7 +155,7 @@ def _gather_taps(columns: Tensor, rows: List[Tensor], outside, c: int, channels:
 
 class _Sample2D(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, table, uv, frac, level, plane, extents, boundary, quads, shared):
+    def forward(ctx, table, uv, frac, level, plane, extents, boundary, quads, given_columns, shared):
         full = uv.shape[0]
         active = None
         if shared is not None:
@@ -162,8 +167,10 @@ class _Sample2D(torch.autograd.Function):
             level = None if level is None else level.index_select(1, subset)
         n = uv.shape[0]
         num_levels = 1 if level is None else level.shape[0]
-        channels = table.shape[1] // 4 if quads else table.shape[1]
-        columns = table.t().contiguous()  # [C or 4 C, T]: a 1D gather per channel and tap
+        # [C or 4 C, T]: a 1D gather per channel and tap
+        columns = table if given_columns else table.t().contiguous()
+        texels = columns.shape[1]
+        channels = columns.shape[0] // 4 if quads else columns.shape[0]
         out = table.new_empty(n, channels)
         need_table, need_uv, need_frac = ctx.needs_input_grad[:3]
         # Saved for the backward instead of recomputed: the taps' rows (int32) and weights for the
@@ -178,11 +185,11 @@ class _Sample2D(torch.autograd.Function):
             jac_u, jac_v = uv.new_empty(channels, n), uv.new_empty(channels, n)
         if need_frac:
             jac_frac = uv.new_empty(channels, n)
-        for s in range(0, n, CHUNK):
-            e = min(s + CHUNK, n)
+
+        def chunk(s: int, e: int) -> None:
             lv = None if level is None else level[:, s:e]
             pl = None if plane is None else plane[s:e]
-            rows, outside, fx, fy, h, w = _chunk_taps(uv[s:e], lv, pl, extents, boundary, quads, table.shape[0])
+            rows, outside, fx, fy, h, w = _chunk_taps(uv[s:e], lv, pl, extents, boundary, quads, texels)
             if need_table:
                 for k, r in enumerate(rows):
                     rows_all[k, :, s:e] = r.view(fx.shape)
@@ -215,8 +222,11 @@ class _Sample2D(torch.autograd.Function):
                     slope_x = step_top + fy * (step_bottom - step_top)
                     jac_u[c, s:e] = (slope_x * scale_u).sum(0)
                     jac_v[c, s:e] = (step_y * scale_v).sum(0)
+
+        torch_parallel.parallel_chunks(chunk, n, CHUNK, PARALLEL_MIN)  # disjoint rows: in parallel
         ctx.save_for_backward(rows_all, fx_all, fy_all, outside_all, frac, jac_u, jac_v, jac_frac, shared, active)
-        ctx.num_texels, ctx.quads, ctx.shape = table.shape[0], quads, (num_levels, n, channels)
+        ctx.num_texels, ctx.quads, ctx.shape = texels, quads, (num_levels, n, channels)
+        ctx.given_columns = given_columns
         if shared is None:
             return out
         full_out = out.new_empty(full, channels)
@@ -250,7 +260,7 @@ class _Sample2D(torch.autograd.Function):
             if grad_frac is not None:
                 grad_frac = (full_grad @ jac_frac[:, -1]).index_copy_(0, active, grad_frac[:-1])
         if rows_all is None:
-            return grad_table, grad_uv, grad_frac, None, None, None, None, None, None
+            return grad_table, grad_uv, grad_frac, None, None, None, None, None, None, None
         # Neighbouring samples read the same texels, and a scatter's additions to one address wait
         # for each other: consecutive samples add into SPREAD separate copies of the table.
         grad_columns = grad.new_zeros((4 if quads else 1) * channels, SPREAD * texels)
@@ -267,10 +277,15 @@ class _Sample2D(torch.autograd.Function):
                 weights = [wt.masked_fill_(outside_all[k, :, s:e], 0.0) for k, wt in enumerate(weights)]
             spread = spread_all[: weights[0].numel()]
             rows = [(r[:, s:e].reshape(-1) + spread).long() for r in rows_all.unbind(0)]
-            for c in range(channels):
+
+            def scatter(c: int) -> None:  # channels scatter into their own columns: in parallel
                 gc = grad[s:e, c]
                 for k in range(4):
                     column = grad_columns[k * channels + c if quads else c]
                     column.scatter_add_(0, rows[0 if quads else k], (weights[k] * gc).view(-1))
-        grad_table = grad_columns.view(-1, SPREAD, texels).sum(1).t()
-        return grad_table, grad_uv, grad_frac, None, None, None, None, None, None
+
+            torch_parallel.parallel_map(scatter, range(channels), parallel=n >= PARALLEL_MIN)
+        grad_table = grad_columns.view(-1, SPREAD, texels).sum(1)
+        if not ctx.given_columns:
+            grad_table = grad_table.t()
+        return grad_table, grad_uv, grad_frac, None, None, None, None, None, None, None
