@@ -428,14 +428,17 @@ class FlexiCubesGeometry(SDFGridGeometry):
         resolution: cells per side (nvdiffrec's ``bob_flexi``: 48).
         scale: side of the grid cube (nvdiffrec ``mesh_scale``, 2.1).
         init, sphere_radius, init_mesh, seed: the SDF initialisation, as for DMTet.
+        offset_bound: largest vertex offset per axis in world units; None: half a cell.
 
     Parameters: ``sdf`` ``[V]``, ``deform`` ``[V, 3]`` and ``weights`` ``[C, 21]`` (β | α | γ,
     unconstrained; ones at the start as in nvdiffrec, which after :func:`normalize_weights` is
     uniform). Grid buffers are rebuilt from the constructor arguments, not saved.
 
     :meth:`mesh` uses the training split (4 triangles per quad) when the module is in training
-    mode and gradients are enabled, the inference split otherwise (validation, baking, export,
-    metrics: all run without gradients). It keeps the L_dev of that extraction for
+    mode, gradients are enabled and the weights learn (``weights.requires_grad``), the inference
+    split otherwise (validation, baking, export, metrics: all run without gradients). The training
+    split exists only to give γ a gradient: with frozen weights training renders the 2 triangles
+    per quad that are exported, half the triangles. It keeps the L_dev of that extraction for
     :meth:`dev_loss`.
     """
 
@@ -447,6 +450,7 @@ class FlexiCubesGeometry(SDFGridGeometry):
         sphere_radius: Optional[float] = None,
         init_mesh: Optional[Mesh] = None,
         seed: Optional[int] = None,
+        offset_bound: Optional[float] = None,
     ):
         super().__init__()
         if not scale > 0:
@@ -455,7 +459,9 @@ class FlexiCubesGeometry(SDFGridGeometry):
             raise ValueError(f"FlexiCubesGeometry: resolution must be >= 2, got {resolution!r}")
         self.resolution = int(resolution)
         self.scale = float(scale)
-        self.offset_bound = 0.5 * self.scale / self.resolution
+        self.offset_bound = 0.5 * self.scale / self.resolution if offset_bound is None else float(offset_bound)
+        if not self.offset_bound >= 0:
+            raise ValueError(f"FlexiCubesGeometry: offset_bound must be >= 0, got {offset_bound!r}")
         verts, cubes = voxel_grid(self.resolution)
         self.register_buffer("grid_verts", verts * self.scale, persistent=False)
         self.register_buffer("cubes", cubes, persistent=False)
@@ -485,12 +491,13 @@ class FlexiCubesGeometry(SDFGridGeometry):
         """Extract the current surface with smooth normals (and per-triangle UVs and tangents).
 
         Args:
-            training: the quad split; None: training split iff ``self.training`` and grad is on.
+            training: the quad split; None: training split iff ``self.training``, grad is on and
+                the weights require grad.
         Returns a :class:`Mesh` whose ``v_pos`` is differentiable w.r.t. ``sdf``, ``deform``
         and ``weights``; empty (still on the graph) without a sign change.
         """
         if training is None:
-            training = self.training and torch.is_grad_enabled()
+            training = self.training and torch.is_grad_enabled() and self.weights.requires_grad
         if not self._cost_checked:  # at the first extraction, when the device is known
             self._cost_checked = True
             if self.sdf.device.type == "cpu":
@@ -508,6 +515,11 @@ class FlexiCubesGeometry(SDFGridGeometry):
     def dev_loss(self) -> Tensor:
         """L_dev (mean) of the last :meth:`mesh` call, on its graph; 0 before any."""
         return self._dev_loss if self._dev_loss is not None else self.sdf.sum() * 0.0
+
+    def weight_loss(self) -> Tensor:
+        """Mean absolute unconstrained β and α (the reference example's weight regulariser: it
+        pulls them towards 0, i.e. uniform weights of 1; γ is left free)."""
+        return self.weights[:, :20].abs().mean()
 
     @torch.no_grad()
     def surface_points(self) -> Tensor:

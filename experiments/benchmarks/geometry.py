@@ -102,8 +102,6 @@ def make_data(name: str, out: Path, res: int, views: int) -> Path:
 
 def run_fit(name: str, geometry: str, grid: int, data: Path, out: Path, iters: int, samples: int) -> dict:
     from dmtrec.cli import main
-    from dmtrec.io.mesh_files import read_mesh
-    from dmtrec.metrics.topology import mesh_topology
 
     mesh_path, scale = MESHES[name]
     run_name = f"{name}_{geometry}_{grid}"
@@ -119,23 +117,58 @@ def run_fit(name: str, geometry: str, grid: int, data: Path, out: Path, iters: i
     if main(argv) != 0:
         raise RuntimeError(f"fit {run_name} failed")
     seconds = time.perf_counter() - start
-    metrics = json.loads((out / run_name / "metrics.json").read_text())
-    mesh, _ = read_mesh(out / run_name / "mesh" / "mesh.obj")
+    return {"mesh": name, "geometry": geometry, "grid": grid, "seconds": seconds, **mesh_row(out / run_name)}
+
+
+def mesh_row(run_dir: Path) -> dict:
+    """Triangles, the geometry report, topology and triangle quality of a finished run's mesh."""
+    from dmtrec.io.mesh_files import read_mesh
+    from dmtrec.metrics.topology import mesh_topology
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    mesh, _ = read_mesh(run_dir / "mesh" / "mesh.obj")
     topo = mesh_topology(mesh.v_pos, mesh.t_pos_idx)
     return {
-        "mesh": name,
-        "geometry": geometry,
-        "grid": grid,
-        "seconds": seconds,
         "triangles": mesh.num_faces,
         "chamfer_l1": metrics["geometry_chamfer_l1"],
         "f_score@0.01": metrics["geometry_f_score@0.01"],
         "normal_consistency": metrics["geometry_normal_consistency"],
+        "test_psnr": metrics.get("test_psnr", math.nan),
         "components": topo["components"],
         "genus": topo["genus"],
         "watertight": topo["watertight"],
         **triangle_quality(mesh.v_pos, mesh.t_pos_idx),
     }
+
+
+def quickstart_fit(geometry: str, seed: int, out: Path) -> dict:
+    """The quick start itself (both passes, its data and budget) with ``geometry`` in pass 1:
+    quickstart.yaml, plus quickstart_flexi.yaml for FlexiCubes; the seed varies
+    ``seed_everything``, ``model.dmtet.seed`` and ``data.shared.seed`` as the README's seed table."""
+    from dmtrec.cli import main
+
+    run_name = f"quickstart_{geometry}_seed{seed}"
+    argv = ["fit", "-c", str(REPO / "experiments/configs/quickstart.yaml")]
+    if geometry == "flexicubes":
+        argv += ["-c", str(REPO / "experiments/configs/quickstart_flexi.yaml")]
+    argv += ["--seed_everything", str(seed), "--model.dmtet.seed", str(seed), "--data.shared.seed", str(seed)]
+    argv += ["--run.output_root", str(out), "--run.name", run_name, "--run.wandb", "disabled"]
+    start = time.perf_counter()
+    if main(argv) != 0:
+        raise RuntimeError(f"fit {run_name} failed")
+    seconds = time.perf_counter() - start
+    return {"mesh": "spot", "geometry": geometry, "seed": seed, "seconds": seconds, **mesh_row(out / run_name)}
+
+
+def print_table(rows: list[dict]) -> None:
+    keys = [k for k in rows[0] if k not in ("mesh", "geometry")]
+    print(f"{'mesh':5} {'geometry':10} " + " ".join(f"{k[:12]:>12}" for k in keys))
+    for row in rows:
+        cells = [
+            f"{row[k]:>12.4g}" if isinstance(row[k], float) and math.isfinite(row[k]) else f"{row[k]!s:>12}"
+            for k in keys
+        ]
+        print(f"{row['mesh']:5} {row['geometry']:10} " + " ".join(cells))
 
 
 def main() -> None:
@@ -152,9 +185,25 @@ def main() -> None:
     parser.add_argument("--skip-fits", action="store_true")
     parser.add_argument("--out", default=None, help="folder for datasets and runs (default: a temporary one)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--quickstart-seeds",
+        default=None,
+        help="instead of the pass-1 fits: the quick start itself (both passes) with DMTet and with "
+        "quickstart_flexi.yaml for these seeds, e.g. 0,1,2 (rows print as each fit ends)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load {os.getloadavg()}")
+    if args.quickstart_seeds is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(args.out or tmp) / "runs"
+            rows = []
+            for seed in (int(s) for s in args.quickstart_seeds.split(",")):
+                for geometry in ("dmtet", "flexicubes"):
+                    rows.append(quickstart_fit(geometry, seed, out))
+                    print(json.dumps(rows[-1]), f"load {os.getloadavg()}", flush=True)
+            print_table(rows)
+        return
     if not args.skip_timing:
         extraction_table([int(r) for r in args.grids.split(",")], args.repeats)
     if args.skip_fits:
@@ -168,14 +217,7 @@ def main() -> None:
                 rows.append(run_fit(name, geometry, grid, data, out / "runs", args.iters, args.samples))
                 print(json.dumps(rows[-1]), flush=True)
         print(f"load {os.getloadavg()}")
-        keys = [k for k in rows[0] if k not in ("mesh", "geometry")]
-        print(f"{'mesh':5} {'geometry':10} " + " ".join(f"{k[:12]:>12}" for k in keys))
-        for row in rows:
-            cells = [
-                f"{row[k]:>12.4g}" if isinstance(row[k], float) and math.isfinite(row[k]) else f"{row[k]!s:>12}"
-                for k in keys
-            ]
-            print(f"{row['mesh']:5} {row['geometry']:10} " + " ".join(cells))
+        print_table(rows)
 
 
 if __name__ == "__main__":

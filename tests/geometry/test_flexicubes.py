@@ -374,6 +374,16 @@ def test_geometry_mesh_has_render_attributes_and_the_split_follows_the_mode():
     assert mesh.num_faces == 2 * inference.num_faces
     geo.eval()
     assert geo.mesh().num_faces == inference.num_faces
+    # Frozen weights (model.dmtet.weight_lr 0): no γ to learn, training renders the inference split
+    # (the same triangles as the graph-free extraction) and the positions keep their gradient.
+    geo.train()
+    geo.weights.requires_grad_(False)
+    geo.zero_grad(set_to_none=True)
+    frozen = geo.mesh()
+    assert torch.equal(frozen.t_pos_idx, inference.t_pos_idx) and torch.equal(frozen.v_pos, inference.v_pos)
+    frozen.v_pos.sum().backward()
+    assert geo.sdf.grad.abs().sum() > 0 and geo.weights.grad is None
+    geo.weights.requires_grad_(True)
     lo, hi = geo.aabb()
     assert torch.allclose(lo, torch.full((3,), -0.6), atol=0.02) and torch.allclose(
         hi, torch.full((3,), 0.6), atol=0.02
