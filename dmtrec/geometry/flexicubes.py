@@ -375,38 +375,37 @@ def _drop_unused(v_pos: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
 
 # ---------------------------------------------------------------------------------------- cost
 # CPU seconds of FlexiCubes' work per fit step, per cube of the grid (R^3), at one thread:
-# extraction, normals, tangents, backward and Adam on its parameters. Measured with
-# experiments/benchmarks/fit_speed.py (--geometry flexicubes, the quick start's rendering, sphere
-# start) and a geometry-only loop (random start), grids 16-64, process CPU time on a 2-core x86
-# CPU at one thread (wall time was useless: load 10-13 from other jobs). A clean surface (sphere
-# start, late pass 1) costs about 1.2e-6 R^3 s more than pass 2 at the same triangles (grid 32:
-# 0.04 s, 48: 0.13 s, 64: 0.36 s); a messy one (random start, early pass 1: surface cubes
-# everywhere) about 1e-5 R^3 s for the geometry alone (grid 26: 0.18 s, 32: 0.27 s, 48: 1.04 s,
-# 64: 2.73 s), before rendering its triangles.
-CLEAN_SECONDS_PER_CUBE = 1.2e-6
-MESSY_SECONDS_PER_CUBE = 1.0e-5
+# extraction, normals, UVs, tangents, L_dev, the SDF regulariser, backward and Adam, rendering not
+# included (experiments/benchmarks/geometry.py's step table: process CPU time, grids 38 and 48,
+# 2-core x86 CPU shared with other jobs, load 6-9). Clean: Spot's own SDF, as late in pass 1;
+# messy: nvdiffrec's random start, early pass 1, sign changes everywhere. Learned weights (nvdiffrec)
+# render the training split, twice the triangles, and update 21 weights per cube; frozen ones
+# (model.dmtet.weight_lr 0, the quick start) neither. Grid 38: learned 0.042 s clean, 0.34 s messy;
+# frozen 0.025 s and 0.19 s (DMTet at grid 48: 0.024 s and 0.095 s).
+SECONDS_PER_CUBE = {True: (7.7e-7, 7.0e-6), False: (4.6e-7, 3.6e-6)}  # learned weights -> (clean, messy)
 SLOW_STEP_SECONDS = 0.5  # warn above this many seconds per step
 
 
-def expected_step_seconds(resolution: int) -> tuple[float, float]:
+def expected_step_seconds(resolution: int, learned_weights: bool = True) -> tuple[float, float]:
     """CPU seconds that FlexiCubes adds to a fit step at one thread on grid ``resolution``:
     ``(clean surface, messy surface)`` (see the measurements above; rendering comes on top)."""
-    cubes = resolution**3
-    return CLEAN_SECONDS_PER_CUBE * cubes, MESSY_SECONDS_PER_CUBE * cubes
+    clean, messy = SECONDS_PER_CUBE[bool(learned_weights)]
+    return clean * resolution**3, messy * resolution**3
 
 
-def warn_if_slow(resolution: int) -> bool:
+def warn_if_slow(resolution: int, learned_weights: bool = True) -> bool:
     """Log a warning with the expected time per step when grid ``resolution`` makes a CPU fit
     slow (the messy-surface cost above :data:`SLOW_STEP_SECONDS`); True when it warned."""
-    clean, messy = expected_step_seconds(resolution)
+    clean, messy = expected_step_seconds(resolution, learned_weights)
     if messy <= SLOW_STEP_SECONDS:
         return False
-    largest = int((SLOW_STEP_SECONDS / MESSY_SECONDS_PER_CUBE) ** (1 / 3))
+    largest = int((SLOW_STEP_SECONDS / SECONDS_PER_CUBE[bool(learned_weights)][1]) ** (1 / 3))
     log.warning(
-        "FlexiCubes grid %d on a CPU: about %.2f s per step for its surface while the surface is "
+        "FlexiCubes grid %d on a CPU (%s weights): about %.2f s per step for its surface while the surface is "
         "messy (a random start, early pass 1) and %.2f s once it is clean, at one thread, on top of "
-        "rendering; grids up to %d keep it under %.1f s (experiments/configs/quickstart_flexi.yaml: 26)",
+        "rendering; grids up to %d keep it under %.1f s (experiments/configs/quickstart_flexi.yaml: 38, frozen)",
         resolution,
+        "learned" if learned_weights else "frozen",
         messy,
         clean,
         largest,
@@ -501,7 +500,7 @@ class FlexiCubesGeometry(SDFGridGeometry):
         if not self._cost_checked:  # at the first extraction, when the device is known
             self._cost_checked = True
             if self.sdf.device.type == "cpu":
-                warn_if_slow(self.resolution)
+                warn_if_slow(self.resolution, self.weights.requires_grad)
         result = self.extract(training)
         self._dev_loss = result.l_dev.mean() if result.l_dev.numel() else self.sdf.sum() * 0.0
         mesh = result.mesh

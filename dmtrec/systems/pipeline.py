@@ -316,8 +316,11 @@ class ReconstructionSystem(pl.LightningModule):
             lr_material = cfg.lr_mesh_material if cfg.lr_mesh_material is not None else lr_material
         groups: List[Dict[str, Any]] = []
         geometry_params = [p for p in self.geometry.parameters() if p.requires_grad]
-        # FlexiCubes' per-cube weights get their own rate (model.dmtet.weight_lr, a factor).
+        # FlexiCubes' per-cube weights get their own rate (model.dmtet.weight_lr, a factor); at 1
+        # they stay in the geometry group, as before the option (checkpoints resume).
         cube_weights = getattr(self.geometry, "weights", None) if self.stage == "dmtet" else None
+        if self.dmtet_cfg.weight_lr == 1.0:
+            cube_weights = None
         if cube_weights is not None:
             geometry_params = [p for p in geometry_params if p is not cube_weights]
         if geometry_params:

@@ -68,7 +68,9 @@ def test_weight_lr_scales_the_cube_weights_rate_and_zero_freezes_them():
     terms, _ = frozen.loss_terms(batch())
     torch.stack(list(terms.values())).sum().backward()
     assert frozen.geometry.weights.grad is None and frozen.geometry.sdf.grad is not None
-    # DMTet has no weights: one geometry group with its two parameters, as before.
+    # The default rate (1) keeps them in the geometry group, as before the option; DMTet has none.
+    (default,) = system("flexicubes")._make_optimizer().param_groups[:1]
+    assert default["name"] == "geometry" and len(default["params"]) == 3
     (dmtet_geometry,) = _group(system("dmtet")._make_optimizer(), "geometry")
     assert len(dmtet_geometry["params"]) == 2
     with pytest.raises(ValueError, match="weight_lr"):
