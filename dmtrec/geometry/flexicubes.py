@@ -376,13 +376,14 @@ def _drop_unused(v_pos: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
 # ---------------------------------------------------------------------------------------- cost
 # CPU seconds of FlexiCubes' work per fit step, per cube of the grid (R^3), at one thread:
 # extraction, normals, UVs, tangents, L_dev, the SDF regulariser, backward and Adam, rendering not
-# included (experiments/benchmarks/geometry.py's step table: process CPU time, grids 38 and 48,
-# 2-core x86 CPU shared with other jobs, load 6-9). Clean: Spot's own SDF, as late in pass 1;
-# messy: nvdiffrec's random start, early pass 1, sign changes everywhere. Learned weights (nvdiffrec)
-# render the training split, twice the triangles, and update 21 weights per cube; frozen ones
-# (model.dmtet.weight_lr 0, the quick start) neither. Grid 38: learned 0.042 s clean, 0.34 s messy;
-# frozen 0.025 s and 0.19 s (DMTet at grid 48: 0.024 s and 0.095 s).
-SECONDS_PER_CUBE = {True: (7.7e-7, 7.0e-6), False: (4.6e-7, 3.6e-6)}  # learned weights -> (clean, messy)
+# included (experiments/benchmarks/geometry.py's step table, one run: process CPU time, grids 38
+# and 48, 2-core x86 CPU shared with other jobs, load 8.4-9.1; the means of the two grids). Clean:
+# Spot's own SDF, as late in pass 1; messy: nvdiffrec's random start, early pass 1, sign changes
+# everywhere. Learned weights (nvdiffrec) render the training split, twice the triangles, and
+# update 21 weights per cube; frozen ones (model.dmtet.weight_lr 0, the quick start) neither.
+# Grid 38: learned 69 ms clean, 442 ms messy; frozen 40 ms and 244 ms (DMTet at grid 48: 34 ms
+# and 135 ms).
+SECONDS_PER_CUBE = {True: (1.06e-6, 7.9e-6), False: (5.6e-7, 4.3e-6)}  # learned weights -> (clean, messy)
 SLOW_STEP_SECONDS = 0.5  # warn above this many seconds per step
 
 
