@@ -375,38 +375,38 @@ def _drop_unused(v_pos: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
 
 # ---------------------------------------------------------------------------------------- cost
 # CPU seconds of FlexiCubes' work per fit step, per cube of the grid (R^3), at one thread:
-# extraction, normals, tangents, backward and Adam on its parameters. Measured with
-# experiments/benchmarks/fit_speed.py (--geometry flexicubes, the quick start's rendering, sphere
-# start) and a geometry-only loop (random start), grids 16-64, process CPU time on a 2-core x86
-# CPU at one thread (wall time was useless: load 10-13 from other jobs). A clean surface (sphere
-# start, late pass 1) costs about 1.2e-6 R^3 s more than pass 2 at the same triangles (grid 32:
-# 0.04 s, 48: 0.13 s, 64: 0.36 s); a messy one (random start, early pass 1: surface cubes
-# everywhere) about 1e-5 R^3 s for the geometry alone (grid 26: 0.18 s, 32: 0.27 s, 48: 1.04 s,
-# 64: 2.73 s), before rendering its triangles.
-CLEAN_SECONDS_PER_CUBE = 1.2e-6
-MESSY_SECONDS_PER_CUBE = 1.0e-5
+# extraction, normals, UVs, tangents, L_dev, the SDF regulariser, backward and Adam, rendering not
+# included (experiments/benchmarks/geometry.py's step table, one run: process CPU time, grids 38
+# and 48, 2-core x86 CPU shared with other jobs, load 8.4-9.1; the means of the two grids). Clean:
+# Spot's own SDF, as late in pass 1; messy: nvdiffrec's random start, early pass 1, sign changes
+# everywhere. Learned weights (nvdiffrec) render the training split, twice the triangles, and
+# update 21 weights per cube; frozen ones (model.dmtet.weight_lr 0, the quick start) neither.
+# Grid 38: learned 69 ms clean, 442 ms messy; frozen 40 ms and 244 ms (DMTet at grid 48: 34 ms
+# and 135 ms).
+SECONDS_PER_CUBE = {True: (1.06e-6, 7.9e-6), False: (5.6e-7, 4.3e-6)}  # learned weights -> (clean, messy)
 SLOW_STEP_SECONDS = 0.5  # warn above this many seconds per step
 
 
-def expected_step_seconds(resolution: int) -> tuple[float, float]:
+def expected_step_seconds(resolution: int, learned_weights: bool = True) -> tuple[float, float]:
     """CPU seconds that FlexiCubes adds to a fit step at one thread on grid ``resolution``:
     ``(clean surface, messy surface)`` (see the measurements above; rendering comes on top)."""
-    cubes = resolution**3
-    return CLEAN_SECONDS_PER_CUBE * cubes, MESSY_SECONDS_PER_CUBE * cubes
+    clean, messy = SECONDS_PER_CUBE[bool(learned_weights)]
+    return clean * resolution**3, messy * resolution**3
 
 
-def warn_if_slow(resolution: int) -> bool:
+def warn_if_slow(resolution: int, learned_weights: bool = True) -> bool:
     """Log a warning with the expected time per step when grid ``resolution`` makes a CPU fit
     slow (the messy-surface cost above :data:`SLOW_STEP_SECONDS`); True when it warned."""
-    clean, messy = expected_step_seconds(resolution)
+    clean, messy = expected_step_seconds(resolution, learned_weights)
     if messy <= SLOW_STEP_SECONDS:
         return False
-    largest = int((SLOW_STEP_SECONDS / MESSY_SECONDS_PER_CUBE) ** (1 / 3))
+    largest = int((SLOW_STEP_SECONDS / SECONDS_PER_CUBE[bool(learned_weights)][1]) ** (1 / 3))
     log.warning(
-        "FlexiCubes grid %d on a CPU: about %.2f s per step for its surface while the surface is "
+        "FlexiCubes grid %d on a CPU (%s weights): about %.2f s per step for its surface while the surface is "
         "messy (a random start, early pass 1) and %.2f s once it is clean, at one thread, on top of "
-        "rendering; grids up to %d keep it under %.1f s (experiments/configs/quickstart_flexi.yaml: 26)",
+        "rendering; grids up to %d keep it under %.1f s (experiments/configs/quickstart_flexi.yaml: 38, frozen)",
         resolution,
+        "learned" if learned_weights else "frozen",
         messy,
         clean,
         largest,
@@ -428,14 +428,17 @@ class FlexiCubesGeometry(SDFGridGeometry):
         resolution: cells per side (nvdiffrec's ``bob_flexi``: 48).
         scale: side of the grid cube (nvdiffrec ``mesh_scale``, 2.1).
         init, sphere_radius, init_mesh, seed: the SDF initialisation, as for DMTet.
+        offset_bound: largest vertex offset per axis in world units; None: half a cell.
 
     Parameters: ``sdf`` ``[V]``, ``deform`` ``[V, 3]`` and ``weights`` ``[C, 21]`` (β | α | γ,
     unconstrained; ones at the start as in nvdiffrec, which after :func:`normalize_weights` is
     uniform). Grid buffers are rebuilt from the constructor arguments, not saved.
 
     :meth:`mesh` uses the training split (4 triangles per quad) when the module is in training
-    mode and gradients are enabled, the inference split otherwise (validation, baking, export,
-    metrics: all run without gradients). It keeps the L_dev of that extraction for
+    mode, gradients are enabled and the weights learn (``weights.requires_grad``), the inference
+    split otherwise (validation, baking, export, metrics: all run without gradients). The training
+    split exists only to give γ a gradient: with frozen weights training renders the 2 triangles
+    per quad that are exported, half the triangles. It keeps the L_dev of that extraction for
     :meth:`dev_loss`.
     """
 
@@ -447,6 +450,7 @@ class FlexiCubesGeometry(SDFGridGeometry):
         sphere_radius: Optional[float] = None,
         init_mesh: Optional[Mesh] = None,
         seed: Optional[int] = None,
+        offset_bound: Optional[float] = None,
     ):
         super().__init__()
         if not scale > 0:
@@ -455,7 +459,9 @@ class FlexiCubesGeometry(SDFGridGeometry):
             raise ValueError(f"FlexiCubesGeometry: resolution must be >= 2, got {resolution!r}")
         self.resolution = int(resolution)
         self.scale = float(scale)
-        self.offset_bound = 0.5 * self.scale / self.resolution
+        self.offset_bound = 0.5 * self.scale / self.resolution if offset_bound is None else float(offset_bound)
+        if not self.offset_bound >= 0:
+            raise ValueError(f"FlexiCubesGeometry: offset_bound must be >= 0, got {offset_bound!r}")
         verts, cubes = voxel_grid(self.resolution)
         self.register_buffer("grid_verts", verts * self.scale, persistent=False)
         self.register_buffer("cubes", cubes, persistent=False)
@@ -485,16 +491,17 @@ class FlexiCubesGeometry(SDFGridGeometry):
         """Extract the current surface with smooth normals (and per-triangle UVs and tangents).
 
         Args:
-            training: the quad split; None: training split iff ``self.training`` and grad is on.
+            training: the quad split; None: training split iff ``self.training``, grad is on and
+                the weights require grad.
         Returns a :class:`Mesh` whose ``v_pos`` is differentiable w.r.t. ``sdf``, ``deform``
         and ``weights``; empty (still on the graph) without a sign change.
         """
         if training is None:
-            training = self.training and torch.is_grad_enabled()
+            training = self.training and torch.is_grad_enabled() and self.weights.requires_grad
         if not self._cost_checked:  # at the first extraction, when the device is known
             self._cost_checked = True
             if self.sdf.device.type == "cpu":
-                warn_if_slow(self.resolution)
+                warn_if_slow(self.resolution, self.weights.requires_grad)
         result = self.extract(training)
         self._dev_loss = result.l_dev.mean() if result.l_dev.numel() else self.sdf.sum() * 0.0
         mesh = result.mesh
@@ -508,6 +515,11 @@ class FlexiCubesGeometry(SDFGridGeometry):
     def dev_loss(self) -> Tensor:
         """L_dev (mean) of the last :meth:`mesh` call, on its graph; 0 before any."""
         return self._dev_loss if self._dev_loss is not None else self.sdf.sum() * 0.0
+
+    def weight_loss(self) -> Tensor:
+        """Mean absolute unconstrained β and α (the reference example's weight regulariser: it
+        pulls them towards 0, i.e. uniform weights of 1; γ is left free)."""
+        return self.weights[:, :20].abs().mean()
 
     @torch.no_grad()
     def surface_points(self) -> Tensor:

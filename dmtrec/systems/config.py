@@ -69,7 +69,7 @@ class DMTetConfig:
         sdf_reg_end: ... decaying linearly to this (0.01) ...
         sdf_reg_ramp: ... over this fraction of pass 1 (0.25).
         offset_bound: largest vertex offset, in world units; None is nvdiffrec's ``1 / resolution``
-            whatever ``scale`` is.
+            whatever ``scale`` is (FlexiCubes: half a cell, ``scale / (2 resolution)``).
         min_component_fraction: at the end of pass 1, drop vertex-connected pieces with fewer
             faces than this fraction of the largest piece's before unwrapping and baking (floaters);
             0 keeps everything (nvdiffrec).
@@ -79,6 +79,11 @@ class DMTetConfig:
             constrains, would otherwise stay as interior sheets joined to the shell by handles;
             0 keeps them (nvdiffrec).
         dev_reg: FlexiCubes only: weight of its L_dev regularizer (nvdiffrec 0.25).
+        weight_lr: FlexiCubes only: learning-rate factor of the per-cube weights (α, β, γ) against
+            ``optim.lr_geometry`` (nvdiffrec 1: one rate for everything; 0 freezes them uniform).
+        weight_reg: FlexiCubes only: weight of the mean absolute unconstrained α, β (the
+            reference example's ``0.1 * |weight[:, :20]|.mean()``, which pulls them to uniform);
+            nvdiffrec 0.
         morphology: at the end of pass 1, before extracting the surface to bake: ``"close"``
             (fill tunnels and gaps about two grid edges wide), ``"open"`` (cut bridges that thin),
             ``"close_open"``, or ``"none"`` (nvdiffrec); see :mod:`dmtrec.geometry.sdf_morphology`.
@@ -100,6 +105,8 @@ class DMTetConfig:
     min_component_fraction: float = 0.0
     fill_hidden_views: int = 0
     dev_reg: float = 0.25
+    weight_lr: float = 1.0
+    weight_reg: float = 0.0
     morphology: str = "none"
     morphology_steps: int = 1
     morphology_every: int = 0
@@ -114,6 +121,8 @@ class DMTetConfig:
                 "sdf_reg_end": (self.sdf_reg_end, "non-negative"),
                 "sdf_reg_ramp": (self.sdf_reg_ramp, "non-negative"),
                 "dev_reg": (self.dev_reg, "non-negative"),
+                "weight_lr": (self.weight_lr, "non-negative"),
+                "weight_reg": (self.weight_reg, "non-negative"),
                 "fill_hidden_views": (self.fill_hidden_views, "non-negative"),
                 "morphology_steps": (self.morphology_steps, "positive"),
                 "morphology_every": (self.morphology_every, "non-negative"),
@@ -128,7 +137,16 @@ class DMTetConfig:
         if geometry == "flexicubes":
             if self.grid_file:
                 raise ValueError("model.dmtet.grid_file: a tet grid file does not apply to model.geometry 'flexicubes'")
-            return FlexiCubesGeometry(resolution=self.resolution, scale=self.scale, init=self.init, seed=self.seed)
+            geo = FlexiCubesGeometry(
+                resolution=self.resolution,
+                scale=self.scale,
+                init=self.init,
+                seed=self.seed,
+                offset_bound=self.offset_bound,
+            )
+            # Frozen weights (weight_lr 0) get no gradient at all: no backward or Adam work for them.
+            geo.weights.requires_grad_(self.weight_lr > 0)
+            return geo
         return DMTetGeometry(
             resolution=self.resolution,
             scale=self.scale,

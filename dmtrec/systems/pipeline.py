@@ -316,8 +316,19 @@ class ReconstructionSystem(pl.LightningModule):
             lr_material = cfg.lr_mesh_material if cfg.lr_mesh_material is not None else lr_material
         groups: List[Dict[str, Any]] = []
         geometry_params = [p for p in self.geometry.parameters() if p.requires_grad]
+        # FlexiCubes' per-cube weights get their own rate (model.dmtet.weight_lr, a factor); at 1
+        # they stay in the geometry group, as before the option (checkpoints resume).
+        cube_weights = getattr(self.geometry, "weights", None) if self.stage == "dmtet" else None
+        if self.dmtet_cfg.weight_lr == 1.0:
+            cube_weights = None
+        if cube_weights is not None:
+            geometry_params = [p for p in geometry_params if p is not cube_weights]
         if geometry_params:
             groups.append({"name": "geometry", "params": geometry_params, "lr": lr_geometry})
+        if cube_weights is not None and cube_weights.requires_grad:
+            groups.append(
+                {"name": "cube_weights", "params": [cube_weights], "lr": lr_geometry * self.dmtet_cfg.weight_lr}
+            )
         # nvdiffrec's gradient scales (hash-grid table x16, light x64) as Adam's eps / scale: the
         # same steps as scaling the gradients (see OptimConfig), without touching them.
         encoding = getattr(self.material, "encoding", None)
@@ -404,6 +415,8 @@ class ReconstructionSystem(pl.LightningModule):
             terms["sdf_reg"] = self.geometry.sdf_reg_loss() * weight
             if self.geometry_kind == "flexicubes" and self.dmtet_cfg.dev_reg > 0:
                 terms["flexicubes_dev"] = self.geometry.dev_loss() * self.dmtet_cfg.dev_reg
+            if self.geometry_kind == "flexicubes" and self.dmtet_cfg.weight_reg > 0:
+                terms["flexicubes_weights"] = self.geometry.weight_loss() * self.dmtet_cfg.weight_reg
         else:
             weight = schedules.laplace_weight(progress, self.mesh_cfg.laplace_scale)
             if weight > 0 and self.geometry.v_pos.requires_grad:

@@ -61,6 +61,7 @@ def _timer_callback(device: torch.device):
             self.seconds: Dict[str, List[float]] = {"dmtet": [], "bake": [], "mesh": []}
             self.peak_bytes: Dict[str, int] = {}
             self.triangles: Dict[str, int] = {}
+            self.triangle_log: Dict[str, List[int]] = {"dmtet": [], "mesh": []}  # per step (--trend)
             self.cpu_seconds: Dict[str, List[float]] = {"dmtet": [], "bake": [], "mesh": []}
             self._start, self._cpu_start, self._stage = 0.0, 0.0, None
 
@@ -78,6 +79,7 @@ def _timer_callback(device: torch.device):
             if key != "bake":
                 with torch.no_grad():  # untimed; its memory stays below the step's own peak
                     self.triangles[key] = int(pl_module.geometry.mesh().num_faces)
+                self.triangle_log[key].append(self.triangles[key])
             if device.type == "cuda":
                 self.peak_bytes[key] = max(self.peak_bytes.get(key, 0), torch.cuda.max_memory_allocated(device))
                 torch.cuda.reset_peak_memory_stats(device)
@@ -138,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", type=int, default=0, help="profile this many pass-1 iterations after the timed ones"
     )
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per pass")
+    parser.add_argument(
+        "--trend",
+        type=int,
+        default=0,
+        help="also split pass 1's timed iterations into this many spans and print each one's CPU s/it and "
+        "triangles (whether the cost per step grows more than the mesh)",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations at the start of each pass")
     parser.add_argument("--full-iters", type=int, default=5000, help="iterations per pass of the projected run")
     parser.add_argument("--init", choices=("sphere", "random"), default="sphere", help="DMTet SDF start")
@@ -146,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("dmtet", "flexicubes"),
         default="dmtet",
         help="pass-1 geometry (model.geometry); --grid is then FlexiCubes' cells per side",
+    )
+    parser.add_argument(
+        "--weight-lr",
+        type=float,
+        default=1.0,
+        help="FlexiCubes: model.dmtet.weight_lr (1: nvdiffrec, the weights learn; 0: frozen, as the quick start)",
     )
     parser.add_argument("--rasterizer", default="auto", choices=("auto", "torch", "nvdiffrast"))
     parser.add_argument("--views", type=int, default=16, help="pool of pre-rendered training views")
@@ -223,7 +238,7 @@ def measure(args: argparse.Namespace) -> dict:
         iters_mesh=per_pass,
         rasterizer=args.rasterizer,
         geometry=args.geometry,
-        dmtet={"resolution": args.grid, "scale": 2.4, "init": args.init},
+        dmtet={"resolution": args.grid, "scale": 2.4, "init": args.init, "weight_lr": args.weight_lr},
         material={
             "texture_res": args.texture_res,
             "volumetric": {"log2_table_size": args.hash_table, "n_levels": args.hash_levels},
@@ -287,12 +302,27 @@ def hardware(device: torch.device) -> str:
     return text
 
 
+def trend_lines(timer, warmup: int, iters: int, spans: int) -> List[str]:
+    """Pass 1's timed iterations in ``spans`` equal spans: median process CPU s/it, median output
+    triangles (eval split) and their ratio, so that growth beyond the mesh's shows."""
+    cpu = timer.cpu_seconds["dmtet"][warmup : warmup + iters]
+    tri = timer.triangle_log["dmtet"][warmup : warmup + iters]
+    lines = ["pass 1 trend (iterations: CPU s/it median, triangles median, CPU ms per 1k triangles):"]
+    size = max(1, len(cpu) // spans)
+    for start in range(0, len(cpu) - size + 1, size):
+        c, t = statistics.median(cpu[start : start + size]), statistics.median(tri[start : start + size])
+        per_k = f"{1e3 * c / (t / 1e3):.1f}" if t else "n/a"
+        lines.append(f"  {warmup + start:>5}-{warmup + start + size - 1:<5} {c:.3f} s/it {t:>8.0f} triangles {per_k}")
+    return lines
+
+
 def report(args: argparse.Namespace, result: dict) -> str:
     timer, device = result["timer"], torch.device(args.device)
     lines = [
         f"fit_speed on {args.device} ({hardware(device)}), rasterizer {result['backend']}",
         f"settings: {args.res}x{args.res}, batch {args.batch}, {args.geometry} grid {args.grid} "
-        f"({result['tets']} {'tets' if args.geometry == 'dmtet' else 'cubes'}, "
+        + (f"(weight_lr {args.weight_lr}) " if args.geometry == "flexicubes" else "")
+        + f"({result['tets']} {'tets' if args.geometry == 'dmtet' else 'cubes'}, "
         f"init {args.init}), textures {args.texture_res}^2, light faces {args.light_res}^2, "
         f"light init {args.light_init}, hash grid {args.hash_levels} levels of 2^{args.hash_table} entries, "
         f"{args.background} backgrounds; "
@@ -317,6 +347,8 @@ def report(args: argparse.Namespace, result: dict) -> str:
             f"process CPU {statistics.median(cpu):.3f} s/it median), "
             f"{timer.triangles.get(key, 0)} triangles, {memory}"
         )
+    if args.trend:
+        lines += trend_lines(timer, args.warmup, args.iters, args.trend)
     bake = timer.seconds["bake"][0] if timer.seconds["bake"] else 0.0
     bake_memory = f", peak GPU memory {timer.peak_bytes['bake'] / 2**30:.2f} GiB" if "bake" in timer.peak_bytes else ""
     lines.append(f"bake (pass 1 -> 2, with its first pass-2 step): {bake:.1f} s{bake_memory}")

@@ -1,9 +1,10 @@
 """DMTet against FlexiCubes: extraction cost, then reconstruction quality at matched triangle counts.
 
-1. Extraction: forward (``mesh()``: surface, normals, UVs, tangents) and backward times of
-   DMTet at grid ``1.25 r`` and FlexiCubes at grid ``r`` (sphere and random SDF states, offsets
-   drawn at random). The modules are in training mode, so FlexiCubes' face counts are those of
-   the training split (4 per quad: twice what validation and export see).
+1. Step cost: process CPU time of one pass-1 geometry step (``mesh()``: surface, normals, UVs,
+   tangents; backward; Adam) of DMTet at grid ``1.25 r`` and FlexiCubes at grid ``r`` with learned
+   weights (nvdiffrec: training renders 4 triangles per quad, twice what is exported) and frozen
+   ones (``model.dmtet.weight_lr 0``, the FlexiCubes quick start: it renders the exported split), on
+   Spot's own SDF and on a random one, offsets drawn at random. Rendering is not included.
 2. Fits: Spot and Bob rendered under the shared probe (``make_dataset``, NeRF-synthetic
    folders), pass 1 only (the geometries differ there; pass 2 keeps the topology) through the
    real ``dmtrec fit`` (quickstart.yaml settings), DMTet at ``1.25 r`` and FlexiCubes at ``r``, same
@@ -11,10 +12,15 @@
    (``geometry_report``, units of the reference's bounding box), triangle quality (minimum angle
    percentiles, slivers below 10 degrees) and topology (components, genus, watertight).
 
+3. ``--quickstart-seeds 0,1,2``: instead of 2., the quick start itself (both passes, its data and
+   budget) with DMTet (quickstart.yaml) and with FlexiCubes (+ quickstart_flexi.yaml) per seed.
+
     python experiments/benchmarks/geometry.py                         # defaults: CPU-sized
     python experiments/benchmarks/geometry.py --grids 48,64 --fit-grid 48 --iters 1000 --res 256
+    python experiments/benchmarks/geometry.py --skip-timing --quickstart-seeds 0,1,2
 
-Timings are wall clock on whatever else the machine runs: compare the rows of one run.
+Step costs are process CPU time, fits wall clock, on whatever else the machine runs: compare the
+rows of one run.
 """
 
 from __future__ import annotations
@@ -23,13 +29,13 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from dmtet import time_extraction  # experiments/benchmarks/dmtet.py
 
 from dmtrec.geometry import DMTetGeometry, FlexiCubesGeometry
 
@@ -44,20 +50,55 @@ def dmtet_grid(r: int) -> int:
     return int(round(1.25 * r))
 
 
+def time_step(geo: torch.nn.Module, repeats: int) -> dict:
+    """Median process CPU seconds of one pass-1 geometry step: ``mesh()`` (surface, normals, UVs,
+    tangents), the backward of a loss on positions, normals and tangents plus the SDF regulariser
+    (and L_dev), and Adam on the parameters that learn; rendering not included."""
+    params = [p for p in geo.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-4, foreach=True)
+    seconds = []
+    for _ in range(repeats + 2):  # the first runs warm up allocators
+        start = time.process_time()
+        mesh = geo.mesh()
+        loss = mesh.v_pos.square().sum() + mesh.v_nrm.sum() + mesh.v_tng.sum() + geo.sdf_reg_loss()
+        if isinstance(geo, FlexiCubesGeometry):
+            loss = loss + geo.dev_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seconds.append(time.process_time() - start)
+    geo.eval()
+    with torch.no_grad():
+        exported = geo.mesh(with_uv=False).num_faces
+    geo.train()
+    return {"rendered": mesh.num_faces, "exported": exported, "seconds": statistics.median(seconds[2:])}
+
+
 def extraction_table(grids: list[int], repeats: int) -> None:
-    print(f"{'geometry':10} {'grid':>4} {'init':6} {'out faces':>10} {'fwd ms':>8} {'bwd ms':>8}")
+    """Per-step geometry cost of DMTet at grid ``1.25 r`` and FlexiCubes at ``r`` with learned and
+    with frozen weights, on Spot's own SDF (a clean surface, as late in pass 1) and on nvdiffrec's
+    random SDF (the messy start); offsets drawn at random."""
+    from dmtrec.io.mesh_files import read_mesh
+
+    spot, _ = read_mesh(MESHES["spot"][0])
+    scale = MESHES["spot"][1]
+    print(f"{'geometry':20} {'grid':>4} {'state':6} {'exported':>9} {'rendered':>9} {'CPU ms/step':>11}")
     for r in grids:
-        for init in ("sphere", "random"):
+        for state in ("spot", "random"):
+            init = {"init": "mesh", "init_mesh": spot} if state == "spot" else {"init": "random", "seed": 0}
+            frozen = FlexiCubesGeometry(resolution=r, scale=scale, **init)
+            frozen.weights.requires_grad_(False)  # model.dmtet.weight_lr 0 (the FlexiCubes quick start)
             for name, geo in (
-                ("dmtet", DMTetGeometry(resolution=dmtet_grid(r), scale=2.1, init=init, seed=0)),
-                ("flexicubes", FlexiCubesGeometry(resolution=r, scale=2.1, init=init, seed=0)),
+                ("dmtet", DMTetGeometry(resolution=dmtet_grid(r), scale=scale, **init)),
+                ("flexicubes learned", FlexiCubesGeometry(resolution=r, scale=scale, **init)),
+                ("flexicubes frozen", frozen),
             ):
                 with torch.no_grad():
-                    geo.deform.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
-                t = time_extraction(geo, torch.device("cpu"), repeats)
+                    geo.deform.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(1))
+                t = time_step(geo, repeats)
                 print(
-                    f"{name:10} {geo.resolution:>4} {init:6} {t['faces']:>10,} "
-                    f"{1e3 * t['forward']:>8.1f} {1e3 * t['backward']:>8.1f}",
+                    f"{name:20} {geo.resolution:>4} {state:6} {t['exported']:>9,} {t['rendered']:>9,} "
+                    f"{1e3 * t['seconds']:>11.1f}",
                     flush=True,
                 )
 
@@ -102,8 +143,6 @@ def make_data(name: str, out: Path, res: int, views: int) -> Path:
 
 def run_fit(name: str, geometry: str, grid: int, data: Path, out: Path, iters: int, samples: int) -> dict:
     from dmtrec.cli import main
-    from dmtrec.io.mesh_files import read_mesh
-    from dmtrec.metrics.topology import mesh_topology
 
     mesh_path, scale = MESHES[name]
     run_name = f"{name}_{geometry}_{grid}"
@@ -119,18 +158,23 @@ def run_fit(name: str, geometry: str, grid: int, data: Path, out: Path, iters: i
     if main(argv) != 0:
         raise RuntimeError(f"fit {run_name} failed")
     seconds = time.perf_counter() - start
-    metrics = json.loads((out / run_name / "metrics.json").read_text())
-    mesh, _ = read_mesh(out / run_name / "mesh" / "mesh.obj")
+    return {"mesh": name, "geometry": geometry, "grid": grid, "seconds": seconds, **mesh_row(out / run_name)}
+
+
+def mesh_row(run_dir: Path) -> dict:
+    """Triangles, the geometry report, topology and triangle quality of a finished run's mesh."""
+    from dmtrec.io.mesh_files import read_mesh
+    from dmtrec.metrics.topology import mesh_topology
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    mesh, _ = read_mesh(run_dir / "mesh" / "mesh.obj")
     topo = mesh_topology(mesh.v_pos, mesh.t_pos_idx)
     return {
-        "mesh": name,
-        "geometry": geometry,
-        "grid": grid,
-        "seconds": seconds,
         "triangles": mesh.num_faces,
         "chamfer_l1": metrics["geometry_chamfer_l1"],
         "f_score@0.01": metrics["geometry_f_score@0.01"],
         "normal_consistency": metrics["geometry_normal_consistency"],
+        "test_psnr": metrics.get("test_psnr", math.nan),
         "components": topo["components"],
         "genus": topo["genus"],
         "watertight": topo["watertight"],
@@ -138,9 +182,39 @@ def run_fit(name: str, geometry: str, grid: int, data: Path, out: Path, iters: i
     }
 
 
+def quickstart_fit(geometry: str, seed: int, out: Path) -> dict:
+    """The quick start itself (both passes, its data and budget) with ``geometry`` in pass 1:
+    quickstart.yaml, plus quickstart_flexi.yaml for FlexiCubes; the seed varies
+    ``seed_everything``, ``model.dmtet.seed`` and ``data.shared.seed`` as the README's seed table."""
+    from dmtrec.cli import main
+
+    run_name = f"quickstart_{geometry}_seed{seed}"
+    argv = ["fit", "-c", str(REPO / "experiments/configs/quickstart.yaml")]
+    if geometry == "flexicubes":
+        argv += ["-c", str(REPO / "experiments/configs/quickstart_flexi.yaml")]
+    argv += ["--seed_everything", str(seed), "--model.dmtet.seed", str(seed), "--data.shared.seed", str(seed)]
+    argv += ["--run.output_root", str(out), "--run.name", run_name, "--run.wandb", "disabled"]
+    start = time.perf_counter()
+    if main(argv) != 0:
+        raise RuntimeError(f"fit {run_name} failed")
+    seconds = time.perf_counter() - start
+    return {"mesh": "spot", "geometry": geometry, "seed": seed, "seconds": seconds, **mesh_row(out / run_name)}
+
+
+def print_table(rows: list[dict]) -> None:
+    keys = [k for k in rows[0] if k not in ("mesh", "geometry")]
+    print(f"{'mesh':5} {'geometry':10} " + " ".join(f"{k[:12]:>12}" for k in keys))
+    for row in rows:
+        cells = [
+            f"{row[k]:>12.4g}" if isinstance(row[k], float) and math.isfinite(row[k]) else f"{row[k]!s:>12}"
+            for k in keys
+        ]
+        print(f"{row['mesh']:5} {row['geometry']:10} " + " ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grids", default="24,32,48", help="FlexiCubes grids r of the timing table")
+    parser.add_argument("--grids", default="26,38,48", help="FlexiCubes grids r of the timing table")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fit-grid", type=int, default=26, help="FlexiCubes grid r of the fits (DMTet: 1.25 r)")
     parser.add_argument("--meshes", default="spot,bob")
@@ -152,9 +226,25 @@ def main() -> None:
     parser.add_argument("--skip-fits", action="store_true")
     parser.add_argument("--out", default=None, help="folder for datasets and runs (default: a temporary one)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--quickstart-seeds",
+        default=None,
+        help="instead of the pass-1 fits: the quick start itself (both passes) with DMTet and with "
+        "quickstart_flexi.yaml for these seeds, e.g. 0,1,2 (rows print as each fit ends)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load {os.getloadavg()}")
+    if args.quickstart_seeds is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(args.out or tmp) / "runs"
+            rows = []
+            for seed in (int(s) for s in args.quickstart_seeds.split(",")):
+                for geometry in ("dmtet", "flexicubes"):
+                    rows.append(quickstart_fit(geometry, seed, out))
+                    print(json.dumps(rows[-1]), f"load {os.getloadavg()}", flush=True)
+            print_table(rows)
+        return
     if not args.skip_timing:
         extraction_table([int(r) for r in args.grids.split(",")], args.repeats)
     if args.skip_fits:
@@ -168,14 +258,7 @@ def main() -> None:
                 rows.append(run_fit(name, geometry, grid, data, out / "runs", args.iters, args.samples))
                 print(json.dumps(rows[-1]), flush=True)
         print(f"load {os.getloadavg()}")
-        keys = [k for k in rows[0] if k not in ("mesh", "geometry")]
-        print(f"{'mesh':5} {'geometry':10} " + " ".join(f"{k[:12]:>12}" for k in keys))
-        for row in rows:
-            cells = [
-                f"{row[k]:>12.4g}" if isinstance(row[k], float) and math.isfinite(row[k]) else f"{row[k]!s:>12}"
-                for k in keys
-            ]
-            print(f"{row['mesh']:5} {row['geometry']:10} " + " ".join(cells))
+        print_table(rows)
 
 
 if __name__ == "__main__":

@@ -374,6 +374,16 @@ def test_geometry_mesh_has_render_attributes_and_the_split_follows_the_mode():
     assert mesh.num_faces == 2 * inference.num_faces
     geo.eval()
     assert geo.mesh().num_faces == inference.num_faces
+    # Frozen weights (model.dmtet.weight_lr 0): no γ to learn, training renders the inference split
+    # (the same triangles as the graph-free extraction) and the positions keep their gradient.
+    geo.train()
+    geo.weights.requires_grad_(False)
+    geo.zero_grad(set_to_none=True)
+    frozen = geo.mesh()
+    assert torch.equal(frozen.t_pos_idx, inference.t_pos_idx) and torch.equal(frozen.v_pos, inference.v_pos)
+    frozen.v_pos.sum().backward()
+    assert geo.sdf.grad.abs().sum() > 0 and geo.weights.grad is None
+    geo.weights.requires_grad_(True)
     lo, hi = geo.aabb()
     assert torch.allclose(lo, torch.full((3,), -0.6), atol=0.02) and torch.allclose(
         hi, torch.full((3,), 0.6), atol=0.02
@@ -404,15 +414,25 @@ def test_slow_grids_warn_once_with_the_expected_time_per_step(caplog):
     from dmtrec.geometry.flexicubes import expected_step_seconds, warn_if_slow
 
     clean, messy = expected_step_seconds(48)
-    assert clean == pytest.approx(1.2e-6 * 48**3) and messy == pytest.approx(1e-5 * 48**3)
+    assert clean == pytest.approx(1.06e-6 * 48**3) and messy == pytest.approx(7.9e-6 * 48**3)
+    assert expected_step_seconds(38, learned_weights=False) == pytest.approx((5.6e-7 * 38**3, 4.3e-6 * 38**3))
     with caplog.at_level("WARNING", logger="dmtrec.geometry.flexicubes"):
-        assert not warn_if_slow(26) and not warn_if_slow(36)  # the quick start's grid, and the largest quiet one
+        # the largest quiet grids: 39^3 * 7.9e-6 = 0.47 s learned, 48^3 * 4.3e-6 = 0.48 s frozen
+        assert not warn_if_slow(39) and not warn_if_slow(48, learned_weights=False)
+        assert not warn_if_slow(38, learned_weights=False)  # the quick start's grid
         assert not caplog.records
-        assert warn_if_slow(37)
-        assert "grid 37" in caplog.text and f"{1e-5 * 37**3:.2f} s per step" in caplog.text
+        assert warn_if_slow(40)
+        assert "grid 40" in caplog.text and f"{7.9e-6 * 40**3:.2f} s per step" in caplog.text
+        assert warn_if_slow(49, learned_weights=False) and "frozen weights" in caplog.text
         caplog.clear()
-        geo = FlexiCubesGeometry(resolution=40, init="sphere")
+        geo = FlexiCubesGeometry(resolution=44, init="sphere")
         with torch.no_grad():
             geo.mesh(with_uv=False)
             geo.mesh(with_uv=False)
-    assert len(caplog.records) == 1 and "grid 40" in caplog.text and "0.64 s per step" in caplog.text
+        assert len(caplog.records) == 1 and "grid 44" in caplog.text and "0.67 s per step" in caplog.text
+        caplog.clear()
+        frozen = FlexiCubesGeometry(resolution=44, init="sphere")
+        frozen.weights.requires_grad_(False)
+        with torch.no_grad():
+            frozen.mesh(with_uv=False)
+    assert not caplog.records  # 44^3 * 4.3e-6 = 0.37 s
