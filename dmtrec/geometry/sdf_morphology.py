@@ -57,20 +57,19 @@ def sdf_morphology(sdf: Tensor, edges: Tensor, mode: str, steps: int = 1, eps: f
     return torch.where(flipped, torch.where(new, eps, -eps).to(sdf.dtype), sdf)
 
 
-def clean_sdf(geometry, mode: str, steps: int) -> None:
-    """Close / open the pass-1 SDF's inside set in place (spurious handles), ``"none"``: unchanged.
-    A clean-up that would leave no surface (every vertex on one side) is skipped with a warning:
-    on a grid too coarse for the shape, every part is as thin as the bridges opening cuts (Spot on
-    the quick start's grid 48 opened to nothing), and the fit would end with nothing to bake."""
+def guarded_sdf_morphology(sdf: Tensor, edges: Tensor, mode: str, steps: int) -> Tensor:
+    """``[V]`` :func:`sdf_morphology` of ``sdf``, or ``sdf`` itself (with a warning) when the result
+    would leave no surface (every vertex on one side): on a grid too coarse for the shape, every
+    part is as thin as the bridges opening cuts (Spot on the quick start's grid 48 opened to
+    nothing), and the fit would end with nothing to bake. ``"none"``: ``sdf`` unchanged."""
     if mode == "none":
-        return
+        return sdf
     with torch.no_grad():
-        cleaned = sdf_morphology(geometry.sdf, geometry.edges, mode, steps)
+        cleaned = sdf_morphology(sdf, edges, mode, steps)
         inside = int((cleaned > 0).sum())
         if 0 < inside < cleaned.numel():
-            geometry.sdf.copy_(cleaned)
-            return
-    before = int((geometry.sdf > 0).sum())
+            return cleaned
+    before = int((sdf > 0).sum())
     log.warning(
         "model.dmtet.morphology: %s would leave %s of the grid's %d vertices inside (%d before), i.e. no surface: "
         "skipped (the grid is too coarse for the shape's thinnest parts)",
@@ -79,3 +78,15 @@ def clean_sdf(geometry, mode: str, steps: int) -> None:
         cleaned.numel(),
         before,
     )
+    return sdf
+
+
+def clean_sdf(geometry, mode: str, steps: int) -> None:
+    """Close / open the pass-1 SDF's inside set in place (spurious handles), ``"none"``: unchanged;
+    skipped with a warning where it would leave no surface (:func:`guarded_sdf_morphology`)."""
+    if mode == "none":
+        return
+    with torch.no_grad():
+        cleaned = guarded_sdf_morphology(geometry.sdf, geometry.edges, mode, steps)
+        if cleaned is not geometry.sdf:
+            geometry.sdf.copy_(cleaned)

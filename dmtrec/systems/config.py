@@ -78,6 +78,10 @@ class DMTetConfig:
             grid sees are set inside: pockets and tunnels within the shell, which no image
             constrains, would otherwise stay as interior sheets joined to the shell by handles;
             0 keeps them (nvdiffrec).
+        close_filled: then close the inside set of that surface's SDF by this many rings of grid
+            edges (after the filling, if any; the learned SDF is left alone): a tunnel through the
+            shell narrow enough that only a few cameras see through it, which filling keeps and
+            each adds a handle, is closed once the interior sheets are gone. 0: no closing (nvdiffrec).
         dev_reg: FlexiCubes only: weight of its L_dev regularizer (nvdiffrec 0.25).
         weight_lr: FlexiCubes only: learning-rate factor of the per-cube weights (α, β, γ) against
             ``optim.lr_geometry`` (nvdiffrec 1: one rate for everything; 0 freezes them uniform).
@@ -104,6 +108,7 @@ class DMTetConfig:
     offset_bound: Optional[float] = None
     min_component_fraction: float = 0.0
     fill_hidden_views: int = 0
+    close_filled: int = 0
     dev_reg: float = 0.25
     weight_lr: float = 1.0
     weight_reg: float = 0.0
@@ -124,6 +129,7 @@ class DMTetConfig:
                 "weight_lr": (self.weight_lr, "non-negative"),
                 "weight_reg": (self.weight_reg, "non-negative"),
                 "fill_hidden_views": (self.fill_hidden_views, "non-negative"),
+                "close_filled": (self.close_filled, "non-negative"),
                 "morphology_steps": (self.morphology_steps, "positive"),
                 "morphology_every": (self.morphology_every, "non-negative"),
             },

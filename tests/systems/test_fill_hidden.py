@@ -121,3 +121,41 @@ def test_the_pipeline_bakes_and_scores_the_filled_surface(views, components_expe
     outer = Mesh(v_pos=surface.v_pos, t_pos_idx=surface.t_pos_idx)
     assert system.reference_metrics(outer)["pred_components"] == components_expected  # scored as baked
     assert torch.equal(system.geometry.sdf.detach(), ball.sdf.detach())
+
+
+def drilled_ball(system, radius: float) -> torch.Tensor:
+    """Set ``system``'s pass-1 SDF to a ball of radius OUTER drilled along z by a tunnel of the grid
+    vertices within ``radius`` of the axis (0: the one line of vertices nearest it). Returns the SDF."""
+    p = system.geometry.grid_verts
+    axis = p[:, :2].norm(dim=1)
+    tunnel = axis <= (axis.min() + 1e-6 if radius == 0 else radius)
+    with torch.no_grad():
+        system.geometry.sdf.copy_(torch.where(tunnel, torch.full_like(axis, -0.05), sphere_sdf(p, OUTER)))
+    return system.geometry.sdf.detach().clone()
+
+
+@pytest.mark.parametrize(
+    "radius, close, genus_expected",
+    [(0.0, 0, 1), (0.0, 1, 0), (0.3, 1, 1)],  # a one-vertex tunnel closes; one 0.3 wide (~3 cells) stays
+)
+def test_close_filled_closes_a_narrow_tunnel_and_keeps_a_wide_one(radius, close, genus_expected):
+    from dmtrec.systems.pipeline import ReconstructionSystem
+
+    system = ReconstructionSystem(
+        iters_dmtet=1,
+        iters_mesh=1,
+        rasterizer="torch",
+        dmtet={"resolution": 32, "scale": SCALE, "init": "sphere", "close_filled": close},
+        light={"init": "constant", "base_res": 32},
+        material={"volumetric": {"n_levels": 2, "log2_table_size": 8}, "texture_res": 4},
+    )
+    before = drilled_ball(system, radius)
+    surface = system.pass_one_surface()
+    topology = mesh_topology(surface.v_pos, surface.t_pos_idx)
+    assert (topology["components"], topology["genus"]) == (1, genus_expected)
+    assert torch.equal(system.geometry.sdf.detach(), before)  # the learned field is left alone
+
+
+def test_close_filled_must_be_a_count():
+    with pytest.raises(ValueError, match="model.dmtet.close_filled"):
+        DMTetConfig(close_filled=-1)
