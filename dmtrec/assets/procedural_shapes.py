@@ -70,12 +70,12 @@ def mug_sdf(p: Tensor) -> Tensor:
 
 
 def fins_sdf(p: Tensor) -> Tensor:
-    """Genus 0, thin fins: a hub with six radial fins 0.08 thick (two cells of a 64-grid over
+    """Genus 0, thin fins: a hub with twelve radial fins 0.08 thick (two cells of a 64-grid over
     2.4) and a disk cap."""
     hub = _capped_cylinder(p, 0.3, -0.8, 0.8)
     shape = hub
     for k in range(6):
-        angle = k * math.pi / 6  # three fins across: six half-fins
+        angle = k * math.pi / 6  # six slabs through the hub: twelve fins
         c, s = math.cos(angle), math.sin(angle)
         q = torch.stack([c * p[:, 0] + s * p[:, 2], p[:, 1], -s * p[:, 0] + c * p[:, 2]], 1)
         shape = torch.maximum(shape, _box(q, (0.0, 0.0, 0.0), (0.9, 0.6, 0.04)))
