@@ -75,7 +75,7 @@ def make_scene(
         "components": scene.components,
         "part": scene.part,
         "stresses": scene.stresses,
-        "reference_mesh": str(mesh),  # the training frame (world_up z turns the poses back into it)
+        "reference_mesh": str(mesh.resolve()),  # the training frame (world_up z turns the poses back into it)
         "world_up": "z",
         "seconds": round(time.perf_counter() - start, 1),
         "resolution": res,
@@ -99,7 +99,9 @@ def follow_thread_count() -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
-    parser.add_argument("--out", default=str(REPO / "outputs" / "suite"), help="datasets folder")
+    parser.add_argument(
+        "--out", default=str(REPO / "outputs" / "suite" / "datasets"), help="datasets folder (quality.py --suite's)"
+    )
     parser.add_argument("--res", type=int, default=DEFAULTS["res"])
     parser.add_argument("--views", type=int, default=DEFAULTS["views"], help="training views")
     parser.add_argument("--spp", type=int, default=DEFAULTS["spp"], help="path-tracing samples per pixel")
