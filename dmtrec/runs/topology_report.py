@@ -56,15 +56,19 @@ def topology_report(mesh: Mesh, max_genus: int = 20) -> Tuple[Dict[str, Any], Li
     return report, components
 
 
-def draw_handle_loops(mesh: Mesh, components: List[Dict[str, Any]], out_dir: Path) -> List[Path]:
+def draw_handle_loops(
+    mesh: Mesh, components: List[Dict[str, Any]], out_dir: Path, max_pictures: int = 16
+) -> List[Path]:
     """One PNG per loop, ``out_dir/inspect/handle_loop_<n>.png``: the whole mesh and a close-up,
-    seen across the loop's plane, the loop drawn in red. Returns the written paths."""
+    seen across the loop's plane, the loop drawn in red. Loop ``n`` is the ``n``-th of the
+    report's ``handle_loops``; past ``max_pictures`` (a surface riddled with handles) no more are
+    drawn. Returns the written paths."""
     v_pos = mesh.v_pos.detach().cpu().float()
     faces = mesh.t_pos_idx.detach().cpu().int()
     lo, hi = v_pos.min(0).values, v_pos.max(0).values
     center, radius = (lo + hi) / 2, float((hi - lo).norm()) / 2
     paths = []
-    loops = [(c["component"], loop) for c in components for loop in c["loops"]]
+    loops = [(c["component"], loop) for c in components for loop in c["loops"]][:max_pictures]
     for n, (comp, loop) in enumerate(loops):
         points = torch.tensor(loop["points"], dtype=torch.float32)
         direction = _view_direction(points)
