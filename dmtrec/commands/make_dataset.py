@@ -56,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--probe-res", type=int, default=512, help="cube-map face size of the light (default 512, as nvdiffrec)"
     )
     parser.add_argument(
+        "--world-up",
+        default="y",
+        choices=("y", "z"),
+        help="nerf_synthetic: the poses' up axis: y (the mesh's frame, default) or z (Blender's; read "
+        "it with data.nerf_synthetic.world_up z)",
+    )
+    parser.add_argument(
         "--format",
         default="nerf_synthetic",
         choices=("nerf_synthetic", "colmap"),
@@ -109,6 +116,8 @@ def main(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     if args.format == "colmap":
+        if args.world_up != "y":
+            raise ValueError("--world-up z: only for --format nerf_synthetic (COLMAP models have no up axis)")
         out = make_colmap_dataset(
             args.mesh,
             args.probe,
@@ -128,6 +137,7 @@ def main(args: argparse.Namespace) -> int:
         args.out,
         val_views=args.val_views,
         test_views=args.test_views,
+        world_up=args.world_up,
         **common,
     )
     print(f"dmtrec make-dataset: wrote {args.views}+{args.val_views}+{args.test_views} views to {out}")

@@ -29,6 +29,7 @@ from dmtrec.io.image import linear_to_srgb, write_png
 from dmtrec.render.camera import Cameras, perspective_from_intrinsics
 
 from .colmap_undistort import distort_image
+from .nerf_synthetic import WORLD_UPS, Z_UP_TO_Y_UP
 from .reference_mesh import PathTracedScene, ReferenceMeshViews, ReferenceRender, load_reference_scene, with_constant_ks
 from .samples import (
     SPLIT_STREAMS,
@@ -59,6 +60,7 @@ def make_dataset(
     renderer: str = "raster",
     constant_ks: Optional[Tuple[float, float]] = None,
     overwrite: bool = False,
+    world_up: str = "y",
 ) -> Path:
     """Render ``mesh`` lit by ``probe`` into the NeRF-synthetic folder ``out``; returns ``out``.
 
@@ -77,9 +79,16 @@ def make_dataset(
         constant_ks: ``(roughness, metallic)`` replacing the mesh's ks (occlusion 0), e.g. the
             plastic and metal variants of nvdiffrec's known-geometry experiment.
         overwrite: replace ``out`` if it exists (else that is an error).
+        world_up: ``"y"`` writes the poses in the mesh's frame; ``"z"`` in a Z-up frame like
+            Blender's (the mesh's +Y is the dataset's +Z), read back with the ``nerf_synthetic``
+            kind's ``world_up: z``, which trains in the mesh's frame again.
     """
     out = Path(out)
     resolution = as_resolution(res, "res")
+    if world_up not in WORLD_UPS:
+        raise ValueError(f"world_up: must be one of {', '.join(WORLD_UPS)}, got {world_up!r}")
+    # the dataset's world from the mesh's (training) frame: the loader's Z_UP_TO_Y_UP undone
+    world_from_mesh = torch.linalg.inv(Z_UP_TO_Y_UP) if world_up == "z" else torch.eye(4)
     for name, value in (("views", views), ("val_views", val_views), ("test_views", test_views)):
         if value < 1:
             raise ValueError(f"{name}: must be >= 1, got {value}")
@@ -103,7 +112,8 @@ def make_dataset(
                 write_png(
                     tmp / split / f"r_{index}.png", torch.cat([linear_to_srgb(img[..., :3]), img[..., 3:]], dim=-1)
                 )
-                frames.append({"file_path": f"./{split}/r_{index}", "transform_matrix": dataset.c2w(index).tolist()})
+                c2w = world_from_mesh @ dataset.c2w(index) if world_up == "z" else dataset.c2w(index)
+                frames.append({"file_path": f"./{split}/r_{index}", "transform_matrix": c2w.tolist()})
             (tmp / f"transforms_{split}.json").write_text(
                 json.dumps({"camera_angle_x": fovx, "frames": frames}, indent=1)
             )
@@ -124,6 +134,8 @@ def make_dataset(
             "env_scale": render.env_scale,
             "probe_res": render.probe_res,
         }
+        if world_up != "y":  # recorded only where it differs, so the default's recipe stays as it was
+            recipe["world_up"] = world_up
         (tmp / "dataset.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return out
 

@@ -19,6 +19,7 @@ from dmtrec.geometry.uv_unwrap import texel_utilisation
 
 from .evaluation import mean_metrics, reference_surface, score_test_views
 from .outputs import EXPORT_FRAMES, export_frame_info, write_outputs
+from .topology_report import draw_handle_loops, topology_report
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,11 @@ class FinalizeRun(pl.Callback):
         metrics.update(
             triangles=mesh.num_faces, vertices=mesh.num_vertices, texel_utilisation=round(texel_utilisation(mesh), 4)
         )
+        # components, genus and where the handles are (issue 31), with a picture of each handle's loop
+        topology, loop_components = topology_report(mesh)
+        pictures = draw_handle_loops(mesh, loop_components, self.out_dir)
+        topology["handle_loop_pictures"] = [str(p.relative_to(self.out_dir)) for p in pictures]
+        metrics["topology"] = topology
         metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         train_from_world = torch.eye(4) if datamodule is None else datamodule.train_from_world
         metrics["export_frame"] = export_frame_info(self.export_frame, train_from_world)

@@ -88,7 +88,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"{label}: {metrics['failed']}")
             return 1
         run = out / f"spot_s{args.seed}"
-        errors = {res: probe_error(run, "spot", res) for res in args.probe_res}
+        spot = SCENES["spot"]
+        errors = {res: probe_error(run, spot["probe"], spot["env_scale"], res) for res in args.probe_res}
         psnr = metrics.get("test_psnr")
         rows.append(
             {

@@ -148,3 +148,37 @@ def test_bad_arguments_and_inputs_fail_before_writing(shared_data, tmp_path):
     add_arguments(parser)
     with pytest.raises(SystemExit):
         parser.parse_args(["--mesh", "m", "--probe", "p", "--out", "o", "--res", "12y4"])
+
+
+@pytest.mark.slow
+def test_z_up_folder_reads_back_as_the_y_up_one(shared_data, tmp_path):
+    """``world_up="z"`` writes Blender-like Z-up poses: read with the kind's ``world_up: z`` they
+    are the Y-up folder's poses again (same images); raw, the mesh's +Y is the dataset's +Z."""
+    y_up = make(shared_data, tmp_path / "y", seed=2)
+    z_up = make(shared_data, tmp_path / "z", seed=2, world_up="z")
+    assert json.loads((z_up / "dataset.json").read_text())["world_up"] == "z"
+    assert "world_up" not in json.loads((y_up / "dataset.json").read_text())
+    for split in ("train", "test"):
+        plain = image_views(NeRFSyntheticViews, y_up, split)
+        turned = image_views(NeRFSyntheticViews, z_up, split, world_up="z")
+        raw = image_views(NeRFSyntheticViews, z_up, split)
+        for i in range(len(plain)):
+            assert torch.allclose(turned[i]["c2w"], plain[i]["c2w"], atol=1e-6)
+            assert torch.equal(turned[i]["img"], plain[i]["img"])
+            # camera position (x, y, z) of the mesh's frame is (x, -z, y) in the Z-up one
+            x, y, z = plain[i]["c2w"][:3, 3]
+            assert torch.allclose(raw[i]["c2w"][:3, 3], torch.stack([x, -z, y]), atol=1e-6)
+    with pytest.raises(ValueError, match="^world_up: "):
+        make(shared_data, tmp_path / "w", world_up="x")
+    with pytest.raises(ValueError, match="only for --format nerf_synthetic"):
+        main(
+            argparse.Namespace(
+                **{**vars(_parse(["--format", "colmap", "--world-up", "z"])), "out": str(tmp_path / "c")}
+            )
+        )
+
+
+def _parse(extra):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(["--mesh", "m", "--probe", "p", "--out", "o", *extra])

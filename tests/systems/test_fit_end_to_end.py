@@ -249,6 +249,9 @@ def test_pass_two_alone_refines_an_input_mesh(tmp_path, spot_views):
     metrics = json.loads((tmp_path / "refine" / "metrics.json").read_text())
     assert metrics["passes"] == "mesh" and metrics["iterations"] == 10
     assert metrics["triangles"] == 5856  # Spot's topology is kept
+    topology = metrics["topology"]  # Spot: one closed genus-0 shell, so no handle loop and no picture
+    assert (topology["components"], topology["genus"], topology["watertight"]) == (1, 0, True)
+    assert topology["handle_loops"] == [] and topology["handle_loop_pictures"] == []
     # Starting from the reference itself, 10 warm-up steps must not move it off: the Chamfer
     # stays at the 5000-sample floor (0.010, see CHAMFER_BOUND) within sampling noise.
     assert metrics["geometry_chamfer_l1"] < 0.012
