@@ -22,7 +22,6 @@ import logging
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
@@ -41,6 +40,7 @@ from dmtrec.core.mesh import Mesh
 from dmtrec.geometry.regularizers import laplacian_loss
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.image import linear_to_srgb
+from dmtrec.metrics.flip import flip_score
 from dmtrec.metrics.image import image_metrics
 from dmtrec.metrics.image_losses import over_background, reconstruction_loss
 from dmtrec.render.material import TexturedMaterial
@@ -472,22 +472,3 @@ def validation_score(scene: LodScene, mesh: Mesh, material: TexturedMaterial, re
     out = evaluate(scene, mesh, material, resolution, flip=False, split="validation")
     out.pop("images")
     return out
-
-
-def flip_score(pred: Tensor, ref: Tensor) -> Optional[float]:
-    """Mean LDR FLIP (``flip-evaluator``) over views of linear ``[B, H, W, 3]`` images (sRGB-encoded first);
-    None when ``flip-evaluator`` is not installed."""
-    try:
-        import flip_evaluator  # lazy: optional dependency (extra "lod")
-    except ImportError:
-        return None
-    scores = []
-    for p, r in zip(linear_to_srgb(pred.clamp(0, 1)), linear_to_srgb(ref.clamp(0, 1))):
-        _, mean, _ = flip_evaluator.evaluate(
-            np.ascontiguousarray(r.numpy(), dtype=np.float32),
-            np.ascontiguousarray(p.numpy(), dtype=np.float32),
-            "LDR",
-            applyMagma=False,
-        )
-        scores.append(float(mean))
-    return float(np.mean(scores))

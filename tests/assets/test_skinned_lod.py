@@ -162,5 +162,41 @@ def test_lod_command_detects_the_skin_and_writes_skinned_levels(tmp_path, capsys
     issues = validate_glb(out / "lods.glb")["issues"]
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:5]
     assert (out / "contact_sheet.png").is_file()
-    assert cli.main(argv) != 0  # a finished folder is not overwritten: one line naming it
-    assert f"{out}: holds a finished lod run" in capsys.readouterr().err
+    assert cli.main(argv[:-2] + ["--probe-res", "64"]) != 0  # another configuration on the run folder: refused
+    assert f"{out}: holds a lod run of another configuration (skinned_settings.probe_res differ)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_selection_steps_halve_the_candidates_down_to_one():
+    from dmtrec.assets.skinned_lod import selection_steps
+
+    assert selection_steps(SkinnedLodSettings(iterations=150)) == []
+    assert selection_steps(SkinnedLodSettings(iterations=150, lr_candidates=[1e-4, 1e-3])) == [75]
+    # 4 candidates: 2 rounds (4 -> 2 -> 1); 3 candidates too (3 -> 2 -> 1); 5: 3 rounds.
+    assert selection_steps(SkinnedLodSettings(iterations=150, lr_candidates=[1, 2, 3, 4])) == [50, 100]
+    assert selection_steps(SkinnedLodSettings(iterations=150, lr_candidates=[1, 2, 3])) == [50, 100]
+    assert selection_steps(SkinnedLodSettings(iterations=100, lr_candidates=[1, 2, 3, 4, 5])) == [25, 50, 75]
+
+
+def test_level_fit_keeps_the_start_when_the_fit_is_worse_on_validation(limb_scene):
+    from dataclasses import replace
+
+    from dmtrec.assets.skinned_lod import LevelFit
+
+    scene, saved = limb_scene, limb_scene.settings
+    # Position rates of a third and a whole bounding radius per step: both candidates wreck the level.
+    scene.settings = replace(saved, iterations=4, lr_candidates=[0.3, 1.0])
+    try:
+        fit = LevelFit(scene, 400)
+        while not fit.done:
+            fit.step()
+        baseline, fitted, final = fit.finish()
+    finally:
+        scene.settings = saved
+    (round_,) = fitted.report["lr_selection"]
+    assert round_["step"] == 2 and len(round_["kept_lr"]) == 1
+    best = max(round_["validation_psnr"], key=round_["validation_psnr"].get)
+    assert round_["kept_lr"] == [best] and fitted.report["lr"] == best
+    assert fitted.report["validation"]["psnr"] < baseline.report["validation"]["psnr"] - 1.0
+    assert final is baseline and final.report["kept"] == "start"
