@@ -88,7 +88,10 @@ class SkinnedLodSystem(pl.LightningModule):
 
     @property
     def progress_label(self) -> str:
-        step = self.fit_state.iteration if self.fit_state is not None else 0
+        if self.fit_state is not None:
+            step = self.fit_state.iteration
+        else:  # between levels: the finished one, complete
+            step = self.settings.iterations if self.results else 0
         return f"level {self.level_index + 1}/{len(self.budgets)} ({self.budgets[self.level_index]} triangles) " + (
             f"{step}/{self.settings.iterations}"
         )
