@@ -43,6 +43,7 @@ from dmtrec.geometry.closest_point import closest_points
 from dmtrec.geometry.regularizers import laplacian_loss
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.gltf_skin import Animation, Skin, check_influences, quaternion_to_matrix, sample_animation
+from dmtrec.io.image import linear_to_srgb
 from dmtrec.metrics.flip import flip_score
 from dmtrec.metrics.image import image_metrics
 from dmtrec.render.camera import Cameras
@@ -103,6 +104,7 @@ class SkinnedLodSettings:
     lr_candidates: Optional[list] = None
     lr_final: Optional[float] = None
     average: Optional[float] = None
+    loss: str = "logl1"
     weight_lr: float = 0.01
     texture_lr: float = 0.003
     laplace_weight: Optional[float] = None
@@ -437,9 +439,9 @@ class PoseFit:
     def v_pos(self) -> Tensor:
         return self.level.mesh.v_pos + self.offset * self.scene.radius
 
-    def loss(self, it: int) -> Tensor:
-        """Step ``it``'s loss: the image loss in its training pose and views plus the relative Laplacian."""
-        image = step_loss(self.scene, self.level, self.v_pos(), simplex_weights(self.logits), self.material, it)
+    def loss(self, draw: StepDraw) -> Tensor:
+        """A step's loss: the image loss of its draw (:func:`step_draw`) plus the relative Laplacian."""
+        image = step_loss(self.scene, self.level, self.v_pos(), simplex_weights(self.logits), self.material, draw)
         return image + self.laplace_weight * laplacian_loss(self.offset, self.level.mesh.t_pos_idx)
 
     def stepped(self, loss: float, seconds: float) -> None:
@@ -499,19 +501,38 @@ class PoseFit:
         self.steps, self.averages = state["steps"], [a.clone() for a in state["averages"]]
 
 
-def step_loss(scene: SkinnedScene, level: SkinnedLevel, v_pos: Tensor, weights: Tensor, material, it: int) -> Tensor:
-    """The image loss of step ``it`` (log-L1 over random backgrounds plus the alpha MSE) of the level
-    with bind positions ``v_pos`` and ``weights``, in the step's training pose and views."""
+@dataclass
+class StepDraw:
+    """What step ``it`` trains on: a training pose, ``batch`` training views, random backgrounds
+    ``[B, H, W, 3]`` and the original's renders ``[B, H, W, 4]`` (shared by a level's candidates)."""
+
+    pose: int
+    pick: Tensor
+    background: Tensor
+    reference: Tensor
+
+
+def step_draw(scene: SkinnedScene, it: int) -> StepDraw:
+    """Step ``it``'s draw, seeded by ``(seed, it)``."""
     s, cams = scene.settings, scene.cameras["train"]
     generator = torch.Generator().manual_seed(s.seed + 17 + 104729 * it)
     pose = int(torch.randint(0, s.train_poses, (), generator=generator))
     pick = torch.randperm(cams.batch_size, generator=generator)[: s.batch]
     bg = torch.rand(pick.numel(), s.res, s.res, 3, generator=generator)
-    posed = scene.posed(v_pos, level.joints, weights, scene.matrices["train"][pose])
-    pred = scene.render(level.mesh.copy(v_pos=posed), material, cams[pick], bg)
-    ref = scene.reference("train", pose, cams[pick])
-    ref_rgb = torch.lerp(bg, ref[..., :3], ref[..., 3:4])
-    color = (_tonemap(pred[..., :3]) - _tonemap(ref_rgb)).abs().mean()
+    return StepDraw(pose, pick, bg, scene.reference("train", pose, cams[pick]))
+
+
+def step_loss(scene: SkinnedScene, level: SkinnedLevel, v_pos: Tensor, weights: Tensor, material, draw: StepDraw):
+    """The image loss (log-L1 over the draw's backgrounds plus the alpha MSE) of the level with bind
+    positions ``v_pos`` and ``weights`` in the draw's pose and views."""
+    posed = scene.posed(v_pos, level.joints, weights, scene.matrices["train"][draw.pose])
+    pred = scene.render(level.mesh.copy(v_pos=posed), material, scene.cameras["train"][draw.pick], draw.background)
+    ref = draw.reference
+    ref_rgb = torch.lerp(draw.background, ref[..., :3], ref[..., 3:4])
+    if scene.settings.loss == "srgb_l2":  # the held-out metric's squared error
+        color = (linear_to_srgb(pred[..., :3].clamp(0, 1)) - linear_to_srgb(ref_rgb.clamp(0, 1))).square().mean()
+    else:
+        color = (_tonemap(pred[..., :3]) - _tonemap(ref_rgb)).abs().mean()
     alpha = (pred[..., 3:] - ref[..., 3:]).square().mean()
     return color + alpha
 
@@ -524,7 +545,8 @@ def automatic_laplace_weight(scene: SkinnedScene, level: SkinnedLevel) -> float:
         return float(s.laplace_weight)
     with torch.no_grad():
         losses = [
-            float(step_loss(scene, level, level.mesh.v_pos, level.weights, level.material, it)) for it in range(2)
+            float(step_loss(scene, level, level.mesh.v_pos, level.weights, level.material, step_draw(scene, it)))
+            for it in range(2)
         ]
     lap = float(laplacian_loss(level.mesh.v_pos / scene.radius, level.mesh.t_pos_idx))
     return LAPLACE_SHARE * float(np.mean(losses)) / max(lap, 1e-12)
@@ -588,7 +610,8 @@ class LevelFit:
         self._start = time.perf_counter()
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * lr_factor(self.scene.settings, self.iteration)
-        self._losses = [self.candidates[k].loss(self.iteration) for k in self.active]
+        draw = step_draw(self.scene, self.iteration)  # the original rendered once for all candidates
+        self._losses = [self.candidates[k].loss(draw) for k in self.active]
         return torch.stack(self._losses).sum()
 
     def stepped(self) -> None:
@@ -703,7 +726,7 @@ def fit_level(scene: SkinnedScene, level: SkinnedLevel) -> SkinnedLevel:
         start = time.perf_counter()
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * lr_factor(scene.settings, it)
-        loss = fit.loss(it)
+        loss = fit.loss(step_draw(scene, it))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
