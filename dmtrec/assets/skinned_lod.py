@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 LAPLACE_SHARE = 0.05
 """The relative Laplacian's weight makes it start at this share of the image loss if the initial
 Laplacian were the displacement's (the static lod's rule, :mod:`dmtrec.systems.lod`)."""
+LR_CANDIDATES = (3e-5, 1e-4, 3e-4, 1e-3)
+"""Default position rates tried per level (bounding-radius units): the best measured rate differs
+30x between the benchmark's levels (README, "Skinned characters")."""
 MIN_WEIGHT = 1e-3
 """Fitted weights below this are dropped (and the rest renormalised) before writing and scoring."""
 
@@ -101,9 +104,9 @@ class SkinnedLodSettings:
     iterations: int = 300
     batch: int = 2
     lr: float = 0.0001
-    lr_candidates: Optional[list] = None
+    lr_candidates: Optional[list] = field(default_factory=lambda: list(LR_CANDIDATES))
     lr_final: Optional[float] = None
-    average: Optional[float] = None
+    average: Optional[float] = 0.95
     loss: str = "logl1"
     weight_lr: float = 0.01
     texture_lr: float = 0.003
