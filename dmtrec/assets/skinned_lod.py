@@ -82,6 +82,10 @@ class SkinnedLodSettings:
             :func:`selection_steps` (successive halving), so one is left at the end.
         lr_final: factor of every rate at the last step (exponential decay); None:
             nvdiffmodeling's ``10 ** (-0.0002 it)``.
+        loss: ``"logl1"`` (log-L1 of the tonemapped colour, nvdiffmodeling's) or ``"srgb_l2"``
+            (the squared sRGB error the held-out PSNR measures).
+        keep_best: (c) is the state with the best validation PSNR among the candidates at every
+            selection step and the survivor at the end, not only the survivor at the end.
         average: the level takes exponential moving averages of the trained tensors with this
             decay per step (Polyak averaging: the steps' noise averages out) instead of their
             last values; None: the last values.
@@ -108,6 +112,7 @@ class SkinnedLodSettings:
     lr_final: Optional[float] = None
     average: Optional[float] = 0.95
     loss: str = "logl1"
+    keep_best: bool = False
     weight_lr: float = 0.01
     texture_lr: float = 0.003
     laplace_weight: Optional[float] = None
@@ -600,6 +605,7 @@ class LevelFit:
         self.optimizer = torch.optim.Adam(groups) if groups else None
         self.active = list(range(len(self.candidates)))
         self.selection: list = []  # per round: {"step", "validation_psnr": {lr: psnr}, "kept_lr": [lr]}
+        self.best: Optional[dict] = None  # keep_best: the best state seen at a selection step
         self.iteration = 0
         if saved is not None:
             self.load_state_dict(saved)
@@ -636,7 +642,12 @@ class LevelFit:
         return float(loss.detach())
 
     def _halve(self) -> None:
-        scores = {k: validation_psnr(self.scene, self.candidates[k].result())["psnr"] for k in self.active}
+        results = {k: self.candidates[k].result() for k in self.active}
+        scores = {k: validation_psnr(self.scene, level)["psnr"] for k, level in results.items()}
+        top = max(scores, key=scores.get)
+        if self.scene.settings.keep_best and (self.best is None or scores[top] > self.best["validation_psnr"]):
+            results[top].report["step"] = self.iteration
+            self.best = {"validation_psnr": scores[top], "level": level_state(results[top])}
         ranked = sorted(self.active, key=lambda k: -scores[k])
         self.active = sorted(ranked[: max(1, math.ceil(len(ranked) / 2))])
         self.selection.append(
@@ -656,8 +667,14 @@ class LevelFit:
         while len(self.active) > 1:  # no training (iterations 0 or all skipped): choose now
             self._halve()
         fitted = self.candidates[self.active[0]].result()
+        fitted.report["step"] = self.iteration
+        validation = validation_psnr(self.scene, fitted)
+        if self.best is not None and self.best["validation_psnr"] > validation["psnr"]:
+            # keep_best: an earlier state of a candidate scored higher on validation than the end.
+            fitted = level_from_state(self.best["level"])
+            validation = validation_psnr(self.scene, fitted)
         fitted.report.update(_scores(self.scene, fitted, self.flip))
-        fitted.report["validation"] = validation_psnr(self.scene, fitted)
+        fitted.report["validation"] = validation
         fitted.report["seconds_prepare"] = self.seconds_prepare
         fitted.report["lr_selection"] = self.selection
         fitted.report["seconds_optimise"] = sum(c.seconds for c in self.candidates)
@@ -687,11 +704,12 @@ class LevelFit:
             "selection": list(self.selection),
             "candidates": [c.state_dict() for c in self.candidates],
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "best": self.best,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.iteration, self.active = int(state["iteration"]), list(state["active"])
-        self.selection = list(state["selection"])
+        self.selection, self.best = list(state["selection"]), state["best"]
         for candidate, saved in zip(self.candidates, state["candidates"]):
             candidate.load_state_dict(saved)
         if self.optimizer is not None:
