@@ -22,7 +22,6 @@ import logging
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
@@ -47,6 +46,7 @@ from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.raster import get_rasterizer
 
 from .grids import log_grid
+from .level_chain import LevelChain
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _frozen(textures: Dict[str, Tensor]) -> TexturedMaterial:
     return material
 
 
-class LodSystem(pl.LightningModule):
+class LodSystem(LevelChain):
     """Every level of detail of one asset, optimised in turn (module docstring).
 
     Args:
@@ -122,14 +122,6 @@ class LodSystem(pl.LightningModule):
         self.material: Optional[TexturedMaterial] = None
 
     # ------------------------------------------------------------------ chain state
-    @property
-    def total_iters(self) -> int:
-        return self.settings.iterations * len(self.budgets)
-
-    @property
-    def finished(self) -> bool:
-        return len(self.results) == len(self.budgets)
-
     @property
     def level_iteration(self) -> int:
         return self.iteration - self.level_index * self.settings.iterations
@@ -360,11 +352,6 @@ class LodSystem(pl.LightningModule):
             self._make_parameters()  # of the saved shapes; load_state_dict fills them
 
     # ------------------------------------------------------------------ optimisation
-    def train_dataloader(self):
-        # The batches only pace the loop: every view and background comes from the module's own
-        # seeded draw (resume-exact), so the loader yields step numbers.
-        return torch.utils.data.DataLoader(range(max(1, self.total_iters)), batch_size=None)
-
     def configure_optimizers(self):
         if self.current is None:
             self._advance()  # a fresh run: level 0 (a resumed one has its level from the checkpoint)

@@ -18,7 +18,6 @@ import logging
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
@@ -36,11 +35,12 @@ from dmtrec.io.image import linear_to_srgb
 from dmtrec.render.raster import get_rasterizer
 
 from .grids import log_grid
+from .level_chain import LevelChain
 
 log = logging.getLogger(__name__)
 
 
-class SkinnedLodSystem(pl.LightningModule):
+class SkinnedLodSystem(LevelChain):
     """Every level of a skinned asset, fitted over poses in turn (module docstring).
 
     Args:
@@ -78,14 +78,6 @@ class SkinnedLodSystem(pl.LightningModule):
         self.results: List[Dict[str, Any]] = []  # finished levels
 
     # ------------------------------------------------------------------ chain state
-    @property
-    def total_iters(self) -> int:
-        return self.settings.iterations * len(self.budgets)
-
-    @property
-    def finished(self) -> bool:
-        return len(self.results) == len(self.budgets)
-
     @property
     def progress_label(self) -> str:
         if self.fit_state is not None:
@@ -188,11 +180,6 @@ class SkinnedLodSystem(pl.LightningModule):
             self.fit_state = LevelFit(self.scene(index), self.budgets[index], self.flip, saved=state["fit"])
 
     # ------------------------------------------------------------------ optimisation
-    def train_dataloader(self):
-        # The batches only pace the loop: every pose, view and background comes from the fit's own
-        # seeded draw (resume-exact), so the loader yields step numbers.
-        return torch.utils.data.DataLoader(range(max(1, self.total_iters)), batch_size=None)
-
     def configure_optimizers(self):
         if self.fit_state is None and not self.finished:
             self._advance()  # a fresh run: level 0 (a resumed one has its level from the checkpoint)
