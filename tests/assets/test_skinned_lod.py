@@ -219,7 +219,7 @@ def test_averaged_positions_are_the_debiased_running_mean_of_the_steps(limb_scen
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            fit.stepped(float(loss), 0.0)
+            fit.stepped(float(loss.detach()), 0.0)
             offsets.append(fit.offset.detach().clone())
         result = fit.result()
     finally:
@@ -228,3 +228,25 @@ def test_averaged_positions_are_the_debiased_running_mean_of_the_steps(limb_scen
     expected = (offsets[0] + 2 * offsets[1] + 4 * offsets[2]) / 7
     assert not torch.allclose(offsets[2], expected, atol=1e-7)  # the steps moved the positions
     assert torch.allclose(result.mesh.v_pos, level.mesh.v_pos + expected * scene.radius, atol=1e-6)
+
+
+def test_keep_best_takes_the_best_validation_state_of_any_halving_or_the_end(limb_scene):
+    from dataclasses import replace
+
+    from dmtrec.assets.skinned_lod import LevelFit
+
+    scene, saved = limb_scene, limb_scene.settings
+    scene.settings = replace(saved, iterations=4, lr_candidates=[1e-4, 0.3], keep_best=True)
+    try:
+        fit = LevelFit(scene, 400)
+        while not fit.done:
+            fit.step()
+        _, fitted, _ = fit.finish()
+        end = fit.candidates[fit.active[0]].result()
+        end_psnr = evaluate(scene, end.mesh, end.joints, end.weights, end.material, split="validation")["psnr"]
+    finally:
+        scene.settings = saved
+    (round_,) = fitted.report["lr_selection"]
+    halving = max(round_["validation_psnr"].values())  # rounded to 3 decimals
+    assert fitted.report["validation"]["psnr"] >= max(halving - 1e-3, end_psnr - 1e-6)
+    assert fitted.report["step"] in (2, 4) and (fitted.report["step"] == 4) == (end_psnr >= halving - 1e-3)
