@@ -216,16 +216,9 @@ def main(args) -> int:
         from dmtrec.commands.lod_skinned import print_report, run_skinned_lod  # skinned assets fit over poses
 
         settings = settings_from_args(args)
+        check_settings(settings)
         report = run_skinned_lod(
-            args.mesh,
-            args.probe,
-            args.out,
-            settings,
-            args.levels,
-            args.faces,
-            args.poses,
-            args.animation,
-            run.overwrite,
+            args.mesh, args.probe, args.out, settings, args.levels, args.faces, args.poses, args.animation, run
         )
         print_report(report, args.out)
         return 0

@@ -22,8 +22,6 @@ import logging
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
@@ -41,12 +39,14 @@ from dmtrec.core.mesh import Mesh
 from dmtrec.geometry.regularizers import laplacian_loss
 from dmtrec.geometry.uv_unwrap import uv_unwrap
 from dmtrec.io.image import linear_to_srgb
+from dmtrec.metrics.flip import flip_score
 from dmtrec.metrics.image import image_metrics
 from dmtrec.metrics.image_losses import over_background, reconstruction_loss
 from dmtrec.render.material import TexturedMaterial
 from dmtrec.render.raster import get_rasterizer
 
 from .grids import log_grid
+from .level_chain import LevelChain
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _frozen(textures: Dict[str, Tensor]) -> TexturedMaterial:
     return material
 
 
-class LodSystem(pl.LightningModule):
+class LodSystem(LevelChain):
     """Every level of detail of one asset, optimised in turn (module docstring).
 
     Args:
@@ -122,14 +122,6 @@ class LodSystem(pl.LightningModule):
         self.material: Optional[TexturedMaterial] = None
 
     # ------------------------------------------------------------------ chain state
-    @property
-    def total_iters(self) -> int:
-        return self.settings.iterations * len(self.budgets)
-
-    @property
-    def finished(self) -> bool:
-        return len(self.results) == len(self.budgets)
-
     @property
     def level_iteration(self) -> int:
         return self.iteration - self.level_index * self.settings.iterations
@@ -360,11 +352,6 @@ class LodSystem(pl.LightningModule):
             self._make_parameters()  # of the saved shapes; load_state_dict fills them
 
     # ------------------------------------------------------------------ optimisation
-    def train_dataloader(self):
-        # The batches only pace the loop: every view and background comes from the module's own
-        # seeded draw (resume-exact), so the loader yields step numbers.
-        return torch.utils.data.DataLoader(range(max(1, self.total_iters)), batch_size=None)
-
     def configure_optimizers(self):
         if self.current is None:
             self._advance()  # a fresh run: level 0 (a resumed one has its level from the checkpoint)
@@ -472,22 +459,3 @@ def validation_score(scene: LodScene, mesh: Mesh, material: TexturedMaterial, re
     out = evaluate(scene, mesh, material, resolution, flip=False, split="validation")
     out.pop("images")
     return out
-
-
-def flip_score(pred: Tensor, ref: Tensor) -> Optional[float]:
-    """Mean LDR FLIP (``flip-evaluator``) over views of linear ``[B, H, W, 3]`` images (sRGB-encoded first);
-    None when ``flip-evaluator`` is not installed."""
-    try:
-        import flip_evaluator  # lazy: optional dependency (extra "lod")
-    except ImportError:
-        return None
-    scores = []
-    for p, r in zip(linear_to_srgb(pred.clamp(0, 1)), linear_to_srgb(ref.clamp(0, 1))):
-        _, mean, _ = flip_evaluator.evaluate(
-            np.ascontiguousarray(r.numpy(), dtype=np.float32),
-            np.ascontiguousarray(p.numpy(), dtype=np.float32),
-            "LDR",
-            applyMagma=False,
-        )
-        scores.append(float(mean))
-    return float(np.mean(scores))

@@ -10,15 +10,9 @@ worst held-out pose, its held-out views).
     OMP_NUM_THREADS=1 python experiments/benchmarks/skinned_lod.py --out /tmp/skinned_bench \\
         --assets limb figure --levels 0.05 0.01 --iterations 150 --res 96
 
-The command above, measured on the shared 2-core machine (one thread, load average 4-17; 6 held-out
-poses x 4 held-out views), total 541 s:
-
-| asset | level | triangles | (a) PSNR | (c) PSNR | (a) worst pose | (c) worst pose | seconds |
-|---|---|---|---|---|---|---|---|
-| limb | 0.05 | 1536 | 39.68 | 40.73 | 38.65 (bend_twist@0.545s) | 40.23 (bend_twist@0.516s) | 118 |
-| limb | 0.01 | 306 | 35.62 | 37.12 | 35.25 (bend_twist@0.545s) | 36.40 (bend_twist@0.545s) | 139 |
-| figure | 0.05 | 4608 | 38.20 | 38.37 | 37.36 (walk@0.319s) | 37.83 (walk@0.258s) | 162 |
-| figure | 0.01 | 920 | 33.20 | 34.56 | 32.58 (walk@0.258s) | 34.21 (walk@0.272s) | 71 |
+Measured figures (and the settings tried) are in README.md, "Skinned characters". Per level the
+report holds (a), (b) and (c) with FLIP, the position rate chosen on validation and which of (a)
+and (c) the command would write (never worse on validation).
 """
 
 from __future__ import annotations
@@ -26,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -68,7 +63,9 @@ def _sheet(path: Path, scene: SkinnedScene, baseline, fitted) -> None:
     write_png(path, linear_to_srgb(grid.clamp(0, 1)))
 
 
-def static_level(scene: SkinnedScene, static_glb: Path, out: Path, fraction: float, batch: int) -> SkinnedLevel:
+def static_level(
+    scene: SkinnedScene, static_glb: Path, out: Path, fraction: float, batch: int, flip: bool
+) -> SkinnedLevel:
     """Variant (b): the static ``dmtrec lod`` level of the bind pose (its own code path, at the
     skinned fit's resolution, steps, views per step and texture size), skinned with weights
     transferred from the original as for (a)."""
@@ -90,7 +87,7 @@ def static_level(scene: SkinnedScene, static_glb: Path, out: Path, fraction: flo
     mesh = Mesh(mesh.v_pos, mesh.t_pos_idx, v_tex=mesh.v_tex, t_tex_idx=mesh.t_tex_idx)
     joints, weights = transfer_weights(scene.mesh, scene.skin, mesh.v_pos)
     level = SkinnedLevel(mesh.num_faces, mesh, joints, weights, material)
-    scores = evaluate(scene, mesh, joints, weights, material)
+    scores = evaluate(scene, mesh, joints, weights, material, flip=flip)
     level.images = {"worst_pose": scores.pop("images")}
     level.report = {**scores, "triangles": mesh.num_faces}
     return level
@@ -108,15 +105,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=2, help="views per step of (b) and (c)")
     parser.add_argument("--no-static", action="store_true", help="skip variant (b), the static lod level")
+    parser.add_argument("--no-flip", action="store_true", help="skip FLIP")
+    parser.add_argument("--lr", type=float, nargs="+", help="position rate candidates of (c) (default: the settings')")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     report, start_all = {}, time.perf_counter()
     print(
         "| asset | level | triangles | (a) PSNR | (b) PSNR | (c) PSNR | (c) - (a) "
-        "| (a) worst pose | (b) worst pose | (c) worst pose | (c) - (a) worst | seconds (a+c) | seconds (b) |"
+        "| (a) worst pose | (b) worst pose | (c) worst pose | (c) - (a) worst | (a) / (c) FLIP | (c) rate | kept "
+        "| seconds (a+c) | seconds (b) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in args.assets:
         path = write_skinned_asset(args.out / f"{kind}.glb", kind, texture_res=512)
         mesh, _, skin, animations = read_skinned_glb(path)
@@ -124,6 +124,8 @@ def main() -> None:
         settings = SkinnedLodSettings(
             iterations=args.iterations, res=args.res, spp=args.spp, poses=args.poses, batch=args.batch
         )
+        if args.lr:
+            settings = replace(settings, lr_candidates=args.lr)
         static_glb = write_glb(args.out / f"{kind}_static.glb", mesh, procedural_textures(512))
         light = load_probe(PROBE, settings.probe_res)
         start = time.perf_counter()
@@ -135,16 +137,16 @@ def main() -> None:
         }
         for fraction in args.levels:
             start = time.perf_counter()
-            ((baseline, fitted),) = skinned_lod(scene, [int(fraction * mesh.num_faces)])
+            ((baseline, fitted, final),) = skinned_lod(scene, [int(fraction * mesh.num_faces)], flip=not args.no_flip)
             seconds = time.perf_counter() - start
             a, c = baseline.report, fitted.report
-            entry = {"a": a, "c": dict(c), "seconds": seconds}
+            entry = {"a": a, "c": dict(c), "kept": final.report["kept"], "seconds": seconds}
             b = {"psnr": float("nan"), "worst_pose_psnr": float("nan"), "worst_pose": "-"}
             static_seconds = 0.0
             if not args.no_static:
                 start = time.perf_counter()
                 out = args.out / f"{kind}_{fraction:g}_static"
-                b = static_level(scene, static_glb, out, fraction, args.batch).report
+                b = static_level(scene, static_glb, out, fraction, args.batch, not args.no_flip).report
                 static_seconds = time.perf_counter() - start
                 entry.update(b=b, seconds_static=static_seconds)
             report[kind][str(fraction)] = entry
@@ -152,7 +154,9 @@ def main() -> None:
                 f"| {kind} | {fraction:g} | {a['triangles']} | {a['psnr']:.2f} | {b['psnr']:.2f} | {c['psnr']:.2f} "
                 f"| {c['psnr'] - a['psnr']:+.2f} | {a['worst_pose_psnr']:.2f} ({a['worst_pose']}) "
                 f"| {b['worst_pose_psnr']:.2f} ({b['worst_pose']}) | {c['worst_pose_psnr']:.2f} ({c['worst_pose']}) "
-                f"| {c['worst_pose_psnr'] - a['worst_pose_psnr']:+.2f} | {seconds:.0f} | {static_seconds:.0f} |",
+                f"| {c['worst_pose_psnr'] - a['worst_pose_psnr']:+.2f} "
+                f"| {a.get('flip', float('nan')):.4f} / {c.get('flip', float('nan')):.4f} | {c['lr']:g} "
+                f"| {final.report['kept']} | {seconds:.0f} | {static_seconds:.0f} |",
                 flush=True,
             )
             _sheet(args.out / f"{kind}_{fraction:g}.png", scene, baseline, fitted)

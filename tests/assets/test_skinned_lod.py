@@ -108,10 +108,10 @@ def test_fit_recovers_weights_broken_at_the_joints(limb_scene):
     weights = weights / weights.sum(1, keepdim=True)
     broken = SkinnedLevel(level.budget, level.mesh, joints, weights, level.material)
     bad = evaluate(scene, broken.mesh, broken.joints, broken.weights, broken.material)
-    scene.settings.skip_train = ["position", "textures"]
-    scene.settings.weight_lr = 0.3
+    # The last weights, not their running average (which lags over 15 steps).
+    scene.settings.skip_train, scene.settings.weight_lr, scene.settings.average = ["position", "textures"], 0.3, None
     fitted = fit_level(scene, broken)
-    scene.settings.skip_train, scene.settings.weight_lr = [], 0.01
+    scene.settings.skip_train, scene.settings.weight_lr, scene.settings.average = [], 0.01, 0.95
     after = evaluate(scene, fitted.mesh, fitted.joints, fitted.weights, fitted.material)
     assert bad["psnr"] < good["psnr"] - 3.0, (bad["psnr"], good["psnr"])
     assert after["psnr"] > bad["psnr"] + 0.4 * (good["psnr"] - bad["psnr"]), (bad["psnr"], after["psnr"], good["psnr"])
@@ -162,5 +162,91 @@ def test_lod_command_detects_the_skin_and_writes_skinned_levels(tmp_path, capsys
     issues = validate_glb(out / "lods.glb")["issues"]
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:5]
     assert (out / "contact_sheet.png").is_file()
-    assert cli.main(argv) != 0  # a finished folder is not overwritten: one line naming it
-    assert f"{out}: holds a finished lod run" in capsys.readouterr().err
+    assert cli.main(argv[:-2] + ["--probe-res", "64"]) != 0  # another configuration on the run folder: refused
+    assert f"{out}: holds a lod run of another configuration (skinned_settings.probe_res differ)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_selection_steps_halve_the_candidates_down_to_one():
+    from dmtrec.assets.skinned_lod import selection_steps
+
+    assert selection_steps(SkinnedLodSettings(iterations=150)) == []
+    assert selection_steps(SkinnedLodSettings(iterations=150, lr_candidates=[1e-4, 1e-3])) == [75]
+    # 4 candidates: 2 rounds (4 -> 2 -> 1); 3 candidates too (3 -> 2 -> 1); 5: 3 rounds.
+    assert selection_steps(SkinnedLodSettings(iterations=150, lr_candidates=[1, 2, 3, 4])) == [50, 100]
+    assert selection_steps(SkinnedLodSettings(iterations=150, lr_candidates=[1, 2, 3])) == [50, 100]
+    assert selection_steps(SkinnedLodSettings(iterations=100, lr_candidates=[1, 2, 3, 4, 5])) == [25, 50, 75]
+
+
+def test_level_fit_keeps_the_start_when_the_fit_is_worse_on_validation(limb_scene):
+    from dataclasses import replace
+
+    from dmtrec.assets.skinned_lod import LevelFit
+
+    scene, saved = limb_scene, limb_scene.settings
+    # Position rates of a third and a whole bounding radius per step: both candidates wreck the level.
+    scene.settings = replace(saved, iterations=4, lr_candidates=[0.3, 1.0])
+    try:
+        fit = LevelFit(scene, 400)
+        while not fit.done:
+            fit.step()
+        baseline, fitted, final = fit.finish()
+    finally:
+        scene.settings = saved
+    (round_,) = fitted.report["lr_selection"]
+    assert round_["step"] == 2 and len(round_["kept_lr"]) == 1
+    best = max(round_["validation_psnr"], key=round_["validation_psnr"].get)
+    assert round_["kept_lr"] == [best] and fitted.report["lr"] == best
+    assert fitted.report["validation"]["psnr"] < baseline.report["validation"]["psnr"] - 1.0
+    assert final is baseline and final.report["kept"] == "start"
+
+
+def test_averaged_positions_are_the_debiased_running_mean_of_the_steps(limb_scene):
+    from dataclasses import replace
+
+    from dmtrec.assets.skinned_lod import PoseFit, step_draw
+
+    scene, saved = limb_scene, limb_scene.settings
+    scene.settings = replace(saved, average=0.5)
+    try:
+        level = prepare_level(scene, 400)
+        fit = PoseFit(scene, level, 1e-3, laplace_weight=0.0)
+        optimizer = torch.optim.Adam(fit.groups())
+        offsets = []
+        for it in range(3):
+            loss = fit.loss(step_draw(scene, it))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            fit.stepped(float(loss.detach()), 0.0)
+            offsets.append(fit.offset.detach().clone())
+        result = fit.result()
+    finally:
+        scene.settings = saved
+    # EMA from zero with decay 0.5 over x1, x2, x3, divided by 1 - 0.5^3: (x1 + 2 x2 + 4 x3) / 7.
+    expected = (offsets[0] + 2 * offsets[1] + 4 * offsets[2]) / 7
+    assert not torch.allclose(offsets[2], expected, atol=1e-7)  # the steps moved the positions
+    assert torch.allclose(result.mesh.v_pos, level.mesh.v_pos + expected * scene.radius, atol=1e-6)
+
+
+def test_keep_best_takes_the_best_validation_state_of_any_halving_or_the_end(limb_scene):
+    from dataclasses import replace
+
+    from dmtrec.assets.skinned_lod import LevelFit
+
+    scene, saved = limb_scene, limb_scene.settings
+    scene.settings = replace(saved, iterations=4, lr_candidates=[1e-4, 0.3], keep_best=True)
+    try:
+        fit = LevelFit(scene, 400)
+        while not fit.done:
+            fit.step()
+        _, fitted, _ = fit.finish()
+        end = fit.candidates[fit.active[0]].result()
+        end_psnr = evaluate(scene, end.mesh, end.joints, end.weights, end.material, split="validation")["psnr"]
+    finally:
+        scene.settings = saved
+    (round_,) = fitted.report["lr_selection"]
+    halving = max(round_["validation_psnr"].values())  # rounded to 3 decimals
+    assert fitted.report["validation"]["psnr"] >= max(halving - 1e-3, end_psnr - 1e-6)
+    assert fitted.report["step"] in (2, 4) and (fitted.report["step"] == 4) == (end_psnr >= halving - 1e-3)
