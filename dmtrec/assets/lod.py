@@ -131,6 +131,9 @@ class LodSettings:
         flip: compute FLIP on held-out views when ``flip-evaluator`` is installed.
         skip_train: parameters kept as they start (QEM-only), of "position", "normal", "kd", "ks"
             (nvdiffmodeling's ``skip_train``).
+        retry_frozen: when a level optimised with trained positions loses to its start on the
+            validation views, train it again from the start with the positions frozen and keep the
+            best of the three on those views (module docstring, "Never worse").
     """
 
     res: int = 512
@@ -153,6 +156,7 @@ class LodSettings:
     xatlas_timeout: float = 120.0
     flip: bool = True
     skip_train: list = field(default_factory=list)
+    retry_frozen: bool = True
 
 
 @dataclass
