@@ -143,7 +143,8 @@ def _scores(command: str, report: dict) -> Dict[str, object]:
     row: Dict[str, object] = {"triangles_in": (report.get("input") or {}).get("triangles")}
     for index, level in enumerate(report.get("levels") or []):
         row[f"lod{index}_triangles"] = level.get("triangles")
-        for kind, key in (("qem", "qem_only"), ("optimised", "optimised")):
+        # "final" is the written one: the start, the optimised level or its frozen-position retry ("kept").
+        for kind, key in (("qem", "qem_only"), ("optimised", "optimised"), ("final", "final")):
             row[f"lod{index}_psnr_{kind}"] = (level.get(key) or {}).get("psnr")
         if "kept" in level:
             row[f"lod{index}_kept"] = level["kept"]

@@ -84,6 +84,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
             option, type=kind, default=getattr(defaults, name), help=f"{text} (default %(default)s)", **extra
         )
     parser.add_argument("--no-flip", action="store_true", help="skip FLIP even when flip-evaluator is installed")
+    parser.add_argument(
+        "--no-retry-frozen",
+        action="store_true",
+        help="keep the start when the optimised level loses to it, without training it again with frozen positions",
+    )
 
 
 def add_arguments(parser) -> None:
@@ -107,7 +112,7 @@ def settings_from_args(args) -> LodSettings:
     unknown = sorted(set(values["skip_train"]) - set(TRAINABLE))
     if unknown:
         raise ValueError(f"--skip-train: unknown parameter {unknown[0]!r}; choose from {', '.join(TRAINABLE)}")
-    return LodSettings(**values, flip=not args.no_flip)
+    return LodSettings(**values, flip=not args.no_flip, retry_frozen=not args.no_retry_frozen)
 
 
 def check_settings(settings: LodSettings) -> None:
@@ -229,7 +234,13 @@ def main(args) -> int:
         print(
             f"lod{index}: {level['triangles']} triangles (budget {level['budget']}), held-out PSNR "
             f"{level['final']['psnr']:.2f} dB (QEM-only {level['qem_only']['psnr']:.2f} dB, optimised "
-            f"{level['optimised']['psnr']:.2f} dB; kept the {level['kept']}, positions {level['positions']})"
+            f"{level['optimised']['psnr']:.2f} dB"
+            + (
+                f", retried with frozen positions {level['optimised_frozen']['psnr']:.2f} dB"
+                if "optimised_frozen" in level
+                else ""
+            )
+            + f"; kept the {level['kept']}, positions {level['positions']})"
         )
     print(f"written: {args.out}")
     return 0

@@ -67,6 +67,7 @@ class PipelineProgressBar(ProgressBar):
         if self._bar is None:
             return
         self._bar.n = pl_module.iteration
+        self._bar.total = pl_module.total_iters  # a run may grow (lod's frozen-position retries)
         self._bar.set_description_str(self._label(pl_module), refresh=False)
         loss = trainer.callback_metrics.get("loss")
         if loss is not None:

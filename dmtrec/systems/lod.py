@@ -9,8 +9,12 @@ textures transferred and the QEM-only baseline scored) at the batch where it sta
 optimizer. Its state travels in the checkpoint (finished levels with their results, the current
 level's parameters and Adam state), so an interrupted run resumes the level it was on and skips
 finished ones; every random choice is seeded by (seed, level, iteration), so a resumed run gives
-the same result as an uninterrupted one. The command drives it with the fit's trainer pieces
-(run folder, wandb logger, checkpoints, progress bar: :mod:`dmtrec.runs.trainer`).
+the same result as an uninterrupted one. A level whose optimisation loses to its start on the
+validation views is trained a second time from its start with the positions frozen
+(``settings.retry_frozen``, :mod:`dmtrec.assets.lod`): a second phase of the same level, with its
+own ``settings.iterations`` steps and optimizer, started at the batch after the first ends. The
+command drives it with the fit's trainer pieces (run folder, wandb logger, checkpoints, progress
+bar: :mod:`dmtrec.runs.trainer`).
 
 It reuses the fit's image losses (:func:`dmtrec.metrics.image_losses.reconstruction_loss`, log-L1
 after nvdiffrec's tonemap) and the relative Laplacian of :mod:`dmtrec.geometry.regularizers`.
@@ -49,6 +53,9 @@ from .grids import log_grid
 from .level_chain import LevelChain
 
 log = logging.getLogger(__name__)
+
+FIRST, RETRY = "optimised", "optimised_frozen"
+"""The phases of a level, and the names of their results in ``report.json`` (``kept``, ``validation``)."""
 
 LAPLACE_SHARE = 0.05
 """The relative Laplacian's automatic weight makes it start at this share of the image loss if the
@@ -118,13 +125,22 @@ class LodSystem(LevelChain):
         self.level_index = 0
         self.current: Optional[Dict[str, Any]] = None  # the level being optimised (or just finished)
         self.results: List[Dict[str, Any]] = []  # finished levels
+        self.extra_iters = 0  # steps of the frozen-position retries started so far (they lengthen the run)
         self.offset: Optional[torch.nn.Parameter] = None  # displacement, in bounding-radius units
         self.material: Optional[TexturedMaterial] = None
 
     # ------------------------------------------------------------------ chain state
     @property
+    def total_iters(self) -> int:
+        # The frozen-position retries lengthen the run beyond LevelChain's iterations x levels.
+        return self.settings.iterations * len(self.budgets) + self.extra_iters
+
+    @property
     def level_iteration(self) -> int:
-        return self.iteration - self.level_index * self.settings.iterations
+        """Steps taken in the current level's current phase (its optimisation, or its retry)."""
+        if self.current is None:
+            return 0
+        return self.iteration - self.current.get("phase_start", self.level_index * self.settings.iterations)
 
     @property
     def _next_level(self) -> Optional[int]:
@@ -138,8 +154,9 @@ class LodSystem(LevelChain):
     @property
     def progress_label(self) -> str:
         faces = self.current["qem"]["t_pos_idx"].shape[0] if self.current is not None else self.budgets[0]
+        retry = " retry, positions frozen," if self.current is not None and self.current.get("phase") == RETRY else ""
         return (
-            f"level {self.level_index + 1}/{len(self.budgets)} ({faces} triangles) "
+            f"level {self.level_index + 1}/{len(self.budgets)} ({faces} triangles){retry} "
             f"{self.level_iteration}/{self.settings.iterations}"
         )
 
@@ -156,12 +173,16 @@ class LodSystem(LevelChain):
         return _mesh(state, state["v_pos"] + self.offset.detach() * self.scene.radius)
 
     def _advance(self) -> bool:
-        """Finish a level whose iterations are done and prepare the next; True if a level started."""
+        """Finish a level whose iterations are done and prepare the next (or the level's retry);
+        True if a level or a retry started (a new optimizer is then needed)."""
         started = False
         while not self.finished:
             index = self._next_level
             if index is not None:
                 self._start_level(index)
+                started = True
+            elif self.current.get("retry_pending"):
+                self._start_retry()
                 started = True
             elif self.level_iteration >= self.settings.iterations:
                 self._finish_level()
@@ -217,6 +238,9 @@ class LodSystem(LevelChain):
             "seconds": {"decimate_unwrap_transfer": t_prep, "reference_views": t_views, "optimise": 0.0},
             "cpu": time.process_time() - cpu_start,
             "done": False,
+            "phase": FIRST,
+            "phase_start": self.iteration,
+            "candidates": {},
         }
         self._make_parameters()
         log.info(
@@ -234,26 +258,75 @@ class LodSystem(LevelChain):
         self.offset = torch.nn.Parameter(torch.zeros_like(self.current["qem"]["v_pos"]))
         self.material = TexturedMaterial.from_tensors(**{k: v.clone() for k, v in self.current["qem_textures"].items()})
 
-    def _finish_level(self) -> None:
+    def _start_retry(self) -> None:
+        """The level's second phase: its parameters back to the start, positions frozen."""
+        cur = self.current
+        cur.update(retry_pending=False, phase=RETRY, phase_start=self.iteration)
+        self.extra_iters += self.settings.iterations
+        self._make_parameters()
+        log.info(
+            "level %d/%d: the optimised level lost to its start on the validation views; "
+            "training again from the start with the positions frozen",
+            cur["index"] + 1,
+            len(self.budgets),
+        )
+
+    def _score_candidate(self) -> Dict[str, Any]:
+        """The current parameters as a finished candidate: mesh, textures, held-out scores and
+        images, validation scores."""
         cur, scene, s = self.current, self.scene, self.settings
-        start, cpu_start = time.perf_counter(), time.process_time()
         mesh = self.current_mesh()
         textures = {k: v.clone() for k, v in self.material.to_tensors().items()}
         material = _frozen(textures)
-        opt_eval = evaluate(scene, mesh, material, cur["resolution"], s.flip)
-        images = {"qem": cur["qem_images"], "optimised": opt_eval.pop("images")}
-        opt_eval["heldout_loss"] = heldout_loss(scene, mesh, material, cur["resolution"])
-        validation = {
-            "start": cur["qem_validation"],
-            "optimised": validation_score(scene, mesh, material, cur["resolution"]),
+        scores = evaluate(scene, mesh, material, cur["resolution"], s.flip)
+        images = scores.pop("images")
+        scores["heldout_loss"] = heldout_loss(scene, mesh, material, cur["resolution"])
+        validation = validation_score(scene, mesh, material, cur["resolution"])
+        return {
+            "mesh": _mesh_state(mesh),
+            "textures": textures,
+            "scores": scores,
+            "validation": validation,
+            "images": images,
         }
-        # Never worse: the optimised level replaces its start only if it scores higher on the
-        # validation views (the reported held-out views take no part in the choice).
-        kept = "optimised" if validation["optimised"]["psnr"] > validation["start"]["psnr"] else "start"
+
+    def _retry_wanted(self) -> bool:
+        """Whether the first phase, with trained positions, lost to the start on the validation views."""
+        cur, s = self.current, self.settings
+        trained = not cur.get("freeze_positions") and "position" not in s.skip_train
+        lost = cur["candidates"][FIRST]["validation"]["psnr"] <= cur["qem_validation"]["psnr"]
+        return s.retry_frozen and s.iterations > 0 and cur.get("phase", FIRST) == FIRST and trained and lost
+
+    def _finish_level(self) -> None:
+        cur, s = self.current, self.settings
+        start, cpu_start = time.perf_counter(), time.process_time()
+        cur.setdefault("candidates", {})[cur.get("phase", FIRST)] = self._score_candidate()
+        cur["seconds_evaluate"] = cur.get("seconds_evaluate", 0.0) + time.perf_counter() - start
+        if self._retry_wanted():
+            # Switched at the next batch (_advance), so that a checkpoint written in between
+            # holds this phase's optimizer, which a resume rebuilds from this phase's settings.
+            cur["retry_pending"] = True
+            cur["cpu"] += time.process_time() - cpu_start
+            return
+        candidates = cur["candidates"]
+        validation = {"start": cur["qem_validation"], **{name: c["validation"] for name, c in candidates.items()}}
+        # Never worse: a level is written as optimised only if it scores higher than its start (and
+        # than the other optimised candidate) on the validation views; the reported held-out views
+        # take no part in the choice.
+        kept = "start"
+        for name in candidates:
+            if validation[name]["psnr"] > validation[kept]["psnr"]:
+                kept = name
+        opt_eval = candidates[FIRST]["scores"]
+        images = {"qem": cur["qem_images"], "optimised": candidates[FIRST]["images"]}
         if kept == "start":
             mesh, textures = _mesh(cur["qem"]), {k: v.clone() for k, v in cur["qem_textures"].items()}
-        images["final"] = images["optimised" if kept == "optimised" else "qem"]
-        seconds = dict(cur["seconds"], evaluate=time.perf_counter() - start)
+            images["final"] = images["qem"]
+        else:
+            mesh, textures = _mesh(candidates[kept]["mesh"]), candidates[kept]["textures"]
+            images["final"] = candidates[kept]["images"]
+        final = cur["qem_metrics"] if kept == "start" else candidates[kept]["scores"]
+        seconds = dict(cur["seconds"], evaluate=cur["seconds_evaluate"])
         seconds["total"] = sum(seconds.values())
         # CPU time of all threads: wall time on an idle machine is about this / threads.
         seconds["cpu"] = cur["cpu"] + time.process_time() - cpu_start
@@ -267,23 +340,34 @@ class LodSystem(LevelChain):
             "qem_only": cur["qem_metrics"],
             "optimised": opt_eval,
             "kept": kept,
-            "final": opt_eval if kept == "optimised" else cur["qem_metrics"],
+            "final": final,
             "validation": validation,
             "geometric_error": cur["geometric_error"],
-            "positions": "frozen" if cur.get("freeze_positions") or "position" in s.skip_train else "trained",
+            "positions": (
+                "frozen" if cur.get("freeze_positions") or "position" in s.skip_train or kept == RETRY else "trained"
+            ),
             "train_loss": {"first": cur.get("first_loss"), "last": cur.get("last_loss")},
             "seconds": seconds,
         }
+        if RETRY in candidates:
+            report["optimised_frozen"] = candidates[RETRY]["scores"]
         self.results.append({"report": report, "mesh": _mesh_state(mesh), "textures": textures, "images": images})
+        cur["candidates"] = {}  # the written level is in the results; the checkpoints need no second copy
         cur["done"] = True
+        retried = (
+            f", retried with frozen positions {candidates[RETRY]['scores']['psnr']:.2f} dB"
+            if RETRY in candidates
+            else ""
+        )
         log.info(
-            "level %d/%d: %d triangles, held-out PSNR %.2f dB (QEM-only %.2f dB, optimised %.2f dB; kept %s)",
+            "level %d/%d: %d triangles, held-out PSNR %.2f dB (QEM-only %.2f dB, optimised %.2f dB%s; kept %s)",
             cur["index"] + 1,
             len(self.budgets),
             mesh.num_faces,
             report["final"]["psnr"],
             cur["qem_metrics"]["psnr"],
             opt_eval["psnr"],
+            retried,
             kept,
         )
         self._log_level(report, images)
@@ -338,6 +422,7 @@ class LodSystem(LevelChain):
             "level_index": self.level_index,
             "current": self.current,
             "results": self.results,
+            "extra_iters": self.extra_iters,
         }
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
@@ -348,6 +433,7 @@ class LodSystem(LevelChain):
             raise ValueError(f"checkpoint is of the budgets {state['budgets']}, not {self.budgets}")
         self.iteration, self.level_index = int(state["iteration"]), int(state["level_index"])
         self.current, self.results = state["current"], list(state["results"])
+        self.extra_iters = int(state.get("extra_iters", 0))
         if self.current is not None:
             self._make_parameters()  # of the saved shapes; load_state_dict fills them
 
@@ -371,7 +457,11 @@ class LodSystem(LevelChain):
         for name, (param, lr) in trained.items():
             if param is None:
                 continue
-            frozen = name == "position" and self.current is not None and self.current.get("freeze_positions", False)
+            frozen = (
+                name == "position"
+                and self.current is not None
+                and (self.current.get("freeze_positions", False) or self.current.get("phase") == RETRY)
+            )
             param.requires_grad_(name not in s.skip_train and not frozen)
             if param.requires_grad:
                 groups.append({"name": name, "params": [param], "lr": lr, "base_lr": lr})

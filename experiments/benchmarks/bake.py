@@ -9,6 +9,11 @@ textures on the source mesh it also reports the closed forms (footprint mean; le
 CG), and for every asset the view-averaged ceiling: the PBR renders against the source's own
 least-squares view-averaged texture, i.e. the view-dependent look any unlit bake loses.
 
+As ``dmtrec bake`` does, ``--val-views`` further views (their own seed, neither trained on nor
+scored) choose the bake written: the better of the point sample and the optimised bake
+(never-worse); each row says which was kept, with both validation PSNRs, and the kept bake's
+held-out PSNR. ``--val-views 0`` keeps the optimised bake without a check.
+
     OMP_NUM_THREADS=1 python experiments/benchmarks/bake.py               # small CPU settings
     python experiments/benchmarks/bake.py --res 256 --views 64 --steps 300 --texture-res 256
 """
@@ -53,6 +58,7 @@ def main() -> None:
     parser.add_argument("--res", type=int, default=64)
     parser.add_argument("--views", type=int, default=32)
     parser.add_argument("--held-out", type=int, default=8)
+    parser.add_argument("--val-views", type=int, default=8, help="views choosing point sample vs optimised (0: none)")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--texture-res", type=int, default=64)
     parser.add_argument("--probe-res", type=int, default=64)
@@ -83,6 +89,10 @@ def main() -> None:
         held = view_cameras("sphere", args.held_out, mesh, resolution=args.res, seed=1)
         refs = render_reference(mesh, material, light, cams, rasterizer)
         held_refs = render_reference(mesh, material, light, held, rasterizer)
+        validation = None
+        if args.val_views:  # dmtrec bake's draw: seed + 2, apart from the training and held-out views
+            val = view_cameras("sphere", args.val_views, mesh, resolution=args.res, seed=2)
+            validation = (val, render_reference(mesh, material, light, val, rasterizer))
         reference_s = time.perf_counter() - start
         start = time.perf_counter()
         ceiling = view_averaged_ceiling(
@@ -96,6 +106,7 @@ def main() -> None:
             result = bake_unlit(
                 mesh, material, light, target_mesh, target, cams, refs, held, held_refs, rasterizer,
                 texture_res=args.texture_res, steps=args.steps, cg_iterations=args.cg, prior_weight=args.prior_weight,
+                validation=validation,
             )  # fmt: skip
             row = {
                 "asset": name,
@@ -103,6 +114,8 @@ def main() -> None:
                 "faces": result.mesh.num_faces,
                 "vertices": result.mesh.num_vertices,
                 "scores": result.scores,
+                "kept": result.kept,
+                "selection_psnr_validation": result.selection,
                 "ceiling": ceiling,
                 "seconds": {**result.seconds, "reference": reference_s, "ceiling": ceiling_s},
             }
@@ -116,6 +129,10 @@ def main() -> None:
                 f" | interior: point {s['point_sampled']['psnr_interior']:.2f},"
                 f" optimised {s['optimised']['psnr_interior']:.2f}"
             )
+            kept = f" | kept {result.kept} ({s[result.kept]['psnr']:.2f} dB"
+            if result.selection:
+                kept += "; validation " + ", ".join(f"{k} {v:.2f}" for k, v in result.selection.items())
+            extra += kept + ")"
             print(
                 f"{name:9s} {target:7s} F={result.mesh.num_faces:5d}: point {s['point_sampled']['psnr']:.2f} dB"
                 f" / {s['point_sampled']['ssim']:.4f} (lin {s['point_sampled']['psnr_linear']:.2f}) -> optimised"

@@ -109,3 +109,63 @@ def test_geometric_error_of_a_lifted_square_projects_to_its_pixel_offset():
     clip = cams.project(torch.stack([torch.zeros(3), 0.1 * right]))[0]
     pixels = float((clip[1, 0] / clip[1, 3] - clip[0, 0] / clip[0, 3]).abs()) * resolution / 2
     assert error_in_pixels(original, error["max"], resolution, 45.0) == pytest.approx(pixels, rel=1e-4)
+
+
+def _retry_settings(**changes) -> LodSettings:
+    """Positions thrown about (lr 5 bounding radii per step), textures at an ordinary rate: the
+    optimised level loses to its start and the level is trained again with frozen positions."""
+    return _settings(
+        iterations=3, lr=5.0, texture_lr=0.003, train_views=4, heldout_views=2, validation_views=2, **changes
+    )
+
+
+def test_lost_optimisation_is_retried_with_frozen_positions(spot):
+    """The retry's candidate has the start's positions and trained textures; the level written is
+    the best of start, optimised and retry on the validation views (ties keep the earlier one)."""
+    system = _fit(spot, _retry_settings())
+    (level,) = system.levels()
+    report = level.report
+    validation = report["validation"]
+    assert set(validation) == {"start", "optimised", "optimised_frozen"}
+    assert validation["optimised"]["psnr"] < validation["start"]["psnr"] - 3.0, validation
+    assert "optimised_frozen" in report and system.iteration == 2 * 3 and system.total_iters == 2 * 3
+    best = max(("start", "optimised", "optimised_frozen"), key=lambda name: validation[name]["psnr"])
+    assert report["kept"] == best
+    # The retry ran last: its offsets never moved, its textures did.
+    assert torch.equal(system.offset.detach(), torch.zeros_like(system.offset))
+    assert not torch.equal(system.material.kd.data, system.current["qem_textures"]["kd"])
+    start = system.current["qem"]["v_pos"]
+    if best != "optimised":
+        assert torch.equal(level.mesh.v_pos, start) and report["positions"] == "frozen"
+    expected = {"start": report["qem_only"], "optimised": report["optimised"]}
+    expected["optimised_frozen"] = report["optimised_frozen"]
+    assert report["final"] == expected[best]
+
+
+def test_no_retry_when_switched_off(spot):
+    system = _fit(spot, _retry_settings(retry_frozen=False))
+    report = system.levels()[0].report
+    assert report["kept"] == "start" and "optimised_frozen" not in report and system.iteration == 3
+    assert set(report["validation"]) == {"start", "optimised"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [3, 4])
+def test_run_interrupted_at_or_in_the_retry_resumes_to_the_same_level(spot, tmp_path, stop):
+    """Stopped before the retry's first step (its switch pending in the checkpoint, with the first
+    phase's optimizer) or inside it: the resumed run writes what an uninterrupted one does."""
+    from run_helpers import Crash, Interrupt
+
+    settings = _retry_settings()
+    run = RunConfig(wandb="disabled", checkpoint_every=1)
+    whole = run_lod(SPOT_OBJ, PROBE_HDR, tmp_path / "whole", settings, faces=[BUDGET], run=run)
+    with pytest.raises(Crash):
+        run_lod(SPOT_OBJ, PROBE_HDR, tmp_path / "cut", settings, faces=[BUDGET], run=run, callbacks=[Interrupt(stop)])
+    resumed = run_lod(SPOT_OBJ, PROBE_HDR, tmp_path / "cut", settings, faces=[BUDGET], run=run)
+    keys = ("kept", "final", "validation", "optimised", "optimised_frozen", "positions")
+    assert [{k: lv[k] for k in keys} for lv in resumed["levels"]] == [
+        {k: lv[k] for k in keys} for lv in whole["levels"]
+    ]
+    assert (tmp_path / "cut" / "lod0" / "mesh.obj").read_text() == (
+        tmp_path / "whole" / "lod0" / "mesh.obj"
+    ).read_text()

@@ -37,6 +37,8 @@ OPTIONS = [
     ("--batch", "batch", 2),
     ("--spp", "spp", 1),
     ("--no-flip", "no_flip", True),
+    # Two phases per level at most: the frozen-position retry is tested in test_lod_never_worse.py.
+    ("--no-retry-frozen", "no_retry_frozen", True),
 ]
 
 
