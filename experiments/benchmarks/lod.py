@@ -37,6 +37,10 @@ issue's 5 % target is not met on the torus), 223 s wall, 153 CPU s; 1 % (2,048 /
 29.67 -> 31.30 dB (+1.63), FLIP 0.0331 -> 0.0270, 98 s wall, 66 CPU s. At 5 % the positions are
 what hurts: ``--skip-train position`` gives 34.42 dB / FLIP 0.0161 and ``--lr 0.001`` 34.47 dB /
 FLIP 0.0162 (both better than QEM-only, by +0.38 / +0.43 dB, short of 1.5 dB; defaults unchanged).
+With the frozen-position retry of never-worse (``dmtrec.systems.lod``), the default run writes that
+level: ``--assets torus --levels 0.05`` (one thread, load 8.9-9.7) optimised 32.45 dB (lost on the
+validation views), retry 34.42 dB / FLIP 0.0161 written, MeshLab 33.42 dB / FLIP 0.0254 (+1.00 dB);
+1,302 s wall, 419 CPU s. ``lod_error_map.py`` measures where the remaining error is.
 
 Threads. Run it with one thread (``--threads 1``, the default unless ``OMP_NUM_THREADS`` is set)
 on a shared machine: a step is a few thousand small tensor ops, and with two OpenMP threads on
