@@ -171,7 +171,7 @@ def test_lod_command_detects_the_skin_and_writes_skinned_levels(tmp_path, capsys
 def test_selection_steps_halve_the_candidates_down_to_one():
     from dmtrec.assets.skinned_lod import selection_steps
 
-    assert selection_steps(SkinnedLodSettings(iterations=150)) == []
+    assert selection_steps(SkinnedLodSettings(iterations=150, lr_candidates=None)) == []  # one rate: no halving
     assert selection_steps(SkinnedLodSettings(iterations=150, lr_candidates=[1e-4, 1e-3])) == [75]
     # 4 candidates: 2 rounds (4 -> 2 -> 1); 3 candidates too (3 -> 2 -> 1); 5: 3 rounds.
     assert selection_steps(SkinnedLodSettings(iterations=150, lr_candidates=[1, 2, 3, 4])) == [50, 100]
