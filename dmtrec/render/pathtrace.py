@@ -44,6 +44,11 @@ def _mitsuba():
         raise RuntimeError("path tracing needs Mitsuba 3: pip install 'dmtrec[pathtrace]' (or mitsuba)") from exc
     if mi.variant() is None:
         mi.set_variant("scalar_rgb")
+    # Mitsuba renders on Dr.Jit's own thread pool, every core by default: hold it to torch's thread
+    # count (dmtrec's thread policy, or OMP_NUM_THREADS), so a one-thread job stays one thread.
+    import drjit
+
+    drjit.set_thread_count(torch.get_num_threads())
     return mi
 
 

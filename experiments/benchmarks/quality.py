@@ -212,11 +212,10 @@ SUITE_PRESET = REPO / "experiments/configs/spot_cpu.yaml"
 def fit_suite_scene(config: List[str], scene: str, seed: int, out_root: Path, overrides: List[str], data: Dict) -> Dict:
     """Fit one suite scene (its dataset made or reused under ``out_root/datasets``); the row adds
     the exported mesh's components and genus, the true ones and whether they match."""
-    from make_suite import follow_thread_count, make_scene
+    from make_suite import make_scene
     from scenes import PROBE
     from scenes import SCENES as SUITE
 
-    follow_thread_count()
     truth = SUITE[scene]
     folder = make_scene(scene, out_root / "datasets", **data)
     record = json.loads((folder / "scene.json").read_text())

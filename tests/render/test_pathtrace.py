@@ -173,3 +173,20 @@ def oriented_quad(corners, normal) -> Mesh:
 def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     kernel = torch.ones(1, 1, 2 * radius + 1, 2 * radius + 1)
     return torch.nn.functional.conv2d(mask.float()[None, None], kernel, padding=radius)[0, 0] > 0
+
+
+def test_mitsuba_renders_on_torchs_thread_count():
+    # Dr.Jit's pool defaults to every core: a one-thread job (OMP_NUM_THREADS=1) would take them all.
+    import drjit
+
+    from dmtrec.render.pathtrace import _mitsuba
+
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            _mitsuba()
+            assert drjit.thread_count() == threads
+    finally:
+        torch.set_num_threads(before)
+        _mitsuba()

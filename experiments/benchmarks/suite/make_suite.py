@@ -86,16 +86,6 @@ def make_scene(
     return out
 
 
-def follow_thread_count() -> None:
-    """Mitsuba renders on Dr.Jit's thread pool (every core by default): hold it to
-    ``OMP_NUM_THREADS`` where that is set, as torch is, so a one-thread job stays one thread."""
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads and threads.isdigit():
-        import drjit
-
-        drjit.set_thread_count(int(threads))
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
@@ -107,7 +97,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--spp", type=int, default=DEFAULTS["spp"], help="path-tracing samples per pixel")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    follow_thread_count()
     for name in args.scenes:
         start = time.perf_counter()
         folder = make_scene(name, Path(args.out), args.res, args.views, args.spp, overwrite=args.overwrite)
