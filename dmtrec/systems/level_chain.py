@@ -9,7 +9,8 @@ import torch
 
 class LevelChain(pl.LightningModule):
     """A LightningModule that optimises ``budgets`` levels in turn; subclasses keep ``settings``
-    (with ``iterations``), ``budgets`` and ``results`` (one entry per finished level)."""
+    (with ``iterations``), ``budgets``, ``iteration``, ``level_index`` and ``results`` (one entry per
+    finished level)."""
 
     @property
     def total_iters(self) -> int:
@@ -18,6 +19,22 @@ class LevelChain(pl.LightningModule):
     @property
     def finished(self) -> bool:
         return len(self.results) == len(self.budgets)
+
+    def chain_state(self) -> dict:
+        """What a checkpoint keeps of the chain itself (subclasses add their level's state)."""
+        return {
+            "budgets": self.budgets,
+            "iteration": self.iteration,
+            "level_index": self.level_index,
+            "results": self.results,
+        }
+
+    def load_chain_state(self, state: dict) -> None:
+        """Restore :meth:`chain_state`; a checkpoint of other budgets is refused."""
+        if list(state["budgets"]) != self.budgets:
+            raise ValueError(f"checkpoint is of the budgets {state['budgets']}, not {self.budgets}")
+        self.iteration, self.level_index = int(state["iteration"]), int(state["level_index"])
+        self.results = list(state["results"])
 
     def train_dataloader(self):
         # The batches only pace the loop: every view, pose and background comes from the module's

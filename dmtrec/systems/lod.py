@@ -417,11 +417,8 @@ class LodSystem(LevelChain):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["dmtrec_lod"] = {
-            "budgets": self.budgets,
-            "iteration": self.iteration,
-            "level_index": self.level_index,
+            **self.chain_state(),
             "current": self.current,
-            "results": self.results,
             "extra_iters": self.extra_iters,
         }
 
@@ -429,10 +426,8 @@ class LodSystem(LevelChain):
         state = checkpoint.get("dmtrec_lod")
         if state is None:
             raise ValueError("checkpoint has no dmtrec lod state (not written by dmtrec lod)")
-        if list(state["budgets"]) != self.budgets:
-            raise ValueError(f"checkpoint is of the budgets {state['budgets']}, not {self.budgets}")
-        self.iteration, self.level_index = int(state["iteration"]), int(state["level_index"])
-        self.current, self.results = state["current"], list(state["results"])
+        self.load_chain_state(state)
+        self.current = state["current"]
         self.extra_iters = int(state.get("extra_iters", 0))
         if self.current is not None:
             self._make_parameters()  # of the saved shapes; load_state_dict fills them

@@ -160,21 +160,15 @@ class SkinnedLodSystem(LevelChain):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["dmtrec_skinned_lod"] = {
-            "budgets": self.budgets,
-            "iteration": self.iteration,
-            "level_index": self.level_index,
+            **self.chain_state(),
             "fit": self.fit_state.state_dict() if self.fit_state is not None else None,
-            "results": self.results,
         }
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         state = checkpoint.get("dmtrec_skinned_lod")
         if state is None:
             raise ValueError("checkpoint has no skinned lod state (not written by dmtrec lod on a skinned asset)")
-        if list(state["budgets"]) != self.budgets:
-            raise ValueError(f"checkpoint is of the budgets {state['budgets']}, not {self.budgets}")
-        self.iteration, self.level_index = int(state["iteration"]), int(state["level_index"])
-        self.results = list(state["results"])
+        self.load_chain_state(state)
         if state["fit"] is not None:
             index = self.level_index
             self.fit_state = LevelFit(self.scene(index), self.budgets[index], self.flip, saved=state["fit"])
