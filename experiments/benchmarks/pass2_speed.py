@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import json
 import math
@@ -91,10 +92,25 @@ def subdivide(mesh: Mesh, times: int) -> Mesh:
     return mesh
 
 
+def _config_classes() -> dict:
+    """The model sections' config classes of the code being timed, by section name."""
+    return {
+        "dmtet": pipeline.DMTetConfig,
+        "material": pipeline.MaterialConfig,
+        "light": pipeline.LightConfig,
+        "optim": pipeline.OptimConfig,
+        "mesh_pass": pipeline.MeshPassConfig,
+    }
+
+
 def build(config: str, mesh: Mesh) -> tuple:
     """The config's system in pass 2 on ``mesh``, and one training batch ``[B, H, W, .]``."""
     cfg = yaml.safe_load((REPO / "experiments" / "configs" / f"{config}.yaml").read_text())
     model = {k: v for k, v in cfg["model"].items() if k not in ("reference_mesh",)}
+    for section, cls in _config_classes().items():  # older code (a --before child) lacks newer keys
+        if isinstance(model.get(section), dict):
+            known = {f.name for f in dataclasses.fields(cls)}
+            model[section] = {k: v for k, v in model[section].items() if k in known}
     system = ReconstructionSystem(**model)
     system._enter_mesh_stage(mesh, system.material_cfg.complete_textures({}))
     batch_size, (height, width) = cfg["data"]["batch_size"], cfg["data"]["resolution"]

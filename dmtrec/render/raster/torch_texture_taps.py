@@ -263,7 +263,11 @@ class _Sample2D(torch.autograd.Function):
             return grad_table, grad_uv, grad_frac, None, None, None, None, None, None, None
         # Neighbouring samples read the same texels, and a scatter's additions to one address wait
         # for each other: consecutive samples add into SPREAD separate copies of the table.
-        grad_columns = grad.new_zeros((4 if quads else 1) * channels, SPREAD * texels)
+        # One tensor per column: glibc's malloc serves blocks above 32 MiB with freshly mapped pages
+        # on every call (a 512^2 RGBA texture's copies, 45 MB as one tensor, cost more in page
+        # faults than the scatter), smaller ones from memory freed by the last step. Each column
+        # sums its copies as one [C, SPREAD, T] tensor does, bit for bit.
+        grad_columns = [grad.new_zeros(SPREAD * texels) for _ in range((4 if quads else 1) * channels)]
         spread_all = (torch.arange(num_levels * min(n, CHUNK), device=grad.device) & (SPREAD - 1)) * texels
         for s in range(0, n, CHUNK):
             e = min(s + CHUNK, n)
@@ -285,7 +289,9 @@ class _Sample2D(torch.autograd.Function):
                     column.scatter_add_(0, rows[0 if quads else k], (weights[k] * gc).view(-1))
 
             torch_parallel.parallel_map(scatter, range(channels), parallel=n >= PARALLEL_MIN)
-        grad_table = grad_columns.view(-1, SPREAD, texels).sum(1)
+        grad_table = grad.new_empty(len(grad_columns), texels)
+        for row, column in zip(grad_table, grad_columns):
+            torch.sum(column.view(SPREAD, texels), 0, out=row)
         if not ctx.given_columns:
             grad_table = grad_table.t()
         return grad_table, grad_uv, grad_frac, None, None, None, None, None, None, None
