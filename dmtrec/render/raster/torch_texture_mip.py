@@ -155,16 +155,11 @@ class _MipColumns(torch.autograd.Function):
 
 def _box_upsample(below: Tensor, h: int, w: int) -> Tensor:
     """The backward of :func:`_box_downsample` to an ``[N, h, w]`` level: each texel gets its box
-    weight times the gradient ``below`` of its parent (the products autograd forms)."""
-    out = below.new_empty(below.shape[0], h, w)
-    if h > 1 and w > 1:
-        share, offsets = below * 0.25, ((0, 0), (0, 1), (1, 0), (1, 1))
-    else:
-        share, offsets = below * 0.5, (((0, 0), (0, 1)) if w > 1 else ((0, 0), (1, 0)))
-    for dy, dx in offsets:
-        rows = slice(dy, None, 2) if h > 1 else slice(None)
-        out[:, rows, slice(dx, None, 2) if w > 1 else slice(None)] = share
-    return out
+    weight times the gradient ``below`` of its parent (the products autograd forms), written as
+    one broadcast copy (a level's four strided writes were a dozen ops, most of a small level's cost)."""
+    share = below * (0.25 if h > 1 and w > 1 else 0.5)
+    n, rows, cols = below.shape
+    return share.view(n, rows, 1, cols, 1).expand(n, rows, h // rows, cols, w // cols).reshape(n, h, w)
 
 
 def _box_upsample_add(level: Tensor, below: Tensor) -> Tensor:
