@@ -145,11 +145,15 @@ class _MipColumns(torch.autograd.Function):
         for (h, w), part in zip(extents[:0:-1], parts[:0:-1]):
             level = part.reshape(channels * batch, h, w)
             below = level if below is None else _box_upsample_add(level, below)
-        top = parts[0].reshape(channels, batch, height, width).permute(1, 2, 3, 0).contiguous()
+        # Both terms stay channels-first views of tex's shape: the engine sums them (and a second
+        # lookup's) elementwise, which gives the same values in any layout, and the texture's
+        # gradient is transposed to its layout once, when it is accumulated, instead of twice
+        # per lookup (a transposing copy costs several times a plain one).
+        top = parts[0].reshape(channels, batch, height, width).permute(1, 2, 3, 0)
         pyramid = None
         if below is not None:
             pyramid = _box_upsample(below, height, width).reshape(channels, batch, height, width)
-            pyramid = pyramid.permute(1, 2, 3, 0).contiguous()
+            pyramid = pyramid.permute(1, 2, 3, 0)
         return top, pyramid, None
 
 
