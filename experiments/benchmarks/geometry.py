@@ -13,11 +13,17 @@
    percentiles, slivers below 10 degrees) and topology (components, genus, watertight).
 
 3. ``--quickstart-seeds 0,1,2``: instead of 2., the quick start itself (both passes, its data and
-   budget) with DMTet (quickstart.yaml) and with FlexiCubes (+ quickstart_flexi.yaml) per seed.
+   budget) with DMTet (quickstart.yaml) and with FlexiCubes (+ quickstart_flexi.yaml) per seed;
+   ``--pass1-iters N`` lengthens pass 1 (the quick start: 300) for a budget where both converge,
+   ``--geometries`` picks one of them (two such processes run side by side). Each row adds the
+   fit's CPU seconds (this process and its children), the load when it ended and how much the pass-1
+   image loss fell over its last 100 iterations (mean of the logged steps against the 100 before).
 
     python experiments/benchmarks/geometry.py                         # defaults: CPU-sized
     python experiments/benchmarks/geometry.py --grids 48,64 --fit-grid 48 --iters 1000 --res 256
     python experiments/benchmarks/geometry.py --skip-timing --quickstart-seeds 0,1,2
+    python experiments/benchmarks/geometry.py --skip-timing --quickstart-seeds 0 --pass1-iters 1000 \
+        --geometries flexicubes --out /tmp/geometry
 
 Step costs are process CPU time, fits wall clock, on whatever else the machine runs: compare the
 rows of one run.
@@ -26,9 +32,11 @@ rows of one run.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -182,23 +190,58 @@ def mesh_row(run_dir: Path) -> dict:
     }
 
 
-def quickstart_fit(geometry: str, seed: int, out: Path) -> dict:
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (the UV worker)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def pass1_loss_fall(run_dir: Path, pass1_iters: int, window: int = 100) -> float:
+    """Relative fall of the pass-1 image loss (alpha + colour) over its last ``window`` iterations:
+    ``1 - mean(last window) / mean(window before)`` over the steps the CSV log holds (every
+    ``trainer.log_every_n_steps``); NaN without a log or when pass 1 is shorter than two windows."""
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.exists() or pass1_iters < 2 * window:
+        return math.nan
+    last, before = [], []
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            it, alpha, color = row.get("train/iteration"), row.get("train/image_alpha"), row.get("train/image_color")
+            if not (it and alpha and color):
+                continue
+            value, it = float(alpha) + float(color), float(it)
+            if pass1_iters - window < it <= pass1_iters:
+                last.append(value)
+            elif pass1_iters - 2 * window < it <= pass1_iters - window:
+                before.append(value)
+    if not (last and before):
+        return math.nan
+    return 1.0 - statistics.mean(last) / statistics.mean(before)
+
+
+def quickstart_fit(geometry: str, seed: int, out: Path, pass1_iters: int | None = None) -> dict:
     """The quick start itself (both passes, its data and budget) with ``geometry`` in pass 1:
     quickstart.yaml, plus quickstart_flexi.yaml for FlexiCubes; the seed varies
-    ``seed_everything``, ``model.dmtet.seed`` and ``data.shared.seed`` as the README's seed table."""
+    ``seed_everything``, ``model.dmtet.seed`` and ``data.shared.seed`` as the README's seed table;
+    ``pass1_iters`` replaces the quick start's 300 pass-1 iterations (None: keep them)."""
     from dmtrec.cli import main
 
-    run_name = f"quickstart_{geometry}_seed{seed}"
+    run_name = f"quickstart_{geometry}_seed{seed}" + ("" if pass1_iters is None else f"_it{pass1_iters}")
     argv = ["fit", "-c", str(REPO / "experiments/configs/quickstart.yaml")]
     if geometry == "flexicubes":
         argv += ["-c", str(REPO / "experiments/configs/quickstart_flexi.yaml")]
     argv += ["--seed_everything", str(seed), "--model.dmtet.seed", str(seed), "--data.shared.seed", str(seed)]
     argv += ["--run.output_root", str(out), "--run.name", run_name, "--run.wandb", "disabled"]
-    start = time.perf_counter()
+    if pass1_iters is not None:
+        argv += ["--model.iters_dmtet", str(pass1_iters)]
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     if main(argv) != 0:
         raise RuntimeError(f"fit {run_name} failed")
-    seconds = time.perf_counter() - start
-    return {"mesh": "spot", "geometry": geometry, "seed": seed, "seconds": seconds, **mesh_row(out / run_name)}
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+    row = {"mesh": "spot", "geometry": geometry, "seed": seed, "seconds": seconds, "cpu_seconds": cpu}
+    row["load"] = os.getloadavg()[0]
+    row["pass1_loss_fall_last100"] = pass1_loss_fall(out / run_name, pass1_iters or 300)
+    return {**row, **mesh_row(out / run_name)}
 
 
 def print_table(rows: list[dict]) -> None:
@@ -232,6 +275,10 @@ def main() -> None:
         help="instead of the pass-1 fits: the quick start itself (both passes) with DMTet and with "
         "quickstart_flexi.yaml for these seeds, e.g. 0,1,2 (rows print as each fit ends)",
     )
+    parser.add_argument(
+        "--pass1-iters", type=int, default=None, help="with --quickstart-seeds: pass-1 iterations (quick start: 300)"
+    )
+    parser.add_argument("--geometries", default="dmtet,flexicubes", help="with --quickstart-seeds: which to fit")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load {os.getloadavg()}")
@@ -240,8 +287,8 @@ def main() -> None:
             out = Path(args.out or tmp) / "runs"
             rows = []
             for seed in (int(s) for s in args.quickstart_seeds.split(",")):
-                for geometry in ("dmtet", "flexicubes"):
-                    rows.append(quickstart_fit(geometry, seed, out))
+                for geometry in args.geometries.split(","):
+                    rows.append(quickstart_fit(geometry, seed, out, args.pass1_iters))
                     print(json.dumps(rows[-1]), f"load {os.getloadavg()}", flush=True)
             print_table(rows)
         return
