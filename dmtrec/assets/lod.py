@@ -119,7 +119,11 @@ class LodSettings:
             is judged at ``res * sqrt(f)`` pixels (at least ``min_res``).
         min_res: smallest level resolution.
         level_res: per-level resolutions overriding ``res`` / ``min_res`` (one per level).
-        spp: supersampling per axis of training and evaluation renders (both sides).
+        spp: supersampling per axis of the training renders (both sides: the original's training
+            views and the level's renders in a step).
+        eval_spp: supersampling per axis of the validation and held-out renders (the original's
+            references and every candidate judged on them: start, optimised, retry, and the
+            benchmark's MeshLab anchor); None: ``spp`` (module docstring, "The judge").
         iterations, batch, lr: optimisation steps, views per step, Adam learning rate.
         texture_lr: learning rate of the kd / ks / normal textures (None: ``lr``).
         laplace_weight: weight of the relative Laplacian (positions in bounding-radius units);
@@ -147,6 +151,7 @@ class LodSettings:
     min_res: int = 64
     level_res: Optional[list] = None
     spp: int = 2
+    eval_spp: Optional[int] = None
     iterations: int = 400
     batch: int = 4
     lr: float = 0.003
@@ -307,6 +312,16 @@ def error_in_pixels(original: Mesh, error: float, resolution: int, fovy: float) 
 # ----------------------------------------------------------------------------- optimisation
 
 
+def split_spp(settings, split: str) -> int:
+    """Supersampling per axis of ``split``'s renders: ``settings.spp`` for ``"train"``,
+    ``settings.eval_spp`` (None: ``spp``) for ``"validation"`` and ``"heldout"``, whose references
+    and the candidates judged on them must be rendered alike. ``settings``: a
+    :class:`LodSettings` or :class:`~dmtrec.assets.skinned_lod.SkinnedLodSettings`."""
+    if split == "train" or settings.eval_spp is None:
+        return settings.spp
+    return settings.eval_spp
+
+
 class LodScene:
     """The original asset under the probe, and its reference views for one resolution."""
 
@@ -333,13 +348,16 @@ class LodScene:
                 cams = view_cameras("sphere", n, self.mesh, s.fovy, resolution, seed)
                 out[split] = (
                     cams,
-                    render_reference(self.mesh, self.material, self.light, cams, self.rasterizer, s.spp),
+                    render_reference(self.mesh, self.material, self.light, cams, self.rasterizer, split_spp(s, split)),
                 )
             self._views[resolution] = out
         return self._views[resolution]
 
-    def render(self, mesh: Mesh, material: TexturedMaterial, cameras: Cameras, background: Tensor) -> Tensor:
-        """``[B, H, W, 4]`` PBR render of a level over ``background`` (colour composited, coverage alpha)."""
+    def render(
+        self, mesh: Mesh, material: TexturedMaterial, cameras: Cameras, background: Tensor, split: str = "train"
+    ) -> Tensor:
+        """``[B, H, W, 4]`` PBR render of a level over ``background`` (colour composited, coverage alpha),
+        supersampled as ``split``'s references are (:func:`split_spp`)."""
         return render_mesh(
             mesh,
             material,
@@ -347,7 +365,7 @@ class LodScene:
             cameras,
             self.rasterizer,
             background=background,
-            spp=self.settings.spp,
+            spp=split_spp(self.settings, split),
             smoothness=False,
         )["shaded"]
 

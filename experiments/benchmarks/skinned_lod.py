@@ -58,7 +58,8 @@ def _sheet(path: Path, scene: SkinnedScene, baseline, fitted) -> None:
         ref = scene.references["heldout"][pose]
         rows = [torch.lerp(white, ref[..., :3], ref[..., 3:4])]
         for level in (baseline, fitted):
-            rows.append(scene.render(posed_mesh(scene, level, "heldout", pose), level.material, cams, white)[..., :3])
+            posed = posed_mesh(scene, level, "heldout", pose)
+            rows.append(scene.render(posed, level.material, cams, white, "heldout")[..., :3])
     grid = torch.cat([torch.cat(list(r), 1) for r in rows], 0)
     write_png(path, linear_to_srgb(grid.clamp(0, 1)))
 
@@ -73,6 +74,7 @@ def static_level(
     settings = LodSettings(
         level_res=[s.res],
         spp=s.spp,
+        eval_spp=s.eval_spp,
         iterations=s.iterations,
         batch=batch,
         texture_res=s.texture_res,
@@ -100,7 +102,13 @@ def main() -> None:
     parser.add_argument("--levels", nargs="+", type=float, default=[0.05, 0.01])
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--res", type=int, default=96)
-    parser.add_argument("--spp", type=int, default=2)
+    parser.add_argument("--spp", type=int, default=2, help="supersampling per axis of the training renders")
+    parser.add_argument(
+        "--eval-spp",
+        type=int,
+        default=8,
+        help="supersampling per axis of the validation and held-out renders (references and levels; 0: --spp)",
+    )
     parser.add_argument("--poses", choices=["animation", "random"], default="animation")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=2, help="views per step of (b) and (c)")
@@ -122,7 +130,12 @@ def main() -> None:
         mesh, _, skin, animations = read_skinned_glb(path)
         _, material = load_asset(path)
         settings = SkinnedLodSettings(
-            iterations=args.iterations, res=args.res, spp=args.spp, poses=args.poses, batch=args.batch
+            iterations=args.iterations,
+            res=args.res,
+            spp=args.spp,
+            eval_spp=args.eval_spp or None,
+            poses=args.poses,
+            batch=args.batch,
         )
         if args.lr:
             settings = replace(settings, lr_candidates=args.lr)
