@@ -94,6 +94,7 @@ def test_eval_spp_is_range_checked_and_carried_to_the_skinned_settings(capsys):
         check_settings(LodSettings(eval_spp=0))
     check_settings(LodSettings(eval_spp=8))
     assert skinned_settings(LodSettings(spp=2, eval_spp=8)).eval_spp == 8
-    code = cli.main(["lod", "--mesh", str(SPOT_OBJ), "--probe", str(PROBE_HDR), "--levels", "0.5", "--out", "/nonexistent/x", "--eval-spp", "0"])  # fmt: skip
+    argv = ["--mesh", str(SPOT_OBJ), "--probe", str(PROBE_HDR), "--levels", "0.5", "--out", "/nonexistent/x"]
+    code = cli.main(["lod", *argv, "--eval-spp", "0"])
     assert code != 0
     assert "--eval-spp: must be >= 1, got 0" in capsys.readouterr().err
