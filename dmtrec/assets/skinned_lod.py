@@ -20,7 +20,11 @@ animations use (:func:`random_poses`; +-``max_angle`` when the asset has no anim
 Training and held-out poses and views are disjoint draws. Views frame the bounding sphere of
 the original over every pose. A level is scored on held-out poses x held-out views
 (PSNR over white in sRGB, nvdiffrec's convention): the mean, and the *worst pose* (the
-held-out pose whose mean PSNR is lowest), since skinning fails at the extremes.
+held-out pose whose mean PSNR is lowest), since skinning fails at the extremes. The held-out and
+validation references, and the levels judged on them (including the rate candidates at each
+halving), are rendered with ``settings.eval_spp`` samples per pixel and axis, the training renders
+with ``settings.spp`` (:func:`dmtrec.assets.lod.split_spp`: a 2 x 2 judge aliases on outlines,
+which held about nine tenths of the error at 96 px; README, "Skinned characters").
 """
 
 from __future__ import annotations
