@@ -24,7 +24,10 @@ reference, and 32.50 dB with the camera moved sideways by 0.25 px; 83 % of the s
 error was on outlines. It capped and compressed the differences between levels: start against
 MeshLab +1.00 dB judged at 2 x 2, +2.25 dB with both rendered and judged at 8 x 8. ``eval_spp``
 defaults to None (``spp``, the judge as it was) because 8 x 8 costs more than a fifth of a level's
-time at the benchmarks' settings (README, "Against MeshLab"); the benchmarks pass 8.
+time at the benchmarks' settings: measured by ``experiments/benchmarks/lod_eval_cost.py`` (CPU
+seconds, one thread), +15 to +38 % on the static benchmark's six levels (+34 / +15 % Spot 5 / 1 %,
++38 / +16 % Bob, +29 / +23 % torus) and about +55 to +77 % on the skinned benchmark's at 96 px
+(README, "Against MeshLab"). The benchmarks pass 8.
 
 Never worse. Each level keeps the better of its start (the QEM-only mesh with transferred
 textures) and its optimised result, judged by PSNR on ``validation_views`` views of their own
