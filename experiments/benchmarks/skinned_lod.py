@@ -112,12 +112,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--res", type=int, default=96)
     parser.add_argument("--spp", type=int, default=2, help="supersampling per axis of the training renders")
-    parser.add_argument(
-        "--eval-spp",
-        type=int,
-        default=8,
-        help="supersampling per axis of the validation and held-out renders (references and levels; 0: --spp)",
-    )
+    parser.add_argument("--eval-spp", type=int, default=8, help="supersampling per axis of the judge (0: --spp)")
     parser.add_argument("--poses", choices=["animation", "random"], default="animation")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=2, help="views per step of (b) and (c)")
