@@ -17,7 +17,9 @@ benchmark did before: a 2 x 2 judge aliases on the outlines, which held about ni
 error at 96 px. The line above, judged at 8 x 8 (one thread, load 5-8, 2,164 s), gives (c) - (a)
 mean / worst pose: limb 5 % -0.40 / -0.12, limb 1 % +1.27 / +1.25, figure 5 % -0.30 / -0.55,
 figure 1 % +2.11 / +2.39 (the 5 % levels write (a), never worse on validation); judged at 2 x 2 it
-gave +0.95 / +1.49, +1.67 / +1.67, +0.94 / +1.25, +1.79 / +2.16.
+gave +0.95 / +1.49, +1.67 / +1.67, +0.94 / +1.25, +1.79 / +2.16. With ``--spp 4`` (training at
+4 x 4, judged at 8 x 8, one level per run with ``--no-static``): +1.57 / +2.08, +2.33 / +2.36,
++2.31 / +1.99, +3.23 / +3.44.
 
 Measured figures (and the settings tried) are in README.md, "Skinned characters". Per level the
 report holds (a), (b) and (c) with FLIP, the position rate chosen on validation and which of (a)
