@@ -15,6 +15,20 @@ pixel supersampled ``spp x spp`` (nvdiffmodeling trains far levels at low resolu
 many samples per pixel). ``lods.glb``'s ``MSFT_screencoverage`` hints follow the same rule: a
 level is shown down to the geometric mean of its ``f`` and the next level's.
 
+The judge. The validation and held-out views, the original's references and every candidate
+judged on them (the start, the optimised level, the retry; the benchmark's MeshLab anchor), are
+rendered with ``eval_spp x eval_spp`` samples per pixel, the training views with ``spp x spp``
+(:func:`split_spp`). A judge at the training's 2 x 2 aliases: on the torus at 5 % (114 px) the
+204,800-triangle original itself, rendered at 8 x 8, scored 35.73 dB against its own 2 x 2
+reference, and 32.50 dB with the camera moved sideways by 0.25 px; 83 % of the start's squared
+error was on outlines. It capped and compressed the differences between levels: start against
+MeshLab +1.00 dB judged at 2 x 2, +2.25 dB with both rendered and judged at 8 x 8. ``eval_spp``
+defaults to None (``spp``, the judge as it was) because 8 x 8 costs more than a fifth of a level's
+time at the benchmarks' settings: measured by ``experiments/benchmarks/lod_eval_cost.py`` (CPU
+seconds, one thread), +15 to +38 % on the static benchmark's six levels (+34 / +15 % Spot 5 / 1 %,
++38 / +16 % Bob, +29 / +23 % torus) and about +55 to +77 % on the skinned benchmark's at 96 px
+(README, "Against MeshLab"). The benchmarks pass 8.
+
 Never worse. Each level keeps the better of its start (the QEM-only mesh with transferred
 textures) and its optimised result, judged by PSNR on ``validation_views`` views of their own
 seed: neither trained on nor the held-out views the report scores. Choosing on the held-out views
@@ -119,7 +133,11 @@ class LodSettings:
             is judged at ``res * sqrt(f)`` pixels (at least ``min_res``).
         min_res: smallest level resolution.
         level_res: per-level resolutions overriding ``res`` / ``min_res`` (one per level).
-        spp: supersampling per axis of training and evaluation renders (both sides).
+        spp: supersampling per axis of the training renders (both sides: the original's training
+            views and the level's renders in a step).
+        eval_spp: supersampling per axis of the validation and held-out renders (the original's
+            references and every candidate judged on them: start, optimised, retry, and the
+            benchmark's MeshLab anchor); None: ``spp`` (module docstring, "The judge").
         iterations, batch, lr: optimisation steps, views per step, Adam learning rate.
         texture_lr: learning rate of the kd / ks / normal textures (None: ``lr``).
         laplace_weight: weight of the relative Laplacian (positions in bounding-radius units);
@@ -147,6 +165,7 @@ class LodSettings:
     min_res: int = 64
     level_res: Optional[list] = None
     spp: int = 2
+    eval_spp: Optional[int] = None
     iterations: int = 400
     batch: int = 4
     lr: float = 0.003
@@ -307,6 +326,16 @@ def error_in_pixels(original: Mesh, error: float, resolution: int, fovy: float) 
 # ----------------------------------------------------------------------------- optimisation
 
 
+def split_spp(settings, split: str) -> int:
+    """Supersampling per axis of ``split``'s renders: ``settings.spp`` for ``"train"``,
+    ``settings.eval_spp`` (None: ``spp``) for ``"validation"`` and ``"heldout"``, whose references
+    and the candidates judged on them must be rendered alike. ``settings``: a
+    :class:`LodSettings` or :class:`~dmtrec.assets.skinned_lod.SkinnedLodSettings`."""
+    if split == "train" or settings.eval_spp is None:
+        return settings.spp
+    return settings.eval_spp
+
+
 class LodScene:
     """The original asset under the probe, and its reference views for one resolution."""
 
@@ -333,13 +362,16 @@ class LodScene:
                 cams = view_cameras("sphere", n, self.mesh, s.fovy, resolution, seed)
                 out[split] = (
                     cams,
-                    render_reference(self.mesh, self.material, self.light, cams, self.rasterizer, s.spp),
+                    render_reference(self.mesh, self.material, self.light, cams, self.rasterizer, split_spp(s, split)),
                 )
             self._views[resolution] = out
         return self._views[resolution]
 
-    def render(self, mesh: Mesh, material: TexturedMaterial, cameras: Cameras, background: Tensor) -> Tensor:
-        """``[B, H, W, 4]`` PBR render of a level over ``background`` (colour composited, coverage alpha)."""
+    def render(
+        self, mesh: Mesh, material: TexturedMaterial, cameras: Cameras, background: Tensor, split: str = "train"
+    ) -> Tensor:
+        """``[B, H, W, 4]`` PBR render of a level over ``background`` (colour composited, coverage alpha),
+        supersampled as ``split``'s references are (:func:`split_spp`)."""
         return render_mesh(
             mesh,
             material,
@@ -347,7 +379,7 @@ class LodScene:
             cameras,
             self.rasterizer,
             background=background,
-            spp=self.settings.spp,
+            spp=split_spp(self.settings, split),
             smoothness=False,
         )["shaded"]
 

@@ -20,7 +20,11 @@ animations use (:func:`random_poses`; +-``max_angle`` when the asset has no anim
 Training and held-out poses and views are disjoint draws. Views frame the bounding sphere of
 the original over every pose. A level is scored on held-out poses x held-out views
 (PSNR over white in sRGB, nvdiffrec's convention): the mean, and the *worst pose* (the
-held-out pose whose mean PSNR is lowest), since skinning fails at the extremes.
+held-out pose whose mean PSNR is lowest), since skinning fails at the extremes. The held-out and
+validation references, and the levels judged on them (including the rate candidates at each
+halving), are rendered with ``settings.eval_spp`` samples per pixel and axis, the training renders
+with ``settings.spp`` (:func:`dmtrec.assets.lod.split_spp`: a 2 x 2 judge aliases on outlines,
+which held about nine tenths of the error at 96 px; README, "Skinned characters").
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmtrec.assets.lod import LodScene, decimate
+from dmtrec.assets.lod import LodScene, decimate, split_spp
 from dmtrec.assets.lod_transfer import transfer_textures
 from dmtrec.assets.views import render_reference, sample_cameras
 from dmtrec.core.mesh import Mesh
@@ -73,7 +77,9 @@ class SkinnedLodSettings:
     """Settings of the skinned levels (module docstring).
 
     Attributes:
-        res, spp: image size and supersampling of every render (training and evaluation).
+        res, spp: image size and supersampling per axis of the training renders.
+        eval_spp: supersampling per axis of the validation and held-out renders (references and
+            the levels judged on them); None: ``spp`` (:func:`dmtrec.assets.lod.split_spp`).
         iterations, batch: optimisation steps (one pose each) and views per step.
         lr, weight_lr, texture_lr: Adam rates of the positions (bounding-radius units), the
             weight logits and the textures.
@@ -105,6 +111,7 @@ class SkinnedLodSettings:
 
     res: int = 128
     spp: int = 2
+    eval_spp: Optional[int] = None
     iterations: int = 300
     batch: int = 2
     lr: float = 0.0001
@@ -323,10 +330,11 @@ class SkinnedScene:
         """``[V, H, W, 4]`` straight-alpha renders of the original in pose ``pose`` of ``split``."""
         m = self.matrices[split][pose]
         posed = self.mesh.copy(v_pos=self.posed(self.mesh.v_pos, self.skin.joints, self.skin.weights, m))
-        return render_reference(posed, self.material, self.light, cameras, self.rasterizer, self.settings.spp)
+        spp = split_spp(self.settings, split)
+        return render_reference(posed, self.material, self.light, cameras, self.rasterizer, spp)
 
-    # ``[B, H, W, 4]`` PBR render of a (posed) level over ``background``: the static lod's, which
-    # reads the same attributes (light, rasterizer, settings.spp).
+    # ``[B, H, W, 4]`` PBR render of a (posed) level over ``background``, supersampled as ``split``'s
+    # references are: the static lod's, which reads the same attributes (light, rasterizer, settings).
     render = LodScene.render
 
 
@@ -358,7 +366,7 @@ def evaluate(
     with torch.no_grad():
         for p, m in enumerate(scene.matrices[split]):
             posed = mesh.copy(v_pos=scene.posed(mesh.v_pos, joints, weights, m))
-            pred = scene.render(posed, material, cams, white)[..., :3]
+            pred = scene.render(posed, material, cams, white, split)[..., :3]
             ref = scene.references[split][p]
             per_pose.append(image_metrics(pred, ref, background=1.0)["psnr"])
             renders.append(pred)

@@ -57,7 +57,13 @@ _SETTINGS_OPTIONS = (
     ("--res", "res", int, "screen size (px) filled by the whole asset; level f is judged at res*sqrt(f) px"),
     ("--min-res", "min_res", int, "smallest level resolution"),
     ("--level-res", "level_res", int, "explicit resolution per level (nargs; overrides --res)"),
-    ("--spp", "spp", int, "supersampling per axis"),
+    ("--spp", "spp", int, "supersampling per axis of the training renders"),
+    (
+        "--eval-spp",
+        "eval_spp",
+        int,
+        "supersampling per axis of the validation and held-out renders, references and levels (None: --spp)",
+    ),
     ("--iterations", "iterations", int, "optimisation steps per level"),
     ("--batch", "batch", int, "views per step"),
     ("--lr", "lr", float, "Adam learning rate"),
@@ -120,6 +126,7 @@ def check_settings(settings: LodSettings) -> None:
     options.at_least(
         (
             ("--spp", settings.spp),
+            ("--eval-spp", settings.eval_spp),
             ("--batch", settings.batch),
             ("--train-views", settings.train_views),
             ("--heldout-views", settings.heldout_views),

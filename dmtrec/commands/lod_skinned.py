@@ -2,7 +2,7 @@
 
 :mod:`dmtrec.commands.lod` hands a ``--mesh`` whose GLB has a skinned mesh node to :func:`run_skinned_lod`.
 Each level is judged at the static lod's resolution for its fraction (``--res``, ``--min-res``,
-:func:`dmtrec.assets.lod.level_resolution`); ``--iterations``, ``--batch``, ``--spp``,
+:func:`dmtrec.assets.lod.level_resolution`); ``--iterations``, ``--batch``, ``--spp``, ``--eval-spp``,
 ``--texture-res``, ``--heldout-views``, ``--validation-views``, ``--probe-res``, ``--seed`` carry
 over, ``--poses N`` is the pool of training poses (animation frames, or random rotations for an
 asset without animations) and ``--animation NAME`` picks the animation they come from. Learning
@@ -50,7 +50,17 @@ def skinned_settings(static: LodSettings, poses=None, animation=None) -> Skinned
     """The skinned settings that ``dmtrec lod``'s options carry over (module docstring)."""
     carried = {
         name: getattr(static, name)
-        for name in ("iterations", "batch", "spp", "texture_res", "heldout_views", "probe_res", "seed", "fovy")
+        for name in (
+            "iterations",
+            "batch",
+            "spp",
+            "eval_spp",
+            "texture_res",
+            "heldout_views",
+            "probe_res",
+            "seed",
+            "fovy",
+        )
     }
     settings = SkinnedLodSettings(
         **carried,

@@ -69,7 +69,7 @@ def heldout_loss(
     cams, ref = scene.views(resolution)[split]
     with torch.no_grad():
         bg = torch.full((cams.batch_size, resolution, resolution, 3), 0.5)
-        parts = reconstruction_loss(scene.render(mesh, material, cams, bg), over_background(ref, bg))
+        parts = reconstruction_loss(scene.render(mesh, material, cams, bg, split), over_background(ref, bg))
     return float(parts["alpha"] + parts["color"])
 
 
@@ -529,7 +529,7 @@ def evaluate(
     cams, ref = scene.views(resolution)[split]
     with torch.no_grad():
         white = torch.ones(cams.batch_size, resolution, resolution, 3)
-        pred = scene.render(mesh, material, cams, white)[..., :3]
+        pred = scene.render(mesh, material, cams, white, split)[..., :3]
     metrics = image_metrics(pred, ref, background=1.0)
     out = {"psnr": float(metrics["psnr"].mean()), "ssim": float(metrics["ssim"].mean())}
     score = flip_score(pred, over_background(ref, white)[..., :3]) if flip else None

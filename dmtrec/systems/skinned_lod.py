@@ -216,5 +216,6 @@ def sheet_row(scene: SkinnedScene, baseline, fitted) -> Tensor:
     cells = [torch.lerp(white, ref[..., :3], ref[..., 3:4])]
     with torch.no_grad():
         for level in (baseline, fitted):
-            cells.append(scene.render(posed_mesh(scene, level, "heldout", pose), level.material, cams, white)[..., :3])
+            posed = posed_mesh(scene, level, "heldout", pose)
+            cells.append(scene.render(posed, level.material, cams, white, "heldout")[..., :3])
     return torch.cat([c[0] for c in cells], 1)
