@@ -10,7 +10,7 @@ pytest.importorskip("fast_simplification", reason="dmtrec lod needs the 'lod' ex
 pytest.importorskip("scipy", reason="dmtrec lod's closest-surface lookup needs scipy")
 
 from dmtrec import cli  # noqa: E402
-from dmtrec.assets.lod import LodScene, LodSettings, split_spp  # noqa: E402
+from dmtrec.assets.lod import LodScene, LodSettings, reference_spp, split_spp  # noqa: E402
 from dmtrec.assets.views import render_reference  # noqa: E402
 from dmtrec.commands.lod import check_settings  # noqa: E402
 from dmtrec.commands.lod_skinned import skinned_settings  # noqa: E402
@@ -56,16 +56,17 @@ def test_split_spp_trains_at_spp_and_judges_at_eval_spp():
     assert [split_spp(LodSettings(spp=3), s) for s in ("train", "validation", "heldout")] == [3, 3, 3]
 
 
-def test_judge_references_are_the_box_filtered_fine_render_and_training_ones_stay_at_spp(asset):
+def test_references_are_the_box_filtered_fine_render_in_every_split(asset):
+    """The judge's references and the training ones alike (:func:`reference_spp`); only the level's
+    own training renders stay at ``spp`` (the next tests)."""
     views = _scene(asset, spp=1, eval_spp=3).views(RES)
-    for split in ("heldout", "validation"):
+    for split in ("train", "heldout", "validation"):
         cams, ref = views[split]
         expected = _box_filtered(asset, cams, 3)
         assert torch.allclose(ref[..., 3], expected[..., 3], atol=1e-5)
         covered = expected[..., 3] > 1e-3  # straight colour is ill-conditioned where coverage is ~0
         assert torch.allclose(ref[..., :3][covered], expected[..., :3][covered], atol=2e-4)
-    cams, ref = views["train"]
-    assert torch.equal(ref, _box_filtered(asset, cams, 1))
+    assert reference_spp(LodSettings(spp=2)) == 2
 
 
 def test_eval_spp_equal_to_spp_is_the_old_judge_bit_for_bit(asset):
