@@ -95,6 +95,14 @@ class DMTetConfig:
         morphology_every: also apply ``morphology`` during pass 1, before every this many
             iterations (0: only before the bake). Opening the SDF idempotently, repeating it is
             safe on resume; the fit regrows what the images need between two clean-ups.
+        carve_silhouettes: in every pass-1 step, grid vertices that a training view of the batch
+            sees as background (:func:`dmtrec.render.carving.background_points`) are marked, and
+            every vertex marked so far is set outside before the step's render: the surface stays
+            within the views' visual hull, so membranes over through-holes and webs between thin
+            parts, which no silhouette edge pulls away, do not form (nvdiffrec: off). The marks
+            are not checkpointed; after a resume they build up again from the batches.
+        carve_margin: pixels the training silhouettes grow by before carving (points of the
+            object within a pixel of its outline are kept).
     """
 
     resolution: int = 64
@@ -115,6 +123,8 @@ class DMTetConfig:
     morphology: str = "none"
     morphology_steps: int = 1
     morphology_every: int = 0
+    carve_silhouettes: bool = False
+    carve_margin: int = 1
 
     def __post_init__(self) -> None:
         _check(
@@ -132,6 +142,7 @@ class DMTetConfig:
                 "close_filled": (self.close_filled, "non-negative"),
                 "morphology_steps": (self.morphology_steps, "positive"),
                 "morphology_every": (self.morphology_every, "non-negative"),
+                "carve_margin": (self.carve_margin, "non-negative"),
             },
         )
         if self.morphology not in MORPHOLOGY:

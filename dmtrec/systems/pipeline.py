@@ -35,6 +35,7 @@ from dmtrec.metrics.image import image_metrics
 from dmtrec.metrics.image_losses import FIT_LOSSES, over_background, reconstruction_loss
 from dmtrec.render.bake import bake_volumetric
 from dmtrec.render.camera import Cameras
+from dmtrec.render.carving import background_points, carved_sdf
 from dmtrec.render.raster import get_rasterizer
 from dmtrec.render.render_mesh import render_mesh
 from dmtrec.render.visibility import filled_sdf
@@ -159,6 +160,7 @@ class ReconstructionSystem(pl.LightningModule):
         self.iteration = 0
         self.light = self.light_cfg.build()
         self.stage = "dmtet"
+        self._carved: Optional[Tensor] = None  # [V] bool: grid vertices some training view saw as background
         if passes == "mesh":
             mesh, textures = read_mesh(self.mesh_cfg.init_mesh)
             textures = textures if self.mesh_cfg.keep_textures else None
@@ -451,6 +453,16 @@ class ReconstructionSystem(pl.LightningModule):
             "checkpoint is kept (resume with --ckpt_path last after fixing the cause, e.g. lower learning rates)."
         )
 
+    @torch.no_grad()
+    def carve(self, batch: Dict[str, Tensor]) -> None:
+        """Mark the grid vertices that the batch's views see as background and set every vertex
+        marked so far outside (``dmtet.carve_silhouettes``; :mod:`dmtrec.render.carving`)."""
+        seen = background_points(
+            self.geometry.deformed_vertices(), self.cameras(batch), batch["img"][..., 3], self.dmtet_cfg.carve_margin
+        )
+        self._carved = seen if self._carved is None else self._carved | seen
+        self.geometry.sdf.data = carved_sdf(self.geometry.sdf.data, self._carved)
+
     def _cleanup_due(self) -> bool:
         """Whether pass 1 cleans its SDF before this iteration (every ``morphology_every``; 0: never)."""
         every, it = self.dmtet_cfg.morphology_every, self.pass_iteration
@@ -470,6 +482,8 @@ class ReconstructionSystem(pl.LightningModule):
             return None
         optimizer = self.optimizers()
         rates = self._set_learning_rates(optimizer.optimizer)
+        if self.stage == "dmtet" and self.dmtet_cfg.carve_silhouettes:
+            self.carve(batch)
         terms, _ = self.loss_terms(batch)
         total = torch.stack(list(terms.values())).sum()
         self._check_finite(total, terms)

@@ -197,3 +197,19 @@ def test_quickstart_warms_up_pass_one_and_its_overlays_measured_without_it_do_no
     for overlay in ("quickstart_flexi.yaml", "tests/tiny_spot.yaml"):
         model_cfg = _parse_config(overlay, monkeypatch, request)["model"]
         assert (model_cfg["optim"]["warmup_dmtet"], model_cfg["dmtet"]["close_filled"]) == (0, 0)
+
+
+def test_nerf_synthetic_cpu_carves_and_reads_a_suite_folder_as_quality_py_passes_it(tmp_path, monkeypatch, request):
+    """nerf_synthetic_cpu.yaml (issue 31's preset) keeps pass 1 within the silhouettes' hull,
+    fills and closes the baked surface without opening it, and takes the overrides with which
+    ``quality.py --suite -c`` points it at a suite folder (experiments/benchmarks/quality.py)."""
+    from benchmarks.quality import nerf_folder_args
+
+    monkeypatch.setenv("DMTREC_NERF_SYNTHETIC", "/datasets/nerf_synthetic")
+    dmtet = print_config("nerf_synthetic_cpu.yaml")["model"]["dmtet"]
+    assert (dmtet["carve_silhouettes"], dmtet["init"], dmtet["morphology"]) == (True, "sphere", "none")
+    assert dmtet["fill_hidden_views"] > 0 and dmtet["close_filled"] > 0
+    folder, reference = tmp_path / "fins_r128_v80_spp32", tmp_path / "fins.obj"
+    cfg = print_config("nerf_synthetic_cpu.yaml", *nerf_folder_args(folder, reference, "z"))
+    assert cfg["data"]["nerf_synthetic"]["path"] == str(folder) and cfg["data"]["nerf_synthetic"]["world_up"] == "z"
+    assert cfg["data"]["resolution"] is None and cfg["model"]["reference_mesh"] == str(reference)
