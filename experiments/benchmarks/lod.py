@@ -24,15 +24,17 @@ triangle counts.
     python experiments/benchmarks/lod.py --assets torus --levels 0.01 --level-res 256 --spp 1 \
         --train-views 32 --heldout-views 4 --threads 1
 
-The judge. The benchmark's default is ``--eval-spp 8``: the validation and held-out references
-and every candidate scored on them (start, optimised, retry, MeshLab) are rendered with 8 x 8
-samples per pixel, while training stays at ``--spp`` (2). A 2 x 2 judge aliases on outlines: on
-the torus at 5 % the original itself, at 8 x 8, scored 35.73 dB against the 2 x 2 reference, and
-83 % of the start's error was on outlines (``lod_error_map.py``). The first line above, judged
-at 8 x 8 (one thread, load 4-8): written - MeshLab +7.38 / +3.80 dB (Spot 5 / 1 %), +4.21 / +4.73
-(Bob), +2.10 / +1.72 (torus; the start is written at 5 %, 37.95 dB, and the 1 % level is 0.009 dB
-below its start on the held-out views). ``--eval-spp 2`` gives the old judge; every figure below
-was measured with it.
+The judge. The benchmark's default is ``--eval-spp 8``: the original's references (validation,
+held-out and training views) and every candidate scored on them (start, optimised, retry, MeshLab)
+are rendered with 8 x 8 samples per pixel, while the level's training renders stay at ``--spp``
+(2). A 2 x 2 judge aliases on outlines: on the torus at 5 % the original itself, at 8 x 8, scored
+35.73 dB against the 2 x 2 reference, and 83 % of the start's error was on outlines
+(``lod_error_map.py``). The first line above (one thread; Spot and Bob load 1-4, the torus load 6):
+written - MeshLab +6.81 / +3.78 dB (Spot 5 / 1 %), +3.99 / +4.76 (Bob), +2.10 / +2.74 (torus; the
+start is written at 5 %, 37.95 dB); written - start +1.65, +2.34, +1.57, +2.60, 0.00, +1.01 dB.
+With the training references at 2 x 2 (the judge at 8 x 8) the torus at 1 % was written 0.009 dB
+below its start (README). ``--eval-spp 2`` gives the old judge; every figure below was measured
+with it.
 
 Torus 1 % level at 256^2 (the second line: 400 steps, batch 4, 512^2 textures, one thread),
 measured on the shared 2-core machine at load average 4.5-5.2: 2,048 / 2,048 triangles, held-out
