@@ -143,7 +143,8 @@ class LodSettings:
             views and the level's renders in a step).
         eval_spp: supersampling per axis of the validation and held-out renders (the original's
             references and every candidate judged on them: start, optimised, retry, and the
-            benchmark's MeshLab anchor); None: ``spp`` (module docstring, "The judge").
+            benchmark's MeshLab anchor) and of the original's training references
+            (:func:`reference_spp`); None: ``spp`` (module docstring, "The judge").
         iterations, batch, lr: optimisation steps, views per step, Adam learning rate.
         texture_lr: learning rate of the kd / ks / normal textures (None: ``lr``).
         laplace_weight: weight of the relative Laplacian (positions in bounding-radius units);

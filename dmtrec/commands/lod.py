@@ -62,7 +62,7 @@ _SETTINGS_OPTIONS = (
         "--eval-spp",
         "eval_spp",
         int,
-        "supersampling per axis of the validation and held-out renders, references and levels (None: --spp)",
+        "supersampling per axis of the original's references and of the levels judged on them (None: --spp)",
     ),
     ("--iterations", "iterations", int, "optimisation steps per level"),
     ("--batch", "batch", int, "views per step"),
