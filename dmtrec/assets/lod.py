@@ -338,9 +338,7 @@ def split_spp(settings, split: str) -> int:
     ``settings.eval_spp`` (None: ``spp``) for ``"validation"`` and ``"heldout"``, whose references
     and the candidates judged on them must be rendered alike. ``settings``: a
     :class:`LodSettings` or :class:`~dmtrec.assets.skinned_lod.SkinnedLodSettings`."""
-    if split == "train" or settings.eval_spp is None:
-        return settings.spp
-    return settings.eval_spp
+    return settings.spp if split == "train" else reference_spp(settings)
 
 
 def reference_spp(settings) -> int:
