@@ -193,10 +193,7 @@ def print_table(rows: List[Dict], columns=COLUMNS) -> None:
 
 # --suite: the topology of the exported mesh (metrics.json's "topology") against the true one
 SUITE_COLUMNS = (
-    ("test_psnr", "PSNR", "{:.2f}"),
-    ("test_ssim", "SSIM", "{:.4f}"),
-    ("geometry_chamfer_l1", "Chamfer", "{:.4f}"),
-    ("geometry_f_score@0.01", "F@0.01", "{:.3f}"),
+    *COLUMNS[:4],  # image and surface metrics, as for the single-scene table
     ("components", "comp", "{}"),
     ("genus", "genus", "{}"),
     ("true_genus", "true", "{}"),
